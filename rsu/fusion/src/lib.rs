@@ -1,0 +1,28 @@
+//! The sans-IO fusion core of the RSU stack.
+//!
+//! Everything here is plain data and pure computation: no sockets, files, async runtime, clock or
+//! visualisation. Every entry point takes the time as an argument, so the same inputs give the same
+//! outputs bit for bit, live or in replay.
+//!
+//! - [`time`]: timestamps (UTC ns) passed in by callers.
+//! - [`geo`]: WGS84 and the site's ENU frame (ellipsoidal conversion).
+//! - [`class`]: object classes, participant types, source sets.
+//! - [`calibration`]: the site, its ground and its sensors' calibration, loaded from config.
+//! - [`measurement`]: what comes in (sensor frames, vehicle self-reports).
+//! - [`broadcast`]: what goes out (the fused roadside frame).
+
+pub mod broadcast;
+pub mod calibration;
+pub mod class;
+pub mod geo;
+pub mod measurement;
+pub mod time;
+
+pub use broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
+pub use calibration::{
+    CameraIntrinsics, CameraModel, ConfigError, GroundModel, LidarNoise, SensorCalibration, SensorModel, SiteConfig,
+};
+pub use class::{BoxSize, ObjectClass, ParticipantType, SourceSet};
+pub use geo::{EnuFrame, Wgs84};
+pub use measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame, VehicleState};
+pub use time::Timestamp;

@@ -1,0 +1,71 @@
+//! Time as the fusion core sees it: UTC nanoseconds passed in by the caller, never read from a clock.
+
+use serde::{Deserialize, Serialize};
+
+/// A point in time: nanoseconds since the Unix epoch, UTC. Every measurement carries the time it
+/// was captured at; the core never asks a clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The Unix epoch.
+    pub const EPOCH: Timestamp = Timestamp(0);
+
+    /// From nanoseconds since the Unix epoch.
+    pub const fn from_nanos(ns: i64) -> Self {
+        Timestamp(ns)
+    }
+
+    /// From seconds since the Unix epoch, rounded to the nearest nanosecond.
+    pub fn from_secs_f64(s: f64) -> Self {
+        Timestamp((s * 1e9).round() as i64)
+    }
+
+    /// Nanoseconds since the Unix epoch.
+    pub const fn as_nanos(self) -> i64 {
+        self.0
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 * 1e-9
+    }
+
+    /// `self - earlier` [s]; negative when `earlier` is later.
+    pub fn secs_since(self, earlier: Timestamp) -> f64 {
+        (self.0 - earlier.0) as f64 * 1e-9
+    }
+
+    /// This time shifted by `dt_s` seconds (rounded to the nanosecond, saturating).
+    pub fn add_secs(self, dt_s: f64) -> Self {
+        Timestamp(self.0.saturating_add((dt_s * 1e9).round() as i64))
+    }
+
+    /// This time shifted by `dt_ns` nanoseconds (saturating).
+    pub const fn add_nanos(self, dt_ns: i64) -> Self {
+        Timestamp(self.0.saturating_add(dt_ns))
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:09}s", self.0.div_euclid(1_000_000_000), self.0.rem_euclid(1_000_000_000))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_and_shifts() {
+        let t = Timestamp::from_nanos(1_700_000_000_000_000_000);
+        let later = t.add_secs(0.1);
+        assert_eq!(later.as_nanos() - t.as_nanos(), 100_000_000);
+        assert!((later.secs_since(t) - 0.1).abs() < 1e-12);
+        assert!((t.secs_since(later) + 0.1).abs() < 1e-12);
+        assert_eq!(t.add_nanos(5).as_nanos(), t.as_nanos() + 5);
+        assert_eq!(Timestamp::from_nanos(1_500_000_000).to_string(), "1.500000000s");
+    }
+}
