@@ -10,19 +10,34 @@
 //! - [`calibration`]: the site, its ground and its sensors' calibration, loaded from config.
 //! - [`measurement`]: what comes in (sensor frames, vehicle self-reports).
 //! - [`broadcast`]: what goes out (the fused roadside frame).
+//! - [`config`]: the tracker's tuning ([`FusionConfig`]).
+//! - [`engine`]: the fusion engine ([`Fusion`]): `handle_*` in, `poll_objects` / `roadside_frame` out.
+//! - [`motion`]: motion models (CTRV, CV, static) and their EKFs.
+//! - [`track`]: track lifecycle, class evidence, size smoothing.
+//! - [`camera`]: box projection and ground back-projection.
+//! - [`assignment`]: spatial pre-filter, components and optimal assignment.
 
+pub mod assignment;
 pub mod broadcast;
 pub mod calibration;
+pub mod camera;
 pub mod class;
+pub mod config;
+pub mod engine;
 pub mod geo;
 pub mod measurement;
+pub mod motion;
 pub mod time;
+pub mod track;
 
 pub use broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
 pub use calibration::{
     CameraIntrinsics, CameraModel, ConfigError, GroundModel, LidarNoise, SensorCalibration, SensorModel, SiteConfig,
 };
 pub use class::{BoxSize, ObjectClass, ParticipantType, SourceSet};
+pub use config::{FusionConfig, FusionConfigError};
+pub use engine::{ConfidenceEllipse, FusedObject, Fusion, FusionError, FusionStats, Ingest};
 pub use geo::{EnuFrame, Wgs84};
 pub use measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame, VehicleState};
 pub use time::Timestamp;
+pub use track::TrackStatus;

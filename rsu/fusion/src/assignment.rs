@@ -1,0 +1,301 @@
+//! Data association machinery: a spatial grid pre-filter that finds candidate (track,
+//! measurement) pairs, connected-component splitting of the gated pairs, and an optimal
+//! assignment (Hungarian / shortest augmenting path with potentials) per component. With gates
+//! of bounded size the components stay small, so the cost grows close to linearly with the number
+//! of objects.
+
+/// A gated candidate pair with its cost (lower is better).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    /// Track index.
+    pub track: usize,
+    /// Measurement index.
+    pub meas: usize,
+    /// Assignment cost (finite).
+    pub cost: f64,
+}
+
+/// Points of the ground plane bucketed into square cells, for neighbourhood queries. Built from a
+/// sorted vector, so queries are deterministic and need no hashing.
+#[derive(Clone, Debug, Default)]
+pub struct SpatialGrid {
+    cell_m: f64,
+    /// (cell key, item index), sorted.
+    entries: Vec<(i64, u32)>,
+}
+
+fn cell_key(cx: i64, cy: i64) -> i64 {
+    (cx << 32) ^ (cy & 0xffff_ffff)
+}
+
+impl SpatialGrid {
+    /// An empty grid with square cells of `cell_m` metres (at least 0.5 m).
+    pub fn new(cell_m: f64) -> Self {
+        SpatialGrid { cell_m: if cell_m.is_finite() { cell_m.max(0.5) } else { 0.5 }, entries: Vec::new() }
+    }
+
+    fn cell_of(&self, v: f64) -> i64 {
+        // Clamped so absurd coordinates still land in a (far away) cell.
+        (v / self.cell_m).floor().clamp(-1.0e9, 1.0e9) as i64
+    }
+
+    /// Rebuilds the grid from item positions (x, y) [m]; an item's index is its position in the
+    /// slice. Non-finite positions are left out.
+    pub fn rebuild(&mut self, positions: impl Iterator<Item = (f64, f64)>) {
+        self.entries.clear();
+        for (i, (x, y)) in positions.enumerate() {
+            if x.is_finite() && y.is_finite() {
+                self.entries.push((cell_key(self.cell_of(x), self.cell_of(y)), i as u32));
+            }
+        }
+        self.entries.sort_unstable();
+    }
+
+    /// Appends to `out` the items in every cell that a disc of `radius_m` around (x, y) touches
+    /// (a superset of the items within the disc), in ascending index order per cell.
+    pub fn query(&self, x: f64, y: f64, radius_m: f64, out: &mut Vec<usize>) {
+        if !(x.is_finite() && y.is_finite() && radius_m.is_finite()) {
+            return;
+        }
+        let r = radius_m.max(0.0);
+        let (x0, x1) = (self.cell_of(x - r), self.cell_of(x + r));
+        let (y0, y1) = (self.cell_of(y - r), self.cell_of(y + r));
+        if (x1 - x0) > 64 || (y1 - y0) > 64 {
+            return;
+        }
+        for cx in x0..=x1 {
+            for cy in y0..=y1 {
+                let key = cell_key(cx, cy);
+                let start = self.entries.partition_point(|e| e.0 < key);
+                out.extend(self.entries[start..].iter().take_while(|e| e.0 == key).map(|e| e.1 as usize));
+            }
+        }
+    }
+}
+
+/// Solves the assignment over gated candidate pairs: splits them into connected components and
+/// solves each optimally (most pairs first, then least total cost). Returns (track, measurement)
+/// pairs sorted by track.
+pub fn assign(candidates: &[Candidate]) -> Vec<(usize, usize)> {
+    let mut edges: Vec<Candidate> = candidates.iter().filter(|c| c.cost.is_finite()).copied().collect();
+    if edges.is_empty() {
+        return Vec::new();
+    }
+    edges.sort_by_key(|a| (a.track, a.meas));
+    // Union-find over nodes: tracks then measurements, compacted to the ones that appear.
+    let mut tracks: Vec<usize> = edges.iter().map(|c| c.track).collect();
+    tracks.dedup();
+    let mut meas: Vec<usize> = edges.iter().map(|c| c.meas).collect();
+    meas.sort_unstable();
+    meas.dedup();
+    let t_idx = |t: usize| tracks.binary_search(&t).unwrap_or(0);
+    let m_idx = |m: usize| meas.binary_search(&m).unwrap_or(0);
+    let n = tracks.len() + meas.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], mut a: usize) -> usize {
+        while parent[a] != a {
+            parent[a] = parent[parent[a]];
+            a = parent[a];
+        }
+        a
+    }
+    for e in &edges {
+        let a = find(&mut parent, t_idx(e.track));
+        let b = find(&mut parent, tracks.len() + m_idx(e.meas));
+        if a != b {
+            parent[a.max(b)] = a.min(b);
+        }
+    }
+    // Group edges by component root, in root order.
+    let mut by_comp: Vec<(usize, Candidate)> = edges.iter().map(|e| (find(&mut parent, t_idx(e.track)), *e)).collect();
+    by_comp.sort_by_key(|a| (a.0, a.1.track, a.1.meas));
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < by_comp.len() {
+        let root = by_comp[start].0;
+        let end = start + by_comp[start..].iter().take_while(|e| e.0 == root).count();
+        let comp: Vec<Candidate> = by_comp[start..end].iter().map(|e| e.1).collect();
+        solve_component(&comp, &mut out);
+        start = end;
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Cost standing for "no edge" in the dense component matrix.
+const NO_EDGE: f64 = 1.0e9;
+
+fn solve_component(comp: &[Candidate], out: &mut Vec<(usize, usize)>) {
+    if comp.len() == 1 {
+        out.push((comp[0].track, comp[0].meas));
+        return;
+    }
+    let mut rows: Vec<usize> = comp.iter().map(|c| c.track).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let mut cols: Vec<usize> = comp.iter().map(|c| c.meas).collect();
+    cols.sort_unstable();
+    cols.dedup();
+    let transpose = rows.len() > cols.len();
+    let (nr, nc) = if transpose { (cols.len(), rows.len()) } else { (rows.len(), cols.len()) };
+    let mut cost = vec![NO_EDGE; nr * nc];
+    // Costs are shifted to be non-negative and bounded so NO_EDGE dominates any real sum.
+    let min_cost = comp.iter().map(|c| c.cost).fold(f64::INFINITY, f64::min);
+    for c in comp {
+        let r = rows.binary_search(&c.track).unwrap_or(0);
+        let k = cols.binary_search(&c.meas).unwrap_or(0);
+        let v = (c.cost - min_cost).min(1.0e6);
+        if transpose {
+            cost[k * nc + r] = v;
+        } else {
+            cost[r * nc + k] = v;
+        }
+    }
+    let assignment = hungarian(nr, nc, &cost);
+    for (r, k) in assignment.into_iter().enumerate() {
+        if cost[r * nc + k] >= NO_EDGE {
+            continue;
+        }
+        if transpose {
+            out.push((rows[k], cols[r]));
+        } else {
+            out.push((rows[r], cols[k]));
+        }
+    }
+}
+
+/// Minimum-cost assignment of `nr` rows to distinct columns of an `nr × nc` row-major cost matrix
+/// (`nr <= nc`), by shortest augmenting paths with row and column potentials (O(nr²·nc)).
+/// Returns the column of each row.
+pub fn hungarian(nr: usize, nc: usize, cost: &[f64]) -> Vec<usize> {
+    debug_assert!(nr <= nc && cost.len() == nr * nc);
+    // 1-based arrays with a virtual column 0, as in the textbook formulation.
+    let mut u = vec![0.0; nr + 1];
+    let mut v = vec![0.0; nc + 1];
+    let mut col_row = vec![0usize; nc + 1]; // row matched to each column (0 = none)
+    let mut way = vec![0usize; nc + 1];
+    let mut minv = vec![0.0; nc + 1];
+    let mut used = vec![false; nc + 1];
+    for i in 1..=nr {
+        col_row[0] = i;
+        let mut j0 = 0usize;
+        minv.iter_mut().for_each(|m| *m = f64::INFINITY);
+        used.iter_mut().for_each(|b| *b = false);
+        loop {
+            used[j0] = true;
+            let i0 = col_row[j0];
+            let mut delta = f64::INFINITY;
+            let mut j1 = 0usize;
+            for j in 1..=nc {
+                if used[j] {
+                    continue;
+                }
+                let cur = cost[(i0 - 1) * nc + (j - 1)] - u[i0] - v[j];
+                if cur < minv[j] {
+                    minv[j] = cur;
+                    way[j] = j0;
+                }
+                if minv[j] < delta {
+                    delta = minv[j];
+                    j1 = j;
+                }
+            }
+            if j1 == 0 {
+                break; // cannot happen with finite costs; guards against NaN
+            }
+            for j in 0..=nc {
+                if used[j] {
+                    u[col_row[j]] += delta;
+                    v[j] -= delta;
+                } else {
+                    minv[j] -= delta;
+                }
+            }
+            j0 = j1;
+            if col_row[j0] == 0 {
+                break;
+            }
+        }
+        // Augment along the alternating path.
+        while j0 != 0 {
+            let j1 = way[j0];
+            col_row[j0] = col_row[j1];
+            j0 = j1;
+        }
+    }
+    let mut row_col = vec![0usize; nr];
+    for j in 1..=nc {
+        if col_row[j] != 0 {
+            row_col[col_row[j] - 1] = j - 1;
+        }
+    }
+    row_col
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn brute_force(nr: usize, nc: usize, cost: &[f64]) -> f64 {
+        fn rec(r: usize, nr: usize, nc: usize, cost: &[f64], used: &mut Vec<bool>) -> f64 {
+            if r == nr {
+                return 0.0;
+            }
+            let mut best = f64::INFINITY;
+            for c in 0..nc {
+                if !used[c] {
+                    used[c] = true;
+                    best = best.min(cost[r * nc + c] + rec(r + 1, nr, nc, cost, used));
+                    used[c] = false;
+                }
+            }
+            best
+        }
+        rec(0, nr, nc, cost, &mut vec![false; nc])
+    }
+
+    proptest! {
+        #[test]
+        fn hungarian_is_optimal(nr in 1usize..5, extra in 0usize..3, seed in proptest::collection::vec(0.0f64..100.0, 40)) {
+            let nc = nr + extra;
+            let cost: Vec<f64> = seed.iter().take(nr * nc).copied().collect();
+            let a = hungarian(nr, nc, &cost);
+            let mut seen = std::collections::BTreeSet::new();
+            prop_assert!(a.iter().all(|c| seen.insert(*c)), "columns distinct");
+            let total: f64 = a.iter().enumerate().map(|(r, c)| cost[r * nc + c]).sum();
+            prop_assert!((total - brute_force(nr, nc, &cost)).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn components_are_solved_independently_and_gating_is_respected() {
+        // Component A: tracks 0,1 compete for measurement 0; track 1 also gates measurement 1.
+        // Component B: track 5 with measurement 7 only.
+        let c = [
+            Candidate { track: 0, meas: 0, cost: 1.0 },
+            Candidate { track: 1, meas: 0, cost: 0.5 },
+            Candidate { track: 1, meas: 1, cost: 2.0 },
+            Candidate { track: 5, meas: 7, cost: 3.0 },
+        ];
+        assert_eq!(assign(&c), vec![(0, 0), (1, 1), (5, 7)]);
+        // Track 3 gates nothing: never assigned; more measurements than tracks.
+        let c = [Candidate { track: 2, meas: 4, cost: 5.0 }, Candidate { track: 2, meas: 3, cost: 1.0 }];
+        assert_eq!(assign(&c), vec![(2, 3)]);
+        assert!(assign(&[]).is_empty());
+    }
+
+    #[test]
+    fn grid_finds_neighbours_only() {
+        let mut g = SpatialGrid::new(5.0);
+        let pts = [(0.0, 0.0), (4.0, 0.0), (30.0, 30.0), (-3.0, -2.0), (f64::NAN, 0.0)];
+        g.rebuild(pts.iter().copied());
+        let mut out = Vec::new();
+        g.query(1.0, 0.0, 4.0, &mut out);
+        out.sort_unstable();
+        assert_eq!(out, vec![0, 1, 3]);
+        out.clear();
+        g.query(29.0, 29.0, 2.0, &mut out);
+        assert_eq!(out, vec![2]);
+    }
+}

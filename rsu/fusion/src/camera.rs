@@ -1,0 +1,246 @@
+//! Camera geometry for fusion: projecting a track's predicted 3D box into the image (2D box,
+//! bottom-centre pixel and its Jacobian by ground position) and back-projecting a 2D box's
+//! bottom centre onto the ground model with a covariance propagated from the pixel noise.
+
+use nalgebra::{Isometry3, Matrix2, Matrix2x3, Point2, Point3, Vector2, Vector3};
+
+use crate::calibration::{CameraIntrinsics, GroundModel};
+use crate::class::BoxSize;
+
+/// A camera ready for fusion: intrinsics and both directions of its pose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraGeometry {
+    /// Intrinsics with distortion.
+    pub intrinsics: CameraIntrinsics,
+    /// Site frame into camera frame.
+    pub camera_from_world: Isometry3<f64>,
+    /// Camera frame into site frame.
+    pub world_from_camera: Isometry3<f64>,
+    /// Usable range [m].
+    pub max_range_m: f64,
+}
+
+/// A 3D box projected into an image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProjectedBox {
+    /// Top-left of the enclosing 2D box [px].
+    pub min_px: Point2<f64>,
+    /// Bottom-right [px].
+    pub max_px: Point2<f64>,
+    /// Bottom-centre pixel `((min.x + max.x) / 2, max.y)` [px].
+    pub bottom_center_px: Point2<f64>,
+    /// Jacobian of the bottom-centre pixel by the box's ground position (x, y) [px/m]
+    /// (pinhole, distortion neglected in the derivative).
+    pub jacobian_px_per_m: Matrix2<f64>,
+    /// Distance from the camera to the box centre [m].
+    pub range_m: f64,
+}
+
+impl ProjectedBox {
+    /// Intersection over union with a 2D box.
+    pub fn iou(&self, min_px: &Point2<f64>, max_px: &Point2<f64>) -> f64 {
+        let ix = (self.max_px.x.min(max_px.x) - self.min_px.x.max(min_px.x)).max(0.0);
+        let iy = (self.max_px.y.min(max_px.y) - self.min_px.y.max(min_px.y)).max(0.0);
+        let inter = ix * iy;
+        let a = (self.max_px.x - self.min_px.x) * (self.max_px.y - self.min_px.y);
+        let b = (max_px.x - min_px.x) * (max_px.y - min_px.y);
+        let union = a + b - inter;
+        if union > 0.0 { inter / union } else { 0.0 }
+    }
+}
+
+/// The eight corners of a box standing on the ground at `center_xy` [m] (ground height
+/// `z_ground_m`), heading `yaw_rad`.
+pub fn box_corners(center_xy: &Vector2<f64>, z_ground_m: f64, yaw_rad: f64, size: &BoxSize) -> [Point3<f64>; 8] {
+    let (s, c) = yaw_rad.sin_cos();
+    let (hl, hw) = (0.5 * size.length_m, 0.5 * size.width_m);
+    let mut out = [Point3::origin(); 8];
+    let mut k = 0;
+    for (dl, dw) in [(hl, hw), (hl, -hw), (-hl, -hw), (-hl, hw)] {
+        let x = center_xy.x + c * dl - s * dw;
+        let y = center_xy.y + s * dl + c * dw;
+        out[k] = Point3::new(x, y, z_ground_m);
+        out[k + 1] = Point3::new(x, y, z_ground_m + size.height_m);
+        k += 2;
+    }
+    out
+}
+
+impl CameraGeometry {
+    /// The geometry of a camera with `intrinsics` at pose `world_from_camera`.
+    pub fn new(intrinsics: CameraIntrinsics, world_from_camera: Isometry3<f64>, max_range_m: f64) -> Self {
+        CameraGeometry { intrinsics, camera_from_world: world_from_camera.inverse(), world_from_camera, max_range_m }
+    }
+
+    /// Projects a box standing on the ground; `None` when any corner is behind (or almost at)
+    /// the camera, the box is beyond range, or it lies wholly outside the image.
+    pub fn project_box(
+        &self,
+        center_xy: &Vector2<f64>,
+        z_ground_m: f64,
+        yaw_rad: f64,
+        size: &BoxSize,
+    ) -> Option<ProjectedBox> {
+        let centre_world = Point3::new(center_xy.x, center_xy.y, z_ground_m + 0.5 * size.height_m);
+        let centre_cam = self.camera_from_world.transform_point(&centre_world);
+        let range_m = centre_cam.coords.norm();
+        if range_m.is_nan() || range_m > self.max_range_m || centre_cam.z <= 0.5 {
+            return None;
+        }
+        let intr = &self.intrinsics;
+        let rot = self.camera_from_world.rotation.to_rotation_matrix();
+        let r_xy = rot.matrix().fixed_view::<3, 2>(0, 0).into_owned();
+        let mut px = [Point2::origin(); 8];
+        let mut cam = [Point3::origin(); 8];
+        for (i, corner) in box_corners(center_xy, z_ground_m, yaw_rad, size).iter().enumerate() {
+            let p = self.camera_from_world.transform_point(corner);
+            if p.z <= 0.3 {
+                return None;
+            }
+            px[i] = intr.project(&p)?;
+            cam[i] = p;
+        }
+        let (mut i_umin, mut i_umax, mut i_vmax) = (0, 0, 0);
+        let mut min_v = f64::INFINITY;
+        for i in 1..8 {
+            if px[i].x < px[i_umin].x {
+                i_umin = i;
+            }
+            if px[i].x > px[i_umax].x {
+                i_umax = i;
+            }
+            if px[i].y > px[i_vmax].y {
+                i_vmax = i;
+            }
+        }
+        for p in &px {
+            min_v = min_v.min(p.y);
+        }
+        let min_px = Point2::new(px[i_umin].x, min_v);
+        let max_px = Point2::new(px[i_umax].x, px[i_vmax].y);
+        let (w, h) = (f64::from(intr.width_px), f64::from(intr.height_px));
+        if max_px.x < 0.0 || min_px.x > w || max_px.y < 0.0 || min_px.y > h {
+            return None;
+        }
+        let jac = |p: &Point3<f64>| -> Matrix2x3<f64> {
+            let iz = 1.0 / p.z;
+            Matrix2x3::new(intr.fx * iz, 0.0, -intr.fx * p.x * iz * iz, 0.0, intr.fy * iz, -intr.fy * p.y * iz * iz)
+        };
+        let ju = (jac(&cam[i_umin]).row(0) + jac(&cam[i_umax]).row(0)) * 0.5 * r_xy;
+        let jv = jac(&cam[i_vmax]).row(1) * r_xy;
+        let jacobian_px_per_m = Matrix2::new(ju[0], ju[1], jv[0], jv[1]);
+        Some(ProjectedBox {
+            min_px,
+            max_px,
+            bottom_center_px: Point2::new(0.5 * (min_px.x + max_px.x), max_px.y),
+            jacobian_px_per_m,
+            range_m,
+        })
+    }
+
+    /// Where the ray through `pixel` meets the ground [m], site frame; `None` when it does not
+    /// point down to the ground within range.
+    pub fn ground_point(&self, pixel: &Point2<f64>, ground: &GroundModel) -> Option<Point3<f64>> {
+        let dir: Vector3<f64> = self.world_from_camera.rotation * self.intrinsics.ray(pixel);
+        let origin = self.world_from_camera.translation.vector;
+        if dir.z >= -1e-3 {
+            return None;
+        }
+        // The ground height depends on where the ray lands: two fixed-point passes.
+        let mut h = ground.height_at(origin.x, origin.y);
+        let mut p = origin;
+        for _ in 0..3 {
+            let t = (h - origin.z) / dir.z;
+            if !(t > 0.0 && t <= self.max_range_m) {
+                return None;
+            }
+            p = origin + dir * t;
+            h = ground.height_at(p.x, p.y);
+        }
+        Some(Point3::new(p.x, p.y, h))
+    }
+
+    /// Back-projects a pixel to the ground with the covariance [m²] of the ground point for an
+    /// isotropic pixel noise `pixel_sigma_px` (1 sigma), propagated through the numerically
+    /// differentiated ground intersection: grows with the square of range.
+    pub fn back_project(
+        &self,
+        pixel: &Point2<f64>,
+        ground: &GroundModel,
+        pixel_sigma_px: f64,
+    ) -> Option<(Point3<f64>, Matrix2<f64>)> {
+        let p = self.ground_point(pixel, ground)?;
+        let du = self.ground_point(&Point2::new(pixel.x + 1.0, pixel.y), ground)?;
+        let dv = self.ground_point(&Point2::new(pixel.x, pixel.y - 1.0), ground)?;
+        // Columns: metres per pixel along u and along v (v measured upwards by the minus sign).
+        let j = Matrix2::new(du.x - p.x, -(dv.x - p.x), du.y - p.y, -(dv.y - p.y));
+        let cov = j * j.transpose() * pixel_sigma_px.powi(2) + Matrix2::identity() * 1e-4;
+        cov.iter().all(|v| v.is_finite()).then_some((p, cov))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::{Translation3, UnitQuaternion};
+
+    /// A camera 6 m up at the origin looking east, pitched 15° down.
+    pub(crate) fn camera() -> CameraGeometry {
+        let intr = CameraIntrinsics {
+            width_px: 1920,
+            height_px: 1080,
+            fx: 1400.0,
+            fy: 1400.0,
+            cx: 960.0,
+            cy: 540.0,
+            distortion: [-0.05, 0.01, 0.0, 0.0, 0.0],
+        };
+        // OpenCV camera axes (x right, y down, z forward) looking east: x→-north... built from axes.
+        let forward = Vector3::new(15f64.to_radians().cos(), 0.0, -15f64.to_radians().sin());
+        let right = Vector3::new(0.0, -1.0, 0.0);
+        let down = forward.cross(&right);
+        let m = nalgebra::Matrix3::from_columns(&[right, down, forward]);
+        let rot = UnitQuaternion::from_matrix(&m);
+        CameraGeometry::new(intr, Isometry3::from_parts(Translation3::new(0.0, 0.0, 6.0), rot), 150.0)
+    }
+
+    #[test]
+    fn ground_back_projection_inverts_projection() {
+        let cam = camera();
+        let ground = GroundModel::flat(0.0);
+        for target in [Point3::new(20.0, 0.0, 0.0), Point3::new(40.0, -5.0, 0.0), Point3::new(70.0, 8.0, 0.0)] {
+            let px = cam.intrinsics.project(&cam.camera_from_world.transform_point(&target)).expect("visible");
+            let (p, cov) = cam.back_project(&px, &ground, 4.0).expect("hits ground");
+            assert!((p - target).norm() < 1e-6, "{p:?} vs {target:?}");
+            assert!(cov.cholesky().is_some());
+        }
+        // Farther points are less certain.
+        let near = cam.back_project(&Point2::new(960.0, 900.0), &ground, 4.0).expect("near").1;
+        let far = cam.back_project(&Point2::new(960.0, 600.0), &ground, 4.0).expect("far").1;
+        assert!(far.trace() > 4.0 * near.trace());
+        // The sky does not hit the ground.
+        assert!(cam.back_project(&Point2::new(960.0, 10.0), &ground, 4.0).is_none());
+    }
+
+    #[test]
+    fn projected_box_jacobian_matches_finite_differences() {
+        let cam = camera();
+        let size = BoxSize::new(4.6, 1.85, 1.5);
+        let c = Vector2::new(30.0, 3.0);
+        let b = cam.project_box(&c, 0.0, 0.4, &size).expect("visible");
+        assert!(b.min_px.x < b.bottom_center_px.x && b.bottom_center_px.x < b.max_px.x);
+        let eps = 1e-3;
+        for k in 0..2 {
+            let mut d = Vector2::zeros();
+            d[k] = eps;
+            let plus = cam.project_box(&(c + d), 0.0, 0.4, &size).expect("visible").bottom_center_px;
+            let minus = cam.project_box(&(c - d), 0.0, 0.4, &size).expect("visible").bottom_center_px;
+            let num = (plus - minus) / (2.0 * eps);
+            let ana = b.jacobian_px_per_m.column(k);
+            assert!((num - ana).norm() < 0.05 * num.norm().max(1.0), "col {k}: {num:?} vs {ana:?}");
+        }
+        assert!(b.iou(&b.min_px, &b.max_px) > 0.999);
+        // Behind the camera: nothing.
+        assert!(cam.project_box(&Vector2::new(-20.0, 0.0), 0.0, 0.0, &size).is_none());
+    }
+}

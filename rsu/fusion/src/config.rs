@@ -1,0 +1,295 @@
+//! Tuning of the fusion core: one documented, serde-loadable struct with the units of every field
+//! in its name or doc comment, defaults chosen for roadside lidar and cameras at 10 Hz, and
+//! [`FusionConfig::validate`] naming the first bad field.
+
+use serde::{Deserialize, Serialize};
+
+/// A tuning value that cannot be used, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid fusion configuration: {field}: {problem}")]
+pub struct FusionConfigError {
+    /// Name of the offending field, e.g. `gate_chi2`.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Everything the tracker can be tuned by. Every field has a default ([`FusionConfig::default`]),
+/// so a config file only needs the values it changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FusionConfig {
+    /// RSU id written into broadcast frames; empty means the site id.
+    pub rsu_id: String,
+    /// How late a measurement may arrive and still be fused in capture-time order [s]. Older
+    /// measurements are dropped and counted in [`crate::FusionStats::late_dropped`].
+    pub max_lag_s: f64,
+    /// Release buffered measurements as soon as every live sensor has delivered a frame at least
+    /// as new (a watermark), instead of always waiting `max_lag_s`. This lowers latency; it
+    /// assumes each sensor delivers its own frames in capture order (a frame older than one of
+    /// its own already fused is then dropped as late).
+    pub early_release: bool,
+    /// Most measurements frames (sensor frames and V2X states) held in the reorder buffer; beyond
+    /// it the oldest is fused at once.
+    pub max_buffered_frames: usize,
+    /// A sensor with no frame for this many of its frame periods is reported silent.
+    pub sensor_silent_after_periods: f64,
+    /// A sensor whose newest frame is older than this many frame periods, or that skipped a
+    /// sequence number in the last second, is reported degraded.
+    pub sensor_degraded_after_periods: f64,
+
+    /// Chi-square gate on the squared Mahalanobis distance of 2-dof innovations (9.21 = 99%).
+    pub gate_chi2: f64,
+    /// Largest distance between a track and a measurement that can ever be associated [m]; also
+    /// the cell size of the spatial pre-filter grid.
+    pub max_gate_radius_m: f64,
+
+    /// Updates ("hits") needed among the last `confirm_window` opportunities to confirm a track.
+    pub confirm_hits: u32,
+    /// Opportunities (sensor updates that cover the track) counted for confirmation, at most 32.
+    pub confirm_window: u32,
+    /// A tentative track not updated for this long is deleted [s].
+    pub tentative_timeout_s: f64,
+    /// A confirmed track not updated for this long is reported coasting [s].
+    pub coast_after_s: f64,
+    /// A confirmed track not updated for this long is deleted [s].
+    pub delete_after_s: f64,
+    /// A track whose 1-sigma position uncertainty exceeds this is deleted [m].
+    pub max_position_sigma_m: f64,
+    /// Most tracks held at once; detections that would spawn beyond it are counted and ignored.
+    pub max_tracks: usize,
+    /// Confirmed tracks closer than this (centres) with similar velocity are merged [m].
+    pub merge_distance_m: f64,
+    /// Largest velocity difference for merging two tracks [m/s].
+    pub merge_speed_diff_mps: f64,
+
+    /// Vehicle model (CTRV): white-noise longitudinal acceleration, 1 sigma [m/s²].
+    pub vehicle_accel_sigma_mps2: f64,
+    /// Vehicle model: white-noise yaw acceleration, 1 sigma [rad/s²].
+    pub vehicle_yaw_accel_sigma_rps2: f64,
+    /// Pedestrian model (CV): white-noise acceleration per axis, 1 sigma [m/s²].
+    pub pedestrian_accel_sigma_mps2: f64,
+    /// Static model: position random walk, 1 sigma per sqrt(s) [m/√s].
+    pub static_position_walk_mps: f64,
+    /// Initial speed uncertainty of a new vehicle track, 1 sigma [m/s].
+    pub init_vehicle_speed_sigma_mps: f64,
+    /// Initial speed uncertainty of a new pedestrian track per axis, 1 sigma [m/s].
+    pub init_pedestrian_speed_sigma_mps: f64,
+    /// Initial yaw rate uncertainty of a new vehicle track, 1 sigma [rad/s].
+    pub init_yaw_rate_sigma_rps: f64,
+
+    /// Lidar yaw measurement noise, 1 sigma [rad] (after resolving the pi ambiguity).
+    pub lidar_yaw_sigma_rad: f64,
+    /// Lidar detections with a score below this are ignored.
+    pub lidar_min_score: f64,
+    /// Camera detections whose best class score is below this are ignored.
+    pub camera_min_score: f64,
+    /// Extra camera bottom-centre error from box-model mismatch, as a fraction of box height.
+    pub camera_model_sigma_frac: f64,
+    /// Camera boxes whose bottom edge is within this many pixels of the image border are
+    /// truncated: used to update tracks but never to spawn them [px].
+    pub camera_border_margin_px: f64,
+    /// Whether camera boxes no track claims spawn (lower-confidence) tracks.
+    pub camera_spawns_tracks: bool,
+    /// V2X speed noise, 1 sigma [m/s].
+    pub v2x_speed_sigma_mps: f64,
+    /// V2X heading noise, 1 sigma [rad].
+    pub v2x_yaw_sigma_rad: f64,
+    /// Smallest V2X position noise used whatever the vehicle claims, 1 sigma [m].
+    pub v2x_min_position_sigma_m: f64,
+    /// A V2X report older than this (relative to the poll time) no longer names a track [s].
+    pub v2x_timeout_s: f64,
+
+    /// Weight of a lidar detection's class evidence (log-likelihood multiplier).
+    pub lidar_class_weight: f64,
+    /// Weight of a camera detection's class evidence.
+    pub camera_class_weight: f64,
+    /// Weight of a V2X self-report's class evidence.
+    pub v2x_class_weight: f64,
+    /// Fraction of accumulated class evidence kept per update (forgetting, 0..1].
+    pub class_evidence_decay: f64,
+    /// Smoothing factor of box size updates from lidar (0..1], 1 = take the measurement.
+    pub size_alpha: f64,
+    /// Existence confidence reported for tracks only cameras have seen, 0..1.
+    pub camera_only_confidence: f64,
+
+    /// A sensor counts as having seen an object "this cycle" when it updated the track within
+    /// this window before the poll time [s].
+    pub seen_window_s: f64,
+    /// A source kind counts among an object's sources when it updated the object within this
+    /// window before the poll time [s].
+    pub sources_window_s: f64,
+    /// Frames whose capture time lies further ahead of `now` than this are rejected [s].
+    pub max_future_s: f64,
+    /// Spacing of path-history points [s].
+    pub path_history_interval_s: f64,
+    /// Most path-history points per participant.
+    pub path_history_len: usize,
+}
+
+impl Default for FusionConfig {
+    fn default() -> Self {
+        FusionConfig {
+            rsu_id: String::new(),
+            max_lag_s: 0.3,
+            early_release: true,
+            max_buffered_frames: 512,
+            sensor_silent_after_periods: 10.0,
+            sensor_degraded_after_periods: 3.0,
+            gate_chi2: 13.8,
+            max_gate_radius_m: 6.0,
+            confirm_hits: 3,
+            confirm_window: 6,
+            tentative_timeout_s: 0.45,
+            coast_after_s: 0.35,
+            delete_after_s: 2.0,
+            max_position_sigma_m: 4.0,
+            max_tracks: 4096,
+            merge_distance_m: 1.0,
+            merge_speed_diff_mps: 1.5,
+            vehicle_accel_sigma_mps2: 2.0,
+            vehicle_yaw_accel_sigma_rps2: 0.6,
+            pedestrian_accel_sigma_mps2: 1.2,
+            static_position_walk_mps: 0.02,
+            init_vehicle_speed_sigma_mps: 8.0,
+            init_pedestrian_speed_sigma_mps: 1.5,
+            init_yaw_rate_sigma_rps: 0.3,
+            lidar_yaw_sigma_rad: 0.08,
+            lidar_min_score: 0.2,
+            camera_min_score: 0.2,
+            camera_model_sigma_frac: 0.03,
+            camera_border_margin_px: 4.0,
+            camera_spawns_tracks: true,
+            v2x_speed_sigma_mps: 0.3,
+            v2x_yaw_sigma_rad: 0.05,
+            v2x_min_position_sigma_m: 0.3,
+            v2x_timeout_s: 1.0,
+            lidar_class_weight: 1.0,
+            camera_class_weight: 0.8,
+            v2x_class_weight: 4.0,
+            class_evidence_decay: 0.97,
+            size_alpha: 0.15,
+            camera_only_confidence: 0.6,
+            seen_window_s: 0.15,
+            sources_window_s: 1.0,
+            max_future_s: 0.5,
+            path_history_interval_s: 0.5,
+            path_history_len: 10,
+        }
+    }
+}
+
+impl FusionConfig {
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), FusionConfigError> {
+        let positive = [
+            ("max_lag_s", self.max_lag_s),
+            ("sensor_silent_after_periods", self.sensor_silent_after_periods),
+            ("sensor_degraded_after_periods", self.sensor_degraded_after_periods),
+            ("gate_chi2", self.gate_chi2),
+            ("max_gate_radius_m", self.max_gate_radius_m),
+            ("tentative_timeout_s", self.tentative_timeout_s),
+            ("coast_after_s", self.coast_after_s),
+            ("delete_after_s", self.delete_after_s),
+            ("max_position_sigma_m", self.max_position_sigma_m),
+            ("vehicle_accel_sigma_mps2", self.vehicle_accel_sigma_mps2),
+            ("vehicle_yaw_accel_sigma_rps2", self.vehicle_yaw_accel_sigma_rps2),
+            ("pedestrian_accel_sigma_mps2", self.pedestrian_accel_sigma_mps2),
+            ("static_position_walk_mps", self.static_position_walk_mps),
+            ("init_vehicle_speed_sigma_mps", self.init_vehicle_speed_sigma_mps),
+            ("init_pedestrian_speed_sigma_mps", self.init_pedestrian_speed_sigma_mps),
+            ("init_yaw_rate_sigma_rps", self.init_yaw_rate_sigma_rps),
+            ("lidar_yaw_sigma_rad", self.lidar_yaw_sigma_rad),
+            ("v2x_speed_sigma_mps", self.v2x_speed_sigma_mps),
+            ("v2x_yaw_sigma_rad", self.v2x_yaw_sigma_rad),
+            ("v2x_min_position_sigma_m", self.v2x_min_position_sigma_m),
+            ("v2x_timeout_s", self.v2x_timeout_s),
+            ("seen_window_s", self.seen_window_s),
+            ("sources_window_s", self.sources_window_s),
+            ("max_future_s", self.max_future_s),
+            ("path_history_interval_s", self.path_history_interval_s),
+        ];
+        for (field, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(err(field, "must be finite and positive"));
+            }
+        }
+        let non_negative = [
+            ("merge_distance_m", self.merge_distance_m),
+            ("merge_speed_diff_mps", self.merge_speed_diff_mps),
+            ("camera_model_sigma_frac", self.camera_model_sigma_frac),
+            ("camera_border_margin_px", self.camera_border_margin_px),
+            ("lidar_class_weight", self.lidar_class_weight),
+            ("camera_class_weight", self.camera_class_weight),
+            ("v2x_class_weight", self.v2x_class_weight),
+        ];
+        for (field, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(err(field, "must be finite and not negative"));
+            }
+        }
+        let unit = [
+            ("lidar_min_score", self.lidar_min_score),
+            ("camera_min_score", self.camera_min_score),
+            ("camera_only_confidence", self.camera_only_confidence),
+        ];
+        for (field, v) in unit {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(err(field, "must be within [0, 1]"));
+            }
+        }
+        for (field, v) in [("class_evidence_decay", self.class_evidence_decay), ("size_alpha", self.size_alpha)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(err(field, "must be within (0, 1]"));
+            }
+        }
+        if self.confirm_window == 0 || self.confirm_window > 32 {
+            return Err(err("confirm_window", "must be within 1..=32"));
+        }
+        if self.confirm_hits == 0 || self.confirm_hits > self.confirm_window {
+            return Err(err("confirm_hits", "must be within 1..=confirm_window"));
+        }
+        if self.delete_after_s < self.coast_after_s {
+            return Err(err("delete_after_s", "must not be shorter than coast_after_s"));
+        }
+        if self.max_buffered_frames == 0 {
+            return Err(err("max_buffered_frames", "must be at least 1"));
+        }
+        if self.max_tracks == 0 || self.max_tracks > 1_000_000 {
+            return Err(err("max_tracks", "must be within 1..=1000000"));
+        }
+        if self.path_history_len > 64 {
+            return Err(err("path_history_len", "must be at most 64"));
+        }
+        Ok(())
+    }
+}
+
+fn err(field: &str, problem: &str) -> FusionConfigError {
+    FusionConfigError { field: field.into(), problem: problem.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_errors_name_the_field() {
+        FusionConfig::default().validate().expect("defaults are valid");
+        let bad = FusionConfig { gate_chi2: f64::NAN, ..FusionConfig::default() };
+        assert_eq!(bad.validate().expect_err("nan gate").field, "gate_chi2");
+        let bad = FusionConfig { confirm_hits: 9, confirm_window: 5, ..FusionConfig::default() };
+        assert_eq!(bad.validate().expect_err("hits > window").field, "confirm_hits");
+        let bad = FusionConfig { size_alpha: 0.0, ..FusionConfig::default() };
+        assert_eq!(bad.validate().expect_err("alpha 0").field, "size_alpha");
+    }
+
+    #[test]
+    fn loads_partial_toml() {
+        let cfg: FusionConfig = toml::from_str("max_lag_s = 0.5\nconfirm_hits = 2\n").expect("parses");
+        assert_eq!(cfg.max_lag_s, 0.5);
+        assert_eq!(cfg.confirm_hits, 2);
+        assert_eq!(cfg.gate_chi2, FusionConfig::default().gate_chi2);
+        assert!(toml::from_str::<FusionConfig>("no_such_field = 1").is_err());
+    }
+}

@@ -1,0 +1,1280 @@
+//! The fusion engine: a sans-IO state machine fed with sensor frames and V2X self-reports (each
+//! with the caller's `now`), fusing them in capture-time order through a reorder buffer, and
+//! polled for objects predicted to a requested time. Pipeline per measurement frame: predict →
+//! gate (chi-square on Mahalanobis distance) → associate (grid pre-filter, components, optimal
+//! assignment) → update → spawn → manage tracks (confirm, coast, merge, delete).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use nalgebra::{Matrix2, Point2, Point3, Vector2, Vector3};
+use serde::{Deserialize, Serialize};
+
+use crate::assignment::{Candidate, SpatialGrid, assign};
+use crate::broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
+use crate::calibration::{ConfigError, LidarNoise, SensorCalibration, SensorModel, SiteConfig};
+use crate::camera::CameraGeometry;
+use crate::class::{BoxSize, MotionFamily, ObjectClass, SourceSet};
+use crate::config::{FusionConfig, FusionConfigError};
+use crate::geo::EnuFrame;
+use crate::measurement::{CameraDetections, Detections, LidarDetection, SensorFrame, VehicleState};
+use crate::motion::{Matrix5, MotionState, ProcessNoise, Vector5, nearest_branch, wrap_angle};
+use crate::time::Timestamp;
+use crate::track::{ClassEvidence, Track, TrackStatus, V2xLink};
+
+/// Chi-square quantile for 2 dof at 95% (for the confidence ellipse).
+const CHI2_2DOF_95: f64 = 5.991;
+
+/// Why the engine cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FusionError {
+    /// The site or calibration is invalid.
+    #[error(transparent)]
+    Site(#[from] ConfigError),
+    /// The tuning is invalid.
+    #[error(transparent)]
+    Config(#[from] FusionConfigError),
+}
+
+/// What happened to an input handed to the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ingest {
+    /// Buffered; it is fused in capture-time order.
+    Accepted,
+    /// Older than the lag (or than measurements already fused): dropped and counted.
+    Late,
+    /// Captured implausibly far in the future: dropped and counted.
+    FromFuture,
+    /// The sensor id is not in the site configuration.
+    UnknownSensor,
+    /// Lidar detections from a camera or the other way round.
+    WrongKind,
+    /// A V2X report with non-finite or out-of-range values.
+    Invalid,
+}
+
+/// Counters of everything the engine did or refused, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FusionStats {
+    /// Sensor frames handed in.
+    pub frames_received: u64,
+    /// Sensor frames fused.
+    pub frames_fused: u64,
+    /// Frames from sensors not in the site configuration.
+    pub unknown_sensor: u64,
+    /// Frames whose detection kind does not match the sensor.
+    pub wrong_kind: u64,
+    /// Frames and V2X reports dropped for arriving later than the lag allows.
+    pub late_dropped: u64,
+    /// Frames and V2X reports dropped for a capture time too far in the future.
+    pub future_rejected: u64,
+    /// Buffered inputs fused early because the reorder buffer was full.
+    pub buffer_forced: u64,
+    /// Sequence gaps seen (frames lost between sensor and core).
+    pub sequence_gaps: u64,
+    /// Detections assigned to a track.
+    pub detections_associated: u64,
+    /// Detections with non-finite or out-of-range values, ignored.
+    pub detections_rejected: u64,
+    /// Detections below the score threshold, ignored.
+    pub detections_low_score: u64,
+    /// V2X reports handed in.
+    pub vehicle_states_received: u64,
+    /// V2X reports with invalid values, ignored.
+    pub vehicle_states_rejected: u64,
+    /// Tracks spawned.
+    pub tracks_created: u64,
+    /// Tracks confirmed.
+    pub tracks_confirmed: u64,
+    /// Tracks deleted (timeout, uncertainty, numeric failure).
+    pub tracks_deleted: u64,
+    /// Duplicate tracks merged into an older one.
+    pub tracks_merged: u64,
+    /// Spawns refused because `max_tracks` was reached.
+    pub spawn_refused: u64,
+    /// Filter updates skipped because of a singular or non-finite innovation.
+    pub numeric_failures: u64,
+}
+
+/// 95% horizontal position confidence.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceEllipse {
+    /// Semi-major axis [m].
+    pub semi_major_m: f64,
+    /// Semi-minor axis [m].
+    pub semi_minor_m: f64,
+    /// Orientation of the semi-major axis, counter-clockwise from east [rad].
+    pub orientation_rad: f64,
+}
+
+/// A fused object, predicted to the poll time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FusedObject {
+    /// Stable unique track id.
+    pub id: u32,
+    /// Lifecycle status (only confirmed and coasting objects are reported).
+    pub status: TrackStatus,
+    /// Fused class.
+    pub class: ObjectClass,
+    /// Posterior probability of `class`, 0..1.
+    pub class_confidence: f64,
+    /// Confidence that the object exists, 0..1: lower for camera-only objects, decaying while
+    /// coasting.
+    pub existence_confidence: f64,
+    /// Time the state is predicted to.
+    pub time: Timestamp,
+    /// Ground-contact centre in the site frame [m].
+    pub position_m: Point3<f64>,
+    /// Velocity over ground (east, north) [m/s].
+    pub velocity_mps: Vector2<f64>,
+    /// Speed over ground [m/s].
+    pub speed_mps: f64,
+    /// Heading, counter-clockwise from east [rad].
+    pub yaw_rad: f64,
+    /// Yaw rate [rad/s].
+    pub yaw_rate_rps: f64,
+    /// Smoothed longitudinal acceleration [m/s²].
+    pub accel_mps2: f64,
+    /// State `[x m, y m, yaw rad, speed m/s, yaw_rate rad/s]` (whatever the motion model).
+    pub state: Vector5,
+    /// Covariance of `state` (units squared of the entries).
+    pub covariance: Matrix5,
+    /// 95% horizontal position confidence ellipse.
+    pub confidence_95: ConfidenceEllipse,
+    /// Radius of the 95% horizontal confidence circle (the ellipse's semi-major axis) [m].
+    pub pos_confidence_95_m: f64,
+    /// Smoothed box size [m].
+    pub size: BoxSize,
+    /// Source kinds that updated the object within `sources_window_s`.
+    pub sources: SourceSet,
+    /// Time since the track was spawned [s].
+    pub age_s: f64,
+    /// V2X id when the object is a connected vehicle reporting itself.
+    pub v2x_id: Option<String>,
+    /// Ids of the sensors that updated the object within `seen_window_s` (sorted).
+    pub sensor_ids: Vec<String>,
+    /// Capture time of the newest measurement fused into the object.
+    pub last_update: Timestamp,
+    /// Past positions, newest first, relative to `position_m`.
+    pub path_history: Vec<PathPoint>,
+}
+
+impl FusedObject {
+    /// The broadcast form of this object.
+    pub fn to_participant(&self) -> Participant {
+        Participant {
+            id: self.id,
+            class: self.class,
+            class_confidence: self.class_confidence,
+            sources: self.sources,
+            position_m: self.position_m,
+            pos_confidence_95_m: self.pos_confidence_95_m,
+            speed_mps: self.speed_mps,
+            yaw_rad: self.yaw_rad,
+            yaw_rate_rps: self.yaw_rate_rps,
+            accel_mps2: self.accel_mps2,
+            size: self.size,
+            age_s: self.age_s,
+            v2x_id: self.v2x_id.clone(),
+            path_history: self.path_history.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum SensorKind {
+    Lidar(LidarNoise),
+    Camera { geometry: Box<CameraGeometry>, pixel_sigma_px: f64 },
+}
+
+#[derive(Clone, Debug)]
+struct SensorState {
+    calib: SensorCalibration,
+    kind: SensorKind,
+    last_capture: Option<Timestamp>,
+    last_sequence: Option<u64>,
+    last_gap: Option<Timestamp>,
+    region: Vec<[f64; 2]>,
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    Frame { sensor: usize, frame: SensorFrame },
+    Vehicle(Box<VehicleState>),
+}
+
+/// A lidar detection in the site frame.
+struct LidarMeas {
+    pos: Vector2<f64>,
+    r: Matrix2<f64>,
+    z_ground_m: f64,
+    yaw_rad: f64,
+    size: BoxSize,
+    class: ObjectClass,
+    score: f64,
+}
+
+/// A valid camera box.
+struct CameraMeas {
+    bottom_px: Point2<f64>,
+    r: Matrix2<f64>,
+    scores: Vec<(ObjectClass, f64)>,
+    truncated: bool,
+}
+
+/// The fusion engine. Build it with [`Fusion::new`], feed it with [`Fusion::handle_sensor_frame`]
+/// and [`Fusion::handle_vehicle_state`], read it with [`Fusion::poll_objects`] or
+/// [`Fusion::roadside_frame`]. It never reads a clock and iterates only in sorted orders, so the
+/// same calls give the same results bit for bit.
+#[derive(Clone, Debug)]
+pub struct Fusion {
+    config: FusionConfig,
+    site: SiteConfig,
+    enu: EnuFrame,
+    noise: ProcessNoise,
+    sensors: Vec<SensorState>,
+    tracks: Vec<Track>,
+    next_id: u32,
+    buffer: BTreeMap<(Timestamp, u64), Pending>,
+    arrivals: u64,
+    fused_until: Option<Timestamp>,
+    latest_now: Option<Timestamp>,
+    v2x_links: BTreeMap<String, u32>,
+    stats: FusionStats,
+    message_count: u32,
+    grid: SpatialGrid,
+}
+
+impl Fusion {
+    /// An engine for `site` tuned by `config`; both are validated.
+    pub fn new(site: SiteConfig, config: FusionConfig) -> Result<Self, FusionError> {
+        site.validate()?;
+        config.validate()?;
+        let mut sensors: Vec<SensorState> = site
+            .sensors
+            .iter()
+            .map(|calib| {
+                let kind = match &calib.model {
+                    SensorModel::Lidar(n) => SensorKind::Lidar(*n),
+                    SensorModel::Camera(cam) => SensorKind::Camera {
+                        geometry: Box::new(CameraGeometry::new(
+                            cam.intrinsics.clone(),
+                            calib.world_from_sensor,
+                            calib.max_range_m,
+                        )),
+                        pixel_sigma_px: cam.pixel_sigma_px,
+                    },
+                };
+                SensorState {
+                    region: coverage_polygon(calib),
+                    calib: calib.clone(),
+                    kind,
+                    last_capture: None,
+                    last_sequence: None,
+                    last_gap: None,
+                }
+            })
+            .collect();
+        sensors.sort_by(|a, b| a.calib.id.cmp(&b.calib.id));
+        let noise = ProcessNoise {
+            vehicle_accel_sigma_mps2: config.vehicle_accel_sigma_mps2,
+            vehicle_yaw_accel_sigma_rps2: config.vehicle_yaw_accel_sigma_rps2,
+            pedestrian_accel_sigma_mps2: config.pedestrian_accel_sigma_mps2,
+            static_position_walk_mps: config.static_position_walk_mps,
+        };
+        Ok(Fusion {
+            grid: SpatialGrid::new(config.max_gate_radius_m),
+            enu: site.frame(),
+            site,
+            config,
+            noise,
+            sensors,
+            tracks: Vec::new(),
+            next_id: 1,
+            buffer: BTreeMap::new(),
+            arrivals: 0,
+            fused_until: None,
+            latest_now: None,
+            v2x_links: BTreeMap::new(),
+            stats: FusionStats::default(),
+            message_count: 0,
+        })
+    }
+
+    /// The tuning in use.
+    pub fn config(&self) -> &FusionConfig {
+        &self.config
+    }
+
+    /// The site in use.
+    pub fn site(&self) -> &SiteConfig {
+        &self.site
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &FusionStats {
+        &self.stats
+    }
+
+    /// Number of tracks held (tentative ones included).
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// Inputs waiting in the reorder buffer.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Takes in one sensor frame at time `now`. It is buffered and fused in capture-time order
+    /// once no older input can still arrive (see [`FusionConfig::max_lag_s`] and
+    /// [`FusionConfig::early_release`]).
+    pub fn handle_sensor_frame(&mut self, now: Timestamp, frame: &SensorFrame) -> Ingest {
+        self.stats.frames_received += 1;
+        self.note_now(now);
+        let Some(si) = self.sensor_index(&frame.sensor_id) else {
+            self.stats.unknown_sensor += 1;
+            return Ingest::UnknownSensor;
+        };
+        let kind_ok = matches!(
+            (&self.sensors[si].kind, &frame.detections),
+            (SensorKind::Lidar(_), Detections::Lidar(_)) | (SensorKind::Camera { .. }, Detections::Camera(_))
+        );
+        if !kind_ok {
+            self.stats.wrong_kind += 1;
+            return Ingest::WrongKind;
+        }
+        let t = frame.capture_time;
+        if let Some(verdict) = self.check_time(now, t) {
+            return verdict;
+        }
+        let sensor = &mut self.sensors[si];
+        if let Some(last) = sensor.last_sequence
+            && frame.sequence > last.saturating_add(1)
+        {
+            sensor.last_gap = Some(t);
+            self.stats.sequence_gaps += 1;
+        }
+        sensor.last_sequence = Some(sensor.last_sequence.map_or(frame.sequence, |s| s.max(frame.sequence)));
+        sensor.last_capture = Some(sensor.last_capture.map_or(t, |c| c.max(t)));
+        self.arrivals += 1;
+        self.buffer.insert((t, self.arrivals), Pending::Frame { sensor: si, frame: frame.clone() });
+        self.advance(now);
+        Ingest::Accepted
+    }
+
+    /// Takes in a lidar frame (same as [`Fusion::handle_sensor_frame`]).
+    pub fn handle_lidar(&mut self, now: Timestamp, frame: &SensorFrame) -> Ingest {
+        self.handle_sensor_frame(now, frame)
+    }
+
+    /// Takes in a camera frame (same as [`Fusion::handle_sensor_frame`]).
+    pub fn handle_camera(&mut self, now: Timestamp, frame: &SensorFrame) -> Ingest {
+        self.handle_sensor_frame(now, frame)
+    }
+
+    /// Takes in a connected vehicle's self-report at time `now`: a measurement of the track of
+    /// that vehicle (or a new track when no sensor sees it).
+    pub fn handle_vehicle_state(&mut self, now: Timestamp, state: &VehicleState) -> Ingest {
+        self.stats.vehicle_states_received += 1;
+        self.note_now(now);
+        let finite = [
+            state.speed_mps,
+            state.yaw_rad,
+            state.yaw_rate_rps,
+            state.accuracy.semi_major_m,
+            state.accuracy.semi_minor_m,
+            state.accuracy.orientation_rad,
+        ]
+        .iter()
+        .all(|v| v.is_finite());
+        if !finite || state.position.validate().is_err() || state.vehicle_id.is_empty() || state.speed_mps.abs() > 100.0
+        {
+            self.stats.vehicle_states_rejected += 1;
+            return Ingest::Invalid;
+        }
+        if let Some(verdict) = self.check_time(now, state.time) {
+            return verdict;
+        }
+        self.arrivals += 1;
+        self.buffer.insert((state.time, self.arrivals), Pending::Vehicle(Box::new(state.clone())));
+        self.advance(now);
+        Ingest::Accepted
+    }
+
+    /// Confirmed objects predicted to `at` (fusing first whatever is due by `at`), sorted by id.
+    pub fn poll_objects(&mut self, at: Timestamp) -> Vec<FusedObject> {
+        self.note_now(at);
+        self.advance(at);
+        self.tracks.iter().filter(|t| t.confirmed).map(|t| self.fused_object(t, at)).collect()
+    }
+
+    /// Health of every configured sensor at `now`, sorted by sensor id.
+    pub fn sensor_health(&self, now: Timestamp) -> Vec<SensorHealth> {
+        (0..self.sensors.len())
+            .map(|i| SensorHealth {
+                sensor_id: self.sensors[i].calib.id.clone(),
+                status: self.sensor_status(i, now),
+                last_capture: self.sensors[i].last_capture,
+            })
+            .collect()
+    }
+
+    /// The broadcast frame at `at`: objects predicted to `at`, sensor health and the ground
+    /// regions covered by sensors that are not silent. Counts `message_count` up.
+    pub fn roadside_frame(&mut self, at: Timestamp) -> RoadsideFrame {
+        let objects = self.poll_objects(at);
+        self.roadside_frame_from(at, &objects)
+    }
+
+    /// The broadcast frame at `at` for objects already polled at `at`.
+    pub fn roadside_frame_from(&mut self, at: Timestamp, objects: &[FusedObject]) -> RoadsideFrame {
+        let message_count = self.message_count;
+        self.message_count = self.message_count.wrapping_add(1);
+        let sensors = self.sensor_health(at);
+        let perception_regions = sensors
+            .iter()
+            .zip(&self.sensors)
+            .filter(|(h, _)| matches!(h.status, SensorStatus::Ok | SensorStatus::Degraded))
+            .map(|(_, s)| s.region.clone())
+            .collect();
+        RoadsideFrame {
+            rsu_id: if self.config.rsu_id.is_empty() { self.site.site_id.clone() } else { self.config.rsu_id.clone() },
+            message_count,
+            time: at,
+            reference: self.site.origin,
+            participants: objects.iter().map(FusedObject::to_participant).collect(),
+            sensors,
+            perception_regions,
+        }
+    }
+
+    // ----- time and buffering -----
+
+    fn note_now(&mut self, now: Timestamp) {
+        self.latest_now = Some(self.latest_now.map_or(now, |n| n.max(now)));
+    }
+
+    fn sensor_index(&self, id: &str) -> Option<usize> {
+        self.sensors.binary_search_by(|s| s.calib.id.as_str().cmp(id)).ok()
+    }
+
+    /// `Some(verdict)` when an input captured at `t` must be dropped.
+    fn check_time(&mut self, now: Timestamp, t: Timestamp) -> Option<Ingest> {
+        if t.secs_since(now) > self.config.max_future_s {
+            self.stats.future_rejected += 1;
+            return Some(Ingest::FromFuture);
+        }
+        let too_old = now.secs_since(t) > self.config.max_lag_s;
+        if too_old || self.fused_until.is_some_and(|f| t < f) {
+            self.stats.late_dropped += 1;
+            return Some(Ingest::Late);
+        }
+        None
+    }
+
+    fn sensor_status(&self, i: usize, now: Timestamp) -> SensorStatus {
+        let s = &self.sensors[i];
+        let Some(last) = s.last_capture else { return SensorStatus::Unknown };
+        let age_s = now.secs_since(last);
+        let period = s.calib.frame_period_s;
+        if age_s > self.config.sensor_silent_after_periods * period {
+            SensorStatus::Silent
+        } else if age_s > self.config.sensor_degraded_after_periods * period
+            || s.last_gap.is_some_and(|g| now.secs_since(g) < 1.0)
+        {
+            SensorStatus::Degraded
+        } else {
+            SensorStatus::Ok
+        }
+    }
+
+    /// Fuses every buffered input that is due at `now`, then prunes tracks.
+    fn advance(&mut self, now: Timestamp) {
+        let horizon = now.add_secs(-self.config.max_lag_s);
+        let mut release = horizon;
+        if self.config.early_release {
+            let mut watermark: Option<Timestamp> = None;
+            for i in 0..self.sensors.len() {
+                let Some(last) = self.sensors[i].last_capture else { continue };
+                if self.sensor_status(i, now) == SensorStatus::Silent {
+                    continue;
+                }
+                watermark = Some(watermark.map_or(last, |w| w.min(last)));
+            }
+            if let Some(w) = watermark {
+                release = release.max(w);
+            }
+        }
+        while let Some((&(t, _), _)) = self.buffer.first_key_value() {
+            let forced = self.buffer.len() > self.config.max_buffered_frames;
+            if t > release && !forced {
+                break;
+            }
+            if forced {
+                self.stats.buffer_forced += 1;
+            }
+            let Some((_, pending)) = self.buffer.pop_first() else { break };
+            self.fused_until = Some(self.fused_until.map_or(t, |f| f.max(t)));
+            self.process(t, pending);
+        }
+        let prune_at = self.fused_until.map_or(horizon, |f| f.max(horizon));
+        self.maintain(prune_at, false);
+    }
+
+    fn process(&mut self, t: Timestamp, pending: Pending) {
+        self.predict_all(t);
+        match pending {
+            Pending::Frame { sensor, frame } => {
+                self.stats.frames_fused += 1;
+                match &frame.detections {
+                    Detections::Lidar(dets) => self.update_lidar(sensor, t, dets),
+                    Detections::Camera(dets) => self.update_camera(sensor, t, dets),
+                }
+            }
+            Pending::Vehicle(state) => self.update_v2x(t, &state),
+        }
+        self.maintain(t, true);
+    }
+
+    fn predict_all(&mut self, t: Timestamp) {
+        for track in &mut self.tracks {
+            let dt = t.secs_since(track.time);
+            if dt > 0.0 {
+                track.motion.predict(dt, &self.noise);
+                track.time = t;
+            }
+        }
+    }
+
+    // ----- lidar -----
+
+    fn update_lidar(&mut self, si: usize, t: Timestamp, dets: &[LidarDetection]) {
+        let SensorKind::Lidar(noise) = self.sensors[si].kind else { return };
+        let world_from_sensor = self.sensors[si].calib.world_from_sensor;
+        let mut meas = Vec::with_capacity(dets.len());
+        for d in dets {
+            let finite = d.center_in_sensor.iter().all(|v| v.is_finite()) && d.yaw_rad.is_finite();
+            if !finite || !d.size.is_valid() || !(0.0..=1.0).contains(&d.score) || d.size.length_m > 40.0 {
+                self.stats.detections_rejected += 1;
+                continue;
+            }
+            if d.score < self.config.lidar_min_score {
+                self.stats.detections_low_score += 1;
+                continue;
+            }
+            let c = world_from_sensor.transform_point(&d.center_in_sensor);
+            let heading = world_from_sensor.rotation * Vector3::new(d.yaw_rad.cos(), d.yaw_rad.sin(), 0.0);
+            let sigma = noise.position_sigma_at(d.center_in_sensor.coords.norm());
+            meas.push(LidarMeas {
+                pos: Vector2::new(c.x, c.y),
+                r: Matrix2::identity() * sigma * sigma,
+                z_ground_m: c.z - 0.5 * d.size.height_m,
+                yaw_rad: heading.y.atan2(heading.x),
+                size: d.size,
+                class: d.class,
+                score: d.score,
+            });
+        }
+        self.grid.rebuild(self.tracks.iter().map(|t| {
+            let p = t.motion.position();
+            (p.x, p.y)
+        }));
+        let mut candidates = Vec::new();
+        let mut gated = vec![false; meas.len()];
+        let mut near = Vec::new();
+        for (j, m) in meas.iter().enumerate() {
+            near.clear();
+            self.grid.query(m.pos.x, m.pos.y, self.config.max_gate_radius_m, &mut near);
+            for &ti in &near {
+                let y = m.pos - self.tracks[ti].motion.position();
+                if y.norm_squared() > self.config.max_gate_radius_m.powi(2) {
+                    continue;
+                }
+                if let Some((d2, ln_det)) =
+                    self.tracks[ti].motion.position_like_distance(&y, &Matrix2::identity(), &m.r)
+                    && d2 <= self.config.gate_chi2
+                {
+                    gated[j] = true;
+                    candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
+                }
+            }
+        }
+        let pairs = assign(&candidates);
+        let mut matched = vec![false; self.tracks.len()];
+        for &(ti, j) in &pairs {
+            matched[ti] = true;
+            self.stats.detections_associated += 1;
+            let m = &meas[j];
+            let cfg = &self.config;
+            let track = &mut self.tracks[ti];
+            track.class_evidence.add(&[(m.class, m.score)], cfg.lidar_class_weight, cfg.class_evidence_decay);
+            self.refresh_family(ti, m.yaw_rad);
+            let track = &mut self.tracks[ti];
+            let yaw = nearest_branch(m.yaw_rad, track.motion.yaw(track.yaw_hint_rad));
+            if !track.motion.update_position_yaw(&m.pos, &m.r, yaw, self.config.lidar_yaw_sigma_rad.powi(2)) {
+                self.stats.numeric_failures += 1;
+            }
+            let track = &mut self.tracks[ti];
+            track.yaw_hint_rad = yaw;
+            track.smooth_size(&m.size, self.config.size_alpha);
+            track.z_ground_m += 0.3 * (m.z_ground_m - track.z_ground_m);
+            track.sources_ever |= SourceSet::LIDAR;
+            track.mark_seen(si, t);
+            self.after_update(ti, t);
+        }
+        let calib = &self.sensors[si].calib;
+        for (ti, track) in self.tracks.iter_mut().enumerate() {
+            if matched[ti] {
+                track.record(true);
+            } else {
+                let p = track.motion.position();
+                if calib.covers(&Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m)) {
+                    track.record(false);
+                }
+            }
+        }
+        for (j, m) in meas.iter().enumerate() {
+            if gated[j] {
+                continue;
+            }
+            let family = family_of(m.class);
+            let motion = MotionState::new(
+                family,
+                m.pos,
+                m.r,
+                m.yaw_rad,
+                self.init_speed_sigma(family),
+                self.config.init_yaw_rate_sigma_rps,
+            );
+            let mut evidence = ClassEvidence::default();
+            evidence.add(&[(m.class, m.score)], self.config.lidar_class_weight, self.config.class_evidence_decay);
+            if let Some(ti) = self.spawn(t, motion, evidence, m.size, true, m.z_ground_m, m.yaw_rad, SourceSet::LIDAR) {
+                self.tracks[ti].mark_seen(si, t);
+            }
+        }
+    }
+
+    // ----- camera -----
+
+    fn update_camera(&mut self, si: usize, t: Timestamp, dets: &CameraDetections) {
+        let SensorKind::Camera { geometry, pixel_sigma_px } = &self.sensors[si].kind else { return };
+        let geometry = geometry.as_ref().clone();
+        let pixel_sigma_px = *pixel_sigma_px;
+        let (w, h) = (f64::from(geometry.intrinsics.width_px), f64::from(geometry.intrinsics.height_px));
+        let margin = self.config.camera_border_margin_px;
+        let mut meas = Vec::with_capacity(dets.boxes.len());
+        for d in &dets.boxes {
+            let finite = [d.min_px.x, d.min_px.y, d.max_px.x, d.max_px.y].iter().all(|v| v.is_finite())
+                && d.class_scores.iter().all(|(_, s)| s.is_finite() && (0.0..=1.0).contains(s));
+            if !finite || d.max_px.x <= d.min_px.x || d.max_px.y <= d.min_px.y {
+                self.stats.detections_rejected += 1;
+                continue;
+            }
+            if d.best_class().1 < self.config.camera_min_score {
+                self.stats.detections_low_score += 1;
+                continue;
+            }
+            let model_sigma = self.config.camera_model_sigma_frac * (d.max_px.y - d.min_px.y);
+            meas.push(CameraMeas {
+                bottom_px: d.bottom_center_px(),
+                r: Matrix2::identity() * (pixel_sigma_px.powi(2) + model_sigma.powi(2)),
+                scores: d.class_scores.clone(),
+                truncated: d.min_px.x < margin || d.max_px.x > w - margin || d.max_px.y > h - margin,
+            });
+        }
+        // Project every track near the camera.
+        let cam_pos = geometry.world_from_camera.translation.vector;
+        let reach2 = (geometry.max_range_m + 10.0).powi(2);
+        let projections: Vec<_> = self
+            .tracks
+            .iter()
+            .map(|tr| {
+                let p = tr.motion.position();
+                if (p.x - cam_pos.x).powi(2) + (p.y - cam_pos.y).powi(2) > reach2 {
+                    return None;
+                }
+                geometry.project_box(&p, tr.z_ground_m, tr.motion.yaw(tr.yaw_hint_rad), &tr.size)
+            })
+            .collect();
+        let mut pixel_grid = SpatialGrid::new(64.0);
+        pixel_grid.rebuild(meas.iter().map(|m| (m.bottom_px.x, m.bottom_px.y)));
+        let mut candidates = Vec::new();
+        let mut gated = vec![false; meas.len()];
+        let mut near = Vec::new();
+        for (ti, proj) in projections.iter().enumerate() {
+            let Some(proj) = proj else { continue };
+            let motion = &self.tracks[ti].motion;
+            let s = proj.jacobian_px_per_m * motion.position_cov() * proj.jacobian_px_per_m.transpose()
+                + Matrix2::identity() * pixel_sigma_px.powi(2);
+            let radius = (self.config.gate_chi2 * s.trace()).sqrt().min(400.0) + 3.0 * pixel_sigma_px;
+            near.clear();
+            pixel_grid.query(proj.bottom_center_px.x, proj.bottom_center_px.y, radius, &mut near);
+            for &j in &near {
+                let m = &meas[j];
+                let y = m.bottom_px - proj.bottom_center_px;
+                if let Some((d2, ln_det)) = motion.position_like_distance(&y, &proj.jacobian_px_per_m, &m.r)
+                    && d2 <= self.config.gate_chi2
+                {
+                    gated[j] = true;
+                    candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
+                }
+            }
+        }
+        let pairs = assign(&candidates);
+        let mut matched = vec![false; self.tracks.len()];
+        for &(ti, j) in &pairs {
+            let Some(proj) = projections[ti] else { continue };
+            matched[ti] = true;
+            self.stats.detections_associated += 1;
+            let m = &meas[j];
+            let y = m.bottom_px - proj.bottom_center_px;
+            let cfg = &self.config;
+            let track = &mut self.tracks[ti];
+            track.class_evidence.add(&m.scores, cfg.camera_class_weight, cfg.class_evidence_decay);
+            if !track.motion.update_position_like(&y, &proj.jacobian_px_per_m, &m.r) {
+                self.stats.numeric_failures += 1;
+            }
+            track.sources_ever |= SourceSet::CAMERA;
+            track.mark_seen(si, t);
+            let hint = track.yaw_hint_rad;
+            self.refresh_family(ti, hint);
+            self.after_update(ti, t);
+        }
+        for (ti, track) in self.tracks.iter_mut().enumerate() {
+            if matched[ti] {
+                track.record(true);
+            } else if let Some(p) = &projections[ti]
+                && geometry.intrinsics.contains(&p.bottom_center_px)
+            {
+                track.record(false);
+            }
+        }
+        if !self.config.camera_spawns_tracks {
+            return;
+        }
+        let ground = self.site.ground.clone();
+        self.grid.rebuild(self.tracks.iter().map(|t| {
+            let p = t.motion.position();
+            (p.x, p.y)
+        }));
+        // Tracks spawned by this frame (not in the grid yet).
+        let mut spawned: Vec<usize> = Vec::new();
+        for (j, m) in meas.iter().enumerate() {
+            if gated[j] || m.truncated {
+                continue;
+            }
+            let Some((ground_pt, cov)) = geometry.back_project(&m.bottom_px, &ground, pixel_sigma_px) else { continue };
+            let class = m.scores.first().map_or(ObjectClass::Unknown, |s| s.0);
+            let size = class.typical_size();
+            // The bottom centre of the box is the near edge of the object: move the centre away
+            // from the camera by a typical half extent, and widen the covariance for it.
+            let dir = Vector2::new(ground_pt.x - cam_pos.x, ground_pt.y - cam_pos.y);
+            let dir = if dir.norm() > 1e-6 { dir.normalize() } else { Vector2::x() };
+            let pos = Vector2::new(ground_pt.x, ground_pt.y) + dir * (size.length_m + size.width_m) * 0.25;
+            let extent_sigma = (size.length_m - size.width_m).abs() * 0.25 + 0.1;
+            let cov = cov + Matrix2::identity() * extent_sigma.powi(2);
+            if cov.trace().sqrt() > self.config.max_position_sigma_m {
+                continue;
+            }
+            near.clear();
+            self.grid.query(pos.x, pos.y, self.config.max_gate_radius_m, &mut near);
+            let taken = near.iter().chain(spawned.iter()).any(|&ti| {
+                let y = pos - self.tracks[ti].motion.position();
+                self.tracks[ti]
+                    .motion
+                    .position_like_distance(&y, &Matrix2::identity(), &cov)
+                    .is_some_and(|(d2, _)| d2 <= self.config.gate_chi2)
+            });
+            if taken {
+                continue;
+            }
+            let family = family_of(class);
+            let yaw = dir.y.atan2(dir.x);
+            let motion = MotionState::new(
+                family,
+                pos,
+                cov,
+                yaw,
+                self.init_speed_sigma(family),
+                self.config.init_yaw_rate_sigma_rps,
+            );
+            let mut evidence = ClassEvidence::default();
+            evidence.add(&m.scores, self.config.camera_class_weight, self.config.class_evidence_decay);
+            let before = self.tracks.len();
+            if let Some(ti) = self.spawn(t, motion, evidence, size, false, ground_pt.z, yaw, SourceSet::CAMERA) {
+                self.tracks[ti].mark_seen(si, t);
+                if ti + 1 != self.tracks.len() || before + 1 != self.tracks.len() {
+                    // The vector was re-sorted (id wrap): indices in the grid are stale.
+                    return;
+                }
+                spawned.push(ti);
+            }
+        }
+    }
+
+    // ----- V2X -----
+
+    fn update_v2x(&mut self, t: Timestamp, state: &VehicleState) {
+        let p3 = self.enu.enu_from_wgs84(&state.position);
+        let yaw = wrap_angle(state.yaw_rad + self.enu.true_north_rotation_rad(&p3));
+        let pos = Vector2::new(p3.x, p3.y);
+        let min_s = self.config.v2x_min_position_sigma_m;
+        let (a, b) = (state.accuracy.semi_major_m.max(min_s), state.accuracy.semi_minor_m.max(min_s));
+        let (s, c) = state.accuracy.orientation_rad.sin_cos();
+        let rot = Matrix2::new(c, -s, s, c);
+        let r = rot * Matrix2::new(a * a, 0.0, 0.0, b * b) * rot.transpose();
+        if !pos.iter().all(|v| v.is_finite()) || !r.iter().all(|v| v.is_finite()) {
+            self.stats.vehicle_states_rejected += 1;
+            return;
+        }
+        // The track this vehicle already names, if it still agrees.
+        let mut target = self
+            .v2x_links
+            .get(&state.vehicle_id)
+            .and_then(|id| self.tracks.binary_search_by_key(id, |t| t.id).ok())
+            .filter(|&ti| self.tracks[ti].v2x.as_ref().is_some_and(|l| l.vehicle_id == state.vehicle_id));
+        if let Some(ti) = target {
+            let y = pos - self.tracks[ti].motion.position();
+            let agrees = self.tracks[ti]
+                .motion
+                .position_like_distance(&y, &Matrix2::identity(), &r)
+                .is_some_and(|(d2, _)| d2 <= 4.0 * self.config.gate_chi2);
+            if !agrees {
+                self.tracks[ti].v2x = None;
+                self.v2x_links.remove(&state.vehicle_id);
+                target = None;
+            }
+        }
+        if target.is_none() {
+            let mut best: Option<(f64, usize)> = None;
+            for (ti, track) in self.tracks.iter().enumerate() {
+                let linked =
+                    track.v2x.as_ref().is_some_and(|l| t.secs_since(l.last_report) < self.config.v2x_timeout_s);
+                if linked || track.motion.family() == MotionFamily::Static {
+                    continue;
+                }
+                let y = pos - track.motion.position();
+                if y.norm_squared() > self.config.max_gate_radius_m.powi(2) {
+                    continue;
+                }
+                if let Some((d2, ln_det)) = track.motion.position_like_distance(&y, &Matrix2::identity(), &r) {
+                    let cost = d2 + ln_det;
+                    if d2 <= self.config.gate_chi2 && best.is_none_or(|(c, _)| cost < c) {
+                        best = Some((cost, ti));
+                    }
+                }
+            }
+            target = best.map(|b| b.1);
+            if let Some(ti) = target {
+                if let Some(old) = self.tracks[ti].v2x.take() {
+                    self.v2x_links.remove(&old.vehicle_id);
+                }
+                self.v2x_links.insert(state.vehicle_id.clone(), self.tracks[ti].id);
+            }
+        }
+        let ti = match target {
+            Some(ti) => ti,
+            None => {
+                let family = family_of(state.class);
+                let motion = MotionState::new(
+                    family,
+                    pos,
+                    r,
+                    yaw,
+                    self.init_speed_sigma(family),
+                    self.config.init_yaw_rate_sigma_rps,
+                );
+                let size = if state.size.is_valid() { state.size } else { state.class.typical_size() };
+                let z = self.site.ground.height_at(pos.x, pos.y);
+                let Some(ti) = self.spawn(
+                    t,
+                    motion,
+                    ClassEvidence::default(),
+                    size,
+                    state.size.is_valid(),
+                    z,
+                    yaw,
+                    SourceSet::V2X,
+                ) else {
+                    return;
+                };
+                self.v2x_links.insert(state.vehicle_id.clone(), self.tracks[ti].id);
+                ti
+            }
+        };
+        let cfg = &self.config;
+        let track = &mut self.tracks[ti];
+        if state.class != ObjectClass::Unknown {
+            track.class_evidence.add(&[(state.class, 0.95)], cfg.v2x_class_weight, cfg.class_evidence_decay);
+        }
+        self.refresh_family(ti, yaw);
+        let track = &mut self.tracks[ti];
+        let ok = track.motion.update_kinematic(
+            &pos,
+            &r,
+            yaw,
+            self.config.v2x_yaw_sigma_rad.powi(2),
+            state.speed_mps,
+            self.config.v2x_speed_sigma_mps.powi(2),
+        );
+        if !ok {
+            self.stats.numeric_failures += 1;
+        }
+        let track = &mut self.tracks[ti];
+        if state.size.is_valid() {
+            track.size = state.size;
+            track.size_measured = true;
+        }
+        track.yaw_hint_rad = yaw;
+        track.sources_ever |= SourceSet::V2X;
+        track.v2x = Some(V2xLink { vehicle_id: state.vehicle_id.clone(), last_report: t });
+        if !track.confirmed {
+            track.confirmed = true;
+            self.stats.tracks_confirmed += 1;
+        }
+        self.after_update(ti, t);
+    }
+
+    // ----- track management -----
+
+    fn init_speed_sigma(&self, family: MotionFamily) -> f64 {
+        match family {
+            MotionFamily::Vehicle => self.config.init_vehicle_speed_sigma_mps,
+            MotionFamily::Pedestrian => self.config.init_pedestrian_speed_sigma_mps,
+            MotionFamily::Static => 0.1,
+        }
+    }
+
+    /// Switches the motion model when the fused class belongs to another family.
+    fn refresh_family(&mut self, ti: usize, yaw_hint_rad: f64) {
+        let (class, conf) = self.tracks[ti].class_evidence.best();
+        if class == ObjectClass::Unknown || conf < 0.5 {
+            return;
+        }
+        let family = class.motion_family();
+        if family != self.tracks[ti].motion.family() {
+            let speed_sigma = self.init_speed_sigma(family);
+            let track = &mut self.tracks[ti];
+            track.motion =
+                track.motion.converted(family, yaw_hint_rad, speed_sigma, self.config.init_yaw_rate_sigma_rps);
+        }
+    }
+
+    /// Bookkeeping after any update at `t`: times, acceleration estimate, path history.
+    fn after_update(&mut self, ti: usize, t: Timestamp) {
+        let cfg = &self.config;
+        let track = &mut self.tracks[ti];
+        track.last_update = track.last_update.max(t);
+        let speed = track.motion.velocity().norm();
+        match track.speed_ref {
+            Some((t0, v0)) if t.secs_since(t0) >= 0.09 => {
+                let a = ((speed - v0) / t.secs_since(t0)).clamp(-15.0, 15.0);
+                track.accel_mps2 += 0.3 * (a - track.accel_mps2);
+                track.speed_ref = Some((t, speed));
+            }
+            None => track.speed_ref = Some((t, speed)),
+            _ => {}
+        }
+        let p = track.motion.position();
+        if track.path.back().is_none_or(|(t0, _)| t.secs_since(*t0) >= cfg.path_history_interval_s) {
+            track.path.push_back((t, [p.x, p.y]));
+            while track.path.len() > cfg.path_history_len {
+                track.path.pop_front();
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        &mut self,
+        t: Timestamp,
+        motion: MotionState,
+        class_evidence: ClassEvidence,
+        size: BoxSize,
+        size_measured: bool,
+        z_ground_m: f64,
+        yaw_hint_rad: f64,
+        source: SourceSet,
+    ) -> Option<usize> {
+        if self.tracks.len() >= self.config.max_tracks {
+            self.stats.spawn_refused += 1;
+            return None;
+        }
+        if !motion.is_finite() {
+            self.stats.numeric_failures += 1;
+            return None;
+        }
+        // Ids grow monotonically (wrapping past u32::MAX, skipping 0 and ids in use), so the
+        // track vector stays sorted by id except right after a wrap, when it is re-sorted.
+        let mut id = self.next_id.max(1);
+        while self.tracks.binary_search_by_key(&id, |t| t.id).is_ok() {
+            id = id.wrapping_add(1).max(1);
+        }
+        self.next_id = id.wrapping_add(1).max(1);
+        self.tracks.push(Track {
+            id,
+            motion,
+            time: t,
+            created: t,
+            last_update: t,
+            confirmed: self.config.confirm_hits <= 1,
+            hit_bits: 1,
+            opportunities: 1,
+            class_evidence,
+            size,
+            size_measured,
+            z_ground_m,
+            yaw_hint_rad,
+            sources_ever: source,
+            seen: Vec::new(),
+            v2x: None,
+            accel_mps2: 0.0,
+            speed_ref: None,
+            path: VecDeque::new(),
+        });
+        if self.tracks.len() > 1 && self.tracks[self.tracks.len() - 2].id > id {
+            self.tracks.sort_by_key(|t| t.id);
+        }
+        self.stats.tracks_created += 1;
+        let ti = self.tracks.binary_search_by_key(&id, |t| t.id).ok()?;
+        self.after_update(ti, t);
+        Some(ti)
+    }
+
+    /// Confirms, deletes and (with `merge`) merges duplicate tracks at time `t`.
+    fn maintain(&mut self, t: Timestamp, merge: bool) {
+        let cfg = &self.config;
+        let mut removed_link = false;
+        let mut deleted = 0;
+        let mut confirmed = 0;
+        self.tracks.retain_mut(|track| {
+            if !track.confirmed && track.hits_in(cfg.confirm_window) >= cfg.confirm_hits {
+                track.confirmed = true;
+                confirmed += 1;
+            }
+            let idle_s = t.secs_since(track.last_update);
+            let cov = track.motion.position_cov();
+            let keep = track.motion.is_finite()
+                && cov.trace().sqrt() <= cfg.max_position_sigma_m
+                && if track.confirmed {
+                    idle_s <= cfg.delete_after_s
+                } else {
+                    idle_s <= cfg.tentative_timeout_s
+                        && !(track.opportunities >= cfg.confirm_window
+                            && track.hits_in(cfg.confirm_window) + 1 < cfg.confirm_hits)
+                };
+            if !keep {
+                deleted += 1;
+                removed_link |= track.v2x.is_some();
+            }
+            keep
+        });
+        self.stats.tracks_deleted += deleted;
+        self.stats.tracks_confirmed += confirmed;
+        if merge {
+            removed_link |= self.merge_duplicates();
+        }
+        if removed_link {
+            let tracks = &self.tracks;
+            self.v2x_links.retain(|vid, id| {
+                tracks
+                    .binary_search_by_key(id, |t| t.id)
+                    .is_ok_and(|i| tracks[i].v2x.as_ref().is_some_and(|l| &l.vehicle_id == vid))
+            });
+        }
+    }
+
+    /// Merges confirmed tracks that describe the same object into the older one. Returns
+    /// whether a V2X-linked track disappeared.
+    fn merge_duplicates(&mut self) -> bool {
+        let cfg = &self.config;
+        self.grid.rebuild(self.tracks.iter().map(|t| {
+            let p = t.motion.position();
+            if t.confirmed { (p.x, p.y) } else { (f64::NAN, f64::NAN) }
+        }));
+        let mut remove = vec![false; self.tracks.len()];
+        let mut near = Vec::new();
+        let mut merges = Vec::new();
+        for i in 0..self.tracks.len() {
+            if remove[i] || !self.tracks[i].confirmed {
+                continue;
+            }
+            let a = &self.tracks[i];
+            let pa = a.motion.position();
+            near.clear();
+            self.grid.query(pa.x, pa.y, cfg.max_gate_radius_m, &mut near);
+            near.sort_unstable();
+            for &j in &near {
+                if j <= i || remove[j] {
+                    continue;
+                }
+                let b = &self.tracks[j];
+                let d = b.motion.position() - pa;
+                if (b.motion.velocity() - a.motion.velocity()).norm() > cfg.merge_speed_diff_mps {
+                    continue;
+                }
+                let close = d.norm() < cfg.merge_distance_m;
+                let v2x_pair = a.v2x.is_some() != b.v2x.is_some()
+                    && d.norm() < cfg.max_gate_radius_m
+                    && (a.motion.position_cov() + b.motion.position_cov())
+                        .try_inverse()
+                        .is_some_and(|s| (d.transpose() * s * d)[(0, 0)] <= cfg.gate_chi2);
+                if close || v2x_pair {
+                    remove[j] = true;
+                    merges.push((i, j));
+                }
+            }
+        }
+        if merges.is_empty() {
+            return false;
+        }
+        for &(i, j) in &merges {
+            let other = self.tracks[j].clone();
+            let keep = &mut self.tracks[i];
+            if other.motion.position_cov().trace() < keep.motion.position_cov().trace() && keep.v2x.is_none() {
+                keep.motion = other.motion.clone();
+            }
+            if keep.v2x.is_none() {
+                keep.v2x = other.v2x.clone();
+            }
+            keep.class_evidence.merge(&other.class_evidence);
+            if !keep.size_measured && other.size_measured {
+                keep.size = other.size;
+                keep.size_measured = true;
+            }
+            keep.sources_ever |= other.sources_ever;
+            for (s, ts) in other.seen {
+                keep.mark_seen(s, ts);
+            }
+            keep.created = keep.created.min(other.created);
+            keep.last_update = keep.last_update.max(other.last_update);
+        }
+        let mut lost_link = false;
+        let mut k = 0;
+        self.tracks.retain(|t| {
+            let r = remove[k];
+            k += 1;
+            lost_link |= r && t.v2x.is_some();
+            !r
+        });
+        for t in &self.tracks {
+            if let Some(l) = &t.v2x {
+                self.v2x_links.insert(l.vehicle_id.clone(), t.id);
+            }
+        }
+        self.stats.tracks_merged += merges.len() as u64;
+        lost_link
+    }
+
+    // ----- output -----
+
+    fn fused_object(&self, track: &Track, at: Timestamp) -> FusedObject {
+        let cfg = &self.config;
+        let mut motion = track.motion.clone();
+        motion.predict(at.secs_since(track.time), &self.noise);
+        let (state, covariance) = motion.as_ctrv(track.yaw_hint_rad, cfg.init_yaw_rate_sigma_rps);
+        let position_cov = motion.position_cov();
+        let eig = position_cov.symmetric_eigen();
+        let (i_max, i_min) = if eig.eigenvalues[0] >= eig.eigenvalues[1] { (0, 1) } else { (1, 0) };
+        let axis = eig.eigenvectors.column(i_max);
+        let semi_major_m = (CHI2_2DOF_95 * eig.eigenvalues[i_max].max(0.0)).sqrt();
+        let confidence_95 = ConfidenceEllipse {
+            semi_major_m,
+            semi_minor_m: (CHI2_2DOF_95 * eig.eigenvalues[i_min].max(0.0)).sqrt(),
+            orientation_rad: wrap_angle(axis[1].atan2(axis[0])),
+        };
+        let mut sources = SourceSet::NONE;
+        let mut sensor_ids = Vec::new();
+        for &(si, ts) in &track.seen {
+            let age_s = at.secs_since(ts);
+            let sensor = &self.sensors[si];
+            if age_s <= cfg.sources_window_s {
+                sources |= match sensor.kind {
+                    SensorKind::Lidar(_) => SourceSet::LIDAR,
+                    SensorKind::Camera { .. } => SourceSet::CAMERA,
+                };
+            }
+            if age_s <= cfg.seen_window_s {
+                sensor_ids.push(sensor.calib.id.clone());
+            }
+        }
+        let v2x_fresh = track.v2x.as_ref().filter(|l| at.secs_since(l.last_report) <= cfg.v2x_timeout_s);
+        if v2x_fresh.is_some() {
+            sources |= SourceSet::V2X;
+        }
+        if sources.is_empty() {
+            sources = track.sources_ever;
+        }
+        let (class, class_confidence) = track.class_evidence.best();
+        let camera_only =
+            !track.sources_ever.contains(SourceSet::LIDAR) && !track.sources_ever.contains(SourceSet::V2X);
+        let base = if camera_only { cfg.camera_only_confidence } else { 1.0 };
+        let idle_s = at.secs_since(track.last_update).max(0.0);
+        let existence_confidence = base * (1.0 - idle_s / cfg.delete_after_s).clamp(0.0, 1.0);
+        let pos = motion.position();
+        let velocity_mps = motion.velocity();
+        FusedObject {
+            id: track.id,
+            status: track.status(at, cfg.coast_after_s),
+            class,
+            class_confidence,
+            existence_confidence,
+            time: at,
+            position_m: Point3::new(pos.x, pos.y, track.z_ground_m),
+            velocity_mps,
+            speed_mps: velocity_mps.norm(),
+            yaw_rad: state[2],
+            yaw_rate_rps: state[4],
+            accel_mps2: track.accel_mps2,
+            state,
+            covariance,
+            confidence_95,
+            pos_confidence_95_m: semi_major_m,
+            size: track.size,
+            sources,
+            age_s: at.secs_since(track.created).max(0.0),
+            v2x_id: v2x_fresh.map(|l| l.vehicle_id.clone()),
+            sensor_ids,
+            last_update: track.last_update,
+            path_history: track
+                .path
+                .iter()
+                .rev()
+                .map(|(ts, p)| PathPoint { offset_m: [p[0] - pos.x, p[1] - pos.y], dt_s: at.secs_since(*ts) })
+                .collect(),
+        }
+    }
+}
+
+/// The motion family for a detected class (unknown objects move like vehicles).
+fn family_of(class: ObjectClass) -> MotionFamily {
+    if class == ObjectClass::Unknown { MotionFamily::Vehicle } else { class.motion_family() }
+}
+
+/// The ground footprint of a sensor's field of view: a sector (or disc) of its range around its
+/// position, oriented along its forward axis (lidar x, camera z), as (east, north) [m].
+fn coverage_polygon(calib: &SensorCalibration) -> Vec<[f64; 2]> {
+    let forward_in_sensor = match calib.model {
+        SensorModel::Lidar(_) => Vector3::x(),
+        SensorModel::Camera(_) => Vector3::z(),
+    };
+    let f = calib.world_from_sensor.rotation * forward_in_sensor;
+    let yaw0 = f.y.atan2(f.x);
+    let o = calib.position();
+    let r = calib.max_range_m;
+    if calib.hfov_deg >= 359.9 {
+        return (0..24)
+            .map(|k| {
+                let a = f64::from(k) * std::f64::consts::TAU / 24.0;
+                [o.x + r * a.cos(), o.y + r * a.sin()]
+            })
+            .collect();
+    }
+    let half = calib.hfov_deg.to_radians() / 2.0;
+    let mut poly = vec![[o.x, o.y]];
+    for k in 0..=12 {
+        let a = yaw0 - half + 2.0 * half * f64::from(k) / 12.0;
+        poly.push([o.x + r * a.cos(), o.y + r * a.sin()]);
+    }
+    poly
+}

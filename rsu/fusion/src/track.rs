@@ -1,0 +1,254 @@
+//! One track's lifecycle and attributes, apart from its motion model: tentative → confirmed
+//! after M hits in the last N opportunities → coasting when not updated → deleted after a timeout;
+//! class evidence fused across sources, smoothed box size, V2X link and path history.
+
+use std::collections::VecDeque;
+
+use crate::class::{BoxSize, ObjectClass, SourceSet};
+use crate::motion::MotionState;
+use crate::time::Timestamp;
+
+/// Where a track is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackStatus {
+    /// Seen, not yet confirmed (not reported).
+    Tentative,
+    /// Confirmed and recently updated.
+    Confirmed,
+    /// Confirmed but not updated for a while: predicted only, uncertainty growing.
+    Coasting,
+}
+
+/// Accumulated class evidence: per class a log-likelihood, with forgetting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassEvidence {
+    log_lik: [f64; ObjectClass::COUNT],
+}
+
+impl Default for ClassEvidence {
+    fn default() -> Self {
+        ClassEvidence { log_lik: [0.0; ObjectClass::COUNT] }
+    }
+}
+
+impl ClassEvidence {
+    /// Adds one observation: class scores (the rest of the probability mass spread over the other
+    /// classes), weighted by `weight`, after decaying the old evidence by `decay`.
+    pub fn add(&mut self, scores: &[(ObjectClass, f64)], weight: f64, decay: f64) {
+        let mut p = [0.0; ObjectClass::COUNT];
+        let mut mass = 0.0;
+        for &(class, score) in scores {
+            if score.is_finite() && score > 0.0 && class != ObjectClass::Unknown {
+                p[class.index()] += score.min(1.0);
+                mass += score.min(1.0);
+            }
+        }
+        if mass <= 0.0 {
+            return;
+        }
+        let mass = mass.min(1.0);
+        let others = ((1.0 - mass) / (ObjectClass::COUNT - 2) as f64).max(1e-3);
+        for (i, l) in self.log_lik.iter_mut().enumerate() {
+            let pi = if i == ObjectClass::Unknown.index() { 1e-3 } else { p[i].max(others) };
+            *l = *l * decay + weight * pi.ln();
+        }
+        let max = self.log_lik.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for l in &mut self.log_lik {
+            *l = (*l - max).max(-50.0);
+        }
+    }
+
+    /// Merges another track's evidence into this one.
+    pub fn merge(&mut self, other: &ClassEvidence) {
+        for (a, b) in self.log_lik.iter_mut().zip(other.log_lik.iter()) {
+            *a += b;
+        }
+        let max = self.log_lik.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for l in &mut self.log_lik {
+            *l = (*l - max).max(-50.0);
+        }
+    }
+
+    /// The most likely class and its posterior probability (uniform prior over the known
+    /// classes); `Unknown` with confidence 0 before any evidence.
+    pub fn best(&self) -> (ObjectClass, f64) {
+        if self.log_lik.iter().all(|l| *l == 0.0) {
+            return (ObjectClass::Unknown, 0.0);
+        }
+        let mut best = ObjectClass::Unknown;
+        let mut best_l = f64::NEG_INFINITY;
+        let mut sum = 0.0;
+        for class in ObjectClass::ALL.iter().skip(1) {
+            let l = self.log_lik[class.index()];
+            sum += l.exp();
+            if l > best_l {
+                best_l = l;
+                best = *class;
+            }
+        }
+        (best, if sum > 0.0 { best_l.exp() / sum } else { 0.0 })
+    }
+}
+
+/// A V2X self-report linked to a track.
+#[derive(Clone, Debug, PartialEq)]
+pub struct V2xLink {
+    /// The vehicle's V2X id.
+    pub vehicle_id: String,
+    /// Time of its newest report.
+    pub last_report: Timestamp,
+}
+
+/// One tracked object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Track {
+    /// Stable unique id.
+    pub id: u32,
+    /// Motion model state at `time`.
+    pub motion: MotionState,
+    /// Time the motion state refers to.
+    pub time: Timestamp,
+    /// When the track was spawned.
+    pub created: Timestamp,
+    /// Newest measurement fused.
+    pub last_update: Timestamp,
+    /// Confirmed (ever).
+    pub confirmed: bool,
+    /// Hit history of the last opportunities, newest in bit 0.
+    pub hit_bits: u32,
+    /// Opportunities recorded so far (saturating at 32).
+    pub opportunities: u32,
+    /// Class evidence.
+    pub class_evidence: ClassEvidence,
+    /// Smoothed box size [m].
+    pub size: BoxSize,
+    /// Whether `size` came from a measurement (lidar or V2X) rather than a class default.
+    pub size_measured: bool,
+    /// Ground height under the box [m].
+    pub z_ground_m: f64,
+    /// Last known heading, used where the motion model has none [rad].
+    pub yaw_hint_rad: f64,
+    /// Source kinds that ever updated the track.
+    pub sources_ever: SourceSet,
+    /// Per sensor index, the capture time of its newest update of this track (sorted by index).
+    pub seen: Vec<(usize, Timestamp)>,
+    /// The V2X self-report linked to this track.
+    pub v2x: Option<V2xLink>,
+    /// Smoothed longitudinal acceleration [m/s²].
+    pub accel_mps2: f64,
+    /// Speed [m/s] at the update before, with its time, for the acceleration estimate.
+    pub speed_ref: Option<(Timestamp, f64)>,
+    /// Recent positions (time, x, y), oldest first.
+    pub path: VecDeque<(Timestamp, [f64; 2])>,
+}
+
+impl Track {
+    /// Records an opportunity (a sensor update that covered the track): hit or miss.
+    pub fn record(&mut self, hit: bool) {
+        self.hit_bits = (self.hit_bits << 1) | u32::from(hit);
+        self.opportunities = (self.opportunities + 1).min(32);
+    }
+
+    /// Hits among the last `window` opportunities.
+    pub fn hits_in(&self, window: u32) -> u32 {
+        let mask = if window >= 32 { u32::MAX } else { (1u32 << window) - 1 };
+        (self.hit_bits & mask).count_ones()
+    }
+
+    /// Notes that sensor `sensor` updated the track with a measurement captured at `t`.
+    pub fn mark_seen(&mut self, sensor: usize, t: Timestamp) {
+        match self.seen.binary_search_by_key(&sensor, |e| e.0) {
+            Ok(i) => self.seen[i].1 = self.seen[i].1.max(t),
+            Err(i) => self.seen.insert(i, (sensor, t)),
+        }
+    }
+
+    /// Lifecycle status at `at`.
+    pub fn status(&self, at: Timestamp, coast_after_s: f64) -> TrackStatus {
+        if !self.confirmed {
+            TrackStatus::Tentative
+        } else if at.secs_since(self.last_update) > coast_after_s {
+            TrackStatus::Coasting
+        } else {
+            TrackStatus::Confirmed
+        }
+    }
+
+    /// Blends a measured size in with factor `alpha` (the first measured size is taken whole).
+    pub fn smooth_size(&mut self, measured: &BoxSize, alpha: f64) {
+        if !measured.is_valid() {
+            return;
+        }
+        if !self.size_measured {
+            self.size = *measured;
+            self.size_measured = true;
+            return;
+        }
+        let mix = |a: f64, b: f64| a + alpha * (b - a);
+        self.size = BoxSize::new(
+            mix(self.size.length_m, measured.length_m),
+            mix(self.size.width_m, measured.width_m),
+            mix(self.size.height_m, measured.height_m),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_evidence_accumulates_across_sources() {
+        let mut e = ClassEvidence::default();
+        assert_eq!(e.best(), (ObjectClass::Unknown, 0.0));
+        e.add(&[(ObjectClass::Car, 0.6), (ObjectClass::Van, 0.3)], 1.0, 0.97);
+        let (c, p1) = e.best();
+        assert_eq!(c, ObjectClass::Car);
+        e.add(&[(ObjectClass::Car, 0.8)], 0.8, 0.97);
+        let (c, p2) = e.best();
+        assert_eq!(c, ObjectClass::Car);
+        assert!(p2 > p1 && p2 < 1.0, "{p1} {p2}");
+        for _ in 0..20 {
+            e.add(&[(ObjectClass::Van, 0.9)], 1.0, 0.8);
+        }
+        assert_eq!(e.best().0, ObjectClass::Van, "forgetting lets the class change");
+    }
+
+    #[test]
+    fn hit_window_counts() {
+        let mut t = Track {
+            id: 1,
+            motion: MotionState::Static { x: nalgebra::Vector2::zeros(), p: nalgebra::Matrix2::identity() },
+            time: Timestamp::EPOCH,
+            created: Timestamp::EPOCH,
+            last_update: Timestamp::EPOCH,
+            confirmed: false,
+            hit_bits: 0,
+            opportunities: 0,
+            class_evidence: ClassEvidence::default(),
+            size: BoxSize::new(1.0, 1.0, 1.0),
+            size_measured: false,
+            z_ground_m: 0.0,
+            yaw_hint_rad: 0.0,
+            sources_ever: SourceSet::NONE,
+            seen: Vec::new(),
+            v2x: None,
+            accel_mps2: 0.0,
+            speed_ref: None,
+            path: VecDeque::new(),
+        };
+        for hit in [true, false, true, true, false] {
+            t.record(hit);
+        }
+        assert_eq!(t.hits_in(5), 3);
+        assert_eq!(t.hits_in(2), 1);
+        t.mark_seen(3, Timestamp::from_nanos(5));
+        t.mark_seen(1, Timestamp::from_nanos(7));
+        t.mark_seen(3, Timestamp::from_nanos(9));
+        assert_eq!(t.seen, vec![(1, Timestamp::from_nanos(7)), (3, Timestamp::from_nanos(9))]);
+        t.smooth_size(&BoxSize::new(4.0, 2.0, 1.5), 0.5);
+        t.smooth_size(&BoxSize::new(6.0, 2.0, 1.5), 0.5);
+        assert!((t.size.length_m - 5.0).abs() < 1e-12);
+    }
+}
