@@ -1,0 +1,147 @@
+//! Domain types that exist only at the edges of the stack: a replay log's metadata, the
+//! simulator's ground truth, and the QUIC session handshake. (Sensor frames, vehicle states and
+//! the broadcast frame are the fusion core's own types, in `rsu_fusion`.)
+
+use nalgebra::Point3;
+use rsu_fusion::{BoxSize, ObjectClass, SiteConfig, Timestamp, Wgs84};
+use serde::{Deserialize, Serialize};
+
+/// The version of the replay format this crate writes.
+pub const REPLAY_FORMAT_VERSION: u32 = 1;
+
+/// Metadata of a replay log (topic `/meta`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplayMeta {
+    /// Replay format version ([`REPLAY_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Name and version of the writer, e.g. `vehicle-sim 0.1.0`.
+    pub software_version: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario description.
+    pub description: String,
+    /// Seed of every random generator of the run.
+    pub seed: u64,
+    /// Site, ground and sensor calibration.
+    pub site: SiteConfig,
+    /// RSUs whose fused output the log holds.
+    pub rsu_ids: Vec<String>,
+    /// First capture time in the log (`Timestamp::EPOCH` when unknown).
+    pub start_time: Timestamp,
+    /// Last capture time in the log (`Timestamp::EPOCH` when unknown).
+    pub end_time: Timestamp,
+}
+
+/// The simulator's truth at one instant (topic `/ground_truth`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroundTruthFrame {
+    /// The instant.
+    pub time: Timestamp,
+    /// Every actor.
+    pub objects: Vec<GroundTruthObject>,
+    /// Every traffic signal.
+    pub signals: Vec<SignalState>,
+}
+
+/// One actor's true state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroundTruthObject {
+    /// Unique within the log.
+    pub id: u32,
+    /// True class.
+    pub class: ObjectClass,
+    /// Box centre in the site frame [m].
+    pub center_m: Point3<f64>,
+    /// Heading, counter-clockwise from east [rad].
+    pub yaw_rad: f64,
+    /// Speed along the heading [m/s].
+    pub speed_mps: f64,
+    /// Yaw rate [rad/s].
+    pub yaw_rate_rps: f64,
+    /// Longitudinal acceleration [m/s²].
+    pub accel_mps2: f64,
+    /// Box size [m].
+    pub size: BoxSize,
+    /// V2X id of a connected vehicle.
+    pub v2x_id: Option<String>,
+}
+
+/// A traffic signal's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignalState {
+    /// Signal (signal group) id.
+    pub signal_id: String,
+    /// Current phase.
+    pub phase: SignalPhase,
+    /// Time until the phase changes [s].
+    pub remaining_s: f64,
+}
+
+/// Signal phases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalPhase {
+    /// Not known.
+    Unknown,
+    /// Stop.
+    Red,
+    /// Clear the intersection.
+    Yellow,
+    /// Go.
+    Green,
+    /// Off.
+    Dark,
+}
+
+/// A client's role in a QUIC session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A connected vehicle.
+    Vehicle,
+    /// A roadside sensor.
+    Sensor,
+}
+
+/// What a vehicle wants to receive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Subscription {
+    /// Everything within a radius of the vehicle's latest reported position [m]; 0 means the
+    /// server's default radius.
+    AroundMe {
+        /// Radius [m].
+        radius_m: u32,
+    },
+    /// Everything inside a polygon, vertices (east, north) [m] in the site frame.
+    Polygon(Vec<[f64; 2]>),
+    /// Everything the RSU perceives.
+    Everything,
+}
+
+/// The client's first message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientHello {
+    /// Protocol versions spoken, best first.
+    pub versions: Vec<u32>,
+    /// Claimed role.
+    pub role: Role,
+    /// Claimed id.
+    pub id: String,
+    /// Vehicles: region of interest (None: the server's default).
+    pub subscription: Option<Subscription>,
+}
+
+/// The server's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerHello {
+    /// Chosen protocol version.
+    pub version: u32,
+    /// The RSU's id.
+    pub rsu_id: String,
+    /// Site origin: reference of all frame offsets.
+    pub site_origin: Wgs84,
+    /// Broadcast rate [Hz].
+    pub broadcast_rate_hz: f64,
+    /// Radius of an "around me" subscription with radius 0 [m].
+    pub default_radius_m: u32,
+}

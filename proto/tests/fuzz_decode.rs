@@ -1,0 +1,89 @@
+//! Property tests: arbitrary bytes never panic a decoder, and valid domain values survive a round
+//! trip through the wire.
+
+use nalgebra::Point3;
+use proptest::prelude::*;
+use rsu_fusion::measurement::{Detections, LidarDetection, SensorFrame};
+use rsu_fusion::{BoxSize, ObjectClass, Participant, RoadsideFrame, SourceSet, Timestamp, VehicleState};
+use v2x_proto::domain::{ClientHello, GroundTruthFrame, ReplayMeta};
+use v2x_proto::{decode, encode, wire};
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode::<wire::SensorFrame, SensorFrame>(&bytes);
+        let _ = decode::<wire::VehicleState, VehicleState>(&bytes);
+        let _ = decode::<wire::RoadsideFrame, RoadsideFrame>(&bytes);
+        let _ = decode::<wire::ClientHello, ClientHello>(&bytes);
+        let _ = decode::<wire::GroundTruthFrame, GroundTruthFrame>(&bytes);
+        let _ = decode::<wire::ReplayMeta, ReplayMeta>(&bytes);
+    }
+
+    #[test]
+    fn mutated_valid_frames_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let mut bytes = encode::<wire::RoadsideFrame, _>(&v2x_proto::sample::intersection_frame(8, 3));
+        for (at, value) in flips {
+            let i = at % bytes.len();
+            bytes[i] = value;
+        }
+        let _ = decode::<wire::RoadsideFrame, RoadsideFrame>(&bytes);
+    }
+
+    #[test]
+    fn lidar_detections_round_trip(
+        x in -1000.0f32..1000.0, y in -1000.0f32..1000.0, z in -50.0f32..50.0,
+        l in 0.1f32..30.0, w in 0.1f32..10.0, h in 0.1f32..10.0,
+        yaw in -3.14f32..3.14, score in 0.0f32..1.0, class in 0i32..15, points in proptest::option::of(any::<u32>()),
+        seq in any::<u64>(), t in 0i64..i64::MAX,
+    ) {
+        // Values representable in the wire's f32 fields round-trip exactly.
+        let frame = SensorFrame {
+            sensor_id: "lidar-1".into(),
+            sequence: seq,
+            capture_time: Timestamp::from_nanos(t),
+            detections: Detections::Lidar(vec![LidarDetection {
+                center_in_sensor: Point3::new(f64::from(x), f64::from(y), f64::from(z)),
+                size: BoxSize::new(f64::from(l), f64::from(w), f64::from(h)),
+                yaw_rad: f64::from(yaw),
+                class: ObjectClass::from_code(class).expect("valid code"),
+                score: f64::from(score),
+                point_count: points,
+            }]),
+        };
+        let back: SensorFrame = decode::<wire::SensorFrame, _>(&encode::<wire::SensorFrame, _>(&frame)).expect("decodes");
+        prop_assert_eq!(back, frame);
+    }
+
+    #[test]
+    fn participants_on_the_grid_round_trip_exactly(
+        id in any::<u32>(), class in 0i32..15, conf in 0u32..=100, sources in 0u32..16,
+        x in -20_000i32..20_000, y in -20_000i32..20_000, z in -100i32..100,
+        speed in 0u32..=8190, heading in 0u32..=28_799, yaw_rate in -900i32..900, accel in -100i32..100,
+        l in 1u32..=500, w in 1u32..=500, h in 1u32..=500, age in 0u32..=127,
+    ) {
+        let p = Participant {
+            id,
+            class: ObjectClass::from_code(class).expect("valid code"),
+            class_confidence: f64::from(conf) * 0.01,
+            sources: SourceSet::from_bits(sources).expect("valid bits"),
+            position_m: Point3::new(f64::from(x) * 0.1, f64::from(y) * 0.1, f64::from(z) * 0.1),
+            pos_confidence_95_m: 0.25,
+            speed_mps: f64::from(speed) * 0.02,
+            yaw_rad: v2x_proto::convert::yaw_from_heading(heading),
+            yaw_rate_rps: (f64::from(yaw_rate) * 0.1).to_radians(),
+            accel_mps2: f64::from(accel) * 0.1,
+            size: BoxSize::new(f64::from(l) * 0.1, f64::from(w) * 0.1, f64::from(h) * 0.1),
+            age_s: f64::from(age) * 0.1,
+            v2x_id: None,
+            path_history: vec![],
+        };
+        let w1 = wire::Participant::from(&p);
+        let back = Participant::try_from(&w1).expect("valid");
+        // Decoding then encoding reproduces the wire values exactly.
+        prop_assert_eq!(wire::Participant::from(&back), w1);
+        prop_assert!((back.position_m - p.position_m).norm() < 1e-9);
+        prop_assert!((back.speed_mps - p.speed_mps).abs() < 1e-9);
+    }
+}

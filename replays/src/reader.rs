@@ -1,0 +1,388 @@
+//! [`ReplayReader`]: streams a replay log as typed messages in log-time order.
+//!
+//! The file is read incrementally (memory grows with the largest chunk and the reorder window,
+//! never with the file). Messages are re-ordered by log time within a window, so logs recorded
+//! live, where sensors deliver out of order, come out sorted. Every message is decoded and
+//! validated through `v2x-proto`; its topic must agree with its content.
+//!
+//! Damage (truncation, corruption, invalid messages) is reported with the file, the byte offset
+//! and the last good message. In [`ReadMode::Strict`] the damage is an error item; in
+//! [`ReadMode::Recover`] the reader ends cleanly after yielding every intact message before the
+//! damage, and [`ReplayReader::damage`] says what was found.
+
+use std::cell::Cell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use mcap::sans_io::LinearReaderOptions;
+use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
+use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
+use v2x_proto::{DecodeError, decode, wire};
+
+use crate::ReplayError;
+use crate::topics::Topic;
+
+/// Largest MCAP record or chunk the reader accepts [bytes]; protects against corrupt lengths.
+pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+
+/// How the reader treats damage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Verify each chunk's CRC before yielding its messages; damage is an error.
+    #[default]
+    Strict,
+    /// Yield every message that decodes before the damage (including those of a truncated last
+    /// chunk), then end; see [`ReplayReader::damage`].
+    Recover,
+}
+
+/// Reader options.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    /// Damage handling.
+    pub mode: ReadMode,
+    /// How far out of log-time order [ns] messages may be stored and still come out sorted.
+    pub reorder_window_ns: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { mode: ReadMode::Strict, reorder_window_ns: 2_000_000_000 }
+    }
+}
+
+/// One decoded message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayMessage {
+    /// Log time (the capture time).
+    pub log_time: Timestamp,
+    /// Its topic.
+    pub topic: Topic,
+    /// The content.
+    pub body: ReplayBody,
+}
+
+/// The content of a message, by type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplayBody {
+    /// Log metadata.
+    Meta(Box<ReplayMeta>),
+    /// A roadside sensor frame.
+    Sensor(SensorFrame),
+    /// Simulator ground truth.
+    GroundTruth(GroundTruthFrame),
+    /// A vehicle's self-report.
+    Vehicle(VehicleState),
+    /// A fused broadcast frame.
+    Roadside(RoadsideFrame),
+}
+
+/// What the reader has seen so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Messages read from the file (any topic).
+    pub messages: u64,
+    /// Messages on topics that are not ours, skipped.
+    pub foreign_skipped: u64,
+    /// Messages that arrived later than the reorder window allowed and were yielded out of order.
+    pub out_of_order: u64,
+}
+
+/// Counts bytes pulled from the file, for error locations.
+struct CountingReader<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A heap entry: ordered by log time, then by file order.
+struct Pending {
+    key: (u64, u64),
+    message: ReplayMessage,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+/// The file side: raw MCAP messages decoded into typed messages, in file order.
+struct Source {
+    path: PathBuf,
+    mcap: mcap::io::MessageReader<CountingReader<BufReader<File>>>,
+    /// Bytes consumed from the file.
+    offset: Rc<Cell<u64>>,
+    /// The last good message, for error context.
+    last_good: Option<(Topic, Timestamp)>,
+    /// Messages of ours read so far.
+    index: u64,
+    stats: ReadStats,
+}
+
+/// Streams a replay log.
+pub struct ReplayReader {
+    source: Source,
+    options: OpenOptions,
+    meta: ReplayMeta,
+    heap: BinaryHeap<Reverse<Pending>>,
+    /// Newest log time read from the file [ns].
+    newest_ns: u64,
+    /// Log time of the last message yielded [ns].
+    last_yielded_ns: u64,
+    damage: Option<ReplayError>,
+    source_done: bool,
+    error_pending: Option<ReplayError>,
+}
+
+impl ReplayReader {
+    /// Opens a log in strict mode.
+    pub fn open(path: &Path) -> Result<Self, ReplayError> {
+        Self::open_with(path, OpenOptions::default())
+    }
+
+    /// Opens a log; reads and checks its `/meta` message.
+    pub fn open_with(path: &Path, options: OpenOptions) -> Result<Self, ReplayError> {
+        let file = File::open(path).map_err(|source| ReplayError::Io { path: path.to_owned(), source })?;
+        let offset = Rc::new(Cell::new(0));
+        let linear = LinearReaderOptions::default().with_record_length_limit(MAX_RECORD_BYTES);
+        let linear = match options.mode {
+            ReadMode::Strict => linear.with_prevalidate_chunk_crcs(true),
+            ReadMode::Recover => linear.with_validate_chunk_crcs(true),
+        };
+        let mcap = mcap::io::MessageReader::new_with_options(
+            CountingReader { inner: BufReader::with_capacity(256 * 1024, file), count: offset.clone() },
+            linear,
+        );
+        let mut source =
+            Source { path: path.to_owned(), mcap, offset, last_good: None, index: 0, stats: ReadStats::default() };
+        // The first message must be the metadata.
+        let first = match source.read_one() {
+            Some(Ok(message)) => message,
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(ReplayError::NotAReplay {
+                    path: path.to_owned(),
+                    problem: "the log holds no message".into(),
+                });
+            }
+        };
+        match first.body {
+            ReplayBody::Meta(meta) => {
+                if meta.format_version != v2x_proto::domain::REPLAY_FORMAT_VERSION {
+                    return Err(ReplayError::NotAReplay {
+                        path: path.to_owned(),
+                        problem: format!(
+                            "replay format version {} is not supported (this build reads version {})",
+                            meta.format_version,
+                            v2x_proto::domain::REPLAY_FORMAT_VERSION
+                        ),
+                    });
+                }
+                Ok(ReplayReader {
+                    source,
+                    options,
+                    meta: *meta,
+                    heap: BinaryHeap::new(),
+                    newest_ns: 0,
+                    last_yielded_ns: 0,
+                    damage: None,
+                    source_done: false,
+                    error_pending: None,
+                })
+            }
+            _ => Err(ReplayError::NotAReplay {
+                path: path.to_owned(),
+                problem: format!("the first message is on {}, not /meta", first.topic),
+            }),
+        }
+    }
+
+    /// The log's metadata.
+    pub fn meta(&self) -> &ReplayMeta {
+        &self.meta
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReadStats {
+        self.source.stats
+    }
+
+    /// In recover mode, the damage that ended reading early (once the iterator has ended).
+    pub fn damage(&self) -> Option<&ReplayError> {
+        self.damage.as_ref()
+    }
+
+    /// Pops the earliest pending message if it can no longer be preceded by one still unread.
+    fn pop_ready(&mut self, flush: bool) -> Option<ReplayMessage> {
+        let Reverse(top) = self.heap.peek()?;
+        let ready = flush || top.key.0.saturating_add(self.options.reorder_window_ns) <= self.newest_ns;
+        if !ready {
+            return None;
+        }
+        let Reverse(p) = self.heap.pop()?;
+        if p.key.0 < self.last_yielded_ns {
+            self.source.stats.out_of_order += 1;
+        }
+        self.last_yielded_ns = self.last_yielded_ns.max(p.key.0);
+        Some(p.message)
+    }
+}
+
+impl Source {
+    fn context(&self) -> String {
+        match &self.last_good {
+            Some((topic, t)) => format!("after {} good messages, the last on {topic} at {t}", self.index),
+            None => "before any good message".into(),
+        }
+    }
+
+    /// Reads and decodes the next message of ours in file order.
+    fn read_one(&mut self) -> Option<Result<ReplayMessage, ReplayError>> {
+        loop {
+            let raw = match self.mcap.next()? {
+                Ok(raw) => raw,
+                Err(source) => {
+                    return Some(Err(ReplayError::Container {
+                        path: self.path.clone(),
+                        offset: self.offset.get(),
+                        context: self.context(),
+                        source,
+                    }));
+                }
+            };
+            self.stats.messages += 1;
+            let Some(topic) = Topic::parse(&raw.channel.topic) else {
+                self.stats.foreign_skipped += 1;
+                continue;
+            };
+            let index = self.index;
+            self.index += 1;
+            let log_time = match i64::try_from(raw.log_time) {
+                Ok(ns) => Timestamp::from_nanos(ns),
+                Err(_) => {
+                    return Some(Err(ReplayError::Inconsistent {
+                        path: self.path.clone(),
+                        index,
+                        topic: topic.to_string(),
+                        problem: format!("log time {} is beyond the year 2262", raw.log_time),
+                    }));
+                }
+            };
+            let schema_ok = raw.channel.schema.as_ref().is_some_and(|s| s.name == topic.schema_name())
+                && raw.channel.message_encoding == "protobuf";
+            if !schema_ok {
+                return Some(Err(ReplayError::Inconsistent {
+                    path: self.path.clone(),
+                    index,
+                    topic: topic.to_string(),
+                    problem: format!("channel must carry protobuf {}", topic.schema_name()),
+                }));
+            }
+            let message = match self.decode(&topic, log_time, &raw.data) {
+                Ok(body) => ReplayMessage { log_time, topic, body },
+                Err(source) => {
+                    return Some(Err(ReplayError::Message {
+                        path: self.path.clone(),
+                        index,
+                        topic: topic.to_string(),
+                        log_time,
+                        source,
+                    }));
+                }
+            };
+            if let Some(problem) = inconsistency(&message) {
+                return Some(Err(ReplayError::Inconsistent {
+                    path: self.path.clone(),
+                    index,
+                    topic: message.topic.to_string(),
+                    problem,
+                }));
+            }
+            self.last_good = Some((message.topic.clone(), log_time));
+            return Some(Ok(message));
+        }
+    }
+
+    fn decode(&self, topic: &Topic, _log_time: Timestamp, data: &[u8]) -> Result<ReplayBody, DecodeError> {
+        Ok(match topic {
+            Topic::Meta => ReplayBody::Meta(Box::new(decode::<wire::ReplayMeta, ReplayMeta>(data)?)),
+            Topic::Sensor(_) => ReplayBody::Sensor(decode::<wire::SensorFrame, SensorFrame>(data)?),
+            Topic::GroundTruth => ReplayBody::GroundTruth(decode::<wire::GroundTruthFrame, GroundTruthFrame>(data)?),
+            Topic::Vehicle(_) => ReplayBody::Vehicle(decode::<wire::VehicleState, VehicleState>(data)?),
+            Topic::Roadside(_) => ReplayBody::Roadside(decode::<wire::RoadsideFrame, RoadsideFrame>(data)?),
+        })
+    }
+}
+
+/// Checks that a message's content agrees with its topic.
+fn inconsistency(m: &ReplayMessage) -> Option<String> {
+    let (claimed, actual, time) = match (&m.topic, &m.body) {
+        (Topic::Sensor(id), ReplayBody::Sensor(f)) => (id, &f.sensor_id, f.capture_time),
+        (Topic::Vehicle(id), ReplayBody::Vehicle(s)) => (id, &s.vehicle_id, s.time),
+        (Topic::Roadside(id), ReplayBody::Roadside(f)) => (id, &f.rsu_id, f.time),
+        (Topic::GroundTruth, ReplayBody::GroundTruth(g)) => {
+            return (g.time != m.log_time)
+                .then(|| format!("log time {} differs from the frame's time {}", m.log_time, g.time));
+        }
+        _ => return None,
+    };
+    if claimed != actual {
+        return Some(format!("the topic names {claimed:?} but the message is from {actual:?}"));
+    }
+    (time != m.log_time).then(|| format!("log time {} differs from the message's capture time {time}", m.log_time))
+}
+
+impl Iterator for ReplayReader {
+    type Item = Result<ReplayMessage, ReplayError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(m) = self.pop_ready(self.source_done) {
+                return Some(Ok(m));
+            }
+            if self.source_done {
+                // Everything before the damage is out: now report it (strict) or end (recover).
+                return self.error_pending.take().map(Err);
+            }
+            match self.source.read_one() {
+                Some(Ok(message)) => {
+                    let t = u64::try_from(message.log_time.as_nanos()).unwrap_or(0);
+                    self.newest_ns = self.newest_ns.max(t);
+                    let key = (t, self.source.index);
+                    self.heap.push(Reverse(Pending { key, message }));
+                }
+                Some(Err(e)) => {
+                    self.source_done = true;
+                    match self.options.mode {
+                        ReadMode::Strict => self.error_pending = Some(e),
+                        ReadMode::Recover => self.damage = Some(e),
+                    }
+                }
+                None => self.source_done = true,
+            }
+        }
+    }
+}
