@@ -52,6 +52,8 @@ impl<W: Write + Seek> ReplayWriter<W> {
         let mut writer =
             ReplayWriter { mcap, path: path.to_owned(), schemas: BTreeMap::new(), channels: BTreeMap::new() };
         writer.write(Topic::Meta, meta.start_time, &wire::ReplayMeta::from(meta))?;
+        // The metadata gets a chunk of its own, so a log cut short anywhere later still opens.
+        writer.flush()?;
         Ok(writer)
     }
 
