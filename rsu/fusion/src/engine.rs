@@ -1044,6 +1044,7 @@ impl Fusion {
     /// Confirms, deletes and (with `merge`) merges duplicate tracks at time `t`.
     fn maintain(&mut self, t: Timestamp, merge: bool) {
         let cfg = &self.config;
+        let sensors = &self.sensors;
         let mut removed_link = false;
         let mut deleted = 0;
         let mut confirmed = 0;
@@ -1057,7 +1058,8 @@ impl Fusion {
             let keep = track.motion.is_finite()
                 && cov.trace().sqrt() <= cfg.max_position_sigma_m
                 && if track.confirmed {
-                    idle_s <= cfg.delete_after_s
+                    // A coasting track that left every sensor's field of view is gone.
+                    idle_s <= cfg.delete_after_s && (idle_s <= cfg.coast_after_s || covered(sensors, track))
                 } else {
                     idle_s <= cfg.tentative_timeout_s
                         && !(track.opportunities >= cfg.confirm_window
@@ -1244,6 +1246,13 @@ impl Fusion {
                 .collect(),
         }
     }
+}
+
+/// Whether any sensor's field of view holds the track's box centre.
+fn covered(sensors: &[SensorState], track: &Track) -> bool {
+    let p = track.motion.position();
+    let c = Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m);
+    sensors.iter().any(|s| s.calib.covers(&c))
 }
 
 /// The motion family for a detected class (unknown objects move like vehicles).
