@@ -237,6 +237,7 @@ pub struct Fusion {
     buffer: BTreeMap<(Timestamp, u64), Pending>,
     arrivals: u64,
     fused_until: Option<Timestamp>,
+    first_now: Option<Timestamp>,
     latest_now: Option<Timestamp>,
     v2x_links: BTreeMap<String, u32>,
     stats: FusionStats,
@@ -293,6 +294,7 @@ impl Fusion {
             buffer: BTreeMap::new(),
             arrivals: 0,
             fused_until: None,
+            first_now: None,
             latest_now: None,
             v2x_links: BTreeMap::new(),
             stats: FusionStats::default(),
@@ -451,6 +453,7 @@ impl Fusion {
     // ----- time and buffering -----
 
     fn note_now(&mut self, now: Timestamp) {
+        self.first_now = Some(self.first_now.map_or(now, |n| n.min(now)));
         self.latest_now = Some(self.latest_now.map_or(now, |n| n.max(now)));
     }
 
@@ -493,9 +496,18 @@ impl Fusion {
         let horizon = now.add_secs(-self.config.max_lag_s);
         let mut release = horizon;
         if self.config.early_release {
+            // Sensors not heard from yet hold the watermark back during a start-up grace period
+            // (their first frames may still be on the way); after it they are ignored.
             let mut watermark: Option<Timestamp> = None;
+            let up_s = self.first_now.map_or(0.0, |f| now.secs_since(f));
             for i in 0..self.sensors.len() {
-                let Some(last) = self.sensors[i].last_capture else { continue };
+                let Some(last) = self.sensors[i].last_capture else {
+                    let grace_s = self.config.sensor_silent_after_periods * self.sensors[i].calib.frame_period_s;
+                    if up_s <= grace_s {
+                        watermark = Some(Timestamp::from_nanos(i64::MIN));
+                    }
+                    continue;
+                };
                 if self.sensor_status(i, now) == SensorStatus::Silent {
                     continue;
                 }
