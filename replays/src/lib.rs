@@ -21,19 +21,20 @@ use std::path::PathBuf;
 
 use rsu_fusion::Timestamp;
 
-/// Everything that can go wrong reading or writing a replay.
+/// Everything that can go wrong reading or writing a replay. Each message is complete on its own
+/// (the cause is part of it, not a separate `source`), so it is printed once.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The file could not be opened, created, read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The MCAP container is damaged or not MCAP at all.
-    #[error("{path}: damaged MCAP at or before byte {offset} ({context}): {source}")]
+    #[error("{path}: damaged MCAP at or before byte {offset} ({context}): {cause}")]
     Container {
         /// The file.
         path: PathBuf,
@@ -42,10 +43,10 @@ pub enum ReplayError {
         /// What had been read until then.
         context: String,
         /// The cause.
-        source: mcap::McapError,
+        cause: mcap::McapError,
     },
     /// A message's bytes are not a valid message of its schema.
-    #[error("{path}: message #{index} on {topic} at log time {log_time}: {source}")]
+    #[error("{path}: message #{index} on {topic} at log time {log_time}: {cause}")]
     Message {
         /// The file.
         path: PathBuf,
@@ -56,7 +57,7 @@ pub enum ReplayError {
         /// Its log time.
         log_time: Timestamp,
         /// The cause.
-        source: v2x_proto::DecodeError,
+        cause: v2x_proto::DecodeError,
     },
     /// A message disagrees with its topic (e.g. `/sensors/a` carrying a frame of sensor `b`).
     #[error("{path}: message #{index} on {topic}: {problem}")]
@@ -87,11 +88,11 @@ pub enum ReplayError {
         problem: String,
     },
     /// The MCAP writer failed.
-    #[error("{path}: writing MCAP: {source}")]
+    #[error("{path}: writing MCAP: {cause}")]
     McapWrite {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: mcap::McapError,
+        cause: mcap::McapError,
     },
 }

@@ -165,7 +165,7 @@ impl ReplayReader {
 
     /// Opens a log; reads and checks its `/meta` message.
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Self, ReplayError> {
-        let file = File::open(path).map_err(|source| ReplayError::Io { path: path.to_owned(), source })?;
+        let file = File::open(path).map_err(|cause| ReplayError::Io { path: path.to_owned(), cause })?;
         let offset = Rc::new(Cell::new(0));
         let linear = LinearReaderOptions::default().with_record_length_limit(MAX_RECORD_BYTES);
         let linear = match options.mode {
@@ -269,7 +269,7 @@ impl Source {
                         path: self.path.clone(),
                         offset: self.offset.get(),
                         context: self.context(),
-                        source,
+                        cause: source,
                     }));
                 }
             };
@@ -303,13 +303,13 @@ impl Source {
             }
             let message = match self.decode(&topic, log_time, &raw.data) {
                 Ok(body) => ReplayMessage { log_time, topic, body },
-                Err(source) => {
+                Err(cause) => {
                     return Some(Err(ReplayError::Message {
                         path: self.path.clone(),
                         index,
                         topic: topic.to_string(),
                         log_time,
-                        source,
+                        cause,
                     }));
                 }
             };

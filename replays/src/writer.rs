@@ -34,7 +34,7 @@ pub struct ReplayWriter<W: Write + Seek = BufWriter<File>> {
 impl ReplayWriter<BufWriter<File>> {
     /// Creates (or truncates) `path` and writes `meta` as the first message.
     pub fn create(path: &Path, meta: &ReplayMeta) -> Result<Self, ReplayError> {
-        let file = File::create(path).map_err(|source| ReplayError::Io { path: path.to_owned(), source })?;
+        let file = File::create(path).map_err(|cause| ReplayError::Io { path: path.to_owned(), cause })?;
         Self::new(BufWriter::new(file), path, meta)
     }
 }
@@ -48,7 +48,7 @@ impl<W: Write + Seek> ReplayWriter<W> {
             .chunk_size(Some(CHUNK_SIZE_BYTES))
             .library(concat!("v2x-replays ", env!("CARGO_PKG_VERSION")))
             .profile("");
-        let mcap = options.create(sink).map_err(|source| ReplayError::McapWrite { path: path.to_owned(), source })?;
+        let mcap = options.create(sink).map_err(|cause| ReplayError::McapWrite { path: path.to_owned(), cause })?;
         let mut writer =
             ReplayWriter { mcap, path: path.to_owned(), schemas: BTreeMap::new(), channels: BTreeMap::new() };
         writer.write(Topic::Meta, meta.start_time, &wire::ReplayMeta::from(meta))?;
@@ -83,12 +83,12 @@ impl<W: Write + Seek> ReplayWriter<W> {
     /// Ends the current chunk and flushes it to the sink, so a crash after this loses nothing
     /// written before. (Callers that need durability also sync the file.)
     pub fn flush(&mut self) -> Result<(), ReplayError> {
-        self.mcap.flush().map_err(|source| ReplayError::McapWrite { path: self.path.clone(), source })
+        self.mcap.flush().map_err(|cause| ReplayError::McapWrite { path: self.path.clone(), cause })
     }
 
     /// Writes the summary and footer and returns the sink.
     pub fn finish(mut self) -> Result<W, ReplayError> {
-        self.mcap.finish().map_err(|source| ReplayError::McapWrite { path: self.path.clone(), source })?;
+        self.mcap.finish().map_err(|cause| ReplayError::McapWrite { path: self.path.clone(), cause })?;
         Ok(self.mcap.into_inner())
     }
 
@@ -101,7 +101,7 @@ impl<W: Write + Seek> ReplayWriter<W> {
         let header = MessageHeader { channel_id, sequence, log_time, publish_time: log_time };
         self.mcap
             .write_to_known_channel(&header, &message.encode_to_vec())
-            .map_err(|source| ReplayError::McapWrite { path: self.path.clone(), source })
+            .map_err(|cause| ReplayError::McapWrite { path: self.path.clone(), cause })
     }
 
     /// The channel of `topic` (created on first use) and the message's sequence number on it.
@@ -110,7 +110,7 @@ impl<W: Write + Seek> ReplayWriter<W> {
             *seq = seq.wrapping_add(1);
             return Ok((*id, *seq));
         }
-        let map_err = |source| ReplayError::McapWrite { path: self.path.clone(), source };
+        let map_err = |cause| ReplayError::McapWrite { path: self.path.clone(), cause };
         let schema_name = topic.schema_name();
         let schema_id = match self.schemas.get(schema_name) {
             Some(id) => *id,

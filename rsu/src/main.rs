@@ -1,1 +1,82 @@
-fn main() {}
+//! `rsu`: the roadside-unit daemon and its tools.
+//!
+//! Subcommands: `schema` writes the protocol's FileDescriptorSet; `log` inspects replay logs.
+
+mod log_info;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// The open V2X roadside-unit stack.
+#[derive(Parser)]
+#[command(name = "rsu", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the v2x.v1 protobuf schemas as a serialized FileDescriptorSet, so clients in any
+    /// language (and tools like protoc --decode or Foxglove) can decode our messages.
+    Schema {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Inspect replay logs.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Summarise a replay log: scenario, site, sensors, topics with message counts and time
+    /// ranges, and any damage. Exit code 2 when the log is damaged.
+    Info {
+        /// The log.
+        file: PathBuf,
+        /// Read past damage and report what is intact instead of stopping at it.
+        #[arg(long)]
+        recover: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Schema { out } => write_schema(&out),
+        Command::Log { command: LogCommand::Info { file, recover, json } } => log_info::run(&file, recover, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn write_schema(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    std::fs::write(out, v2x_proto::FILE_DESCRIPTOR_SET)
+        .with_context(|| format!("writing the descriptor set to {}", out.display()))?;
+    println!(
+        "wrote {} bytes of FileDescriptorSet (package {}) to {}",
+        v2x_proto::FILE_DESCRIPTOR_SET.len(),
+        v2x_proto::PACKAGE,
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

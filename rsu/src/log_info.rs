@@ -1,0 +1,109 @@
+//! `rsu log info`: a summary of one replay log for a person or a script.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rsu_fusion::Timestamp;
+use serde::Serialize;
+use v2x_replays::{OpenOptions, ReadMode, ReplayReader};
+
+/// Per-topic counts and time range.
+#[derive(Serialize)]
+struct TopicSummary {
+    messages: u64,
+    first_ns: i64,
+    last_ns: i64,
+}
+
+#[derive(Serialize)]
+struct LogSummary {
+    file: String,
+    scenario: String,
+    description: String,
+    seed: u64,
+    software_version: String,
+    site_id: String,
+    representative: bool,
+    sensors: Vec<String>,
+    topics: BTreeMap<String, TopicSummary>,
+    messages: u64,
+    duration_s: f64,
+    damage: Option<String>,
+}
+
+pub fn run(file: &Path, recover: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let mode = if recover { ReadMode::Recover } else { ReadMode::Strict };
+    let mut reader = ReplayReader::open_with(file, OpenOptions { mode, ..Default::default() })
+        .with_context(|| format!("opening {}", file.display()))?;
+    let meta = reader.meta().clone();
+    let mut topics: BTreeMap<String, TopicSummary> = BTreeMap::new();
+    let mut damage = None;
+    let (mut first, mut last) = (None::<Timestamp>, None::<Timestamp>);
+    for item in reader.by_ref() {
+        match item {
+            Ok(m) => {
+                let t = m.log_time;
+                let entry = topics.entry(m.topic.to_string()).or_insert(TopicSummary {
+                    messages: 0,
+                    first_ns: t.as_nanos(),
+                    last_ns: t.as_nanos(),
+                });
+                entry.messages += 1;
+                entry.first_ns = entry.first_ns.min(t.as_nanos());
+                entry.last_ns = entry.last_ns.max(t.as_nanos());
+                first = Some(first.map_or(t, |f| f.min(t)));
+                last = Some(last.map_or(t, |l| l.max(t)));
+            }
+            Err(e) => damage = Some(e.to_string()),
+        }
+    }
+    if let Some(d) = reader.damage() {
+        damage = Some(d.to_string());
+    }
+    let summary = LogSummary {
+        file: file.display().to_string(),
+        scenario: meta.scenario,
+        description: meta.description,
+        seed: meta.seed,
+        software_version: meta.software_version,
+        site_id: meta.site.site_id,
+        representative: meta.site.representative,
+        sensors: meta.site.sensors.iter().map(|s| s.id.clone()).collect(),
+        messages: topics.values().map(|t| t.messages).sum(),
+        duration_s: match (first, last) {
+            (Some(f), Some(l)) => l.secs_since(f),
+            _ => 0.0,
+        },
+        topics,
+        damage,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary).context("serialising the summary")?);
+    } else {
+        print_text(&summary);
+    }
+    Ok(if summary.damage.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn print_text(s: &LogSummary) {
+    println!("{}", s.file);
+    println!("  scenario   {} (seed {})", s.scenario, s.seed);
+    if !s.description.is_empty() {
+        println!("             {}", s.description);
+    }
+    println!("  written by {}", s.software_version);
+    let label = if s.representative { " (representative, not surveyed)" } else { "" };
+    println!("  site       {}{label}", s.site_id);
+    println!("  sensors    {}", s.sensors.join(", "));
+    println!("  messages   {} over {:.1} s", s.messages, s.duration_s);
+    for (topic, t) in &s.topics {
+        let span = (t.last_ns - t.first_ns) as f64 * 1e-9;
+        println!("    {topic:<40} {:>7} msgs  {span:>7.1} s", t.messages);
+    }
+    match &s.damage {
+        Some(d) => println!("  DAMAGED    {d}"),
+        None => println!("  intact"),
+    }
+}
