@@ -1061,7 +1061,7 @@ impl Fusion {
         let mut deleted = 0;
         let mut confirmed = 0;
         self.tracks.retain_mut(|track| {
-            if !track.confirmed && track.hits_in(cfg.confirm_window) >= cfg.confirm_hits {
+            if !track.confirmed && track.hits_in(cfg.confirm_window) >= cfg.confirm_hits && plausible_speed(track) {
                 track.confirmed = true;
                 confirmed += 1;
             }
@@ -1257,6 +1257,17 @@ impl Fusion {
                 .map(|(ts, p)| PathPoint { offset_m: [p[0] - pos.x, p[1] - pos.y], dt_s: at.secs_since(*ts) })
                 .collect(),
         }
+    }
+}
+
+/// Whether the track's speed suits its motion family (clutter that hops between chance
+/// detections looks like a pedestrian running at car speed; it is not confirmed).
+fn plausible_speed(track: &Track) -> bool {
+    let speed_mps = track.motion.velocity().norm();
+    match track.motion.family() {
+        MotionFamily::Vehicle => true,
+        MotionFamily::Pedestrian => speed_mps <= 4.0,
+        MotionFamily::Static => speed_mps <= 1.0,
     }
 }
 

@@ -288,7 +288,7 @@ fn sim_lidar(
 
 fn random_lidar_fp(sensor: &SensorCalibration, rng: &mut ChaCha8Rng) -> LidarDetection {
     let r = rng.random_range(5.0..60.0);
-    let a = rng.random_range(-3.14..3.14f64);
+    let a = rng.random_range(-std::f64::consts::PI..std::f64::consts::PI);
     let ground_z = -sensor.world_from_sensor.translation.vector.z;
     LidarDetection {
         center_in_sensor: Point3::new(r * a.cos(), r * a.sin(), ground_z + 0.8),
@@ -455,14 +455,14 @@ pub fn score(
         let mut gt_used = vec![false; truths.len()];
         let mut o_used = vec![false; objs.len()];
         for (gi, tr) in truths.iter().enumerate() {
-            if let Some(&oid) = last_match.get(&tr.id) {
-                if let Some(oi) = objs.iter().position(|o| o.id == oid) {
-                    if !o_used[oi] && dist(tr, &objs[oi]) <= gate_m {
-                        matches.push((gi, oi));
-                        gt_used[gi] = true;
-                        o_used[oi] = true;
-                    }
-                }
+            if let Some(&oid) = last_match.get(&tr.id)
+                && let Some(oi) = objs.iter().position(|o| o.id == oid)
+                && !o_used[oi]
+                && dist(tr, &objs[oi]) <= gate_m
+            {
+                matches.push((gi, oi));
+                gt_used[gi] = true;
+                o_used[oi] = true;
             }
         }
         let rest_g: Vec<usize> = (0..truths.len()).filter(|&g| !gt_used[g]).collect();
