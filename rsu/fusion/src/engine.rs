@@ -598,8 +598,13 @@ impl Fusion {
             near.clear();
             self.grid.query(m.pos.x, m.pos.y, self.config.max_gate_radius_m, &mut near);
             for &ti in &near {
-                let y = m.pos - self.tracks[ti].motion.position();
-                if y.norm_squared() > self.config.max_gate_radius_m.powi(2) {
+                let motion = &self.tracks[ti].motion;
+                let y = m.pos - motion.position();
+                // d² ≥ |y|² / λmax(S) ≥ |y|² / trace(S): a cheap exact pre-check of the gate.
+                let trace_s = motion.position_cov().trace() + m.r.trace();
+                if y.norm_squared() > self.config.max_gate_radius_m.powi(2)
+                    || y.norm_squared() > self.config.gate_chi2 * trace_s
+                {
                     continue;
                 }
                 if let Some((d2, ln_det)) =
@@ -1116,15 +1121,22 @@ impl Fusion {
             let a = &self.tracks[i];
             let pa = a.motion.position();
             near.clear();
-            self.grid.query(pa.x, pa.y, cfg.max_gate_radius_m, &mut near);
+            // Only a V2X-linked track looks for partners beyond the merge distance (a V2X-only
+            // track can be matched with the perceived track of the same car).
+            let radius_m = if a.v2x.is_some() { cfg.max_gate_radius_m } else { cfg.merge_distance_m };
+            self.grid.query(pa.x, pa.y, radius_m, &mut near);
             near.sort_unstable();
             for &j in &near {
-                if j <= i || remove[j] {
+                // Pairs are looked at from the lower index, except that a V2X-linked track also
+                // looks back (its partner only searched the merge distance).
+                if j == i || remove[j] || !self.tracks[j].confirmed || (j < i && a.v2x.is_none()) {
                     continue;
                 }
                 let b = &self.tracks[j];
                 let d = b.motion.position() - pa;
-                if (b.motion.velocity() - a.motion.velocity()).norm() > cfg.merge_speed_diff_mps {
+                if (b.motion.velocity() - a.motion.velocity()).norm() > cfg.merge_speed_diff_mps
+                    || (a.v2x.is_none() && b.v2x.is_none() && d.norm() >= cfg.merge_distance_m)
+                {
                     continue;
                 }
                 let close = d.norm() < cfg.merge_distance_m;
@@ -1134,8 +1146,12 @@ impl Fusion {
                         .try_inverse()
                         .is_some_and(|s| (d.transpose() * s * d)[(0, 0)] <= cfg.gate_chi2);
                 if close || v2x_pair {
-                    remove[j] = true;
-                    merges.push((i, j));
+                    let (keep, drop) = (i.min(j), i.max(j));
+                    remove[drop] = true;
+                    merges.push((keep, drop));
+                    if drop == i {
+                        break;
+                    }
                 }
             }
         }
