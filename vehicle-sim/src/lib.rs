@@ -1,0 +1,24 @@
+//! The simulated world of the Yancheng V2X test field: the site model, traffic (vehicles on a
+//! kinematic bicycle model with IDM car following, pedestrians, cyclists, shuttles), the signal
+//! plan, roadside lidar and camera models, connected vehicles' self-reports, the scenario
+//! catalogue, and the recorder that writes all of it into a replay log.
+//!
+//! - [`geometry`]: polylines, boxes and line-of-sight prisms in the site plane.
+//! - [`site`]: the site folder (TOML calibration, GeoJSON lanes and areas) in site coordinates.
+//! - [`signals`]: the fixed-time signal plan.
+//! - [`actors`]: vehicle and pedestrian kinematics (bicycle model, IDM, walkers).
+//! - [`world`]: actors, spawners and scripted events advanced in fixed steps.
+//! - [`sensors`]: lidar and camera detector models with timing, loss and outages.
+//! - [`gnss`]: connected vehicles' self-reports with GNSS noise and tunnel dead reckoning.
+//! - [`scenario`]: the named scenario catalogue.
+//! - [`record`]: runs a scenario and writes the replay.
+
+pub mod actors;
+pub mod geometry;
+pub mod gnss;
+pub mod record;
+pub mod scenario;
+pub mod sensors;
+pub mod signals;
+pub mod site;
+pub mod world;
