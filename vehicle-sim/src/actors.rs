@@ -187,7 +187,7 @@ impl Driver {
         } else {
             idm_accel(&self.params, k.speed_mps, self.desired_speed_mps.min(self.allowed_speed_mps), self.leader)
         };
-        let lookahead_m = (2.5 + 0.6 * k.speed_mps).max(self.bicycle.wheelbase_m * 1.5);
+        let lookahead_m = (1.5 + 0.5 * k.speed_mps).max(self.bicycle.wheelbase_m * 1.2);
         let target = self.path.line.pose_at(self.s_m + lookahead_m).position;
         let steer = self.bicycle.pursue(k, &target);
         self.bicycle.step(k, accel, steer, dt_s);

@@ -185,11 +185,11 @@ pub fn build(name: &str, site: Arc<SiteModel>, seed: u64) -> Result<Scenario, Sc
         "shuttle-loop" => b.shuttle_loop()?,
         "congested-intersection" => b.congested()?,
         "lidar-failure" => {
-            b.intersection_traffic(6, 24)?;
+            b.intersection_traffic(6, 24, 14.0)?;
             outages.push(Outage { sensor_id: "lidar-ne".into(), from_s: 5.0, to_s: 10.0 });
         }
         "camera-night" => {
-            b.intersection_traffic(5, 20)?;
+            b.intersection_traffic(5, 20, 14.0)?;
             for s in &b.world.site().config.sensors {
                 if matches!(s.model, rsu_fusion::SensorModel::Lidar(_)) {
                     outages.push(Outage { sensor_id: s.id.clone(), from_s: 0.0, to_s: f64::INFINITY });
@@ -237,9 +237,14 @@ impl Builder {
         }
     }
 
-    /// Queues `per_lane` vehicles back from the stop line of every approach (choosing through,
+    /// Queues up to `per_lane` vehicles (gaps up to `max_spacing_m`) back from the stop line of every approach (choosing through,
     /// left and right variants at random) and puts `pedestrians` on the crosswalk walkways.
-    fn intersection_traffic(&mut self, per_lane: usize, pedestrians: usize) -> Result<(), ScenarioError> {
+    fn intersection_traffic(
+        &mut self,
+        per_lane: usize,
+        pedestrians: usize,
+        max_spacing_m: f64,
+    ) -> Result<(), ScenarioError> {
         let approaches: [&[&str]; 6] = [
             &["eb-1", "eb-1-left"],
             &["eb-2", "eb-2-right"],
@@ -256,7 +261,7 @@ impl Builder {
                 let stop = path.stop.as_ref().map_or(path.line.length_m() * 0.5, |s| s.stop_at_m);
                 let class = self.traffic_class();
                 let len = class.typical_size().length_m;
-                let spacing = self.world.rng().random_range(3.0..14.0);
+                let spacing = self.world.rng().random_range(2.5..max_spacing_m);
                 let s = match s_front {
                     None => stop - 0.5 * len - self.world.rng().random_range(1.0..30.0),
                     Some(front) => front - spacing - 0.5 * len,
@@ -433,7 +438,7 @@ impl Builder {
 
     fn congested(&mut self) -> Result<(), ScenarioError> {
         self.world.set_signal_offset(20.0);
-        self.intersection_traffic(32, 175)?;
+        self.intersection_traffic(40, 175, 5.0)?;
         let entries: Vec<Arc<Path>> = ["eb-1", "eb-2", "wb-1", "wb-2", "nb-1", "sb-1"]
             .iter()
             .map(|id| self.path(id))

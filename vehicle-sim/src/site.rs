@@ -163,6 +163,20 @@ pub struct SiteModel {
     pub signal_plan: SignalPlan,
 }
 
+/// The feature kinds a site GeoJSON may hold.
+pub const KINDS: [&str; 10] = [
+    "lane",
+    "route",
+    "walkway",
+    "crosswalk",
+    "tunnel",
+    "road_area",
+    "building",
+    "parked_vehicle",
+    "signal_head",
+    "stop",
+];
+
 /// The representative Yancheng site shipped with the repository.
 pub fn default_site_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../replays/sites/yancheng"))
@@ -239,6 +253,9 @@ impl SiteModel {
 
     fn add_feature(&mut self, feature: &Value, props: &Value, id: Option<String>) -> Result<(), String> {
         let kind = props.get("kind").and_then(Value::as_str).ok_or("missing string property `kind`")?;
+        if !KINDS.contains(&kind) {
+            return Err(format!("unknown kind {kind:?} (known: {})", KINDS.join(", ")));
+        }
         let geometry = feature.get("geometry").ok_or("missing geometry")?;
         let geom_type = geometry.get("type").and_then(Value::as_str).ok_or("geometry has no `type`")?;
         let coords = geometry.get("coordinates").ok_or("geometry has no `coordinates`")?;
@@ -405,7 +422,7 @@ mod tests {
         assert!(shuttle.line.is_closed() && shuttle.line.length_m() >= 1500.0);
         let bus = site.parked.iter().find(|p| p.class == ObjectClass::Bus).expect("parked bus");
         assert!((bus.footprint.length_m - 12.0).abs() < 0.05 && (bus.footprint.center.x + 45.0).abs() < 0.05);
-        assert!(site.in_tunnel(&Point2::new(1000.0, 400.0)) && !site.in_tunnel(&Point2::new(0.0, 0.0)));
+        assert!(site.in_tunnel(&Point2::new(800.0, 400.0)) && !site.in_tunnel(&Point2::new(0.0, 0.0)));
     }
 
     #[test]
