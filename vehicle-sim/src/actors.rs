@@ -28,6 +28,8 @@ pub struct DriverParams {
     pub lateral_accel_max_mps2: f64,
     /// Time a newly appearing obstacle takes to be noticed [s].
     pub reaction_s: f64,
+    /// Farthest obstacle the driver pays attention to [m] (infinite for an attentive driver).
+    pub sight_m: f64,
 }
 
 impl DriverParams {
@@ -41,6 +43,7 @@ impl DriverParams {
             min_gap_m: 2.0,
             lateral_accel_max_mps2: 2.5,
             reaction_s: 0.6,
+            sight_m: f64::INFINITY,
         };
         match class {
             ObjectClass::Bus | ObjectClass::Truck => {
@@ -222,12 +225,14 @@ pub struct Walker {
     pub held: bool,
     /// Whether the light allows crossing now; set by the world.
     pub may_cross: bool,
+    /// A vehicle stands or moves right in front; set by the world.
+    pub blocked: bool,
 }
 
 impl Walker {
     /// Advances the walker by `dt_s`.
     pub fn step(&mut self, k: &mut Kinematics, dt_s: f64) {
-        let mut speed = if self.held { 0.0 } else { self.walk_speed_mps };
+        let mut speed = if self.held || self.blocked { 0.0 } else { self.walk_speed_mps };
         let mut next_s = self.s_m + speed * dt_s;
         if let Some(stop) = &self.path.stop
             && self.obeys_signals

@@ -8,6 +8,7 @@ use nalgebra::Point2;
 use rand::Rng;
 use rsu_fusion::{ObjectClass, Timestamp};
 
+use crate::actors::DriverParams;
 use crate::geometry::Polyline;
 use crate::sensors::{Environment, Outage};
 use crate::site::{Path, PathKind, SiteModel};
@@ -49,8 +50,8 @@ pub const CATALOGUE: [ScenarioInfo; 10] = [
             light at 50 km/h; the SW corner building hides each from the other until both are at the stop lines. \
             Queued cars wait at the red light in the other eastbound lane.",
         expected_outcome: "Both cars are tracked by lidar-ne/lidar-sw and the cameras at least 3 s before the \
-            conflict point; ICW (and red-light violation) warnings are possible 3 s ahead. The connected car brakes \
-            hard when the runner enters its path: a near miss in the ground truth.",
+            conflict point; ICW (and red-light violation) warnings are due 3 s ahead. Neither driver sees the other \
+            in time: the runner crosses about 1 s in front of the connected car (a near miss in the ground truth).",
         default_duration_s: 15.0,
     },
     ScenarioInfo {
@@ -59,8 +60,9 @@ pub const CATALOGUE: [ScenarioInfo; 10] = [
         description: "A connected car (cv-lta) turns left from the westbound avenue on a permissive green. An \
             oncoming truck waits in the inner eastbound lane to turn left and hides a car coming straight on in the \
             outer eastbound lane at 50 km/h.",
-        expected_outcome: "The RSU tracks the hidden through car all the way; a left-turn-assist warning is due \
-            about 3 s before the conflict. The turning car yields late when the through car enters its path.",
+        expected_outcome: "The RSU tracks the through car hidden behind the truck all the way; a left-turn-assist \
+            warning is due before the connected car starts its turn. The turning car, not seeing it, turns in front \
+            of it and the through car has to brake (a near miss in the ground truth).",
         default_duration_s: 16.0,
     },
     ScenarioInfo {
@@ -70,8 +72,8 @@ pub const CATALOGUE: [ScenarioInfo; 10] = [
             tunnel. A broken-down car stands in their lane just inside the tunnel mouth. The truck swerves into the \
             next lane at the last moment, leaving the car facing the stopped vehicle.",
         expected_outcome: "lidar-portal and cam-portal report the stopped car for the whole run, long before the \
-            connected car can see it; FCW is due as soon as the car closes on it. The car brakes hard (6-8 m/s²) \
-            after the truck's cut-out.",
+            connected car can see it; FCW is due as soon as the truck swerves (about 8.5 s). The car, following \
+            at 0.8 s headway, brakes at up to 3.5 m/s² and stops a few metres short.",
         default_duration_s: 15.0,
     },
     ScenarioInfo {
@@ -256,10 +258,12 @@ impl Builder {
         for variants in approaches {
             let mut s_front = None;
             for _ in 0..per_lane {
-                let pick = self.world.rng().random_range(0..variants.len());
+                let class = self.traffic_class();
+                // Buses and trucks cannot make the tight corners: they go straight on.
+                let heavy = matches!(class, ObjectClass::Bus | ObjectClass::Truck);
+                let pick = if heavy { 0 } else { self.world.rng().random_range(0..variants.len()) };
                 let path = self.path(variants[pick])?;
                 let stop = path.stop.as_ref().map_or(path.line.length_m() * 0.5, |s| s.stop_at_m);
-                let class = self.traffic_class();
                 let len = class.typical_size().length_m;
                 let spacing = self.world.rng().random_range(2.5..max_spacing_m);
                 let s = match s_front {
@@ -271,7 +275,8 @@ impl Builder {
                 }
                 s_front = Some(s - 0.5 * len);
                 let speed = if class == ObjectClass::Cyclist { 4.5 } else { path.speed_limit_mps.unwrap_or(13.9) };
-                let v0 = self.world.rng().random_range(0.0..speed);
+                // Never faster than it can stop behind the vehicle in front.
+                let v0 = self.world.rng().random_range(0.0..speed).min((4.0 * spacing).sqrt());
                 let mut spec = VehicleSpec::new(class, path, s).speed(speed);
                 spec.speed_mps = v0;
                 self.world.add_vehicle(spec);
@@ -297,7 +302,14 @@ impl Builder {
     fn walkers(&mut self, ids: &[&str], count: usize) -> Result<(), ScenarioError> {
         for i in 0..count {
             let path = self.path(ids[i % ids.len()])?;
-            let s = self.world.rng().random_range(0.0..path.line.length_m() * 0.9);
+            // Start on the sidewalk, not in the middle of a signalled crossing.
+            let mut s = self.world.rng().random_range(0.0..path.line.length_m() * 0.9);
+            if let Some(stop) = &path.stop
+                && s > stop.stop_at_m - 1.0
+                && s < stop.clear_at_m.unwrap_or(stop.stop_at_m) + 1.0
+            {
+                s = self.world.rng().random_range(0.0..(stop.stop_at_m - 1.0).max(0.5));
+            }
             let speed = self.world.walking_speed();
             let jaywalker = self.world.rng().random_bool(0.08);
             self.world.add_walker(path, s, speed, !jaywalker, false);
@@ -334,7 +346,7 @@ impl Builder {
         let eb1 = self.path("eb-1")?;
         let runner = self
             .world
-            .add_vehicle(VehicleSpec::new(ObjectClass::Car, eb1.clone(), s_at(&eb1, -165.0, -1.75)).speed(13.9));
+            .add_vehicle(VehicleSpec::new(ObjectClass::Car, eb1.clone(), s_at(&eb1, -136.0, -1.75)).speed(13.9));
         self.world.apply(runner, Action::IgnoreSignals).ok();
         let eb2 = self.path("eb-2")?;
         for x in [-22.0, -30.0, -39.5] {
@@ -369,10 +381,16 @@ impl Builder {
         let truck = self
             .world
             .add_vehicle(VehicleSpec::new(ObjectClass::Truck, eb2.clone(), s_at(&eb2, 600.0, y2)).speed(16.7));
-        self.world.schedule(5.5, truck, Action::SwitchPath(eb1.clone()));
-        self.world.add_vehicle(
-            VehicleSpec::new(ObjectClass::Car, eb2.clone(), s_at(&eb2, 572.0, y2)).speed(16.7).connected("cv-fcw"),
+        // The truck driver notices the stopped car late and swerves at the last moment.
+        let late = DriverParams { sight_m: 35.0, ..DriverParams::for_class(ObjectClass::Truck) };
+        self.world.apply(truck, Action::SetDriver(late)).ok();
+        self.world.schedule(8.4, truck, Action::SwitchPath(eb1.clone()));
+        // The connected car follows closely (0.8 s headway) and cannot see past the truck.
+        let cv = self.world.add_vehicle(
+            VehicleSpec::new(ObjectClass::Car, eb2.clone(), s_at(&eb2, 585.0, y2)).speed(16.7).connected("cv-fcw"),
         );
+        let tailgating = DriverParams { headway_s: 0.8, ..DriverParams::for_class(ObjectClass::Car) };
+        self.world.apply(cv, Action::SetDriver(tailgating)).ok();
         self.world.add_vehicle(VehicleSpec::new(ObjectClass::Car, eb1.clone(), s_at(&eb1, 520.0, 398.0)).speed(18.0));
         for (id, x) in [("mlr-wb-1", 820.0), ("mlr-wb-2", 760.0), ("mlr-wb-1", 900.0)] {
             let p = self.path(id)?;

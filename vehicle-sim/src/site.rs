@@ -90,12 +90,23 @@ pub struct Path {
     pub speed_limit_mps: Option<f64>,
     /// Signal control, when given.
     pub stop: Option<StopControl>,
+    /// Which way a lane turns through an intersection, when it does.
+    pub turn: Option<Turn>,
+}
+
+/// The turn a lane makes through an intersection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Turn {
+    /// Left: across oncoming traffic (yields to it on a permissive green).
+    Left,
+    /// Right.
+    Right,
 }
 
 impl Path {
     /// A path built in code (scenario-specific routes such as a jaywalker's line).
     pub fn ad_hoc(id: impl Into<String>, kind: PathKind, line: Polyline) -> Arc<Path> {
-        Arc::new(Path { id: id.into(), kind, line, speed_limit_mps: None, stop: None })
+        Arc::new(Path { id: id.into(), kind, line, speed_limit_mps: None, stop: None, turn: None })
     }
 }
 
@@ -300,10 +311,16 @@ impl SiteModel {
                     "route" => PathKind::Route,
                     _ => PathKind::Walkway,
                 };
+                let turn = match string("turn").as_deref() {
+                    None => None,
+                    Some("left") => Some(Turn::Left),
+                    Some("right") => Some(Turn::Right),
+                    Some(other) => return Err(format!("turn must be \"left\" or \"right\", not {other:?}")),
+                };
                 if self.paths.contains_key(&id) {
                     return Err("duplicate path id".into());
                 }
-                self.paths.insert(id.clone(), Arc::new(Path { id, kind, line, speed_limit_mps, stop }));
+                self.paths.insert(id.clone(), Arc::new(Path { id, kind, line, speed_limit_mps, stop, turn }));
             }
             "crosswalk" | "tunnel" | "road_area" => {
                 expect("Polygon")?;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use nalgebra::{Point2, Point3};
+use nalgebra::{Point2, Point3, Vector2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Normal};
@@ -14,13 +14,20 @@ use rsu_fusion::{BoxSize, ObjectClass, Timestamp};
 
 use crate::actors::{Actor, Bicycle, Driver, DriverParams, Kinematics, Motion, Walker};
 use crate::geometry::{OrientedBox, Prism, wrap_angle};
+use crate::sensors::occlusion::line_blocked;
 use crate::signals::{LightPhase, LightState};
-use crate::site::{Path, SiteModel};
+use crate::site::{Path, SiteModel, Turn};
 
 /// Simulation time step [ns] (10 ms).
 pub const STEP_NS: i64 = 10_000_000;
 /// Planning period in steps (50 ms).
 const PLAN_EVERY_STEPS: u64 = 5;
+/// Where a permissive left turner waits, past its stop line [m].
+const LEFT_TURN_YIELD_AFTER_STOP_M: f64 = 6.0;
+/// Oncoming traffic closer than this (time to the conflict point) makes a left turner wait [s].
+const LEFT_TURN_GAP_S: f64 = 4.5;
+/// Oncoming vehicles nearer than this to the conflict point, even standing, make it wait [m].
+const LEFT_TURN_CLEAR_M: f64 = 25.0;
 
 /// One actor's true state at one instant.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,6 +99,8 @@ pub enum Action {
     ClearStop,
     /// Ignore lights from now on (red-light runner, emergency vehicle).
     IgnoreSignals,
+    /// New driver parameters (a distracted or tailgating driver).
+    SetDriver(DriverParams),
 }
 
 /// What to add: a vehicle on a path.
@@ -318,7 +327,16 @@ impl World {
     pub fn add_walker(&mut self, path: Arc<Path>, s_m: f64, speed_mps: f64, obeys_signals: bool, held: bool) -> u32 {
         let offset_m = self.rng.random_range(-0.6..0.6);
         let pose = path.line.pose_at(s_m);
-        let walker = Walker { path, s_m, walk_speed_mps: speed_mps, offset_m, obeys_signals, held, may_cross: false };
+        let walker = Walker {
+            path,
+            s_m,
+            walk_speed_mps: speed_mps,
+            offset_m,
+            obeys_signals,
+            held,
+            may_cross: false,
+            blocked: false,
+        };
         let size = BoxSize::new(0.5, 0.5, self.rng.random_range(1.55..1.85));
         self.push(
             ObjectClass::Pedestrian,
@@ -369,6 +387,7 @@ impl World {
             (Motion::Vehicle(d), Action::ClearStop) => d.stop_at_m = None,
             (Motion::Vehicle(d), Action::IgnoreSignals) => d.obeys_signals = false,
             (Motion::Walker(w), Action::IgnoreSignals) => w.obeys_signals = false,
+            (Motion::Vehicle(d), Action::SetDriver(p)) => d.params = p,
             _ => {}
         }
         Ok(())
@@ -420,8 +439,8 @@ impl World {
                 pick -= w;
             }
             let start = path.line.pose_at(0.0).position;
-            let clear = self.actors.iter().all(|a| (a.state.position - start).norm() > 12.0);
-            if !clear {
+            let room_m = self.actors.iter().map(|a| (a.state.position - start).norm()).fold(f64::INFINITY, f64::min);
+            if room_m < 12.0 {
                 continue;
             }
             let mean = sp.mean_interval_s.max(0.05);
@@ -438,7 +457,10 @@ impl World {
                     ObjectClass::Cyclist => 4.5 * factor,
                     _ => limit * factor,
                 };
-                self.add_vehicle(VehicleSpec::new(class, path, 0.0).speed(v));
+                // Enter no faster than allows stopping behind whoever is near the entry.
+                let mut spec = VehicleSpec::new(class, path, 0.0).speed(v);
+                spec.speed_mps = v.min((4.0 * (room_m - 10.0)).max(0.0).sqrt());
+                self.add_vehicle(spec);
             }
         }
     }
@@ -451,11 +473,24 @@ impl World {
     /// Finds leaders, lights and speed limits for everyone.
     fn plan(&mut self) {
         let now_s = self.elapsed_s();
-        let snapshot: Vec<(u32, OrientedBox, f64, f64, bool)> = self
+        let snapshot: Vec<Other> = self
             .actors
             .iter()
-            .map(|a| (a.id, a.footprint(), a.state.speed_mps, a.state.yaw_rad, matches!(a.motion, Motion::Parked)))
+            .map(|a| Other {
+                id: a.id,
+                footprint: a.footprint(),
+                speed_mps: a.state.speed_mps,
+                yaw_rad: a.state.yaw_rad,
+                parked: matches!(a.motion, Motion::Parked),
+                vehicle: matches!(a.motion, Motion::Vehicle(_)),
+                turning_left: matches!(&a.motion, Motion::Vehicle(d) if d.path.turn == Some(Turn::Left)),
+            })
             .collect();
+        let mut occluders: Vec<Prism> = self.site.buildings.clone();
+        occluders.extend(self.actors.iter().map(|a| {
+            let ground = self.site.config.ground.height_at(a.state.position.x, a.state.position.y);
+            Prism::from_box(Some(a.id), &a.footprint(), ground, ground + a.size.height_m)
+        }));
         let lights: Vec<LightState> = self.lights();
         let phase = |id: &str| lights.iter().find(|l| l.signal_id == id).map_or(LightPhase::Green, |l| l.phase);
         for a in &mut self.actors {
@@ -464,8 +499,19 @@ impl World {
                 Motion::Parked => {}
                 Motion::Walker(w) => {
                     w.may_cross = w.path.stop.as_ref().is_none_or(|s| phase(&s.signal_id) == LightPhase::Green);
+                    // Pedestrians do not walk into a vehicle: wait while one is just ahead.
+                    let step = Vector2::new(state.yaw_rad.cos(), state.yaw_rad.sin()) * WALKER_CLEARANCE_M;
+                    let ahead = state.position + step;
+                    w.blocked = snapshot.iter().any(|o| {
+                        o.vehicle && (o.footprint.center - ahead).norm() < 8.0 && {
+                            let mut grown = o.footprint;
+                            grown.length_m += 1.0;
+                            grown.width_m += 1.0;
+                            grown.contains(&ahead)
+                        }
+                    });
                 }
-                Motion::Vehicle(d) => plan_driver(d, id, &state, &size, &snapshot, now_s, &phase),
+                Motion::Vehicle(d) => plan_driver(d, id, &state, &size, &snapshot, &occluders, now_s, &phase),
             }
         }
     }
@@ -493,18 +539,51 @@ impl World {
     }
 }
 
+/// What a driver knows of another actor.
+struct Other {
+    id: u32,
+    footprint: OrientedBox,
+    speed_mps: f64,
+    yaw_rad: f64,
+    parked: bool,
+    vehicle: bool,
+    /// On a left-turn path: opposing left turners pass each other and do not wait for each other.
+    turning_left: bool,
+}
+
+/// Look-ahead for crossing actors that are about to enter a driver's path [s].
+const ANTICIPATION_S: f64 = 2.5;
+/// How far ahead a pedestrian checks for vehicles in the way [m].
+const WALKER_CLEARANCE_M: f64 = 1.0;
+/// Driver's eye height [m].
+const EYE_HEIGHT_M: f64 = 1.2;
+
+/// Where `footprint` lies relative to a driver's path: (first arc length, lateral extent).
+fn footprint_on_path(d: &Driver, footprint: &OrientedBox, range_m: f64) -> (f64, (f64, f64)) {
+    let mut s_min = f64::INFINITY;
+    let mut lat = (f64::INFINITY, f64::NEG_INFINITY);
+    for c in footprint.corners() {
+        let (s, l) = d.path.line.project_within(&c, d.s_m - 1.0, d.s_m + range_m + 8.0);
+        s_min = s_min.min(s);
+        lat = (lat.0.min(l), lat.1.max(l));
+    }
+    (s_min, lat)
+}
+
 /// Sets a driver's leader and allowed speed from everyone's footprints and the lights.
+#[allow(clippy::too_many_arguments)]
 fn plan_driver(
     d: &mut Driver,
     id: u32,
     state: &Kinematics,
     size: &BoxSize,
-    others: &[(u32, OrientedBox, f64, f64, bool)],
+    others: &[Other],
+    occluders: &[Prism],
     now_s: f64,
     phase: &dyn Fn(&str) -> LightPhase,
 ) {
     let front_s = d.s_m + 0.5 * size.length_m;
-    let range_m = (15.0 + 4.0 * state.speed_mps).min(90.0);
+    let range_m = (15.0 + 4.0 * state.speed_mps).min(90.0).min(d.params.sight_m);
     let corridor_m = 0.5 * size.width_m + 0.35;
     let mut leader: Option<(f64, f64)> = None;
     let consider = |gap: f64, v: f64, leader: &mut Option<(f64, f64)>| {
@@ -512,35 +591,74 @@ fn plan_driver(
             *leader = Some((gap, v));
         }
     };
+    let eye = Point3::new(state.position.x, state.position.y, EYE_HEIGHT_M);
+    let sees = |o: &Other| {
+        let target = Point3::new(o.footprint.center.x, o.footprint.center.y, 0.8);
+        !line_blocked(&eye, &target, occluders, [Some(id), Some(o.id)])
+    };
+    let heading = state.heading();
     let mut seen_now = Vec::new();
-    for (other_id, footprint, speed, yaw, parked) in others {
-        if *other_id == id || (footprint.center - state.position).norm() > range_m + 8.0 {
+    for o in others {
+        let to = o.footprint.center - state.position;
+        let reach = 0.5 * o.footprint.length_m.max(o.footprint.width_m);
+        if o.id == id || to.norm() > range_m + 8.0 || to.dot(&heading) < -(size.length_m + reach) {
             continue;
         }
-        let mut s_min = f64::INFINITY;
-        let mut lat = (f64::INFINITY, f64::NEG_INFINITY);
-        for c in footprint.corners() {
-            let (s, l) = d.path.line.project_within(&c, d.s_m - 1.0, d.s_m + range_m + 8.0);
-            s_min = s_min.min(s);
-            lat = (lat.0.min(l), lat.1.max(l));
+        let inside = |(s, lat): (f64, (f64, f64))| {
+            let gap = s - front_s;
+            (lat.0 < corridor_m && lat.1 > -corridor_m && gap >= -0.5 && gap <= range_m).then_some(gap)
+        };
+        let mut gap = inside(footprint_on_path(d, &o.footprint, range_m));
+        let crossing = (o.yaw_rad - state.yaw_rad).cos().abs() < 0.8;
+        if gap.is_none() && !o.parked && o.speed_mps > 0.3 && crossing {
+            // About to cross into the path: anticipated (if seen, below).
+            let mut ahead = o.footprint;
+            ahead.center += Vector2::new(o.yaw_rad.cos(), o.yaw_rad.sin()) * (o.speed_mps * ANTICIPATION_S);
+            gap = inside(footprint_on_path(d, &ahead, range_m));
         }
-        let overlaps = lat.0 < corridor_m && lat.1 > -corridor_m;
-        let gap = s_min - front_s;
-        if !overlaps || gap < -0.5 || gap > range_m {
+        // Drivers react only to what they can see from their seat.
+        if gap.is_some() && !sees(o) {
             continue;
         }
-        let heading = d.path.line.pose_at(s_min).heading_rad;
-        let along = speed * (yaw - heading).cos();
+        let Some(gap) = gap else { continue };
+        let heading = d.path.line.pose_at(front_s + gap.max(0.0)).heading_rad;
+        let along = o.speed_mps * (o.yaw_rad - heading).cos();
         // Traffic ahead moving our way and parked cars are anticipated; anything else (a
         // pedestrian stepping out, crossing traffic) is reacted to after the reaction time.
-        let predictable = *parked || along > 0.5 * speed.max(0.1);
-        let first_seen = d.noticed.iter().find(|(o, _)| o == other_id).map_or(now_s, |n| n.1);
-        seen_now.push((*other_id, first_seen));
+        let predictable = o.parked || (o.yaw_rad - heading).cos() > 0.7;
+        let first_seen = d.noticed.iter().find(|(n, _)| *n == o.id).map_or(now_s, |n| n.1);
+        seen_now.push((o.id, first_seen));
         if predictable || now_s - first_seen >= d.params.reaction_s {
             consider(gap.max(0.0), along.max(0.0), &mut leader);
         }
     }
     d.noticed = seen_now;
+    if let (Some(Turn::Left), Some(stop)) = (d.path.turn, &d.path.stop) {
+        // Permissive left turn: wait before the turn while oncoming traffic is close.
+        let yield_s = stop.stop_at_m + LEFT_TURN_YIELD_AFTER_STOP_M;
+        // At the end of green a waiting left turner clears the intersection (oncoming traffic
+        // has red too).
+        if front_s < yield_s + 0.5 && phase(&stop.signal_id) == LightPhase::Green {
+            let my_heading = d.path.line.pose_at(yield_s).heading_rad;
+            let conflict = d.path.line.pose_at(yield_s + 8.0).position;
+            let oncoming = others.iter().any(|o| {
+                let to = conflict - o.footprint.center;
+                let dist = to.norm();
+                o.vehicle
+                    && !o.turning_left
+                    && o.id != id
+                    && (o.yaw_rad - my_heading).cos() < -0.7
+                    && to.dot(&Vector2::new(o.yaw_rad.cos(), o.yaw_rad.sin())) > 0.0
+                    && (dist < LEFT_TURN_CLEAR_M || (o.speed_mps > 1.0 && dist / o.speed_mps < LEFT_TURN_GAP_S))
+                    && sees(o)
+            });
+            // Too close to stop: committed to the turn.
+            let can_stop = yield_s - front_s > state.speed_mps.powi(2) / (2.0 * d.params.decel_max_mps2);
+            if oncoming && can_stop {
+                consider((yield_s - front_s).max(0.0), 0.0, &mut leader);
+            }
+        }
+    }
     if let Some(stop) = &d.path.stop
         && d.obeys_signals
         && front_s < stop.stop_at_m + 0.5

@@ -15,6 +15,8 @@ const BINS: usize = 720;
 pub struct OcclusionIndex<'a> {
     eye: Point3<f64>,
     occluders: &'a [Prism],
+    /// The observing actor (a driver's own vehicle), never its own occluder.
+    observer: Option<u32>,
     /// Per bin: (occluder index, nearest horizontal distance from the eye [m]).
     bins: Vec<Vec<(usize, f64)>>,
 }
@@ -57,7 +59,13 @@ impl<'a> OcclusionIndex<'a> {
                 b = (b + 1) % BINS;
             }
         }
-        OcclusionIndex { eye, occluders, bins }
+        OcclusionIndex { eye, occluders, observer: None, bins }
+    }
+
+    /// The same index seen from inside actor `observer`, whose own box never blocks.
+    pub fn from_actor(mut self, observer: u32) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Whether the line of sight to `target` is blocked by an occluder other than actor `skip`.
@@ -66,7 +74,9 @@ impl<'a> OcclusionIndex<'a> {
         let dist = v.norm();
         self.bins[bin_of(v.y.atan2(v.x))].iter().any(|&(i, near)| {
             let o = &self.occluders[i];
-            near < dist && (skip.is_none() || o.actor_id != skip) && o.blocks(&self.eye, target)
+            near < dist
+                && (o.actor_id.is_none() || (o.actor_id != skip && o.actor_id != self.observer))
+                && o.blocks(&self.eye, target)
         })
     }
 
@@ -77,6 +87,13 @@ impl<'a> OcclusionIndex<'a> {
         let visible = samples.iter().filter(|p| !self.blocked(p, Some(actor.id))).count();
         visible as f64 / samples.len() as f64
     }
+}
+
+/// Whether the line of sight from `eye` to `target` is blocked by any occluder except those of
+/// actors `skip` (the observer and the target). Checks every occluder (each with a quick bounding
+/// box reject): cheaper than building an [`OcclusionIndex`] for a handful of rays.
+pub fn line_blocked(eye: &Point3<f64>, target: &Point3<f64>, occluders: &[Prism], skip: [Option<u32>; 2]) -> bool {
+    occluders.iter().any(|o| (o.actor_id.is_none() || !skip.contains(&o.actor_id)) && o.blocks(eye, target))
 }
 
 /// The points of an actor whose visibility is tested.
