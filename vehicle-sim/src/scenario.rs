@@ -38,9 +38,10 @@ pub const CATALOGUE: [ScenarioInfo; 10] = [
             intersection. A bus stands at the kerb stop 45 m west of the intersection; a pedestrian walks out in front \
             of it across the avenue. The bus hides the pedestrian from the car until the pedestrian is in its lane; \
             the SW pole's lidar and camera see the pedestrian all the time.",
-        expected_outcome: "The roadside lidar-sw and cam-sw detect the pedestrian about 3 s before it reaches the \
-            car's lane; the car's own line of sight opens only about 1.5 s before the conflict. The car, reacting on \
-            its own sensors, brakes hard and stops 1-3 m short; a V2X-aided car would warn (VRUCW) 2 s earlier.",
+        expected_outcome: "The roadside lidar-sw and cam-sw see the pedestrian from the moment it starts \
+            walking (3.6 s), about 2.7 s before the car's own line of sight opens (6.3 s, as it reaches the lane). \
+            The car, reacting on its own, brakes hard and stops about 1.6 m short; a V2X-aided car could warn \
+            (VRUCW) 2-3 s earlier.",
         default_duration_s: 15.0,
     },
     ScenarioInfo {
