@@ -15,13 +15,25 @@ pub struct Candidate {
     pub cost: f64,
 }
 
-/// Points of the ground plane bucketed into square cells, for neighbourhood queries. Built from a
-/// sorted vector, so queries are deterministic and need no hashing.
+/// Points of the ground plane bucketed into square cells, for neighbourhood queries. Built by a
+/// counting sort into a dense array of cells over the points' bounding box (or, when the points
+/// are spread too thinly for that, into a sorted vector), so queries are deterministic and need
+/// no hashing.
 #[derive(Clone, Debug, Default)]
 pub struct SpatialGrid {
     cell_m: f64,
-    /// (cell key, item index), sorted.
+    /// Sparse layout: (cell key, item index), sorted.
     entries: Vec<(i64, u32)>,
+    /// Dense layout: the bounding box of occupied cells (first cell, extent in cells) and, per
+    /// cell (x-major), the start of its items in `items`; empty `starts` when sparse.
+    x0: i64,
+    y0: i64,
+    width: i64,
+    height: i64,
+    starts: Vec<u32>,
+    items: Vec<u32>,
+    /// Scratch: (cell x, cell y, item index) of the last rebuild.
+    cells: Vec<(i64, i64, u32)>,
 }
 
 fn cell_key(cx: i64, cy: i64) -> i64 {
@@ -31,24 +43,65 @@ fn cell_key(cx: i64, cy: i64) -> i64 {
 impl SpatialGrid {
     /// An empty grid with square cells of `cell_m` metres (at least 0.5 m).
     pub fn new(cell_m: f64) -> Self {
-        SpatialGrid { cell_m: if cell_m.is_finite() { cell_m.max(0.5) } else { 0.5 }, entries: Vec::new() }
+        SpatialGrid { cell_m: if cell_m.is_finite() { cell_m.max(0.5) } else { 0.5 }, ..SpatialGrid::default() }
     }
 
     fn cell_of(&self, v: f64) -> i64 {
-        // Clamped so absurd coordinates still land in a (far away) cell.
-        (v / self.cell_m).floor().clamp(-1.0e9, 1.0e9) as i64
+        // Clamped so absurd coordinates still land in a (far away) cell. Same as
+        // `floor().clamp(..) as i64`, without the libm call (NaN lands in cell 0 either way).
+        let q = (v / self.cell_m).clamp(-1.0e9, 1.0e9);
+        let t = q as i64;
+        if (t as f64) > q { t - 1 } else { t }
     }
 
     /// Rebuilds the grid from item positions (x, y) [m]; an item's index is its position in the
     /// slice. Non-finite positions are left out.
     pub fn rebuild(&mut self, positions: impl Iterator<Item = (f64, f64)>) {
-        self.entries.clear();
+        let mut cells = std::mem::take(&mut self.cells);
+        cells.clear();
         for (i, (x, y)) in positions.enumerate() {
             if x.is_finite() && y.is_finite() {
-                self.entries.push((cell_key(self.cell_of(x), self.cell_of(y)), i as u32));
+                cells.push((self.cell_of(x), self.cell_of(y), i as u32));
             }
         }
-        self.entries.sort_unstable();
+        self.entries.clear();
+        self.starts.clear();
+        self.items.clear();
+        let (mut x0, mut x1, mut y0, mut y1) = (i64::MAX, i64::MIN, i64::MAX, i64::MIN);
+        for &(cx, cy, _) in &cells {
+            x0 = x0.min(cx);
+            x1 = x1.max(cx);
+            y0 = y0.min(cy);
+            y1 = y1.max(cy);
+        }
+        let n = cells.len() as u128;
+        let extent = if cells.is_empty() { 0 } else { (x1 - x0 + 1) as u128 * (y1 - y0 + 1) as u128 };
+        if !cells.is_empty() && extent <= 4 * n + 1024 {
+            // Dense: counting sort by cell; items keep ascending index order within a cell.
+            let (width, height) = (x1 - x0 + 1, y1 - y0 + 1);
+            (self.x0, self.y0, self.width, self.height) = (x0, y0, width, height);
+            let n_cells = (width * height) as usize;
+            // Counts per cell, turned into the end of each cell's run, then filled backwards so
+            // each entry ends at the start of its run.
+            self.starts.resize(n_cells + 1, 0);
+            for &(cx, cy, _) in &cells {
+                self.starts[((cx - x0) * height + (cy - y0)) as usize] += 1;
+            }
+            for c in 1..n_cells {
+                self.starts[c] += self.starts[c - 1];
+            }
+            self.starts[n_cells] = cells.len() as u32;
+            self.items.resize(cells.len(), 0);
+            for &(cx, cy, i) in cells.iter().rev() {
+                let c = ((cx - x0) * height + (cy - y0)) as usize;
+                self.starts[c] -= 1;
+                self.items[self.starts[c] as usize] = i;
+            }
+        } else {
+            self.entries.extend(cells.iter().map(|&(cx, cy, i)| (cell_key(cx, cy), i)));
+            self.entries.sort_unstable();
+        }
+        self.cells = cells;
     }
 
     /// Appends to `out` the items in every cell that a disc of `radius_m` around (x, y) touches
@@ -61,6 +114,19 @@ impl SpatialGrid {
         let (x0, x1) = (self.cell_of(x - r), self.cell_of(x + r));
         let (y0, y1) = (self.cell_of(y - r), self.cell_of(y + r));
         if (x1 - x0) > 64 || (y1 - y0) > 64 {
+            return;
+        }
+        if !self.starts.is_empty() {
+            let (gx1, gy1) = (self.x0 + self.width - 1, self.y0 + self.height - 1);
+            let (y_lo, y_hi) = (y0.max(self.y0), y1.min(gy1));
+            for cx in x0.max(self.x0)..=x1.min(gx1) {
+                let row = (cx - self.x0) * self.height;
+                for cy in y_lo..=y_hi {
+                    let c = (row + cy - self.y0) as usize;
+                    let (a, b) = (self.starts[c] as usize, self.starts[c + 1] as usize);
+                    out.extend(self.items[a..b].iter().map(|&i| i as usize));
+                }
+            }
             return;
         }
         for cx in x0..=x1 {
@@ -109,13 +175,14 @@ pub fn assign(candidates: &[Candidate]) -> Vec<(usize, usize)> {
     // Group edges by component root, in root order.
     let mut by_comp: Vec<(usize, Candidate)> = edges.iter().map(|e| (find(&mut parent, t_idx(e.track)), *e)).collect();
     by_comp.sort_by_key(|a| (a.0, a.1.track, a.1.meas));
+    edges.clear();
+    edges.extend(by_comp.iter().map(|e| e.1));
     let mut out = Vec::new();
     let mut start = 0;
     while start < by_comp.len() {
         let root = by_comp[start].0;
         let end = start + by_comp[start..].iter().take_while(|e| e.0 == root).count();
-        let comp: Vec<Candidate> = by_comp[start..end].iter().map(|e| e.1).collect();
-        solve_component(&comp, &mut out);
+        solve_component(&edges[start..end], &mut out);
         start = end;
     }
     out.sort_unstable();
@@ -283,6 +350,33 @@ mod tests {
         let c = [Candidate { track: 2, meas: 4, cost: 5.0 }, Candidate { track: 2, meas: 3, cost: 1.0 }];
         assert_eq!(assign(&c), vec![(2, 3)]);
         assert!(assign(&[]).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn dense_and_sparse_grids_answer_alike(
+            pts in proptest::collection::vec((-60.0f64..60.0, -60.0f64..60.0), 0..60),
+            far in proptest::option::of((-1.0e12f64..1.0e12, -1.0e12f64..1.0e12)),
+            q in (-70.0f64..70.0, -70.0f64..70.0, 0.0f64..20.0),
+        ) {
+            let mut all = pts.clone();
+            all.extend(far);
+            let mut g = SpatialGrid::new(6.0);
+            g.rebuild(all.iter().copied());
+            let mut got = Vec::new();
+            g.query(q.0, q.1, q.2, &mut got);
+            // Reference: the original sorted-vector lookup, cell by cell.
+            let floor_cell = |v: f64| (v / 6.0).floor().clamp(-1.0e9, 1.0e9) as i64;
+            let mut want = Vec::new();
+            let (x0, x1) = (floor_cell(q.0 - q.2), floor_cell(q.0 + q.2));
+            let (y0, y1) = (floor_cell(q.1 - q.2), floor_cell(q.1 + q.2));
+            for cx in x0..=x1 {
+                for cy in y0..=y1 {
+                    want.extend(all.iter().enumerate().filter(|(_, p)| floor_cell(p.0) == cx && floor_cell(p.1) == cy).map(|(i, _)| i));
+                }
+            }
+            prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

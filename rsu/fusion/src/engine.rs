@@ -964,10 +964,7 @@ impl Fusion {
 
     /// Switches the motion model when the fused class belongs to another family.
     fn refresh_family(&mut self, ti: usize, yaw_hint_rad: f64) {
-        let (class, conf) = self.tracks[ti].class_evidence.best();
-        if class == ObjectClass::Unknown || conf < 0.5 {
-            return;
-        }
+        let Some(class) = self.tracks[ti].class_evidence.best_if_confident() else { return };
         let family = class.motion_family();
         if family != self.tracks[ti].motion.family() {
             let speed_sigma = self.init_speed_sigma(family);

@@ -115,10 +115,42 @@ fn repair_covariance<const N: usize>(p: SMatrix<f64, N, N>) -> SMatrix<f64, N, N
         let d = s[(i, i)];
         s[(i, i)] = if d.is_finite() { d.clamp(1e-9, 1e6) } else { 1e6 };
     }
-    if s.iter().all(|v| v.is_finite()) && s.cholesky().is_some() {
+    if all_finite(s.as_slice()) && is_positive_definite(&s) {
         return s;
     }
     SMatrix::<f64, N, N>::from_diagonal(&s.diagonal())
+}
+
+/// Whether every value is finite (no early exit, so it vectorises).
+fn all_finite(values: &[f64]) -> bool {
+    values.iter().fold(true, |ok, v| ok & v.is_finite())
+}
+
+/// Whether the Cholesky factorisation of `m` succeeds: the same left-looking column algorithm
+/// and the same floating-point operations as nalgebra's `Cholesky::new` (so it accepts and
+/// rejects exactly the same matrices), without its generic overhead and without keeping the
+/// factor.
+fn is_positive_definite<const N: usize>(m: &SMatrix<f64, N, N>) -> bool {
+    let mut l = *m;
+    for j in 0..N {
+        for k in 0..j {
+            let factor = -l[(j, k)];
+            for i in j..N {
+                l[(i, j)] += factor * l[(i, k)]; // a·x + y, the same sum as nalgebra's axpy
+            }
+        }
+        let diag = l[(j, j)];
+        // nalgebra refuses a zero pivot and one whose square root cannot be taken (negative, NaN).
+        if diag.is_nan() || diag <= 0.0 {
+            return false;
+        }
+        let denom = diag.sqrt();
+        l[(j, j)] = denom;
+        for i in j + 1..N {
+            l[(i, j)] /= denom;
+        }
+    }
+    true
 }
 
 impl MotionState {
@@ -277,13 +309,20 @@ impl MotionState {
     /// determinant. `None` when the innovation covariance is singular.
     pub fn position_like_distance(&self, y: &Vector2<f64>, hxy: &Matrix2<f64>, r: &Matrix2<f64>) -> Option<(f64, f64)> {
         let s = hxy * self.position_cov() * hxy.transpose() + r;
-        let det = s.determinant();
-        if !(det.is_finite() && det > 0.0) {
-            return None;
-        }
-        let s_inv = s.try_inverse()?;
-        let d2 = (y.transpose() * s_inv * y)[(0, 0)];
-        d2.is_finite().then_some((d2, det.ln()))
+        innovation_distance(&s, y, f64::INFINITY)
+    }
+
+    /// [`MotionState::position_like_distance`] restricted to the gate: `None` as well when the
+    /// squared distance exceeds `gate_chi2` (the log determinant is then not computed).
+    pub fn position_like_gate(
+        &self,
+        y: &Vector2<f64>,
+        hxy: &Matrix2<f64>,
+        r: &Matrix2<f64>,
+        gate_chi2: f64,
+    ) -> Option<(f64, f64)> {
+        let s = hxy * self.position_cov() * hxy.transpose() + r;
+        innovation_distance(&s, y, gate_chi2)
     }
 
     /// Updates with a measurement depending on position only: residual `y`, Jacobian `hxy` by
@@ -464,11 +503,24 @@ impl MotionState {
     /// Whether every state and covariance entry is finite.
     pub fn is_finite(&self) -> bool {
         match self {
-            MotionState::Ctrv { x, p } => x.iter().chain(p.iter()).all(|v| v.is_finite()),
-            MotionState::Cv { x, p } => x.iter().chain(p.iter()).all(|v| v.is_finite()),
-            MotionState::Static { x, p } => x.iter().chain(p.iter()).all(|v| v.is_finite()),
+            MotionState::Ctrv { x, p } => all_finite(x.as_slice()) & all_finite(p.as_slice()),
+            MotionState::Cv { x, p } => all_finite(x.as_slice()) & all_finite(p.as_slice()),
+            MotionState::Static { x, p } => all_finite(x.as_slice()) & all_finite(p.as_slice()),
         }
     }
+}
+
+/// Squared Mahalanobis distance of residual `y` under innovation covariance `s`, with the log
+/// determinant of `s`; `None` when `s` is singular, the distance is not finite or it exceeds
+/// `gate_chi2` (pass infinity for no gate).
+pub fn innovation_distance(s: &Matrix2<f64>, y: &Vector2<f64>, gate_chi2: f64) -> Option<(f64, f64)> {
+    let det = s.determinant();
+    if !(det.is_finite() && det > 0.0) {
+        return None;
+    }
+    let s_inv = s.try_inverse()?;
+    let d2 = (y.transpose() * s_inv * y)[(0, 0)];
+    (d2.is_finite() && d2 <= gate_chi2).then(|| (d2, det.ln()))
 }
 
 /// Keeps a CTRV state canonical: a confidently negative speed means the heading is reversed
@@ -573,6 +625,24 @@ mod tests {
         let (x, _) = s.as_ctrv(0.0, 0.3);
         assert!(x[3] > 8.0, "speed {}", x[3]);
         assert!(wrap_angle(x[2]).abs() < 0.2, "yaw {}", x[2]);
+    }
+
+    #[test]
+    fn positive_definite_check_agrees_with_nalgebra() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for k in 0..20_000 {
+            let a = Matrix5::from_fn(|_, _| rng.random_range(-1.0..1.0));
+            let mut m = a * a.transpose();
+            // Some near-singular and indefinite matrices too.
+            m[(k % 5, k % 5)] += rng.random_range(-0.5..0.5) * f64::from(k % 3 == 0);
+            if k % 7 == 0 {
+                m = Matrix5::from_fn(|i, j| if i == j { 0.0 } else { m[(i, j)] });
+            }
+            assert_eq!(is_positive_definite(&m), m.cholesky().is_some(), "{m}");
+        }
+        assert!(!is_positive_definite(&Matrix2::new(f64::NAN, 0.0, 0.0, 1.0)));
+        assert!(!is_positive_definite(&Matrix2::new(0.0, 0.0, 0.0, 1.0)));
     }
 
     #[test]

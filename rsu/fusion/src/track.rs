@@ -49,9 +49,18 @@ impl ClassEvidence {
         }
         let mass = mass.min(1.0);
         let others = ((1.0 - mass) / (ObjectClass::COUNT - 2) as f64).max(1e-3);
+        // Most classes share the probability `others` (and Unknown 1e-3): their logarithms are
+        // taken once (the same values, so the same results as one logarithm per class).
+        let ln_others = others.ln();
+        let ln_unknown = 1e-3f64.ln();
         for (i, l) in self.log_lik.iter_mut().enumerate() {
-            let pi = if i == ObjectClass::Unknown.index() { 1e-3 } else { p[i].max(others) };
-            *l = *l * decay + weight * pi.ln();
+            let ln_pi = if i == ObjectClass::Unknown.index() {
+                ln_unknown
+            } else {
+                let pi = p[i].max(others);
+                if pi == others { ln_others } else { pi.ln() }
+            };
+            *l = *l * decay + weight * ln_pi;
         }
         let max = self.log_lik.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         for l in &mut self.log_lik {
@@ -68,6 +77,33 @@ impl ClassEvidence {
         for l in &mut self.log_lik {
             *l = (*l - max).max(-50.0);
         }
+    }
+
+    /// The most likely class when its posterior probability is not below one half (as
+    /// [`ClassEvidence::best`] would report it), `None` otherwise or before any evidence. Skips
+    /// the exponentials when every other class is far less likely.
+    pub fn best_if_confident(&self) -> Option<ObjectClass> {
+        if self.log_lik.iter().all(|l| *l == 0.0) {
+            return None;
+        }
+        let mut best = ObjectClass::Unknown;
+        let mut best_l = f64::NEG_INFINITY;
+        for class in ObjectClass::ALL.iter().skip(1) {
+            let l = self.log_lik[class.index()];
+            if l > best_l {
+                best_l = l;
+                best = *class;
+            }
+        }
+        // Every other known class below best - 3: their probabilities sum to at most
+        // (COUNT - 2)·e⁻³ ≈ 0.65 of the best one's, so its posterior is above 0.6.
+        let clear = ObjectClass::ALL.iter().skip(1).all(|c| *c == best || self.log_lik[c.index()] < best_l - 3.0);
+        if clear && best_l.is_finite() {
+            return Some(best);
+        }
+        let (class, conf) = self.best();
+        // A NaN confidence does not count as below one half (as in the callers' `conf < 0.5`).
+        (class != ObjectClass::Unknown && (conf.is_nan() || conf >= 0.5)).then_some(class)
     }
 
     /// The most likely class and its posterior probability (uniform prior over the known
