@@ -17,7 +17,7 @@ use crate::class::{BoxSize, MotionFamily, ObjectClass, SourceSet};
 use crate::config::{FusionConfig, FusionConfigError};
 use crate::geo::EnuFrame;
 use crate::measurement::{CameraDetections, Detections, LidarDetection, SensorFrame, VehicleState};
-use crate::motion::{Matrix5, MotionState, ProcessNoise, Vector5, nearest_branch, wrap_angle};
+use crate::motion::{Matrix5, MotionState, ProcessNoise, Vector5, innovation_distance, nearest_branch, wrap_angle};
 use crate::time::Timestamp;
 use crate::track::{ClassEvidence, Track, TrackStatus, V2xLink};
 
@@ -198,7 +198,15 @@ struct SensorState {
 
 #[derive(Clone, Debug)]
 enum Pending {
-    Frame { sensor: usize, frame: SensorFrame },
+    Frame {
+        sensor: usize,
+        frame: SensorFrame,
+    },
+    /// The frame being handed in right now (borrowed from the caller; only cloned into a
+    /// `Frame` when it stays buffered after the call).
+    Incoming {
+        sensor: usize,
+    },
     Vehicle(Box<VehicleState>),
 }
 
@@ -214,10 +222,10 @@ struct LidarMeas {
 }
 
 /// A valid camera box.
-struct CameraMeas {
+struct CameraMeas<'a> {
     bottom_px: Point2<f64>,
     r: Matrix2<f64>,
-    scores: Vec<(ObjectClass, f64)>,
+    scores: &'a [(ObjectClass, f64)],
     truncated: bool,
 }
 
@@ -359,8 +367,12 @@ impl Fusion {
         sensor.last_sequence = Some(sensor.last_sequence.map_or(frame.sequence, |s| s.max(frame.sequence)));
         sensor.last_capture = Some(sensor.last_capture.map_or(t, |c| c.max(t)));
         self.arrivals += 1;
-        self.buffer.insert((t, self.arrivals), Pending::Frame { sensor: si, frame: frame.clone() });
-        self.advance(now);
+        let key = (t, self.arrivals);
+        self.buffer.insert(key, Pending::Incoming { sensor: si });
+        self.advance_with(now, Some(frame));
+        if let Some(pending) = self.buffer.get_mut(&key) {
+            *pending = Pending::Frame { sensor: si, frame: frame.clone() };
+        }
         Ingest::Accepted
     }
 
@@ -493,6 +505,12 @@ impl Fusion {
 
     /// Fuses every buffered input that is due at `now`, then prunes tracks.
     fn advance(&mut self, now: Timestamp) {
+        self.advance_with(now, None);
+    }
+
+    /// [`Fusion::advance`] while the caller's frame `incoming` sits in the buffer as
+    /// [`Pending::Incoming`].
+    fn advance_with(&mut self, now: Timestamp, incoming: Option<&SensorFrame>) {
         let horizon = now.add_secs(-self.config.max_lag_s);
         let mut release = horizon;
         if self.config.early_release {
@@ -527,25 +545,33 @@ impl Fusion {
             }
             let Some((_, pending)) = self.buffer.pop_first() else { break };
             self.fused_until = Some(self.fused_until.map_or(t, |f| f.max(t)));
-            self.process(t, pending);
+            self.process(t, pending, incoming);
         }
         let prune_at = self.fused_until.map_or(horizon, |f| f.max(horizon));
         self.maintain(prune_at, false);
     }
 
-    fn process(&mut self, t: Timestamp, pending: Pending) {
+    fn process(&mut self, t: Timestamp, pending: Pending, incoming: Option<&SensorFrame>) {
         self.predict_all(t);
         match pending {
-            Pending::Frame { sensor, frame } => {
-                self.stats.frames_fused += 1;
-                match &frame.detections {
-                    Detections::Lidar(dets) => self.update_lidar(sensor, t, dets),
-                    Detections::Camera(dets) => self.update_camera(sensor, t, dets),
+            Pending::Frame { sensor, frame } => self.fuse_frame(sensor, t, &frame),
+            Pending::Incoming { sensor } => {
+                // Always present: `Incoming` only exists while `handle_sensor_frame` runs.
+                if let Some(frame) = incoming {
+                    self.fuse_frame(sensor, t, frame);
                 }
             }
             Pending::Vehicle(state) => self.update_v2x(t, &state),
         }
         self.maintain(t, true);
+    }
+
+    fn fuse_frame(&mut self, sensor: usize, t: Timestamp, frame: &SensorFrame) {
+        self.stats.frames_fused += 1;
+        match &frame.detections {
+            Detections::Lidar(dets) => self.update_lidar(sensor, t, dets),
+            Detections::Camera(dets) => self.update_camera(sensor, t, dets),
+        }
     }
 
     fn predict_all(&mut self, t: Timestamp) {
@@ -608,8 +634,7 @@ impl Fusion {
                     continue;
                 }
                 if let Some((d2, ln_det)) =
-                    self.tracks[ti].motion.position_like_distance(&y, &Matrix2::identity(), &m.r)
-                    && d2 <= self.config.gate_chi2
+                    self.tracks[ti].motion.position_like_gate(&y, &Matrix2::identity(), &m.r, self.config.gate_chi2)
                 {
                     gated[j] = true;
                     candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
@@ -695,7 +720,7 @@ impl Fusion {
             meas.push(CameraMeas {
                 bottom_px: d.bottom_center_px(),
                 r: Matrix2::identity() * (pixel_sigma_px.powi(2) + model_sigma.powi(2)),
-                scores: d.class_scores.clone(),
+                scores: &d.class_scores,
                 truncated: d.min_px.x < margin || d.max_px.x > w - margin || d.max_px.y > h - margin,
             });
         }
@@ -721,17 +746,16 @@ impl Fusion {
         for (ti, proj) in projections.iter().enumerate() {
             let Some(proj) = proj else { continue };
             let motion = &self.tracks[ti].motion;
-            let s = proj.jacobian_px_per_m * motion.position_cov() * proj.jacobian_px_per_m.transpose()
-                + Matrix2::identity() * pixel_sigma_px.powi(2);
+            // J P Jᵀ once per track (the innovation covariance of each box adds its noise to it).
+            let jpj = proj.jacobian_px_per_m * motion.position_cov() * proj.jacobian_px_per_m.transpose();
+            let s = jpj + Matrix2::identity() * pixel_sigma_px.powi(2);
             let radius = (self.config.gate_chi2 * s.trace()).sqrt().min(400.0) + 3.0 * pixel_sigma_px;
             near.clear();
             pixel_grid.query(proj.bottom_center_px.x, proj.bottom_center_px.y, radius, &mut near);
             for &j in &near {
                 let m = &meas[j];
                 let y = m.bottom_px - proj.bottom_center_px;
-                if let Some((d2, ln_det)) = motion.position_like_distance(&y, &proj.jacobian_px_per_m, &m.r)
-                    && d2 <= self.config.gate_chi2
-                {
+                if let Some((d2, ln_det)) = innovation_distance(&(jpj + m.r), &y, self.config.gate_chi2) {
                     gated[j] = true;
                     candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
                 }
@@ -747,7 +771,7 @@ impl Fusion {
             let y = m.bottom_px - proj.bottom_center_px;
             let cfg = &self.config;
             let track = &mut self.tracks[ti];
-            track.class_evidence.add(&m.scores, cfg.camera_class_weight, cfg.class_evidence_decay);
+            track.class_evidence.add(m.scores, cfg.camera_class_weight, cfg.class_evidence_decay);
             if !track.motion.update_position_like(&y, &proj.jacobian_px_per_m, &m.r) {
                 self.stats.numeric_failures += 1;
             }
@@ -799,8 +823,8 @@ impl Fusion {
                 let y = pos - self.tracks[ti].motion.position();
                 self.tracks[ti]
                     .motion
-                    .position_like_distance(&y, &Matrix2::identity(), &cov)
-                    .is_some_and(|(d2, _)| d2 <= self.config.gate_chi2)
+                    .position_like_gate(&y, &Matrix2::identity(), &cov, self.config.gate_chi2)
+                    .is_some()
             });
             if taken {
                 continue;
@@ -816,7 +840,7 @@ impl Fusion {
                 self.config.init_yaw_rate_sigma_rps,
             );
             let mut evidence = ClassEvidence::default();
-            evidence.add(&m.scores, self.config.camera_class_weight, self.config.class_evidence_decay);
+            evidence.add(m.scores, self.config.camera_class_weight, self.config.class_evidence_decay);
             let before = self.tracks.len();
             if let Some(ti) = self.spawn(t, motion, evidence, size, false, ground_pt.z, yaw, SourceSet::CAMERA) {
                 self.tracks[ti].mark_seen(si, t);

@@ -51,15 +51,14 @@ impl ClassEvidence {
         let others = ((1.0 - mass) / (ObjectClass::COUNT - 2) as f64).max(1e-3);
         // Most classes share the probability `others` (and Unknown 1e-3): their logarithms are
         // taken once (the same values, so the same results as one logarithm per class).
-        let ln_others = others.ln();
-        let ln_unknown = 1e-3f64.ln();
-        for (i, l) in self.log_lik.iter_mut().enumerate() {
-            let ln_pi = if i == ObjectClass::Unknown.index() {
-                ln_unknown
-            } else {
-                let pi = p[i].max(others);
-                if pi == others { ln_others } else { pi.ln() }
-            };
+        let mut ln_p = [others.ln(); ObjectClass::COUNT];
+        ln_p[ObjectClass::Unknown.index()] = 1e-3f64.ln();
+        for &(class, _) in scores {
+            if class != ObjectClass::Unknown {
+                ln_p[class.index()] = p[class.index()].max(others).ln();
+            }
+        }
+        for (l, ln_pi) in self.log_lik.iter_mut().zip(ln_p) {
             *l = *l * decay + weight * ln_pi;
         }
         let max = self.log_lik.iter().copied().fold(f64::NEG_INFINITY, f64::max);
