@@ -228,6 +228,24 @@ impl OrientedBox {
     }
 }
 
+impl OrientedBox {
+    /// Whether two footprints overlap (separating axis test).
+    pub fn overlaps(&self, other: &OrientedBox) -> bool {
+        let (a, b) = (self.corners(), other.corners());
+        let separated_on = |axis: Vector2<f64>| {
+            let span = |c: &[Point2<f64>; 4]| {
+                c.iter()
+                    .map(|p| p.coords.dot(&axis))
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+            };
+            let ((a0, a1), (b0, b1)) = (span(&a), span(&b));
+            a1 < b0 || b1 < a0
+        };
+        let axes = [a[0] - a[1], a[1] - a[2], b[0] - b[1], b[1] - b[2]];
+        !axes.iter().any(|e| separated_on(Vector2::new(-e.y, e.x)))
+    }
+}
+
 /// A vertical prism that blocks lines of sight: a footprint polygon between two heights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prism {
@@ -338,6 +356,9 @@ mod tests {
         let bus = OrientedBox { center: Point2::new(0.0, 0.0), yaw_rad: 0.3, length_m: 12.0, width_m: 2.5 };
         let prism = Prism::from_box(Some(1), &bus, 0.0, 3.2);
         assert!(bus.contains(&Point2::new(5.0, 1.5)));
+        let beside = OrientedBox { center: Point2::new(0.0, 3.0), ..bus };
+        let touching = OrientedBox { center: Point2::new(6.5, 1.0), yaw_rad: 1.2, length_m: 4.0, width_m: 2.0 };
+        assert!(!bus.overlaps(&beside) && bus.overlaps(&touching) && touching.overlaps(&bus));
         let low_from = Point3::new(0.0, -10.0, 1.0);
         let low_to = Point3::new(0.0, 10.0, 1.0);
         assert!(prism.blocks(&low_from, &low_to));

@@ -2,7 +2,8 @@
 //! positioning error whose size follows the fix quality. Open sky gives RTK; in a tunnel there is
 //! no fix and the vehicle dead-reckons with an error growing with the distance driven; after the
 //! tunnel exit the receiver needs a while without fix, then reports standalone, differential and
-//! finally RTK again, each with a first-order Gauss-Markov error of its own size.
+//! finally RTK again, each with a first-order Gauss-Markov error of its own size (a change of fix
+//! kind starts a fresh error).
 
 use nalgebra::{Point2, Point3, Vector2};
 use rand::Rng;
@@ -75,6 +76,7 @@ pub struct SelfReporter {
     left_tunnel_s: Option<f64>,
     drift_angle_rad: f64,
     last: Option<(f64, Point2<f64>)>,
+    last_status: GnssStatus,
 }
 
 impl SelfReporter {
@@ -90,6 +92,7 @@ impl SelfReporter {
             left_tunnel_s: None,
             drift_angle_rad: 0.0,
             last: None,
+            last_status: GnssStatus::Unknown,
         }
     }
 
@@ -134,12 +137,17 @@ impl SelfReporter {
             );
             self.error_m += dir * (travelled * self.params.dead_reckoning_drift_per_m);
             0.3 + 1.5 * self.error_m.norm()
+        } else if gnss != self.last_status {
+            // A new kind of fix: a fresh solution with its own error.
+            self.error_m = Vector2::new(gauss(&mut self.rng, sigma), gauss(&mut self.rng, sigma));
+            sigma
         } else {
             let a = (-dt / self.params.correlation_s).exp();
             let k = sigma * (1.0 - a * a).sqrt();
             self.error_m = self.error_m * a + Vector2::new(gauss(&mut self.rng, k), gauss(&mut self.rng, k));
             sigma.max(self.error_m.norm() * 0.5)
         };
+        self.last_status = gnss;
         let ground = truth.center.z - 0.5 * truth.size.height_m;
         let reported = Point3::new(here.x + self.error_m.x, here.y + self.error_m.y, ground);
         let accel = truth.accel_mps2;

@@ -516,6 +516,27 @@ impl World {
         }
     }
 
+    /// Pairs of actors whose footprints overlap now (a collision in the ground truth), ignoring
+    /// pedestrians among themselves and parked vehicles among themselves.
+    pub fn contacts(&self) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for (i, a) in self.actors.iter().enumerate() {
+            for b in &self.actors[i + 1..] {
+                let both = |f: fn(&Motion) -> bool| f(&a.motion) && f(&b.motion);
+                if both(|m| matches!(m, Motion::Walker(_)))
+                    || both(|m| matches!(m, Motion::Parked))
+                    || (a.state.position - b.state.position).norm() > 16.0
+                {
+                    continue;
+                }
+                if a.footprint().overlaps(&b.footprint()) {
+                    out.push((a.id, b.id));
+                }
+            }
+        }
+        out
+    }
+
     /// Ground truth now.
     pub fn truth(&self) -> Vec<ActorTruth> {
         self.actors
@@ -555,6 +576,8 @@ struct Other {
 const ANTICIPATION_S: f64 = 2.5;
 /// How far ahead a pedestrian checks for vehicles in the way [m].
 const WALKER_CLEARANCE_M: f64 = 1.0;
+/// How far back along the path from a vehicle's front an obstacle still counts as ahead [m].
+const FRONT_OVERLAP_M: f64 = 1.5;
 /// Driver's eye height [m].
 const EYE_HEIGHT_M: f64 = 1.2;
 
@@ -606,12 +629,13 @@ fn plan_driver(
         }
         let inside = |(s, lat): (f64, (f64, f64))| {
             let gap = s - front_s;
-            (lat.0 < corridor_m && lat.1 > -corridor_m && gap >= -0.5 && gap <= range_m).then_some(gap)
+            // Something at our front corners (a turn sweeping towards it) counts as right ahead.
+            (lat.0 < corridor_m && lat.1 > -corridor_m && gap >= -FRONT_OVERLAP_M && gap <= range_m).then_some(gap)
         };
-        let mut gap = inside(footprint_on_path(d, &o.footprint, range_m));
-        let crossing = (o.yaw_rad - state.yaw_rad).cos().abs() < 0.8;
-        if gap.is_none() && !o.parked && o.speed_mps > 0.3 && crossing {
-            // About to cross into the path: anticipated (if seen, below).
+        let (s_now, lat_now) = footprint_on_path(d, &o.footprint, range_m);
+        let mut gap = inside((s_now, lat_now));
+        if gap.is_none() && !o.parked && o.speed_mps > 0.3 && s_now > front_s - FRONT_OVERLAP_M {
+            // Ahead and about to cross into the path: anticipated (if seen, below).
             let mut ahead = o.footprint;
             ahead.center += Vector2::new(o.yaw_rad.cos(), o.yaw_rad.sin()) * (o.speed_mps * ANTICIPATION_S);
             gap = inside(footprint_on_path(d, &ahead, range_m));

@@ -89,6 +89,23 @@ fn bus_pedestrian_is_seen_by_the_roadside_before_the_car() {
 }
 
 #[test]
+fn headline_scenarios_have_near_misses_not_collisions() {
+    let site = site();
+    for name in
+        ["bus-pedestrian", "occluded-cross-traffic", "left-turn-oncoming", "stopped-vehicle", "emergency-vehicle"]
+    {
+        let scenario = build(name, site.clone(), 1).expect("builds");
+        let mut world = scenario.world;
+        while world.elapsed_s() < scenario.info.default_duration_s {
+            world.step();
+            if world.steps().is_multiple_of(10) {
+                assert_eq!(world.contacts(), vec![], "{name} at {:.1} s", world.elapsed_s());
+            }
+        }
+    }
+}
+
+#[test]
 fn congested_intersection_has_more_than_300_participants() {
     let scenario = build("congested-intersection", site(), 1).expect("builds");
     let mut world = scenario.world;
