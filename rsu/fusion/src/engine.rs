@@ -535,6 +535,7 @@ impl Fusion {
                 release = release.max(w);
             }
         }
+        let mut last_fused = None;
         while let Some((&(t, _), _)) = self.buffer.first_key_value() {
             let forced = self.buffer.len() > self.config.max_buffered_frames;
             if t > release && !forced {
@@ -546,6 +547,12 @@ impl Fusion {
             let Some((_, pending)) = self.buffer.pop_first() else { break };
             self.fused_until = Some(self.fused_until.map_or(t, |f| f.max(t)));
             self.process(t, pending, incoming);
+            last_fused = Some(t);
+        }
+        // Track management (confirm, delete, merge duplicates) once per batch of released inputs
+        // rather than after each of them.
+        if let Some(t) = last_fused {
+            self.maintain(t, true);
         }
         let prune_at = self.fused_until.map_or(horizon, |f| f.max(horizon));
         self.maintain(prune_at, false);
@@ -563,7 +570,6 @@ impl Fusion {
             }
             Pending::Vehicle(state) => self.update_v2x(t, &state),
         }
-        self.maintain(t, true);
     }
 
     fn fuse_frame(&mut self, sensor: usize, t: Timestamp, frame: &SensorFrame) {
