@@ -19,13 +19,14 @@ use crate::signals::SignalPlan;
 /// Why a site folder could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// A file could not be read. (The cause is part of the message, not a separate source, so
+    /// it prints once.)
+    #[error("cannot read {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file is not valid TOML, JSON or does not have the expected fields.
     #[error("cannot parse {path}: {problem}")]
@@ -36,12 +37,12 @@ pub enum SiteError {
         problem: String,
     },
     /// `site.toml` parsed but a value is unusable.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Config {
         /// The file.
         path: PathBuf,
         /// The bad field.
-        source: ConfigError,
+        cause: ConfigError,
     },
     /// A GeoJSON feature is unusable.
     #[error("{path}: feature {feature}: {problem}")]
@@ -194,7 +195,7 @@ pub fn default_site_dir() -> PathBuf {
 }
 
 fn read(path: &FsPath) -> Result<String, SiteError> {
-    std::fs::read_to_string(path).map_err(|source| SiteError::Io { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|cause| SiteError::Io { path: path.to_owned(), cause })
 }
 
 impl SiteModel {
@@ -204,7 +205,7 @@ impl SiteModel {
         let site_path = dir.join("site.toml");
         let config: SiteConfig = toml::from_str(&read(&site_path)?)
             .map_err(|e| SiteError::Parse { path: site_path.clone(), problem: e.to_string() })?;
-        config.validate().map_err(|source| SiteError::Config { path: site_path.clone(), source })?;
+        config.validate().map_err(|cause| SiteError::Config { path: site_path.clone(), cause })?;
         let plan_path = dir.join("signal_plan.toml");
         let signal_plan = if plan_path.exists() {
             let plan: SignalPlan = toml::from_str(&read(&plan_path)?)
@@ -226,7 +227,7 @@ impl SiteModel {
             signal_plan,
         };
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| SiteError::Io { path: dir.to_owned(), source })?
+            .map_err(|cause| SiteError::Io { path: dir.to_owned(), cause })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "geojson"))
             .collect();
