@@ -148,15 +148,35 @@ pub fn assign(candidates: &[Candidate]) -> Vec<(usize, usize)> {
         return Vec::new();
     }
     edges.sort_by_key(|a| (a.track, a.meas));
-    // Union-find over nodes: tracks then measurements, compacted to the ones that appear.
-    let mut tracks: Vec<usize> = edges.iter().map(|c| c.track).collect();
-    tracks.dedup();
-    let mut meas: Vec<usize> = edges.iter().map(|c| c.meas).collect();
-    meas.sort_unstable();
-    meas.dedup();
-    let t_idx = |t: usize| tracks.binary_search(&t).unwrap_or(0);
-    let m_idx = |m: usize| meas.binary_search(&m).unwrap_or(0);
-    let n = tracks.len() + meas.len();
+    // Union-find over nodes: tracks then measurements, compacted to the ones that appear (in
+    // ascending order). Edges are sorted by track, so a track's compact index is its run number.
+    let mut edge_track = Vec::with_capacity(edges.len());
+    let mut n_tracks = 0usize;
+    for (k, e) in edges.iter().enumerate() {
+        if k > 0 && e.track != edges[k - 1].track {
+            n_tracks += 1;
+        }
+        edge_track.push(n_tracks);
+    }
+    n_tracks += 1;
+    let max_meas = edges.iter().map(|c| c.meas).max().unwrap_or(0);
+    let edge_meas: Vec<usize> = if max_meas < 4 * edges.len() + 1024 {
+        // Dense rank table over measurement indices.
+        let mut rank = vec![usize::MAX; max_meas + 1];
+        for e in &edges {
+            rank[e.meas] = 0;
+        }
+        for (next, r) in rank.iter_mut().filter(|r| **r == 0).enumerate() {
+            *r = next;
+        }
+        edges.iter().map(|e| rank[e.meas]).collect()
+    } else {
+        let mut meas: Vec<usize> = edges.iter().map(|c| c.meas).collect();
+        meas.sort_unstable();
+        meas.dedup();
+        edges.iter().map(|e| meas.binary_search(&e.meas).unwrap_or(0)).collect()
+    };
+    let n = n_tracks + edge_meas.iter().max().map_or(0, |m| m + 1);
     let mut parent: Vec<usize> = (0..n).collect();
     fn find(parent: &mut [usize], mut a: usize) -> usize {
         while parent[a] != a {
@@ -165,16 +185,18 @@ pub fn assign(candidates: &[Candidate]) -> Vec<(usize, usize)> {
         }
         a
     }
-    for e in &edges {
-        let a = find(&mut parent, t_idx(e.track));
-        let b = find(&mut parent, tracks.len() + m_idx(e.meas));
+    for (k, _) in edges.iter().enumerate() {
+        let a = find(&mut parent, edge_track[k]);
+        let b = find(&mut parent, n_tracks + edge_meas[k]);
         if a != b {
             parent[a.max(b)] = a.min(b);
         }
     }
-    // Group edges by component root, in root order.
-    let mut by_comp: Vec<(usize, Candidate)> = edges.iter().map(|e| (find(&mut parent, t_idx(e.track)), *e)).collect();
-    by_comp.sort_by_key(|a| (a.0, a.1.track, a.1.meas));
+    // Group edges by component root, in root order (a stable sort keeps track, measurement
+    // order within a component).
+    let mut by_comp: Vec<(usize, Candidate)> =
+        edges.iter().enumerate().map(|(k, e)| (find(&mut parent, edge_track[k]), *e)).collect();
+    by_comp.sort_by_key(|a| a.0);
     edges.clear();
     edges.extend(by_comp.iter().map(|e| e.1));
     let mut out = Vec::new();

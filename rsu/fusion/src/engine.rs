@@ -623,9 +623,9 @@ impl Fusion {
             let p = t.motion.position();
             (p.x, p.y)
         }));
-        let mut candidates = Vec::new();
+        let mut candidates = Vec::with_capacity(2 * meas.len());
         let mut gated = vec![false; meas.len()];
-        let mut near = Vec::new();
+        let mut near = Vec::with_capacity(64);
         for (j, m) in meas.iter().enumerate() {
             near.clear();
             self.grid.query(m.pos.x, m.pos.y, self.config.max_gate_radius_m, &mut near);
@@ -746,9 +746,9 @@ impl Fusion {
             .collect();
         let mut pixel_grid = SpatialGrid::new(64.0);
         pixel_grid.rebuild(meas.iter().map(|m| (m.bottom_px.x, m.bottom_px.y)));
-        let mut candidates = Vec::new();
+        let mut candidates = Vec::with_capacity(2 * meas.len());
         let mut gated = vec![false; meas.len()];
-        let mut near = Vec::new();
+        let mut near = Vec::with_capacity(64);
         for (ti, proj) in projections.iter().enumerate() {
             let Some(proj) = proj else { continue };
             let motion = &self.tracks[ti].motion;
@@ -761,7 +761,13 @@ impl Fusion {
             for &j in &near {
                 let m = &meas[j];
                 let y = m.bottom_px - proj.bottom_center_px;
-                if let Some((d2, ln_det)) = innovation_distance(&(jpj + m.r), &y, self.config.gate_chi2) {
+                let s = jpj + m.r;
+                // d² ≥ |y|² / λmax(S) ≥ |y|² / trace(S) (S is positive definite): pairs clearly
+                // outside the gate are skipped before inverting S.
+                if y.norm_squared() > self.config.gate_chi2 * s.trace() * (1.0 + 1e-9) {
+                    continue;
+                }
+                if let Some((d2, ln_det)) = innovation_distance(&s, &y, self.config.gate_chi2) {
                     gated[j] = true;
                     candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
                 }
@@ -1139,7 +1145,7 @@ impl Fusion {
             if t.confirmed { (p.x, p.y) } else { (f64::NAN, f64::NAN) }
         }));
         let mut remove = vec![false; self.tracks.len()];
-        let mut near = Vec::new();
+        let mut near = Vec::with_capacity(64);
         let mut merges = Vec::new();
         for i in 0..self.tracks.len() {
             if remove[i] || !self.tracks[i].confirmed {
@@ -1241,7 +1247,7 @@ impl Fusion {
             orientation_rad: wrap_angle(axis[1].atan2(axis[0])),
         };
         let mut sources = SourceSet::NONE;
-        let mut sensor_ids = Vec::new();
+        let mut sensor_ids = Vec::with_capacity(track.seen.len());
         for &(si, ts) in &track.seen {
             let age_s = at.secs_since(ts);
             let sensor = &self.sensors[si];
