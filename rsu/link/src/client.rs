@@ -1,0 +1,379 @@
+//! Async clients of the protocol.
+//!
+//! - [`VehicleClient`]: connects with a vehicle certificate, says hello with a subscription,
+//!   sends its [`VehicleState`] as datagrams, changes its subscription, and receives
+//!   [`RoadsideFrame`]s (through [`FrameReceiver`], which can live in another task).
+//! - [`SensorClient`]: connects with a sensor certificate and sends each [`SensorFrame`] on its
+//!   own unidirectional stream.
+//!
+//! Both start from a [`ClientSettings`]: the RSU's address and server name, the site CA, the
+//! client's certificate and transport limits.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prost::Message;
+use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
+use v2x_proto::domain::{ClientHello, Role, ServerHello, Subscription};
+use v2x_proto::wire;
+
+use crate::codes::{CloseCode, StreamCode};
+use crate::framing::{read_message, write_message};
+use crate::identity::{CertRole, Identity};
+use crate::tls::{CertKey, TlsError, TransportLimits, client_tls, load_roots, quinn_client};
+use crate::{ALPN, MAX_CONTROL_MESSAGE_BYTES, MAX_ROADSIDE_FRAME_BYTES, PROTOCOL_VERSION};
+
+/// What a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TLS configuration (certificate files).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The client certificate has no usable identity.
+    #[error("client certificate: {0}")]
+    Identity(#[from] crate::IdentityError),
+    /// The certificate's role does not fit the client.
+    #[error("the certificate is for {found}, this client needs a {expected} certificate")]
+    WrongRole {
+        /// The certificate's identity.
+        found: Identity,
+        /// The role the client needs.
+        expected: &'static str,
+    },
+    /// Local socket setup.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// Connecting failed before the QUIC handshake.
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The connection was refused or lost.
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// The RSU closed the connection with a protocol close code.
+    #[error("closed by the RSU: {code}: {reason}")]
+    Closed {
+        /// The close code.
+        code: CloseCode,
+        /// The RSU's reason.
+        reason: String,
+    },
+    /// The RSU broke the protocol (bad ServerHello or frame).
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// No ServerHello within the timeout.
+    #[error("no ServerHello within {0:?}")]
+    Timeout(Duration),
+    /// The message cannot be sent as a datagram.
+    #[error("datagram: {0}")]
+    Datagram(#[from] quinn::SendDatagramError),
+    /// Writing a stream failed.
+    #[error("stream: {0}")]
+    Write(#[from] quinn::WriteError),
+}
+
+impl ClientError {
+    fn from_connection(e: quinn::ConnectionError) -> ClientError {
+        if let quinn::ConnectionError::ApplicationClosed(close) = &e
+            && let Some(code) = CloseCode::from_code(close.error_code.into_inner())
+        {
+            return ClientError::Closed { code, reason: String::from_utf8_lossy(&close.reason).into_owned() };
+        }
+        ClientError::Connection(e)
+    }
+}
+
+/// How to reach and authenticate to an RSU.
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// The RSU's UDP address.
+    pub server_addr: SocketAddr,
+    /// The name the RSU's certificate must be valid for (e.g. `localhost` for the development
+    /// PKI).
+    pub server_name: String,
+    /// The quinn client configuration (TLS and transport).
+    pub quic: quinn::ClientConfig,
+    /// This client's certificate identity.
+    pub identity: Identity,
+    /// Local address to bind (port 0 for any).
+    pub bind_addr: SocketAddr,
+    /// How long to wait for the ServerHello [s].
+    pub hello_timeout_s: f64,
+}
+
+impl ClientSettings {
+    /// Settings from PEM files: the site CA, the client certificate and its key, with
+    /// [`TransportLimits::client_default`].
+    pub fn from_files(
+        server_addr: SocketAddr,
+        server_name: &str,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<ClientSettings, ClientError> {
+        let cert_key = CertKey::load(cert, key)?;
+        let identity = cert_key.identity()?;
+        let tls = client_tls(load_roots(ca)?, Some(&cert_key), &[ALPN])?;
+        let quic = quinn_client(tls, &TransportLimits::client_default())?;
+        Ok(ClientSettings {
+            server_addr,
+            server_name: server_name.to_owned(),
+            quic,
+            identity,
+            bind_addr: unspecified_for(server_addr),
+            hello_timeout_s: 5.0,
+        })
+    }
+
+    /// Connects and runs the handshake with `hello`, returning the connection, its control
+    /// stream and the server's hello.
+    async fn handshake(
+        &self,
+        hello: &ClientHello,
+    ) -> Result<(quinn::Endpoint, quinn::Connection, quinn::SendStream, quinn::RecvStream, ServerHello), ClientError>
+    {
+        let mut endpoint = quinn::Endpoint::client(self.bind_addr)?;
+        endpoint.set_default_client_config(self.quic.clone());
+        let connection =
+            endpoint.connect(self.server_addr, &self.server_name)?.await.map_err(ClientError::from_connection)?;
+        let timeout = Duration::from_secs_f64(self.hello_timeout_s.clamp(0.01, 600.0));
+        let exchange = async {
+            let (mut send, mut recv) = connection.open_bi().await.map_err(ClientError::from_connection)?;
+            write_message(&mut send, &wire::ClientHello::from(hello)).await.map_err(|e| closed_or(&connection, e))?;
+            let bytes = match read_message(&mut recv, MAX_CONTROL_MESSAGE_BYTES).await {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => return Err(closed_or(&connection, "control stream ended before ServerHello")),
+                Err(e) => return Err(closed_or(&connection, e)),
+            };
+            let server_hello = v2x_proto::decode_limited::<wire::ServerHello, ServerHello>(&bytes, bytes.len())
+                .map_err(|e| ClientError::Protocol(format!("ServerHello: {e}")))?;
+            Ok::<_, ClientError>((send, recv, server_hello))
+        };
+        let (send, recv, server_hello) =
+            tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout(timeout))??;
+        Ok((endpoint, connection, send, recv, server_hello))
+    }
+}
+
+/// The error to report when a stream operation failed: the connection's close reason if it is
+/// closed (it explains the failure), else `e`.
+fn closed_or(connection: &quinn::Connection, e: impl std::fmt::Display) -> ClientError {
+    match connection.close_reason() {
+        Some(reason) => ClientError::from_connection(reason),
+        None => ClientError::Protocol(e.to_string()),
+    }
+}
+
+fn unspecified_for(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    }
+}
+
+/// A connected vehicle's session with the RSU.
+pub struct VehicleClient {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    control_send: quinn::SendStream,
+    _control_recv: quinn::RecvStream,
+    server: ServerHello,
+    id: String,
+    frames: FrameReceiver,
+}
+
+impl VehicleClient {
+    /// Connects as the vehicle named in the certificate of `settings` and subscribes to
+    /// `subscription` (`None`: the RSU's default region, "around me" with its default radius).
+    pub async fn connect(settings: &ClientSettings, subscription: Option<Subscription>) -> Result<Self, ClientError> {
+        if settings.identity.role != CertRole::Vehicle {
+            return Err(ClientError::WrongRole { found: settings.identity.clone(), expected: "vehicle" });
+        }
+        let hello = ClientHello {
+            versions: vec![PROTOCOL_VERSION],
+            role: Role::Vehicle,
+            id: settings.identity.id.clone(),
+            subscription,
+        };
+        let (endpoint, connection, control_send, control_recv, server) = settings.handshake(&hello).await?;
+        let frames = FrameReceiver::new(connection.clone());
+        Ok(VehicleClient {
+            endpoint,
+            connection,
+            control_send,
+            _control_recv: control_recv,
+            server,
+            id: hello.id,
+            frames,
+        })
+    }
+
+    /// The RSU's hello (id, site origin, broadcast rate, default radius).
+    pub fn server_hello(&self) -> &ServerHello {
+        &self.server
+    }
+
+    /// This vehicle's id (from its certificate).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Sends the vehicle's own state as one datagram. The state's `vehicle_id` must be this
+    /// vehicle's id or the RSU drops it. Datagrams are unreliable: a lost one is not resent.
+    pub fn send_state(&self, state: &VehicleState) -> Result<(), ClientError> {
+        self.connection.send_datagram(wire::VehicleState::from(state).encode_to_vec().into())?;
+        Ok(())
+    }
+
+    /// Replaces the subscription (takes effect from the next frame the RSU computes).
+    pub async fn subscribe(&mut self, subscription: &Subscription) -> Result<(), ClientError> {
+        let control = wire::ClientControl { body: Some(wire::client_control::Body::Subscribe(subscription.into())) };
+        write_message(&mut self.control_send, &control).await.map_err(|e| closed_or(&self.connection, e))
+    }
+
+    /// The next roadside frame (frames the RSU abandoned are skipped).
+    pub async fn next_frame(&mut self) -> Result<RoadsideFrame, ClientError> {
+        self.frames.next().await
+    }
+
+    /// A receiver of roadside frames that can be moved to another task. Frames are handed out
+    /// once: each one goes to whichever receiver accepts its stream first.
+    pub fn frame_receiver(&self) -> FrameReceiver {
+        FrameReceiver::new(self.connection.clone())
+    }
+
+    /// The underlying QUIC connection (statistics, RTT, raw access).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
+    /// Closes the session normally and waits (up to 1 s) for the close to reach the RSU.
+    pub async fn close(self) {
+        CloseCode::NoError.close(&self.connection, "bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Receives roadside frames from a vehicle session's server-opened unidirectional streams.
+#[derive(Clone)]
+pub struct FrameReceiver {
+    connection: quinn::Connection,
+    max_frame_bytes: usize,
+    abandoned: Arc<AtomicU64>,
+}
+
+impl FrameReceiver {
+    fn new(connection: quinn::Connection) -> Self {
+        FrameReceiver { connection, max_frame_bytes: MAX_ROADSIDE_FRAME_BYTES, abandoned: Arc::default() }
+    }
+
+    /// The next complete roadside frame. Streams the RSU reset (a newer frame superseded them)
+    /// are skipped and counted in [`FrameReceiver::abandoned`]. Errors when the connection ends
+    /// ([`ClientError::Closed`] with the RSU's code when it closed it) or a frame is invalid.
+    pub async fn next(&mut self) -> Result<RoadsideFrame, ClientError> {
+        loop {
+            let mut stream = self.connection.accept_uni().await.map_err(ClientError::from_connection)?;
+            let bytes = match stream.read_to_end(self.max_frame_bytes).await {
+                Ok(bytes) => bytes,
+                Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_))) => {
+                    self.abandoned.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(e))) => {
+                    return Err(ClientError::from_connection(e));
+                }
+                Err(e) => {
+                    let _ = stream.stop(StreamCode::MessageTooLarge.varint());
+                    return Err(ClientError::Protocol(format!("roadside frame stream: {e}")));
+                }
+            };
+            return v2x_proto::decode_limited::<wire::RoadsideFrame, RoadsideFrame>(&bytes, self.max_frame_bytes)
+                .map_err(|e| ClientError::Protocol(format!("roadside frame: {e}")));
+        }
+    }
+
+    /// Frames the RSU abandoned (reset) before this receiver had them completely.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+}
+
+/// A roadside sensor's session with the RSU.
+pub struct SensorClient {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    _control: (quinn::SendStream, quinn::RecvStream),
+    server: ServerHello,
+    id: String,
+}
+
+impl SensorClient {
+    /// Connects as the sensor named in the certificate of `settings`.
+    pub async fn connect(settings: &ClientSettings) -> Result<Self, ClientError> {
+        if settings.identity.role != CertRole::Sensor {
+            return Err(ClientError::WrongRole { found: settings.identity.clone(), expected: "sensor" });
+        }
+        let hello = ClientHello {
+            versions: vec![PROTOCOL_VERSION],
+            role: Role::Sensor,
+            id: settings.identity.id.clone(),
+            subscription: None,
+        };
+        let (endpoint, connection, send, recv, server) = settings.handshake(&hello).await?;
+        Ok(SensorClient { endpoint, connection, _control: (send, recv), server, id: hello.id })
+    }
+
+    /// The RSU's hello.
+    pub fn server_hello(&self) -> &ServerHello {
+        &self.server
+    }
+
+    /// This sensor's id (from its certificate).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Sends one frame on its own unidirectional stream. The frame's `sensor_id` must be this
+    /// sensor's id or the RSU drops it. Returns once the bytes are handed to QUIC.
+    pub async fn send_frame(&self, frame: &SensorFrame) -> Result<(), ClientError> {
+        self.send_bytes(&wire::SensorFrame::from(frame).encode_to_vec()).await
+    }
+
+    /// Sends raw bytes as one uplink message stream (for tools and tests of the RSU's input
+    /// validation).
+    pub async fn send_bytes(&self, bytes: &[u8]) -> Result<(), ClientError> {
+        let mut stream = self.connection.open_uni().await.map_err(ClientError::from_connection)?;
+        stream.write_all(bytes).await?;
+        // Finishing only fails when the stream is already closed, which the write reports.
+        let _ = stream.finish();
+        Ok(())
+    }
+
+    /// The underlying QUIC connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
+    /// Sends one frame and waits until the RSU has received all of it (acknowledged) or stopped
+    /// the stream; slower than [`SensorClient::send_frame`] by a round trip.
+    pub async fn send_frame_acked(&self, frame: &SensorFrame) -> Result<(), ClientError> {
+        let mut stream = self.connection.open_uni().await.map_err(ClientError::from_connection)?;
+        stream.write_all(&wire::SensorFrame::from(frame).encode_to_vec()).await?;
+        let _ = stream.finish();
+        match stream.stopped().await {
+            Ok(None) => Ok(()),
+            Ok(Some(code)) => Err(ClientError::Protocol(format!("the RSU stopped the frame stream with code {code}"))),
+            Err(quinn::StoppedError::ConnectionLost(e)) => Err(ClientError::from_connection(e)),
+            Err(e) => Err(ClientError::Protocol(e.to_string())),
+        }
+    }
+
+    /// Closes the session normally. Frames whose streams are not yet delivered may be lost; use
+    /// [`SensorClient::send_frame_acked`] for the last one when that matters.
+    pub async fn close(self) {
+        CloseCode::NoError.close(&self.connection, "bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}

@@ -1,0 +1,300 @@
+//! TLS and QUIC configuration for both ends: TLS 1.3 only, the ring crypto provider, ALPN
+//! `v2x/1`, and mutual authentication against the site CA. The server refuses a client
+//! certificate that does not chain to the CA, is revoked ([`Revocations`]) or carries no
+//! identity ([`crate::identity`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+
+use crate::ALPN;
+use crate::identity::{CertRole, Identity, cert_serial};
+use crate::revocation::Revocations;
+
+/// Why a TLS configuration cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file cannot be read or holds nothing usable.
+    #[error("{what} {path}: {problem}")]
+    Pem {
+        /// What the file should hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// quinn refused the TLS configuration.
+    #[error("QUIC TLS configuration: {0}")]
+    Quic(String),
+}
+
+/// A certificate chain and its private key, loaded from PEM.
+#[derive(Debug)]
+pub struct CertKey {
+    /// End-entity certificate first, then intermediates.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl CertKey {
+    /// Loads a certificate chain (PEM, one or more certificates) and a private key (PEM, PKCS#8,
+    /// PKCS#1 or SEC1).
+    pub fn load(cert: &Path, key: &Path) -> Result<CertKey, TlsError> {
+        let chain = load_certs(cert, "certificate")?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+            what: "private key",
+            path: key.to_owned(),
+            problem: e.to_string(),
+        })?;
+        Ok(CertKey { chain, key })
+    }
+
+    /// The identity of the end-entity certificate.
+    pub fn identity(&self) -> Result<Identity, crate::IdentityError> {
+        let first = self.chain.first().ok_or(crate::IdentityError::Missing)?;
+        Identity::from_cert_der(first)
+    }
+
+    fn clone_key(&self) -> CertKey {
+        CertKey { chain: self.chain.clone(), key: self.key.clone_key() }
+    }
+}
+
+/// Loads every certificate of a PEM file (at least one).
+pub fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = |problem: String| TlsError::Pem { what, path: path.to_owned(), problem };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem("no CERTIFICATE in the file".into()));
+    }
+    Ok(certs)
+}
+
+/// The trust anchors in a CA PEM file.
+pub fn load_roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(ca, "CA certificate")? {
+        roots.add(cert).map_err(|e| TlsError::Pem {
+            what: "CA certificate",
+            path: ca.to_owned(),
+            problem: e.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server's rustls configuration: TLS 1.3, ALPN `v2x/1`, `server` as its certificate, client
+/// certificates mandatory and verified against `roots`, `revocations` and the identity rules.
+pub fn server_tls(
+    server: &CertKey,
+    roots: RootCertStore,
+    revocations: Revocations,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = provider();
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let verifier = Arc::new(SiteClientVerifier { inner, revocations });
+    let server = server.clone_key();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(server.chain, server.key)?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(config)
+}
+
+/// A client's rustls configuration: TLS 1.3, the given ALPN ids, the server verified against
+/// `roots`, and `identity` as the client certificate (`None` sends none, which the RSU refuses;
+/// useful for diagnostics and tests).
+pub fn client_tls(
+    roots: RootCertStore,
+    identity: Option<&CertKey>,
+    alpn: &[&[u8]],
+) -> Result<rustls::ClientConfig, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(id) => {
+            let id = id.clone_key();
+            builder.with_client_auth_cert(id.chain, id.key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Ok(config)
+}
+
+/// Transport settings of one side.
+#[derive(Clone, Copy, Debug)]
+pub struct TransportLimits {
+    /// A connection with no packet for this long is closed [s].
+    pub idle_timeout_s: f64,
+    /// Send a keep-alive after this much silence [s]; `None`: never (the server leaves it to
+    /// clients).
+    pub keep_alive_s: Option<f64>,
+    /// Unidirectional streams the peer may have open at once.
+    pub max_uni_streams: u32,
+    /// Bidirectional streams the peer may have open at once (the control stream).
+    pub max_bi_streams: u32,
+    /// Received datagrams buffered before the oldest is dropped [bytes]; also advertised as the
+    /// largest datagram the peer may send.
+    pub datagram_receive_buffer_bytes: usize,
+    /// Flow-control window per stream [bytes].
+    pub stream_receive_window_bytes: u32,
+}
+
+impl TransportLimits {
+    /// Defaults for the RSU: 10 s idle timeout, 64 concurrent sensor streams, one control stream,
+    /// 64 KiB of buffered datagrams, 2 MiB stream window.
+    pub fn server_default() -> Self {
+        TransportLimits {
+            idle_timeout_s: 10.0,
+            keep_alive_s: None,
+            max_uni_streams: 64,
+            max_bi_streams: 1,
+            datagram_receive_buffer_bytes: 64 * 1024,
+            stream_receive_window_bytes: 2 * 1024 * 1024,
+        }
+    }
+
+    /// Defaults for clients: 10 s idle timeout with a keep-alive every 2 s, 32 concurrent
+    /// downlink streams, no streams opened by the server other than unidirectional ones.
+    pub fn client_default() -> Self {
+        TransportLimits {
+            idle_timeout_s: 10.0,
+            keep_alive_s: Some(2.0),
+            max_uni_streams: 32,
+            max_bi_streams: 0,
+            datagram_receive_buffer_bytes: 64 * 1024,
+            stream_receive_window_bytes: 2 * 1024 * 1024,
+        }
+    }
+
+    /// The quinn transport configuration.
+    pub fn transport(&self) -> quinn::TransportConfig {
+        let mut t = quinn::TransportConfig::default();
+        let idle = Duration::from_secs_f64(self.idle_timeout_s.clamp(0.01, 3600.0));
+        t.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
+        t.keep_alive_interval(self.keep_alive_s.map(|s| Duration::from_secs_f64(s.clamp(0.01, 3600.0))));
+        t.max_concurrent_uni_streams(self.max_uni_streams.into());
+        t.max_concurrent_bidi_streams(self.max_bi_streams.into());
+        t.datagram_receive_buffer_size(Some(self.datagram_receive_buffer_bytes));
+        t.stream_receive_window(self.stream_receive_window_bytes.into());
+        t
+    }
+}
+
+/// The quinn server configuration from a rustls configuration.
+pub fn quinn_server(tls: rustls::ServerConfig, limits: &TransportLimits) -> Result<quinn::ServerConfig, TlsError> {
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(limits.transport()));
+    // Clients are mobile: let them move between networks.
+    config.migration(true);
+    Ok(config)
+}
+
+/// The quinn client configuration from a rustls configuration.
+pub fn quinn_client(tls: rustls::ClientConfig, limits: &TransportLimits) -> Result<quinn::ClientConfig, TlsError> {
+    let crypto = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(limits.transport()));
+    Ok(config)
+}
+
+/// The verified client identity of a connection (the server has checked it during the
+/// handshake).
+pub fn peer_identity(connection: &quinn::Connection) -> Result<(Identity, Vec<u8>), crate::IdentityError> {
+    let certs = connection
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or(crate::IdentityError::Missing)?;
+    let first = certs.first().ok_or(crate::IdentityError::Missing)?;
+    Ok((Identity::from_cert_der(first)?, cert_serial(first)?))
+}
+
+/// Verifies client certificates: the webpki chain check against the site CA, then the revocation
+/// list, then the identity rules (a vehicle or sensor identity).
+#[derive(Debug)]
+struct SiteClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revocations: Revocations,
+}
+
+impl ClientCertVerifier for SiteClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let bad = |_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
+        let serial = cert_serial(end_entity).map_err(bad)?;
+        if self.revocations.is_revoked(&serial) {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        match Identity::from_cert_der(end_entity) {
+            Ok(Identity { role: CertRole::Vehicle | CertRole::Sensor, .. }) => Ok(ClientCertVerified::assertion()),
+            _ => Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,129 @@
+//! The session handshake over real QUIC on 127.0.0.1 with the development PKI, without the
+//! daemon: a minimal server built from `v2x_link` accepts clients; its refusals carry the
+//! documented close codes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use v2x_link::client::{ClientError, ClientSettings, SensorClient, VehicleClient};
+use v2x_link::identity::Identity;
+use v2x_link::pki::{DevPkiFiles, default_server_names, write_dev_pki};
+use v2x_link::revocation::Revocations;
+use v2x_link::session::{SessionError, accept_session, read_control};
+use v2x_link::tls::{CertKey, TransportLimits, load_roots, quinn_server, server_tls};
+use v2x_link::{CloseCode, PROTOCOL_VERSION};
+use v2x_proto::domain::{ServerHello, Subscription};
+
+fn pki(dir: &Path) -> DevPkiFiles {
+    write_dev_pki(dir, "rsu-1", &default_server_names(), &["veh-1".to_owned()], &["lidar-1".to_owned()]).expect("pki")
+}
+
+fn server(files: &DevPkiFiles) -> quinn::Endpoint {
+    let cert = CertKey::load(&files.server.cert, &files.server.key).expect("server cert");
+    let tls = server_tls(&cert, load_roots(&files.ca_cert).expect("roots"), Revocations::none()).expect("tls");
+    let config = quinn_server(tls, &TransportLimits::server_default()).expect("quic");
+    quinn::Endpoint::server(config, SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind")
+}
+
+fn hello_of(identity: &Identity) -> ServerHello {
+    ServerHello {
+        version: PROTOCOL_VERSION,
+        rsu_id: format!("rsu-for-{}", identity.id),
+        site_origin: v2x_proto::sample::SAMPLE_ORIGIN,
+        broadcast_rate_hz: 10.0,
+        default_radius_m: 100,
+    }
+}
+
+/// Accepts one connection and runs the server handshake with `timeout`.
+async fn accept_one(endpoint: &quinn::Endpoint, timeout: Duration) -> Result<v2x_link::session::Session, SessionError> {
+    let incoming = endpoint.accept().await.expect("incoming");
+    let connection = incoming.await.expect("QUIC handshake");
+    accept_session(connection, timeout, |identity, _| Ok(hello_of(identity))).await
+}
+
+fn settings(files: &DevPkiFiles, addr: SocketAddr, vehicle: bool) -> ClientSettings {
+    let paths = if vehicle { &files.vehicles[0].1 } else { &files.sensors[0].1 };
+    ClientSettings::from_files(addr, "localhost", &files.ca_cert, &paths.cert, &paths.key).expect("settings")
+}
+
+#[tokio::test]
+async fn hellos_are_exchanged_and_subscriptions_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = pki(dir.path());
+    let endpoint = server(&files);
+    let addr = endpoint.local_addr().expect("addr");
+    let server_side = tokio::spawn(async move {
+        let mut session = accept_one(&endpoint, Duration::from_secs(5)).await.expect("session");
+        assert_eq!(session.identity, Identity::vehicle("veh-1"));
+        assert_eq!(session.hello.subscription, Some(Subscription::AroundMe { radius_m: 30 }));
+        let change = read_control(&mut session.control_recv).await.expect("control").expect("a message");
+        assert_eq!(change, Subscription::Everything);
+        session.connection.closed().await;
+    });
+    let mut client =
+        VehicleClient::connect(&settings(&files, addr, true), Some(Subscription::AroundMe { radius_m: 30 }))
+            .await
+            .expect("connects");
+    assert_eq!(client.server_hello().rsu_id, "rsu-for-veh-1");
+    assert_eq!(client.id(), "veh-1");
+    client.subscribe(&Subscription::Everything).await.expect("subscribe");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.close().await;
+    server_side.await.expect("server side");
+}
+
+#[tokio::test]
+async fn a_silent_client_gets_hello_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = pki(dir.path());
+    let endpoint = server(&files);
+    let addr = endpoint.local_addr().expect("addr");
+    let server_side = tokio::spawn(async move { accept_one(&endpoint, Duration::from_millis(300)).await });
+    // Connect at the QUIC level only and say nothing.
+    let s = settings(&files, addr, false);
+    let mut client = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("client");
+    client.set_default_client_config(s.quic.clone());
+    let connection = client.connect(addr, "localhost").expect("connect").await.expect("handshake");
+    let err = server_side.await.expect("task").expect_err("no hello");
+    assert_eq!(err.code, CloseCode::HelloTimeout);
+    match connection.closed().await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), u64::from(CloseCode::HelloTimeout.code()));
+        }
+        other => panic!("expected an application close, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_reaches_the_client_with_its_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = pki(dir.path());
+    let endpoint = server(&files);
+    let addr = endpoint.local_addr().expect("addr");
+    let server_side = tokio::spawn(async move {
+        let incoming = endpoint.accept().await.expect("incoming");
+        let connection = incoming.await.expect("handshake");
+        let result = accept_session(connection, Duration::from_secs(5), |_, _| {
+            Err((CloseCode::UnknownSensor, "not in this site".to_owned()))
+        })
+        .await;
+        (result.expect_err("refused"), endpoint)
+    });
+    match SensorClient::connect(&settings(&files, addr, false)).await {
+        Err(ClientError::Closed { code, reason }) => {
+            assert_eq!(code, CloseCode::UnknownSensor);
+            assert_eq!(reason, "not in this site");
+        }
+        Err(e) => panic!("expected a close code, got {e}"),
+        Ok(_) => panic!("the refusal was ignored"),
+    }
+    let (err, _endpoint) = server_side.await.expect("task");
+    assert_eq!(err.code, CloseCode::UnknownSensor);
+    // A vehicle client refuses a sensor certificate before connecting.
+    assert!(matches!(
+        VehicleClient::connect(&settings(&files, addr, false), None).await,
+        Err(ClientError::WrongRole { .. })
+    ));
+}
