@@ -2,7 +2,8 @@
 //! with the caller's `now`), fusing them in capture-time order through a reorder buffer, and
 //! polled for objects predicted to a requested time. Pipeline per measurement frame: predict →
 //! gate (chi-square on Mahalanobis distance) → associate (grid pre-filter, components, optimal
-//! assignment) → update → spawn → manage tracks (confirm, coast, merge, delete).
+//! assignment) → update → spawn; then, once per batch of inputs released together, manage tracks
+//! (confirm, coast, merge, delete).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -1027,6 +1028,10 @@ impl Fusion {
         }
         let p = track.motion.position();
         if track.path.back().is_none_or(|(t0, _)| t.secs_since(*t0) >= cfg.path_history_interval_s) {
+            // Make room first, so the history never grows past its length (no reallocation).
+            while !track.path.is_empty() && track.path.len() >= cfg.path_history_len {
+                track.path.pop_front();
+            }
             track.path.push_back((t, [p.x, p.y]));
             while track.path.len() > cfg.path_history_len {
                 track.path.pop_front();

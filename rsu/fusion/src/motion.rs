@@ -121,9 +121,11 @@ fn repair_covariance<const N: usize>(p: SMatrix<f64, N, N>) -> SMatrix<f64, N, N
     SMatrix::<f64, N, N>::from_diagonal(&s.diagonal())
 }
 
-/// Whether every value is finite (no early exit, so it vectorises).
+/// Whether every value is finite: no exponent field all ones (infinity or NaN), or-reduced over
+/// the bits without an early exit, so it vectorises.
 fn all_finite(values: &[f64]) -> bool {
-    values.iter().fold(true, |ok, v| ok & v.is_finite())
+    const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
+    values.iter().fold(0u64, |acc, v| acc | u64::from(v.to_bits() & EXPONENT == EXPONENT)) == 0
 }
 
 /// Whether the Cholesky factorisation of `m` succeeds: the same left-looking column algorithm
