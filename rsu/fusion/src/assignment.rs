@@ -119,13 +119,15 @@ impl SpatialGrid {
         if !self.starts.is_empty() {
             let (gx1, gy1) = (self.x0 + self.width - 1, self.y0 + self.height - 1);
             let (y_lo, y_hi) = (y0.max(self.y0), y1.min(gy1));
+            if y_lo > y_hi {
+                return;
+            }
             for cx in x0.max(self.x0)..=x1.min(gx1) {
-                let row = (cx - self.x0) * self.height;
-                for cy in y_lo..=y_hi {
-                    let c = (row + cy - self.y0) as usize;
-                    let (a, b) = (self.starts[c] as usize, self.starts[c + 1] as usize);
-                    out.extend(self.items[a..b].iter().map(|&i| i as usize));
-                }
+                // The cells (cx, y_lo..=y_hi) are adjacent, so their items form one run.
+                let row = (cx - self.x0) * self.height - self.y0;
+                let (a, b) =
+                    (self.starts[(row + y_lo) as usize] as usize, self.starts[(row + y_hi) as usize + 1] as usize);
+                out.extend(self.items[a..b].iter().map(|&i| i as usize));
             }
             return;
         }
