@@ -457,11 +457,11 @@ impl TryFrom<&wire::VehicleState> for VehicleState {
         if accuracy.semi_major_cm > 100_000 || accuracy.semi_minor_cm > accuracy.semi_major_cm {
             return Err(out_of_range("accuracy", accuracy.semi_major_cm, "semi_minor <= semi_major <= 1 km"));
         }
-        let brakes = s.brakes.clone().unwrap_or_default();
+        let brakes = s.brakes.unwrap_or_default();
         if brakes.demand_pct > 100 {
             return Err(out_of_range("brakes.demand_pct", brakes.demand_pct, "0..=100"));
         }
-        let adas = s.adas.clone().unwrap_or_default();
+        let adas = s.adas.unwrap_or_default();
         let size_cm = |field: &'static str, v: u32| -> Result<f64> {
             if (1..=5000).contains(&v) { Ok(f64::from(v) / 100.0) } else { Err(out_of_range(field, v, "1..=5000 cm")) }
         };

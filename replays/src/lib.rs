@@ -4,13 +4,23 @@
 //! - [`topics`]: the topic layout and which message each topic carries.
 //! - [`writer`]: [`ReplayWriter`], a typed writer (zstd chunks, log time = capture time,
 //!   deterministic bytes).
+//! - [`pipeline`]: replaying a log through the fusion core, event by event.
+//! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
+//! - [`import_dair`]: DAIR-V2X / V2X-Seq annotations into replay logs.
+//! - [`scoring`]: tracking metrics against ground truth (CLEAR MOT, IDF1, state errors).
 //! - [`reader`]: [`ReplayReader`], a streaming typed reader that yields messages in log-time
 //!   order, names the place of any damage, and can recover every intact message before it.
 //!
 //! The format is documented in `replays/README.md`.
 
+pub mod criteria;
+pub mod import_dair;
+pub mod pipeline;
 pub mod reader;
+pub mod report;
+pub mod scoring;
 pub mod topics;
+pub mod validate;
 pub mod writer;
 
 pub use reader::{OpenOptions, ReadMode, ReadStats, ReplayBody, ReplayMessage, ReplayReader};

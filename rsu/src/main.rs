@@ -1,8 +1,12 @@
 //! `rsu`: the roadside-unit daemon and its tools.
 //!
-//! Subcommands: `schema` writes the protocol's FileDescriptorSet; `log` inspects replay logs.
+//! Subcommands: `schema` writes the protocol's FileDescriptorSet; `log` inspects replay logs;
+//! `replay` runs, validates and imports logs.
 
+mod dair;
+mod demo;
 mod log_info;
+mod replay_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +30,14 @@ enum Command {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// The cooperative-perception demo: simulate a scenario, fuse it, score it, say what happened.
+    Demo(demo::DemoArgs),
+    /// Replay recorded logs through the fusion core, validate them against ground truth, import
+    /// datasets.
+    Replay {
+        #[command(subcommand)]
+        command: replay_cmd::ReplayCommand,
     },
     /// Inspect replay logs.
     Log {
@@ -58,6 +70,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Schema { out } => write_schema(&out),
+        Command::Demo(args) => demo::run(&args),
+        Command::Replay { command } => replay_cmd::run(command),
         Command::Log { command: LogCommand::Info { file, recover, json } } => log_info::run(&file, recover, json),
     };
     match result {

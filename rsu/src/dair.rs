@@ -1,0 +1,63 @@
+//! `rsu replay import dair-v2x`: command-line arguments of the DAIR-V2X importer.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rsu_fusion::Wgs84;
+use v2x_replays::import_dair::{DairOptions, import_dair};
+
+/// Arguments of `rsu replay import dair-v2x`.
+#[derive(clap::Args)]
+pub struct DairArgs {
+    /// Dataset folder holding `data_info.json`.
+    pub dir: PathBuf,
+    /// Output log.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// WGS84 origin of the dataset's world frame as LAT,LON[,ALT] [deg, deg, m].
+    #[arg(long, default_value = "0,0,0")]
+    pub origin: String,
+    /// Seed of the detection noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Detection position noise, 1 sigma [m].
+    #[arg(long, default_value_t = 0.15)]
+    pub position_sigma_m: f64,
+    /// Detection yaw noise, 1 sigma [rad].
+    #[arg(long, default_value_t = 0.05)]
+    pub yaw_sigma_rad: f64,
+    /// Probability of missing a labelled object in a frame.
+    #[arg(long, default_value_t = 0.05)]
+    pub miss_probability: f64,
+}
+
+fn parse_origin(s: &str) -> anyhow::Result<Wgs84> {
+    let parts: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>().with_context(|| format!("--origin: {p:?} is not a number")))
+        .collect::<Result<_, _>>()?;
+    let origin = match parts.as_slice() {
+        [lat, lon] => Wgs84::new(*lat, *lon, 0.0),
+        [lat, lon, alt] => Wgs84::new(*lat, *lon, *alt),
+        _ => anyhow::bail!("--origin takes LAT,LON or LAT,LON,ALT"),
+    };
+    origin.validate().context("--origin")?;
+    Ok(origin)
+}
+
+/// Runs the import.
+pub fn import(args: &DairArgs) -> anyhow::Result<ExitCode> {
+    let options = DairOptions {
+        origin: parse_origin(&args.origin)?,
+        seed: args.seed,
+        position_sigma_m: args.position_sigma_m,
+        yaw_sigma_rad: args.yaw_sigma_rad,
+        miss_probability: args.miss_probability,
+        ..Default::default()
+    };
+    let frames = import_dair(&args.dir, &args.out, &options)
+        .with_context(|| format!("importing {} into {}", args.dir.display(), args.out.display()))?;
+    println!("imported {frames} frames from {} into {}", args.dir.display(), args.out.display());
+    Ok(ExitCode::SUCCESS)
+}

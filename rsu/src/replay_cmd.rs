@@ -1,0 +1,280 @@
+//! `rsu replay`: run recorded logs through the fusion core (`run`), score them against ground
+//! truth and pass or fail them (`validate`), and turn dataset annotations into logs (`import`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use v2x_replays::criteria::Criteria;
+use v2x_replays::pipeline::{ReplayConfig, ReplayEvent, replay, rsu_id_for};
+use v2x_replays::report::{LogReport, PlotData, html_page};
+use v2x_replays::validate::validate_log;
+use v2x_replays::{ReplayBody, ReplayReader, ReplayWriter};
+
+use crate::dair;
+
+/// `rsu replay …`
+#[derive(Subcommand)]
+pub enum ReplayCommand {
+    /// Feed a log's sensor frames and vehicle states through the fusion core at their recorded
+    /// times, as fast as the CPU allows, and write a log holding the input plus the fused
+    /// `/rsu/<rsu_id>/frame` topic. Running it twice gives byte-identical output.
+    Run {
+        /// Input log.
+        file: PathBuf,
+        /// Output log.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replay configuration (TOML: `broadcast_rate_hz`, `[fusion]` tuning).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Replay logs, score them against their ground truth and pass or fail them. Exit code 0 when
+    /// every log passes, 1 when any fails its criteria, 2 when a log cannot be read.
+    Validate {
+        /// A log, or a folder whose `*.mcap` files are validated in parallel.
+        path: PathBuf,
+        /// Criteria (TOML). Default: `<log>.criteria.toml` next to each log, else built-in limits.
+        #[arg(long)]
+        criteria: Option<PathBuf>,
+        /// Write the machine-readable report here (JSON).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write the human-readable report here (self-contained HTML).
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Replay configuration (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+    /// Turn dataset annotations into a replay log.
+    Import {
+        #[command(subcommand)]
+        format: ImportFormat,
+    },
+}
+
+/// Supported dataset formats.
+#[derive(Subcommand)]
+pub enum ImportFormat {
+    /// DAIR-V2X / V2X-Seq infrastructure side: `data_info.json`, per-frame `label/virtuallidar`
+    /// and `calib/virtuallidar_to_world` JSON files.
+    DairV2x(dair::DairArgs),
+}
+
+/// Runs a replay subcommand.
+pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReplayCommand::Run { file, out, config } => run_log(&file, &out, &load_config(config.as_deref())?),
+        ReplayCommand::Validate { path, criteria, report, html, config, jobs } => {
+            let config = load_config(config.as_deref())?;
+            validate(&path, criteria.as_deref(), report.as_deref(), html.as_deref(), &config, jobs)
+        }
+        ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => dair::import(&args),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<ReplayConfig> {
+    let Some(path) = path else { return Ok(ReplayConfig::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config: ReplayConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    config.fusion.validate().with_context(|| format!("checking {}", path.display()))?;
+    Ok(config)
+}
+
+/// `rsu replay run`: replays `input` into `out` (input messages plus fused frames).
+pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Result<ExitCode> {
+    if input == out {
+        bail!("--out must differ from the input log");
+    }
+    let reader = ReplayReader::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let mut meta = reader.meta().clone();
+    let rsu_id = rsu_id_for(&meta, config);
+    if !meta.rsu_ids.contains(&rsu_id) {
+        meta.rsu_ids.push(rsu_id);
+    }
+    meta.software_version = format!("{} (rsu replay run {})", meta.software_version, env!("CARGO_PKG_VERSION"));
+    let mut writer = ReplayWriter::create(out, &meta).with_context(|| format!("creating {}", out.display()))?;
+    let started = Instant::now();
+    let summary = replay(reader, config, |event| -> Result<(), v2x_replays::ReplayError> {
+        match event {
+            ReplayEvent::Input { message, .. } => match &message.body {
+                ReplayBody::Sensor(f) => writer.write_sensor_frame(f),
+                ReplayBody::GroundTruth(g) => writer.write_ground_truth(g),
+                ReplayBody::Vehicle(s) => writer.write_vehicle_state(s),
+                // Fused frames of an earlier run are replaced by this run's.
+                ReplayBody::Roadside(_) | ReplayBody::Meta(_) => Ok(()),
+            },
+            ReplayEvent::Broadcast { frame, .. } => writer.write_roadside_frame(frame),
+            ReplayEvent::Truth { .. } => Ok(()),
+        }
+    })
+    .with_context(|| format!("replaying {}", input.display()))?;
+    writer.finish().with_context(|| format!("finishing {}", out.display()))?;
+    let wall = started.elapsed().as_secs_f64();
+    let log_s = (summary.last_ns - summary.first_ns) as f64 * 1e-9;
+    println!(
+        "replayed {} messages ({:.1} s of log) in {:.2} s ({:.0}× real time): {} fused frames written to {}",
+        summary.messages,
+        log_s,
+        wall,
+        log_s / wall.max(1e-9),
+        summary.broadcasts,
+        out.display()
+    );
+    if !summary.refused.is_empty() {
+        println!("inputs refused by the fusion core: {:?}", summary.refused);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Limits used when a log has no criteria file.
+pub fn default_criteria() -> Criteria {
+    let mut c = Criteria::default();
+    c.overall.mota_min = Some(0.6);
+    c.overall.idf1_min = Some(0.6);
+    c.overall.position_rmse_max_m = Some(1.0);
+    c
+}
+
+fn criteria_for(log: &Path, explicit: Option<&Path>) -> anyhow::Result<(Criteria, String)> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let beside = log.with_extension("criteria.toml");
+            if !beside.exists() {
+                return Ok((default_criteria(), "built-in defaults".into()));
+            }
+            beside
+        }
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading criteria {}", path.display()))?;
+    let criteria = toml::from_str(&text).with_context(|| format!("parsing criteria {}", path.display()))?;
+    Ok((criteria, path.display().to_string()))
+}
+
+enum Outcome {
+    Scored(Box<(LogReport, PlotData)>),
+    Unreadable(String),
+}
+
+fn validate(
+    path: &Path,
+    criteria: Option<&Path>,
+    report_path: Option<&Path>,
+    html_path: Option<&Path>,
+    config: &ReplayConfig,
+    jobs: Option<usize>,
+) -> anyhow::Result<ExitCode> {
+    let logs: Vec<PathBuf> = if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("listing {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "mcap"))
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    if logs.is_empty() {
+        bail!("no .mcap logs in {}", path.display());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.unwrap_or(0))
+        .build()
+        .context("starting the worker threads")?;
+    let bar = ProgressBar::new(logs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} validating [{bar:30}] {pos}/{len} logs {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let outcomes: Vec<(PathBuf, Outcome)> = pool.install(|| {
+        logs.par_iter()
+            .map(|log| {
+                let outcome = match criteria_for(log, criteria) {
+                    Err(e) => Outcome::Unreadable(format!("{e:#}")),
+                    Ok((c, _source)) => {
+                        let started = Instant::now();
+                        match validate_log(log, &c, config) {
+                            Ok((mut report, plot)) => {
+                                report.wall_time_s = started.elapsed().as_secs_f64();
+                                report.speedup = report.metrics.duration_s / report.wall_time_s.max(1e-9);
+                                Outcome::Scored(Box::new((report, plot)))
+                            }
+                            Err(e) => Outcome::Unreadable(e.to_string()),
+                        }
+                    }
+                };
+                bar.inc(1);
+                (log.clone(), outcome)
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+
+    let mut scored = Vec::new();
+    let mut unreadable = Vec::new();
+    println!("{:<44} {:<24} {:>6} {:>7} {:>7} {:>8}  failing", "log", "scenario", "result", "MOTA", "IDF1", "speedup");
+    for (log, outcome) in outcomes {
+        let name = log.file_name().map_or_else(|| log.display().to_string(), |n| n.to_string_lossy().into_owned());
+        match outcome {
+            Outcome::Scored(b) => {
+                let (r, plot) = *b;
+                let failing: Vec<&str> = r.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+                println!(
+                    "{name:<44} {:<24} {:>6} {:>7.3} {:>7.3} {:>7.0}×  {}",
+                    r.scenario,
+                    if r.passed { "pass" } else { "FAIL" },
+                    r.metrics.overall.mota,
+                    r.metrics.idf1,
+                    r.speedup,
+                    failing.join(", ")
+                );
+                for c in r.checks.iter().filter(|c| !c.passed) {
+                    println!("    {}: {}", c.name, c.message);
+                }
+                scored.push((r, plot));
+            }
+            Outcome::Unreadable(e) => {
+                println!("{name:<44} {:<24} {:>6}", "", "ERROR");
+                println!("    {e}");
+                unreadable.push((log.display().to_string(), e));
+            }
+        }
+    }
+    if let Some(p) = report_path {
+        let doc = serde_json::json!({
+            "report_version": v2x_replays::report::REPORT_VERSION,
+            "passed": unreadable.is_empty() && scored.iter().all(|(r, _)| r.passed),
+            "logs": scored.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+            "unreadable": unreadable.iter().map(|(f, e)| serde_json::json!({"file": f, "error": e})).collect::<Vec<_>>(),
+        });
+        let text = serde_json::to_string_pretty(&doc).context("serialising the report")?;
+        std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = html_path {
+        std::fs::write(p, html_page(&scored, &unreadable)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let all_passed = scored.iter().all(|(r, _)| r.passed);
+    println!(
+        "{} of {} logs passed{}",
+        scored.iter().filter(|(r, _)| r.passed).count(),
+        logs.len(),
+        if unreadable.is_empty() { String::new() } else { format!(", {} unreadable", unreadable.len()) }
+    );
+    Ok(if !unreadable.is_empty() {
+        ExitCode::from(2)
+    } else if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
