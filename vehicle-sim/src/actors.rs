@@ -133,6 +133,8 @@ impl Bicycle {
         let steer_cmd = steer_cmd_rad.clamp(-self.max_steer_rad, self.max_steer_rad);
         let max_delta = self.max_steer_rate_rps * dt_s;
         k.steer_rad += (steer_cmd - k.steer_rad).clamp(-max_delta, max_delta);
+        // Tyres limit braking and traction, whatever the driver model asks for.
+        let accel_mps2 = accel_mps2.clamp(-MAX_BRAKING_MPS2, MAX_TRACTION_MPS2);
         let new_speed = (k.speed_mps + accel_mps2 * dt_s).max(0.0);
         k.accel_mps2 = (new_speed - k.speed_mps) / dt_s;
         let v = 0.5 * (k.speed_mps + new_speed);
@@ -229,10 +231,31 @@ pub struct Walker {
     pub blocked: bool,
 }
 
+/// Fastest a walker turns towards its path's heading [rad/s] (about a half turn per second).
+pub const WALKER_MAX_TURN_RATE_RPS: f64 = 3.0;
+/// Fastest change of a walker's speed [m/s²].
+pub const WALKER_MAX_ACCEL_MPS2: f64 = 3.0;
+/// Hardest braking any vehicle achieves (about 1 g on dry asphalt) [m/s²].
+pub const MAX_BRAKING_MPS2: f64 = 9.5;
+/// Strongest forward acceleration [m/s²].
+pub const MAX_TRACTION_MPS2: f64 = 5.0;
+
 impl Walker {
     /// Advances the walker by `dt_s`.
     pub fn step(&mut self, k: &mut Kinematics, dt_s: f64) {
-        let mut speed = if self.held || self.blocked { 0.0 } else { self.walk_speed_mps };
+        let mut target = if self.held || self.blocked { 0.0 } else { self.walk_speed_mps };
+        if let Some(stop) = &self.path.stop
+            && self.obeys_signals
+            && !self.may_cross
+            && self.s_m <= stop.stop_at_m
+        {
+            // Slow down in time to wait at the kerb.
+            let room_m = (stop.stop_at_m - 0.3 - self.s_m).max(0.0);
+            target = target.min((2.0 * WALKER_MAX_ACCEL_MPS2 * room_m).sqrt());
+        }
+        // People speed up and slow down within WALKER_MAX_ACCEL_MPS2.
+        let max_dv = WALKER_MAX_ACCEL_MPS2 * dt_s;
+        let mut speed = target.clamp(k.speed_mps - max_dv, k.speed_mps + max_dv).max(0.0);
         let mut next_s = self.s_m + speed * dt_s;
         if let Some(stop) = &self.path.stop
             && self.obeys_signals
@@ -250,7 +273,9 @@ impl Walker {
         k.speed_mps = speed;
         k.position = pose.position + left * self.offset_m;
         if speed > 0.0 {
-            k.yaw_rad = pose.heading_rad;
+            // People turn quickly but not instantly: at most WALKER_MAX_TURN_RATE_RPS.
+            let max_turn = WALKER_MAX_TURN_RATE_RPS * dt_s;
+            k.yaw_rad = wrap_angle(old_yaw + wrap_angle(pose.heading_rad - old_yaw).clamp(-max_turn, max_turn));
         }
         k.yaw_rate_rps = wrap_angle(k.yaw_rad - old_yaw) / dt_s;
         self.s_m = next_s;
