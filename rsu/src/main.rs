@@ -44,6 +44,43 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Run the daemon: QUIC (ALPN v2x/1, mutual TLS) for sensors and vehicles, fusion at the
+    /// broadcast rate, recording, Prometheus metrics, live rerun view. Stops on SIGINT/SIGTERM.
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Live view: `save FILE.rrd` or `connect ADDR` (overrides the config's [rerun]).
+        #[arg(long, num_args = 2, value_names = ["MODE", "TARGET"])]
+        rerun: Option<Vec<String>>,
+    },
+    /// Development certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a development PKI: CA, RSU server certificate, vehicle and sensor certificates.
+    Init {
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The RSU's id (in its certificate).
+        #[arg(long, default_value = "rsu-1")]
+        rsu_id: String,
+        /// Number of vehicle certificates (veh-0001, veh-0002, ...).
+        #[arg(long, default_value_t = 4)]
+        vehicles: usize,
+        /// Sensor ids, comma-separated (they must match the site's sensor ids).
+        #[arg(long, value_delimiter = ',')]
+        sensors: Vec<String>,
+        /// Extra DNS names or IP addresses for the RSU certificate.
+        #[arg(long, value_delimiter = ',')]
+        server_names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +110,10 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Replay { command } => replay_cmd::run(command),
         Command::Log { command: LogCommand::Info { file, recover, json } } => log_info::run(&file, recover, json),
+        Command::Serve { config, rerun } => run_serve(&config, rerun),
+        Command::Certs { command: CertsCommand::Init { out, rsu_id, vehicles, sensors, server_names } } => {
+            rsu::certs::init(&out, &rsu_id, vehicles, &sensors, &server_names).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -92,5 +133,13 @@ fn write_schema(out: &std::path::Path) -> anyhow::Result<ExitCode> {
         v2x_proto::PACKAGE,
         out.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_serve(config: &std::path::Path, rerun: Option<Vec<String>>) -> anyhow::Result<ExitCode> {
+    let loaded = rsu::config::ServeConfig::load(config)?;
+    let rerun = rerun.map(|args| rsu::live_view::RerunTarget::parse(&args)).transpose()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(rsu::serve::serve(loaded, rerun))?;
     Ok(ExitCode::SUCCESS)
 }

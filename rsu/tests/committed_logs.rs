@@ -35,5 +35,8 @@ fn a_camera_extrinsic_off_by_two_metres_fails_with_the_reason() {
         .expect("rsu runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("FAIL") && text.contains("pedestrian MOTA") && text.contains("is below the minimum"), "{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("pedestrian MOTA") && text.contains("is below the minimum"),
+        "{text}"
+    );
 }

@@ -123,6 +123,10 @@ pub fn server_tls(
         .with_client_cert_verifier(verifier)
         .with_single_cert(server.chain, server.key)?;
     config.alpn_protocols = vec![ALPN.to_vec()];
+    // No session resumption: a resumed TLS 1.3 session does not present the client certificate
+    // again, so a certificate revoked since the first connection would slip past the verifier.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 

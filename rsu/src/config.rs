@@ -1,0 +1,386 @@
+//! The daemon's configuration file (`rsu serve --config rsu.toml`): TOML with a documented default
+//! and unit for every field. Loading validates everything and names the offending field.
+//!
+//! ```toml
+//! listen = "0.0.0.0:4433"          # UDP address of the QUIC endpoint
+//! site_file = "site.toml"          # or an inline [site] table (SiteConfig)
+//!
+//! [tls]
+//! ca = "pki/ca.pem"
+//! cert = "pki/rsu.pem"
+//! key = "pki/rsu.key"
+//! revocations = "pki/revoked.txt"  # optional
+//!
+//! [broadcast]
+//! rate_hz = 10.0
+//!
+//! [fusion]                         # FusionConfig; every field optional
+//! max_lag_s = 0.3
+//! ```
+//!
+//! Relative paths are relative to the directory of the configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rsu_fusion::{FusionConfig, SiteConfig};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// UDP address of the QUIC endpoint. Default `0.0.0.0:4433`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The RSU's id, sent in ServerHello and every RoadsideFrame. Default: `fusion.rsu_id`, or
+    /// the site id when that is empty too.
+    #[serde(default)]
+    pub rsu_id: Option<String>,
+    /// A site file (`SiteConfig` TOML: origin, ground, sensor calibration). Exactly one of
+    /// `site_file` and `site` must be given.
+    #[serde(default)]
+    pub site_file: Option<PathBuf>,
+    /// The site inline.
+    #[serde(default)]
+    pub site: Option<SiteConfig>,
+    /// Tracker tuning (all fields optional, see `FusionConfig`).
+    #[serde(default)]
+    pub fusion: FusionConfig,
+    /// Certificates.
+    pub tls: TlsConfig,
+    /// Broadcast.
+    #[serde(default)]
+    pub broadcast: BroadcastConfig,
+    /// Limits and timeouts.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Recording.
+    #[serde(default)]
+    pub recording: RecordingConfig,
+    /// Metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Live view.
+    #[serde(default)]
+    pub rerun: RerunConfig,
+}
+
+/// Certificate files (PEM).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The site CA: client certificates must chain to it.
+    pub ca: PathBuf,
+    /// The RSU's certificate chain.
+    pub cert: PathBuf,
+    /// The RSU's private key.
+    pub key: PathBuf,
+    /// Revocation list (hex serial numbers, one per line, or an X.509 CRL); reloaded when it
+    /// changes. Optional.
+    #[serde(default)]
+    pub revocations: Option<PathBuf>,
+    /// How often the revocation list is checked for changes [s]. Default 2.
+    #[serde(default = "default_revocation_poll_s")]
+    pub revocation_poll_s: f64,
+}
+
+/// The fused broadcast.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BroadcastConfig {
+    /// Fusion cycles and frames per second [Hz], 1..=50. Default 10.
+    pub rate_hz: f64,
+    /// Radius of an "around me" subscription with radius 0, and of the default subscription [m],
+    /// 1..=10000. Default 300.
+    pub default_radius_m: u32,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        BroadcastConfig { rate_hz: 10.0, default_radius_m: 300 }
+    }
+}
+
+/// Limits that protect the RSU from slow, broken or hostile clients.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most client connections at once (vehicles and sensors); more are refused. Default 256.
+    pub max_connections: usize,
+    /// A connection with no packet for this long is closed [s]. Default 10.
+    pub idle_timeout_s: f64,
+    /// A client must send its ClientHello within this time after connecting [s]. Default 5.
+    pub hello_timeout_s: f64,
+    /// Largest VehicleState datagram [bytes]. Default 1024.
+    pub max_vehicle_state_bytes: usize,
+    /// Largest SensorFrame stream [bytes]. Default 1048576.
+    pub max_sensor_frame_bytes: usize,
+    /// Sensor frame streams a sensor may have open at once. Default 16.
+    pub max_sensor_streams: u32,
+    /// VehicleStates per second one vehicle may send; more are dropped and counted [1/s].
+    /// Default 50.
+    pub max_vehicle_states_per_s: f64,
+    /// SensorFrames per second one sensor may send; more are dropped and counted [1/s].
+    /// Default 100.
+    pub max_sensor_frames_per_s: f64,
+    /// Inputs waiting for the fusion loop; when full, new inputs are dropped and counted.
+    /// Default 4096.
+    pub ingest_queue: usize,
+    /// Received datagrams buffered per connection before the oldest is dropped [bytes].
+    /// Default 65536.
+    pub datagram_buffer_bytes: usize,
+    /// Messages waiting for the recorder; when full, records are dropped and counted. Default 8192.
+    pub recorder_queue: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 256,
+            idle_timeout_s: 10.0,
+            hello_timeout_s: 5.0,
+            max_vehicle_state_bytes: v2x_link::MAX_VEHICLE_STATE_BYTES,
+            max_sensor_frame_bytes: v2x_link::MAX_SENSOR_FRAME_BYTES,
+            max_sensor_streams: 16,
+            max_vehicle_states_per_s: 50.0,
+            max_sensor_frames_per_s: 100.0,
+            ingest_queue: 4096,
+            datagram_buffer_bytes: 64 * 1024,
+            recorder_queue: 8192,
+        }
+    }
+}
+
+/// Recording of everything in and out to MCAP replay logs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Whether to record. Default false.
+    pub enabled: bool,
+    /// Directory of the logs (created if missing). Default `recordings`.
+    pub dir: PathBuf,
+    /// Start a new file after this many bytes [bytes]. Default 512 MiB.
+    pub rotate_bytes: u64,
+    /// Start a new file after this long [s]. Default 3600.
+    pub rotate_s: f64,
+    /// Flush the current chunk and fsync the file this often [s]; a crash loses at most this
+    /// much. Default 2.
+    pub fsync_interval_s: f64,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            enabled: false,
+            dir: PathBuf::from("recordings"),
+            rotate_bytes: 512 * 1024 * 1024,
+            rotate_s: 3600.0,
+            fsync_interval_s: 2.0,
+        }
+    }
+}
+
+/// The Prometheus endpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Whether to serve metrics. Default true.
+    pub enabled: bool,
+    /// TCP address serving `/metrics` and `/healthz`. Default `127.0.0.1:9464`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+    }
+}
+
+/// The live rerun view (the command line's `--rerun` overrides it).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RerunConfig {
+    /// Save the view to this `.rrd` file.
+    pub save: Option<PathBuf>,
+    /// Stream the view to a viewer at this gRPC URL, e.g.
+    /// `rerun+http://127.0.0.1:9876/proxy`.
+    pub connect: Option<String>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 4433))
+}
+
+fn default_revocation_poll_s() -> f64 {
+    2.0
+}
+
+/// A loaded and validated configuration with its site resolved and paths made absolute.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    /// The configuration (paths resolved against the file's directory).
+    pub config: ServeConfig,
+    /// The site.
+    pub site: SiteConfig,
+    /// The RSU id in use.
+    pub rsu_id: String,
+}
+
+impl ServeConfig {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let config: ServeConfig = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        config.resolve(&base).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Resolves relative paths against `base`, loads the site and validates every field.
+    pub fn resolve(mut self, base: &Path) -> anyhow::Result<LoadedConfig> {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.tls.ca);
+        abs(&mut self.tls.cert);
+        abs(&mut self.tls.key);
+        if let Some(p) = &mut self.tls.revocations {
+            abs(p);
+        }
+        abs(&mut self.recording.dir);
+        if let Some(p) = &mut self.rerun.save {
+            abs(p);
+        }
+        let site = match (&mut self.site_file, &self.site) {
+            (Some(_), Some(_)) => bail!("site_file and [site]: give only one of them"),
+            (None, None) => bail!("site: missing; give site_file = \"site.toml\" or a [site] table"),
+            (None, Some(site)) => site.clone(),
+            (Some(file), None) => {
+                abs(file);
+                let text = std::fs::read_to_string(&*file)
+                    .with_context(|| format!("site_file: reading {}", file.display()))?;
+                toml::from_str(&text).with_context(|| format!("site_file: {}", file.display()))?
+            }
+        };
+        site.validate().context("site")?;
+        self.fusion.validate().context("fusion")?;
+        self.validate()?;
+        let rsu_id = match &self.rsu_id {
+            Some(id) => id.clone(),
+            None if !self.fusion.rsu_id.is_empty() => self.fusion.rsu_id.clone(),
+            None => site.site_id.clone(),
+        };
+        v2x_link::identity::check_id(&rsu_id).map_err(|problem| anyhow::anyhow!("rsu_id: {rsu_id:?}: {problem}"))?;
+        self.fusion.rsu_id = rsu_id.clone();
+        Ok(LoadedConfig { config: self, site, rsu_id })
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        fn range(field: &str, v: f64, lo: f64, hi: f64, unit: &str) -> anyhow::Result<()> {
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                bail!("{field}: {v} is out of range {lo}..={hi} {unit}");
+            }
+            Ok(())
+        }
+        fn count(field: &str, v: u64, lo: u64, hi: u64) -> anyhow::Result<()> {
+            if !(lo..=hi).contains(&v) {
+                bail!("{field}: {v} is out of range {lo}..={hi}");
+            }
+            Ok(())
+        }
+        range("broadcast.rate_hz", self.broadcast.rate_hz, 1.0, 50.0, "Hz")?;
+        count("broadcast.default_radius_m", u64::from(self.broadcast.default_radius_m), 1, 10_000)?;
+        range("tls.revocation_poll_s", self.tls.revocation_poll_s, 0.1, 3600.0, "s")?;
+        let l = &self.limits;
+        count("limits.max_connections", l.max_connections as u64, 1, 100_000)?;
+        range("limits.idle_timeout_s", l.idle_timeout_s, 0.5, 3600.0, "s")?;
+        range("limits.hello_timeout_s", l.hello_timeout_s, 0.1, 600.0, "s")?;
+        count("limits.max_vehicle_state_bytes", l.max_vehicle_state_bytes as u64, 64, 65_536)?;
+        count("limits.max_sensor_frame_bytes", l.max_sensor_frame_bytes as u64, 1024, 64 << 20)?;
+        count("limits.max_sensor_streams", u64::from(l.max_sensor_streams), 1, 1024)?;
+        range("limits.max_vehicle_states_per_s", l.max_vehicle_states_per_s, 1.0, 10_000.0, "1/s")?;
+        range("limits.max_sensor_frames_per_s", l.max_sensor_frames_per_s, 1.0, 10_000.0, "1/s")?;
+        count("limits.ingest_queue", l.ingest_queue as u64, 16, 1 << 20)?;
+        count("limits.datagram_buffer_bytes", l.datagram_buffer_bytes as u64, 4096, 64 << 20)?;
+        count("limits.recorder_queue", l.recorder_queue as u64, 16, 1 << 20)?;
+        let r = &self.recording;
+        count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;
+        range("recording.rotate_s", r.rotate_s, 1.0, 7.0 * 86_400.0, "s")?;
+        range("recording.fsync_interval_s", r.fsync_interval_s, 0.05, 600.0, "s")?;
+        if self.rerun.save.is_some() && self.rerun.connect.is_some() {
+            bail!("rerun: give save or connect, not both");
+        }
+        for (field, path) in [("tls.ca", &self.tls.ca), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            if !path.is_file() {
+                bail!("{field}: {} is not a file", path.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_files(dir: &Path) {
+        for f in ["ca.pem", "rsu.pem", "rsu.key"] {
+            std::fs::write(dir.join(f), "x").expect("write");
+        }
+        let site = toml::to_string(&v2x_proto::sample::site()).expect("site");
+        std::fs::write(dir.join("site.toml"), site).expect("write");
+    }
+
+    fn base_config() -> String {
+        "site_file = \"site.toml\"\n[tls]\nca = \"ca.pem\"\ncert = \"rsu.pem\"\nkey = \"rsu.key\"\n".to_owned()
+    }
+
+    fn load(text: &str) -> anyhow::Result<LoadedConfig> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_files(dir.path());
+        let path = dir.path().join("rsu.toml");
+        std::fs::write(&path, text).expect("write");
+        ServeConfig::load(&path)
+    }
+
+    #[test]
+    fn defaults_apply_and_paths_resolve() {
+        let loaded = load(&base_config()).expect("valid");
+        assert_eq!(loaded.config.broadcast.rate_hz, 10.0);
+        assert_eq!(loaded.config.listen.port(), 4433);
+        assert!(loaded.config.tls.ca.is_absolute());
+        assert_eq!(loaded.rsu_id, "yancheng-cityblock");
+        assert_eq!(loaded.config.fusion.rsu_id, "yancheng-cityblock");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            ("[broadcast]\nrate_hz = 60.0\n", "broadcast.rate_hz"),
+            ("[limits]\nidle_timeout_s = -1.0\n", "limits.idle_timeout_s"),
+            ("[limits]\nno_such_limit = 1\n", "no_such_limit"),
+            ("[fusion]\ngate_chi2 = -3.0\n", "gate_chi2"),
+            ("[recording]\nfsync_interval_s = 0.0\n", "recording.fsync_interval_s"),
+            ("rsu_id = \"bad id\"\n", "rsu_id"),
+        ];
+        for (extra, field) in cases {
+            // Top-level keys must precede the tables.
+            let text = if extra.starts_with('[') {
+                format!("{}\n{extra}", base_config())
+            } else {
+                format!("{extra}{}", base_config())
+            };
+            let err = format!("{:#}", load(&text).expect_err(field));
+            assert!(err.contains(field), "{field}: {err}");
+        }
+        let err =
+            format!("{:#}", load("[tls]\nca = \"ca.pem\"\ncert = \"rsu.pem\"\nkey = \"rsu.key\"\n").expect_err("site"));
+        assert!(err.contains("site"), "{err}");
+        let missing = base_config().replace("ca.pem", "missing.pem");
+        let err = format!("{:#}", load(&missing).expect_err("missing file"));
+        assert!(err.contains("tls.ca"), "{err}");
+    }
+}

@@ -1,0 +1,247 @@
+//! The live rerun view of the daemon (`--rerun save FILE.rrd` or `--rerun connect URL`): the
+//! site (origin, sensor positions, ground areas) once, then on the `capture` timeline (UTC) each
+//! sensor's detections (lidar boxes in the site frame, camera boxes in pixels), the fused tracks
+//! with their ids and classes, and the connected vehicles at their reported positions.
+//!
+//! Entity paths: `site/sensors`, `site/ground`, `detections/<sensor id>`,
+//! `cameras/<sensor id>/detections`, `tracks`, `vehicles`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rsu_fusion::{Detections, FusedObject, SensorCalibration, SensorFrame, SiteConfig, Timestamp};
+
+use crate::config::RerunConfig;
+
+/// Where the view goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RerunTarget {
+    /// Save to an `.rrd` file.
+    Save(PathBuf),
+    /// Stream to a viewer's gRPC proxy, e.g. `rerun+http://127.0.0.1:9876/proxy`.
+    Connect(String),
+}
+
+impl RerunTarget {
+    /// The target in the configuration file, if any.
+    pub fn from_config(config: &RerunConfig) -> Option<RerunTarget> {
+        match (&config.save, &config.connect) {
+            (Some(path), _) => Some(RerunTarget::Save(path.clone())),
+            (None, Some(url)) => Some(RerunTarget::Connect(url.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Parses the command line's `--rerun save FILE` / `--rerun connect ADDR` (an address
+    /// `host:port` becomes `rerun+http://host:port/proxy`).
+    pub fn parse(args: &[String]) -> anyhow::Result<RerunTarget> {
+        match args {
+            [mode, file] if mode == "save" => Ok(RerunTarget::Save(PathBuf::from(file))),
+            [mode, addr] if mode == "connect" => Ok(RerunTarget::Connect(if addr.contains("://") {
+                addr.clone()
+            } else {
+                format!("rerun+http://{addr}/proxy")
+            })),
+            _ => anyhow::bail!("--rerun takes `save FILE.rrd` or `connect ADDR`"),
+        }
+    }
+}
+
+/// A rerun recording stream fed by the fusion loop.
+pub struct LiveView {
+    rec: rerun::RecordingStream,
+}
+
+impl LiveView {
+    /// Opens the view.
+    pub fn start(target: &RerunTarget, site: &SiteConfig) -> anyhow::Result<LiveView> {
+        let builder = rerun::RecordingStreamBuilder::new("rsu");
+        let rec = match target {
+            RerunTarget::Save(path) => {
+                builder.save(path).with_context(|| format!("rerun: saving to {}", path.display()))?
+            }
+            RerunTarget::Connect(url) => {
+                builder.connect_grpc_opts(url.clone()).with_context(|| format!("rerun: connecting to {url}"))?
+            }
+        };
+        tracing::info!(?target, site = %site.site_id, "live view");
+        Ok(LiveView { rec })
+    }
+
+    fn log(&self, path: &str, what: &impl rerun::AsComponents) {
+        if let Err(e) = self.rec.log(path, what) {
+            tracing::debug!("rerun: {e}");
+        }
+    }
+
+    /// Logs the static site: origin and sensor positions with their ids, ground areas.
+    pub fn log_site(&self, site: &SiteConfig) {
+        let positions: Vec<[f32; 3]> = site
+            .sensors
+            .iter()
+            .map(|s| {
+                let t = s.world_from_sensor.translation.vector;
+                [t.x as f32, t.y as f32, t.z as f32]
+            })
+            .collect();
+        let labels: Vec<String> = site.sensors.iter().map(|s| s.id.clone()).collect();
+        let sensors = rerun::Points3D::new(positions).with_labels(labels).with_radii([0.5f32]);
+        if let Err(e) = self.rec.log_static("site/sensors", &sensors) {
+            tracing::debug!("rerun: {e}");
+        }
+        let origin = rerun::Points3D::new([[0.0f32, 0.0, 0.0]]).with_labels([site.site_id.clone()]);
+        if let Err(e) = self.rec.log_static("site/origin", &origin) {
+            tracing::debug!("rerun: {e}");
+        }
+        let strips: Vec<Vec<[f32; 3]>> = site
+            .ground
+            .areas
+            .iter()
+            .map(|a| {
+                let mut strip: Vec<[f32; 3]> =
+                    a.polygon_m.iter().map(|p| [p[0] as f32, p[1] as f32, a.height_m as f32]).collect();
+                if let Some(first) = strip.first().copied() {
+                    strip.push(first);
+                }
+                strip
+            })
+            .collect();
+        if !strips.is_empty()
+            && let Err(e) = self.rec.log_static("site/ground", &rerun::LineStrips3D::new(strips))
+        {
+            tracing::debug!("rerun: {e}");
+        }
+    }
+
+    fn set_time(&self, t: Timestamp) {
+        self.rec.set_time("capture", rerun::TimeCell::from_timestamp_nanos_since_epoch(t.as_nanos()));
+    }
+
+    /// Logs one sensor frame's detections at its capture time.
+    pub fn log_sensor_frame(&self, frame: &SensorFrame, calib: &SensorCalibration) {
+        self.set_time(frame.capture_time);
+        match &frame.detections {
+            Detections::Lidar(boxes) => {
+                let mount_yaw = calib.world_from_sensor.rotation.euler_angles().2;
+                let centers: Vec<[f32; 3]> = boxes
+                    .iter()
+                    .map(|d| {
+                        let p = calib.world_from_sensor * d.center_in_sensor;
+                        [p.x as f32, p.y as f32, p.z as f32]
+                    })
+                    .collect();
+                let half: Vec<[f32; 3]> = boxes
+                    .iter()
+                    .map(|d| [d.size.length_m as f32 / 2.0, d.size.width_m as f32 / 2.0, d.size.height_m as f32 / 2.0])
+                    .collect();
+                let rotations: Vec<rerun::RotationAxisAngle> = boxes
+                    .iter()
+                    .map(|d| {
+                        rerun::RotationAxisAngle::new(
+                            [0.0, 0.0, 1.0],
+                            rerun::Angle::from_radians((mount_yaw + d.yaw_rad) as f32),
+                        )
+                    })
+                    .collect();
+                let labels: Vec<String> = boxes.iter().map(|d| format!("{:?} {:.2}", d.class, d.score)).collect();
+                let view = rerun::Boxes3D::from_centers_and_half_sizes(centers, half)
+                    .with_rotation_axis_angles(rotations)
+                    .with_labels(labels);
+                self.log(&format!("detections/{}", frame.sensor_id), &view);
+            }
+            Detections::Camera(camera) => {
+                let mins: Vec<[f32; 2]> = camera.boxes.iter().map(|b| [b.min_px.x as f32, b.min_px.y as f32]).collect();
+                let sizes: Vec<[f32; 2]> = camera
+                    .boxes
+                    .iter()
+                    .map(|b| [(b.max_px.x - b.min_px.x) as f32, (b.max_px.y - b.min_px.y) as f32])
+                    .collect();
+                let labels: Vec<String> = camera
+                    .boxes
+                    .iter()
+                    .map(|b| {
+                        let (class, score) = b.best_class();
+                        format!("{class:?} {score:.2}")
+                    })
+                    .collect();
+                let view = rerun::Boxes2D::from_mins_and_sizes(mins, sizes).with_labels(labels);
+                self.log(&format!("cameras/{}/detections", frame.sensor_id), &view);
+            }
+        }
+    }
+
+    /// Logs the fused tracks and connected vehicles of one cycle at `time`.
+    pub fn log_cycle(&self, time: Timestamp, objects: &[FusedObject], vehicles: &BTreeMap<String, [f64; 3]>) {
+        self.set_time(time);
+        let centers: Vec<[f32; 3]> = objects
+            .iter()
+            .map(|o| [o.position_m.x as f32, o.position_m.y as f32, (o.position_m.z + o.size.height_m / 2.0) as f32])
+            .collect();
+        let half: Vec<[f32; 3]> = objects
+            .iter()
+            .map(|o| [o.size.length_m as f32 / 2.0, o.size.width_m as f32 / 2.0, o.size.height_m as f32 / 2.0])
+            .collect();
+        let rotations: Vec<rerun::RotationAxisAngle> = objects
+            .iter()
+            .map(|o| rerun::RotationAxisAngle::new([0.0, 0.0, 1.0], rerun::Angle::from_radians(o.yaw_rad as f32)))
+            .collect();
+        let labels: Vec<String> = objects
+            .iter()
+            .map(|o| match &o.v2x_id {
+                Some(v) => format!("#{} {:?} {:.1} m/s ({v})", o.id, o.class, o.speed_mps),
+                None => format!("#{} {:?} {:.1} m/s", o.id, o.class, o.speed_mps),
+            })
+            .collect();
+        let class_ids: Vec<u16> = objects.iter().map(|o| o.class as u16).collect();
+        let tracks = rerun::Boxes3D::from_centers_and_half_sizes(centers, half)
+            .with_rotation_axis_angles(rotations)
+            .with_labels(labels)
+            .with_class_ids(class_ids);
+        self.log("tracks", &tracks);
+        let positions: Vec<[f32; 3]> = vehicles.values().map(|p| [p[0] as f32, p[1] as f32, p[2] as f32]).collect();
+        let ids: Vec<String> = vehicles.keys().cloned().collect();
+        self.log("vehicles", &rerun::Points3D::new(positions).with_labels(ids).with_radii([0.8f32]));
+    }
+
+    /// Flushes what is buffered.
+    pub fn finish(self) {
+        if let Err(e) = self.rec.flush_blocking() {
+            tracing::warn!("rerun: flushing the live view: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(RerunTarget::parse(&args(&["save", "x.rrd"])).expect("save"), RerunTarget::Save("x.rrd".into()));
+        assert_eq!(
+            RerunTarget::parse(&args(&["connect", "127.0.0.1:9876"])).expect("connect"),
+            RerunTarget::Connect("rerun+http://127.0.0.1:9876/proxy".into())
+        );
+        assert!(RerunTarget::parse(&args(&["show"])).is_err());
+    }
+
+    #[test]
+    fn a_saved_view_has_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("live.rrd");
+        let site = v2x_proto::sample::site();
+        let view = LiveView::start(&RerunTarget::Save(path.clone()), &site).expect("start");
+        view.log_site(&site);
+        let lidar = v2x_proto::sample::lidar_frame();
+        view.log_sensor_frame(&lidar, site.sensor(&lidar.sensor_id).expect("calibrated"));
+        let camera = v2x_proto::sample::camera_frame();
+        view.log_sensor_frame(&camera, site.sensor(&camera.sensor_id).expect("calibrated"));
+        let vehicles = BTreeMap::from([("veh-1".to_owned(), [1.0, 2.0, 0.0])]);
+        view.log_cycle(lidar.capture_time, &[], &vehicles);
+        view.finish();
+        let size = std::fs::metadata(&path).expect("rrd written").len();
+        assert!(size > 1000, "rrd has {size} bytes");
+    }
+}

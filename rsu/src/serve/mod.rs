@@ -1,0 +1,475 @@
+//! `rsu serve`: the daemon. A thin async shell around the sans-IO fusion core.
+//!
+//! [`Server::bind`] loads certificates and binds the QUIC endpoint; [`Server::run`] is the one
+//! event loop: a single `select!` over shutdown, the fusion cycle timer (the broadcast rate),
+//! new connections, the revocation-list poll and the [`Event`]s that connection tasks send
+//! through one bounded queue. The loop owns the [`Fusion`] engine and passes it the wall clock
+//! (UTC) as `now`; the core never reads a clock.
+//!
+//! Each connection runs in its own task ([`connection`]): handshake, uplink decoding and
+//! validation (bound to the certificate identity), and for vehicles the downlink writer that
+//! filters each frame to the vehicle's region and sends it on its own stream, resetting the
+//! previous one if it is still undelivered (latest wins). A slow vehicle only delays itself.
+
+mod connection;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rsu_fusion::{Fusion, Ingest, RoadsideFrame, SensorFrame, SensorStatus, Timestamp, VehicleState};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use v2x_link::identity::{CertRole, Identity};
+use v2x_link::revocation::Revocations;
+use v2x_link::tls::{CertKey, TransportLimits, load_roots, quinn_server, server_tls};
+use v2x_link::{CloseCode, PROTOCOL_VERSION};
+use v2x_proto::domain::ServerHello;
+
+use crate::config::{LimitsConfig, LoadedConfig};
+use crate::live_view::LiveView;
+use crate::metrics::Health;
+use crate::recorder::{Record, Recorder, wall_now};
+use stats::{Reject, Stats};
+
+/// A fused frame ready for the vehicles, shared by every downlink task.
+#[derive(Debug)]
+pub struct Broadcast {
+    /// The frame with every participant (each vehicle task filters it).
+    pub frame: Arc<RoadsideFrame>,
+    /// Capture time of the newest measurement fused into any participant.
+    pub newest_capture: Option<Timestamp>,
+}
+
+/// What connection tasks tell the fusion loop.
+#[derive(Debug)]
+pub enum Event {
+    /// A session was established.
+    Joined {
+        /// Connection number.
+        conn_id: u64,
+        /// Certificate identity.
+        identity: Identity,
+        /// Certificate serial number.
+        serial: Vec<u8>,
+        /// The connection (to close it on shutdown, revocation or replacement).
+        connection: quinn::Connection,
+        /// Vehicles: where to put each new frame (latest wins).
+        downlink: Option<watch::Sender<Option<Arc<Broadcast>>>>,
+    },
+    /// A session ended.
+    Left {
+        /// Connection number.
+        conn_id: u64,
+    },
+    /// A decoded, identity-checked sensor frame.
+    Sensor {
+        /// The frame.
+        frame: SensorFrame,
+        /// Arrival time (wall clock).
+        received: Timestamp,
+    },
+    /// A decoded, identity-checked vehicle state.
+    Vehicle {
+        /// The state.
+        state: VehicleState,
+        /// Arrival time (wall clock).
+        received: Timestamp,
+    },
+}
+
+/// What connection tasks share.
+pub(crate) struct Shared {
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) limits: LimitsConfig,
+    pub(crate) enu: rsu_fusion::EnuFrame,
+    pub(crate) sensor_ids: Vec<String>,
+    pub(crate) server_hello: ServerHello,
+    pub(crate) default_radius_m: u32,
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) active: AtomicUsize,
+}
+
+/// Where the loop's output goes besides QUIC.
+#[derive(Default)]
+pub struct Outputs {
+    /// The recorder, when recording.
+    pub recorder: Option<Recorder>,
+    /// The live rerun view.
+    pub live: Option<LiveView>,
+    /// Liveness for `/healthz`.
+    pub health: Health,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    /// Recording files written.
+    pub recordings: Vec<PathBuf>,
+    /// Fusion cycles run.
+    pub cycles: u64,
+}
+
+/// A bound, not yet running daemon.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    loaded: LoadedConfig,
+    revocations: Revocations,
+    stats: Arc<Stats>,
+}
+
+struct SessionEntry {
+    identity: Identity,
+    serial: Vec<u8>,
+    connection: quinn::Connection,
+    downlink: Option<watch::Sender<Option<Arc<Broadcast>>>>,
+}
+
+impl Server {
+    /// Loads the certificates and revocation list and binds the QUIC endpoint on
+    /// `config.listen`. Must be called inside a tokio runtime.
+    pub fn bind(loaded: LoadedConfig) -> anyhow::Result<Server> {
+        let tls = &loaded.config.tls;
+        let revocations = match &tls.revocations {
+            Some(path) => Revocations::load(path).context("tls.revocations")?,
+            None => Revocations::none(),
+        };
+        let cert = CertKey::load(&tls.cert, &tls.key).context("tls.cert / tls.key")?;
+        let roots = load_roots(&tls.ca).context("tls.ca")?;
+        let rustls = server_tls(&cert, roots, revocations.clone()).context("tls")?;
+        let limits = &loaded.config.limits;
+        let transport = TransportLimits {
+            idle_timeout_s: limits.idle_timeout_s,
+            keep_alive_s: None,
+            max_uni_streams: limits.max_sensor_streams,
+            max_bi_streams: 1,
+            datagram_receive_buffer_bytes: limits.datagram_buffer_bytes,
+            stream_receive_window_bytes: u32::try_from(limits.max_sensor_frame_bytes.max(64 * 1024))
+                .unwrap_or(u32::MAX),
+        };
+        let server_config = quinn_server(rustls, &transport).context("tls")?;
+        let endpoint = quinn::Endpoint::server(server_config, loaded.config.listen)
+            .with_context(|| format!("listen: binding UDP {}", loaded.config.listen))?;
+        Ok(Server { endpoint, loaded, revocations, stats: Arc::new(Stats::default()) })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.endpoint.local_addr().context("local address")
+    }
+
+    /// The run's counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// The revocation list in force.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// Runs the event loop until `shutdown` is cancelled, then closes every connection with
+    /// [`CloseCode::Shutdown`], finishes the recording and returns.
+    pub async fn run(self, mut outputs: Outputs, shutdown: CancellationToken) -> anyhow::Result<RunSummary> {
+        let Server { endpoint, loaded, revocations, stats } = self;
+        let config = &loaded.config;
+        let mut fusion = Fusion::new(loaded.site.clone(), config.fusion.clone()).context("fusion")?;
+        let (events_tx, mut events) = mpsc::channel(config.limits.ingest_queue);
+        let shared = Arc::new(Shared {
+            stats: stats.clone(),
+            limits: config.limits.clone(),
+            enu: loaded.site.frame(),
+            sensor_ids: loaded.site.sensors.iter().map(|s| s.id.clone()).collect(),
+            server_hello: ServerHello {
+                version: PROTOCOL_VERSION,
+                rsu_id: loaded.rsu_id.clone(),
+                site_origin: loaded.site.origin,
+                broadcast_rate_hz: config.broadcast.rate_hz,
+                default_radius_m: config.broadcast.default_radius_m,
+            },
+            default_radius_m: config.broadcast.default_radius_m,
+            events: events_tx,
+            active: AtomicUsize::new(0),
+        });
+        if let Some(live) = &outputs.live {
+            live.log_site(&loaded.site);
+        }
+        let mut cycle = tokio::time::interval(Duration::from_secs_f64(1.0 / config.broadcast.rate_hz));
+        cycle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut revocation_poll = tokio::time::interval(Duration::from_secs_f64(config.tls.revocation_poll_s));
+        revocation_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut tasks = JoinSet::new();
+        let mut sessions: BTreeMap<u64, SessionEntry> = BTreeMap::new();
+        let mut vehicles_seen: BTreeMap<String, [f64; 3]> = BTreeMap::new();
+        let next_conn = AtomicU64::new(1);
+        let mut revocation_error_logged = false;
+        let mut cycles = 0u64;
+        tracing::info!(
+            addr = %endpoint.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            rsu_id = %loaded.rsu_id,
+            rate_hz = config.broadcast.rate_hz,
+            "serving"
+        );
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = cycle.tick() => {
+                    cycles += 1;
+                    run_cycle(&mut fusion, &sessions, &vehicles_seen, &outputs, &stats);
+                }
+                incoming = endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let active = shared.active.load(Ordering::Relaxed);
+                    if active >= 2 * config.limits.max_connections {
+                        // Far over the limit (a flood): refuse before spending a TLS handshake.
+                        stats.reject(Reject::ConnectionLimit, incoming.remote_address(), "refused before the handshake");
+                        incoming.refuse();
+                        continue;
+                    }
+                    let conn_id = next_conn.fetch_add(1, Ordering::Relaxed);
+                    shared.active.fetch_add(1, Ordering::Relaxed);
+                    tasks.spawn(connection::handle(incoming, shared.clone(), conn_id));
+                }
+                _ = revocation_poll.tick() => {
+                    match revocations.reload_if_changed() {
+                        Ok(Some(count)) => {
+                            revocation_error_logged = false;
+                            tracing::info!(revoked = count, "revocation list reloaded");
+                            metrics::gauge!("rsu_revocations").set(count as f64);
+                            for s in sessions.values().filter(|s| revocations.is_revoked(&s.serial)) {
+                                tracing::warn!(client = %s.identity, "closing a session whose certificate was revoked");
+                                CloseCode::Revoked.close(&s.connection, "certificate revoked");
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) if !revocation_error_logged => {
+                            revocation_error_logged = true;
+                            tracing::error!("{e}; the previous revocation list stays in force");
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(event) = events.recv() => {
+                    handle_event(event, &mut fusion, &mut sessions, &mut vehicles_seen, &outputs, &shared);
+                }
+            }
+        }
+        tracing::info!(sessions = sessions.len(), "shutting down");
+        endpoint.set_server_config(None);
+        for s in sessions.values() {
+            CloseCode::Shutdown.close(&s.connection, "rsu shutting down");
+        }
+        endpoint.close(CloseCode::Shutdown.varint(), b"rsu shutting down");
+        sessions.clear();
+        drop(events);
+        if tokio::time::timeout(Duration::from_secs(2), async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tasks.abort_all();
+        }
+        let recordings = match outputs.recorder.take() {
+            Some(recorder) => recorder.finish().context("finishing the recording")?,
+            None => Vec::new(),
+        };
+        if let Some(live) = outputs.live.take() {
+            live.finish();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        tracing::info!(cycles, files = recordings.len(), "stopped");
+        Ok(RunSummary { recordings, cycles })
+    }
+}
+
+/// One fusion cycle: poll the core at the wall clock, build the frame, hand it to every vehicle
+/// (latest wins), record it, show it, export health.
+fn run_cycle(
+    fusion: &mut Fusion,
+    sessions: &BTreeMap<u64, SessionEntry>,
+    vehicles_seen: &BTreeMap<String, [f64; 3]>,
+    outputs: &Outputs,
+    stats: &Stats,
+) {
+    let started = Instant::now();
+    let now = wall_now();
+    let objects = fusion.poll_objects(now);
+    let frame = Arc::new(fusion.roadside_frame_from(now, &objects));
+    let newest_capture = objects.iter().map(|o| o.last_update).max();
+    metrics::histogram!("rsu_fusion_cycle_seconds").record(started.elapsed().as_secs_f64());
+    let broadcast = Arc::new(Broadcast { frame: frame.clone(), newest_capture });
+    for s in sessions.values() {
+        if let Some(tx) = &s.downlink {
+            tx.send_replace(Some(broadcast.clone()));
+        }
+    }
+    Stats::bump(&stats.cycles);
+    if let Some(recorder) = &outputs.recorder {
+        recorder.record(Record::Roadside(frame.clone()));
+    }
+    if let Some(live) = &outputs.live {
+        live.log_cycle(now, &objects, vehicles_seen);
+    }
+    metrics::gauge!("rsu_tracks").set(fusion.track_count() as f64);
+    for h in &frame.sensors {
+        let status = match h.status {
+            SensorStatus::Unknown => 0.0,
+            SensorStatus::Ok => 1.0,
+            SensorStatus::Degraded => 2.0,
+            SensorStatus::Silent => 3.0,
+        };
+        metrics::gauge!("rsu_sensor_status", "sensor" => h.sensor_id.clone()).set(status);
+        if let Some(last) = h.last_capture {
+            metrics::gauge!("rsu_sensor_last_capture_age_seconds", "sensor" => h.sensor_id.clone())
+                .set(now.secs_since(last));
+        }
+    }
+    outputs.health.beat();
+}
+
+fn handle_event(
+    event: Event,
+    fusion: &mut Fusion,
+    sessions: &mut BTreeMap<u64, SessionEntry>,
+    vehicles_seen: &mut BTreeMap<String, [f64; 3]>,
+    outputs: &Outputs,
+    shared: &Shared,
+) {
+    let stats = &shared.stats;
+    match event {
+        Event::Joined { conn_id, identity, serial, connection, downlink } => {
+            let replaced: Vec<u64> =
+                sessions.iter().filter(|(_, s)| s.identity == identity).map(|(id, _)| *id).collect();
+            for id in replaced {
+                if let Some(old) = sessions.remove(&id) {
+                    tracing::info!(client = %identity, "a new session replaces an older one");
+                    CloseCode::Replaced.close(&old.connection, "replaced by a newer connection");
+                }
+            }
+            tracing::info!(client = %identity, remote = %connection.remote_address(), "session established");
+            Stats::bump(&stats.sessions);
+            metrics::counter!("rsu_sessions_total").increment(1);
+            sessions.insert(conn_id, SessionEntry { identity, serial, connection, downlink });
+            export_connected(sessions);
+        }
+        Event::Left { conn_id } => {
+            if let Some(s) = sessions.remove(&conn_id) {
+                if s.identity.role == CertRole::Vehicle {
+                    vehicles_seen.remove(&s.identity.id);
+                }
+                tracing::info!(client = %s.identity, "session ended");
+                export_connected(sessions);
+            }
+        }
+        Event::Sensor { frame, received } => {
+            let verdict = fusion.handle_sensor_frame(received, &frame);
+            if let Some(recorder) = &outputs.recorder {
+                recorder.record(Record::Sensor(frame.clone()));
+            }
+            if verdict == Ingest::Accepted {
+                Stats::bump(&stats.sensor_frames_in);
+                metrics::counter!("rsu_sensor_frames_total", "sensor" => frame.sensor_id.clone()).increment(1);
+                if let (Some(live), Some(calib)) = (&outputs.live, fusion.site().sensor(&frame.sensor_id)) {
+                    live.log_sensor_frame(&frame, calib);
+                }
+            } else {
+                reject_ingest(stats, verdict, &frame.sensor_id, frame.capture_time, received);
+            }
+        }
+        Event::Vehicle { state, received } => {
+            let verdict = fusion.handle_vehicle_state(received, &state);
+            if let Some(recorder) = &outputs.recorder {
+                recorder.record(Record::Vehicle(state.clone()));
+            }
+            if verdict == Ingest::Accepted {
+                Stats::bump(&stats.vehicle_states_in);
+                metrics::counter!("rsu_vehicle_states_total").increment(1);
+                let p = shared.enu.enu_from_wgs84(&state.position);
+                vehicles_seen.insert(state.vehicle_id.clone(), [p.x, p.y, p.z]);
+            } else {
+                reject_ingest(stats, verdict, &state.vehicle_id, state.time, received);
+            }
+        }
+    }
+}
+
+fn reject_ingest(stats: &Stats, verdict: Ingest, from: &str, captured: Timestamp, received: Timestamp) {
+    let reason = match verdict {
+        Ingest::Accepted => return,
+        Ingest::Late => Reject::Late,
+        Ingest::FromFuture => Reject::FromFuture,
+        Ingest::UnknownSensor => Reject::UnknownSensor,
+        Ingest::WrongKind => Reject::WrongKind,
+        Ingest::Invalid => Reject::Invalid,
+    };
+    stats.reject(reason, from, format_args!("captured {:.3} s before arrival", received.secs_since(captured)));
+}
+
+fn export_connected(sessions: &BTreeMap<u64, SessionEntry>) {
+    let vehicles = sessions.values().filter(|s| s.identity.role == CertRole::Vehicle).count();
+    let sensors = sessions.values().filter(|s| s.identity.role == CertRole::Sensor).count();
+    metrics::gauge!("rsu_connected_vehicles").set(vehicles as f64);
+    metrics::gauge!("rsu_connected_sensors").set(sensors as f64);
+}
+
+/// Binds and runs the daemon from a loaded configuration, with the recorder, metrics endpoint and
+/// live view it asks for, until SIGINT or SIGTERM. `rerun` overrides the config's live view.
+pub async fn serve(loaded: LoadedConfig, rerun: Option<crate::live_view::RerunTarget>) -> anyhow::Result<RunSummary> {
+    let shutdown = CancellationToken::new();
+    let server = Server::bind(loaded.clone())?;
+    let stats = server.stats();
+    let health = Health::default();
+    if loaded.config.metrics.enabled {
+        let addr = loaded.config.metrics.listen;
+        let handle = crate::metrics::install_recorder()?;
+        let listener = crate::metrics::bind_http(addr).await?;
+        let local = listener.local_addr().context("metrics address")?;
+        println!("rsu serve metrics on http://{local}/metrics and /healthz");
+        tokio::spawn(crate::metrics::serve_http(listener, handle, health.clone(), shutdown.clone()));
+    }
+    let recorder = if loaded.config.recording.enabled {
+        Some(Recorder::start(
+            &loaded.config.recording,
+            &loaded.site,
+            &loaded.rsu_id,
+            loaded.config.limits.recorder_queue,
+            stats.clone(),
+        )?)
+    } else {
+        None
+    };
+    let target = rerun.or_else(|| crate::live_view::RerunTarget::from_config(&loaded.config.rerun));
+    let live = target.map(|t| LiveView::start(&t, &loaded.site)).transpose()?;
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    // The address line is for people and for tests that bind port 0.
+    println!("rsu serve listening on {}", server.local_addr()?);
+    server.run(Outputs { recorder, live, health }, shutdown).await
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn signal_shutdown(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,200 @@
+//! Counters of the running daemon: every rejected input by reason (also exported as the
+//! `rsu_rejected_total{reason}` metric), and warning logs about rejections that cannot flood the
+//! log (the first of each reason at once, then at most one per reason every
+//! [`LOG_INTERVAL`], saying how many were suppressed).
+
+use std::fmt::Display;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Least time between two log lines about the same rejection reason.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why an input or connection was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reject {
+    /// Bytes that are not valid protobuf for the expected message.
+    Malformed,
+    /// Valid protobuf with missing or out-of-range content.
+    Invalid,
+    /// A message over its size limit.
+    Oversized,
+    /// A vehicle reporting another vehicle's id, or a sensor sending another sensor's frames.
+    IdentityMismatch,
+    /// A sensor frame from a sensor not in the site configuration.
+    UnknownSensor,
+    /// Lidar detections from a camera or the other way round.
+    WrongKind,
+    /// Captured too long ago to be fused.
+    Late,
+    /// Captured too far in the future.
+    FromFuture,
+    /// Over the client's message rate.
+    RateLimited,
+    /// The fusion loop's input queue was full.
+    QueueFull,
+    /// A stream or datagram the client's role may not send.
+    NotAllowed,
+    /// A failed session handshake (bad hello, identity mismatch, timeout...).
+    Handshake,
+    /// A failed QUIC/TLS handshake (no or bad client certificate, revoked, wrong ALPN).
+    TlsHandshake,
+    /// Refused at the connection limit.
+    ConnectionLimit,
+}
+
+impl Reject {
+    /// Every reason.
+    pub const ALL: [Reject; 14] = [
+        Reject::Malformed,
+        Reject::Invalid,
+        Reject::Oversized,
+        Reject::IdentityMismatch,
+        Reject::UnknownSensor,
+        Reject::WrongKind,
+        Reject::Late,
+        Reject::FromFuture,
+        Reject::RateLimited,
+        Reject::QueueFull,
+        Reject::NotAllowed,
+        Reject::Handshake,
+        Reject::TlsHandshake,
+        Reject::ConnectionLimit,
+    ];
+
+    /// The metric label.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reject::Malformed => "malformed",
+            Reject::Invalid => "invalid",
+            Reject::Oversized => "oversized",
+            Reject::IdentityMismatch => "identity_mismatch",
+            Reject::UnknownSensor => "unknown_sensor",
+            Reject::WrongKind => "wrong_kind",
+            Reject::Late => "late",
+            Reject::FromFuture => "from_future",
+            Reject::RateLimited => "rate_limited",
+            Reject::QueueFull => "queue_full",
+            Reject::NotAllowed => "not_allowed",
+            Reject::Handshake => "handshake",
+            Reject::TlsHandshake => "tls_handshake",
+            Reject::ConnectionLimit => "connection_limit",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Default)]
+struct LogGate {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// Shared counters of one server run. Cheap to update from any task.
+pub struct Stats {
+    rejected: [AtomicU64; Reject::ALL.len()],
+    gates: [Mutex<LogGate>; Reject::ALL.len()],
+    /// Sensor frames handed to the fusion core.
+    pub sensor_frames_in: AtomicU64,
+    /// Vehicle states handed to the fusion core.
+    pub vehicle_states_in: AtomicU64,
+    /// Fusion cycles run.
+    pub cycles: AtomicU64,
+    /// Roadside frames completely handed to QUIC (all vehicles).
+    pub frames_sent: AtomicU64,
+    /// Roadside frames abandoned for a vehicle because a newer one was ready (stream reset or
+    /// never started).
+    pub frames_superseded: AtomicU64,
+    /// Records the recorder dropped (queue full or write error).
+    pub records_dropped: AtomicU64,
+    /// Sessions established.
+    pub sessions: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            rejected: std::array::from_fn(|_| AtomicU64::new(0)),
+            gates: std::array::from_fn(|_| Mutex::new(LogGate::default())),
+            sensor_frames_in: AtomicU64::new(0),
+            vehicle_states_in: AtomicU64::new(0),
+            cycles: AtomicU64::new(0),
+            frames_sent: AtomicU64::new(0),
+            frames_superseded: AtomicU64::new(0),
+            records_dropped: AtomicU64::new(0),
+            sessions: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Stats {
+    /// Counts a rejection and logs it unless a line about the same reason was logged within
+    /// [`LOG_INTERVAL`].
+    pub fn reject(&self, reason: Reject, from: impl Display, detail: impl Display) {
+        self.rejected[reason.index()].fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("rsu_rejected_total", "reason" => reason.name()).increment(1);
+        let mut gate = self.gates[reason.index()].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if gate.last.is_some_and(|last| now.duration_since(last) < LOG_INTERVAL) {
+            gate.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut gate.suppressed);
+        gate.last = Some(now);
+        drop(gate);
+        tracing::warn!(reason = reason.name(), %from, suppressed, "rejected: {detail}");
+    }
+
+    /// Rejections so far for `reason`.
+    pub fn rejected(&self, reason: Reject) -> u64 {
+        self.rejected[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Every reason with a non-zero count.
+    pub fn rejections(&self) -> Vec<(Reject, u64)> {
+        Reject::ALL.iter().map(|r| (*r, self.rejected(*r))).filter(|(_, n)| *n > 0).collect()
+    }
+
+    /// Reads a plain counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Adds one to a plain counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_are_counted_by_reason() {
+        let stats = Stats::default();
+        for _ in 0..1000 {
+            stats.reject(Reject::Malformed, "veh-1", "bad bytes");
+        }
+        stats.reject(Reject::Late, "lidar-ne", "0.9 s late");
+        assert_eq!(stats.rejected(Reject::Malformed), 1000);
+        assert_eq!(stats.rejected(Reject::Late), 1);
+        assert_eq!(stats.rejected(Reject::Oversized), 0);
+        assert_eq!(stats.rejections(), vec![(Reject::Malformed, 1000), (Reject::Late, 1)]);
+        let gate = stats.gates[Reject::Malformed.index()].lock().expect("lock");
+        assert_eq!(gate.suppressed, 999, "only the first of a burst is logged");
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let names: std::collections::BTreeSet<_> = Reject::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), Reject::ALL.len());
+        for (i, r) in Reject::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! The daemon in-process on 127.0.0.1 with real QUIC, real TLS and certificates from the
+//! development PKI: frames flow from a sensor to vehicles filtered by region; bad certificates,
+//! ALPNs, identities and messages are refused and counted while good traffic goes on; a stalled
+//! vehicle does not slow the others.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Fixture, LIDAR, now, percentile, two_cars};
+use prost::Message;
+use rsu::config::ServeConfig;
+use rsu::serve::stats::{Reject, Stats};
+use rsu::serve::{Outputs, RunSummary, Server};
+use rsu_fusion::RoadsideFrame;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use v2x_link::client::{ClientError, SensorClient, VehicleClient};
+use v2x_link::tls::{CertKey, TransportLimits, client_tls, load_roots, quinn_client};
+use v2x_link::{ALPN, CloseCode};
+use v2x_proto::domain::Subscription;
+use v2x_proto::wire;
+
+/// Generous bound for anything that should happen within a few cycles on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+struct Running {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<RunSummary>>,
+}
+
+impl Running {
+    async fn stop(self) -> RunSummary {
+        self.shutdown.cancel();
+        self.task.await.expect("server task").expect("server run")
+    }
+}
+
+fn start(fixture: &Fixture) -> Running {
+    let loaded = ServeConfig::load(&fixture.config).expect("config");
+    let server = Server::bind(loaded).expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let stats = server.stats();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(Outputs::default(), shutdown.clone()));
+    Running { addr, stats, shutdown, task }
+}
+
+/// Sends two-car lidar frames at 10 Hz until cancelled.
+fn feed_sensor(sensor: Arc<SensorClient>, stop: CancellationToken) -> JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut sequence = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return sequence,
+                _ = tick.tick() => {}
+            }
+            sequence += 1;
+            if sensor.send_frame(&two_cars(sequence)).await.is_err() {
+                return sequence;
+            }
+        }
+    })
+}
+
+/// Receives frames until one has at least `n` participants.
+async fn frame_with(vehicle: &mut VehicleClient, n: usize) -> RoadsideFrame {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let frame = vehicle.next_frame().await.expect("frame");
+            if frame.participants.len() >= n {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("a frame with enough participants in time")
+}
+
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn state_of(id: &str, position: rsu_fusion::Wgs84) -> rsu_fusion::VehicleState {
+    let mut state = v2x_proto::sample::vehicle_state();
+    state.vehicle_id = id.to_owned();
+    state.time = now();
+    state.position = position;
+    state.speed_mps = 0.0;
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensor_frames_reach_vehicles_filtered_by_region() {
+    let fixture = Fixture::new("");
+    let server = start(&fixture);
+    let sensor = Arc::new(SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor connects"));
+    assert_eq!(sensor.server_hello().rsu_id, "rsu-test");
+    assert_eq!(sensor.server_hello().broadcast_rate_hz, 20.0);
+    let stop = CancellationToken::new();
+    let feeder = feed_sensor(sensor.clone(), stop.clone());
+
+    let mut all = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0001"), Some(Subscription::Everything))
+        .await
+        .expect("vehicle connects");
+    let frame = frame_with(&mut all, 2).await;
+    assert_eq!(frame.rsu_id, "rsu-test");
+    assert_eq!(frame.participants.len(), 2, "two cars: {:?}", frame.participants);
+    let near = frame.participants[0].position_m;
+    let far = frame.participants[1].position_m;
+    assert!((near.x - far.x).hypot(near.y - far.y) > 20.0, "the cars are apart");
+
+    // A square of 10 m around the first car.
+    let square = vec![
+        [near.x - 5.0, near.y - 5.0],
+        [near.x + 5.0, near.y - 5.0],
+        [near.x + 5.0, near.y + 5.0],
+        [near.x - 5.0, near.y + 5.0],
+    ];
+    let mut boxed =
+        VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0002"), Some(Subscription::Polygon(square)))
+            .await
+            .expect("vehicle connects");
+    let frame = frame_with(&mut boxed, 1).await;
+    assert_eq!(frame.participants.len(), 1);
+    assert!((frame.participants[0].position_m - near).norm() < 1.0);
+
+    // Around me (the default radius, 20 m) near the far car, reported by a self-report 2 m away
+    // from it; then everything, changed on the control stream.
+    let mut around = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0003"), None).await.expect("connects");
+    assert_eq!(around.server_hello().default_radius_m, 20);
+    let before = around.next_frame().await.expect("frame");
+    assert!(before.participants.is_empty(), "no position reported yet: {:?}", before.participants);
+    let site = v2x_proto::sample::site().frame();
+    let mut me = far;
+    me.x += 2.0;
+    let position = site.wgs84_from_enu(&me);
+    around.send_state(&state_of("veh-0003", position)).expect("datagram");
+    let frame = tokio::time::timeout(PATIENCE, async {
+        loop {
+            around.send_state(&state_of("veh-0003", position)).expect("datagram");
+            let frame = around.next_frame().await.expect("frame");
+            if !frame.participants.is_empty() {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("participants around me");
+    for p in &frame.participants {
+        assert!((p.position_m.x - me.x).hypot(p.position_m.y - me.y) <= 20.0, "outside the region: {p:?}");
+    }
+    assert!(frame.participants.iter().all(|p| (p.position_m - near).norm() > 1.0), "the near car is 42 m away");
+    around.subscribe(&Subscription::Everything).await.expect("subscribe");
+    let frame = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let frame = around.next_frame().await.expect("frame");
+            if frame.participants.iter().any(|p| (p.position_m - near).norm() < 1.0) {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("the new subscription applies");
+    assert!(frame.participants.len() >= 2);
+
+    stop.cancel();
+    let sent = feeder.await.expect("feeder");
+    assert!(sent > 0);
+    assert!(Stats::get(&server.stats.sensor_frames_in) > 0);
+    assert!(Stats::get(&server.stats.vehicle_states_in) > 0);
+    assert_eq!(server.stats.rejected(Reject::IdentityMismatch), 0);
+    let summary = server.stop().await;
+    assert!(summary.cycles > 0);
+    // After shutdown the vehicles learn why (after any frames already delivered).
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Err(e) = all.next_frame().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert!(
+        matches!(closed, ClientError::Closed { code: CloseCode::Shutdown, .. }),
+        "expected a SHUTDOWN close, got {closed}"
+    );
+}
+
+/// A quinn client endpoint with an arbitrary TLS configuration.
+fn raw_endpoint(tls: rustls::ClientConfig) -> quinn::Endpoint {
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("endpoint");
+    endpoint.set_default_client_config(quinn_client(tls, &TransportLimits::client_default()).expect("quic config"));
+    endpoint
+}
+
+/// Why a raw session failed: the application close code when the RSU closed with one.
+#[derive(Debug)]
+struct Refusal {
+    code: Option<u64>,
+    #[expect(dead_code, reason = "read through Debug in assertion messages")]
+    text: String,
+}
+
+fn refusal(connection: Option<&quinn::Connection>, text: impl ToString) -> Refusal {
+    let reason = connection.and_then(quinn::Connection::close_reason);
+    let code = match &reason {
+        Some(quinn::ConnectionError::ApplicationClosed(close)) => Some(close.error_code.into_inner()),
+        _ => None,
+    };
+    Refusal { code, text: reason.map_or_else(|| text.to_string(), |r| r.to_string()) }
+}
+
+/// Connects and exchanges hellos with a raw client; Err when refused at any point.
+async fn raw_session(endpoint: &quinn::Endpoint, addr: SocketAddr, hello: &wire::ClientHello) -> Result<(), Refusal> {
+    let connecting = endpoint.connect(addr, "localhost").map_err(|e| refusal(None, e))?;
+    let connection = connecting.await.map_err(|e| refusal(None, e))?;
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| refusal(Some(&connection), e))?;
+    v2x_link::framing::write_message(&mut send, hello).await.map_err(|e| refusal(Some(&connection), e))?;
+    let reply = tokio::time::timeout(PATIENCE, v2x_link::framing::read_message(&mut recv, 65536))
+        .await
+        .map_err(|e| refusal(Some(&connection), e))?;
+    match reply {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(refusal(Some(&connection), "no ServerHello")),
+        Err(e) => Err(refusal(Some(&connection), e)),
+    }
+}
+
+fn vehicle_hello(id: &str) -> wire::ClientHello {
+    wire::ClientHello { versions: vec![1], role: wire::Role::Vehicle as i32, id: id.into(), subscription: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_certificates_alpns_and_hellos_are_refused() {
+    let fixture = Fixture::new("");
+    let server = start(&fixture);
+    let roots = || load_roots(&fixture.pki.ca_cert).expect("roots");
+    let (_, veh1) = &fixture.pki.vehicles[0];
+    let veh1 = CertKey::load(&veh1.cert, &veh1.key).expect("cert");
+
+    // The good case works with the raw client.
+    let good = raw_endpoint(client_tls(roots(), Some(&veh1), &[ALPN]).expect("tls"));
+    raw_session(&good, server.addr, &vehicle_hello("veh-0001")).await.expect("a good client is accepted");
+
+    // No client certificate.
+    let anonymous = raw_endpoint(client_tls(roots(), None, &[ALPN]).expect("tls"));
+    let err = raw_session(&anonymous, server.addr, &vehicle_hello("veh-0001")).await.expect_err("no certificate");
+    assert_eq!(err.code, None, "refused in the TLS handshake: {err:?}");
+
+    // A certificate from another CA (the client trusts the real RSU).
+    let other = tempfile::tempdir().expect("tempdir");
+    let other_pki = v2x_link::pki::write_dev_pki(
+        other.path(),
+        "rsu-test",
+        &v2x_link::pki::default_server_names(),
+        &["veh-0001".to_owned()],
+        &[],
+    )
+    .expect("other pki");
+    let foreign = CertKey::load(&other_pki.vehicles[0].1.cert, &other_pki.vehicles[0].1.key).expect("cert");
+    let foreign_client = raw_endpoint(client_tls(roots(), Some(&foreign), &[ALPN]).expect("tls"));
+    let err = raw_session(&foreign_client, server.addr, &vehicle_hello("veh-0001")).await.expect_err("foreign CA");
+    assert_eq!(err.code, None, "refused in the TLS handshake: {err:?}");
+
+    // Wrong ALPN.
+    let wrong_alpn = raw_endpoint(client_tls(roots(), Some(&veh1), &[b"v2x/0", b"h3"]).expect("tls"));
+    let err = raw_session(&wrong_alpn, server.addr, &vehicle_hello("veh-0001")).await.expect_err("wrong ALPN");
+    assert_eq!(err.code, None, "refused in the TLS handshake: {err:?}");
+
+    // A hello claiming another vehicle's id, an unknown version, a sensor not in the site.
+    let err = raw_session(&good, server.addr, &vehicle_hello("veh-0002")).await.expect_err("identity mismatch");
+    assert_eq!(err.code, Some(u64::from(CloseCode::IdentityMismatch.code())), "{err:?}");
+    let mut old = vehicle_hello("veh-0001");
+    old.versions = vec![7];
+    let err = raw_session(&good, server.addr, &old).await.expect_err("unsupported version");
+    assert_eq!(err.code, Some(u64::from(CloseCode::UnsupportedVersion.code())), "{err:?}");
+    match SensorClient::connect(&fixture.sensor(server.addr, "lidar-x")).await {
+        Err(ClientError::Closed { code: CloseCode::UnknownSensor, .. }) => {}
+        Err(e) => panic!("expected UNKNOWN_SENSOR, got {e}"),
+        Ok(_) => panic!("a sensor outside the site was accepted"),
+    }
+
+    // Revocation: a connected vehicle is closed once its certificate is revoked, and cannot
+    // come back.
+    let settings = fixture.vehicle(server.addr, "veh-0003");
+    let mut victim = VehicleClient::connect(&settings, Some(Subscription::Everything)).await.expect("connects");
+    victim.next_frame().await.expect("frames flow before revocation");
+    let serial = fixture.serial("vehicle/veh-0003");
+    std::fs::write(&fixture.pki.revocations, format!("# revoked by the test\n{serial}\n")).expect("revoke");
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Err(e) = victim.next_frame().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert!(matches!(closed, ClientError::Closed { code: CloseCode::Revoked, .. }), "{closed}");
+    assert!(VehicleClient::connect(&settings, None).await.is_err(), "a revoked certificate is refused");
+
+    let tls_refusals = server.stats.rejected(Reject::TlsHandshake);
+    assert!(tls_refusals >= 3, "no certificate, foreign CA, wrong ALPN, revoked: {tls_refusals}");
+    assert!(server.stats.rejected(Reject::Handshake) >= 3, "identity, version, unknown sensor");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_counted_and_ignored_while_good_traffic_continues() {
+    let fixture = Fixture::new("");
+    let server = start(&fixture);
+    let sensor = Arc::new(SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor"));
+    let stop = CancellationToken::new();
+    let feeder = feed_sensor(sensor.clone(), stop.clone());
+    let mut vehicle = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0001"), Some(Subscription::Everything))
+        .await
+        .expect("vehicle");
+    frame_with(&mut vehicle, 2).await;
+    let stats = &server.stats;
+    let position = v2x_proto::sample::site().origin;
+
+    // A vehicle reporting another vehicle's id.
+    for _ in 0..5 {
+        vehicle.send_state(&state_of("veh-0002", position)).expect("datagram");
+    }
+    wait_for("identity mismatches", || stats.rejected(Reject::IdentityMismatch) >= 5).await;
+
+    // Malformed, oversized and absurd datagrams.
+    let connection = vehicle.connection().clone();
+    connection.send_datagram(vec![0xff; 40].into()).expect("datagram");
+    connection.send_datagram(vec![0x08; 1100].into()).expect("datagram");
+    let mut absurd = wire::VehicleState::from(&state_of("veh-0001", position));
+    absurd.position.as_mut().expect("position").lat_1e7deg = 1_800_000_000; // 180 degrees
+    connection.send_datagram(absurd.encode_to_vec().into()).expect("datagram");
+    let mut too_fast = wire::VehicleState::from(&state_of("veh-0001", position));
+    too_fast.speed = 9000;
+    connection.send_datagram(too_fast.encode_to_vec().into()).expect("datagram");
+    wait_for("malformed", || stats.rejected(Reject::Malformed) >= 1).await;
+    wait_for("oversized", || stats.rejected(Reject::Oversized) >= 1).await;
+    wait_for("invalid", || stats.rejected(Reject::Invalid) >= 2).await;
+
+    // A state from far in the future and one from long ago.
+    let mut future = state_of("veh-0001", position);
+    future.time = now().add_secs(60.0);
+    vehicle.send_state(&future).expect("datagram");
+    let mut old = state_of("veh-0001", position);
+    old.time = now().add_secs(-60.0);
+    vehicle.send_state(&old).expect("datagram");
+    wait_for("from the future", || stats.rejected(Reject::FromFuture) >= 1).await;
+    wait_for("late", || stats.rejected(Reject::Late) >= 1).await;
+
+    // A vehicle may not open streams.
+    let mut stream = connection.open_uni().await.expect("stream");
+    stream.write_all(b"hello").await.expect("write");
+    let _ = stream.finish();
+    wait_for("not allowed", || stats.rejected(Reject::NotAllowed) >= 1).await;
+
+    // The sensor: malformed bytes, an oversized frame, another sensor's frame.
+    let malformed_before = stats.rejected(Reject::Malformed);
+    sensor.send_bytes(&[0x0a, 0xff, 0xff, 0xff]).await.expect("stream");
+    wait_for("malformed frame", || stats.rejected(Reject::Malformed) > malformed_before).await;
+    let oversized_before = stats.rejected(Reject::Oversized);
+    // Not waiting for the write: the RSU stops the stream once the limit is passed.
+    let _ = sensor.send_bytes(&vec![0u8; 100_000]).await;
+    wait_for("oversized frame", || stats.rejected(Reject::Oversized) > oversized_before).await;
+    let mut impostor = two_cars(1);
+    impostor.sensor_id = "cam-n".into();
+    let mismatches_before = stats.rejected(Reject::IdentityMismatch);
+    sensor.send_frame(&impostor).await.expect("stream");
+    wait_for("sensor identity mismatch", || stats.rejected(Reject::IdentityMismatch) > mismatches_before).await;
+
+    // Good traffic went on all along and still does.
+    let frames_in = Stats::get(&stats.sensor_frames_in);
+    let mut fresh = 0;
+    let deadline = Instant::now() + PATIENCE;
+    while fresh < 5 && Instant::now() < deadline {
+        let frame = vehicle.next_frame().await.expect("frames keep coming");
+        if frame.participants.len() == 2 {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 5, "frames with both cars keep coming");
+    wait_for("more sensor frames", || Stats::get(&stats.sensor_frames_in) > frames_in).await;
+    stop.cancel();
+    feeder.await.expect("feeder");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_vehicle_does_not_slow_the_others() {
+    let fixture = Fixture::new("");
+    let server = start(&fixture);
+    let sensor = Arc::new(SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor"));
+    let stop = CancellationToken::new();
+    let feeder = feed_sensor(sensor.clone(), stop.clone());
+    let mut reader = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0001"), Some(Subscription::Everything))
+        .await
+        .expect("vehicle");
+    frame_with(&mut reader, 2).await;
+
+    // Frame rate and latency (frame time to reception) over a window.
+    async fn measure(vehicle: &mut VehicleClient, window: Duration) -> (f64, Vec<f64>) {
+        let start = Instant::now();
+        let mut latencies = Vec::new();
+        while start.elapsed() < window {
+            let frame = vehicle.next_frame().await.expect("frame");
+            latencies.push(now().secs_since(frame.time));
+        }
+        (latencies.len() as f64 / start.elapsed().as_secs_f64(), latencies)
+    }
+    let (rate_alone, mut lat_alone) = measure(&mut reader, Duration::from_secs(2)).await;
+
+    // A vehicle that never reads a frame (its stream credit and windows fill up).
+    let stalled = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0002"), Some(Subscription::Everything))
+        .await
+        .expect("stalled vehicle");
+    let (rate_with, mut lat_with) = measure(&mut reader, Duration::from_secs(3)).await;
+    let superseded = Stats::get(&server.stats.frames_superseded);
+
+    let (p50_alone, p99_alone) = (percentile(&mut lat_alone, 50.0), percentile(&mut lat_alone, 99.0));
+    let (p50_with, p99_with) = (percentile(&mut lat_with, 50.0), percentile(&mut lat_with, 99.0));
+    println!(
+        "alone: {rate_alone:.1} Hz, latency p50 {:.1} ms p99 {:.1} ms; with a stalled vehicle: {rate_with:.1} Hz, \
+         p50 {:.1} ms p99 {:.1} ms; frames superseded {superseded}",
+        p50_alone * 1e3,
+        p99_alone * 1e3,
+        p50_with * 1e3,
+        p99_with * 1e3
+    );
+    assert!(rate_alone > 12.0, "20 Hz configured, got {rate_alone:.1} Hz alone");
+    assert!(rate_with > 0.8 * rate_alone, "rate with a stalled vehicle {rate_with:.1} Hz vs {rate_alone:.1} Hz");
+    assert!(p50_with < p50_alone + 0.05, "p50 {p50_with:.3} s vs {p50_alone:.3} s alone");
+    assert!(p99_with < 0.5, "p99 {p99_with:.3} s");
+    assert!(superseded > 0, "the stalled vehicle's frames are abandoned");
+    drop(stalled);
+    stop.cancel();
+    feeder.await.expect("feeder");
+    server.stop().await;
+}

@@ -1,0 +1,226 @@
+//! The real `rsu serve` binary: SIGKILL while recording leaves a log readable up to the last
+//! fsync; SIGTERM closes sessions with SHUTDOWN, finishes the recording and exits 0; `/metrics`
+//! and `/healthz` answer; a bad configuration fails at start naming the field; `rsu certs init`
+//! writes a PKI the daemon accepts.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{Fixture, LIDAR, two_cars};
+use v2x_link::CloseCode;
+use v2x_link::client::{ClientError, SensorClient, VehicleClient};
+use v2x_proto::domain::Subscription;
+use v2x_replays::{OpenOptions, ReadMode, ReplayBody, ReplayReader};
+
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+}
+
+/// Starts `rsu serve` and waits for the addresses it prints.
+fn spawn(config: &Path) -> Daemon {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rsu"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("rsu serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut addr, mut metrics) = (None, None);
+    while addr.is_none() || metrics.is_none() {
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the daemon prints its addresses");
+        if let Some(a) = line.strip_prefix("rsu serve listening on ") {
+            addr = Some(a.trim().parse().expect("address"));
+        }
+        if let Some(rest) = line.strip_prefix("rsu serve metrics on http://") {
+            metrics = rest.split('/').next().map(|a| a.parse().expect("metrics address"));
+        }
+    }
+    Daemon { child, addr: addr.expect("addr"), metrics: metrics.expect("metrics") }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
+fn recording_config(fixture: &Fixture) -> PathBuf {
+    let extra = "[recording]\nenabled = true\ndir = \"rec\"\nfsync_interval_s = 0.2\n\n\
+                 [metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let text = std::fs::read_to_string(&fixture.config).expect("config") + extra;
+    std::fs::write(&fixture.config, text).expect("config");
+    fixture.config.clone()
+}
+
+fn recordings(dir: &Path) -> Vec<PathBuf> {
+    rsu::recorder::recordings_in(dir).expect("recording dir")
+}
+
+/// Counts messages by kind in a log read in recover mode.
+fn count(file: &Path, mode: ReadMode) -> (usize, usize) {
+    let reader = ReplayReader::open_with(file, OpenOptions { mode, ..Default::default() }).expect("log opens");
+    let (mut sensor, mut roadside) = (0, 0);
+    for message in reader {
+        match message {
+            Ok(m) => match m.body {
+                ReplayBody::Sensor(_) => sensor += 1,
+                ReplayBody::Roadside(_) => roadside += 1,
+                _ => {}
+            },
+            Err(e) => panic!("recover mode yields no errors: {e}"),
+        }
+    }
+    (sensor, roadside)
+}
+
+async fn send_frames(sensor: &SensorClient, n: u64) {
+    for sequence in 1..=n {
+        sensor.send_frame(&two_cars(sequence)).await.expect("frame");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_recording_leaves_the_log_readable_up_to_the_last_fsync() {
+    let fixture = Fixture::new("");
+    let mut daemon = spawn(&recording_config(&fixture));
+    let sensor = SensorClient::connect(&fixture.sensor(daemon.addr, LIDAR)).await.expect("sensor");
+    send_frames(&sensor, 30).await;
+    // Several fsync intervals pass with everything received.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    daemon.child.kill().expect("SIGKILL");
+    daemon.child.wait().expect("reaped");
+    let files = recordings(&fixture.path().join("rec"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let strict = ReplayReader::open_with(&files[0], OpenOptions { mode: ReadMode::Strict, ..Default::default() })
+        .map(|r| r.into_iter().all(|m| m.is_ok()))
+        .unwrap_or(false);
+    assert!(!strict, "a killed recording has no footer: strict reading must notice");
+    let (sensor_frames, roadside_frames) = count(&files[0], ReadMode::Recover);
+    assert_eq!(sensor_frames, 30, "every frame received more than one fsync interval before the kill");
+    assert!(roadside_frames > 5, "broadcast frames recorded: {roadside_frames}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sessions_finishes_the_recording_and_exits_0() {
+    let fixture = Fixture::new("");
+    let mut daemon = spawn(&recording_config(&fixture));
+    let sensor = SensorClient::connect(&fixture.sensor(daemon.addr, LIDAR)).await.expect("sensor");
+    let mut vehicle = VehicleClient::connect(&fixture.vehicle(daemon.addr, "veh-0001"), Some(Subscription::Everything))
+        .await
+        .expect("vehicle");
+    send_frames(&sensor, 10).await;
+    vehicle.next_frame().await.expect("frames flow");
+
+    let health = http_get(daemon.metrics, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = http_get(daemon.metrics, "/metrics");
+    for name in [
+        "rsu_sensor_frames_total{sensor=\"lidar-ne\"}",
+        "rsu_fusion_cycle_seconds_bucket",
+        "rsu_broadcast_latency_seconds_bucket",
+        "rsu_connected_vehicles 1",
+        "rsu_connected_sensors 1",
+        "rsu_sensor_status{sensor=\"lidar-ne\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+
+    let status = Command::new("kill").args(["-TERM", &daemon.child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Err(e) = vehicle.next_frame().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert!(matches!(closed, ClientError::Closed { code: CloseCode::Shutdown, .. }), "{closed}");
+    let exit = daemon.child.wait().expect("exit");
+    assert!(exit.success(), "exit status {exit}");
+    let files = recordings(&fixture.path().join("rec"));
+    assert_eq!(files.len(), 1);
+    let (sensor_frames, roadside_frames) = count(&files[0], ReadMode::Strict);
+    assert_eq!(sensor_frames, 10);
+    assert!(roadside_frames > 0);
+}
+
+#[test]
+fn a_bad_configuration_fails_at_start_naming_the_field() {
+    let fixture = Fixture::new("[broadcast]\nrate_hz = 80.0\n");
+    // The fixture already has a [broadcast] table; a duplicate table is a TOML error naming it.
+    let output = Command::new(env!("CARGO_BIN_EXE_rsu"))
+        .args(["serve", "--config"])
+        .arg(&fixture.config)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broadcast"), "{stderr}");
+
+    let fixture = Fixture::new("");
+    let text = std::fs::read_to_string(&fixture.config).expect("config").replace("rate_hz = 20.0", "rate_hz = 80.0");
+    std::fs::write(&fixture.config, text).expect("config");
+    let output = Command::new(env!("CARGO_BIN_EXE_rsu"))
+        .args(["serve", "--config"])
+        .arg(&fixture.config)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broadcast.rate_hz") && stderr.contains("80"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_init_writes_a_pki_the_daemon_accepts() {
+    let fixture = Fixture::new("");
+    let out = fixture.path().join("fresh");
+    let output = Command::new(env!("CARGO_BIN_EXE_rsu"))
+        .args(["certs", "init", "--out"])
+        .arg(&out)
+        .args(["--rsu-id", "rsu-test", "--vehicles", "2", "--sensors", "lidar-ne,cam-n"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for f in ["ca.pem", "rsu.pem", "rsu.key", "revoked.txt", "vehicles/veh-0002.pem", "sensors/cam-n.key"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    // Point the daemon at the fresh PKI.
+    let text = std::fs::read_to_string(&fixture.config).expect("config").replace("pki/", "fresh/")
+        + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&fixture.config, text).expect("config");
+    let mut daemon = spawn(&fixture.config);
+    let settings = v2x_link::client::ClientSettings::from_files(
+        daemon.addr,
+        "localhost",
+        &out.join("ca.pem"),
+        &out.join("sensors/lidar-ne.pem"),
+        &out.join("sensors/lidar-ne.key"),
+    )
+    .expect("settings");
+    let sensor = SensorClient::connect(&settings).await.expect("the fresh sensor certificate is accepted");
+    assert_eq!(sensor.server_hello().rsu_id, "rsu-test");
+    daemon.child.kill().expect("kill");
+    daemon.child.wait().expect("reaped");
+}
