@@ -3,6 +3,7 @@
 //! Prints the mean encoded bytes per participant for 50/200/500-participant intersection frames
 //! (no path history), then times encoding and decoding the 200-participant frame.
 //! Run: `cargo bench -p v2x-proto --bench wire_size`.
+#![allow(missing_docs)] // criterion_main! generates an undocumented `main`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prost::Message;

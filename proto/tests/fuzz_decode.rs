@@ -35,7 +35,7 @@ proptest! {
     fn lidar_detections_round_trip(
         x in -1000.0f32..1000.0, y in -1000.0f32..1000.0, z in -50.0f32..50.0,
         l in 0.1f32..30.0, w in 0.1f32..10.0, h in 0.1f32..10.0,
-        yaw in -3.14f32..3.14, score in 0.0f32..1.0, class in 0i32..15, points in proptest::option::of(any::<u32>()),
+        yaw in -3.0f32..3.0, score in 0.0f32..1.0, class in 0i32..15, points in proptest::option::of(any::<u32>()),
         seq in any::<u64>(), t in 0i64..i64::MAX,
     ) {
         // Values representable in the wire's f32 fields round-trip exactly.

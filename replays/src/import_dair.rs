@@ -223,8 +223,8 @@ fn labels(path: &Path) -> Result<Vec<Label>, ImportError> {
 /// Imports the dataset folder `dir` into the log `out`. Returns the number of frames written.
 pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<usize, ImportError> {
     if !(0.0..1.0).contains(&options.miss_probability)
-        || !(options.position_sigma_m >= 0.0 && options.position_sigma_m < 10.0)
-        || !(options.yaw_sigma_rad >= 0.0 && options.yaw_sigma_rad < 3.0)
+        || !(0.0..10.0).contains(&options.position_sigma_m)
+        || !(0.0..3.0).contains(&options.yaw_sigma_rad)
     {
         return Err(ImportError::Options(
             "noise must be within 0 <= miss < 1, 0 <= sigma < 10 m, 0 <= yaw < 3 rad".into(),

@@ -249,16 +249,14 @@ impl Scorer {
         let mut truth_used = vec![false; scored.len()];
         let mut hyp_used = vec![false; hyps.len()];
         for (ti, t) in scored.iter().enumerate() {
-            if let Some(&hid) = self.active.get(&t.id) {
-                if let Some(hi) = hyps.iter().position(|h| h.id == hid) {
-                    if !hyp_used[hi] {
-                        if let Some(d) = self.distance(t, hyps[hi]) {
-                            matches.push((ti, hi, d));
-                            truth_used[ti] = true;
-                            hyp_used[hi] = true;
-                        }
-                    }
-                }
+            if let Some(&hid) = self.active.get(&t.id)
+                && let Some(hi) = hyps.iter().position(|h| h.id == hid)
+                && !hyp_used[hi]
+                && let Some(d) = self.distance(t, hyps[hi])
+            {
+                matches.push((ti, hi, d));
+                truth_used[ti] = true;
+                hyp_used[hi] = true;
             }
         }
         // 2. Optimal assignment of the rest, minimising total distance within the gates.
@@ -292,10 +290,10 @@ impl Scorer {
             let counts = self.classes.entry(t.class).or_default();
             counts.matches += 1;
             counts.distance_sum_m += d;
-            if let Some(&prev) = self.last_match.get(&t.id) {
-                if prev != h.id {
-                    counts.switches += 1;
-                }
+            if let Some(&prev) = self.last_match.get(&t.id)
+                && prev != h.id
+            {
+                counts.switches += 1;
             }
             if self.was_tracked.get(&t.id) == Some(&false) && self.last_match.contains_key(&t.id) {
                 counts.fragmentations += 1;

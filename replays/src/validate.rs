@@ -48,10 +48,10 @@ pub fn hypotheses(objects: &[FusedObject]) -> Vec<Hypothesis> {
 }
 
 fn push_thinned(points: &mut Vec<[f64; 2]>, p: [f64; 2]) {
-    if let Some(last) = points.last() {
-        if (last[0] - p[0]).hypot(last[1] - p[1]) < 0.5 {
-            return;
-        }
+    if let Some(last) = points.last()
+        && (last[0] - p[0]).hypot(last[1] - p[1]) < 0.5
+    {
+        return;
     }
     points.push(p);
     if points.len() > MAX_PLOT_POINTS {

@@ -135,7 +135,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     for e in &summary.encounters {
         match (e.rsu_first_tracked_at_s, e.lead_time_s) {
             (Some(t), Some(lead)) => println!(
-                "  {} came within {:.1} m of {} #{} at t={:.1} s; the RSU had tracked it since t={:.1} s: {:.1} s of warning V2X can give",
+                "  {} came within {:.1} m of {} #{} at t={:.1} s; the RSU was tracking it from t={:.1} s, {:.1} s before",
                 e.vehicle_v2x_id, e.min_distance_m, e.vru_class, e.vru_id, e.closest_at_s, t, lead
             ),
             _ => println!(
@@ -179,9 +179,11 @@ fn encounters(log: &Path, first_matched_ns: &BTreeMap<u32, i64>) -> anyhow::Resu
             }
         }
     }
-    Ok(closest
+    let mut close: Vec<_> = closest.into_iter().filter(|(_, (d, _, _))| *d <= 10.0).collect();
+    // Closest encounters first.
+    close.sort_by(|a, b| a.1.0.total_cmp(&b.1.0));
+    Ok(close
         .into_iter()
-        .filter(|(_, (d, _, _))| *d <= 10.0)
         .map(|((vehicle, vru), (d, t, class))| {
             let tracked = first_matched_ns.get(&vru).copied();
             Encounter {
