@@ -133,8 +133,6 @@ impl Bicycle {
         let steer_cmd = steer_cmd_rad.clamp(-self.max_steer_rad, self.max_steer_rad);
         let max_delta = self.max_steer_rate_rps * dt_s;
         k.steer_rad += (steer_cmd - k.steer_rad).clamp(-max_delta, max_delta);
-        // Tyres limit braking and traction, whatever the driver model asks for.
-        let accel_mps2 = accel_mps2.clamp(-MAX_BRAKING_MPS2, MAX_TRACTION_MPS2);
         let new_speed = (k.speed_mps + accel_mps2 * dt_s).max(0.0);
         k.accel_mps2 = (new_speed - k.speed_mps) / dt_s;
         let v = 0.5 * (k.speed_mps + new_speed);
@@ -233,12 +231,8 @@ pub struct Walker {
 
 /// Fastest a walker turns towards its path's heading [rad/s] (about a half turn per second).
 pub const WALKER_MAX_TURN_RATE_RPS: f64 = 3.0;
-/// Fastest change of a walker's speed [m/s²].
-pub const WALKER_MAX_ACCEL_MPS2: f64 = 3.0;
-/// Hardest braking any vehicle achieves (about 1 g on dry asphalt) [m/s²].
-pub const MAX_BRAKING_MPS2: f64 = 9.5;
-/// Strongest forward acceleration [m/s²].
-pub const MAX_TRACTION_MPS2: f64 = 5.0;
+/// Fastest change of a walker's speed [m/s²]: walking pace within a few steps, and no instant stops.
+pub const WALKER_MAX_ACCEL_MPS2: f64 = 10.0;
 
 impl Walker {
     /// Advances the walker by `dt_s`.
