@@ -141,10 +141,15 @@ fn polyline(frame: &Frame, points: &[[f64; 2]], style: &str) -> String {
 }
 
 fn birds_eye_svg(plot: &PlotData) -> String {
+    // Frame the trajectories (with a margin); sensors far from them are left out of the plot.
     let all = plot.truth_tracks.values().chain(plot.fused_tracks.values()).flatten();
-    let Some((min, max)) = bounds(all.chain(plot.sensors.iter().map(|s| &s.1))) else {
+    let Some((mut min, mut max)) = bounds(all) else {
         return "<p>No trajectories.</p>".into();
     };
+    let margin_m = 10.0;
+    min = [min[0] - margin_m, min[1] - margin_m];
+    max = [max[0] + margin_m, max[1] + margin_m];
+    let inside = |p: &[f64; 2]| (min[0]..=max[0]).contains(&p[0]) && (min[1]..=max[1]).contains(&p[1]);
     let (w, h) = (720.0, 560.0);
     let f = Frame::new(min, max, w, h, true);
     let mut s = format!(
@@ -167,7 +172,7 @@ fn birds_eye_svg(plot: &PlotData) -> String {
             );
         }
     }
-    for (id, p) in &plot.sensors {
+    for (id, p) in plot.sensors.iter().filter(|(_, p)| inside(p)) {
         let _ = write!(
             s,
             "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"7\" height=\"7\" fill=\"#222\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{}</text>",

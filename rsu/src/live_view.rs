@@ -204,6 +204,44 @@ impl LiveView {
         self.log("vehicles", &rerun::Points3D::new(positions).with_labels(ids).with_radii([0.8f32]));
     }
 
+    /// Logs the ground truth of a replay at its time: boxes with ids and classes (`ground_truth`).
+    pub fn log_truth(&self, truth: &v2x_proto::domain::GroundTruthFrame) {
+        self.set_time(truth.time);
+        let o = &truth.objects;
+        let centers: Vec<[f32; 3]> =
+            o.iter().map(|g| [g.center_m.x as f32, g.center_m.y as f32, g.center_m.z as f32]).collect();
+        let half: Vec<[f32; 3]> = o
+            .iter()
+            .map(|g| [g.size.length_m as f32 / 2.0, g.size.width_m as f32 / 2.0, g.size.height_m as f32 / 2.0])
+            .collect();
+        let rotations: Vec<rerun::RotationAxisAngle> = o
+            .iter()
+            .map(|g| rerun::RotationAxisAngle::new([0.0, 0.0, 1.0], rerun::Angle::from_radians(g.yaw_rad as f32)))
+            .collect();
+        let labels: Vec<String> = o.iter().map(|g| format!("truth {} {:?}", g.id, g.class)).collect();
+        let view = rerun::Boxes3D::from_centers_and_half_sizes(centers, half)
+            .with_rotation_axis_angles(rotations)
+            .with_labels(labels)
+            .with_colors([rerun::Color::from_rgb(150, 150, 150)]);
+        self.log("ground_truth", &view);
+    }
+
+    /// Logs the ground area the sensors cover at `time` (`site/coverage`), as closed polygons.
+    pub fn log_coverage(&self, time: Timestamp, regions: &[Vec<[f64; 2]>]) {
+        self.set_time(time);
+        let strips: Vec<Vec<[f32; 3]>> = regions
+            .iter()
+            .map(|r| r.iter().chain(r.first()).map(|p| [p[0] as f32, p[1] as f32, 0.0]).collect())
+            .collect();
+        self.log("site/coverage", &rerun::LineStrips3D::new(strips));
+    }
+
+    /// Logs a scalar time series (e.g. `errors/position_m`) at `time`.
+    pub fn log_scalar(&self, path: &str, time: Timestamp, value: f64) {
+        self.set_time(time);
+        self.log(path, &rerun::Scalars::new([value]));
+    }
+
     /// Flushes what is buffered.
     pub fn finish(self) {
         if let Err(e) = self.rec.flush_blocking() {

@@ -50,6 +50,10 @@ pub enum ReplayCommand {
         /// Replay configuration (TOML).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Write a rerun recording for visual review (single log only): sensors and their
+        /// coverage, raw detections, fused tracks with ids, ground truth, position error over time.
+        #[arg(long)]
+        rrd: Option<PathBuf>,
         /// Worker threads (default: all cores).
         #[arg(long)]
         jobs: Option<usize>,
@@ -73,8 +77,15 @@ pub enum ImportFormat {
 pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
     match command {
         ReplayCommand::Run { file, out, config } => run_log(&file, &out, &load_config(config.as_deref())?),
-        ReplayCommand::Validate { path, criteria, report, html, config, jobs } => {
+        ReplayCommand::Validate { path, criteria, report, html, config, rrd, jobs } => {
             let config = load_config(config.as_deref())?;
+            if let Some(rrd) = &rrd {
+                if path.is_dir() {
+                    bail!("--rrd reviews one log; give a log file, not the folder {}", path.display());
+                }
+                let (criteria, _) = criteria_for(&path, criteria.as_deref())?;
+                write_review(&path, rrd, &config, &criteria.scoring)?;
+            }
             validate(&path, criteria.as_deref(), report.as_deref(), html.as_deref(), &config, jobs)
         }
         ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => dair::import(&args),
@@ -133,6 +144,67 @@ pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Resul
         println!("inputs refused by the fusion core: {:?}", summary.refused);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Replays `log` once more, writing what happened into a rerun recording at `rrd`.
+fn write_review(
+    log: &Path,
+    rrd: &Path,
+    config: &ReplayConfig,
+    scoring: &v2x_replays::scoring::ScoringConfig,
+) -> anyhow::Result<()> {
+    use rsu::live_view::{LiveView, RerunTarget};
+    let reader = ReplayReader::open(log).with_context(|| format!("opening {}", log.display()))?;
+    let site = v2x_replays::pipeline::site_for(reader.meta(), config).context("applying the replay configuration")?;
+    let view = LiveView::start(&RerunTarget::Save(rrd.to_path_buf()), &site)?;
+    view.log_site(&site);
+    let enu = site.frame();
+    let mut vehicles = std::collections::BTreeMap::new();
+    replay(reader, config, |event| -> Result<(), std::convert::Infallible> {
+        match event {
+            ReplayEvent::Input { message, .. } => match &message.body {
+                ReplayBody::Sensor(frame) => {
+                    if let Some(calib) = site.sensor(&frame.sensor_id) {
+                        view.log_sensor_frame(frame, calib);
+                    }
+                }
+                ReplayBody::Vehicle(state) => {
+                    let p = enu.enu_from_wgs84(&state.position);
+                    vehicles.insert(state.vehicle_id.clone(), [p.x, p.y, p.z]);
+                }
+                _ => {}
+            },
+            ReplayEvent::Broadcast { frame, objects } => {
+                view.log_coverage(frame.time, &frame.perception_regions);
+                view.log_cycle(frame.time, objects, &vehicles);
+            }
+            ReplayEvent::Truth { truth, objects } => {
+                view.log_truth(truth);
+                // Mean distance of each truth to its nearest fused object within the vehicle gate.
+                let errors: Vec<f64> = truth
+                    .objects
+                    .iter()
+                    .filter_map(|t| {
+                        objects
+                            .iter()
+                            .map(|o| (o.position_m.xy() - t.center_m.xy()).norm())
+                            .fold(None, |best: Option<f64>, d| Some(best.map_or(d, |b| b.min(d))))
+                            .filter(|d| *d <= scoring.gate_vehicle_m)
+                    })
+                    .collect();
+                if !errors.is_empty() {
+                    view.log_scalar("errors/position_m", truth.time, errors.iter().sum::<f64>() / errors.len() as f64);
+                }
+                view.log_scalar("counts/truth", truth.time, truth.objects.len() as f64);
+                view.log_scalar("counts/tracks", truth.time, objects.len() as f64);
+            }
+        }
+        Ok(())
+    })
+    .with_context(|| format!("replaying {} for review", log.display()))?;
+    view.finish();
+    println!("wrote the review recording {}", rrd.display());
+    Ok(())
 }
 
 /// Limits used when a log has no criteria file.

@@ -86,6 +86,13 @@ fn import_validate_break_and_run() {
     let page = std::fs::read_to_string(&html).expect("html");
     assert!(page.contains("PASS") && page.contains("<svg"), "html report has verdict and plots");
 
+    // A rerun review recording of the same replay.
+    let rrd = tmp.path().join("review.rrd");
+    let out = rsu(&["replay", "validate", log_s, "--rrd", rrd.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let bytes = std::fs::read(&rrd).expect("rrd written");
+    assert!(bytes.len() > 10_000 && bytes.starts_with(b"RRF2"), "an rrd of {} bytes", bytes.len());
+
     // The same log with the lidar extrinsic off by 2 m fails, and says why.
     let config = tmp.path().join("broken.toml");
     std::fs::write(&config, "[calibration_offsets.dair-lidar]\ntranslation_m = [2.0, 0.0, 0.0]\n").expect("config");
