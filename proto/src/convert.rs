@@ -193,6 +193,61 @@ impl TryFrom<&wire::Wgs84Position> for Wgs84 {
     }
 }
 
+/// Maps a domain enum onto its wire enum variant by variant (same variant names), both ways: `$to`
+/// converts domain → wire; `$from` converts a wire value → domain and rejects values the domain
+/// does not have (unknown numbers, and wire-only variants such as `UNSPECIFIED`) naming `$field`.
+macro_rules! enum_mapping {
+    ($to:ident, $from:ident, $domain:ident, $wire:ident, $field:literal, [$($v:ident),+ $(,)?]) => {
+        fn $to(d: $domain) -> wire::$wire {
+            match d {
+                $($domain::$v => wire::$wire::$v,)+
+            }
+        }
+
+        fn $from(v: i32) -> Result<$domain> {
+            match wire::$wire::try_from(v) {
+                $(Ok(wire::$wire::$v) => Ok($domain::$v),)+
+                #[allow(unreachable_patterns)]
+                _ => Err(ConvertError::UnknownEnum { field: $field, value: v }),
+            }
+        }
+    };
+}
+
+enum_mapping!(
+    warning_kind_to_wire,
+    warning_kind_from_wire,
+    WarningKind,
+    WarningKind,
+    "warnings.kind",
+    [Fcw, Aeb, Vrucw, Icw, Evw]
+);
+enum_mapping!(
+    gnss_to_wire,
+    gnss_from_wire,
+    GnssStatus,
+    GnssStatus,
+    "gnss",
+    [Unknown, DeadReckoning, Standalone, Differential, RtkFixed]
+);
+enum_mapping!(
+    sensor_status_to_wire,
+    sensor_status_from_wire,
+    SensorStatus,
+    SensorStatus,
+    "sensors.status",
+    [Unknown, Ok, Degraded, Silent]
+);
+enum_mapping!(
+    signal_phase_to_wire,
+    signal_phase_from_wire,
+    SignalPhase,
+    SignalPhase,
+    "signals.phase",
+    [Unknown, Red, Yellow, Green, Dark]
+);
+enum_mapping!(role_to_wire, role_from_wire, Role, Role, "role", [Vehicle, Sensor]);
+
 fn required<'a, T>(field: &'static str, v: &'a Option<T>) -> Result<&'a T> {
     v.as_ref().ok_or(ConvertError::Missing { field })
 }
@@ -358,47 +413,6 @@ impl TryFrom<&wire::CameraBox> for CameraDetection {
 // ---------------------------------------------------------------------------------------------
 // Vehicle state
 
-fn warning_kind_to_wire(k: WarningKind) -> wire::WarningKind {
-    match k {
-        WarningKind::Fcw => wire::WarningKind::Fcw,
-        WarningKind::Aeb => wire::WarningKind::Aeb,
-        WarningKind::Vrucw => wire::WarningKind::Vrucw,
-        WarningKind::Icw => wire::WarningKind::Icw,
-        WarningKind::Evw => wire::WarningKind::Evw,
-    }
-}
-
-fn warning_kind_from_wire(v: i32) -> Result<WarningKind> {
-    match wire::WarningKind::try_from(v) {
-        Ok(wire::WarningKind::Fcw) => Ok(WarningKind::Fcw),
-        Ok(wire::WarningKind::Aeb) => Ok(WarningKind::Aeb),
-        Ok(wire::WarningKind::Vrucw) => Ok(WarningKind::Vrucw),
-        Ok(wire::WarningKind::Icw) => Ok(WarningKind::Icw),
-        Ok(wire::WarningKind::Evw) => Ok(WarningKind::Evw),
-        Ok(wire::WarningKind::Unknown) | Err(_) => Err(ConvertError::UnknownEnum { field: "warnings.kind", value: v }),
-    }
-}
-
-fn gnss_to_wire(g: GnssStatus) -> wire::GnssStatus {
-    match g {
-        GnssStatus::Unknown => wire::GnssStatus::Unknown,
-        GnssStatus::DeadReckoning => wire::GnssStatus::DeadReckoning,
-        GnssStatus::Standalone => wire::GnssStatus::Standalone,
-        GnssStatus::Differential => wire::GnssStatus::Differential,
-        GnssStatus::RtkFixed => wire::GnssStatus::RtkFixed,
-    }
-}
-
-fn gnss_from_wire(v: i32) -> Result<GnssStatus> {
-    Ok(match wire::GnssStatus::try_from(v).map_err(|_| ConvertError::UnknownEnum { field: "gnss", value: v })? {
-        wire::GnssStatus::Unknown => GnssStatus::Unknown,
-        wire::GnssStatus::DeadReckoning => GnssStatus::DeadReckoning,
-        wire::GnssStatus::Standalone => GnssStatus::Standalone,
-        wire::GnssStatus::Differential => GnssStatus::Differential,
-        wire::GnssStatus::RtkFixed => GnssStatus::RtkFixed,
-    })
-}
-
 impl From<&VehicleState> for wire::VehicleState {
     fn from(s: &VehicleState) -> Self {
         let accuracy = wire::PositionAccuracy {
@@ -522,28 +536,6 @@ impl TryFrom<&wire::VehicleState> for VehicleState {
 
 // ---------------------------------------------------------------------------------------------
 // Roadside frame
-
-fn sensor_status_to_wire(s: SensorStatus) -> wire::SensorStatus {
-    match s {
-        SensorStatus::Unknown => wire::SensorStatus::Unknown,
-        SensorStatus::Ok => wire::SensorStatus::Ok,
-        SensorStatus::Degraded => wire::SensorStatus::Degraded,
-        SensorStatus::Silent => wire::SensorStatus::Silent,
-    }
-}
-
-fn sensor_status_from_wire(v: i32) -> Result<SensorStatus> {
-    Ok(
-        match wire::SensorStatus::try_from(v)
-            .map_err(|_| ConvertError::UnknownEnum { field: "sensors.status", value: v })?
-        {
-            wire::SensorStatus::Unknown => SensorStatus::Unknown,
-            wire::SensorStatus::Ok => SensorStatus::Ok,
-            wire::SensorStatus::Degraded => SensorStatus::Degraded,
-            wire::SensorStatus::Silent => SensorStatus::Silent,
-        },
-    )
-}
 
 fn participant_type_to_wire(class: ObjectClass) -> wire::ParticipantType {
     use rsu_fusion::ParticipantType as P;
@@ -881,30 +873,6 @@ impl TryFrom<&wire::ReplayMeta> for ReplayMeta {
     }
 }
 
-fn signal_phase_to_wire(p: SignalPhase) -> wire::SignalPhase {
-    match p {
-        SignalPhase::Unknown => wire::SignalPhase::Unknown,
-        SignalPhase::Red => wire::SignalPhase::Red,
-        SignalPhase::Yellow => wire::SignalPhase::Yellow,
-        SignalPhase::Green => wire::SignalPhase::Green,
-        SignalPhase::Dark => wire::SignalPhase::Dark,
-    }
-}
-
-fn signal_phase_from_wire(v: i32) -> Result<SignalPhase> {
-    Ok(
-        match wire::SignalPhase::try_from(v)
-            .map_err(|_| ConvertError::UnknownEnum { field: "signals.phase", value: v })?
-        {
-            wire::SignalPhase::Unknown => SignalPhase::Unknown,
-            wire::SignalPhase::Red => SignalPhase::Red,
-            wire::SignalPhase::Yellow => SignalPhase::Yellow,
-            wire::SignalPhase::Green => SignalPhase::Green,
-            wire::SignalPhase::Dark => SignalPhase::Dark,
-        },
-    )
-}
-
 impl From<&GroundTruthFrame> for wire::GroundTruthFrame {
     fn from(g: &GroundTruthFrame) -> Self {
         wire::GroundTruthFrame {
@@ -992,13 +960,6 @@ impl TryFrom<&wire::GroundTruthFrame> for GroundTruthFrame {
 // ---------------------------------------------------------------------------------------------
 // Session
 
-fn role_to_wire(r: Role) -> wire::Role {
-    match r {
-        Role::Vehicle => wire::Role::Vehicle,
-        Role::Sensor => wire::Role::Sensor,
-    }
-}
-
 impl From<&Subscription> for wire::Subscription {
     fn from(s: &Subscription) -> Self {
         use wire::subscription::Region;
@@ -1043,11 +1004,7 @@ impl TryFrom<&wire::ClientHello> for ClientHello {
     type Error = ConvertError;
     fn try_from(h: &wire::ClientHello) -> Result<Self> {
         limit("versions", &h.versions, 16)?;
-        let role = match wire::Role::try_from(h.role) {
-            Ok(wire::Role::Vehicle) => Role::Vehicle,
-            Ok(wire::Role::Sensor) => Role::Sensor,
-            _ => return Err(ConvertError::UnknownEnum { field: "role", value: h.role }),
-        };
+        let role = role_from_wire(h.role)?;
         Ok(ClientHello {
             versions: h.versions.iter().filter_map(|v| u32::try_from(*v).ok()).collect(),
             role,
