@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rsu_fusion::{Detections, FusedObject, SensorCalibration, SensorFrame, SiteConfig, Timestamp};
+use nalgebra::Point3;
+use rsu_fusion::{BoxSize, Detections, FusedObject, SensorCalibration, SensorFrame, SiteConfig, Timestamp};
 
 use crate::config::RerunConfig;
 
@@ -124,30 +125,10 @@ impl LiveView {
         match &frame.detections {
             Detections::Lidar(boxes) => {
                 let mount_yaw = calib.world_from_sensor.rotation.euler_angles().2;
-                let centers: Vec<[f32; 3]> = boxes
-                    .iter()
-                    .map(|d| {
-                        let p = calib.world_from_sensor * d.center_in_sensor;
-                        [p.x as f32, p.y as f32, p.z as f32]
-                    })
-                    .collect();
-                let half: Vec<[f32; 3]> = boxes
-                    .iter()
-                    .map(|d| [d.size.length_m as f32 / 2.0, d.size.width_m as f32 / 2.0, d.size.height_m as f32 / 2.0])
-                    .collect();
-                let rotations: Vec<rerun::RotationAxisAngle> = boxes
-                    .iter()
-                    .map(|d| {
-                        rerun::RotationAxisAngle::new(
-                            [0.0, 0.0, 1.0],
-                            rerun::Angle::from_radians((mount_yaw + d.yaw_rad) as f32),
-                        )
-                    })
-                    .collect();
-                let labels: Vec<String> = boxes.iter().map(|d| format!("{:?} {:.2}", d.class, d.score)).collect();
-                let view = rerun::Boxes3D::from_centers_and_half_sizes(centers, half)
-                    .with_rotation_axis_angles(rotations)
-                    .with_labels(labels);
+                let view = oriented_boxes(
+                    boxes.iter().map(|d| (calib.world_from_sensor * d.center_in_sensor, d.size, mount_yaw + d.yaw_rad)),
+                    boxes.iter().map(|d| format!("{:?} {:.2}", d.class, d.score)),
+                );
                 self.log(&format!("detections/{}", frame.sensor_id), &view);
             }
             Detections::Camera(camera) => {
@@ -174,30 +155,18 @@ impl LiveView {
     /// Logs the fused tracks and connected vehicles of one cycle at `time`.
     pub fn log_cycle(&self, time: Timestamp, objects: &[FusedObject], vehicles: &BTreeMap<String, [f64; 3]>) {
         self.set_time(time);
-        let centers: Vec<[f32; 3]> = objects
-            .iter()
-            .map(|o| [o.position_m.x as f32, o.position_m.y as f32, (o.position_m.z + o.size.height_m / 2.0) as f32])
-            .collect();
-        let half: Vec<[f32; 3]> = objects
-            .iter()
-            .map(|o| [o.size.length_m as f32 / 2.0, o.size.width_m as f32 / 2.0, o.size.height_m as f32 / 2.0])
-            .collect();
-        let rotations: Vec<rerun::RotationAxisAngle> = objects
-            .iter()
-            .map(|o| rerun::RotationAxisAngle::new([0.0, 0.0, 1.0], rerun::Angle::from_radians(o.yaw_rad as f32)))
-            .collect();
-        let labels: Vec<String> = objects
-            .iter()
-            .map(|o| match &o.v2x_id {
-                Some(v) => format!("#{} {:?} {:.1} m/s ({v})", o.id, o.class, o.speed_mps),
-                None => format!("#{} {:?} {:.1} m/s", o.id, o.class, o.speed_mps),
-            })
-            .collect();
-        let class_ids: Vec<u16> = objects.iter().map(|o| o.class as u16).collect();
-        let tracks = rerun::Boxes3D::from_centers_and_half_sizes(centers, half)
-            .with_rotation_axis_angles(rotations)
-            .with_labels(labels)
-            .with_class_ids(class_ids);
+        let labels = objects.iter().map(|o| match &o.v2x_id {
+            Some(v) => format!("#{} {:?} {:.1} m/s ({v})", o.id, o.class, o.speed_mps),
+            None => format!("#{} {:?} {:.1} m/s", o.id, o.class, o.speed_mps),
+        });
+        // Fused positions are ground-contact points; boxes are drawn around their centres.
+        let tracks = oriented_boxes(
+            objects.iter().map(|o| {
+                (Point3::new(o.position_m.x, o.position_m.y, o.position_m.z + o.size.height_m / 2.0), o.size, o.yaw_rad)
+            }),
+            labels,
+        )
+        .with_class_ids(objects.iter().map(|o| o.class as u16).collect::<Vec<_>>());
         self.log("tracks", &tracks);
         let positions: Vec<[f32; 3]> = vehicles.values().map(|p| [p[0] as f32, p[1] as f32, p[2] as f32]).collect();
         let ids: Vec<String> = vehicles.keys().cloned().collect();
@@ -208,21 +177,11 @@ impl LiveView {
     pub fn log_truth(&self, truth: &v2x_proto::domain::GroundTruthFrame) {
         self.set_time(truth.time);
         let o = &truth.objects;
-        let centers: Vec<[f32; 3]> =
-            o.iter().map(|g| [g.center_m.x as f32, g.center_m.y as f32, g.center_m.z as f32]).collect();
-        let half: Vec<[f32; 3]> = o
-            .iter()
-            .map(|g| [g.size.length_m as f32 / 2.0, g.size.width_m as f32 / 2.0, g.size.height_m as f32 / 2.0])
-            .collect();
-        let rotations: Vec<rerun::RotationAxisAngle> = o
-            .iter()
-            .map(|g| rerun::RotationAxisAngle::new([0.0, 0.0, 1.0], rerun::Angle::from_radians(g.yaw_rad as f32)))
-            .collect();
-        let labels: Vec<String> = o.iter().map(|g| format!("truth {} {:?}", g.id, g.class)).collect();
-        let view = rerun::Boxes3D::from_centers_and_half_sizes(centers, half)
-            .with_rotation_axis_angles(rotations)
-            .with_labels(labels)
-            .with_colors([rerun::Color::from_rgb(150, 150, 150)]);
+        let view = oriented_boxes(
+            o.iter().map(|g| (g.center_m, g.size, g.yaw_rad)),
+            o.iter().map(|g| format!("truth {} {:?}", g.id, g.class)),
+        )
+        .with_colors([rerun::Color::from_rgb(150, 150, 150)]);
         self.log("ground_truth", &view);
     }
 
@@ -248,6 +207,22 @@ impl LiveView {
             tracing::warn!("rerun: flushing the live view: {e}");
         }
     }
+}
+
+/// Boxes from (centre [m], size, yaw about up [rad]) with labels.
+fn oriented_boxes(
+    boxes: impl Iterator<Item = (Point3<f64>, BoxSize, f64)>,
+    labels: impl Iterator<Item = String>,
+) -> rerun::Boxes3D {
+    let (mut centers, mut half, mut rotations) = (Vec::new(), Vec::new(), Vec::new());
+    for (c, size, yaw_rad) in boxes {
+        centers.push([c.x as f32, c.y as f32, c.z as f32]);
+        half.push([size.length_m as f32 / 2.0, size.width_m as f32 / 2.0, size.height_m as f32 / 2.0]);
+        rotations.push(rerun::RotationAxisAngle::new([0.0, 0.0, 1.0], rerun::Angle::from_radians(yaw_rad as f32)));
+    }
+    rerun::Boxes3D::from_centers_and_half_sizes(centers, half)
+        .with_rotation_axis_angles(rotations)
+        .with_labels(labels.collect::<Vec<_>>())
 }
 
 #[cfg(test)]
