@@ -448,3 +448,26 @@ async fn a_stalled_vehicle_does_not_slow_the_others() {
     feeder.await.expect("feeder");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused_as_busy() {
+    let fixture = Fixture::new("");
+    let text = std::fs::read_to_string(&fixture.config).expect("config");
+    std::fs::write(&fixture.config, text.replace("[limits]\n", "[limits]\nmax_connections = 2\n")).expect("config");
+    let server = start(&fixture);
+    let mut first = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0001"), Some(Subscription::Everything))
+        .await
+        .expect("first vehicle");
+    let _second = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0002"), Some(Subscription::Everything))
+        .await
+        .expect("second vehicle");
+    match VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0003"), None).await {
+        Err(ClientError::Closed { code: CloseCode::ServerBusy, .. }) => {}
+        Err(other) => panic!("expected SERVER_BUSY, got {other}"),
+        Ok(_) => panic!("a third connection was accepted over the limit of 2"),
+    }
+    assert!(server.stats.rejected(Reject::ConnectionLimit) >= 1);
+    // The connected vehicles keep being served.
+    frame_with(&mut first, 0).await;
+    server.stop().await;
+}
