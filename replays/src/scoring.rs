@@ -262,20 +262,29 @@ impl Scorer {
         // 2. Optimal assignment of the rest, minimising total distance within the gates.
         let free_t: Vec<usize> = (0..scored.len()).filter(|&i| !truth_used[i]).collect();
         let free_h: Vec<usize> = (0..hyps.len()).filter(|&i| !hyp_used[i]).collect();
-        if !free_t.is_empty() && !free_h.is_empty() {
-            const FORBIDDEN: f64 = 1e9;
-            let mut cost = vec![FORBIDDEN; free_t.len() * free_h.len()];
-            for (r, &ti) in free_t.iter().enumerate() {
-                for (c, &hi) in free_h.iter().enumerate() {
-                    if let Some(d) = self.distance(scored[ti], hyps[hi]) {
-                        cost[r * free_h.len() + c] = d;
-                    }
+        // Gated pairs split the problem into independent groups (connected components), so a
+        // crowded frame costs many small assignments instead of one cubic one.
+        let mut edges: Vec<(usize, usize, f64)> = Vec::new();
+        for (r, &ti) in free_t.iter().enumerate() {
+            for (c, &hi) in free_h.iter().enumerate() {
+                if let Some(d) = self.distance(scored[ti], hyps[hi]) {
+                    edges.push((r, c, d));
                 }
             }
-            for (r, c) in assign_rectangular(free_t.len(), free_h.len(), &cost) {
-                if cost[r * free_h.len() + c] < FORBIDDEN {
-                    let (ti, hi) = (free_t[r], free_h[c]);
-                    matches.push((ti, hi, cost[r * free_h.len() + c]));
+        }
+        for (rows, cols) in edge_components(free_t.len(), free_h.len(), &edges) {
+            const FORBIDDEN: f64 = 1e9;
+            let mut cost = vec![FORBIDDEN; rows.len() * cols.len()];
+            for &(r, c, d) in &edges {
+                if let (Ok(i), Ok(j)) = (rows.binary_search(&r), cols.binary_search(&c)) {
+                    cost[i * cols.len() + j] = d;
+                }
+            }
+            for (i, j) in assign_rectangular(rows.len(), cols.len(), &cost) {
+                let d = cost[i * cols.len() + j];
+                if d < FORBIDDEN {
+                    let (ti, hi) = (free_t[rows[i]], free_h[cols[j]]);
+                    matches.push((ti, hi, d));
                     truth_used[ti] = true;
                     hyp_used[hi] = true;
                 }
@@ -495,6 +504,40 @@ fn components(overlap: &BTreeMap<(u32, u32), u64>, truths: &[u32], hyps: &[u32])
         groups.entry(root).or_default().1.push(*h);
     }
     groups.into_values().filter(|(t, h)| !t.is_empty() && !h.is_empty()).collect()
+}
+
+/// Connected components of a bipartite graph of `nr` rows and `nc` columns given by `edges`:
+/// (sorted rows, sorted columns) of each component that has at least one edge.
+fn edge_components(nr: usize, nc: usize, edges: &[(usize, usize, f64)]) -> Vec<(Vec<usize>, Vec<usize>)> {
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut parent: Vec<usize> = (0..nr + nc).collect();
+    for &(r, c, _) in edges {
+        let (a, b) = (find(&mut parent, r), find(&mut parent, nr + c));
+        if a != b {
+            parent[a] = b;
+        }
+    }
+    let mut groups: BTreeMap<usize, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    let mut seen = vec![false; nr + nc];
+    for &(r, c, _) in edges {
+        seen[r] = true;
+        seen[nr + c] = true;
+    }
+    for r in (0..nr).filter(|&r| seen[r]) {
+        let root = find(&mut parent, r);
+        groups.entry(root).or_default().0.push(r);
+    }
+    for c in (0..nc).filter(|&c| seen[nr + c]) {
+        let root = find(&mut parent, nr + c);
+        groups.entry(root).or_default().1.push(c);
+    }
+    groups.into_values().collect()
 }
 
 /// Minimum-cost assignment of an `nr × nc` row-major cost matrix of any shape: (row, column)
