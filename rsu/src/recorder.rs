@@ -143,7 +143,7 @@ impl Worker {
     fn open(&mut self) -> anyhow::Result<()> {
         let now = wall_now();
         self.sequence += 1;
-        let path = self.config.dir.join(format!("{}-{}-{}.mcap", self.rsu_id, utc_stamp(now), self.sequence));
+        let path = self.config.dir.join(format!("{}-{}-{}.mcap", self.rsu_id, now.utc_stamp(), self.sequence));
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let sync = file.try_clone().with_context(|| format!("cloning the handle of {}", path.display()))?;
         let meta = ReplayMeta {
@@ -239,23 +239,6 @@ pub fn wall_now() -> Timestamp {
     Timestamp::from_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
 }
 
-/// `yyyymmddThhmmssZ` of a UTC timestamp.
-pub fn utc_stamp(t: Timestamp) -> String {
-    let secs = t.as_nanos().div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 /// The files of a recording directory, oldest first.
 pub fn recordings_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -273,8 +256,8 @@ mod tests {
 
     #[test]
     fn utc_stamps() {
-        assert_eq!(utc_stamp(Timestamp::from_nanos(0)), "19700101T000000Z");
-        assert_eq!(utc_stamp(Timestamp::from_nanos(1_795_950_245_000_000_000)), "20261129T110405Z");
+        assert_eq!(Timestamp::from_nanos(0).utc_stamp(), "19700101T000000Z");
+        assert_eq!(Timestamp::from_nanos(1_795_950_245_000_000_000).utc_stamp(), "20261129T110405Z");
     }
 
     #[test]

@@ -48,6 +48,31 @@ impl Timestamp {
     }
 }
 
+/// Year, month (1..=12) and day (1..=31) of a day count since 1970-01-01 (proleptic Gregorian
+/// calendar, Howard Hinnant's days-to-civil algorithm).
+pub fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (i32::try_from(year).unwrap_or(1970), month as u8, day as u8)
+}
+
+impl Timestamp {
+    /// `yyyymmddThhmmssZ` (UTC, whole seconds), e.g. for file names.
+    pub fn utc_stamp(self) -> String {
+        let secs = self.0.div_euclid(1_000_000_000);
+        let rem = secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    }
+}
+
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{:09}s", self.0.div_euclid(1_000_000_000), self.0.rem_euclid(1_000_000_000))
@@ -67,5 +92,13 @@ mod tests {
         assert!((t.secs_since(later) + 0.1).abs() < 1e-12);
         assert_eq!(t.add_nanos(5).as_nanos(), t.as_nanos() + 5);
         assert_eq!(Timestamp::from_nanos(1_500_000_000).to_string(), "1.500000000s");
+    }
+
+    #[test]
+    fn calendar_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_786), (2026, 11, 29));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(Timestamp::from_nanos(1_795_940_530_000_000_000).utc_stamp(), "20261129T082210Z");
     }
 }

@@ -238,23 +238,9 @@ fn set_validity(params: &mut CertificateParams) {
     let now_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let start_s = now_s.saturating_sub(86_400);
     // Civil date of `start_s` (days since the epoch to year/month/day, proleptic Gregorian).
-    let (year, month, day) = civil_from_days(i64::try_from(start_s / 86_400).unwrap_or(0));
+    let (year, month, day) = rsu_fusion::time::civil_from_days(i64::try_from(start_s / 86_400).unwrap_or(0));
     params.not_before = rcgen::date_time_ymd(year, month, day);
     params.not_after = rcgen::date_time_ymd(year + VALIDITY_YEARS, month, day.min(28));
-}
-
-/// Year, month (1..=12) and day (1..=31) of a day count since 1970-01-01.
-pub(crate) fn civil_from_days(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (i32::try_from(year).unwrap_or(1970), month as u8, day as u8)
 }
 
 /// A serial base unique per CA generation: nanoseconds since the epoch, with room for the
@@ -280,13 +266,6 @@ fn write_file(path: &Path, content: &str, private: bool) -> Result<(), PkiError>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_786), (2026, 11, 29));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn issued_certificates_carry_their_identity_and_serial() {
