@@ -170,25 +170,13 @@ async fn sigterm_closes_sessions_finishes_the_recording_and_exits_0() {
 fn a_bad_configuration_fails_at_start_naming_the_field() {
     let fixture = Fixture::new("[broadcast]\nrate_hz = 80.0\n");
     // The fixture already has a [broadcast] table; a duplicate table is a TOML error naming it.
-    let output = Command::new(env!("CARGO_BIN_EXE_rsu"))
-        .args(["serve", "--config"])
-        .arg(&fixture.config)
-        .output()
-        .expect("runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_fails(&fixture.config);
     assert!(stderr.contains("broadcast"), "{stderr}");
 
     let fixture = Fixture::new("");
     let text = std::fs::read_to_string(&fixture.config).expect("config").replace("rate_hz = 20.0", "rate_hz = 80.0");
     std::fs::write(&fixture.config, text).expect("config");
-    let output = Command::new(env!("CARGO_BIN_EXE_rsu"))
-        .args(["serve", "--config"])
-        .arg(&fixture.config)
-        .output()
-        .expect("runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_fails(&fixture.config);
     assert!(stderr.contains("broadcast.rate_hz") && stderr.contains("80"), "{stderr}");
 }
 
@@ -223,4 +211,12 @@ async fn certs_init_writes_a_pki_the_daemon_accepts() {
     assert_eq!(sensor.server_hello().rsu_id, "rsu-test");
     daemon.child.kill().expect("kill");
     daemon.child.wait().expect("reaped");
+}
+
+/// Runs `rsu serve` with `config`, asserts it fails, and returns what it printed on stderr.
+fn serve_fails(config: &std::path::Path) -> String {
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_rsu")).args(["serve", "--config"]).arg(config).output().expect("runs");
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
