@@ -4,10 +4,12 @@
 //! with their ids and classes, and the connected vehicles at their reported positions.
 //!
 //! Entity paths: `site/sensors`, `site/ground`, `detections/<sensor id>`,
-//! `cameras/<sensor id>/detections`, `tracks`, `vehicles`.
+//! `cameras/<sensor id>/detections`, `tracks`, `vehicles`. A [`LiveView::scoped`] view puts them
+//! under a prefix and can log on a `scenario_time` timeline instead (the demo's two runs).
+//! [`rrd_stats`] decodes a saved recording, to check it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use nalgebra::Point3;
@@ -49,9 +51,22 @@ impl RerunTarget {
     }
 }
 
+/// Which timeline a view logs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// `capture`: UTC time stamps (the daemon).
+    Capture,
+    /// `scenario_time`: seconds since this instant (the demo, whose runs start at different
+    /// wall times but play the same scenario).
+    SinceStart(Timestamp),
+}
+
 /// A rerun recording stream fed by the fusion loop.
 pub struct LiveView {
     rec: rerun::RecordingStream,
+    /// Prepended to every entity path (empty, or ending in `/`).
+    prefix: String,
+    clock: Clock,
 }
 
 impl LiveView {
@@ -67,11 +82,25 @@ impl LiveView {
             }
         };
         tracing::info!(?target, site = %site.site_id, "live view");
-        Ok(LiveView { rec })
+        Ok(LiveView { rec, prefix: String::new(), clock: Clock::Capture })
     }
 
-    fn log(&self, path: &str, what: &impl rerun::AsComponents) {
-        if let Err(e) = self.rec.log(path, what) {
+    /// A view on `rec` whose entity paths start with `prefix` (e.g. `with_v2x`), on `clock`.
+    pub fn scoped(rec: rerun::RecordingStream, prefix: &str, clock: Clock) -> LiveView {
+        let prefix = if prefix.is_empty() { String::new() } else { format!("{}/", prefix.trim_end_matches('/')) };
+        LiveView { rec, prefix, clock }
+    }
+
+    /// Logs `what` at entity `path` (under the view's prefix) at the current time.
+    pub fn log(&self, path: &str, what: &impl rerun::AsComponents) {
+        if let Err(e) = self.rec.log(format!("{}{path}", self.prefix), what) {
+            tracing::debug!("rerun: {e}");
+        }
+    }
+
+    /// Logs `what` at entity `path` (under the view's prefix) as static.
+    pub fn log_static(&self, path: &str, what: &impl rerun::AsComponents) {
+        if let Err(e) = self.rec.log_static(format!("{}{path}", self.prefix), what) {
             tracing::debug!("rerun: {e}");
         }
     }
@@ -88,13 +117,9 @@ impl LiveView {
             .collect();
         let labels: Vec<String> = site.sensors.iter().map(|s| s.id.clone()).collect();
         let sensors = rerun::Points3D::new(positions).with_labels(labels).with_radii([0.5f32]);
-        if let Err(e) = self.rec.log_static("site/sensors", &sensors) {
-            tracing::debug!("rerun: {e}");
-        }
+        self.log_static("site/sensors", &sensors);
         let origin = rerun::Points3D::new([[0.0f32, 0.0, 0.0]]).with_labels([site.site_id.clone()]);
-        if let Err(e) = self.rec.log_static("site/origin", &origin) {
-            tracing::debug!("rerun: {e}");
-        }
+        self.log_static("site/origin", &origin);
         let strips: Vec<Vec<[f32; 3]>> = site
             .ground
             .areas
@@ -108,15 +133,20 @@ impl LiveView {
                 strip
             })
             .collect();
-        if !strips.is_empty()
-            && let Err(e) = self.rec.log_static("site/ground", &rerun::LineStrips3D::new(strips))
-        {
-            tracing::debug!("rerun: {e}");
+        if !strips.is_empty() {
+            self.log_static("site/ground", &rerun::LineStrips3D::new(strips));
         }
     }
 
-    fn set_time(&self, t: Timestamp) {
-        self.rec.set_time("capture", rerun::TimeCell::from_timestamp_nanos_since_epoch(t.as_nanos()));
+    /// Sets the view's timeline to `t`.
+    pub fn set_time(&self, t: Timestamp) {
+        match self.clock {
+            Clock::Capture => {
+                self.rec.set_time("capture", rerun::TimeCell::from_timestamp_nanos_since_epoch(t.as_nanos()))
+            }
+            // Frames captured just before the start (trigger jitter) are shown at the start.
+            Clock::SinceStart(start) => self.rec.set_duration_secs("scenario_time", t.secs_since(start).max(0.0)),
+        }
     }
 
     /// Logs one sensor frame's detections at its capture time.
@@ -210,7 +240,7 @@ impl LiveView {
 }
 
 /// Boxes from (centre [m], size, yaw about up [rad]) with labels.
-fn oriented_boxes(
+pub fn oriented_boxes(
     boxes: impl Iterator<Item = (Point3<f64>, BoxSize, f64)>,
     labels: impl Iterator<Item = String>,
 ) -> rerun::Boxes3D {
@@ -223,6 +253,33 @@ fn oriented_boxes(
     rerun::Boxes3D::from_centers_and_half_sizes(centers, half)
         .with_rotation_axis_angles(rotations)
         .with_labels(labels.collect::<Vec<_>>())
+}
+
+/// What an `.rrd` file holds: messages decoded, and how many carry data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RrdStats {
+    /// Messages.
+    pub messages: usize,
+    /// Data (Arrow) messages.
+    pub data_messages: usize,
+}
+
+/// Decodes every message of `path` (an error names the first undecodable one).
+pub fn rrd_stats(path: &Path) -> anyhow::Result<RrdStats> {
+    use rerun::external::re_log_encoding::DecoderApp;
+    use rerun::external::re_log_types::LogMsg;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let decoder = DecoderApp::decode_eager(std::io::BufReader::new(file))
+        .with_context(|| format!("decoding {}", path.display()))?;
+    let mut stats = RrdStats::default();
+    for msg in decoder {
+        let msg = msg.with_context(|| format!("decoding {} after {} messages", path.display(), stats.messages))?;
+        stats.messages += 1;
+        if matches!(msg, LogMsg::ArrowMsg(..)) {
+            stats.data_messages += 1;
+        }
+    }
+    Ok(stats)
 }
 
 #[cfg(test)]
@@ -256,5 +313,9 @@ mod tests {
         view.finish();
         let size = std::fs::metadata(&path).expect("rrd written").len();
         assert!(size > 1000, "rrd has {size} bytes");
+        let stats = rrd_stats(&path).expect("decodes");
+        assert!(stats.data_messages >= 5, "{stats:?}");
+        std::fs::write(&path, b"RRF2 but not really").expect("overwrite");
+        assert!(rrd_stats(&path).is_err(), "garbage is not an rrd");
     }
 }

@@ -155,6 +155,10 @@ impl Bicycle {
     }
 }
 
+/// How fast braking requested by a driver-assistance system builds up [m/s³]: hydraulic brake
+/// build-up reaches a full 9 m/s² in about 0.2 s.
+pub const BRAKE_JERK_MPS3: f64 = 40.0;
+
 /// A vehicle's driving task.
 #[derive(Clone, Debug)]
 pub struct Driver {
@@ -180,6 +184,10 @@ pub struct Driver {
     pub allowed_speed_mps: f64,
     /// Obstacles noticed so far: (actor id, first seen at [s]).
     pub noticed: Vec<(u32, f64)>,
+    /// Upper bound on the acceleration from a driver-assistance system (braking after a
+    /// warning, automatic emergency braking, adaptive cruise) [m/s²]; `None` when it asks for
+    /// nothing. It can brake harder than the driver's own `decel_max_mps2`.
+    pub assist_accel_mps2: Option<f64>,
 }
 
 impl Driver {
@@ -190,6 +198,11 @@ impl Driver {
         } else {
             idm_accel(&self.params, k.speed_mps, self.desired_speed_mps.min(self.allowed_speed_mps), self.leader)
         };
+        // Assisted braking builds up at a limited rate from the deceleration the car has now.
+        let accel = self.assist_accel_mps2.map_or(accel, |cap| {
+            let now = k.accel_mps2.min(0.0);
+            accel.min(cap.max(now - BRAKE_JERK_MPS3 * dt_s))
+        });
         let lookahead_m = (1.5 + 0.5 * k.speed_mps).max(self.bicycle.wheelbase_m * 1.2);
         let target = self.path.line.pose_at(self.s_m + lookahead_m).position;
         let steer = self.bicycle.pursue(k, &target);

@@ -244,6 +244,31 @@ impl OrientedBox {
         let axes = [a[0] - a[1], a[1] - a[2], b[0] - b[1], b[1] - b[2]];
         !axes.iter().any(|e| separated_on(Vector2::new(-e.y, e.x)))
     }
+
+    /// Clear distance between two footprints [m]: 0 when they touch or overlap.
+    pub fn gap_m(&self, other: &OrientedBox) -> f64 {
+        if self.overlaps(other) {
+            return 0.0;
+        }
+        let (a, b) = (self.corners(), other.corners());
+        let mut gap = f64::INFINITY;
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            for p in from {
+                for i in 0..4 {
+                    gap = gap.min(point_segment_distance(p, &to[i], &to[(i + 1) % 4]));
+                }
+            }
+        }
+        gap
+    }
+}
+
+/// Distance from `p` to the segment `a`-`b` [m].
+pub fn point_segment_distance(p: &Point2<f64>, a: &Point2<f64>, b: &Point2<f64>) -> f64 {
+    let ab = b - a;
+    let len2 = ab.norm_squared();
+    let t = if len2 > 0.0 { ((p - a).dot(&ab) / len2).clamp(0.0, 1.0) } else { 0.0 };
+    (p - (a + ab * t)).norm()
 }
 
 /// A vertical prism that blocks lines of sight: a footprint polygon between two heights.
@@ -364,5 +389,16 @@ mod tests {
         assert!(prism.blocks(&low_from, &low_to));
         assert!(!prism.blocks(&Point3::new(0.0, -10.0, 6.0), &Point3::new(0.0, 10.0, 6.0)), "over the roof");
         assert!(!prism.blocks(&Point3::new(20.0, -10.0, 1.0), &Point3::new(20.0, 10.0, 1.0)), "beside it");
+    }
+
+    #[test]
+    fn gap_between_boxes_is_the_clear_distance() {
+        let a = OrientedBox { center: Point2::new(0.0, 0.0), yaw_rad: 0.0, length_m: 4.0, width_m: 2.0 };
+        let ahead = OrientedBox { center: Point2::new(7.0, 0.0), ..a };
+        assert!((a.gap_m(&ahead) - 3.0).abs() < 1e-12);
+        let beside = OrientedBox { center: Point2::new(0.0, 3.5), yaw_rad: std::f64::consts::FRAC_PI_2, ..a };
+        assert!((a.gap_m(&beside) - 0.5).abs() < 1e-12, "{}", a.gap_m(&beside));
+        let overlapping = OrientedBox { center: Point2::new(1.0, 0.5), ..a };
+        assert_eq!(a.gap_m(&overlapping), 0.0);
     }
 }

@@ -12,13 +12,25 @@
 //! - [`gnss`]: connected vehicles' self-reports with GNSS noise and tunnel dead reckoning.
 //! - [`scenario`]: the named scenario catalogue.
 //! - [`record`]: runs a scenario and writes the replay.
+//! - [`onboard`]: a connected car's own forward sensor (the roadside detector model, on the car).
+//! - [`adas`]: driver-assistance functions (ACC, FCW, VRUCW, ICW, AEB) on what a car perceives.
+//! - [`connected`]: a simulated L2+ car: onboard tracking, RSU frames, merge, ADAS, link stats.
+//! - [`cosim`]: the closed loop of a run (world, sensors, cars, outcome) without I/O.
+//! - [`live`]: a scenario played in real time against a real RSU over QUIC.
+//! - [`swarm`]: many lightweight connected vehicles for load, with latency histograms.
 
 pub mod actors;
+pub mod adas;
+pub mod connected;
+pub mod cosim;
 pub mod geometry;
 pub mod gnss;
+pub mod live;
+pub mod onboard;
 pub mod record;
 pub mod scenario;
 pub mod sensors;
 pub mod signals;
 pub mod site;
+pub mod swarm;
 pub mod world;

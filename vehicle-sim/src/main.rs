@@ -1,10 +1,16 @@
-//! `vehicle-sim`: lists the scenario catalogue and records scenarios into replay logs.
+//! `vehicle-sim`: lists the scenario catalogue, records scenarios into replay logs, plays a
+//! scenario live against a real RSU (`live`), and loads an RSU with many connected vehicles
+//! (`swarm`).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use v2x_link::client::ClientSettings;
+use vehicle_sim::connected::CarConfig;
 use vehicle_sim::record::record;
 use vehicle_sim::scenario::CATALOGUE;
 use vehicle_sim::site::{SiteModel, default_site_dir};
@@ -43,6 +49,69 @@ enum Command {
         #[arg(long)]
         site: Option<PathBuf>,
     },
+    /// Play a scenario in real time against a running RSU: the roadside sensors and the
+    /// scenario's connected L2+ cars are QUIC clients; prints the cars' warnings and braking.
+    Live {
+        /// The RSU's UDP address.
+        #[arg(long)]
+        rsu: SocketAddr,
+        /// PKI folder made by `rsu certs init` (ca.pem, sensors/<id>.pem, vehicles/<id>.pem).
+        #[arg(long)]
+        pki: PathBuf,
+        /// Name the RSU's certificate is valid for.
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+        /// Scenario name.
+        #[arg(long, default_value = "bus-pedestrian")]
+        scenario: String,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Length [s]; defaults to the scenario's.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Cars rely on their own sensor only (they do not connect).
+        #[arg(long)]
+        no_v2x: bool,
+        /// Write the outcome as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Play a scenario with and without V2X offline (an in-process RSU fusion core instead of a
+    /// daemon, deterministic, faster than real time) and print what the cars did.
+    Compare {
+        /// Scenario name.
+        #[arg(long, default_value = "bus-pedestrian")]
+        scenario: String,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Length [s]; defaults to the scenario's.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Connect many lightweight vehicles to a running RSU and print latency histograms.
+    Swarm {
+        /// The RSU's UDP address.
+        #[arg(long)]
+        rsu: SocketAddr,
+        /// PKI folder made by `rsu certs init --vehicles N` (the first N vehicle certificates
+        /// in vehicles/ are used).
+        #[arg(long)]
+        pki: PathBuf,
+        /// Name the RSU's certificate is valid for.
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+        /// Number of vehicles.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        /// How long each stays connected [s].
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Subscription radius [m].
+        #[arg(long, default_value_t = 300)]
+        radius: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +119,10 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
+    let site_model = || -> anyhow::Result<Arc<SiteModel>> {
+        let dir = default_site_dir();
+        Ok(Arc::new(SiteModel::load(&dir).with_context(|| format!("loading site {}", dir.display()))?))
+    };
     match Cli::parse().command {
         Command::Scenarios { verbose } => {
             for s in &CATALOGUE {
@@ -78,6 +151,140 @@ fn main() -> anyhow::Result<()> {
                 summary.max_participants
             );
         }
+        Command::Live { rsu, pki, server_name, scenario, seed, duration, no_v2x, out } => {
+            let site = site_model()?;
+            let info = vehicle_sim::scenario::find(&scenario)
+                .with_context(|| format!("unknown scenario {scenario:?}; `vehicle-sim scenarios` lists them"))?;
+            let sensors = client_settings(&pki, "sensors", rsu, &server_name, None)?;
+            let vehicles = client_settings(&pki, "vehicles", rsu, &server_name, None)?;
+            let setup = vehicle_sim::live::LiveSetup {
+                scenario: scenario.clone(),
+                seed,
+                duration_s: duration.unwrap_or(info.default_duration_s),
+                site,
+                car: CarConfig { use_v2x: !no_v2x, ..CarConfig::default() },
+                sensors,
+                vehicles,
+                subscription_radius_m: 300,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let outcome = runtime
+                .block_on(vehicle_sim::live::run(setup, |s| {
+                    eprint!(
+                        "\r  t={:>5.1}/{:.0} s  events {:>3}  frames {:>5}  ",
+                        s.elapsed_s, s.duration_s, s.events, s.frames_received
+                    );
+                }))
+                .context("live run")?;
+            eprintln!();
+            for car in &outcome.cars {
+                for e in &car.events {
+                    println!("{}", vehicle_sim::live::describe(&car.v2x_id, e));
+                }
+                for h in &car.hazards {
+                    match (h.min_gap_m, h.closest_at_s) {
+                        (Some(gap), Some(at)) => println!(
+                            "{}: closest to {} #{} in its path: {gap:.2} m at t={at:.1} s (collided: {})",
+                            car.v2x_id, h.class, h.actor_id, car.collided
+                        ),
+                        _ => println!("{}: {} #{} never came into its path", car.v2x_id, h.class, h.actor_id),
+                    }
+                }
+                println!(
+                    "{}: {} frames, {} lost, latency p50 {:?} ms p99 {:?} ms",
+                    car.v2x_id, car.link.frames, car.link.lost, car.link.latency_ms.p50, car.link.latency_ms.p99
+                );
+            }
+            if let Some(path) = out {
+                let text = serde_json::to_string_pretty(&outcome.cars).context("serialising the outcome")?;
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Command::Compare { scenario, seed, duration } => {
+            let site = site_model()?;
+            let info = vehicle_sim::scenario::find(&scenario)
+                .with_context(|| format!("unknown scenario {scenario:?}; `vehicle-sim scenarios` lists them"))?;
+            for v2x in [true, false] {
+                let config = CarConfig { use_v2x: v2x, ..CarConfig::default() };
+                let outcome = vehicle_sim::cosim::run_offline(
+                    &site,
+                    &scenario,
+                    seed,
+                    duration.unwrap_or(info.default_duration_s),
+                    &config,
+                )
+                .with_context(|| format!("running {scenario}"))?;
+                println!("{}", if v2x { "with V2X" } else { "without V2X" });
+                for car in &outcome.cars {
+                    for e in &car.events {
+                        println!("  {}", vehicle_sim::cosim::describe(&car.v2x_id, e));
+                    }
+                    for h in &car.hazards {
+                        println!(
+                            "  {} and {} #{}: closest in its path {}, V2X lead time {}, collided: {}",
+                            car.v2x_id,
+                            h.class,
+                            h.actor_id,
+                            h.min_gap_m.map_or("never in its path".to_owned(), |g| format!("{g:.2} m")),
+                            h.v2x_lead_time_s.map_or("none".to_owned(), |l| format!("{l:.1} s")),
+                            car.collided
+                        );
+                    }
+                }
+            }
+        }
+        Command::Swarm { rsu, pki, server_name, count, duration, radius } => {
+            let vehicles: Vec<ClientSettings> =
+                client_settings(&pki, "vehicles", rsu, &server_name, Some(count))?.into_values().collect();
+            if vehicles.len() < count {
+                anyhow::bail!(
+                    "{} has {} vehicle certificates, {count} needed (`rsu certs init --vehicles {count}`)",
+                    pki.join("vehicles").display(),
+                    vehicles.len()
+                );
+            }
+            let setup = vehicle_sim::swarm::SwarmSetup {
+                vehicles,
+                site: site_model()?,
+                duration_s: duration,
+                radius_m: radius,
+                seed: 1,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = runtime.block_on(vehicle_sim::swarm::run(setup)).context("swarm")?;
+            print!("{}", vehicle_sim::swarm::render(&report));
+            if report.connected == 0 {
+                anyhow::bail!("no vehicle could connect");
+            }
+        }
     }
     Ok(())
+}
+
+/// Client settings for every certificate `<pki>/<sub>/<id>.pem` (with its `.key`), by id; at most
+/// `limit` (in name order).
+fn client_settings(
+    pki: &Path,
+    sub: &str,
+    rsu: SocketAddr,
+    server_name: &str,
+    limit: Option<usize>,
+) -> anyhow::Result<BTreeMap<String, ClientSettings>> {
+    let dir = pki.join(sub);
+    let mut pems: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+        .collect();
+    pems.sort();
+    pems.truncate(limit.unwrap_or(usize::MAX));
+    let ca = pki.join("ca.pem");
+    let mut out = BTreeMap::new();
+    for cert in pems {
+        let key = cert.with_extension("key");
+        let settings = ClientSettings::from_files(rsu, server_name, &ca, &cert, &key)
+            .with_context(|| format!("loading {}", cert.display()))?;
+        out.insert(settings.identity.id.clone(), settings);
+    }
+    Ok(out)
 }

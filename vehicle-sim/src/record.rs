@@ -75,8 +75,14 @@ pub struct Simulation {
     pub scenario: Scenario,
     /// The seed.
     pub seed: u64,
+    /// Whether connected vehicles' self-reports are produced here (a live run has its cars
+    /// report themselves).
+    pub self_reports: bool,
     sensors: Vec<SensorSim>,
     reporters: BTreeMap<String, SelfReporter>,
+    /// Frames in flight: (arrival, capture order, frame).
+    pending: Vec<(Timestamp, u64, SensorFrame)>,
+    order: u64,
 }
 
 impl Simulation {
@@ -99,7 +105,15 @@ impl Simulation {
                 sim
             })
             .collect();
-        Simulation { scenario, seed, sensors, reporters: BTreeMap::new() }
+        Simulation {
+            scenario,
+            seed,
+            self_reports: true,
+            sensors,
+            reporters: BTreeMap::new(),
+            pending: Vec::new(),
+            order: 0,
+        }
     }
 
     /// The sensors.
@@ -110,52 +124,66 @@ impl Simulation {
     /// Runs for `duration_s` and hands every output to `emit`, in arrival order.
     pub fn run<E>(&mut self, duration_s: f64, mut emit: impl FnMut(Output) -> Result<(), E>) -> Result<RunSummary, E> {
         let total_steps = (duration_s * 1e9 / STEP_NS as f64).round() as u64;
-        let half_step_s = 0.5 * STEP_NS as f64 * 1e-9;
-        let site = self.scenario.world.site().clone();
-        let start = self.scenario.world.start_time();
-        let env = self.scenario.environment;
         let mut summary = RunSummary::default();
-        let mut pending: Vec<(Timestamp, u64, SensorFrame)> = Vec::new();
-        let mut order = 0_u64;
         for step in 0..=total_steps {
-            let world = &self.scenario.world;
-            let (now, elapsed_s) = (world.time(), world.elapsed_s());
-            let truth = world.truth();
-            if step % GROUND_TRUTH_EVERY_STEPS == 0 {
-                summary.truth_frames += 1;
-                summary.max_participants = summary.max_participants.max(truth.len());
-                emit(Output::Truth(ground_truth_frame(now, &truth, &world.lights())))?;
-            }
-            if step % SELF_REPORT_EVERY_STEPS == 0 {
-                for t in truth.iter().filter(|t| t.v2x_id.is_some()) {
-                    let id = t.v2x_id.clone().unwrap_or_default();
-                    let stream = 1000 + u64::from(t.id);
-                    let reporter =
-                        self.reporters.entry(id.clone()).or_insert_with(|| SelfReporter::new(id, self.seed, stream));
-                    summary.vehicle_states += 1;
-                    emit(Output::Vehicle(reporter.report(&site, t, now, elapsed_s)))?;
-                }
-            }
-            for sensor in &mut self.sensors {
-                while sensor.next_trigger_s() < elapsed_s + half_step_s {
-                    if let Some(delivered) = sensor.capture(start, elapsed_s, &truth, &site.buildings, &env) {
-                        pending.push((delivered.arrival, order, delivered.frame));
-                        order += 1;
-                    }
-                }
-            }
             let last = step == total_steps;
-            pending.sort_by_key(|(arrival, order, _)| (*arrival, *order));
-            let due = if last { pending.len() } else { pending.partition_point(|(arrival, _, _)| *arrival <= now) };
-            for (_, _, frame) in pending.drain(..due) {
-                summary.sensor_frames += 1;
-                emit(Output::Sensor(frame))?;
-            }
+            self.emit_step(last, &mut summary, &mut emit)?;
             if !last {
                 self.scenario.world.step();
             }
         }
         Ok(summary)
+    }
+
+    /// Hands `emit` what the world produces at its current step, without advancing it: ground
+    /// truth every [`GROUND_TRUTH_EVERY_STEPS`], self-reports every [`SELF_REPORT_EVERY_STEPS`],
+    /// the sensor frames captured by now and the ones that have arrived by now (with `flush`,
+    /// every frame still in flight). Counts them into `summary`.
+    pub fn emit_step<E>(
+        &mut self,
+        flush: bool,
+        summary: &mut RunSummary,
+        emit: &mut impl FnMut(Output) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let half_step_s = 0.5 * STEP_NS as f64 * 1e-9;
+        let world = &self.scenario.world;
+        let site = world.site().clone();
+        let start = world.start_time();
+        let env = self.scenario.environment;
+        let step = world.steps();
+        let (now, elapsed_s) = (world.time(), world.elapsed_s());
+        let truth = world.truth();
+        if step.is_multiple_of(GROUND_TRUTH_EVERY_STEPS) {
+            summary.truth_frames += 1;
+            summary.max_participants = summary.max_participants.max(truth.len());
+            emit(Output::Truth(ground_truth_frame(now, &truth, &world.lights())))?;
+        }
+        if self.self_reports && step.is_multiple_of(SELF_REPORT_EVERY_STEPS) {
+            for t in truth.iter().filter(|t| t.v2x_id.is_some()) {
+                let id = t.v2x_id.clone().unwrap_or_default();
+                let stream = 1000 + u64::from(t.id);
+                let reporter =
+                    self.reporters.entry(id.clone()).or_insert_with(|| SelfReporter::new(id, self.seed, stream));
+                summary.vehicle_states += 1;
+                emit(Output::Vehicle(reporter.report(&site, t, now, elapsed_s)))?;
+            }
+        }
+        for sensor in &mut self.sensors {
+            while sensor.next_trigger_s() < elapsed_s + half_step_s {
+                if let Some(delivered) = sensor.capture(start, elapsed_s, &truth, &site.buildings, &env) {
+                    self.pending.push((delivered.arrival, self.order, delivered.frame));
+                    self.order += 1;
+                }
+            }
+        }
+        self.pending.sort_by_key(|(arrival, order, _)| (*arrival, *order));
+        let due =
+            if flush { self.pending.len() } else { self.pending.partition_point(|(arrival, _, _)| *arrival <= now) };
+        for (_, _, frame) in self.pending.drain(..due) {
+            summary.sensor_frames += 1;
+            emit(Output::Sensor(frame))?;
+        }
+        Ok(())
     }
 }
 

@@ -161,6 +161,10 @@ pub struct Scenario {
     pub environment: Environment,
     /// Sensor outages.
     pub outages: Vec<Outage>,
+    /// The actors the scenario is about: the hidden road users its connected vehicles must be
+    /// warned of (the pedestrian behind the bus, the red-light runner, ...). Empty for traffic
+    /// and stress scenarios.
+    pub hazards: Vec<u32>,
 }
 
 /// Start of daytime runs: 2026-07-16 10:00 Beijing time (02:00 UTC).
@@ -177,7 +181,8 @@ pub fn find(name: &str) -> Option<&'static ScenarioInfo> {
 pub fn build(name: &str, site: Arc<SiteModel>, seed: u64) -> Result<Scenario, ScenarioError> {
     let info = *find(name).ok_or_else(|| ScenarioError::Unknown(name.to_owned()))?;
     let night = name == "camera-night";
-    let mut b = Builder { world: World::new(site, if night { NIGHT_START } else { DAY_START }, seed) };
+    let mut b =
+        Builder { world: World::new(site, if night { NIGHT_START } else { DAY_START }, seed), hazards: Vec::new() };
     let mut outages = Vec::new();
     match name {
         "bus-pedestrian" => b.bus_pedestrian()?,
@@ -202,12 +207,13 @@ pub fn build(name: &str, site: Arc<SiteModel>, seed: u64) -> Result<Scenario, Sc
         "tunnel-exit-gnss" => b.tunnel_exit()?,
         _ => return Err(ScenarioError::Unknown(name.to_owned())),
     }
-    Ok(Scenario { info, world: b.world, environment: Environment { night, rain: false }, outages })
+    Ok(Scenario { info, world: b.world, environment: Environment { night, rain: false }, outages, hazards: b.hazards })
 }
 
 /// Scenario set-up helpers over a world.
 struct Builder {
     world: World,
+    hazards: Vec<u32>,
 }
 
 /// Arc length on `path` nearest to (x, y).
@@ -326,6 +332,7 @@ impl Builder {
         let crossing = self.line("jaywalk-bus", (-38.0, -11.0), (-38.0, 12.0))?;
         let ped = self.world.add_walker(crossing, 0.0, 1.4, false, true);
         self.world.schedule(3.6, ped, Action::Release);
+        self.hazards.push(ped);
         // Life around it: westbound traffic, a cyclist behind the car, people on the sidewalks.
         let wb2 = self.path("wb-2")?;
         for x in [-20.0, 40.0, 95.0] {
@@ -349,6 +356,7 @@ impl Builder {
             .world
             .add_vehicle(VehicleSpec::new(ObjectClass::Car, eb1.clone(), s_at(&eb1, -136.0, -1.75)).speed(13.9));
         self.world.apply(runner, Action::IgnoreSignals).ok();
+        self.hazards.push(runner);
         let eb2 = self.path("eb-2")?;
         for x in [-22.0, -30.0, -39.5] {
             let spec = VehicleSpec::new(ObjectClass::Car, eb2.clone(), s_at(&eb2, x, -5.25)).speed(11.0);
@@ -369,7 +377,10 @@ impl Builder {
         self.world.apply(truck, Action::StopAt(stop + 9.0)).ok();
         self.world.schedule(13.0, truck, Action::ClearStop);
         let eb2 = self.path("eb-2")?;
-        self.world.add_vehicle(VehicleSpec::new(ObjectClass::Car, eb2.clone(), s_at(&eb2, -135.0, -5.25)).speed(13.9));
+        let through = self
+            .world
+            .add_vehicle(VehicleSpec::new(ObjectClass::Car, eb2.clone(), s_at(&eb2, -135.0, -5.25)).speed(13.9));
+        self.hazards.push(through);
         self.world.add_vehicle(VehicleSpec::new(ObjectClass::Van, eb2.clone(), s_at(&eb2, -190.0, -5.25)).speed(13.0));
         self.walkers(&["walk-north-wb", "walk-west-sb"], 6)
     }
@@ -378,7 +389,8 @@ impl Builder {
         let eb2 = self.path("mlr-eb-2")?;
         let eb1 = self.path("mlr-eb-1")?;
         let y2 = eb2.line.pose_at(s_at(&eb2, 780.0, 394.0)).position.y;
-        self.world.add_static(ObjectClass::Car, Point2::new(780.0, y2), 0.0);
+        let stopped = self.world.add_static(ObjectClass::Car, Point2::new(780.0, y2), 0.0);
+        self.hazards.push(stopped);
         let truck = self
             .world
             .add_vehicle(VehicleSpec::new(ObjectClass::Truck, eb2.clone(), s_at(&eb2, 600.0, y2)).speed(16.7));
@@ -409,6 +421,7 @@ impl Builder {
             .world
             .add_vehicle(VehicleSpec::new(ObjectClass::Emergency, wb1.clone(), s_at(&wb1, 170.0, 1.75)).speed(16.7));
         self.world.apply(ev, Action::IgnoreSignals).ok();
+        self.hazards.push(ev);
         let sb = self.path("sb-1")?;
         let nb = self.path("nb-1")?;
         let cv = self.world.add_vehicle(

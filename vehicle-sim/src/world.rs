@@ -249,6 +249,31 @@ impl World {
         self.start_time
     }
 
+    /// Moves the whole run to start at `start_time` (a live run starts at the wall clock).
+    pub fn set_start_time(&mut self, start_time: Timestamp) {
+        self.start_time = start_time;
+    }
+
+    /// Sets (or with `None` clears) the acceleration bound a driver-assistance system puts on
+    /// vehicle `actor` [m/s²].
+    pub fn set_assist(&mut self, actor: u32, accel_mps2: Option<f64>) -> Result<(), UnknownActor> {
+        let a = self.actors.iter_mut().find(|a| a.id == actor).ok_or(UnknownActor(actor))?;
+        if let Some(d) = a.driver_mut() {
+            d.assist_accel_mps2 = accel_mps2.filter(|a| a.is_finite());
+        }
+        Ok(())
+    }
+
+    /// The path a vehicle follows, its progress along it [m] (its route, as its navigation knows
+    /// it) and its driver's desired speed [m/s]; `None` for walkers, parked vehicles and unknown
+    /// ids.
+    pub fn route(&self, actor: u32) -> Option<(Arc<Path>, f64, f64)> {
+        match &self.actor(actor)?.motion {
+            Motion::Vehicle(d) => Some((d.path.clone(), d.s_m, d.desired_speed_mps)),
+            _ => None,
+        }
+    }
+
     /// Seconds since the start [s].
     pub fn elapsed_s(&self) -> f64 {
         self.steps as f64 * STEP_NS as f64 * 1e-9
@@ -318,6 +343,7 @@ impl World {
             leader: None,
             allowed_speed_mps: f64::INFINITY,
             noticed: Vec::new(),
+            assist_accel_mps2: None,
             path: spec.path,
         };
         self.push(spec.class, size, spec.v2x_id, state, Motion::Vehicle(Box::new(driver)))

@@ -1,0 +1,75 @@
+//! `rsu demo` end to end: the real `rsu` executable plays the bus-pedestrian scenario twice
+//! against a real `rsu serve` child process over loopback QUIC with mutual TLS, and every file it
+//! writes must be valid: the summary shows the cooperative benefit, the replay log reads back in
+//! strict mode with every kind of message, and the rerun recording decodes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use v2x_replays::{ReplayBody, ReplayReader};
+
+/// The `rsu` executable next to this test's (cargo builds it with the workspace).
+fn rsu_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
+    let bin = dir.join(format!("rsu{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (it builds the rsu executable)", bin.display());
+    bin
+}
+
+#[test]
+fn the_demo_shows_the_cooperative_benefit_and_writes_valid_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("demo-out");
+    let output =
+        Command::new(rsu_bin()).args(["demo", "--duration-s", "10", "--out"]).arg(&out).output().expect("run rsu demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "rsu demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("with V2X") && stdout.contains("without V2X"), "{stdout}");
+
+    // The summary: the benefit of V2X, from the models.
+    let text = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
+    let summary: serde_json::Value = serde_json::from_str(&text).expect("summary is JSON");
+    let c = &summary["comparison"];
+    assert_eq!(c["car"], "cv-bus-ped");
+    assert_eq!(c["hazard_class"], "pedestrian");
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("a number, not {v}: {text}"));
+    let (warn_with, warn_without) = (num(&c["first_warning_s"][0]), num(&c["first_warning_s"][1]));
+    assert!(warn_without - warn_with > 1.0, "warned at {warn_with} s with V2X, {warn_without} s without");
+    let (gap_with, gap_without) = (num(&c["min_gap_m"][0]), num(&c["min_gap_m"][1]));
+    assert!(gap_with > gap_without, "closest {gap_with} m with V2X, {gap_without} m without");
+    assert_eq!(c["collided"][0], false, "with V2X the car stops in time");
+    assert!(num(&c["v2x_lead_time_s"]) > 1.0);
+    let link = &summary["runs"][0]["cars"][0]["link"];
+    assert!(num(&link["frames"]) >= 50.0, "the car received the RSU's frames: {link}");
+    let p99 = num(&link["latency_ms"]["p99"]);
+    assert!(p99 > 0.0 && p99 < 1000.0, "capture-to-receipt p99 {p99} ms");
+    assert_eq!(summary["runs"][1]["cars"][0]["link"]["frames"], 0, "without V2X the car is not connected");
+
+    // The replay log of the V2X run: strict reading, every kind of message, the scenario named.
+    let log = out.join("demo.mcap");
+    let reader = ReplayReader::open(&log).expect("demo.mcap opens");
+    assert_eq!(reader.meta().scenario, "bus-pedestrian");
+    let (mut sensors, mut truth, mut vehicles, mut broadcasts) = (0, 0, 0, 0);
+    for item in reader {
+        match item.expect("every message decodes").body {
+            ReplayBody::Sensor(_) => sensors += 1,
+            ReplayBody::GroundTruth(_) => truth += 1,
+            ReplayBody::Vehicle(_) => vehicles += 1,
+            ReplayBody::Roadside(_) => broadcasts += 1,
+            ReplayBody::Meta(_) => {}
+        }
+    }
+    assert!(
+        sensors > 500 && truth >= 190 && vehicles >= 50 && broadcasts >= 50,
+        "{sensors} {truth} {vehicles} {broadcasts}"
+    );
+
+    // The rerun recording decodes and holds both runs.
+    let stats = rsu::live_view::rrd_stats(&out.join("demo.rrd")).expect("demo.rrd decodes");
+    assert!(stats.data_messages >= 10, "{stats:?}");
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(html.to_ascii_lowercase().starts_with("<!doctype html>"), "{}", &html[..60.min(html.len())]);
+    assert!(!out.join(".work").exists(), "the working files are cleaned up");
+}
