@@ -9,16 +9,19 @@ use anyhow::Context;
 use v2x_link::pki::{default_server_names, write_dev_pki};
 
 /// Creates the PKI in `out` for RSU `rsu_id` with `vehicles` vehicle certificates named
-/// `veh-0001`.. and one sensor certificate per id in `sensors`; extra server names (DNS or IP)
-/// are added to the defaults (`localhost`, `rsu.local`, `127.0.0.1`, `::1`).
+/// `veh-0001`.., one per id in `named_vehicles`, and one sensor certificate per id in `sensors`;
+/// extra server names (DNS or IP) are added to the defaults (`localhost`, `rsu.local`,
+/// `127.0.0.1`, `::1`).
 pub fn init(
     out: &Path,
     rsu_id: &str,
     vehicles: usize,
+    named_vehicles: &[String],
     sensors: &[String],
     extra_names: &[String],
 ) -> anyhow::Result<()> {
-    let vehicle_ids: Vec<String> = (1..=vehicles).map(|i| format!("veh-{i:04}")).collect();
+    let mut vehicle_ids: Vec<String> = (1..=vehicles).map(|i| format!("veh-{i:04}")).collect();
+    vehicle_ids.extend(named_vehicles.iter().cloned());
     let mut names = default_server_names();
     names.extend(extra_names.iter().cloned());
     let files = write_dev_pki(out, rsu_id, &names, &vehicle_ids, sensors)

@@ -74,6 +74,10 @@ enum CertsCommand {
         /// Number of vehicle certificates (veh-0001, veh-0002, ...).
         #[arg(long, default_value_t = 4)]
         vehicles: usize,
+        /// Further vehicle certificates with these ids, comma-separated (e.g. the connected
+        /// vehicles of a scenario: cv-bus-ped).
+        #[arg(long, value_delimiter = ',')]
+        vehicle_ids: Vec<String>,
         /// Sensor ids, comma-separated (they must match the site's sensor ids).
         #[arg(long, value_delimiter = ',')]
         sensors: Vec<String>,
@@ -111,8 +115,10 @@ fn main() -> ExitCode {
         Command::Replay { command } => replay_cmd::run(command),
         Command::Log { command: LogCommand::Info { file, recover, json } } => log_info::run(&file, recover, json),
         Command::Serve { config, rerun } => run_serve(&config, rerun),
-        Command::Certs { command: CertsCommand::Init { out, rsu_id, vehicles, sensors, server_names } } => {
-            rsu::certs::init(&out, &rsu_id, vehicles, &sensors, &server_names).map(|()| ExitCode::SUCCESS)
+        Command::Certs {
+            command: CertsCommand::Init { out, rsu_id, vehicles, vehicle_ids, sensors, server_names },
+        } => {
+            rsu::certs::init(&out, &rsu_id, vehicles, &vehicle_ids, &sensors, &server_names).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {

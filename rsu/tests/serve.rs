@@ -471,3 +471,35 @@ async fn connections_beyond_the_limit_are_refused_as_busy() {
     frame_with(&mut first, 0).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_of_vehicles_is_served_and_measures_latency() {
+    let fixture = Fixture::new("");
+    let server = start(&fixture);
+    let sensor = Arc::new(SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor connects"));
+    let stop = CancellationToken::new();
+    let feeder = feed_sensor(sensor.clone(), stop.clone());
+    let site = vehicle_sim::site::SiteModel::load(&vehicle_sim::site::default_site_dir()).expect("site");
+    let setup = vehicle_sim::swarm::SwarmSetup {
+        vehicles: common::VEHICLES.iter().map(|v| fixture.vehicle(server.addr, v)).collect(),
+        site: Arc::new(site),
+        duration_s: 3.0,
+        radius_m: 300,
+        seed: 1,
+    };
+    let report = vehicle_sim::swarm::run(setup).await.expect("swarm");
+    stop.cancel();
+    feeder.await.expect("feeder");
+    let text = vehicle_sim::swarm::render(&report);
+    assert_eq!(report.connected, 4, "{text}");
+    // 20 Hz for about 3 s each (the first second spreads the connections).
+    assert!(report.frames >= 4 * 30, "{text}");
+    assert!(report.states_sent >= 4 * 20 && report.state_errors == 0, "{text}");
+    let capture = &report.capture_to_receipt_us;
+    assert!(capture.len() >= 100, "frames carry the lidar's capture time: {text}");
+    assert!(capture.value_at_quantile(0.5) > 0 && capture.value_at_quantile(0.99) < 1_000_000, "{text}");
+    assert!(text.contains("capture→receipt") && text.contains("p99"), "{text}");
+    let taken = server.stats.vehicle_states_in.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(taken >= 4 * 20, "the RSU took the swarm's states in: {taken}");
+    server.stop().await;
+}

@@ -114,8 +114,12 @@ pub async fn run(setup: LiveSetup, mut progress: impl FnMut(&Status)) -> Result<
         clients.push(Some(client));
     }
     drop(frames_tx);
-    // Connecting took time: the world starts now.
-    cosim.restart_at(wall_now());
+    // Connecting took time: the world starts at the next whole second of the wall clock (as
+    // recorded scenarios do, so a replay of this run ticks in the same phase as theirs).
+    let now = wall_now();
+    let start = Timestamp::from_nanos((now.as_nanos() / 1_000_000_000 + 1) * 1_000_000_000);
+    tokio::time::sleep(Duration::from_secs_f64(start.secs_since(now).max(0.0))).await;
+    cosim.restart_at(start);
     let started = Instant::now();
     let send_errors = Arc::new(AtomicU64::new(0));
     let mut in_flight = tokio::task::JoinSet::new();

@@ -273,6 +273,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         summary.replay.position_rmse_m,
         if summary.replay.passed { "PASS" } else { "FAIL" }
     );
+    for check in report.checks.iter().filter(|c| !c.passed) {
+        println!("    failing {}: {}", check.name, check.message);
+    }
     println!(
         "  wrote {} ({} messages), {}, {} and {} in {:.0} s",
         rrd.display(),
