@@ -281,19 +281,64 @@ mod tests {
         let files = recorder.finish().expect("finish");
         assert!(files.len() >= 2, "rotated by age: {files:?}");
         assert_eq!(recordings_in(dir.path()).expect("list"), files);
-        let mut kinds = Vec::new();
-        for file in &files {
-            let reader = ReplayReader::open_with(file, OpenOptions { mode: ReadMode::Strict, ..Default::default() })
-                .expect("open");
-            for message in reader {
-                match message.expect("message").body {
-                    ReplayBody::Sensor(_) => kinds.push("sensor"),
-                    ReplayBody::Vehicle(_) => kinds.push("vehicle"),
-                    ReplayBody::Roadside(_) => kinds.push("roadside"),
-                    _ => {}
-                }
+        let kinds: Vec<&str> = read_all(&files)
+            .iter()
+            .filter_map(|body| match body {
+                ReplayBody::Sensor(_) => Some("sensor"),
+                ReplayBody::Vehicle(_) => Some("vehicle"),
+                ReplayBody::Roadside(_) => Some("roadside"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds, vec!["sensor", "vehicle", "roadside"]);
+    }
+
+    #[test]
+    fn recordings_rotate_by_size_and_lose_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordingConfig {
+            enabled: true,
+            dir: dir.path().to_owned(),
+            rotate_bytes: 16 * 1024,
+            rotate_s: 3600.0,
+            fsync_interval_s: 0.05,
+        };
+        let stats = Arc::new(Stats::default());
+        let recorder = Recorder::start(&config, &v2x_proto::sample::site(), "rsu-1", 1024, stats).expect("start");
+        for count in 0..120u32 {
+            let mut frame = v2x_proto::sample::intersection_frame(40, u64::from(count));
+            frame.rsu_id = "rsu-1".into();
+            frame.message_count = count;
+            recorder.record(Record::Roadside(Arc::new(frame)));
+            if count % 10 == 9 {
+                // Let the fsync schedule (and with it the size check) run.
+                std::thread::sleep(Duration::from_millis(80));
             }
         }
-        assert_eq!(kinds, vec!["sensor", "vehicle", "roadside"]);
+        let files = recorder.finish().expect("finish");
+        assert!(files.len() >= 3, "rotated by size: {files:?}");
+        for file in &files[..files.len() - 1] {
+            let size = std::fs::metadata(file).expect("metadata").len();
+            assert!(size >= 16 * 1024, "{} rotated at {size} bytes", file.display());
+        }
+        let counts: Vec<u32> = read_all(&files)
+            .iter()
+            .filter_map(|body| match body {
+                ReplayBody::Roadside(f) => Some(f.message_count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts, (0..120).collect::<Vec<u32>>(), "every frame once, in order, across the files");
+    }
+
+    /// Every message of `files`, read strictly, in order.
+    fn read_all(files: &[PathBuf]) -> Vec<ReplayBody> {
+        let mut out = Vec::new();
+        for file in files {
+            let reader = ReplayReader::open_with(file, OpenOptions { mode: ReadMode::Strict, ..Default::default() })
+                .expect("open");
+            out.extend(reader.map(|m| m.expect("message").body));
+        }
+        out
     }
 }

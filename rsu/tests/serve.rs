@@ -503,3 +503,28 @@ async fn a_swarm_of_vehicles_is_served_and_measures_latency() {
     assert!(taken >= 4 * 20, "the RSU took the swarm's states in: {taken}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_time_out_and_live_ones_stay() {
+    let fixture = Fixture::new("idle_timeout_s = 1.0\n");
+    let server = start(&fixture);
+    let with_keep_alive = |id: &str, keep_alive_s: Option<f64>| {
+        let (_, paths) = fixture.pki.sensors.iter().find(|(s, _)| s == id).expect("sensor certificate");
+        let mut settings = fixture.sensor(server.addr, id);
+        let cert = CertKey::load(&paths.cert, &paths.key).expect("cert");
+        let tls = client_tls(load_roots(&fixture.pki.ca_cert).expect("roots"), Some(&cert), &[ALPN]).expect("tls");
+        let limits = TransportLimits { idle_timeout_s: 60.0, keep_alive_s, ..TransportLimits::client_default() };
+        settings.quic = quinn_client(tls, &limits).expect("quinn");
+        settings
+    };
+    let silent = SensorClient::connect(&with_keep_alive(LIDAR, None)).await.expect("silent sensor connects");
+    let alive = SensorClient::connect(&with_keep_alive("cam-n", Some(0.3))).await.expect("live sensor connects");
+    let started = Instant::now();
+    let reason = tokio::time::timeout(PATIENCE, silent.connection().closed()).await.expect("closed in time");
+    assert!(matches!(reason, quinn::ConnectionError::TimedOut), "{reason:?}");
+    let after_s = started.elapsed().as_secs_f64();
+    assert!((0.5..5.0).contains(&after_s), "closed {after_s} s after the handshake (idle timeout 1 s)");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(alive.connection().close_reason().is_none(), "a client sending keep-alives is not idle");
+    server.stop().await;
+}
