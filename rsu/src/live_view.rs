@@ -6,6 +6,7 @@
 //! Entity paths: `site/sensors`, `site/ground`, `detections/<sensor id>`,
 //! `cameras/<sensor id>/detections`, `tracks`, `vehicles`. A [`LiveView::scoped`] view puts them
 //! under a prefix and can log on a `scenario_time` timeline instead (the demo's two runs).
+//! [`LiveView::log_map`] adds a site's lanes, walkways, crosswalks and buildings (`map/...`).
 //! [`rrd_stats`] decodes a saved recording, to check it.
 
 use std::collections::BTreeMap;
@@ -138,6 +139,55 @@ impl LiveView {
         }
     }
 
+    /// Logs the site's map as static line strips: lanes and routes (`map/lanes`), walkways,
+    /// crosswalks and building outlines (base and roof).
+    pub fn log_map(&self, site: &vehicle_sim::site::SiteModel) {
+        let view = self;
+        let lines = |kinds: &[vehicle_sim::site::PathKind]| -> Vec<Vec<[f32; 3]>> {
+            site.paths
+                .values()
+                .filter(|p| kinds.contains(&p.kind))
+                .map(|p| {
+                    let mut pts = strip(p.line.points().iter().map(|q| (q.x, q.y)), 0.02);
+                    if p.line.is_closed()
+                        && let Some(first) = pts.first().copied()
+                    {
+                        pts.push(first);
+                    }
+                    pts
+                })
+                .collect()
+        };
+        let lanes =
+            rerun::LineStrips3D::new(lines(&[vehicle_sim::site::PathKind::Lane, vehicle_sim::site::PathKind::Route]))
+                .with_colors([rerun::Color::from_rgb(90, 90, 100)]);
+        view.log_static("map/lanes", &lanes);
+        let walkways = rerun::LineStrips3D::new(lines(&[vehicle_sim::site::PathKind::Walkway]))
+            .with_colors([rerun::Color::from_rgb(70, 120, 70)]);
+        view.log_static("map/walkways", &walkways);
+        let closed = |polygon: &[nalgebra::Point2<f64>], z: f64| {
+            let mut pts = strip(polygon.iter().map(|q| (q.x, q.y)), z);
+            if let Some(first) = pts.first().copied() {
+                pts.push(first);
+            }
+            pts
+        };
+        let crosswalks: Vec<_> = site.crosswalks.iter().map(|a| closed(&a.polygon, 0.03)).collect();
+        view.log_static(
+            "map/crosswalks",
+            &rerun::LineStrips3D::new(crosswalks).with_colors([rerun::Color::from_rgb(220, 220, 220)]),
+        );
+        let buildings: Vec<_> = site
+            .buildings
+            .iter()
+            .flat_map(|b| [closed(&b.polygon, b.base_z_m), closed(&b.polygon, b.top_z_m)])
+            .collect();
+        view.log_static(
+            "map/buildings",
+            &rerun::LineStrips3D::new(buildings).with_colors([rerun::Color::from_rgb(140, 110, 90)]),
+        );
+    }
+
     /// Sets the view's timeline to `t`.
     pub fn set_time(&self, t: Timestamp) {
         match self.clock {
@@ -239,6 +289,11 @@ impl LiveView {
     }
 }
 
+/// Points (x, y) at height `z` [m] as rerun positions.
+fn strip(points: impl Iterator<Item = (f64, f64)>, z: f64) -> Vec<[f32; 3]> {
+    points.map(|(x, y)| [x as f32, y as f32, z as f32]).collect()
+}
+
 /// Boxes from (centre [m], size, yaw about up [rad]) with labels.
 pub fn oriented_boxes(
     boxes: impl Iterator<Item = (Point3<f64>, BoxSize, f64)>,
@@ -255,19 +310,21 @@ pub fn oriented_boxes(
         .with_labels(labels.collect::<Vec<_>>())
 }
 
-/// What an `.rrd` file holds: messages decoded, and how many carry data.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+/// What an `.rrd` file holds: messages decoded, how many carry data, and the entity paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RrdStats {
     /// Messages.
     pub messages: usize,
     /// Data (Arrow) messages.
     pub data_messages: usize,
+    /// Entity paths with data, sorted.
+    pub entities: std::collections::BTreeSet<String>,
 }
 
 /// Decodes every message of `path` (an error names the first undecodable one).
 pub fn rrd_stats(path: &Path) -> anyhow::Result<RrdStats> {
     use rerun::external::re_log_encoding::DecoderApp;
-    use rerun::external::re_log_types::LogMsg;
+    use rerun::log::{Chunk, LogMsg};
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let decoder = DecoderApp::decode_eager(std::io::BufReader::new(file))
         .with_context(|| format!("decoding {}", path.display()))?;
@@ -275,8 +332,11 @@ pub fn rrd_stats(path: &Path) -> anyhow::Result<RrdStats> {
     for msg in decoder {
         let msg = msg.with_context(|| format!("decoding {} after {} messages", path.display(), stats.messages))?;
         stats.messages += 1;
-        if matches!(msg, LogMsg::ArrowMsg(..)) {
+        if let LogMsg::ArrowMsg(_, arrow) = &msg {
             stats.data_messages += 1;
+            let chunk = Chunk::from_arrow_msg(arrow)
+                .with_context(|| format!("decoding a chunk of {} after {} messages", path.display(), stats.messages))?;
+            stats.entities.insert(chunk.entity_path().to_string());
         }
     }
     Ok(stats)
@@ -315,6 +375,7 @@ mod tests {
         assert!(size > 1000, "rrd has {size} bytes");
         let stats = rrd_stats(&path).expect("decodes");
         assert!(stats.data_messages >= 5, "{stats:?}");
+        assert!(stats.entities.contains("/site/sensors") && stats.entities.contains("/vehicles"), "{stats:?}");
         std::fs::write(&path, b"RRF2 but not really").expect("overwrite");
         assert!(rrd_stats(&path).is_err(), "garbage is not an rrd");
     }

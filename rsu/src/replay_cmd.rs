@@ -158,6 +158,13 @@ fn write_review(
     let site = v2x_replays::pipeline::site_for(reader.meta(), config).context("applying the replay configuration")?;
     let view = LiveView::start(&RerunTarget::Save(rrd.to_path_buf()), &site)?;
     view.log_site(&site);
+    // The map, when the log is of the site we have the map of.
+    let map_dir = vehicle_sim::site::default_site_dir();
+    match vehicle_sim::site::SiteModel::load(&map_dir) {
+        Ok(model) if model.config.site_id == site.site_id => view.log_map(&model),
+        Ok(_) => tracing::info!(site = %site.site_id, "no map for this site: the review shows no lanes"),
+        Err(e) => tracing::warn!("loading the map {}: {e}", map_dir.display()),
+    }
     let enu = site.frame();
     let mut vehicles = std::collections::BTreeMap::new();
     replay(reader, config, |event| -> Result<(), std::convert::Infallible> {

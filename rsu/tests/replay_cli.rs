@@ -92,6 +92,20 @@ fn import_validate_break_and_run() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let bytes = std::fs::read(&rrd).expect("rrd written");
     assert!(bytes.len() > 10_000 && bytes.starts_with(b"RRF2"), "an rrd of {} bytes", bytes.len());
+    let stats = rsu::live_view::rrd_stats(&rrd).expect("the review decodes");
+    for entity in ["/site/sensors", "/site/coverage", "/detections/dair-lidar", "/ground_truth", "/tracks"] {
+        assert!(stats.entities.contains(entity), "{entity} in {:?}", stats.entities);
+    }
+    assert!(!stats.entities.contains("/map/lanes"), "no map for a site we have no map of");
+    // A log of the Yancheng site gets its map too.
+    let yancheng = Path::new(env!("CARGO_MANIFEST_DIR")).join("../replays/logs/bus-pedestrian.mcap");
+    let rrd = tmp.path().join("yancheng.rrd");
+    let out = rsu(&["replay", "validate", yancheng.to_str().expect("path"), "--rrd", rrd.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stats = rsu::live_view::rrd_stats(&rrd).expect("the review decodes");
+    for entity in ["/map/lanes", "/map/walkways", "/map/crosswalks", "/map/buildings", "/tracks"] {
+        assert!(stats.entities.contains(entity), "{entity} in {:?}", stats.entities);
+    }
 
     // The same log with the lidar extrinsic off by 2 m fails, and says why.
     let config = tmp.path().join("broken.toml");

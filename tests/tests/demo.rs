@@ -68,7 +68,19 @@ fn the_demo_shows_the_cooperative_benefit_and_writes_valid_files() {
 
     // The rerun recording decodes and holds both runs.
     let stats = rsu::live_view::rrd_stats(&out.join("demo.rrd")).expect("demo.rrd decodes");
-    assert!(stats.data_messages >= 10, "{stats:?}");
+    for run in ["with_v2x", "without_v2x"] {
+        for entity in
+            ["ground_truth", "rsu/tracks", "cars/cv-bus-ped/perceived", "cars/cv-bus-ped/events", "detections/lidar-sw"]
+        {
+            let path = format!("/{run}/{entity}");
+            assert!(stats.entities.contains(&path), "{path} in {:?}", stats.entities);
+        }
+    }
+    assert!(
+        stats.entities.contains("/map/lanes") && stats.entities.contains("/with_v2x/site/coverage"),
+        "{:?}",
+        stats.entities
+    );
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
     assert!(html.to_ascii_lowercase().starts_with("<!doctype html>"), "{}", &html[..60.min(html.len())]);
     assert!(!out.join(".work").exists(), "the working files are cleaned up");

@@ -258,7 +258,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             position_rmse_m: report.metrics.position_rmse_m,
             messages: counts,
         },
-        rrd: rrd_stats,
+        rrd: rrd_stats.clone(),
         files,
     };
     std::fs::write(&summary_path, serde_json::to_string_pretty(&summary).context("serialising the summary")?)

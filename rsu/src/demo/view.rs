@@ -2,7 +2,7 @@
 //! timeline (seconds since each run's start), so the viewer plays them in step.
 //!
 //! - `map/...` (static): lanes, walkways, crosswalks, building outlines; `site/...`: sensors.
-//! - `<run>/coverage`: the sensors' fields of view on the ground, as the RSU broadcasts them.
+//! - `<run>/site/coverage`: the sensors' fields of view on the ground, as the RSU broadcasts them.
 //! - `<run>/ground_truth`, `<run>/detections/<sensor>`, `<run>/cameras/<sensor>/detections`.
 //! - `<run>/rsu/tracks`: what the RSU broadcast.
 //! - `<run>/cars/<id>/perceived`: what the car perceived, coloured by source (blue: its own
@@ -16,7 +16,7 @@ use nalgebra::Point3;
 use rsu_fusion::{BoxSize, RoadsideFrame, Timestamp};
 use vehicle_sim::adas::{EventKind, Function};
 use vehicle_sim::live::{LiveOutcome, describe};
-use vehicle_sim::site::{PathKind, SiteModel};
+use vehicle_sim::site::SiteModel;
 
 use rsu::live_view::{Clock, LiveView, oriented_boxes};
 
@@ -38,59 +38,13 @@ pub fn write(path: &Path, site: &SiteModel, runs: &[RunView<'_>]) -> anyhow::Res
     let base = LiveView::scoped(rec.clone(), "", Clock::SinceStart(Timestamp::EPOCH));
     base.log_static("/", &rerun::ViewCoordinates::RIGHT_HAND_Z_UP());
     base.log_site(&site.config);
-    log_map(&base, site);
+    base.log_map(site);
     for run in runs {
         let view = LiveView::scoped(rec.clone(), run.label, Clock::SinceStart(run.outcome.start));
         log_run(&view, site, run);
     }
     rec.flush_blocking().context("rerun: flushing demo.rrd")?;
     Ok(())
-}
-
-fn strip(points: impl Iterator<Item = (f64, f64)>, z: f64) -> Vec<[f32; 3]> {
-    points.map(|(x, y)| [x as f32, y as f32, z as f32]).collect()
-}
-
-fn log_map(view: &LiveView, site: &SiteModel) {
-    let lines = |kinds: &[PathKind]| -> Vec<Vec<[f32; 3]>> {
-        site.paths
-            .values()
-            .filter(|p| kinds.contains(&p.kind))
-            .map(|p| {
-                let mut pts = strip(p.line.points().iter().map(|q| (q.x, q.y)), 0.02);
-                if p.line.is_closed()
-                    && let Some(first) = pts.first().copied()
-                {
-                    pts.push(first);
-                }
-                pts
-            })
-            .collect()
-    };
-    let lanes = rerun::LineStrips3D::new(lines(&[PathKind::Lane, PathKind::Route]))
-        .with_colors([rerun::Color::from_rgb(90, 90, 100)]);
-    view.log_static("map/lanes", &lanes);
-    let walkways =
-        rerun::LineStrips3D::new(lines(&[PathKind::Walkway])).with_colors([rerun::Color::from_rgb(70, 120, 70)]);
-    view.log_static("map/walkways", &walkways);
-    let closed = |polygon: &[nalgebra::Point2<f64>], z: f64| {
-        let mut pts = strip(polygon.iter().map(|q| (q.x, q.y)), z);
-        if let Some(first) = pts.first().copied() {
-            pts.push(first);
-        }
-        pts
-    };
-    let crosswalks: Vec<_> = site.crosswalks.iter().map(|a| closed(&a.polygon, 0.03)).collect();
-    view.log_static(
-        "map/crosswalks",
-        &rerun::LineStrips3D::new(crosswalks).with_colors([rerun::Color::from_rgb(220, 220, 220)]),
-    );
-    let buildings: Vec<_> =
-        site.buildings.iter().flat_map(|b| [closed(&b.polygon, b.base_z_m), closed(&b.polygon, b.top_z_m)]).collect();
-    view.log_static(
-        "map/buildings",
-        &rerun::LineStrips3D::new(buildings).with_colors([rerun::Color::from_rgb(140, 110, 90)]),
-    );
 }
 
 fn log_run(view: &LiveView, site: &SiteModel, run: &RunView<'_>) {
