@@ -1,7 +1,8 @@
 //! The real `rsu serve` binary: SIGKILL while recording leaves a log readable up to the last
 //! fsync; SIGTERM closes sessions with SHUTDOWN, finishes the recording and exits 0; `/metrics`
 //! and `/healthz` answer; a bad configuration fails at start naming the field; `rsu certs init`
-//! writes a PKI the daemon accepts.
+//! writes a PKI the daemon accepts; `--rerun connect` streams the live view to a rerun gRPC
+//! server (the `rerun` CLI of rerun-sdk 0.36.3, when installed: CI installs it).
 
 mod common;
 
@@ -26,9 +27,15 @@ struct Daemon {
 
 /// Starts `rsu serve` and waits for the addresses it prints.
 fn spawn(config: &Path) -> Daemon {
+    spawn_with(config, &[])
+}
+
+/// Starts `rsu serve` with `extra` arguments and waits for the addresses it prints.
+fn spawn_with(config: &Path, extra: &[&str]) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rsu"))
         .args(["serve", "--config"])
         .arg(config)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -219,4 +226,49 @@ fn serve_fails(config: &std::path::Path) -> String {
         Command::new(env!("CARGO_BIN_EXE_rsu")).args(["serve", "--config"]).arg(config).output().expect("runs");
     assert!(!output.status.success());
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_connect_streams_the_live_view_to_a_rerun_server() {
+    let rerun_cli = Command::new("rerun").arg("--version").output();
+    if !rerun_cli.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: no `rerun` CLI (pip install rerun-sdk==0.36.3); CI installs it");
+        return;
+    }
+    let fixture = Fixture::new("");
+    let rrd = fixture.path().join("received.rrd");
+    let port = free_port();
+    let mut server = Command::new("rerun")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save"])
+        .arg(&rrd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rerun --save starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the rerun server did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let config = recording_config(&fixture);
+    let mut daemon = spawn_with(&config, &["--rerun", "connect", &format!("127.0.0.1:{port}")]);
+    let sensor = SensorClient::connect(&fixture.sensor(daemon.addr, LIDAR)).await.expect("sensor");
+    send_frames(&sensor, 20).await;
+    let status = Command::new("kill").args(["-TERM", &daemon.child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    assert!(daemon.child.wait().expect("exit").success());
+    // The server writes what it received; stop it and read the file.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = server.wait();
+    let stats = rsu::live_view::rrd_stats(&rrd).expect("the received recording decodes");
+    for entity in ["/site/sensors", "/detections/lidar-ne", "/tracks"] {
+        assert!(stats.entities.contains(entity), "{entity} in {:?}", stats.entities);
+    }
 }
