@@ -140,52 +140,61 @@ impl LiveView {
     }
 
     /// Logs the site's map as static line strips: lanes and routes (`map/lanes`), walkways,
-    /// crosswalks and building outlines (base and roof).
-    pub fn log_map(&self, site: &vehicle_sim::site::SiteModel) {
-        let view = self;
-        let lines = |kinds: &[vehicle_sim::site::PathKind]| -> Vec<Vec<[f32; 3]>> {
+    /// crosswalks and building outlines (base and roof); with `within` (min, max corners [m]),
+    /// only what lies inside that rectangle, so a view of one scenario frames its area.
+    pub fn log_map(&self, site: &vehicle_sim::site::SiteModel, within: Option<([f64; 2], [f64; 2])>) {
+        use vehicle_sim::site::PathKind;
+        let clip = |points: Vec<[f64; 2]>, z: f64| -> Vec<Vec<[f32; 3]>> {
+            clip_polyline(&points, within)
+                .into_iter()
+                .map(|piece| strip(piece.into_iter().map(|p| (p[0], p[1])), z))
+                .collect()
+        };
+        let lines = |kinds: &[PathKind]| -> Vec<Vec<[f32; 3]>> {
             site.paths
                 .values()
                 .filter(|p| kinds.contains(&p.kind))
-                .map(|p| {
-                    let mut pts = strip(p.line.points().iter().map(|q| (q.x, q.y)), 0.02);
+                .flat_map(|p| {
+                    let mut pts: Vec<[f64; 2]> = p.line.points().iter().map(|q| [q.x, q.y]).collect();
                     if p.line.is_closed()
                         && let Some(first) = pts.first().copied()
                     {
                         pts.push(first);
                     }
-                    pts
+                    clip(pts, 0.02)
                 })
                 .collect()
         };
-        let lanes =
-            rerun::LineStrips3D::new(lines(&[vehicle_sim::site::PathKind::Lane, vehicle_sim::site::PathKind::Route]))
-                .with_colors([rerun::Color::from_rgb(90, 90, 100)]);
-        view.log_static("map/lanes", &lanes);
-        let walkways = rerun::LineStrips3D::new(lines(&[vehicle_sim::site::PathKind::Walkway]))
-            .with_colors([rerun::Color::from_rgb(70, 120, 70)]);
-        view.log_static("map/walkways", &walkways);
         let closed = |polygon: &[nalgebra::Point2<f64>], z: f64| {
-            let mut pts = strip(polygon.iter().map(|q| (q.x, q.y)), z);
+            let mut pts: Vec<[f64; 2]> = polygon.iter().map(|q| [q.x, q.y]).collect();
             if let Some(first) = pts.first().copied() {
                 pts.push(first);
             }
-            pts
+            clip(pts, z)
         };
-        let crosswalks: Vec<_> = site.crosswalks.iter().map(|a| closed(&a.polygon, 0.03)).collect();
-        view.log_static(
-            "map/crosswalks",
-            &rerun::LineStrips3D::new(crosswalks).with_colors([rerun::Color::from_rgb(220, 220, 220)]),
-        );
-        let buildings: Vec<_> = site
-            .buildings
-            .iter()
-            .flat_map(|b| [closed(&b.polygon, b.base_z_m), closed(&b.polygon, b.top_z_m)])
-            .collect();
-        view.log_static(
-            "map/buildings",
-            &rerun::LineStrips3D::new(buildings).with_colors([rerun::Color::from_rgb(140, 110, 90)]),
-        );
+        let layers = [
+            ("map/lanes", lines(&[PathKind::Lane, PathKind::Route]), rerun::Color::from_rgb(90, 90, 100)),
+            ("map/walkways", lines(&[PathKind::Walkway]), rerun::Color::from_rgb(70, 120, 70)),
+            (
+                "map/crosswalks",
+                site.crosswalks.iter().flat_map(|a| closed(&a.polygon, 0.03)).collect(),
+                rerun::Color::from_rgb(220, 220, 220),
+            ),
+            (
+                "map/buildings",
+                site.buildings
+                    .iter()
+                    .flat_map(|b| [closed(&b.polygon, b.base_z_m), closed(&b.polygon, b.top_z_m)])
+                    .flatten()
+                    .collect(),
+                rerun::Color::from_rgb(140, 110, 90),
+            ),
+        ];
+        for (path, strips, colour) in layers {
+            if !strips.is_empty() {
+                self.log_static(path, &rerun::LineStrips3D::new(strips).with_colors([colour]));
+            }
+        }
     }
 
     /// Sets the view's timeline to `t`.
@@ -289,6 +298,40 @@ impl LiveView {
     }
 }
 
+/// The pieces of the polyline `points` inside the rectangle `within` (min, max corners [m]),
+/// each segment clipped (Liang-Barsky); the whole polyline when `within` is `None`.
+pub fn clip_polyline(points: &[[f64; 2]], within: Option<([f64; 2], [f64; 2])>) -> Vec<Vec<[f64; 2]>> {
+    let Some((lo, hi)) = within else { return vec![points.to_vec()] };
+    let mut pieces: Vec<Vec<[f64; 2]>> = Vec::new();
+    for pair in points.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let d = [b[0] - a[0], b[1] - a[1]];
+        let (mut t0, mut t1) = (0.0_f64, 1.0_f64);
+        let mut inside = true;
+        for axis in 0..2 {
+            for (p, q) in [(-d[axis], a[axis] - lo[axis]), (d[axis], hi[axis] - a[axis])] {
+                if p == 0.0 {
+                    inside &= q >= 0.0;
+                } else if p < 0.0 {
+                    t0 = t0.max(q / p);
+                } else {
+                    t1 = t1.min(q / p);
+                }
+            }
+        }
+        if !inside || t0 > t1 {
+            continue;
+        }
+        let at = |t: f64| [a[0] + t * d[0], a[1] + t * d[1]];
+        let (start, end) = (at(t0), at(t1));
+        match pieces.last_mut() {
+            Some(piece) if piece.last() == Some(&start) => piece.push(end),
+            _ => pieces.push(vec![start, end]),
+        }
+    }
+    pieces
+}
+
 /// Points (x, y) at height `z` [m] as rerun positions.
 fn strip(points: impl Iterator<Item = (f64, f64)>, z: f64) -> Vec<[f32; 3]> {
     points.map(|(x, y)| [x as f32, y as f32, z as f32]).collect()
@@ -345,6 +388,15 @@ pub fn rrd_stats(path: &Path) -> anyhow::Result<RrdStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polylines_are_clipped_to_the_rectangle() {
+        let line = [[-10.0, 0.0], [0.0, 0.0], [10.0, 0.0], [10.0, 20.0]];
+        assert_eq!(clip_polyline(&line, None), vec![line.to_vec()]);
+        let pieces = clip_polyline(&line, Some(([-5.0, -1.0], [20.0, 5.0])));
+        assert_eq!(pieces, vec![vec![[-5.0, 0.0], [0.0, 0.0], [10.0, 0.0], [10.0, 5.0]]]);
+        assert!(clip_polyline(&line, Some(([30.0, 30.0], [40.0, 40.0]))).is_empty());
+    }
 
     #[test]
     fn targets_parse() {

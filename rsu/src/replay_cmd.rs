@@ -161,7 +161,7 @@ fn write_review(
     // The map, when the log is of the site we have the map of.
     let map_dir = vehicle_sim::site::default_site_dir();
     match vehicle_sim::site::SiteModel::load(&map_dir) {
-        Ok(model) if model.config.site_id == site.site_id => view.log_map(&model),
+        Ok(model) if model.config.site_id == site.site_id => view.log_map(&model, None),
         Ok(_) => tracing::info!(site = %site.site_id, "no map for this site: the review shows no lanes"),
         Err(e) => tracing::warn!("loading the map {}: {e}", map_dir.display()),
     }
