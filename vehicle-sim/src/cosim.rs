@@ -303,9 +303,10 @@ impl CoSim {
         self.status.behind_s = behind_s;
     }
 
-    /// Takes a roadside frame that car `index` received at `receipt`.
+    /// Takes a roadside frame that car `index` received at `receipt` (a car without V2X takes
+    /// none).
     pub fn receive(&mut self, index: usize, frame: RoadsideFrame, receipt: Timestamp) {
-        if let Some(c) = self.cars.get_mut(index) {
+        if let Some(c) = self.cars.get_mut(index).filter(|c| c.car.config.use_v2x) {
             c.car.on_roadside_frame(frame, receipt);
             self.status.frames_received += 1;
         }
@@ -532,7 +533,8 @@ pub fn describe(v2x_id: &str, e: &AdasEvent) -> String {
         (EventKind::WarningEnd, f) => format!("{f} warning off"),
         (EventKind::BrakeStart, Function::Aeb) => "AEB braking".to_owned(),
         (EventKind::BrakeStart, f) => format!("driver brakes ({f})"),
-        (EventKind::BrakeEnd, _) => "braking released".to_owned(),
+        (EventKind::BrakeEnd, Function::Aeb) => "AEB released".to_owned(),
+        (EventKind::BrakeEnd, _) => "driver releases the brake".to_owned(),
         (EventKind::AccFollow, _) => "ACC following".to_owned(),
     };
     let mut line = format!("t={:.1} s {v2x_id}: {what}", e.time_s);

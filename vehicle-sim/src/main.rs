@@ -15,6 +15,51 @@ use vehicle_sim::record::record;
 use vehicle_sim::scenario::CATALOGUE;
 use vehicle_sim::site::{SiteModel, default_site_dir};
 
+/// Which scenario to play.
+#[derive(clap::Args)]
+struct ScenarioArgs {
+    /// Scenario name (see `vehicle-sim scenarios`).
+    #[arg(long, default_value = "bus-pedestrian")]
+    scenario: String,
+    /// Seed of every random generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Length [s]; defaults to the scenario's suggested length.
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+impl ScenarioArgs {
+    /// The length to play [s]: the one given, else the scenario's (an unknown scenario is an
+    /// error).
+    fn duration_s(&self) -> anyhow::Result<f64> {
+        let info = vehicle_sim::scenario::find(&self.scenario)
+            .with_context(|| format!("unknown scenario {:?}; `vehicle-sim scenarios` lists them", self.scenario))?;
+        Ok(self.duration.unwrap_or(info.default_duration_s))
+    }
+}
+
+/// How to reach a running RSU.
+#[derive(clap::Args)]
+struct RsuArgs {
+    /// The RSU's UDP address.
+    #[arg(long)]
+    rsu: SocketAddr,
+    /// PKI folder made by `rsu certs init` (ca.pem, sensors/<id>.pem, vehicles/<id>.pem).
+    #[arg(long)]
+    pki: PathBuf,
+    /// Name the RSU's certificate is valid for.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+}
+
+impl RsuArgs {
+    /// Client settings for every certificate in `<pki>/<sub>/`, by id; at most `limit`.
+    fn clients(&self, sub: &str, limit: Option<usize>) -> anyhow::Result<BTreeMap<String, ClientSettings>> {
+        client_settings(&self.pki, sub, self.rsu, &self.server_name, limit)
+    }
+}
+
 /// Simulated Yancheng test field: traffic, roadside sensors, connected vehicles.
 #[derive(Parser)]
 #[command(version, about)]
@@ -33,15 +78,8 @@ enum Command {
     },
     /// Run a scenario and write it as a replay log (MCAP).
     Record {
-        /// Scenario name (see `vehicle-sim scenarios`).
-        #[arg(long, default_value = "bus-pedestrian")]
-        scenario: String,
-        /// Seed of every random generator.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Length of the recording [s]; defaults to the scenario's suggested length.
-        #[arg(long)]
-        duration: Option<f64>,
+        #[command(flatten)]
+        play: ScenarioArgs,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -52,24 +90,10 @@ enum Command {
     /// Play a scenario in real time against a running RSU: the roadside sensors and the
     /// scenario's connected L2+ cars are QUIC clients; prints the cars' warnings and braking.
     Live {
-        /// The RSU's UDP address.
-        #[arg(long)]
-        rsu: SocketAddr,
-        /// PKI folder made by `rsu certs init` (ca.pem, sensors/<id>.pem, vehicles/<id>.pem).
-        #[arg(long)]
-        pki: PathBuf,
-        /// Name the RSU's certificate is valid for.
-        #[arg(long, default_value = "localhost")]
-        server_name: String,
-        /// Scenario name.
-        #[arg(long, default_value = "bus-pedestrian")]
-        scenario: String,
-        /// Seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Length [s]; defaults to the scenario's.
-        #[arg(long)]
-        duration: Option<f64>,
+        #[command(flatten)]
+        rsu: RsuArgs,
+        #[command(flatten)]
+        play: ScenarioArgs,
         /// Cars rely on their own sensor only (they do not connect).
         #[arg(long)]
         no_v2x: bool,
@@ -80,28 +104,13 @@ enum Command {
     /// Play a scenario with and without V2X offline (an in-process RSU fusion core instead of a
     /// daemon, deterministic, faster than real time) and print what the cars did.
     Compare {
-        /// Scenario name.
-        #[arg(long, default_value = "bus-pedestrian")]
-        scenario: String,
-        /// Seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Length [s]; defaults to the scenario's.
-        #[arg(long)]
-        duration: Option<f64>,
+        #[command(flatten)]
+        play: ScenarioArgs,
     },
     /// Connect many lightweight vehicles to a running RSU and print latency histograms.
     Swarm {
-        /// The RSU's UDP address.
-        #[arg(long)]
-        rsu: SocketAddr,
-        /// PKI folder made by `rsu certs init --vehicles N` (the first N vehicle certificates
-        /// in vehicles/ are used).
-        #[arg(long)]
-        pki: PathBuf,
-        /// Name the RSU's certificate is valid for.
-        #[arg(long, default_value = "localhost")]
-        server_name: String,
+        #[command(flatten)]
+        rsu: RsuArgs,
         /// Number of vehicles.
         #[arg(long, default_value_t = 100)]
         count: usize,
@@ -132,13 +141,11 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Record { scenario, seed, duration, out, site } => {
+        Command::Record { play, out, site } => {
             let dir = site.unwrap_or_else(default_site_dir);
             let site = Arc::new(SiteModel::load(&dir).with_context(|| format!("loading site {}", dir.display()))?);
-            let duration_s = match duration {
-                Some(d) => d,
-                None => vehicle_sim::scenario::find(&scenario).map_or(15.0, |s| s.default_duration_s),
-            };
+            let duration_s = play.duration_s()?;
+            let ScenarioArgs { scenario, seed, .. } = play;
             let summary = record(site, &scenario, seed, duration_s, &out)
                 .with_context(|| format!("recording {scenario} into {}", out.display()))?;
             tracing::info!(?summary, "recorded");
@@ -151,20 +158,15 @@ fn main() -> anyhow::Result<()> {
                 summary.max_participants
             );
         }
-        Command::Live { rsu, pki, server_name, scenario, seed, duration, no_v2x, out } => {
-            let site = site_model()?;
-            let info = vehicle_sim::scenario::find(&scenario)
-                .with_context(|| format!("unknown scenario {scenario:?}; `vehicle-sim scenarios` lists them"))?;
-            let sensors = client_settings(&pki, "sensors", rsu, &server_name, None)?;
-            let vehicles = client_settings(&pki, "vehicles", rsu, &server_name, None)?;
+        Command::Live { rsu, play, no_v2x, out } => {
             let setup = vehicle_sim::live::LiveSetup {
-                scenario: scenario.clone(),
-                seed,
-                duration_s: duration.unwrap_or(info.default_duration_s),
-                site,
+                duration_s: play.duration_s()?,
+                scenario: play.scenario,
+                seed: play.seed,
+                site: site_model()?,
                 car: CarConfig { use_v2x: !no_v2x, ..CarConfig::default() },
-                sensors,
-                vehicles,
+                sensors: rsu.clients("sensors", None)?,
+                vehicles: rsu.clients("vehicles", None)?,
                 subscription_radius_m: 300,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -177,69 +179,29 @@ fn main() -> anyhow::Result<()> {
                 }))
                 .context("live run")?;
             eprintln!();
-            for car in &outcome.cars {
-                for e in &car.events {
-                    println!("{}", vehicle_sim::live::describe(&car.v2x_id, e));
-                }
-                for h in &car.hazards {
-                    match (h.min_gap_m, h.closest_at_s) {
-                        (Some(gap), Some(at)) => println!(
-                            "{}: closest to {} #{} in its path: {gap:.2} m at t={at:.1} s (collided: {})",
-                            car.v2x_id, h.class, h.actor_id, car.collided
-                        ),
-                        _ => println!("{}: {} #{} never came into its path", car.v2x_id, h.class, h.actor_id),
-                    }
-                }
-                println!(
-                    "{}: {} frames, {} lost, latency p50 {:?} ms p99 {:?} ms",
-                    car.v2x_id, car.link.frames, car.link.lost, car.link.latency_ms.p50, car.link.latency_ms.p99
-                );
-            }
+            print_cars(&outcome.cars);
             if let Some(path) = out {
                 let text = serde_json::to_string_pretty(&outcome.cars).context("serialising the outcome")?;
                 std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             }
         }
-        Command::Compare { scenario, seed, duration } => {
+        Command::Compare { play } => {
             let site = site_model()?;
-            let info = vehicle_sim::scenario::find(&scenario)
-                .with_context(|| format!("unknown scenario {scenario:?}; `vehicle-sim scenarios` lists them"))?;
+            let duration_s = play.duration_s()?;
             for v2x in [true, false] {
                 let config = CarConfig { use_v2x: v2x, ..CarConfig::default() };
-                let outcome = vehicle_sim::cosim::run_offline(
-                    &site,
-                    &scenario,
-                    seed,
-                    duration.unwrap_or(info.default_duration_s),
-                    &config,
-                )
-                .with_context(|| format!("running {scenario}"))?;
+                let outcome = vehicle_sim::cosim::run_offline(&site, &play.scenario, play.seed, duration_s, &config)
+                    .with_context(|| format!("running {}", play.scenario))?;
                 println!("{}", if v2x { "with V2X" } else { "without V2X" });
-                for car in &outcome.cars {
-                    for e in &car.events {
-                        println!("  {}", vehicle_sim::cosim::describe(&car.v2x_id, e));
-                    }
-                    for h in &car.hazards {
-                        println!(
-                            "  {} and {} #{}: closest in its path {}, V2X lead time {}, collided: {}",
-                            car.v2x_id,
-                            h.class,
-                            h.actor_id,
-                            h.min_gap_m.map_or("never in its path".to_owned(), |g| format!("{g:.2} m")),
-                            h.v2x_lead_time_s.map_or("none".to_owned(), |l| format!("{l:.1} s")),
-                            car.collided
-                        );
-                    }
-                }
+                print_cars(&outcome.cars);
             }
         }
-        Command::Swarm { rsu, pki, server_name, count, duration, radius } => {
-            let vehicles: Vec<ClientSettings> =
-                client_settings(&pki, "vehicles", rsu, &server_name, Some(count))?.into_values().collect();
+        Command::Swarm { rsu, count, duration, radius } => {
+            let vehicles: Vec<ClientSettings> = rsu.clients("vehicles", Some(count))?.into_values().collect();
             if vehicles.len() < count {
                 anyhow::bail!(
                     "{} has {} vehicle certificates, {count} needed (`rsu certs init --vehicles {count}`)",
-                    pki.join("vehicles").display(),
+                    rsu.pki.join("vehicles").display(),
                     vehicles.len()
                 );
             }
@@ -259,6 +221,36 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints each car's events, its closest approach to each hazard and its link figures.
+fn print_cars(cars: &[vehicle_sim::cosim::CarOutcome]) {
+    for car in cars {
+        for e in &car.events {
+            println!("  {}", vehicle_sim::cosim::describe(&car.v2x_id, e));
+        }
+        for h in &car.hazards {
+            println!(
+                "  {} and {} #{}: closest in its path {}, V2X lead time {}, collided: {}",
+                car.v2x_id,
+                h.class,
+                h.actor_id,
+                h.min_gap_m.map_or("never in its path".to_owned(), |g| format!("{g:.2} m")),
+                h.v2x_lead_time_s.map_or("none".to_owned(), |l| format!("{l:.1} s")),
+                car.collided
+            );
+        }
+        if car.link.frames > 0 {
+            println!(
+                "  {}: {} RSU frames, {} lost, capture-to-receipt latency p50 {:.0} ms, p99 {:.0} ms",
+                car.v2x_id,
+                car.link.frames,
+                car.link.lost,
+                car.link.latency_ms.p50.unwrap_or(f64::NAN),
+                car.link.latency_ms.p99.unwrap_or(f64::NAN)
+            );
+        }
+    }
 }
 
 /// Client settings for every certificate `<pki>/<sub>/<id>.pem` (with its `.key`), by id; at most

@@ -190,19 +190,7 @@ mod tests {
     use rsu_fusion::ObjectClass;
 
     fn actor(id: u32, class: ObjectClass, x: f64, y: f64, yaw_rad: f64) -> ActorTruth {
-        let size = class.typical_size();
-        ActorTruth {
-            id,
-            class,
-            center: Point3::new(x, y, 0.5 * size.height_m),
-            yaw_rad,
-            speed_mps: 0.0,
-            yaw_rate_rps: 0.0,
-            accel_mps2: 0.0,
-            steer_rad: 0.0,
-            size,
-            v2x_id: None,
-        }
+        ActorTruth::standing(id, class, x, y, yaw_rad)
     }
 
     fn detected_near(frame: &OnboardFrame, x: f64, y: f64) -> bool {

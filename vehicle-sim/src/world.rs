@@ -55,6 +55,24 @@ pub struct ActorTruth {
 }
 
 impl ActorTruth {
+    /// A standing actor of `class` (its typical size) at (`x`, `y`) [m] on flat ground, facing
+    /// `yaw_rad`.
+    pub fn standing(id: u32, class: ObjectClass, x: f64, y: f64, yaw_rad: f64) -> ActorTruth {
+        let size = class.typical_size();
+        ActorTruth {
+            id,
+            class,
+            center: Point3::new(x, y, 0.5 * size.height_m),
+            yaw_rad,
+            speed_mps: 0.0,
+            yaw_rate_rps: 0.0,
+            accel_mps2: 0.0,
+            steer_rad: 0.0,
+            size,
+            v2x_id: None,
+        }
+    }
+
     /// Ground footprint.
     pub fn footprint(&self) -> OrientedBox {
         OrientedBox {

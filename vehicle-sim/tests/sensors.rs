@@ -3,7 +3,7 @@
 
 use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
 use rsu_fusion::{
-    BoxSize, CameraDetections, CameraIntrinsics, CameraModel, Detections, LidarDetection, LidarNoise, ObjectClass,
+    CameraDetections, CameraIntrinsics, CameraModel, Detections, LidarDetection, LidarNoise, ObjectClass,
     SensorCalibration, SensorModel, Timestamp,
 };
 use vehicle_sim::sensors::camera::{CameraParams, ProjectedBox, project_box};
@@ -55,19 +55,7 @@ fn camera(height_m: f64, tilt_deg: f64, pixel_sigma_px: f64) -> SensorCalibratio
 }
 
 fn actor(id: u32, class: ObjectClass, x: f64, y: f64, yaw_rad: f64) -> ActorTruth {
-    let size = class.typical_size();
-    ActorTruth {
-        id,
-        class,
-        center: Point3::new(x, y, 0.5 * size.height_m),
-        yaw_rad,
-        speed_mps: 0.0,
-        yaw_rate_rps: 0.0,
-        accel_mps2: 0.0,
-        steer_rad: 0.0,
-        size: BoxSize::new(size.length_m, size.width_m, size.height_m),
-        v2x_id: None,
-    }
+    ActorTruth::standing(id, class, x, y, yaw_rad)
 }
 
 /// A sensor without clutter and without frame loss, so counts depend on the model alone.
