@@ -33,6 +33,8 @@ pub struct Thresholds {
     pub motp_max_m: Option<f64>,
     /// Lowest acceptable IDF1.
     pub idf1_min: Option<f64>,
+    /// Lowest acceptable HOTA.
+    pub hota_min: Option<f64>,
     /// Most id switches per 100 s of tracked ground truth.
     pub switches_per_100_track_s_max: Option<f64>,
     /// Highest position RMSE [m].
@@ -138,9 +140,10 @@ fn at_most(name: String, value: f64, limit: f64, what: &str) -> Check {
 pub fn evaluate(criteria: &Criteria, metrics: &Metrics, facts: &ScenarioFacts) -> Vec<Check> {
     let mut checks = Vec::new();
     let o = &criteria.overall;
-    let min_checks: [(&str, Option<f64>, f64, &str); 3] = [
+    let min_checks: [(&str, Option<f64>, f64, &str); 4] = [
         ("mota_min", o.mota_min, metrics.overall.mota, "MOTA"),
         ("idf1_min", o.idf1_min, metrics.idf1, "IDF1"),
+        ("hota_min", o.hota_min, metrics.hota.hota, "HOTA"),
         ("coverage_min", o.coverage_min, metrics.coverage, "coverage"),
     ];
     for (key, limit, value, what) in min_checks {

@@ -8,12 +8,14 @@
 //! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
 //! - [`import_dair`]: DAIR-V2X / V2X-Seq annotations into replay logs.
 //! - [`scoring`]: tracking metrics against ground truth (CLEAR MOT, IDF1, state errors).
+//! - [`hota`]: HOTA (DetA, AssA, LocA) as TrackEval computes it.
 //! - [`reader`]: [`ReplayReader`], a streaming typed reader that yields messages in log-time
 //!   order, names the place of any damage, and can recover every intact message before it.
 //!
 //! The format is documented in `replays/README.md`.
 
 pub mod criteria;
+pub mod hota;
 pub mod import_dair;
 pub mod pipeline;
 pub mod reader;

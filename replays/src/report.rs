@@ -354,10 +354,14 @@ fn html_section(report: &LogReport, plot: &PlotData) -> String {
     }
     let m = &report.metrics;
     s.push_str("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>");
-    let rows: [(&str, String); 15] = [
+    let rows: [(&str, String); 16] = [
         ("MOTA", format!("{:.4}", m.overall.mota)),
         ("MOTP [m]", format!("{:.3}", m.overall.motp_m)),
         ("IDF1", format!("{:.4}", m.idf1)),
+        (
+            "HOTA (DetA / AssA / LocA)",
+            format!("{:.4} ({:.3} / {:.3} / {:.3})", m.hota.hota, m.hota.det_a, m.hota.ass_a, m.hota.loc_a),
+        ),
         ("id switches", m.overall.num_switches.to_string()),
         ("id switches per 100 track-s", format!("{:.2}", m.switches_per_100_track_s)),
         ("fragmentations", m.overall.num_fragmentations.to_string()),

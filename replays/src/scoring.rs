@@ -115,6 +115,7 @@ pub struct Scorer {
     last_position: BTreeMap<u32, [f64; 2]>,
     distance_total_m: f64,
     distance_tracked_m: f64,
+    hota: crate::hota::Hota,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -194,6 +195,9 @@ pub struct Metrics {
     pub coverage: f64,
     /// Per truth id: first time matched [UTC ns] (absent when never matched).
     pub first_matched_ns: BTreeMap<u32, i64>,
+    /// HOTA, DetA, AssA and LocA (similarity 1 - d / gate within the class gate).
+    #[serde(default)]
+    pub hota: crate::hota::HotaScores,
 }
 
 impl Scorer {
@@ -219,6 +223,7 @@ impl Scorer {
             last_position: BTreeMap::new(),
             distance_total_m: 0.0,
             distance_tracked_m: 0.0,
+            hota: crate::hota::Hota::default(),
         }
     }
 
@@ -243,6 +248,21 @@ impl Scorer {
         // Hypotheses on objects outside coverage are neither right nor wrong.
         let hyps: Vec<&Hypothesis> =
             hyps.iter().filter(|h| !ignored.iter().any(|t| self.distance(t, h).is_some())).collect();
+
+        // HOTA's similarities: 1 - d / gate within the class gate.
+        let mut sims = Vec::new();
+        for (ti, t) in scored.iter().enumerate() {
+            let gate = self.config.gate(match_family(t.class));
+            for (hi, h) in hyps.iter().enumerate() {
+                if let Some(d) = self.distance(t, h) {
+                    let s = 1.0 - d / gate;
+                    if s > 0.0 {
+                        sims.push((ti, hi, s));
+                    }
+                }
+            }
+        }
+        self.hota.add_frame(scored.iter().map(|t| t.id).collect(), hyps.iter().map(|h| h.id).collect(), sims);
 
         // 1. Keep last frame's matches that are still valid (py-motmetrics' behaviour).
         let mut matches: Vec<(usize, usize, f64)> = Vec::new();
@@ -425,6 +445,7 @@ impl Scorer {
             false_tracks_per_min: if minutes > 0.0 { false_tracks as f64 / minutes } else { 0.0 },
             coverage: if self.distance_total_m > 0.0 { self.distance_tracked_m / self.distance_total_m } else { 1.0 },
             first_matched_ns,
+            hota: self.hota.finish(),
         }
     }
 }
@@ -508,7 +529,7 @@ fn components(overlap: &BTreeMap<(u32, u32), u64>, truths: &[u32], hyps: &[u32])
 
 /// Connected components of a bipartite graph of `nr` rows and `nc` columns given by `edges`:
 /// (sorted rows, sorted columns) of each component that has at least one edge.
-fn edge_components(nr: usize, nc: usize, edges: &[(usize, usize, f64)]) -> Vec<(Vec<usize>, Vec<usize>)> {
+pub(crate) fn edge_components(nr: usize, nc: usize, edges: &[(usize, usize, f64)]) -> Vec<(Vec<usize>, Vec<usize>)> {
     fn find(parent: &mut [usize], mut x: usize) -> usize {
         while parent[x] != x {
             parent[x] = parent[parent[x]];
@@ -542,7 +563,7 @@ fn edge_components(nr: usize, nc: usize, edges: &[(usize, usize, f64)]) -> Vec<(
 
 /// Minimum-cost assignment of an `nr × nc` row-major cost matrix of any shape: (row, column)
 /// pairs, `min(nr, nc)` of them.
-fn assign_rectangular(nr: usize, nc: usize, cost: &[f64]) -> Vec<(usize, usize)> {
+pub(crate) fn assign_rectangular(nr: usize, nc: usize, cost: &[f64]) -> Vec<(usize, usize)> {
     if nr <= nc {
         hungarian(nr, nc, cost).into_iter().enumerate().filter(|&(_, c)| c < nc).collect()
     } else {

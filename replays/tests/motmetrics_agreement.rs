@@ -1,8 +1,11 @@
-//! Our CLEAR MOT and IDF1 agree with py-motmetrics on the same matches.
+//! Our CLEAR MOT and IDF1 agree with py-motmetrics on the same matches, and our HOTA with
+//! TrackEval's.
 //!
 //! `fixtures/motmetrics_fixture.json` (frames of ground truth and tracker output) and
 //! `fixtures/motmetrics_expected.json` (py-motmetrics 1.4.0's results on it) were both written by
 //! `fixtures/motmetrics_reference.py`, an independent implementation; see that script for how.
+//! `fixtures/hota_expected.json` is TrackEval 1.3.0's HOTA of the same frames, written by
+//! `fixtures/hota_reference.py`.
 
 use rsu_fusion::{ObjectClass, Timestamp};
 use serde_json::Value;
@@ -20,12 +23,10 @@ fn num(v: &Value) -> f64 {
     v.as_f64().expect("number")
 }
 
-#[test]
-fn clear_mot_and_idf1_match_py_motmetrics() {
+/// The fixture's frames scored by our scorer.
+fn score_fixture() -> v2x_replays::scoring::Metrics {
     let fixture: Value =
         serde_json::from_str(include_str!("fixtures/motmetrics_fixture.json")).expect("fixture parses");
-    let expected: Value =
-        serde_json::from_str(include_str!("fixtures/motmetrics_expected.json")).expect("expected parses");
     let config = ScoringConfig {
         gate_vehicle_m: num(&fixture["gates_m"]["car"]),
         gate_vru_m: num(&fixture["gates_m"]["pedestrian"]),
@@ -61,7 +62,14 @@ fn clear_mot_and_idf1_match_py_motmetrics() {
             .collect();
         scorer.add_frame(t, &truths, &hyps);
     }
-    let m = scorer.finish();
+    scorer.finish()
+}
+
+#[test]
+fn clear_mot_and_idf1_match_py_motmetrics() {
+    let expected: Value =
+        serde_json::from_str(include_str!("fixtures/motmetrics_expected.json")).expect("expected parses");
+    let m = score_fixture();
     let o = &m.overall;
     println!(
         "ours: MOTA {:.6} MOTP {:.6} IDF1 {:.6} switches {} fragmentations {} misses {} FP {}",
@@ -79,4 +87,14 @@ fn clear_mot_and_idf1_match_py_motmetrics() {
     assert!((o.mota - num(&expected["mota"])).abs() < 1e-3, "MOTA {} vs {}", o.mota, expected["mota"]);
     assert!((o.motp_m - num(&expected["motp"])).abs() < 1e-3, "MOTP {} vs {}", o.motp_m, expected["motp"]);
     assert!((m.idf1 - num(&expected["idf1"])).abs() < 1e-3, "IDF1 {} vs {}", m.idf1, expected["idf1"]);
+}
+
+#[test]
+fn hota_matches_trackeval() {
+    let expected: Value = serde_json::from_str(include_str!("fixtures/hota_expected.json")).expect("expected parses");
+    let h = score_fixture().hota;
+    println!("ours: {h:?}\nTrackEval: {expected}");
+    for (ours, name) in [(h.hota, "hota"), (h.det_a, "det_a"), (h.ass_a, "ass_a"), (h.loc_a, "loc_a")] {
+        assert!((ours - num(&expected[name])).abs() < 1e-6, "{name}: ours {ours}, TrackEval {}", expected[name]);
+    }
 }

@@ -301,7 +301,10 @@ fn validate(
 
     let mut scored = Vec::new();
     let mut unreadable = Vec::new();
-    println!("{:<44} {:<24} {:>6} {:>7} {:>7} {:>8}  failing", "log", "scenario", "result", "MOTA", "IDF1", "speedup");
+    println!(
+        "{:<44} {:<24} {:>6} {:>7} {:>7} {:>7} {:>8}  failing",
+        "log", "scenario", "result", "MOTA", "IDF1", "HOTA", "speedup"
+    );
     for (log, outcome) in outcomes {
         let name = log.file_name().map_or_else(|| log.display().to_string(), |n| n.to_string_lossy().into_owned());
         match outcome {
@@ -309,11 +312,12 @@ fn validate(
                 let (r, plot) = *b;
                 let failing: Vec<&str> = r.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
                 println!(
-                    "{name:<44} {:<24} {:>6} {:>7.3} {:>7.3} {:>7.0}×  {}",
+                    "{name:<44} {:<24} {:>6} {:>7.3} {:>7.3} {:>7.3} {:>7.0}×  {}",
                     r.scenario,
                     if r.passed { "pass" } else { "FAIL" },
                     r.metrics.overall.mota,
                     r.metrics.idf1,
+                    r.metrics.hota.hota,
                     r.speedup,
                     failing.join(", ")
                 );

@@ -90,6 +90,7 @@ struct ReplayScore {
     passed: bool,
     mota: f64,
     idf1: f64,
+    hota: f64,
     position_rmse_m: f64,
     messages: log::LogCounts,
 }
@@ -255,6 +256,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             passed: report.passed,
             mota: report.metrics.overall.mota,
             idf1: report.metrics.idf1,
+            hota: report.metrics.hota.hota,
             position_rmse_m: report.metrics.position_rmse_m,
             messages: counts,
         },
@@ -267,9 +269,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     print_summary(&summary);
     println!(
-        "  replayed demo.mcap through the fusion core: MOTA {:.3}, IDF1 {:.3}, position RMSE {:.2} m, criteria {}",
+        "  replayed demo.mcap through the fusion core: MOTA {:.3}, IDF1 {:.3}, HOTA {:.3}, position RMSE {:.2} m, criteria {}",
         summary.replay.mota,
         summary.replay.idf1,
+        summary.replay.hota,
         summary.replay.position_rmse_m,
         if summary.replay.passed { "PASS" } else { "FAIL" }
     );
