@@ -77,6 +77,11 @@ struct VehicleTally {
     frame: Histogram<u64>,
 }
 
+/// Over how long `n` vehicles connect [s]: 50 per second, at least one second.
+fn connect_spread_s(n: usize) -> f64 {
+    (n as f64 / 50.0).max(1.0)
+}
+
 fn histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError> {
     // 1 µs .. 60 s, 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3)
@@ -93,8 +98,9 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
     for (i, settings) in setup.vehicles.iter().cloned().enumerate() {
         let (site, duration_s, radius_m, seed) = (setup.site.clone(), setup.duration_s, setup.radius_m, setup.seed);
         tasks.spawn(async move {
-            // Spread the connections over the first second.
-            tokio::time::sleep(Duration::from_secs_f64(i as f64 / n as f64)).await;
+            // Spread the connections: 50 handshakes per second at most (TLS handshakes cost
+            // CPU on both ends).
+            tokio::time::sleep(Duration::from_secs_f64(i as f64 / n as f64 * connect_spread_s(n))).await;
             let id = settings.identity.id.clone();
             let subscription = Subscription::AroundMe { radius_m };
             let client = match VehicleClient::connect(&settings, Some(subscription)).await {

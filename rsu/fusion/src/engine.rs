@@ -107,6 +107,44 @@ pub struct ConfidenceEllipse {
     pub orientation_rad: f64,
 }
 
+impl ConfidenceEllipse {
+    /// The 95% ellipse of a 2×2 position covariance [m²], in closed form: the eigen decomposition
+    /// of nalgebra's `symmetric_eigen` for 2×2 matrices (scaling by the largest entry, the
+    /// eigenvalues `(a + c)/2 ± √(((a - c)/2)² + b²)` and its Givens rotation, so the major axis
+    /// points the same way), without its generic tridiagonalisation.
+    fn of_position_cov(cov: &Matrix2<f64>) -> Self {
+        let (a, b, c) = (cov[(0, 0)], cov[(1, 0)], cov[(1, 1)]);
+        let scale = a.abs().max(b.abs()).max(c.abs()).max(cov[(0, 1)].abs());
+        let unscale = |v: f64| if scale == 0.0 { v } else { v / scale };
+        let (a, b, c) = (unscale(a), unscale(b), unscale(c));
+        // The tridiagonal form has the off-diagonal |b|, and its basis flips the second axis by
+        // the sign of b.
+        let (off, flip) = (b.abs(), if b < 0.0 { -1.0 } else { 1.0 });
+        let (eig, axis) = if off <= f64::EPSILON * (c.abs() + a.abs()) {
+            // Already diagonal: the axes are the site axes.
+            let axis = if a >= c { (1.0, 0.0) } else { (0.0, flip) };
+            ((a.max(c), a.min(c)), axis)
+        } else {
+            let half_diff = (a - c) * 0.5;
+            let root = (off * off + half_diff * half_diff).sqrt();
+            let half_trace = (a + c) * 0.5;
+            let (major, minor) = (half_trace + root, half_trace - root);
+            // The basis least likely to cancel, as a Givens rotation (cos ≥ 0).
+            let (bx, by) = if (major - c).abs() > (major - a).abs() { (major - c, off) } else { (off, major - a) };
+            let norm = bx.hypot(by);
+            let axis =
+                if norm > f64::EPSILON { (bx.abs() / norm, flip * by / (bx.signum() * norm)) } else { (1.0, 0.0) };
+            ((major, minor), axis)
+        };
+        let axis_m = |lambda: f64| (CHI2_2DOF_95 * (lambda * if scale == 0.0 { 1.0 } else { scale }).max(0.0)).sqrt();
+        ConfidenceEllipse {
+            semi_major_m: axis_m(eig.0),
+            semi_minor_m: axis_m(eig.1),
+            orientation_rad: wrap_angle(axis.1.atan2(axis.0)),
+        }
+    }
+}
+
 /// A fused object, predicted to the poll time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FusedObject {
@@ -252,6 +290,9 @@ pub struct Fusion {
     stats: FusionStats,
     message_count: u32,
     grid: SpatialGrid,
+    /// Time of the last pruning pass when nothing was fused since: another pass at the same time
+    /// would change nothing, so it is skipped.
+    pruned_at: Option<Timestamp>,
 }
 
 impl Fusion {
@@ -308,6 +349,7 @@ impl Fusion {
             v2x_links: BTreeMap::new(),
             stats: FusionStats::default(),
             message_count: 0,
+            pruned_at: None,
         })
     }
 
@@ -420,7 +462,11 @@ impl Fusion {
     pub fn poll_objects(&mut self, at: Timestamp) -> Vec<FusedObject> {
         self.note_now(at);
         self.advance(at);
-        self.tracks.iter().filter(|t| t.confirmed).map(|t| self.fused_object(t, at)).collect()
+        // Sized up front: a `filter` gives no length hint, and growing a vector of objects this
+        // large copies them over and over.
+        let mut objects = Vec::with_capacity(self.tracks.iter().filter(|t| t.confirmed).count());
+        objects.extend(self.tracks.iter().filter(|t| t.confirmed).map(|t| self.fused_object(t, at)));
+        objects
     }
 
     /// Health of every configured sensor at `now`, sorted by sensor id.
@@ -553,10 +599,18 @@ impl Fusion {
         // Track management (confirm, delete, merge duplicates) once per batch of released inputs
         // rather than after each of them.
         if let Some(t) = last_fused {
-            self.maintain(t, true);
+            let merged = self.maintain(t, true);
+            // Unless merging changed tracks after it, that pass was a pruning pass at `t`.
+            self.pruned_at = (!merged).then_some(t);
         }
         let prune_at = self.fused_until.map_or(horizon, |f| f.max(horizon));
-        self.maintain(prune_at, false);
+        // Pruning is idempotent: repeated at the same time with nothing fused or merged in
+        // between (as when several frames of one capture time are buffered one by one, or right
+        // after the pass above) it changes nothing.
+        if self.pruned_at != Some(prune_at) {
+            self.maintain(prune_at, false);
+            self.pruned_at = Some(prune_at);
+        }
     }
 
     fn process(&mut self, t: Timestamp, pending: Pending, incoming: Option<&SensorFrame>) {
@@ -807,11 +861,9 @@ impl Fusion {
             return;
         }
         let ground = self.site.ground.clone();
-        self.grid.rebuild(self.tracks.iter().map(|t| {
-            let p = t.motion.position();
-            (p.x, p.y)
-        }));
-        // Tracks spawned by this frame (not in the grid yet).
+        // The grid of tracks is built for the first box that may spawn (often none does), before
+        // any spawn; tracks spawned by this frame are checked apart.
+        let mut grid_built = false;
         let mut spawned: Vec<usize> = Vec::new();
         for (j, m) in meas.iter().enumerate() {
             if gated[j] || m.truncated {
@@ -829,6 +881,13 @@ impl Fusion {
             let cov = cov + Matrix2::identity() * extent_sigma.powi(2);
             if cov.trace().sqrt() > self.config.max_position_sigma_m {
                 continue;
+            }
+            if !grid_built {
+                self.grid.rebuild(self.tracks.iter().map(|t| {
+                    let p = t.motion.position();
+                    (p.x, p.y)
+                }));
+                grid_built = true;
             }
             near.clear();
             self.grid.query(pos.x, pos.y, self.config.max_gate_radius_m, &mut near);
@@ -1016,7 +1075,7 @@ impl Fusion {
         let cfg = &self.config;
         let track = &mut self.tracks[ti];
         track.last_update = track.last_update.max(t);
-        let speed = track.motion.velocity().norm();
+        let speed = track.motion.speed();
         match track.speed_ref {
             Some((t0, v0)) if t.secs_since(t0) >= 0.09 => {
                 let a = ((speed - v0) / t.secs_since(t0)).clamp(-15.0, 15.0);
@@ -1096,8 +1155,9 @@ impl Fusion {
         Some(ti)
     }
 
-    /// Confirms, deletes and (with `merge`) merges duplicate tracks at time `t`.
-    fn maintain(&mut self, t: Timestamp, merge: bool) {
+    /// Confirms, deletes and (with `merge`) merges duplicate tracks at time `t`. Returns whether
+    /// any tracks were merged.
+    fn maintain(&mut self, t: Timestamp, merge: bool) -> bool {
         let cfg = &self.config;
         let sensors = &self.sensors;
         let mut removed_link = false;
@@ -1128,8 +1188,11 @@ impl Fusion {
         });
         self.stats.tracks_deleted += deleted;
         self.stats.tracks_confirmed += confirmed;
+        let mut merged = false;
         if merge {
-            removed_link |= self.merge_duplicates();
+            let (any_merged, lost_link) = self.merge_duplicates();
+            merged = any_merged;
+            removed_link |= lost_link;
         }
         if removed_link {
             let tracks = &self.tracks;
@@ -1139,11 +1202,12 @@ impl Fusion {
                     .is_ok_and(|i| tracks[i].v2x.as_ref().is_some_and(|l| &l.vehicle_id == vid))
             });
         }
+        merged
     }
 
     /// Merges confirmed tracks that describe the same object into the older one. Returns
-    /// whether a V2X-linked track disappeared.
-    fn merge_duplicates(&mut self) -> bool {
+    /// whether any tracks were merged and whether a V2X-linked track disappeared.
+    fn merge_duplicates(&mut self) -> (bool, bool) {
         let cfg = &self.config;
         self.grid.rebuild(self.tracks.iter().map(|t| {
             let p = t.motion.position();
@@ -1194,7 +1258,7 @@ impl Fusion {
             }
         }
         if merges.is_empty() {
-            return false;
+            return (false, false);
         }
         for &(i, j) in &merges {
             let other = self.tracks[j].clone();
@@ -1231,7 +1295,7 @@ impl Fusion {
             }
         }
         self.stats.tracks_merged += merges.len() as u64;
-        lost_link
+        (true, lost_link)
     }
 
     // ----- output -----
@@ -1241,16 +1305,8 @@ impl Fusion {
         let mut motion = track.motion.clone();
         motion.predict(at.secs_since(track.time), &self.noise);
         let (state, covariance) = motion.as_ctrv(track.yaw_hint_rad, cfg.init_yaw_rate_sigma_rps);
-        let position_cov = motion.position_cov();
-        let eig = position_cov.symmetric_eigen();
-        let (i_max, i_min) = if eig.eigenvalues[0] >= eig.eigenvalues[1] { (0, 1) } else { (1, 0) };
-        let axis = eig.eigenvectors.column(i_max);
-        let semi_major_m = (CHI2_2DOF_95 * eig.eigenvalues[i_max].max(0.0)).sqrt();
-        let confidence_95 = ConfidenceEllipse {
-            semi_major_m,
-            semi_minor_m: (CHI2_2DOF_95 * eig.eigenvalues[i_min].max(0.0)).sqrt(),
-            orientation_rad: wrap_angle(axis[1].atan2(axis[0])),
-        };
+        let confidence_95 = ConfidenceEllipse::of_position_cov(&motion.position_cov());
+        let semi_major_m = confidence_95.semi_major_m;
         let mut sources = SourceSet::NONE;
         let mut sensor_ids = Vec::with_capacity(track.seen.len());
         for &(si, ts) in &track.seen {
@@ -1317,7 +1373,7 @@ impl Fusion {
 /// Whether the track's speed suits its motion family (clutter that hops between chance
 /// detections looks like a pedestrian running at car speed; it is not confirmed).
 fn plausible_speed(track: &Track) -> bool {
-    let speed_mps = track.motion.velocity().norm();
+    let speed_mps = track.motion.speed();
     match track.motion.family() {
         MotionFamily::Vehicle => true,
         MotionFamily::Pedestrian => speed_mps <= 4.0,
@@ -1363,4 +1419,63 @@ fn coverage_polygon(calib: &SensorCalibration) -> Vec<[f64; 2]> {
         poly.push([o.x + r * a.cos(), o.y + r * a.sin()]);
     }
     poly
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ellipse through nalgebra's generic symmetric eigen decomposition (the reference).
+    fn ellipse_by_nalgebra(cov: &Matrix2<f64>) -> ConfidenceEllipse {
+        let eig = cov.symmetric_eigen();
+        let (i_max, i_min) = if eig.eigenvalues[0] >= eig.eigenvalues[1] { (0, 1) } else { (1, 0) };
+        let axis = eig.eigenvectors.column(i_max);
+        ConfidenceEllipse {
+            semi_major_m: (CHI2_2DOF_95 * eig.eigenvalues[i_max].max(0.0)).sqrt(),
+            semi_minor_m: (CHI2_2DOF_95 * eig.eigenvalues[i_min].max(0.0)).sqrt(),
+            orientation_rad: wrap_angle(axis[1].atan2(axis[0])),
+        }
+    }
+
+    #[test]
+    fn closed_form_ellipse_agrees_with_nalgebra() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut cases = vec![
+            Matrix2::zeros(),
+            Matrix2::new(1.0, 0.0, 0.0, 1.0),
+            Matrix2::new(2.0, 0.0, 0.0, 1.0),
+            Matrix2::new(1.0, 0.0, 0.0, 2.0),
+            Matrix2::new(1.0, 0.5, 0.5, 1.0),
+            Matrix2::new(1.0, -0.5, -0.5, 1.0),
+            Matrix2::new(1.0, 1e-300, 1e-300, 2.0),
+            Matrix2::new(3.0, -1e-17, -1e-17, 1.0),
+        ];
+        for k in 0..50_000 {
+            let scale = 10f64.powi(rng.random_range(-6..4));
+            let (x, y, z) = (rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0));
+            let mut m = Matrix2::new(x, y, z, rng.random_range(-1.0..1.0));
+            m = m * m.transpose() * scale;
+            match k % 5 {
+                0 => m[(1, 1)] = m[(0, 0)],
+                1 => {
+                    m[(0, 1)] = 0.0;
+                    m[(1, 0)] = 0.0;
+                }
+                _ => {}
+            }
+            cases.push(m);
+        }
+        for m in cases {
+            let (ours, reference) = (ConfidenceEllipse::of_position_cov(&m), ellipse_by_nalgebra(&m));
+            let tol = 1e-9 * reference.semi_major_m.max(1e-300);
+            assert!((ours.semi_major_m - reference.semi_major_m).abs() <= tol, "{m} {ours:?} {reference:?}");
+            assert!((ours.semi_minor_m - reference.semi_minor_m).abs() <= tol, "{m} {ours:?} {reference:?}");
+            // Orientation matters only for an elongated ellipse; the same branch, not its opposite.
+            if reference.semi_major_m - reference.semi_minor_m > 1e-6 * reference.semi_major_m {
+                let d = wrap_angle(ours.orientation_rad - reference.orientation_rad);
+                assert!(d.abs() < 1e-6, "{m} {ours:?} {reference:?}");
+            }
+        }
+    }
 }

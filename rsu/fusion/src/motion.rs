@@ -60,6 +60,10 @@ pub enum MotionState {
 
 /// Wraps an angle into (-pi, pi] [rad].
 pub fn wrap_angle(a: f64) -> f64 {
+    if a > -PI && a <= PI {
+        // Already in range (most calls): no remainder to take.
+        return a;
+    }
     if !a.is_finite() {
         return 0.0;
     }
@@ -83,39 +87,139 @@ pub fn nearest_branch(measured: f64, reference: f64) -> f64 {
     wrap_angle(reference + d)
 }
 
-/// A generic EKF update with residual `y = z - h(x)`, Jacobian `h` and noise `r`, in Joseph form.
-/// Returns false (and leaves the state alone) when the innovation covariance is singular.
-fn ekf_update<const N: usize, const M: usize>(
+/// The measured block `A` of a Jacobian `H = [A 0]` (a measurement of the leading state entries).
+#[derive(Clone, Copy)]
+enum Leading<'a, const M: usize> {
+    /// `A = I`: the entries are measured directly (their products by 1 and 0 are skipped).
+    Identity,
+    /// Any `A`.
+    Matrix(&'a SMatrix<f64, M, M>),
+}
+
+/// An EKF update, in Joseph form, with a measurement of the leading `M` state entries: Jacobian
+/// `H = [A 0]`, residual `y = z - h(x)` and noise `r`. The same math as the dense
+/// `K = P Hᵀ S⁻¹`, `P ← (I - K H) P (I - K H)ᵀ + K R Kᵀ`, written out so that the zero block of
+/// `H` (and an identity `A`) costs nothing. Returns false (and leaves the state alone) when the
+/// innovation covariance is singular or the correction is not finite.
+fn ekf_update_leading<const N: usize, const M: usize>(
     x: &mut SVector<f64, N>,
     p: &mut SMatrix<f64, N, N>,
     y: &SVector<f64, M>,
-    h: &SMatrix<f64, M, N>,
+    a: Leading<'_, M>,
     r: &SMatrix<f64, M, M>,
 ) -> bool {
-    let ph_t = *p * h.transpose();
-    let s = h * ph_t + r;
+    // C = P Hᵀ = P[:, ..M] Aᵀ (N×M) and S = H P Hᵀ + R = A C[..M, :] + R.
+    let p_left = p.fixed_columns::<M>(0).into_owned();
+    let (c, s) = match a {
+        Leading::Identity => (p_left, p_left.fixed_rows::<M>(0) + r),
+        Leading::Matrix(a) => {
+            let c = mul(&p_left, &a.transpose());
+            (c, mul(a, &c.fixed_rows::<M>(0).into_owned()) + r)
+        }
+    };
     let Some(s_inv) = s.try_inverse() else { return false };
-    let k = ph_t * s_inv;
+    let k = mul(&c, &s_inv);
     let dx = k * y;
-    if !dx.iter().all(|v| v.is_finite()) {
+    if !all_finite(dx.as_slice()) {
         return false;
     }
     *x += dx;
-    let i_kh = SMatrix::<f64, N, N>::identity() - k * h;
-    let new_p = i_kh * *p * i_kh.transpose() + k * r * k.transpose();
+    // K H = [G 0] with G = K A (N×M); (I - K H) P = P - G P[..M, :] and so on.
+    let g = match a {
+        Leading::Identity => k,
+        Leading::Matrix(a) => mul(&k, a),
+    };
+    let mut lp = *p;
+    for j in 0..N {
+        for i in 0..N {
+            let mut acc = 0.0;
+            for m in 0..M {
+                acc += g[(i, m)] * p[(m, j)];
+            }
+            lp[(i, j)] -= acc;
+        }
+    }
+    // (I - K H) P (I - K H)ᵀ + K R Kᵀ is symmetric: the upper triangle, mirrored.
+    let kr = mul(&k, r);
+    let mut new_p = lp;
+    for j in 0..N {
+        for i in 0..=j {
+            let (mut lpl, mut krk) = (0.0, 0.0);
+            for m in 0..M {
+                lpl += lp[(i, m)] * g[(j, m)];
+                krk += kr[(i, m)] * k[(j, m)];
+            }
+            new_p[(i, j)] = (lp[(i, j)] - lpl) + krk;
+            new_p[(j, i)] = new_p[(i, j)];
+        }
+    }
     *p = repair_covariance(new_p);
     true
+}
+
+/// `a · b` for small fixed-size matrices, as plain loops (fully unrolled by the compiler, unlike
+/// nalgebra's generic product).
+#[inline(always)]
+fn mul<const R: usize, const K: usize, const C: usize>(
+    a: &SMatrix<f64, R, K>,
+    b: &SMatrix<f64, K, C>,
+) -> SMatrix<f64, R, C> {
+    let mut out = SMatrix::<f64, R, C>::zeros();
+    for j in 0..C {
+        for i in 0..R {
+            let mut acc = 0.0;
+            for m in 0..K {
+                acc += a[(i, m)] * b[(m, j)];
+            }
+            out[(i, j)] = acc;
+        }
+    }
+    out
+}
+
+/// `F P Fᵀ` for the CTRV Jacobian `F`: the identity except for the x and y rows, whose yaw, speed
+/// and yaw rate columns are `fxy`, and `F[yaw][yaw_rate] = dt_s`. Only those entries are
+/// multiplied (the same sums as the dense product without its terms in 0 and 1).
+fn ctrv_propagate(p: &Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) -> Matrix5 {
+    // F P: rows x and y gain a combination of rows yaw..yaw_rate, row yaw gains dt·row yaw_rate.
+    let mut fp = *p;
+    for j in 0..5 {
+        for (r, f) in fxy.iter().enumerate() {
+            fp[(r, j)] = p[(r, j)] + f[0] * p[(2, j)] + f[1] * p[(3, j)] + f[2] * p[(4, j)];
+        }
+        fp[(2, j)] = p[(2, j)] + dt_s * p[(4, j)];
+    }
+    // (F P) Fᵀ: the same on the columns.
+    let mut fpf = fp;
+    for i in 0..5 {
+        for (c, f) in fxy.iter().enumerate() {
+            fpf[(i, c)] = fp[(i, c)] + f[0] * fp[(i, 2)] + f[1] * fp[(i, 3)] + f[2] * fp[(i, 4)];
+        }
+        fpf[(i, 2)] = fp[(i, 2)] + dt_s * fp[(i, 4)];
+    }
+    fpf
 }
 
 /// Symmetrises a covariance and keeps it positive definite (floors the diagonal, falls back to
 /// the diagonal when the Cholesky factorisation fails).
 fn repair_covariance<const N: usize>(p: SMatrix<f64, N, N>) -> SMatrix<f64, N, N> {
-    let mut s = (p + p.transpose()) * 0.5;
+    // (P + Pᵀ) / 2, one sum per pair of mirrored entries.
+    let mut s = p;
+    for j in 0..N {
+        for i in 0..=j {
+            let v = (p[(i, j)] + p[(j, i)]) * 0.5;
+            s[(i, j)] = v;
+            s[(j, i)] = v;
+        }
+    }
     for i in 0..N {
         let d = s[(i, i)];
         s[(i, i)] = if d.is_finite() { d.clamp(1e-9, 1e6) } else { 1e6 };
     }
-    if all_finite(s.as_slice()) && is_positive_definite(&s) {
+    // With the diagonal finite, the Cholesky check also rejects any non-finite entry (an infinite
+    // or NaN entry of row i reaches the pivot of row i as NaN or -inf), so no separate finiteness
+    // check is needed.
+    if is_positive_definite(&s) {
         return s;
     }
     SMatrix::<f64, N, N>::from_diagonal(&s.diagonal())
@@ -224,6 +328,16 @@ impl MotionState {
         }
     }
 
+    /// Speed over ground [m/s]: the norm of [`MotionState::velocity`], without its sine and
+    /// cosine for CTRV (|speed|).
+    pub fn speed(&self) -> f64 {
+        match self {
+            MotionState::Ctrv { x, .. } => x[3].abs(),
+            MotionState::Cv { x, .. } => Vector2::new(x[2], x[3]).norm(),
+            MotionState::Static { .. } => 0.0,
+        }
+    }
+
     /// Heading [rad]: the model's yaw (CTRV), the velocity direction (CV, when moving) or
     /// `fallback_rad`.
     pub fn yaw(&self, fallback_rad: f64) -> f64 {
@@ -254,51 +368,64 @@ impl MotionState {
                 let (s0, c0) = yaw.sin_cos();
                 let yaw1 = yaw + w * dt_s;
                 let (s1, c1) = yaw1.sin_cos();
-                let mut f = Matrix5::identity();
-                let (nx, ny);
+                // The Jacobian F is the identity except for rows x and y (columns yaw, speed,
+                // yaw rate: `fxy`) and F[yaw][yaw_rate] = dt.
+                let (nx, ny, fxy);
                 if w.abs() > 1e-4 {
                     let vw = v / w;
                     nx = px + vw * (s1 - s0);
                     ny = py + vw * (c0 - c1);
-                    f[(0, 2)] = vw * (c1 - c0);
-                    f[(0, 3)] = (s1 - s0) / w;
-                    f[(0, 4)] = -vw / w * (s1 - s0) + vw * c1 * dt_s;
-                    f[(1, 2)] = vw * (s1 - s0);
-                    f[(1, 3)] = (c0 - c1) / w;
-                    f[(1, 4)] = -vw / w * (c0 - c1) + vw * s1 * dt_s;
+                    fxy = [
+                        [vw * (c1 - c0), (s1 - s0) / w, -vw / w * (s1 - s0) + vw * c1 * dt_s],
+                        [vw * (s1 - s0), (c0 - c1) / w, -vw / w * (c0 - c1) + vw * s1 * dt_s],
+                    ];
                 } else {
                     nx = px + v * c0 * dt_s;
                     ny = py + v * s0 * dt_s;
-                    f[(0, 2)] = -v * s0 * dt_s;
-                    f[(0, 3)] = c0 * dt_s;
-                    f[(0, 4)] = -0.5 * v * s0 * dt_s * dt_s;
-                    f[(1, 2)] = v * c0 * dt_s;
-                    f[(1, 3)] = s0 * dt_s;
-                    f[(1, 4)] = 0.5 * v * c0 * dt_s * dt_s;
+                    fxy = [
+                        [-v * s0 * dt_s, c0 * dt_s, -0.5 * v * s0 * dt_s * dt_s],
+                        [v * c0 * dt_s, s0 * dt_s, 0.5 * v * c0 * dt_s * dt_s],
+                    ];
                 }
-                f[(2, 4)] = dt_s;
                 x[0] = nx;
                 x[1] = ny;
                 x[2] = wrap_angle(yaw1);
-                let mut g = SMatrix::<f64, 5, 2>::zeros();
-                g[(0, 0)] = 0.5 * adt * adt * c0;
-                g[(1, 0)] = 0.5 * adt * adt * s0;
-                g[(2, 1)] = 0.5 * adt * adt;
-                g[(3, 0)] = adt;
-                g[(4, 1)] = adt;
-                let qd =
-                    Matrix2::new(q.vehicle_accel_sigma_mps2.powi(2), 0.0, 0.0, q.vehicle_yaw_accel_sigma_rps2.powi(2));
-                *p = repair_covariance(f * *p * f.transpose() + g * qd * g.transpose());
+                // Process noise G Qd Gᵀ with G = [g_accel g_yaw_accel]: the longitudinal
+                // acceleration drives x, y and speed, the yaw acceleration drives yaw and yaw
+                // rate (the other products are zero).
+                let g_accel = [(0, 0.5 * adt * adt * c0), (1, 0.5 * adt * adt * s0), (3, adt)];
+                let g_yaw_accel = [(2, 0.5 * adt * adt), (4, adt)];
+                let mut fpf = ctrv_propagate(p, &fxy, dt_s);
+                for (g, var) in [
+                    (&g_accel[..], q.vehicle_accel_sigma_mps2.powi(2)),
+                    (&g_yaw_accel[..], q.vehicle_yaw_accel_sigma_rps2.powi(2)),
+                ] {
+                    for &(i, gi) in g {
+                        for &(j, gj) in g {
+                            fpf[(i, j)] += gi * var * gj;
+                        }
+                    }
+                }
+                *p = repair_covariance(fpf);
             }
             MotionState::Cv { x, p } => {
-                let mut f = SMatrix::<f64, 4, 4>::identity();
-                f[(0, 2)] = dt_s;
-                f[(1, 3)] = dt_s;
-                *x = f * *x;
+                // F = I with F[x][vx] = F[y][vy] = dt: F P Fᵀ without the multiplications by 0 and 1.
+                x[0] += dt_s * x[2];
+                x[1] += dt_s * x[3];
+                let mut fp = *p;
+                for j in 0..4 {
+                    fp[(0, j)] += dt_s * p[(2, j)];
+                    fp[(1, j)] += dt_s * p[(3, j)];
+                }
+                let mut fpf = fp;
+                for i in 0..4 {
+                    fpf[(i, 0)] += dt_s * fp[(i, 2)];
+                    fpf[(i, 1)] += dt_s * fp[(i, 3)];
+                }
                 let s2 = q.pedestrian_accel_sigma_mps2.powi(2);
                 let (a, b, c) = (adt.powi(4) / 4.0 * s2, adt.powi(3) / 2.0 * s2, adt * adt * s2);
                 let qm = SMatrix::<f64, 4, 4>::new(a, 0.0, b, 0.0, 0.0, a, 0.0, b, b, 0.0, c, 0.0, 0.0, b, 0.0, c);
-                *p = repair_covariance(f * *p * f.transpose() + qm);
+                *p = repair_covariance(fpf + qm);
             }
             MotionState::Static { p, .. } => {
                 *p = repair_covariance(*p + Matrix2::identity() * (q.static_position_walk_mps.powi(2) * adt));
@@ -332,18 +459,12 @@ impl MotionState {
     pub fn update_position_like(&mut self, y: &Vector2<f64>, hxy: &Matrix2<f64>, r: &Matrix2<f64>) -> bool {
         match self {
             MotionState::Ctrv { x, p } => {
-                let mut h = SMatrix::<f64, 2, 5>::zeros();
-                h.fixed_view_mut::<2, 2>(0, 0).copy_from(hxy);
-                let ok = ekf_update(x, p, y, &h, r);
+                let ok = ekf_update_leading(x, p, y, Leading::Matrix(hxy), r);
                 normalise_ctrv(x);
                 ok
             }
-            MotionState::Cv { x, p } => {
-                let mut h = SMatrix::<f64, 2, 4>::zeros();
-                h.fixed_view_mut::<2, 2>(0, 0).copy_from(hxy);
-                ekf_update(x, p, y, &h, r)
-            }
-            MotionState::Static { x, p } => ekf_update(x, p, y, hxy, r),
+            MotionState::Cv { x, p } => ekf_update_leading(x, p, y, Leading::Matrix(hxy), r),
+            MotionState::Static { x, p } => ekf_update_leading(x, p, y, Leading::Matrix(hxy), r),
         }
     }
 
@@ -353,14 +474,10 @@ impl MotionState {
         match self {
             MotionState::Ctrv { x, p } => {
                 let y = SVector::<f64, 3>::new(z.x - x[0], z.y - x[1], wrap_angle(yaw_rad - x[2]));
-                let mut h = SMatrix::<f64, 3, 5>::zeros();
-                h[(0, 0)] = 1.0;
-                h[(1, 1)] = 1.0;
-                h[(2, 2)] = 1.0;
                 let mut rr = SMatrix::<f64, 3, 3>::zeros();
                 rr.fixed_view_mut::<2, 2>(0, 0).copy_from(r);
                 rr[(2, 2)] = yaw_var_rad2;
-                let ok = ekf_update(x, p, &y, &h, &rr);
+                let ok = ekf_update_leading(x, p, &y, Leading::Identity, &rr);
                 normalise_ctrv(x);
                 ok
             }
@@ -385,28 +502,23 @@ impl MotionState {
         match self {
             MotionState::Ctrv { x, p } => {
                 let y = SVector::<f64, 4>::new(z.x - x[0], z.y - x[1], wrap_angle(yaw_rad - x[2]), speed_mps - x[3]);
-                let mut h = SMatrix::<f64, 4, 5>::zeros();
-                for i in 0..4 {
-                    h[(i, i)] = 1.0;
-                }
                 let mut rr = SMatrix::<f64, 4, 4>::zeros();
                 rr.fixed_view_mut::<2, 2>(0, 0).copy_from(r);
                 rr[(2, 2)] = yaw_var_rad2;
                 rr[(3, 3)] = speed_var_mps2;
-                let ok = ekf_update(x, p, &y, &h, &rr);
+                let ok = ekf_update_leading(x, p, &y, Leading::Identity, &rr);
                 normalise_ctrv(x);
                 ok
             }
             MotionState::Cv { x, p } => {
                 let (s, c) = yaw_rad.sin_cos();
                 let y = SVector::<f64, 4>::new(z.x - x[0], z.y - x[1], speed_mps * c - x[2], speed_mps * s - x[3]);
-                let h = SMatrix::<f64, 4, 4>::identity();
                 let mut rr = SMatrix::<f64, 4, 4>::zeros();
                 rr.fixed_view_mut::<2, 2>(0, 0).copy_from(r);
                 let vel_var = speed_var_mps2 + speed_mps * speed_mps * yaw_var_rad2;
                 rr[(2, 2)] = vel_var;
                 rr[(3, 3)] = vel_var;
-                ekf_update(x, p, &y, &h, &rr)
+                ekf_update_leading(x, p, &y, Leading::Identity, &rr)
             }
             MotionState::Static { .. } => {
                 let y = z - self.position();
@@ -574,10 +686,8 @@ mod tests {
         assert!((s.yaw(0.0) - PI / 2.0).abs() < 1e-9);
     }
 
-    #[test]
-    fn ctrv_jacobian_matches_finite_differences() {
-        let x0 = Vector5::new(1.0, 2.0, 0.7, 8.0, 0.3);
-        let dt = 0.1;
+    /// The CTRV Jacobian by central differences of the state prediction.
+    fn numeric_ctrv_jacobian(x0: Vector5, dt: f64) -> Matrix5 {
         let f_of = |x: Vector5| {
             let mut s = MotionState::Ctrv { x, p: Matrix5::identity() };
             s.predict(dt, &noise());
@@ -586,18 +696,25 @@ mod tests {
                 _ => unreachable!("stays ctrv"),
             }
         };
+        let mut f_num = Matrix5::zeros();
+        for j in 0..5 {
+            let mut d = Vector5::zeros();
+            d[j] = 1e-6;
+            f_num.set_column(j, &((f_of(x0 + d) - f_of(x0 - d)) / 2e-6));
+        }
+        f_num
+    }
+
+    #[test]
+    fn ctrv_jacobian_matches_finite_differences() {
+        let x0 = Vector5::new(1.0, 2.0, 0.7, 8.0, 0.3);
+        let dt = 0.1;
         // Without process noise an identity covariance propagates to F Fᵀ; compare with numeric F.
         let mut s = MotionState::Ctrv { x: x0, p: Matrix5::identity() };
         let q0 = ProcessNoise { vehicle_accel_sigma_mps2: 0.0, vehicle_yaw_accel_sigma_rps2: 0.0, ..noise() };
         s.predict(dt, &q0);
         let MotionState::Ctrv { p, .. } = s else { unreachable!("ctrv") };
-        let mut f_num = Matrix5::zeros();
-        for j in 0..5 {
-            let mut d = Vector5::zeros();
-            d[j] = 1e-6;
-            let col = (f_of(x0 + d) - f_of(x0 - d)) / 2e-6;
-            f_num.set_column(j, &col);
-        }
+        let f_num = numeric_ctrv_jacobian(x0, dt);
         let expected = f_num * f_num.transpose();
         assert!((p - expected).norm() < 1e-6, "{p} vs {expected}");
     }
@@ -645,6 +762,107 @@ mod tests {
         }
         assert!(!is_positive_definite(&Matrix2::new(f64::NAN, 0.0, 0.0, 1.0)));
         assert!(!is_positive_definite(&Matrix2::new(0.0, 0.0, 0.0, 1.0)));
+    }
+
+    #[test]
+    fn positive_definite_check_rejects_non_finite_entries() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+        for k in 0..20_000 {
+            let mut m = random_spd::<5>(&mut rng);
+            // Off the diagonal: `repair_covariance` clamps the diagonal before the check.
+            let i = rng.random_range(0..5);
+            let j = (i + rng.random_range(1..5)) % 5;
+            let bad = [f64::INFINITY, f64::NEG_INFINITY, f64::NAN][k % 3];
+            m[(i, j)] = bad;
+            m[(j, i)] = bad;
+            assert!(!is_positive_definite(&m), "{m}");
+            // What `repair_covariance` makes of it is finite.
+            assert!(all_finite(repair_covariance(m).as_slice()), "{m}");
+        }
+    }
+
+    /// The dense EKF update the structured one replaced (the reference).
+    fn dense_update<const N: usize, const M: usize>(
+        x: &mut SVector<f64, N>,
+        p: &mut SMatrix<f64, N, N>,
+        y: &SVector<f64, M>,
+        h: &SMatrix<f64, M, N>,
+        r: &SMatrix<f64, M, M>,
+    ) {
+        let ph_t = *p * h.transpose();
+        let s_inv = (h * ph_t + r).try_inverse().expect("invertible");
+        let k = ph_t * s_inv;
+        *x += k * y;
+        let i_kh = SMatrix::<f64, N, N>::identity() - k * h;
+        *p = repair_covariance(i_kh * *p * i_kh.transpose() + k * r * k.transpose());
+    }
+
+    fn random_spd<const N: usize>(rng: &mut impl rand::Rng) -> SMatrix<f64, N, N> {
+        let a = SMatrix::<f64, N, N>::from_fn(|_, _| rng.random_range(-1.0..1.0));
+        a * a.transpose() + SMatrix::<f64, N, N>::identity() * 0.01
+    }
+
+    #[test]
+    fn structured_ekf_update_matches_the_dense_joseph_form() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..2_000 {
+            let (x0, p0) = (Vector5::from_fn(|_, _| rng.random_range(-5.0..5.0)), random_spd::<5>(&mut rng));
+            // A 2×2 Jacobian block (camera) and the identity on three entries (lidar).
+            let a = Matrix2::from_fn(|_, _| rng.random_range(-50.0..50.0));
+            let (y2, r2) = (Vector2::from_fn(|_, _| rng.random_range(-3.0..3.0)), random_spd::<2>(&mut rng));
+            let mut h2 = SMatrix::<f64, 2, 5>::zeros();
+            h2.fixed_view_mut::<2, 2>(0, 0).copy_from(&a);
+            let (y3, r3) = (SVector::<f64, 3>::from_fn(|_, _| rng.random_range(-3.0..3.0)), random_spd::<3>(&mut rng));
+            let h3 = SMatrix::<f64, 3, 5>::identity();
+            let (mut x, mut p, mut x_ref, mut p_ref) = (x0, p0, x0, p0);
+            assert!(ekf_update_leading(&mut x, &mut p, &y2, Leading::Matrix(&a), &r2));
+            dense_update(&mut x_ref, &mut p_ref, &y2, &h2, &r2);
+            assert!(ekf_update_leading(&mut x, &mut p, &y3, Leading::Identity, &r3));
+            dense_update(&mut x_ref, &mut p_ref, &y3, &h3, &r3);
+            assert!((x - x_ref).norm() <= 1e-9 * (1.0 + x_ref.norm()), "{x} vs {x_ref}");
+            assert!((p - p_ref).norm() <= 1e-9 * (1.0 + p_ref.norm()), "{p} vs {p_ref}");
+        }
+    }
+
+    #[test]
+    fn ctrv_covariance_propagation_matches_the_dense_product() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let q0 = ProcessNoise { vehicle_accel_sigma_mps2: 0.0, vehicle_yaw_accel_sigma_rps2: 0.0, ..noise() };
+        for k in 0..200 {
+            // Turning either way (the straight branch only fills the Jacobian differently: its
+            // yaw-rate column is the turning model's limit, not the derivative of its own
+            // prediction), away from the wrap of the heading, where the numeric Jacobian jumps.
+            let w = if k % 2 == 0 { rng.random_range(0.05..0.5) } else { -rng.random_range(0.05..0.5) };
+            let x0 = Vector5::new(1.0, -2.0, rng.random_range(-2.5..2.5), rng.random_range(0.0..20.0), w);
+            let p0 = random_spd::<5>(&mut rng);
+            let dt = rng.random_range(0.01..0.3);
+            let f = numeric_ctrv_jacobian(x0, dt);
+            let mut s = MotionState::Ctrv { x: x0, p: p0 };
+            s.predict(dt, &q0);
+            let MotionState::Ctrv { p, .. } = s else { unreachable!("ctrv") };
+            let expected = repair_covariance(f * p0 * f.transpose());
+            assert!((p - expected).norm() <= 1e-6 * (1.0 + expected.norm()), "{p} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn cv_covariance_propagation_matches_the_dense_product() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let q0 = ProcessNoise { pedestrian_accel_sigma_mps2: 0.0, ..noise() };
+        let p0 = random_spd::<4>(&mut rng);
+        let mut s = MotionState::Cv { x: SVector::<f64, 4>::new(1.0, 2.0, 0.5, -1.5), p: p0 };
+        s.predict(0.2, &q0);
+        let mut f = SMatrix::<f64, 4, 4>::identity();
+        f[(0, 2)] = 0.2;
+        f[(1, 3)] = 0.2;
+        let MotionState::Cv { x, p } = s else { unreachable!("cv") };
+        assert!((x - SVector::<f64, 4>::new(1.1, 1.7, 0.5, -1.5)).norm() < 1e-12);
+        let expected = repair_covariance(f * p0 * f.transpose());
+        assert!((p - expected).norm() <= 1e-12 * (1.0 + expected.norm()), "{p} vs {expected}");
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub enum TrackStatus {
     Coasting,
 }
 
+/// Floor of a class's log-likelihood relative to the best class (the evidence against a class
+/// stops growing there).
+const LOG_LIK_FLOOR: f64 = -50.0;
+
 /// Accumulated class evidence: per class a log-likelihood, with forgetting.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassEvidence {
@@ -63,7 +67,7 @@ impl ClassEvidence {
         }
         let max = self.log_lik.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         for l in &mut self.log_lik {
-            *l = (*l - max).max(-50.0);
+            *l = (*l - max).max(LOG_LIK_FLOOR);
         }
     }
 
@@ -74,7 +78,7 @@ impl ClassEvidence {
         }
         let max = self.log_lik.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         for l in &mut self.log_lik {
-            *l = (*l - max).max(-50.0);
+            *l = (*l - max).max(LOG_LIK_FLOOR);
         }
     }
 
@@ -114,9 +118,11 @@ impl ClassEvidence {
         let mut best = ObjectClass::Unknown;
         let mut best_l = f64::NEG_INFINITY;
         let mut sum = 0.0;
+        // Classes at the floor (usually most of them) share one exponential.
+        let mut floor_exp = None;
         for class in ObjectClass::ALL.iter().skip(1) {
             let l = self.log_lik[class.index()];
-            sum += l.exp();
+            sum += if l == LOG_LIK_FLOOR { *floor_exp.get_or_insert_with(|| LOG_LIK_FLOOR.exp()) } else { l.exp() };
             if l > best_l {
                 best_l = l;
                 best = *class;

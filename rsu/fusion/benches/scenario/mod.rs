@@ -1,0 +1,156 @@
+//! The fusion-cycle scenario shared by the `cycle` bench and the `cycle_profile` example: a large
+//! synthetic site with two lidars and two cameras, `n` moving cars, an engine settled for 2 s and
+//! one more cycle (2 lidar frames + 2 camera frames, then one poll).
+
+use nalgebra::{Isometry3, Matrix3, Point2, Point3, Translation3, UnitQuaternion, Vector2, Vector3};
+use rsu_fusion::calibration::{CameraIntrinsics, CameraModel, GroundModel, LidarNoise, SensorCalibration, SensorModel};
+use rsu_fusion::camera::{CameraGeometry, box_corners};
+use rsu_fusion::measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame};
+use rsu_fusion::{BoxSize, FusedObject, Fusion, FusionConfig, ObjectClass, SiteConfig, Timestamp, Wgs84};
+
+/// A camera pose at `pos` [m] looking along `yaw_deg`, pitched down by `pitch_deg`.
+fn camera_pose(pos: (f64, f64, f64), yaw_deg: f64, pitch_deg: f64) -> Isometry3<f64> {
+    let (yaw, pitch) = (yaw_deg.to_radians(), pitch_deg.to_radians());
+    let forward = Vector3::new(yaw.cos() * pitch.cos(), yaw.sin() * pitch.cos(), -pitch.sin());
+    let right = Vector3::new(yaw.sin(), -yaw.cos(), 0.0);
+    let down = forward.cross(&right);
+    let rot = UnitQuaternion::from_matrix(&Matrix3::from_columns(&[right, down, forward]));
+    Isometry3::from_parts(Translation3::new(pos.0, pos.1, pos.2), rot)
+}
+
+/// A large synthetic site: two 360° lidars and two cameras facing each other.
+pub fn site() -> SiteConfig {
+    let lidar = |id: &str, x: f64| SensorCalibration {
+        id: id.into(),
+        world_from_sensor: Isometry3::translation(x, 0.0, 6.0),
+        max_range_m: 150.0,
+        hfov_deg: 360.0,
+        vfov_deg: 90.0,
+        frame_period_s: 0.1,
+        model: SensorModel::Lidar(LidarNoise { position_sigma_m: 0.1, position_sigma_per_m: 0.001 }),
+    };
+    let camera = |id: &str, x: f64, yaw: f64| SensorCalibration {
+        id: id.into(),
+        world_from_sensor: camera_pose((x, 0.0, 25.0), yaw, 20.0),
+        max_range_m: 200.0,
+        hfov_deg: 70.0,
+        vfov_deg: 40.0,
+        frame_period_s: 0.1,
+        model: SensorModel::Camera(CameraModel {
+            intrinsics: CameraIntrinsics {
+                width_px: 1920,
+                height_px: 1080,
+                fx: 1000.0,
+                fy: 1000.0,
+                cx: 960.0,
+                cy: 540.0,
+                distortion: [-0.05, 0.01, 0.0, 0.0, 0.0],
+            },
+            pixel_sigma_px: 3.0,
+        }),
+    };
+    SiteConfig {
+        site_id: "bench".into(),
+        name: String::new(),
+        origin: Wgs84::new(33.35, 120.16, 2.0),
+        representative: true,
+        ground: GroundModel::flat(0.0),
+        sensors: vec![
+            lidar("lidar-a", -30.0),
+            lidar("lidar-b", 30.0),
+            camera("cam-a", -90.0, 0.0),
+            camera("cam-b", 90.0, 180.0),
+        ],
+    }
+}
+
+/// `n` cars on a grid of lanes in 120 m × 120 m, moving east or west at 10 m/s, at time `t` [s].
+fn objects(n: usize, t: f64) -> Vec<(Vector2<f64>, f64)> {
+    (0..n)
+        .map(|i| {
+            let lane = (i % 40) as f64;
+            let slot = (i / 40) as f64;
+            let dir = if i % 2 == 0 { 1.0 } else { -1.0 };
+            let y = -60.0 + lane * 3.0;
+            let x = -60.0 + slot * 9.0 + dir * 10.0 * t;
+            (Vector2::new(x, y), if dir > 0.0 { 0.0 } else { std::f64::consts::PI })
+        })
+        .collect()
+}
+
+/// The frames of every sensor of `site` capturing the `n` cars at time `t` [s] (every car
+/// detected by every sensor that sees it).
+pub fn frames(site: &SiteConfig, n: usize, t: f64, seq: u64) -> Vec<SensorFrame> {
+    let objs = objects(n, t);
+    let size = ObjectClass::Car.typical_size();
+    site.sensors
+        .iter()
+        .map(|s| {
+            let detections = match &s.model {
+                SensorModel::Lidar(_) => Detections::Lidar(
+                    objs.iter()
+                        .map(|(p, yaw)| LidarDetection {
+                            center_in_sensor: s.world_from_sensor.inverse_transform_point(&Point3::new(p.x, p.y, 0.75)),
+                            size,
+                            yaw_rad: *yaw,
+                            class: ObjectClass::Car,
+                            score: 0.9,
+                            point_count: None,
+                        })
+                        .collect(),
+                ),
+                SensorModel::Camera(cam) => {
+                    let geo = CameraGeometry::new(cam.intrinsics.clone(), s.world_from_sensor, s.max_range_m);
+                    let boxes = objs
+                        .iter()
+                        .filter_map(|(p, yaw)| {
+                            let mut min = Point2::new(f64::INFINITY, f64::INFINITY);
+                            let mut max = Point2::new(f64::NEG_INFINITY, f64::NEG_INFINITY);
+                            for c in box_corners(p, 0.0, *yaw, &BoxSize::new(4.6, 1.85, 1.5)) {
+                                let px = cam.intrinsics.project(&geo.camera_from_world.transform_point(&c))?;
+                                min = Point2::new(min.x.min(px.x), min.y.min(px.y));
+                                max = Point2::new(max.x.max(px.x), max.y.max(px.y));
+                            }
+                            (min.x > 0.0 && max.x < 1920.0 && min.y > 0.0 && max.y < 1080.0).then(|| CameraDetection {
+                                min_px: min,
+                                max_px: max,
+                                class_scores: vec![(ObjectClass::Car, 0.8)],
+                            })
+                        })
+                        .collect();
+                    Detections::Camera(CameraDetections { image_width_px: 1920, image_height_px: 1080, boxes })
+                }
+            };
+            SensorFrame { sensor_id: s.id.clone(), sequence: seq, capture_time: ts(t), detections }
+        })
+        .collect()
+}
+
+/// The timestamp `t` seconds into the scenario.
+pub fn ts(t: f64) -> Timestamp {
+    Timestamp::from_nanos(1_790_000_000_000_000_000).add_secs(t)
+}
+
+/// An engine settled on `n` cars for 2 s (20 cycles) and polled at the end, the number of objects
+/// that poll reported, the time `t` [s] of the next cycle and that cycle's frames.
+pub fn settled(site: &SiteConfig, n: usize) -> (Fusion, usize, f64, Vec<SensorFrame>) {
+    let mut fusion = Fusion::new(site.clone(), FusionConfig::default()).expect("the bench site is valid");
+    let mut t = 0.0;
+    for k in 0..20u64 {
+        for f in frames(site, n, t, k) {
+            fusion.handle_sensor_frame(ts(t + 0.01), &f);
+        }
+        fusion.poll_objects(ts(t + 0.02));
+        t += 0.1;
+    }
+    let objects_seen = fusion.poll_objects(ts(t)).len();
+    (fusion, objects_seen, t, frames(site, n, t, 20))
+}
+
+/// One fusion cycle at time `t` [s]: the frames handed in 10 ms after capture, a poll 10 ms later.
+pub fn run_cycle(fusion: &mut Fusion, cycle: &[SensorFrame], t: f64) -> Vec<FusedObject> {
+    for frame in cycle {
+        fusion.handle_sensor_frame(ts(t + 0.01), frame);
+    }
+    fusion.poll_objects(ts(t + 0.02))
+}
