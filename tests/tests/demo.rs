@@ -21,8 +21,12 @@ fn rsu_bin() -> PathBuf {
 fn the_demo_shows_the_cooperative_benefit_and_writes_valid_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("demo-out");
-    let output =
-        Command::new(rsu_bin()).args(["demo", "--duration-s", "10", "--out"]).arg(&out).output().expect("run rsu demo");
+    // As the README runs it: from a folder, with a relative output folder.
+    let output = Command::new(rsu_bin())
+        .current_dir(dir.path())
+        .args(["demo", "--duration-s", "10", "--out", "demo-out"])
+        .output()
+        .expect("run rsu demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "rsu demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}");

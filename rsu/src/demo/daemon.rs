@@ -26,6 +26,8 @@ pub struct Daemon {
 impl Daemon {
     /// Writes `dir/rsu.toml` for site file `site_file` and `pki`, starts `rsu serve` on it and
     /// waits (up to 30 s) until it listens.
+    /// Every path must be absolute (the daemon resolves relative ones against its configuration
+    /// file's folder).
     pub fn start(dir: &Path, site_file: &Path, pki: &DevPkiFiles, rsu_id: &str) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let recordings = dir.join("recordings");
@@ -81,7 +83,14 @@ impl Daemon {
         let mut daemon = Daemon { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), recordings, log };
         let addr = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
-            Err(_) => bail!("the RSU daemon did not start listening within 30 s; see {}", daemon.log.display()),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = daemon.child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
+                let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();
+                bail!("the RSU daemon exited ({status}) before listening: {}", log.trim())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                bail!("the RSU daemon did not start listening within 30 s; see {}", daemon.log.display())
+            }
         };
         daemon.addr = addr.parse().with_context(|| format!("daemon address {addr:?}"))?;
         Ok(daemon)

@@ -122,7 +122,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let duration_s = args.duration_s.unwrap_or(info.default_duration_s);
     anyhow::ensure!(duration_s > 0.0 && duration_s <= 600.0, "--duration-s must be within (0, 600] s");
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let work = args.out.join(".work");
+    // The daemon's configuration names files by absolute path.
+    let work =
+        std::path::absolute(&args.out).with_context(|| format!("resolving {}", args.out.display()))?.join(".work");
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;
     }
