@@ -29,8 +29,10 @@ pub struct CarConfig {
     pub adas: AdasConfig,
     /// RSU frames whose newest sensor capture is older than this are not used [s].
     pub stale_after_s: f64,
-    /// An RSU participant and an onboard track closer than this are one object [m].
+    /// A vehicle seen by the RSU and by the car's own sensor closer than this is one object [m].
     pub match_gate_m: f64,
+    /// The same for pedestrians, cyclists and other vulnerable road users [m].
+    pub match_gate_vru_m: f64,
     /// How far along its route the car looks [m].
     pub route_lookahead_m: f64,
 }
@@ -43,6 +45,7 @@ impl Default for CarConfig {
             adas: AdasConfig::default(),
             stale_after_s: 1.0,
             match_gate_m: 2.5,
+            match_gate_vru_m: 1.2,
             route_lookahead_m: 120.0,
         }
     }
@@ -190,7 +193,7 @@ impl ConnectedCar {
         }
         let onboard = self.tracker.poll_objects(now);
         let rsu = if self.config.use_v2x { self.rsu_objects(now, ego) } else { Vec::new() };
-        self.perceived = merge(&onboard, &rsu, ego, self.config.match_gate_m);
+        self.perceived = merge(&onboard, &rsu, ego, [self.config.match_gate_m, self.config.match_gate_vru_m]);
         let perceived: Vec<Perceived> = self.perceived.iter().map(|o| o.perceived.clone()).collect();
         let car = Ego {
             speed_mps: ego.speed_mps,
@@ -307,9 +310,10 @@ pub fn newest_capture(frame: &RoadsideFrame) -> Option<Timestamp> {
     frame.sensors.iter().filter_map(|s| s.last_capture).max()
 }
 
-/// Onboard tracks and RSU objects as one list in the car's frame: an RSU object within `gate_m`
-/// of an onboard track is the same object, seen by both.
-fn merge(onboard: &[FusedObject], rsu: &[FusedLike], ego: &ActorTruth, gate_m: f64) -> Vec<SiteObject> {
+/// Onboard tracks and RSU objects as one list in the car's frame: an RSU object of the same kind
+/// (vulnerable road user or vehicle) within the kind's gate (`gates_m`: vehicles, VRUs) of an
+/// onboard track is the same object, seen by both.
+fn merge(onboard: &[FusedObject], rsu: &[FusedLike], ego: &ActorTruth, gates_m: [f64; 2]) -> Vec<SiteObject> {
     let ego_from_site = Rotation2::new(-ego.yaw_rad);
     let origin = Point2::new(ego.center.x, ego.center.y);
     let to_ego = |o: &FusedLike, onboard_id: Option<u32>, rsu: Option<&FusedLike>| SiteObject {
@@ -331,10 +335,14 @@ fn merge(onboard: &[FusedObject], rsu: &[FusedLike], ego: &ActorTruth, gate_m: f
     let mut used = vec![false; rsu.len()];
     let mut out = Vec::with_capacity(onboard.len() + rsu.len());
     for o in onboard.iter().map(FusedLike::from) {
-        let best =
-            rsu.iter().enumerate().filter(|(i, r)| !used[*i] && (r.position_m - o.position_m).norm() <= gate_m).min_by(
-                |a, b| (a.1.position_m - o.position_m).norm().total_cmp(&(b.1.position_m - o.position_m).norm()),
-            );
+        let gate_m = if o.class.is_vru() { gates_m[1] } else { gates_m[0] };
+        let best = rsu
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                !used[*i] && r.class.is_vru() == o.class.is_vru() && (r.position_m - o.position_m).norm() <= gate_m
+            })
+            .min_by(|a, b| (a.1.position_m - o.position_m).norm().total_cmp(&(b.1.position_m - o.position_m).norm()));
         let matched = best.map(|(i, r)| {
             used[i] = true;
             r
