@@ -50,6 +50,20 @@ fn start(fixture: &Fixture) -> Running {
     Running { addr, stats, shutdown, task }
 }
 
+/// The lidar connected to `server` and fed with two-car frames until `stop` is cancelled.
+struct Feed {
+    sensor: Arc<SensorClient>,
+    stop: CancellationToken,
+    feeder: JoinHandle<u64>,
+}
+
+async fn feed_lidar(fixture: &Fixture, server: &Running) -> Feed {
+    let sensor = Arc::new(SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor connects"));
+    let stop = CancellationToken::new();
+    let feeder = feed_sensor(sensor.clone(), stop.clone());
+    Feed { sensor, stop, feeder }
+}
+
 /// Sends two-car lidar frames at 10 Hz until cancelled.
 fn feed_sensor(sensor: Arc<SensorClient>, stop: CancellationToken) -> JoinHandle<u64> {
     tokio::spawn(async move {
@@ -103,11 +117,9 @@ fn state_of(id: &str, position: rsu_fusion::Wgs84) -> rsu_fusion::VehicleState {
 async fn sensor_frames_reach_vehicles_filtered_by_region() {
     let fixture = Fixture::new("");
     let server = start(&fixture);
-    let sensor = Arc::new(SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor connects"));
+    let Feed { sensor, stop, feeder } = feed_lidar(&fixture, &server).await;
     assert_eq!(sensor.server_hello().rsu_id, "rsu-test");
     assert_eq!(sensor.server_hello().broadcast_rate_hz, 20.0);
-    let stop = CancellationToken::new();
-    let feeder = feed_sensor(sensor.clone(), stop.clone());
 
     let mut all = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0001"), Some(Subscription::Everything))
         .await
@@ -320,9 +332,7 @@ async fn bad_certificates_alpns_and_hellos_are_refused() {
 async fn bad_messages_are_counted_and_ignored_while_good_traffic_continues() {
     let fixture = Fixture::new("");
     let server = start(&fixture);
-    let sensor = Arc::new(SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor"));
-    let stop = CancellationToken::new();
-    let feeder = feed_sensor(sensor.clone(), stop.clone());
+    let Feed { sensor, stop, feeder } = feed_lidar(&fixture, &server).await;
     let mut vehicle = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0001"), Some(Subscription::Everything))
         .await
         .expect("vehicle");
@@ -401,9 +411,7 @@ async fn bad_messages_are_counted_and_ignored_while_good_traffic_continues() {
 async fn a_stalled_vehicle_does_not_slow_the_others() {
     let fixture = Fixture::new("");
     let server = start(&fixture);
-    let sensor = Arc::new(SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor"));
-    let stop = CancellationToken::new();
-    let feeder = feed_sensor(sensor.clone(), stop.clone());
+    let Feed { sensor: _, stop, feeder } = feed_lidar(&fixture, &server).await;
     let mut reader = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0001"), Some(Subscription::Everything))
         .await
         .expect("vehicle");
@@ -476,9 +484,7 @@ async fn connections_beyond_the_limit_are_refused_as_busy() {
 async fn a_swarm_of_vehicles_is_served_and_measures_latency() {
     let fixture = Fixture::new("");
     let server = start(&fixture);
-    let sensor = Arc::new(SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor connects"));
-    let stop = CancellationToken::new();
-    let feeder = feed_sensor(sensor.clone(), stop.clone());
+    let Feed { sensor: _, stop, feeder } = feed_lidar(&fixture, &server).await;
     let site = vehicle_sim::site::SiteModel::load(&vehicle_sim::site::default_site_dir()).expect("site");
     let setup = vehicle_sim::swarm::SwarmSetup {
         vehicles: common::VEHICLES.iter().map(|v| fixture.vehicle(server.addr, v)).collect(),
