@@ -1,4 +1,5 @@
-//! Import of DAIR-V2X / V2X-Seq infrastructure-side annotations into a replay log.
+//! Import of DAIR-V2X / V2X-Seq infrastructure-side annotations into a replay log, and the
+//! writer of annotated scenes ([`write_scene`]) that the OpenLABEL import shares.
 //!
 //! Input (facts of the published format): `data_info.json` is an array of frames, each naming its
 //! `label_lidar_std_path` (a JSON array of objects with `type`, `3d_dimensions {h, w, l}`,
@@ -99,17 +100,17 @@ pub enum ImportError {
     Write(#[from] ReplayError),
 }
 
-fn read_json(path: &Path) -> Result<Value, ImportError> {
+pub(crate) fn read_json(path: &Path) -> Result<Value, ImportError> {
     let text = std::fs::read_to_string(path).map_err(|cause| ImportError::Io { path: path.to_owned(), cause })?;
     serde_json::from_str(&text).map_err(|cause| ImportError::Json { path: path.to_owned(), cause })
 }
 
-fn field_err(path: &Path, field: impl Into<String>, problem: impl Into<String>) -> ImportError {
+pub(crate) fn field_err(path: &Path, field: impl Into<String>, problem: impl Into<String>) -> ImportError {
     ImportError::Field { path: path.to_owned(), field: field.into(), problem: problem.into() }
 }
 
 /// A number that may be written as a JSON number or a string.
-fn number(path: &Path, v: &Value, field: &str) -> Result<f64, ImportError> {
+pub(crate) fn number(path: &Path, v: &Value, field: &str) -> Result<f64, ImportError> {
     let n = match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
@@ -177,12 +178,18 @@ fn calibration(path: &Path) -> Result<Isometry3<f64>, ImportError> {
     Ok(Isometry3::from_parts(Translation3::new(t[0], t[1], t[2]), rotation))
 }
 
-struct Label {
-    track: Option<String>,
-    class: ObjectClass,
-    center_in_lidar: Point3<f64>,
-    size: BoxSize,
-    yaw_rad: f64,
+/// One labelled object.
+pub struct Label {
+    /// Track id across frames, when the dataset has one.
+    pub track: Option<String>,
+    /// Class.
+    pub class: ObjectClass,
+    /// Box centre in the sensor frame [m].
+    pub center_in_lidar: Point3<f64>,
+    /// Box size [m].
+    pub size: BoxSize,
+    /// Yaw about the sensor's z axis [rad].
+    pub yaw_rad: f64,
 }
 
 fn labels(path: &Path) -> Result<Vec<Label>, ImportError> {
@@ -220,8 +227,7 @@ fn labels(path: &Path) -> Result<Vec<Label>, ImportError> {
         .collect()
 }
 
-/// Imports the dataset folder `dir` into the log `out`. Returns the number of frames written.
-pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<usize, ImportError> {
+fn check_options(options: &DairOptions) -> Result<(), ImportError> {
     if !(0.0..1.0).contains(&options.miss_probability)
         || !(0.0..10.0).contains(&options.position_sigma_m)
         || !(0.0..3.0).contains(&options.yaw_sigma_rad)
@@ -231,6 +237,12 @@ pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<usiz
         ));
     }
     options.origin.validate().map_err(|e| ImportError::Options(e.to_string()))?;
+    Ok(())
+}
+
+/// Imports the dataset folder `dir` into the log `out`. Returns the number of frames written.
+pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<usize, ImportError> {
+    check_options(options)?;
     let info_path = dir.join("data_info.json");
     let info = read_json(&info_path)?;
     let entries = info.as_array().ok_or_else(|| field_err(&info_path, "$", "expected an array of frames"))?;
@@ -248,15 +260,76 @@ pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<usiz
     }
     frames.sort_by_key(|f| f.0);
     let world_from_lidar = calibration(&frames[0].2)?;
-
-    let site = SiteConfig {
-        site_id: "dair-v2x".into(),
+    let mut scene = Vec::with_capacity(frames.len());
+    for (time, label_path, calib_path) in &frames {
+        let calib = calibration(calib_path)?;
+        if (calib.translation.vector - world_from_lidar.translation.vector).norm() > 0.05
+            || calib.rotation.angle_to(&world_from_lidar.rotation) > 1e-3
+        {
+            return Err(field_err(
+                calib_path,
+                "rotation/translation",
+                "calibration differs from the first frame's: import one intersection (one lidar pose) at a time",
+            ));
+        }
+        scene.push(LabelledFrame { time: *time, labels: labels(label_path)? });
+    }
+    let source = Scene {
+        site_id: "dair-v2x",
         name: format!("DAIR-V2X import of {}", dir.display()),
+        software: concat!("v2x-replays ", env!("CARGO_PKG_VERSION"), " (DAIR-V2X import)"),
+        source: dir.display().to_string(),
+        world_from_sensor: world_from_lidar,
+        sensor_id: SENSOR_ID,
+    };
+    write_scene(out, &source, &scene, options)
+}
+
+/// Where an annotated scene comes from and where its labels' frame sits.
+pub struct Scene<'a> {
+    /// Site id written into the log.
+    pub site_id: &'a str,
+    /// Site name.
+    pub name: String,
+    /// Software version string.
+    pub software: &'a str,
+    /// The dataset (for the description).
+    pub source: String,
+    /// The labels' (sensor) frame in the site frame.
+    pub world_from_sensor: Isometry3<f64>,
+    /// The id of the sensor the detections come from.
+    pub sensor_id: &'a str,
+}
+
+/// One annotated frame: its time and its labels in the sensor frame.
+pub struct LabelledFrame {
+    /// Capture time.
+    pub time: Timestamp,
+    /// The labels.
+    pub labels: Vec<Label>,
+}
+
+/// Writes an annotated scene (`frames` in time order) as a replay: the labels as ground truth,
+/// and as the sensor's detections after the noise model of `options`. Returns the frames written.
+pub fn write_scene(
+    out: &Path,
+    scene: &Scene<'_>,
+    frames: &[LabelledFrame],
+    options: &DairOptions,
+) -> Result<usize, ImportError> {
+    check_options(options)?;
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        return Err(ImportError::Options("the scene has no frames".into()));
+    };
+    let world_from_lidar = scene.world_from_sensor;
+    let site = SiteConfig {
+        site_id: scene.site_id.into(),
+        name: scene.name.clone(),
         origin: options.origin,
         representative: false,
         ground: GroundModel::flat(0.0),
         sensors: vec![SensorCalibration {
-            id: SENSOR_ID.into(),
+            id: scene.sensor_id.into(),
             world_from_sensor: world_from_lidar,
             max_range_m: 200.0,
             hfov_deg: 360.0,
@@ -270,11 +343,11 @@ pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<usiz
     };
     let meta = ReplayMeta {
         format_version: REPLAY_FORMAT_VERSION,
-        software_version: concat!("v2x-replays ", env!("CARGO_PKG_VERSION"), " (DAIR-V2X import)").into(),
+        software_version: scene.software.into(),
         scenario: options.scenario.clone(),
         description: format!(
             "Labels of {} as ground truth; detections are the labels with {} m position noise, {} rad yaw noise and {:.0}% misses.",
-            dir.display(),
+            scene.source,
             options.position_sigma_m,
             options.yaw_sigma_rad,
             options.miss_probability * 100.0
@@ -282,8 +355,8 @@ pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<usiz
         seed: options.seed,
         site,
         rsu_ids: vec![],
-        start_time: frames[0].0,
-        end_time: frames[frames.len() - 1].0,
+        start_time: first.time,
+        end_time: last.time,
     };
     let mut writer = ReplayWriter::create(out, &meta)?;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
@@ -293,21 +366,11 @@ pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<usiz
     // Last labelled position of each tracked object, for speeds.
     let mut last_seen: BTreeMap<u32, (Timestamp, Point3<f64>)> = BTreeMap::new();
     let mut next_id = 1u32;
-    for (k, (time, label_path, calib_path)) in frames.iter().enumerate() {
-        let calib = calibration(calib_path)?;
-        if (calib.translation.vector - world_from_lidar.translation.vector).norm() > 0.05
-            || calib.rotation.angle_to(&world_from_lidar.rotation) > 1e-3
-        {
-            return Err(field_err(
-                calib_path,
-                "rotation/translation",
-                "calibration differs from the first frame's: import one intersection (one lidar pose) at a time",
-            ));
-        }
-        let labels = labels(label_path)?;
+    for (k, frame) in frames.iter().enumerate() {
+        let (time, labels) = (&frame.time, &frame.labels);
         let mut objects = Vec::with_capacity(labels.len());
         let mut detections = Vec::with_capacity(labels.len());
-        for label in &labels {
+        for label in labels {
             let id = match &label.track {
                 Some(track) => *track_ids.entry(track.clone()).or_insert_with(|| {
                     next_id += 1;
@@ -354,7 +417,7 @@ pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<usiz
         }
         writer.write_ground_truth(&GroundTruthFrame { time: *time, objects, signals: vec![] })?;
         writer.write_sensor_frame(&SensorFrame {
-            sensor_id: SENSOR_ID.into(),
+            sensor_id: scene.sensor_id.into(),
             sequence: k as u64,
             capture_time: *time,
             detections: Detections::Lidar(detections),

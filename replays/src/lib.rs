@@ -7,6 +7,7 @@
 //! - [`pipeline`]: replaying a log through the fusion core, event by event.
 //! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
 //! - [`import_dair`]: DAIR-V2X / V2X-Seq annotations into replay logs.
+//! - [`import_openlabel`]: ASAM OpenLABEL (TUMTraf / A9) 3D box annotations into replay logs.
 //! - [`scoring`]: tracking metrics against ground truth (CLEAR MOT, IDF1, state errors).
 //! - [`hota`]: HOTA (DetA, AssA, LocA) as TrackEval computes it.
 //! - [`reader`]: [`ReplayReader`], a streaming typed reader that yields messages in log-time
@@ -17,6 +18,7 @@
 pub mod criteria;
 pub mod hota;
 pub mod import_dair;
+pub mod import_openlabel;
 pub mod pipeline;
 pub mod reader;
 pub mod report;

@@ -1,4 +1,5 @@
-//! `rsu replay import dair-v2x`: command-line arguments of the DAIR-V2X importer.
+//! `rsu replay import dair-v2x | openlabel`: command-line arguments of the dataset importers
+//! (the same noise model for both).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,11 +7,22 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rsu_fusion::Wgs84;
 use v2x_replays::import_dair::{DairOptions, import_dair};
+use v2x_replays::import_openlabel::import_openlabel;
 
-/// Arguments of `rsu replay import dair-v2x`.
+/// The dataset formats.
+#[derive(Clone, Copy, Debug)]
+pub enum Format {
+    /// DAIR-V2X / V2X-Seq.
+    DairV2x,
+    /// ASAM OpenLABEL.
+    OpenLabel,
+}
+
+/// Arguments of `rsu replay import dair-v2x` and `rsu replay import openlabel`.
 #[derive(clap::Args)]
 pub struct DairArgs {
-    /// Dataset folder holding `data_info.json`.
+    /// DAIR-V2X: the dataset folder holding `data_info.json`; OpenLABEL: a JSON file or a folder
+    /// of them.
     pub dir: PathBuf,
     /// Output log.
     #[arg(long)]
@@ -47,7 +59,7 @@ fn parse_origin(s: &str) -> anyhow::Result<Wgs84> {
 }
 
 /// Runs the import.
-pub fn import(args: &DairArgs) -> anyhow::Result<ExitCode> {
+pub fn import(args: &DairArgs, format: Format) -> anyhow::Result<ExitCode> {
     let options = DairOptions {
         origin: parse_origin(&args.origin)?,
         seed: args.seed,
@@ -56,8 +68,13 @@ pub fn import(args: &DairArgs) -> anyhow::Result<ExitCode> {
         miss_probability: args.miss_probability,
         ..Default::default()
     };
-    let frames = import_dair(&args.dir, &args.out, &options)
-        .with_context(|| format!("importing {} into {}", args.dir.display(), args.out.display()))?;
+    let frames = match format {
+        Format::DairV2x => import_dair(&args.dir, &args.out, &options),
+        Format::OpenLabel => {
+            import_openlabel(&args.dir, &args.out, &DairOptions { scenario: "openlabel-import".into(), ..options })
+        }
+    }
+    .with_context(|| format!("importing {} into {}", args.dir.display(), args.out.display()))?;
     println!("imported {frames} frames from {} into {}", args.dir.display(), args.out.display());
     Ok(ExitCode::SUCCESS)
 }

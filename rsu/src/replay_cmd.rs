@@ -71,6 +71,9 @@ pub enum ImportFormat {
     /// DAIR-V2X / V2X-Seq infrastructure side: `data_info.json`, per-frame `label/virtuallidar`
     /// and `calib/virtuallidar_to_world` JSON files.
     DairV2x(dair::DairArgs),
+    /// ASAM OpenLABEL 3D boxes (TUMTraf / A9): one JSON file or a folder of them, with
+    /// `frame_properties.timestamp` and `object_data.cuboid.val = [x,y,z,qx,qy,qz,qw,l,w,h]`.
+    Openlabel(dair::DairArgs),
 }
 
 /// Runs a replay subcommand.
@@ -88,7 +91,8 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
             }
             validate(&path, criteria.as_deref(), report.as_deref(), html.as_deref(), &config, jobs)
         }
-        ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => dair::import(&args),
+        ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => dair::import(&args, dair::Format::DairV2x),
+        ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => dair::import(&args, dair::Format::OpenLabel),
     }
 }
 

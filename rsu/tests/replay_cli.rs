@@ -136,3 +136,43 @@ fn import_validate_break_and_run() {
     let frames = info["topics"]["/rsu/rsu-dair-v2x/frame"]["messages"].as_u64().expect("fused frames");
     assert!(frames >= 70, "{frames} fused frames");
 }
+
+/// An OpenLABEL scene, one file per frame as TUMTraf publishes it: 60 frames at 10 Hz of a car
+/// driving east at 8 m/s and a pedestrian walking north, in the labels' coordinate system.
+fn write_openlabel_fixture(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let half = std::f64::consts::FRAC_1_SQRT_2;
+    for f in 0..60 {
+        let t = 1_646_667_310.0 + f as f64 * 0.1;
+        let (car_x, ped_y) = (-20.0 + 0.8 * f as f64, -8.0 + 0.14 * f as f64);
+        let doc = serde_json::json!({"openlabel": {
+            "metadata": {"schema_version": "1.0.0"},
+            "frames": {f.to_string(): {
+                "frame_properties": {"timestamp": t.to_string()},
+                "objects": {
+                    "1d2c-car": {"object_data": {"type": "CAR", "cuboid": {"name": "shape3D",
+                        "val": [car_x, 3.0, 0.75, 0.0, 0.0, 0.0, 1.0, 4.6, 1.9, 1.5]}}},
+                    "77aa-ped": {"object_data": {"type": "PEDESTRIAN", "cuboid": {"name": "shape3D",
+                        "val": [6.0, ped_y, 0.85, 0.0, 0.0, half, half, 0.6, 0.6, 1.7]}}}
+                }
+            }}
+        }});
+        std::fs::write(dir.join(format!("{f:06}.json")), doc.to_string()).expect("frame");
+    }
+}
+
+#[test]
+fn openlabel_import_validates() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scene = tmp.path().join("tumtraf");
+    write_openlabel_fixture(&scene);
+    let log = tmp.path().join("openlabel.mcap");
+    let out =
+        rsu(&["replay", "import", "openlabel", scene.to_str().expect("path"), "--out", log.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("imported 60 frames"), "{}", text(&out));
+    let out = rsu(&["replay", "validate", log.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = rsu(&["log", "info", log.to_str().expect("path")]);
+    assert!(text(&out).contains("/sensors/openlabel-lidar"), "{}", text(&out));
+}
