@@ -387,7 +387,11 @@ impl Adas {
         let steps = (c.horizon_s / c.step_s).ceil() as usize;
         let reach_m = speed_mps * c.horizon_s + ego.length_m + 5.0;
         for (index, o) in objects.iter().enumerate() {
-            if o.position_m.coords.norm() > reach_m + o.velocity_mps.norm() * c.horizon_s + o.length_m {
+            // Braking does not avoid what is behind the car's centre (it would be hit from
+            // behind, or it is the car's own lagging track).
+            if o.position_m.x < 0.0
+                || o.position_m.coords.norm() > reach_m + o.velocity_mps.norm() * c.horizon_s + o.length_m
+            {
                 continue;
             }
             let (yaw, velocity) = predicted_motion(ego, o);
@@ -633,6 +637,15 @@ mod tests {
         let out = adas.step(5.0, &ego(0.0), &[]);
         assert!(out.events.iter().any(|e| e.kind == EventKind::BrakeEnd), "{:?}", out.events);
         assert!(!adas.braking());
+    }
+
+    #[test]
+    fn nothing_behind_the_car_is_a_threat() {
+        let adas = Adas::new(AdasConfig::default());
+        let mut behind = pedestrian(-2.0, 0.0, 0.0);
+        behind.class = ObjectClass::Car;
+        behind.velocity_mps = Vector2::new(12.0, 0.0);
+        assert!(adas.threats(&ego(5.0), 5.0, &[behind]).is_empty(), "braking cannot avoid a car from behind");
     }
 
     #[test]

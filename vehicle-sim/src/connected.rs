@@ -244,7 +244,7 @@ impl ConnectedCar {
                 let (position_m, yaw_rad) =
                     ctrv(Point2::new(p.position_m.x, p.position_m.y), p.yaw_rad, p.speed_mps, p.yaw_rate_rps, dt);
                 // A track of the car itself the RSU has not tied to its self-report.
-                let me = (position_m - here).norm() < 0.5 * ego.size.length_m + 1.0
+                let me = (position_m - here).norm() < 0.5 * ego.size.length_m + 2.5
                     && wrap_angle(yaw_rad - ego.yaw_rad).cos() > 0.7;
                 (!me).then_some((p, position_m, yaw_rad))
             })

@@ -18,8 +18,15 @@ fn run(name: &str, v2x: bool, seed: u64, duration_s: f64) -> RunOutcome {
 
 #[test]
 fn v2x_warns_the_car_of_the_hidden_pedestrian_earlier_and_it_stops_further_away() {
-    let with = run("bus-pedestrian", true, 1, 12.0);
-    let without = run("bus-pedestrian", false, 1, 12.0);
+    for seed in [1, 2, 4] {
+        hidden_pedestrian(seed);
+    }
+}
+
+fn hidden_pedestrian(seed: u64) {
+    eprintln!("seed {seed}");
+    let with = run("bus-pedestrian", true, seed, 12.0);
+    let without = run("bus-pedestrian", false, seed, 12.0);
     let (a, b) = (&with.cars[0], &without.cars[0]);
     assert_eq!(a.v2x_id, "cv-bus-ped");
     let (ha, hb) = (&a.hazards[0], &b.hazards[0]);
