@@ -46,7 +46,7 @@ struct RsuArgs {
     #[arg(long)]
     rsu: SocketAddr,
     /// PKI folder made by `rsu certs init` (ca.pem, sensors/<id>.pem, vehicles/<id>.pem).
-    #[arg(long)]
+    #[arg(long, default_value = "pki")]
     pki: PathBuf,
     /// Name the RSU's certificate is valid for.
     #[arg(long, default_value = "localhost")]
