@@ -1,7 +1,8 @@
 //! `rsu`: the roadside-unit daemon and its tools.
 //!
-//! Subcommands: `schema` writes the protocol's FileDescriptorSet; `log` inspects replay logs;
-//! `replay` runs, validates and imports logs.
+//! Subcommands: `demo` plays the cooperative-perception demo against a real daemon; `serve` is
+//! the daemon; `certs` makes a development PKI; `schema` writes the protocol's FileDescriptorSet;
+//! `log` inspects replay logs; `replay` runs, validates and imports logs.
 
 mod dair;
 mod demo;
@@ -31,7 +32,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// The cooperative-perception demo: simulate a scenario, fuse it, score it, say what happened.
+    /// The cooperative-perception demo: play a scenario twice against a real RSU daemon over
+    /// QUIC (with and without V2X for the connected car) and say what happened.
     Demo(demo::DemoArgs),
     /// Replay recorded logs through the fusion core, validate them against ground truth, import
     /// datasets.
