@@ -249,11 +249,17 @@ impl Scorer {
         let hyps: Vec<&Hypothesis> =
             hyps.iter().filter(|h| !ignored.iter().any(|t| self.distance(t, h).is_some())).collect();
 
-        // HOTA's similarities: 1 - d / gate within the class gate.
+        // HOTA's similarities: 1 - d / gate within the class gate. Hypotheses sorted by east
+        // coordinate, so each truth looks only at those within its gate of it.
+        let mut by_x: Vec<(f64, usize)> = hyps.iter().enumerate().map(|(i, h)| (h.position_m[0], i)).collect();
+        by_x.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut sims = Vec::new();
         for (ti, t) in scored.iter().enumerate() {
             let gate = self.config.gate(match_family(t.class));
-            for (hi, h) in hyps.iter().enumerate() {
+            let x = t.position_m[0];
+            let from = by_x.partition_point(|(hx, _)| *hx < x - gate);
+            for &(_, hi) in by_x[from..].iter().take_while(|(hx, _)| *hx <= x + gate) {
+                let h = hyps[hi];
                 if let Some(d) = self.distance(t, h) {
                     let s = 1.0 - d / gate;
                     if s > 0.0 {
