@@ -8,6 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -244,11 +245,14 @@ async fn rerun_connect_streams_the_live_view_to_a_rerun_server() {
     let fixture = Fixture::new("");
     let rrd = fixture.path().join("received.rrd");
     let port = free_port();
+    // In a process group of its own: `rerun` may be a wrapper around the real binary, and the
+    // whole group is stopped at the end.
     let mut server = Command::new("rerun")
         .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save"])
         .arg(&rrd)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("rerun --save starts");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -265,7 +269,7 @@ async fn rerun_connect_streams_the_live_view_to_a_rerun_server() {
     assert!(daemon.child.wait().expect("exit").success());
     // The server writes what it received; stop it and read the file.
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", server.id())]).status();
     let _ = server.wait();
     let stats = rsu::live_view::rrd_stats(&rrd).expect("the received recording decodes");
     for entity in ["/site/sensors", "/detections/lidar-ne", "/tracks"] {
