@@ -122,13 +122,13 @@ impl Hota {
 /// The frame's matching that maximises the sum of similarity × alignment (pairs with a positive
 /// similarity only; others never count at any threshold).
 fn best_matches(f: &Frame, alignment: &dyn Fn(u32, u32) -> f64) -> Vec<(usize, usize, f64)> {
-    let edges: Vec<(usize, usize, f64)> = f.sims.iter().map(|&(i, j, s)| (i, j, s)).collect();
+    let edges = &f.sims;
     let mut out = Vec::new();
-    for (rows, cols) in crate::scoring::edge_components(f.truths.len(), f.hyps.len(), &edges) {
+    for (rows, cols) in crate::scoring::edge_components(f.truths.len(), f.hyps.len(), edges) {
         // Minimise the negated score; pairs without similarity cost nothing and count nothing.
         let mut cost = vec![0.0; rows.len() * cols.len()];
         let mut sim = vec![0.0; rows.len() * cols.len()];
-        for &(i, j, s) in &edges {
+        for &(i, j, s) in edges {
             if let (Ok(r), Ok(c)) = (rows.binary_search(&i), cols.binary_search(&j)) {
                 cost[r * cols.len() + c] = -(s * alignment(f.truths[i], f.hyps[j]));
                 sim[r * cols.len() + c] = s;

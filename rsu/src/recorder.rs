@@ -233,11 +233,7 @@ impl Worker {
     }
 }
 
-/// The wall clock as a timestamp (UTC).
-pub fn wall_now() -> Timestamp {
-    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    Timestamp::from_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
-}
+pub use v2x_link::wall_now;
 
 /// The files of a recording directory, oldest first.
 pub fn recordings_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -11,6 +11,7 @@ use nalgebra::Point2;
 use rsu_fusion::{ObjectClass, RoadsideFrame, SensorFrame, Timestamp, VehicleState};
 use serde::Serialize;
 use v2x_proto::domain::GroundTruthFrame;
+use v2x_replays::report::Distribution;
 
 use crate::adas::{AdasEvent, EventKind, Function};
 use crate::connected::{CarConfig, ConnectedCar, SiteObject};
@@ -111,34 +112,9 @@ pub struct LinkSummary {
     /// Frames lost (sequence gaps) or abandoned by the RSU for a newer one.
     pub lost: u64,
     /// Capture-to-receipt latency percentiles [ms].
-    pub latency_ms: Percentiles,
+    pub latency_ms: Distribution,
     /// Age of the newest RSU information when the car used it [ms].
-    pub info_age_ms: Percentiles,
-}
-
-/// Percentiles of a sample.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Percentiles {
-    /// Samples.
-    pub count: usize,
-    /// Median.
-    pub p50: Option<f64>,
-    /// 90th percentile.
-    pub p90: Option<f64>,
-    /// 99th percentile.
-    pub p99: Option<f64>,
-    /// Largest.
-    pub max: Option<f64>,
-}
-
-impl Percentiles {
-    /// Percentiles of `values` scaled by `scale`.
-    pub fn of(values: &[f64], scale: f64) -> Percentiles {
-        let mut v: Vec<f64> = values.iter().map(|x| x * scale).filter(|x| x.is_finite()).collect();
-        v.sort_by(f64::total_cmp);
-        let at = |p: f64| (!v.is_empty()).then(|| v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]);
-        Percentiles { count: v.len(), p50: at(0.5), p90: at(0.9), p99: at(0.99), max: v.last().copied() }
-    }
+    pub info_age_ms: Distribution,
 }
 
 /// What a car perceived and asked for at one decision.
@@ -333,12 +309,12 @@ impl CoSim {
             }
             Ok::<(), std::convert::Infallible>(())
         });
-        if let Err(never) = emitted {
-            match never {}
-        }
+        let truth = match emitted {
+            Ok(truth) => truth,
+            Err(never) => match never {},
+        };
         let world = &mut self.sim.scenario.world;
         let (now, elapsed_s) = (world.time(), world.elapsed_s());
-        let truth = world.truth();
         for (index, c) in self.cars.iter_mut().enumerate() {
             let Some(ego) = truth.iter().find(|t| t.id == c.car.actor_id) else { continue };
             c.car.sense(self.start, elapsed_s, ego, &truth, &self.buildings, &self.env);
@@ -519,8 +495,8 @@ fn car_outcome(c: CarRun, abandoned: u64) -> CarOutcome {
         link: LinkSummary {
             frames: link.frames,
             lost: link.lost + abandoned,
-            latency_ms: Percentiles::of(&link.capture_to_receipt_s, 1e3),
-            info_age_ms: Percentiles::of(&link.info_age_s, 1e3),
+            latency_ms: Distribution::of(&link.capture_to_receipt_s.iter().map(|s| s * 1e3).collect::<Vec<_>>()),
+            info_age_ms: Distribution::of(&link.info_age_s.iter().map(|s| s * 1e3).collect::<Vec<_>>()),
         },
         events,
     }

@@ -7,17 +7,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rsu_fusion::{RoadsideFrame, Timestamp};
 use tokio::sync::mpsc;
 use v2x_link::client::{ClientError, ClientSettings, SensorClient, VehicleClient};
+use v2x_link::wall_now;
 use v2x_proto::domain::Subscription;
 
 use crate::connected::CarConfig;
 use crate::cosim::CoSim;
 pub use crate::cosim::{
-    CarOutcome, CarSample, HazardOutcome, LinkSummary, Percentiles, RunOutcome as LiveOutcome, Status, describe,
+    CarOutcome, CarSample, HazardOutcome, LinkSummary, RunOutcome as LiveOutcome, Status, describe,
 };
 use crate::scenario::{self, ScenarioError};
 use crate::site::SiteModel;
@@ -64,12 +65,6 @@ pub struct LiveSetup {
     pub vehicles: BTreeMap<String, ClientSettings>,
     /// Radius the cars subscribe to around themselves [m].
     pub subscription_radius_m: u32,
-}
-
-/// The wall clock as a timestamp.
-pub fn wall_now() -> Timestamp {
-    let ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    Timestamp::from_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
 }
 
 /// Runs `setup` in real time; `progress` hears about it every 100 ms.

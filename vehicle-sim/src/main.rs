@@ -243,11 +243,7 @@ fn print_cars(cars: &[vehicle_sim::cosim::CarOutcome]) {
         if car.link.frames > 0 {
             println!(
                 "  {}: {} RSU frames, {} lost, capture-to-receipt latency p50 {:.0} ms, p99 {:.0} ms",
-                car.v2x_id,
-                car.link.frames,
-                car.link.lost,
-                car.link.latency_ms.p50.unwrap_or(f64::NAN),
-                car.link.latency_ms.p99.unwrap_or(f64::NAN)
+                car.v2x_id, car.link.frames, car.link.lost, car.link.latency_ms.p50, car.link.latency_ms.p99
             );
         }
     }

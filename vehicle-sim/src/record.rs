@@ -138,13 +138,14 @@ impl Simulation {
     /// Hands `emit` what the world produces at its current step, without advancing it: ground
     /// truth every [`GROUND_TRUTH_EVERY_STEPS`], self-reports every [`SELF_REPORT_EVERY_STEPS`],
     /// the sensor frames captured by now and the ones that have arrived by now (with `flush`,
-    /// every frame still in flight). Counts them into `summary`.
+    /// every frame still in flight). Counts them into `summary`. Returns the world's truth at
+    /// this step.
     pub fn emit_step<E>(
         &mut self,
         flush: bool,
         summary: &mut RunSummary,
         emit: &mut impl FnMut(Output) -> Result<(), E>,
-    ) -> Result<(), E> {
+    ) -> Result<Vec<ActorTruth>, E> {
         let half_step_s = 0.5 * STEP_NS as f64 * 1e-9;
         let world = &self.scenario.world;
         let site = world.site().clone();
@@ -183,7 +184,7 @@ impl Simulation {
             summary.sensor_frames += 1;
             emit(Output::Sensor(frame))?;
         }
-        Ok(())
+        Ok(truth)
     }
 }
 

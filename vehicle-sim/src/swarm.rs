@@ -12,11 +12,11 @@ use nalgebra::Point3;
 use rsu_fusion::{BoxSize, ObjectClass};
 use tokio::task::JoinSet;
 use v2x_link::client::{ClientSettings, VehicleClient};
+use v2x_link::wall_now;
 use v2x_proto::domain::Subscription;
 
 use crate::connected::newest_capture;
 use crate::gnss::SelfReporter;
-use crate::live::wall_now;
 use crate::site::SiteModel;
 use crate::world::ActorTruth;
 

@@ -47,3 +47,10 @@ pub const MAX_SENSOR_FRAME_BYTES: usize = 1 << 20;
 /// Largest `RoadsideFrame` stream a client accepts by default [bytes] (the protocol's message
 /// limit).
 pub const MAX_ROADSIDE_FRAME_BYTES: usize = v2x_proto::MAX_MESSAGE_BYTES;
+
+/// The wall clock as a timestamp (UTC): the time base both ends of the protocol stamp messages
+/// with (the fusion core itself never reads a clock).
+pub fn wall_now() -> rsu_fusion::Timestamp {
+    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    rsu_fusion::Timestamp::from_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
+}

@@ -343,11 +343,9 @@ fn print_summary(summary: &Summary) {
     };
     let at = |t: Option<f64>| t.map_or_else(|| "none".to_owned(), |t| format!("t={t:.1} s"));
     let latency = |i: usize| {
-        let l = summary.runs.get(i).and_then(|r| r.cars.first()).map(|car| car.link.latency_ms);
+        let l = summary.runs.get(i).and_then(|r| r.cars.first()).map(|car| &car.link.latency_ms);
         match l {
-            Some(p) if p.count > 0 => {
-                format!("{:.0} / {:.0} ms", p.p50.unwrap_or(f64::NAN), p.p99.unwrap_or(f64::NAN))
-            }
+            Some(p) if p.count > 0 => format!("{:.0} / {:.0} ms", p.p50, p.p99),
             _ => "—".to_owned(),
         }
     };

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use rsu_fusion::{Detections, SensorFrame, Timestamp};
+use rsu_fusion::{Detections, SensorFrame};
 use v2x_link::client::ClientSettings;
 use v2x_link::pki::{DevPkiFiles, default_server_names, write_dev_pki};
 
@@ -74,10 +74,7 @@ impl Fixture {
 }
 
 /// The wall clock.
-pub fn now() -> Timestamp {
-    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    Timestamp::from_nanos(i64::try_from(ns).expect("ns"))
-}
+pub use v2x_link::wall_now as now;
 
 /// A lidar frame from the sample lidar with two parked cars about 35 m apart, captured now.
 pub fn two_cars(sequence: u64) -> SensorFrame {
