@@ -1,7 +1,6 @@
 //! The bench's fusion cycle for instruction counting: settles an engine on `n` cars (default 500),
-//! then runs the cycle `cycles` times (default 3), each on a fresh clone, inside `timed_cycle`
-//! (which also drops the engine, as a bench iteration does, and the output, which criterion drops
-//! outside its timing). Count only that function with callgrind:
+//! then runs `cycles` cycles (default 3) one after another on it, as the daemon does, each inside
+//! `timed_cycle` (which also drops the cycle's output). Count only that function with callgrind:
 //!
 //! ```text
 //! cargo build --release -p rsu-fusion --example cycle_profile
@@ -20,10 +19,13 @@ use rsu_fusion::Fusion;
 use rsu_fusion::measurement::SensorFrame;
 use std::hint::black_box;
 
-/// One cycle on `fusion` (consumed, so dropping it is counted too); returns the objects polled.
+/// Cycles run one after another before the engine starts over from its settled state.
+const CYCLES_BEFORE_RESTART: usize = 30;
+
+/// One cycle on `fusion`, dropping its output; returns the number of objects polled.
 #[inline(never)]
-fn timed_cycle(mut fusion: Fusion, cycle: &[SensorFrame], t: f64) -> usize {
-    black_box(scenario::run_cycle(&mut fusion, cycle, t)).len()
+fn timed_cycle(fusion: &mut Fusion, cycle: &[SensorFrame], t: f64) -> usize {
+    black_box(scenario::run_cycle(fusion, cycle, t)).len()
 }
 
 /// The positional argument `index` as a count, `default` when absent.
@@ -35,16 +37,20 @@ fn main() -> Result<(), String> {
     let (n, cycles) = (count_arg(1, 500)?, count_arg(2, 3)?.max(1));
     let timing = std::env::args().nth(3).is_some_and(|a| a == "time");
     let site = scenario::site();
-    let (fusion, _, t, cycle) = scenario::settled(&site, n);
+    let mut steady = scenario::SteadyState::new(&site, n, CYCLES_BEFORE_RESTART);
     let mut times_us = Vec::with_capacity(cycles);
     let mut objects = 0;
     for _ in 0..cycles {
-        let engine = fusion.clone();
+        let (fusion, frames, t) = steady.next_cycle();
         let start = std::time::Instant::now();
-        objects += timed_cycle(engine, &cycle, t);
+        objects += timed_cycle(fusion, frames, t);
         times_us.push(start.elapsed().as_secs_f64() * 1e6);
     }
-    println!("n={n}: {cycles} cycles, {objects} objects polled in all");
+    println!(
+        "n={n}: {} objects settled, {} detections per cycle; {cycles} cycles, {objects} objects polled in all",
+        steady.objects_seen,
+        steady.detections_per_cycle()
+    );
     if timing {
         times_us.sort_by(f64::total_cmp);
         println!("per cycle: fastest {:.0} µs, median {:.0} µs", times_us[0], times_us[cycles / 2]);

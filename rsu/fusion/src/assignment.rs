@@ -141,76 +141,59 @@ impl SpatialGrid {
     }
 }
 
-/// Solves the assignment over gated candidate pairs: splits them into connected components and
-/// solves each optimally (most pairs first, then least total cost). Returns (track, measurement)
-/// pairs sorted by track.
-pub fn assign(candidates: &[Candidate]) -> Vec<(usize, usize)> {
-    let mut edges: Vec<Candidate> = candidates.iter().filter(|c| c.cost.is_finite()).copied().collect();
-    if edges.is_empty() {
-        return Vec::new();
-    }
-    edges.sort_by_key(|a| (a.track, a.meas));
-    // Union-find over nodes: tracks then measurements, compacted to the ones that appear (in
-    // ascending order). Edges are sorted by track, so a track's compact index is its run number.
-    let mut edge_track = Vec::with_capacity(edges.len());
-    let mut n_tracks = 0usize;
-    for (k, e) in edges.iter().enumerate() {
-        if k > 0 && e.track != edges[k - 1].track {
-            n_tracks += 1;
-        }
-        edge_track.push(n_tracks);
-    }
-    n_tracks += 1;
-    let max_meas = edges.iter().map(|c| c.meas).max().unwrap_or(0);
-    let edge_meas: Vec<usize> = if max_meas < 4 * edges.len() + 1024 {
-        // Dense rank table over measurement indices.
-        let mut rank = vec![usize::MAX; max_meas + 1];
-        for e in &edges {
-            rank[e.meas] = 0;
-        }
-        for (next, r) in rank.iter_mut().filter(|r| **r == 0).enumerate() {
-            *r = next;
-        }
-        edges.iter().map(|e| rank[e.meas]).collect()
-    } else {
-        let mut meas: Vec<usize> = edges.iter().map(|c| c.meas).collect();
-        meas.sort_unstable();
-        meas.dedup();
-        edges.iter().map(|e| meas.binary_search(&e.meas).unwrap_or(0)).collect()
-    };
-    let n = n_tracks + edge_meas.iter().max().map_or(0, |m| m + 1);
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn find(parent: &mut [usize], mut a: usize) -> usize {
-        while parent[a] != a {
-            parent[a] = parent[parent[a]];
-            a = parent[a];
+/// Solves the assignment over gated candidate pairs of `n_tracks` tracks and `n_meas`
+/// measurements: splits them into connected components and solves each optimally (most pairs
+/// first, then least total cost). Pairs with a non-finite cost or an index out of range are
+/// ignored. Returns (track, measurement) pairs sorted by track.
+pub fn assign(candidates: &[Candidate], n_tracks: usize, n_meas: usize) -> Vec<(usize, usize)> {
+    let usable = |c: &&Candidate| c.cost.is_finite() && c.track < n_tracks && c.meas < n_meas;
+    // Union-find over the nodes: tracks, then measurements.
+    let mut parent: Vec<u32> = (0..(n_tracks + n_meas) as u32).collect();
+    fn find(parent: &mut [u32], mut a: usize) -> usize {
+        while parent[a] as usize != a {
+            parent[a] = parent[parent[a] as usize];
+            a = parent[a] as usize;
         }
         a
     }
-    for (k, _) in edges.iter().enumerate() {
-        let a = find(&mut parent, edge_track[k]);
-        let b = find(&mut parent, n_tracks + edge_meas[k]);
+    for c in candidates.iter().filter(usable) {
+        let a = find(&mut parent, c.track);
+        let b = find(&mut parent, n_tracks + c.meas);
         if a != b {
-            parent[a.max(b)] = a.min(b);
+            parent[a.max(b)] = a.min(b) as u32;
         }
     }
-    // Group edges by component root, in root order (a stable sort keeps track, measurement
-    // order within a component).
-    let mut by_comp: Vec<(usize, Candidate)> =
-        edges.iter().enumerate().map(|(k, e)| (find(&mut parent, edge_track[k]), *e)).collect();
-    by_comp.sort_by_key(|a| a.0);
-    edges.clear();
-    edges.extend(by_comp.iter().map(|e| e.1));
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < by_comp.len() {
-        let root = by_comp[start].0;
-        let end = start + by_comp[start..].iter().take_while(|e| e.0 == root).count();
-        solve_component(&edges[start..end], &mut out);
-        start = end;
+    // Edges per component (by root); a component of one edge is its own answer.
+    let mut edges_at = vec![0u32; n_tracks + n_meas];
+    for c in candidates.iter().filter(usable) {
+        let root = find(&mut parent, c.track);
+        edges_at[root] += 1;
     }
-    out.sort_unstable();
-    out
+    let mut meas_of_track = vec![usize::MAX; n_tracks];
+    let mut shared: Vec<(usize, Candidate)> = Vec::new();
+    for c in candidates.iter().filter(usable) {
+        let root = find(&mut parent, c.track);
+        if edges_at[root] == 1 {
+            meas_of_track[c.track] = c.meas;
+        } else {
+            shared.push((root, *c));
+        }
+    }
+    // The rest component by component, in root order, each with its edges by track and
+    // measurement (a stable sort keeps the candidates' order otherwise).
+    shared.sort_by_key(|(root, c)| (*root, c.track, c.meas));
+    let mut comp: Vec<Candidate> = Vec::new();
+    let mut solved = Vec::new();
+    for run in shared.chunk_by(|a, b| a.0 == b.0) {
+        comp.clear();
+        comp.extend(run.iter().map(|(_, c)| *c));
+        solved.clear();
+        solve_component(&comp, &mut solved);
+        for &(track, meas) in &solved {
+            meas_of_track[track] = meas;
+        }
+    }
+    meas_of_track.iter().enumerate().filter(|(_, m)| **m != usize::MAX).map(|(t, m)| (t, *m)).collect()
 }
 
 /// Cost standing for "no edge" in the dense component matrix.
@@ -346,7 +329,89 @@ mod tests {
         rec(0, nr, nc, cost, &mut vec![false; nc])
     }
 
+    /// The assignment as first written (compacting the indices that appear, sorting the edges by
+    /// component), kept as the reference for [`assign`].
+    fn reference_assign(candidates: &[Candidate]) -> Vec<(usize, usize)> {
+        let mut edges: Vec<Candidate> = candidates.iter().filter(|c| c.cost.is_finite()).copied().collect();
+        if edges.is_empty() {
+            return Vec::new();
+        }
+        edges.sort_by_key(|a| (a.track, a.meas));
+        // Union-find over nodes: tracks then measurements, compacted to the ones that appear (in
+        // ascending order). Edges are sorted by track, so a track's compact index is its run number.
+        let mut edge_track = Vec::with_capacity(edges.len());
+        let mut n_tracks = 0usize;
+        for (k, e) in edges.iter().enumerate() {
+            if k > 0 && e.track != edges[k - 1].track {
+                n_tracks += 1;
+            }
+            edge_track.push(n_tracks);
+        }
+        n_tracks += 1;
+        let max_meas = edges.iter().map(|c| c.meas).max().unwrap_or(0);
+        let edge_meas: Vec<usize> = if max_meas < 4 * edges.len() + 1024 {
+            // Dense rank table over measurement indices.
+            let mut rank = vec![usize::MAX; max_meas + 1];
+            for e in &edges {
+                rank[e.meas] = 0;
+            }
+            for (next, r) in rank.iter_mut().filter(|r| **r == 0).enumerate() {
+                *r = next;
+            }
+            edges.iter().map(|e| rank[e.meas]).collect()
+        } else {
+            let mut meas: Vec<usize> = edges.iter().map(|c| c.meas).collect();
+            meas.sort_unstable();
+            meas.dedup();
+            edges.iter().map(|e| meas.binary_search(&e.meas).unwrap_or(0)).collect()
+        };
+        let n = n_tracks + edge_meas.iter().max().map_or(0, |m| m + 1);
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn find(parent: &mut [usize], mut a: usize) -> usize {
+            while parent[a] != a {
+                parent[a] = parent[parent[a]];
+                a = parent[a];
+            }
+            a
+        }
+        for (k, _) in edges.iter().enumerate() {
+            let a = find(&mut parent, edge_track[k]);
+            let b = find(&mut parent, n_tracks + edge_meas[k]);
+            if a != b {
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+        // Group edges by component root, in root order (a stable sort keeps track, measurement
+        // order within a component).
+        let mut by_comp: Vec<(usize, Candidate)> =
+            edges.iter().enumerate().map(|(k, e)| (find(&mut parent, edge_track[k]), *e)).collect();
+        by_comp.sort_by_key(|a| a.0);
+        edges.clear();
+        edges.extend(by_comp.iter().map(|e| e.1));
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < by_comp.len() {
+            let root = by_comp[start].0;
+            let end = start + by_comp[start..].iter().take_while(|e| e.0 == root).count();
+            solve_component(&edges[start..end], &mut out);
+            start = end;
+        }
+        out.sort_unstable();
+        out
+    }
+
     proptest! {
+        #[test]
+        fn assignment_agrees_with_the_reference(
+            edges in proptest::collection::vec((0usize..40, 0usize..40, 0.0f64..30.0), 0..120),
+        ) {
+            let candidates: Vec<Candidate> = edges.iter().map(|&(track, meas, cost)| Candidate { track, meas, cost }).collect();
+            // One candidate per pair, as the engine makes them.
+            let mut seen = std::collections::BTreeSet::new();
+            let candidates: Vec<Candidate> = candidates.into_iter().filter(|c| seen.insert((c.track, c.meas))).collect();
+            prop_assert_eq!(assign(&candidates, 40, 40), reference_assign(&candidates));
+        }
+
         #[test]
         fn hungarian_is_optimal(nr in 1usize..5, extra in 0usize..3, seed in proptest::collection::vec(0.0f64..100.0, 40)) {
             let nc = nr + extra;
@@ -369,11 +434,19 @@ mod tests {
             Candidate { track: 1, meas: 1, cost: 2.0 },
             Candidate { track: 5, meas: 7, cost: 3.0 },
         ];
-        assert_eq!(assign(&c), vec![(0, 0), (1, 1), (5, 7)]);
+        assert_eq!(assign(&c, 6, 8), vec![(0, 0), (1, 1), (5, 7)]);
         // Track 3 gates nothing: never assigned; more measurements than tracks.
         let c = [Candidate { track: 2, meas: 4, cost: 5.0 }, Candidate { track: 2, meas: 3, cost: 1.0 }];
-        assert_eq!(assign(&c), vec![(2, 3)]);
-        assert!(assign(&[]).is_empty());
+        assert_eq!(assign(&c, 3, 5), vec![(2, 3)]);
+        // Out-of-range indices and non-finite costs are ignored.
+        let c = [
+            Candidate { track: 9, meas: 0, cost: 1.0 },
+            Candidate { track: 0, meas: 9, cost: 1.0 },
+            Candidate { track: 1, meas: 1, cost: f64::NAN },
+            Candidate { track: 2, meas: 2, cost: 1.0 },
+        ];
+        assert_eq!(assign(&c, 3, 3), vec![(2, 2)]);
+        assert!(assign(&[], 0, 0).is_empty() && assign(&[], 4, 4).is_empty());
     }
 
     proptest! {

@@ -53,6 +53,12 @@ impl SiteConfig {
         }
         self.origin.validate().map_err(|e| ConfigError::new("origin", e.0))?;
         self.ground.validate()?;
+        if self.sensors.len() > SensorMask::CAPACITY {
+            return Err(ConfigError::new(
+                "sensors",
+                format!("a site has at most {} sensors, not {}", SensorMask::CAPACITY, self.sensors.len()),
+            ));
+        }
         let mut ids = std::collections::BTreeSet::new();
         for (i, sensor) in self.sensors.iter().enumerate() {
             sensor.validate(&format!("sensors[{i}]"))?;
@@ -74,6 +80,58 @@ impl SiteConfig {
     /// The sensor with this id.
     pub fn sensor(&self, id: &str) -> Option<&SensorCalibration> {
         self.sensors.iter().find(|s| s.id == id)
+    }
+
+    /// The ids of the sensors in `mask`, in the order of [`SiteConfig::sensors`].
+    pub fn sensor_ids(&self, mask: SensorMask) -> impl Iterator<Item = &str> {
+        mask.indices().filter_map(|i| self.sensors.get(i)).map(|s| s.id.as_str())
+    }
+}
+
+/// A set of the site's sensors, by index into [`SiteConfig::sensors`] (a validated site has at
+/// most [`SensorMask::CAPACITY`] sensors): a copyable bitmask, so fused objects carry the sensors
+/// that saw them without allocating.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SensorMask(u64);
+
+impl SensorMask {
+    /// The most sensors a mask (and so a site) can hold.
+    pub const CAPACITY: usize = 64;
+    /// No sensor.
+    pub const NONE: SensorMask = SensorMask(0);
+
+    /// This set and sensor `index` (an index at or past [`SensorMask::CAPACITY`] is ignored).
+    #[must_use]
+    pub fn with(self, index: usize) -> SensorMask {
+        if index < Self::CAPACITY { SensorMask(self.0 | (1u64 << index)) } else { self }
+    }
+
+    /// Whether sensor `index` is in the set.
+    pub fn contains(self, index: usize) -> bool {
+        index < Self::CAPACITY && self.0 & (1u64 << index) != 0
+    }
+
+    /// The number of sensors in the set.
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// No sensor in the set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The sensor indices in the set, ascending.
+    pub fn indices(self) -> impl Iterator<Item = usize> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                i
+            })
+        })
     }
 }
 
@@ -421,6 +479,37 @@ mod pose_serde {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sensor_masks_hold_indices_and_name_sensors() {
+        let mask = SensorMask::NONE.with(0).with(3).with(63).with(3).with(64);
+        assert_eq!(mask.indices().collect::<Vec<_>>(), vec![0, 3, 63]);
+        assert_eq!(mask.len(), 3);
+        assert!(mask.contains(63) && !mask.contains(1) && !mask.contains(64));
+        assert!(SensorMask::NONE.is_empty() && SensorMask::NONE.indices().next().is_none());
+        let lidar = |id: &str| SensorCalibration {
+            id: id.into(),
+            world_from_sensor: Isometry3::identity(),
+            max_range_m: 100.0,
+            hfov_deg: 360.0,
+            vfov_deg: 40.0,
+            frame_period_s: 0.1,
+            model: SensorModel::Lidar(LidarNoise { position_sigma_m: 0.1, position_sigma_per_m: 0.0 }),
+        };
+        let mut site = SiteConfig {
+            site_id: "s".into(),
+            name: String::new(),
+            origin: Wgs84::new(33.35, 120.16, 2.0),
+            representative: false,
+            ground: GroundModel::flat(0.0),
+            sensors: vec![lidar("a"), lidar("b"), lidar("c")],
+        };
+        assert_eq!(site.sensor_ids(SensorMask::NONE.with(2).with(0).with(9)).collect::<Vec<_>>(), vec!["a", "c"]);
+        site.validate().expect("three sensors are fine");
+        site.sensors = (0..65).map(|i| lidar(&format!("l{i}"))).collect();
+        let err = site.validate().expect_err("65 sensors do not fit a mask");
+        assert!(err.to_string().contains("at most 64"), "{err}");
+    }
 
     fn camera() -> CameraIntrinsics {
         CameraIntrinsics {

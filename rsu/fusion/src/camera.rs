@@ -2,22 +2,26 @@
 //! bottom-centre pixel and its Jacobian by ground position) and back-projecting a 2D box's
 //! bottom centre onto the ground model with a covariance propagated from the pixel noise.
 
-use nalgebra::{Isometry3, Matrix2, Matrix2x3, Point2, Point3, Vector2, Vector3};
+use nalgebra::{Isometry3, Matrix2, Matrix2x3, Matrix3, Point2, Point3, Vector2, Vector3};
 
 use crate::calibration::{CameraIntrinsics, GroundModel};
 use crate::class::BoxSize;
 
-/// A camera ready for fusion: intrinsics and both directions of its pose.
+/// A camera ready for fusion: intrinsics and both directions of its pose (fixed at
+/// construction, so the derived rotation matrix stays consistent with them).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CameraGeometry {
     /// Intrinsics with distortion.
-    pub intrinsics: CameraIntrinsics,
+    intrinsics: CameraIntrinsics,
     /// Site frame into camera frame.
-    pub camera_from_world: Isometry3<f64>,
+    camera_from_world: Isometry3<f64>,
     /// Camera frame into site frame.
-    pub world_from_camera: Isometry3<f64>,
+    world_from_camera: Isometry3<f64>,
+    /// The rotation of `camera_from_world` as a matrix (9 products per point instead of the
+    /// quaternion's ~30).
+    camera_from_world_rot: Matrix3<f64>,
     /// Usable range [m].
-    pub max_range_m: f64,
+    max_range_m: f64,
 }
 
 /// A 3D box projected into an image.
@@ -69,7 +73,34 @@ pub fn box_corners(center_xy: &Vector2<f64>, z_ground_m: f64, yaw_rad: f64, size
 impl CameraGeometry {
     /// The geometry of a camera with `intrinsics` at pose `world_from_camera`.
     pub fn new(intrinsics: CameraIntrinsics, world_from_camera: Isometry3<f64>, max_range_m: f64) -> Self {
-        CameraGeometry { intrinsics, camera_from_world: world_from_camera.inverse(), world_from_camera, max_range_m }
+        let camera_from_world = world_from_camera.inverse();
+        CameraGeometry {
+            intrinsics,
+            camera_from_world,
+            world_from_camera,
+            camera_from_world_rot: *camera_from_world.rotation.to_rotation_matrix().matrix(),
+            max_range_m,
+        }
+    }
+
+    /// Intrinsics with distortion.
+    pub fn intrinsics(&self) -> &CameraIntrinsics {
+        &self.intrinsics
+    }
+
+    /// Site frame into camera frame.
+    pub fn camera_from_world(&self) -> &Isometry3<f64> {
+        &self.camera_from_world
+    }
+
+    /// Camera frame into site frame.
+    pub fn world_from_camera(&self) -> &Isometry3<f64> {
+        &self.world_from_camera
+    }
+
+    /// Usable range [m].
+    pub fn max_range_m(&self) -> f64 {
+        self.max_range_m
     }
 
     /// Projects a box standing on the ground; `None` when any corner is behind (or almost at)
@@ -82,33 +113,41 @@ impl CameraGeometry {
         size: &BoxSize,
     ) -> Option<ProjectedBox> {
         // The rotation as a matrix: 9 products per point instead of the quaternion's ~30.
-        let rot = *self.camera_from_world.rotation.to_rotation_matrix().matrix();
-        let translation = self.camera_from_world.translation.vector;
-        let to_camera = |x: f64, y: f64, z: f64| -> Point3<f64> {
-            Point3::new(
-                rot[(0, 0)] * x + rot[(0, 1)] * y + rot[(0, 2)] * z + translation.x,
-                rot[(1, 0)] * x + rot[(1, 1)] * y + rot[(1, 2)] * z + translation.y,
-                rot[(2, 0)] * x + rot[(2, 1)] * y + rot[(2, 2)] * z + translation.z,
-            )
-        };
-        let centre_cam = to_camera(center_xy.x, center_xy.y, z_ground_m + 0.5 * size.height_m);
+        let rot = &self.camera_from_world_rot;
+        let t = &self.camera_from_world.translation.vector;
+        let half_h = 0.5 * size.height_m;
+        let centre_cam = Point3::new(
+            rot[(0, 0)] * center_xy.x + rot[(0, 1)] * center_xy.y + rot[(0, 2)] * (z_ground_m + half_h) + t.x,
+            rot[(1, 0)] * center_xy.x + rot[(1, 1)] * center_xy.y + rot[(1, 2)] * (z_ground_m + half_h) + t.y,
+            rot[(2, 0)] * center_xy.x + rot[(2, 1)] * center_xy.y + rot[(2, 2)] * (z_ground_m + half_h) + t.z,
+        );
         let range_m = centre_cam.coords.norm();
         if range_m.is_nan() || range_m > self.max_range_m || centre_cam.z <= 0.5 {
             return None;
         }
         let intr = &self.intrinsics;
         let r_xy = rot.fixed_view::<3, 2>(0, 0).into_owned();
-        // A top corner is its bottom corner raised by the box height along the site's z axis.
-        let up = rot.column(2) * size.height_m;
+        // The box's axes in the camera frame: the corners are the bottom centre plus or minus
+        // half the length along the heading and half the width across it, the top corners
+        // the height above them (the corners of `box_corners`, in its order).
+        let (s, c) = yaw_rad.sin_cos();
+        let (x_axis, y_axis, up) = (rot.column(0), rot.column(1), rot.column(2));
+        let along = (x_axis * c + y_axis * s) * (0.5 * size.length_m);
+        let across = (y_axis * c - x_axis * s) * (0.5 * size.width_m);
+        let up = up * size.height_m;
+        let bottom = centre_cam.coords - up * 0.5;
         let mut px = [Point2::origin(); 8];
         let mut cam = [Point3::origin(); 8];
-        for (i, corner) in box_corners(center_xy, z_ground_m, yaw_rad, size).iter().enumerate() {
-            let p = if i % 2 == 0 { to_camera(corner.x, corner.y, corner.z) } else { cam[i - 1] + up };
-            if p.z <= 0.3 {
-                return None;
+        for (k, (dl, dw)) in [(1.0, 1.0), (1.0, -1.0), (-1.0, -1.0), (-1.0, 1.0)].into_iter().enumerate() {
+            let low = Point3::from(bottom + along * dl + across * dw);
+            let high = low + up;
+            for (i, p) in [(2 * k, low), (2 * k + 1, high)] {
+                if p.z <= 0.3 {
+                    return None;
+                }
+                px[i] = intr.project(&p)?;
+                cam[i] = p;
             }
-            px[i] = intr.project(&p)?;
-            cam[i] = p;
         }
         let (mut i_umin, mut i_umax, mut i_vmax) = (0, 0, 0);
         let mut min_v = f64::INFINITY;
@@ -230,6 +269,27 @@ mod tests {
         assert!(far.trace() > 4.0 * near.trace());
         // The sky does not hit the ground.
         assert!(cam.back_project(&Point2::new(960.0, 10.0), &ground, 4.0).is_none());
+    }
+
+    #[test]
+    fn projected_box_encloses_the_projected_corners() {
+        let cam = camera();
+        for (c, z, yaw, size) in [
+            (Vector2::new(30.0, 3.0), 0.0, 0.4, BoxSize::new(4.6, 1.85, 1.5)),
+            (Vector2::new(18.0, -6.0), 0.3, -2.5, BoxSize::new(12.0, 2.5, 3.4)),
+            (Vector2::new(60.0, 10.0), -0.2, 3.1, BoxSize::new(0.6, 0.6, 1.7)),
+        ] {
+            let b = cam.project_box(&c, z, yaw, &size).expect("visible");
+            let (mut min, mut max) =
+                (Point2::new(f64::INFINITY, f64::INFINITY), Point2::new(f64::NEG_INFINITY, f64::NEG_INFINITY));
+            for corner in box_corners(&c, z, yaw, &size) {
+                let px = cam.intrinsics.project(&cam.camera_from_world.transform_point(&corner)).expect("in front");
+                min = Point2::new(min.x.min(px.x), min.y.min(px.y));
+                max = Point2::new(max.x.max(px.x), max.y.max(px.y));
+            }
+            assert!((b.min_px - min).norm() < 1e-9 && (b.max_px - max).norm() < 1e-9, "{b:?} vs {min} {max}");
+            assert!((b.bottom_center_px - Point2::new(0.5 * (min.x + max.x), max.y)).norm() < 1e-9);
+        }
     }
 
     #[test]

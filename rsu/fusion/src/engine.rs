@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::assignment::{Candidate, SpatialGrid, assign};
 use crate::broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
-use crate::calibration::{ConfigError, LidarNoise, SensorCalibration, SensorModel, SiteConfig};
+use crate::calibration::{ConfigError, LidarNoise, SensorCalibration, SensorMask, SensorModel, SiteConfig};
 use crate::camera::CameraGeometry;
 use crate::class::{BoxSize, MotionFamily, ObjectClass, SourceSet};
 use crate::config::{FusionConfig, FusionConfigError};
@@ -189,8 +189,9 @@ pub struct FusedObject {
     pub age_s: f64,
     /// V2X id when the object is a connected vehicle reporting itself.
     pub v2x_id: Option<String>,
-    /// Ids of the sensors that updated the object within `seen_window_s` (sorted).
-    pub sensor_ids: Vec<String>,
+    /// The sensors that updated the object within `seen_window_s`, as indices into the site's
+    /// sensors ([`SiteConfig::sensor_ids`] gives their ids).
+    pub seen_by: SensorMask,
     /// Capture time of the newest measurement fused into the object.
     pub last_update: Timestamp,
     /// Past positions, newest first, relative to `position_m`.
@@ -702,7 +703,7 @@ impl Fusion {
                 }
             }
         }
-        let pairs = assign(&candidates);
+        let pairs = assign(&candidates, self.tracks.len(), meas.len());
         let mut matched = vec![false; self.tracks.len()];
         for &(ti, j) in &pairs {
             matched[ti] = true;
@@ -763,7 +764,7 @@ impl Fusion {
         let SensorKind::Camera { geometry, pixel_sigma_px } = &self.sensors[si].kind else { return };
         let geometry = geometry.as_ref().clone();
         let pixel_sigma_px = *pixel_sigma_px;
-        let (w, h) = (f64::from(geometry.intrinsics.width_px), f64::from(geometry.intrinsics.height_px));
+        let (w, h) = (f64::from(geometry.intrinsics().width_px), f64::from(geometry.intrinsics().height_px));
         let margin = self.config.camera_border_margin_px;
         let mut meas = Vec::with_capacity(dets.boxes.len());
         for d in &dets.boxes {
@@ -786,8 +787,8 @@ impl Fusion {
             });
         }
         // Project every track near the camera.
-        let cam_pos = geometry.world_from_camera.translation.vector;
-        let reach2 = (geometry.max_range_m + 10.0).powi(2);
+        let cam_pos = geometry.world_from_camera().translation.vector;
+        let reach2 = (geometry.max_range_m() + 10.0).powi(2);
         let projections: Vec<_> = self
             .tracks
             .iter()
@@ -828,7 +829,7 @@ impl Fusion {
                 }
             }
         }
-        let pairs = assign(&candidates);
+        let pairs = assign(&candidates, self.tracks.len(), meas.len());
         let mut matched = vec![false; self.tracks.len()];
         for &(ti, j) in &pairs {
             let Some(proj) = projections[ti] else { continue };
@@ -852,7 +853,7 @@ impl Fusion {
             if matched[ti] {
                 track.record(true);
             } else if let Some(p) = &projections[ti]
-                && geometry.intrinsics.contains(&p.bottom_center_px)
+                && geometry.intrinsics().contains(&p.bottom_center_px)
             {
                 track.record(false);
             }
@@ -1308,7 +1309,7 @@ impl Fusion {
         let confidence_95 = ConfidenceEllipse::of_position_cov(&motion.position_cov());
         let semi_major_m = confidence_95.semi_major_m;
         let mut sources = SourceSet::NONE;
-        let mut sensor_ids = Vec::with_capacity(track.seen.len());
+        let mut seen_by = SensorMask::NONE;
         for &(si, ts) in &track.seen {
             let age_s = at.secs_since(ts);
             let sensor = &self.sensors[si];
@@ -1319,7 +1320,7 @@ impl Fusion {
                 };
             }
             if age_s <= cfg.seen_window_s {
-                sensor_ids.push(sensor.calib.id.clone());
+                seen_by = seen_by.with(si);
             }
         }
         let v2x_fresh = track.v2x.as_ref().filter(|l| at.secs_since(l.last_report) <= cfg.v2x_timeout_s);
@@ -1358,7 +1359,7 @@ impl Fusion {
             sources,
             age_s: at.secs_since(track.created).max(0.0),
             v2x_id: v2x_fresh.map(|l| l.vehicle_id.clone()),
-            sensor_ids,
+            seen_by,
             last_update: track.last_update,
             path_history: track
                 .path

@@ -96,11 +96,15 @@ enum Leading<'a, const M: usize> {
     Matrix(&'a SMatrix<f64, M, M>),
 }
 
-/// An EKF update, in Joseph form, with a measurement of the leading `M` state entries: Jacobian
-/// `H = [A 0]`, residual `y = z - h(x)` and noise `r`. The same math as the dense
-/// `K = P Hᵀ S⁻¹`, `P ← (I - K H) P (I - K H)ᵀ + K R Kᵀ`, written out so that the zero block of
-/// `H` (and an identity `A`) costs nothing. Returns false (and leaves the state alone) when the
-/// innovation covariance is singular or the correction is not finite.
+/// An EKF update with a measurement of the leading `M` state entries: Jacobian `H = [A 0]`,
+/// residual `y = z - h(x)` and noise `r`. With `C = P Hᵀ`, the innovation covariance
+/// `S = H C + R = L Lᵀ` (Cholesky) and `W = C L⁻ᵀ`, the optimal-gain update is
+/// `x ← x + W L⁻¹ y` and `P ← P − W Wᵀ` (the same as `x + K y` and `P − K S Kᵀ` with
+/// `K = C S⁻¹`, and, for this gain, as the Joseph form), computed as its upper triangle so it is
+/// symmetric by construction; the covariance guard then keeps it positive definite against
+/// rounding. Only the non-zero block of `H` is multiplied (nothing for an identity `A`). Returns
+/// false (and leaves the state alone) when `S` is not positive definite or the correction is not
+/// finite.
 fn ekf_update_leading<const N: usize, const M: usize>(
     x: &mut SVector<f64, N>,
     p: &mut SMatrix<f64, N, N>,
@@ -108,7 +112,7 @@ fn ekf_update_leading<const N: usize, const M: usize>(
     a: Leading<'_, M>,
     r: &SMatrix<f64, M, M>,
 ) -> bool {
-    // C = P Hᵀ = P[:, ..M] Aᵀ (N×M) and S = H P Hᵀ + R = A C[..M, :] + R.
+    // C = P[:, ..M] Aᵀ (N×M) and S = A C[..M, :] + R.
     let p_left = p.fixed_columns::<M>(0).into_owned();
     let (c, s) = match a {
         Leading::Identity => (p_left, p_left.fixed_rows::<M>(0) + r),
@@ -117,44 +121,83 @@ fn ekf_update_leading<const N: usize, const M: usize>(
             (c, mul(a, &c.fixed_rows::<M>(0).into_owned()) + r)
         }
     };
-    let Some(s_inv) = s.try_inverse() else { return false };
-    let k = mul(&c, &s_inv);
-    let dx = k * y;
+    let Some((l, inv_diag)) = cholesky_lower(&s) else { return false };
+    // v = L⁻¹ y; row i of W solves L wᵢᵀ = cᵢᵀ (forward substitution).
+    let v = forward_substitute(&l, &inv_diag, |m| y[m]);
+    let mut w = SMatrix::<f64, N, M>::zeros();
+    for i in 0..N {
+        let wi = forward_substitute(&l, &inv_diag, |m| c[(i, m)]);
+        for m in 0..M {
+            w[(i, m)] = wi[m];
+        }
+    }
+    let dx = mul(&w, &SMatrix::<f64, M, 1>::from_column_slice(&v));
     if !all_finite(dx.as_slice()) {
         return false;
     }
     *x += dx;
-    // K H = [G 0] with G = K A (N×M); (I - K H) P = P - G P[..M, :] and so on.
-    let g = match a {
-        Leading::Identity => k,
-        Leading::Matrix(a) => mul(&k, a),
-    };
-    let mut lp = *p;
-    for j in 0..N {
-        for i in 0..N {
-            let mut acc = 0.0;
-            for m in 0..M {
-                acc += g[(i, m)] * p[(m, j)];
-            }
-            lp[(i, j)] -= acc;
-        }
-    }
-    // (I - K H) P (I - K H)ᵀ + K R Kᵀ is symmetric: the upper triangle, mirrored.
-    let kr = mul(&k, r);
-    let mut new_p = lp;
+    let mut new_p = *p;
     for j in 0..N {
         for i in 0..=j {
-            let (mut lpl, mut krk) = (0.0, 0.0);
+            let mut ww = 0.0;
             for m in 0..M {
-                lpl += lp[(i, m)] * g[(j, m)];
-                krk += kr[(i, m)] * k[(j, m)];
+                ww += w[(i, m)] * w[(j, m)];
             }
-            new_p[(i, j)] = (lp[(i, j)] - lpl) + krk;
+            new_p[(i, j)] = p[(i, j)] - ww;
             new_p[(j, i)] = new_p[(i, j)];
         }
     }
-    *p = repair_covariance(new_p);
+    *p = guard_covariance(new_p);
     true
+}
+
+/// The lower Cholesky factor `L` of a small symmetric matrix (read from its lower triangle) and
+/// the reciprocals of its diagonal; `None` when the matrix is not positive definite (or not
+/// finite).
+fn cholesky_lower<const M: usize>(s: &SMatrix<f64, M, M>) -> Option<(SMatrix<f64, M, M>, [f64; M])> {
+    let mut l = SMatrix::<f64, M, M>::zeros();
+    let mut inv_diag = [0.0; M];
+    for j in 0..M {
+        let mut d = s[(j, j)];
+        for k in 0..j {
+            d -= l[(j, k)] * l[(j, k)];
+        }
+        // Also false for NaN; an infinite pivot gives a zero reciprocal, caught below as a
+        // non-finite entry.
+        if !(d > 0.0 && d.is_finite()) {
+            return None;
+        }
+        let ljj = d.sqrt();
+        l[(j, j)] = ljj;
+        inv_diag[j] = 1.0 / ljj;
+        for i in j + 1..M {
+            let mut e = s[(i, j)];
+            for k in 0..j {
+                e -= l[(i, k)] * l[(j, k)];
+            }
+            l[(i, j)] = e * inv_diag[j];
+        }
+    }
+    Some((l, inv_diag))
+}
+
+/// Solves `L z = b` for lower-triangular `L` (with the reciprocals of its diagonal), `b` given
+/// entry by entry.
+#[inline(always)]
+fn forward_substitute<const M: usize>(
+    l: &SMatrix<f64, M, M>,
+    inv_diag: &[f64; M],
+    b: impl Fn(usize) -> f64,
+) -> [f64; M] {
+    let mut z = [0.0; M];
+    for i in 0..M {
+        let mut e = b(i);
+        for k in 0..i {
+            e -= l[(i, k)] * z[k];
+        }
+        z[i] = e * inv_diag[i];
+    }
+    z
 }
 
 /// `a · b` for small fixed-size matrices, as plain loops (fully unrolled by the compiler, unlike
@@ -200,8 +243,7 @@ fn ctrv_propagate(p: &Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) -> Matrix5 {
     fpf
 }
 
-/// Symmetrises a covariance and keeps it positive definite (floors the diagonal, falls back to
-/// the diagonal when the Cholesky factorisation fails).
+/// Symmetrises a covariance and keeps it positive definite (see [`guard_covariance`]).
 fn repair_covariance<const N: usize>(p: SMatrix<f64, N, N>) -> SMatrix<f64, N, N> {
     // (P + Pᵀ) / 2, one sum per pair of mirrored entries.
     let mut s = p;
@@ -212,6 +254,12 @@ fn repair_covariance<const N: usize>(p: SMatrix<f64, N, N>) -> SMatrix<f64, N, N
             s[(j, i)] = v;
         }
     }
+    guard_covariance(s)
+}
+
+/// Keeps a symmetric covariance positive definite: floors the diagonal, falls back to the
+/// diagonal when the Cholesky factorisation fails.
+fn guard_covariance<const N: usize>(mut s: SMatrix<f64, N, N>) -> SMatrix<f64, N, N> {
     for i in 0..N {
         let d = s[(i, i)];
         s[(i, i)] = if d.is_finite() { d.clamp(1e-9, 1e6) } else { 1e6 };
@@ -804,7 +852,7 @@ mod tests {
     }
 
     #[test]
-    fn structured_ekf_update_matches_the_dense_joseph_form() {
+    fn ekf_update_matches_the_dense_joseph_form() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         for _ in 0..2_000 {

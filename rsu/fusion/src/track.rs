@@ -28,11 +28,15 @@ const LOG_LIK_FLOOR: f64 = -50.0;
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassEvidence {
     log_lik: [f64; ObjectClass::COUNT],
+    /// The most likely known class and whether every other known class trails it by more than 3
+    /// (its posterior is then above one half); `None` before any evidence. Kept up to date by
+    /// `add` and `merge`.
+    leader: Option<(ObjectClass, bool)>,
 }
 
 impl Default for ClassEvidence {
     fn default() -> Self {
-        ClassEvidence { log_lik: [0.0; ObjectClass::COUNT] }
+        ClassEvidence { log_lik: [0.0; ObjectClass::COUNT], leader: None }
     }
 }
 
@@ -65,10 +69,7 @@ impl ClassEvidence {
         for (l, ln_pi) in self.log_lik.iter_mut().zip(ln_p) {
             *l = *l * decay + weight * ln_pi;
         }
-        let max = self.log_lik.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        for l in &mut self.log_lik {
-            *l = (*l - max).max(LOG_LIK_FLOOR);
-        }
+        self.normalise();
     }
 
     /// Merges another track's evidence into this one.
@@ -76,33 +77,43 @@ impl ClassEvidence {
         for (a, b) in self.log_lik.iter_mut().zip(other.log_lik.iter()) {
             *a += b;
         }
+        self.normalise();
+    }
+
+    /// Makes the best log-likelihood 0 (floored at [`LOG_LIK_FLOOR`] below it) and finds the
+    /// leading known class.
+    fn normalise(&mut self) {
         let max = self.log_lik.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         for l in &mut self.log_lik {
             *l = (*l - max).max(LOG_LIK_FLOOR);
         }
-    }
-
-    /// The most likely class when its posterior probability is not below one half (as
-    /// [`ClassEvidence::best`] would report it), `None` otherwise or before any evidence. Skips
-    /// the exponentials when every other class is far less likely.
-    pub fn best_if_confident(&self) -> Option<ObjectClass> {
         if self.log_lik.iter().all(|l| *l == 0.0) {
-            return None;
+            self.leader = None;
+            return;
         }
-        let mut best = ObjectClass::Unknown;
-        let mut best_l = f64::NEG_INFINITY;
+        let (mut best, mut best_l, mut second_l) = (ObjectClass::Unknown, f64::NEG_INFINITY, f64::NEG_INFINITY);
         for class in ObjectClass::ALL.iter().skip(1) {
             let l = self.log_lik[class.index()];
             if l > best_l {
+                second_l = best_l;
                 best_l = l;
                 best = *class;
+            } else if l > second_l {
+                second_l = l;
             }
         }
         // Every other known class below best - 3: their probabilities sum to at most
         // (COUNT - 2)·e⁻³ ≈ 0.65 of the best one's, so its posterior is above 0.6.
-        let clear = ObjectClass::ALL.iter().skip(1).all(|c| *c == best || self.log_lik[c.index()] < best_l - 3.0);
-        if clear && best_l.is_finite() {
-            return Some(best);
+        self.leader = Some((best, best_l.is_finite() && second_l < best_l - 3.0));
+    }
+
+    /// The most likely class when its posterior probability is not below one half (as
+    /// [`ClassEvidence::best`] would report it), `None` otherwise or before any evidence. Needs no
+    /// exponentials when every other class is far less likely.
+    pub fn best_if_confident(&self) -> Option<ObjectClass> {
+        let (leader, clear) = self.leader?;
+        if clear {
+            return Some(leader);
         }
         let (class, conf) = self.best();
         // A NaN confidence does not count as below one half (as in the callers' `conf < 0.5`).

@@ -54,7 +54,8 @@ fn straight_vehicle_is_tracked_with_one_id_and_accurate_state() {
     assert_eq!(o.class, ObjectClass::Car);
     assert!(o.class_confidence > 0.8);
     assert!(o.sources.contains(SourceSet::LIDAR) && o.sources.contains(SourceSet::CAMERA));
-    assert!(!o.sensor_ids.is_empty() && o.sensor_ids.windows(2).all(|w| w[0] < w[1]));
+    let seen_by: Vec<&str> = site.sensor_ids(o.seen_by).collect();
+    assert!(!seen_by.is_empty() && seen_by.iter().all(|id| site.sensor(id).is_some()), "{seen_by:?}");
     assert!(o.pos_confidence_95_m > 0.0 && o.pos_confidence_95_m < 1.0);
     assert!(o.path_history.len() >= 3 && o.path_history.windows(2).all(|w| w[0].dt_s < w[1].dt_s));
     // The size converges to the lidar's, not the class default alone.

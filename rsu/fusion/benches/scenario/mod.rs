@@ -1,6 +1,6 @@
 //! The fusion-cycle scenario shared by the `cycle` bench and the `cycle_profile` example: a large
-//! synthetic site with two lidars and two cameras, `n` moving cars, an engine settled for 2 s and
-//! one more cycle (2 lidar frames + 2 camera frames, then one poll).
+//! synthetic site with two lidars and two cameras, `n` moving cars, an engine settled for 2 s, then
+//! cycle after cycle (2 lidar frames + 2 camera frames, then one poll) on the same engine.
 
 use nalgebra::{Isometry3, Matrix3, Point2, Point3, Translation3, UnitQuaternion, Vector2, Vector3};
 use rsu_fusion::calibration::{CameraIntrinsics, CameraModel, GroundModel, LidarNoise, SensorCalibration, SensorModel};
@@ -107,7 +107,7 @@ pub fn frames(site: &SiteConfig, n: usize, t: f64, seq: u64) -> Vec<SensorFrame>
                             let mut min = Point2::new(f64::INFINITY, f64::INFINITY);
                             let mut max = Point2::new(f64::NEG_INFINITY, f64::NEG_INFINITY);
                             for c in box_corners(p, 0.0, *yaw, &BoxSize::new(4.6, 1.85, 1.5)) {
-                                let px = cam.intrinsics.project(&geo.camera_from_world.transform_point(&c))?;
+                                let px = cam.intrinsics.project(&geo.camera_from_world().transform_point(&c))?;
                                 min = Point2::new(min.x.min(px.x), min.y.min(px.y));
                                 max = Point2::new(max.x.max(px.x), max.y.max(px.y));
                             }
@@ -132,20 +132,22 @@ pub fn ts(t: f64) -> Timestamp {
 }
 
 /// An engine settled on `n` cars for 2 s (20 cycles) and polled at the end, the number of objects
-/// that poll reported, the time `t` [s] of the next cycle and that cycle's frames.
-pub fn settled(site: &SiteConfig, n: usize) -> (Fusion, usize, f64, Vec<SensorFrame>) {
+/// that poll reported and the time `t` [s] of the next cycle.
+pub fn settled(site: &SiteConfig, n: usize) -> (Fusion, usize, f64) {
     let mut fusion = Fusion::new(site.clone(), FusionConfig::default()).expect("the bench site is valid");
     let mut t = 0.0;
-    for k in 0..20u64 {
-        for f in frames(site, n, t, k) {
-            fusion.handle_sensor_frame(ts(t + 0.01), &f);
-        }
-        fusion.poll_objects(ts(t + 0.02));
-        t += 0.1;
+    for k in 0..SETTLE_CYCLES {
+        run_cycle(&mut fusion, &frames(site, n, t, k), t);
+        t += CYCLE_S;
     }
     let objects_seen = fusion.poll_objects(ts(t)).len();
-    (fusion, objects_seen, t, frames(site, n, t, 20))
+    (fusion, objects_seen, t)
 }
+
+/// Cycles the engine is settled for before the measured ones.
+const SETTLE_CYCLES: u64 = 20;
+/// The sensors' frame period [s].
+const CYCLE_S: f64 = 0.1;
 
 /// One fusion cycle at time `t` [s]: the frames handed in 10 ms after capture, a poll 10 ms later.
 pub fn run_cycle(fusion: &mut Fusion, cycle: &[SensorFrame], t: f64) -> Vec<FusedObject> {
@@ -153,4 +155,45 @@ pub fn run_cycle(fusion: &mut Fusion, cycle: &[SensorFrame], t: f64) -> Vec<Fuse
         fusion.handle_sensor_frame(ts(t + 0.01), frame);
     }
     fusion.poll_objects(ts(t + 0.02))
+}
+
+/// The steady state of the scenario: one engine running cycle after cycle, as in the daemon (its
+/// buffers, path histories and scratch space warm), over `cycles` pre-generated cycles after the
+/// settling ones; when they run out it starts over from a copy of the settled engine.
+pub struct SteadyState {
+    settled: Fusion,
+    fusion: Fusion,
+    start_t: f64,
+    cycles: Vec<Vec<SensorFrame>>,
+    next: usize,
+    /// Objects the settled engine reported.
+    pub objects_seen: usize,
+}
+
+impl SteadyState {
+    /// `n` cars, `cycles` (at least one) measured cycles before starting over.
+    pub fn new(site: &SiteConfig, n: usize, cycles: usize) -> Self {
+        let (settled, objects_seen, start_t) = settled(site, n);
+        let cycles = (0..cycles.max(1) as u64)
+            .map(|k| frames(site, n, start_t + k as f64 * CYCLE_S, SETTLE_CYCLES + k))
+            .collect();
+        SteadyState { fusion: settled.clone(), settled, start_t, cycles, next: 0, objects_seen }
+    }
+
+    /// Detections in the first measured cycle.
+    pub fn detections_per_cycle(&self) -> usize {
+        self.cycles[0].iter().map(|f| f.detections.len()).sum()
+    }
+
+    /// Starts over from the settled engine when every pre-generated cycle has run (call it
+    /// outside the timing); returns the engine, the next cycle's frames and its time [s].
+    pub fn next_cycle(&mut self) -> (&mut Fusion, &[SensorFrame], f64) {
+        if self.next == self.cycles.len() {
+            self.fusion = self.settled.clone();
+            self.next = 0;
+        }
+        let k = self.next;
+        self.next += 1;
+        (&mut self.fusion, &self.cycles[k], self.start_t + k as f64 * CYCLE_S)
+    }
 }

@@ -321,7 +321,7 @@ fn sim_camera(
         let mut max = Point2::new(f64::NEG_INFINITY, f64::NEG_INFINITY);
         let mut ok = true;
         for c in box_corners(&tr.pos, 0.0, tr.yaw, &a.size) {
-            let p = geo.camera_from_world.transform_point(&c);
+            let p = geo.camera_from_world().transform_point(&c);
             match intr.project(&p).filter(|_| p.z > 0.5 && p.coords.norm() < sensor.max_range_m) {
                 Some(px) => {
                     min = Point2::new(min.x.min(px.x), min.y.min(px.y));
