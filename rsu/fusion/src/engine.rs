@@ -250,6 +250,10 @@ enum Pending {
     Vehicle(Box<VehicleState>),
 }
 
+/// Cell size of the grid of lidar measurements [m]: about the gate radius of a settled track
+/// (a search touches a few cells), coarse enough for the grid's dense layout over a site.
+const MEAS_GRID_CELL_M: f64 = 3.0;
+
 /// A lidar detection in the site frame.
 struct LidarMeas {
     pos: Vector2<f64>,
@@ -291,6 +295,8 @@ pub struct Fusion {
     stats: FusionStats,
     message_count: u32,
     grid: SpatialGrid,
+    /// Lidar measurements of the frame being fused, for the tracks' gate searches.
+    meas_grid: SpatialGrid,
     /// Time of the last pruning pass when nothing was fused since: another pass at the same time
     /// would change nothing, so it is skipped.
     pruned_at: Option<Timestamp>,
@@ -335,6 +341,7 @@ impl Fusion {
         };
         Ok(Fusion {
             grid: SpatialGrid::new(config.max_gate_radius_m),
+            meas_grid: SpatialGrid::new(MEAS_GRID_CELL_M),
             enu: site.frame(),
             site,
             config,
@@ -675,28 +682,32 @@ impl Fusion {
                 score: d.score,
             });
         }
-        self.grid.rebuild(self.tracks.iter().map(|t| {
-            let p = t.motion.position();
-            (p.x, p.y)
-        }));
+        // Each track looks for measurements within the radius its gate can reach: the pre-check
+        // below with the frame's largest measurement noise, at most `max_gate_radius_m` (so it
+        // finds the same pairs as a search around every measurement, among far fewer neighbours
+        // when tracks are certain).
+        self.meas_grid.rebuild(meas.iter().map(|m| (m.pos.x, m.pos.y)));
+        let max_trace_r = meas.iter().map(|m| m.r.trace()).fold(0.0, f64::max);
+        let max_radius2 = self.config.max_gate_radius_m.powi(2);
         let mut candidates = Vec::with_capacity(2 * meas.len());
         let mut gated = vec![false; meas.len()];
         let mut near = Vec::with_capacity(64);
-        for (j, m) in meas.iter().enumerate() {
+        for (ti, track) in self.tracks.iter().enumerate() {
+            let motion = &track.motion;
+            let (p, trace_p) = (motion.position(), motion.position_cov().trace());
+            let radius2 = (self.config.gate_chi2 * (trace_p + max_trace_r)).min(max_radius2);
             near.clear();
-            self.grid.query(m.pos.x, m.pos.y, self.config.max_gate_radius_m, &mut near);
-            for &ti in &near {
-                let motion = &self.tracks[ti].motion;
-                let y = m.pos - motion.position();
+            self.meas_grid.query(p.x, p.y, radius2.sqrt(), &mut near);
+            for &j in &near {
+                let m = &meas[j];
+                let y = m.pos - p;
                 // d² ≥ |y|² / λmax(S) ≥ |y|² / trace(S): a cheap exact pre-check of the gate.
-                let trace_s = motion.position_cov().trace() + m.r.trace();
-                if y.norm_squared() > self.config.max_gate_radius_m.powi(2)
-                    || y.norm_squared() > self.config.gate_chi2 * trace_s
-                {
+                let trace_s = trace_p + m.r.trace();
+                if y.norm_squared() > max_radius2 || y.norm_squared() > self.config.gate_chi2 * trace_s {
                     continue;
                 }
                 if let Some((d2, ln_det)) =
-                    self.tracks[ti].motion.position_like_gate(&y, &Matrix2::identity(), &m.r, self.config.gate_chi2)
+                    motion.position_like_gate(&y, &Matrix2::identity(), &m.r, self.config.gate_chi2)
                 {
                     gated[j] = true;
                     candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
@@ -1145,7 +1156,8 @@ impl Fusion {
             v2x: None,
             accel_mps2: 0.0,
             speed_ref: None,
-            path: VecDeque::new(),
+            // Full length from the start: the history never reallocates.
+            path: VecDeque::with_capacity(self.config.path_history_len),
         });
         if self.tracks.len() > 1 && self.tracks[self.tracks.len() - 2].id > id {
             self.tracks.sort_by_key(|t| t.id);
@@ -1222,7 +1234,7 @@ impl Fusion {
                 continue;
             }
             let a = &self.tracks[i];
-            let pa = a.motion.position();
+            let (pa, va) = (a.motion.position(), a.motion.velocity());
             near.clear();
             // Only a V2X-linked track looks for partners beyond the merge distance (a V2X-only
             // track can be matched with the perceived track of the same car).
@@ -1237,8 +1249,9 @@ impl Fusion {
                 }
                 let b = &self.tracks[j];
                 let d = b.motion.position() - pa;
-                if (b.motion.velocity() - a.motion.velocity()).norm() > cfg.merge_speed_diff_mps
-                    || (a.v2x.is_none() && b.v2x.is_none() && d.norm() >= cfg.merge_distance_m)
+                // Distance first: it is cheaper than the velocity (a sine and a cosine).
+                if (a.v2x.is_none() && b.v2x.is_none() && d.norm() >= cfg.merge_distance_m)
+                    || (b.motion.velocity() - va).norm() > cfg.merge_speed_diff_mps
                 {
                     continue;
                 }

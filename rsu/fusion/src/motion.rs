@@ -136,18 +136,19 @@ fn ekf_update_leading<const N: usize, const M: usize>(
         return false;
     }
     *x += dx;
-    let mut new_p = *p;
+    // Each entry of the upper triangle needs only its own old value: updated in place.
     for j in 0..N {
         for i in 0..=j {
             let mut ww = 0.0;
             for m in 0..M {
                 ww += w[(i, m)] * w[(j, m)];
             }
-            new_p[(i, j)] = p[(i, j)] - ww;
-            new_p[(j, i)] = new_p[(i, j)];
+            let v = p[(i, j)] - ww;
+            p[(i, j)] = v;
+            p[(j, i)] = v;
         }
     }
-    *p = guard_covariance(new_p);
+    guard_covariance(p);
     true
 }
 
@@ -220,46 +221,51 @@ fn mul<const R: usize, const K: usize, const C: usize>(
     out
 }
 
-/// `F P Fᵀ` for the CTRV Jacobian `F`: the identity except for the x and y rows, whose yaw, speed
-/// and yaw rate columns are `fxy`, and `F[yaw][yaw_rate] = dt_s`. Only those entries are
-/// multiplied (the same sums as the dense product without its terms in 0 and 1).
-fn ctrv_propagate(p: &Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) -> Matrix5 {
+/// `P ← F P Fᵀ` for the CTRV Jacobian `F`: the identity except for the x and y rows, whose yaw,
+/// speed and yaw rate columns are `fxy`, and `F[yaw][yaw_rate] = dt_s`. Only those entries are
+/// multiplied (the same sums as the dense product without its terms in 0 and 1), in place: rows
+/// x and y read rows yaw..yaw_rate before row yaw changes, and likewise for the columns.
+fn ctrv_propagate(p: &mut Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) {
+    // Column-major storage: `c[j][i]` is entry (i, j).
+    let c = &mut p.data.0;
     // F P: rows x and y gain a combination of rows yaw..yaw_rate, row yaw gains dt·row yaw_rate.
-    let mut fp = *p;
-    for j in 0..5 {
+    for col in c.iter_mut() {
         for (r, f) in fxy.iter().enumerate() {
-            fp[(r, j)] = p[(r, j)] + f[0] * p[(2, j)] + f[1] * p[(3, j)] + f[2] * p[(4, j)];
+            col[r] += f[0] * col[2] + f[1] * col[3] + f[2] * col[4];
         }
-        fp[(2, j)] = p[(2, j)] + dt_s * p[(4, j)];
+        col[2] += dt_s * col[4];
     }
     // (F P) Fᵀ: the same on the columns.
-    let mut fpf = fp;
     for i in 0..5 {
-        for (c, f) in fxy.iter().enumerate() {
-            fpf[(i, c)] = fp[(i, c)] + f[0] * fp[(i, 2)] + f[1] * fp[(i, 3)] + f[2] * fp[(i, 4)];
+        for (k, f) in fxy.iter().enumerate() {
+            c[k][i] += f[0] * c[2][i] + f[1] * c[3][i] + f[2] * c[4][i];
         }
-        fpf[(i, 2)] = fp[(i, 2)] + dt_s * fp[(i, 4)];
+        c[2][i] += dt_s * c[4][i];
     }
-    fpf
 }
 
 /// Symmetrises a covariance and keeps it positive definite (see [`guard_covariance`]).
-fn repair_covariance<const N: usize>(p: SMatrix<f64, N, N>) -> SMatrix<f64, N, N> {
+fn repair_covariance<const N: usize>(mut p: SMatrix<f64, N, N>) -> SMatrix<f64, N, N> {
+    repair_in_place(&mut p);
+    p
+}
+
+/// [`repair_covariance`] in place.
+fn repair_in_place<const N: usize>(p: &mut SMatrix<f64, N, N>) {
     // (P + Pᵀ) / 2, one sum per pair of mirrored entries.
-    let mut s = p;
     for j in 0..N {
-        for i in 0..=j {
+        for i in 0..j {
             let v = (p[(i, j)] + p[(j, i)]) * 0.5;
-            s[(i, j)] = v;
-            s[(j, i)] = v;
+            p[(i, j)] = v;
+            p[(j, i)] = v;
         }
     }
-    guard_covariance(s)
+    guard_covariance(p);
 }
 
 /// Keeps a symmetric covariance positive definite: floors the diagonal, falls back to the
 /// diagonal when the Cholesky factorisation fails.
-fn guard_covariance<const N: usize>(mut s: SMatrix<f64, N, N>) -> SMatrix<f64, N, N> {
+fn guard_covariance<const N: usize>(s: &mut SMatrix<f64, N, N>) {
     for i in 0..N {
         let d = s[(i, i)];
         s[(i, i)] = if d.is_finite() { d.clamp(1e-9, 1e6) } else { 1e6 };
@@ -267,10 +273,9 @@ fn guard_covariance<const N: usize>(mut s: SMatrix<f64, N, N>) -> SMatrix<f64, N
     // With the diagonal finite, the Cholesky check also rejects any non-finite entry (an infinite
     // or NaN entry of row i reaches the pivot of row i as NaN or -inf), so no separate finiteness
     // check is needed.
-    if is_positive_definite(&s) {
-        return s;
+    if !is_positive_definite(s) {
+        *s = SMatrix::<f64, N, N>::from_diagonal(&s.diagonal());
     }
-    SMatrix::<f64, N, N>::from_diagonal(&s.diagonal())
 }
 
 /// Whether every value is finite: no exponent field all ones (infinity or NaN), or-reduced over
@@ -443,37 +448,37 @@ impl MotionState {
                 // rate (the other products are zero).
                 let g_accel = [(0, 0.5 * adt * adt * c0), (1, 0.5 * adt * adt * s0), (3, adt)];
                 let g_yaw_accel = [(2, 0.5 * adt * adt), (4, adt)];
-                let mut fpf = ctrv_propagate(p, &fxy, dt_s);
+                ctrv_propagate(p, &fxy, dt_s);
                 for (g, var) in [
                     (&g_accel[..], q.vehicle_accel_sigma_mps2.powi(2)),
                     (&g_yaw_accel[..], q.vehicle_yaw_accel_sigma_rps2.powi(2)),
                 ] {
                     for &(i, gi) in g {
                         for &(j, gj) in g {
-                            fpf[(i, j)] += gi * var * gj;
+                            p[(i, j)] += gi * var * gj;
                         }
                     }
                 }
-                *p = repair_covariance(fpf);
+                repair_in_place(p);
             }
             MotionState::Cv { x, p } => {
                 // F = I with F[x][vx] = F[y][vy] = dt: F P Fᵀ without the multiplications by 0 and 1.
                 x[0] += dt_s * x[2];
                 x[1] += dt_s * x[3];
-                let mut fp = *p;
+                // In place: rows (then columns) x and y read rows vx and vy, which do not change.
                 for j in 0..4 {
-                    fp[(0, j)] += dt_s * p[(2, j)];
-                    fp[(1, j)] += dt_s * p[(3, j)];
+                    p[(0, j)] += dt_s * p[(2, j)];
+                    p[(1, j)] += dt_s * p[(3, j)];
                 }
-                let mut fpf = fp;
                 for i in 0..4 {
-                    fpf[(i, 0)] += dt_s * fp[(i, 2)];
-                    fpf[(i, 1)] += dt_s * fp[(i, 3)];
+                    p[(i, 0)] += dt_s * p[(i, 2)];
+                    p[(i, 1)] += dt_s * p[(i, 3)];
                 }
                 let s2 = q.pedestrian_accel_sigma_mps2.powi(2);
                 let (a, b, c) = (adt.powi(4) / 4.0 * s2, adt.powi(3) / 2.0 * s2, adt * adt * s2);
                 let qm = SMatrix::<f64, 4, 4>::new(a, 0.0, b, 0.0, 0.0, a, 0.0, b, b, 0.0, c, 0.0, 0.0, b, 0.0, c);
-                *p = repair_covariance(fpf + qm);
+                *p += qm;
+                repair_in_place(p);
             }
             MotionState::Static { p, .. } => {
                 *p = repair_covariance(*p + Matrix2::identity() * (q.static_position_walk_mps.powi(2) * adt));

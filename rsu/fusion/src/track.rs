@@ -44,6 +44,14 @@ impl ClassEvidence {
     /// Adds one observation: class scores (the rest of the probability mass spread over the other
     /// classes), weighted by `weight`, after decaying the old evidence by `decay`.
     pub fn add(&mut self, scores: &[(ObjectClass, f64)], weight: f64, decay: f64) {
+        match scores {
+            [(class, score)] => self.add_one(*class, *score, weight, decay),
+            _ => self.add_many(scores, weight, decay),
+        }
+    }
+
+    /// [`ClassEvidence::add`] for any number of scores.
+    fn add_many(&mut self, scores: &[(ObjectClass, f64)], weight: f64, decay: f64) {
         let mut p = [0.0; ObjectClass::COUNT];
         let mut mass = 0.0;
         for &(class, score) in scores {
@@ -69,6 +77,25 @@ impl ClassEvidence {
         for (l, ln_pi) in self.log_lik.iter_mut().zip(ln_p) {
             *l = *l * decay + weight * ln_pi;
         }
+        self.normalise();
+    }
+
+    /// [`ClassEvidence::add`] for a single class score (most detectors give one), with the same
+    /// arithmetic: every class but the scored one and Unknown gets `others`.
+    fn add_one(&mut self, class: ObjectClass, score: f64, weight: f64, decay: f64) {
+        if !(score.is_finite() && score > 0.0 && class != ObjectClass::Unknown) {
+            return;
+        }
+        let p = score.min(1.0);
+        let others = ((1.0 - p) / (ObjectClass::COUNT - 2) as f64).max(1e-3);
+        let (i, unknown) = (class.index(), ObjectClass::Unknown.index());
+        let (old_i, old_unknown) = (self.log_lik[i], self.log_lik[unknown]);
+        let w_ln_others = weight * others.ln();
+        for l in &mut self.log_lik {
+            *l = *l * decay + w_ln_others;
+        }
+        self.log_lik[unknown] = old_unknown * decay + weight * 1e-3f64.ln();
+        self.log_lik[i] = old_i * decay + weight * p.max(others).ln();
         self.normalise();
     }
 
@@ -265,6 +292,31 @@ mod tests {
             e.add(&[(ObjectClass::Van, 0.9)], 1.0, 0.8);
         }
         assert_eq!(e.best().0, ObjectClass::Van, "forgetting lets the class change");
+    }
+
+    #[test]
+    fn a_single_score_takes_the_same_arithmetic_as_many() {
+        let mut rng_state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            (rng_state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut one, mut many) = (ClassEvidence::default(), ClassEvidence::default());
+        for k in 0..2_000 {
+            let class = ObjectClass::ALL[k % ObjectClass::COUNT];
+            let score = match k % 7 {
+                0 => 0.0,
+                1 => 1.5,
+                2 => f64::NAN,
+                _ => next(),
+            };
+            let (weight, decay) = (0.2 + next(), 0.5 + 0.5 * next());
+            one.add_one(class, score, weight, decay);
+            many.add_many(&[(class, score)], weight, decay);
+            assert_eq!(one, many, "step {k}: {class:?} {score}");
+        }
     }
 
     #[test]
