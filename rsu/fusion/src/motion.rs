@@ -226,21 +226,19 @@ fn mul<const R: usize, const K: usize, const C: usize>(
 /// multiplied (the same sums as the dense product without its terms in 0 and 1), in place: rows
 /// x and y read rows yaw..yaw_rate before row yaw changes, and likewise for the columns.
 fn ctrv_propagate(p: &mut Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) {
-    // Column-major storage: `c[j][i]` is entry (i, j).
-    let c = &mut p.data.0;
     // F P: rows x and y gain a combination of rows yaw..yaw_rate, row yaw gains dt·row yaw_rate.
-    for col in c.iter_mut() {
+    for j in 0..5 {
         for (r, f) in fxy.iter().enumerate() {
-            col[r] += f[0] * col[2] + f[1] * col[3] + f[2] * col[4];
+            p[(r, j)] += f[0] * p[(2, j)] + f[1] * p[(3, j)] + f[2] * p[(4, j)];
         }
-        col[2] += dt_s * col[4];
+        p[(2, j)] += dt_s * p[(4, j)];
     }
     // (F P) Fᵀ: the same on the columns.
     for i in 0..5 {
-        for (k, f) in fxy.iter().enumerate() {
-            c[k][i] += f[0] * c[2][i] + f[1] * c[3][i] + f[2] * c[4][i];
+        for (c, f) in fxy.iter().enumerate() {
+            p[(i, c)] += f[0] * p[(i, 2)] + f[1] * p[(i, 3)] + f[2] * p[(i, 4)];
         }
-        c[2][i] += dt_s * c[4][i];
+        p[(i, 2)] += dt_s * p[(i, 4)];
     }
 }
 
