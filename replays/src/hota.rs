@@ -8,9 +8,10 @@
 //! the pair is matched-compatible over the whole log), so identity-consistent pairs win; a matched
 //! pair counts at threshold α when its similarity is at least α.
 
-use std::collections::{BTreeMap, HashMap};
-
 use serde::{Deserialize, Serialize};
+
+use crate::ids::IdSlots;
+use crate::scoring::{assign_rectangular, edge_components};
 
 /// The thresholds α.
 const ALPHAS: usize = 19;
@@ -34,78 +35,129 @@ pub struct HotaScores {
 
 #[derive(Clone, Debug)]
 struct Frame {
-    truths: Vec<u32>,
-    hyps: Vec<u32>,
-    /// (truth index, hypothesis index, similarity > 0).
+    /// Truths present.
+    truths: usize,
+    /// Hypotheses present.
+    hyps: usize,
+    /// (truth index, hypothesis index, similarity > 0) in the frame.
     sims: Vec<(usize, usize, f64)>,
+    /// The pair (index into [`Hota::pairs`]) of each similarity.
+    pairs: Vec<usize>,
 }
 
 /// Collects the frames; [`Hota::finish`] scores them.
 #[derive(Clone, Debug, Default)]
 pub struct Hota {
     frames: Vec<Frame>,
+    /// Truth id → index into `truth_frames` and `truth_pairs`.
+    truth_index: IdSlots,
+    /// Frames each truth is present in.
+    truth_frames: Vec<u64>,
+    /// (hypothesis index, index into `pairs`) of each truth's pairs.
+    truth_pairs: Vec<Vec<(usize, usize)>>,
+    /// Hypothesis id → index into `hyp_frames`.
+    hyp_index: IdSlots,
+    /// Frames each hypothesis is present in.
+    hyp_frames: Vec<u64>,
+    /// Every pair that ever had a positive similarity: (truth id, hypothesis id), truth index,
+    /// hypothesis index.
+    pairs: Vec<Pair>,
+}
+
+/// A truth/hypothesis pair that had a positive similarity in some frame.
+#[derive(Clone, Debug)]
+struct Pair {
+    ids: (u32, u32),
+    truth: usize,
+    hyp: usize,
+    /// Sum over frames of the pair's share of its truth's and hypothesis's similarity (TrackEval's
+    /// potential matches).
+    potential: f64,
+}
+
+/// The index of `id` in `index`, counting one more frame for it in `frames`.
+fn count_frame(index: &mut IdSlots, frames: &mut Vec<u64>, id: u32) -> usize {
+    let (i, new) = index.slot(id);
+    if new {
+        frames.push(0);
+    }
+    frames[i] += 1;
+    i
 }
 
 impl Hota {
     /// Adds a frame: the truth and hypothesis ids present, and the positive similarities of
     /// pairs (indices into them).
-    pub fn add_frame(&mut self, truths: Vec<u32>, hyps: Vec<u32>, sims: Vec<(usize, usize, f64)>) {
-        self.frames.push(Frame { truths, hyps, sims });
+    pub fn add_frame(&mut self, truths: &[u32], hyps: &[u32], sims: Vec<(usize, usize, f64)>) {
+        let truth_at: Vec<usize> =
+            truths.iter().map(|&g| count_frame(&mut self.truth_index, &mut self.truth_frames, g)).collect();
+        self.truth_pairs.resize_with(self.truth_frames.len(), Vec::new);
+        let hyp_at: Vec<usize> =
+            hyps.iter().map(|&h| count_frame(&mut self.hyp_index, &mut self.hyp_frames, h)).collect();
+        let (mut row, mut col) = (vec![0.0; truths.len()], vec![0.0; hyps.len()]);
+        for &(i, j, s) in &sims {
+            row[i] += s;
+            col[j] += s;
+        }
+        let mut pairs = Vec::with_capacity(sims.len());
+        for &(i, j, s) in &sims {
+            let (truth, hyp) = (truth_at[i], hyp_at[j]);
+            let known = self.truth_pairs[truth].iter().find(|(h, _)| *h == hyp).map(|&(_, p)| p);
+            let p = known.unwrap_or_else(|| {
+                self.pairs.push(Pair { ids: (truths[i], hyps[j]), truth, hyp, potential: 0.0 });
+                self.truth_pairs[truth].push((hyp, self.pairs.len() - 1));
+                self.pairs.len() - 1
+            });
+            self.pairs[p].potential += s / (row[i] + col[j] - s);
+            pairs.push(p);
+        }
+        self.frames.push(Frame { truths: truths.len(), hyps: hyps.len(), sims, pairs });
     }
 
     /// The scores over every frame added.
     pub fn finish(&self) -> HotaScores {
-        let mut gt_count: BTreeMap<u32, f64> = BTreeMap::new();
-        let mut hyp_count: BTreeMap<u32, f64> = BTreeMap::new();
-        let mut potential: HashMap<(u32, u32), f64> = HashMap::new();
-        for f in &self.frames {
-            for g in &f.truths {
-                *gt_count.entry(*g).or_default() += 1.0;
-            }
-            for h in &f.hyps {
-                *hyp_count.entry(*h).or_default() += 1.0;
-            }
-            let (mut row, mut col) = (vec![0.0; f.truths.len()], vec![0.0; f.hyps.len()]);
-            for &(i, j, s) in &f.sims {
-                row[i] += s;
-                col[j] += s;
-            }
-            for &(i, j, s) in &f.sims {
-                *potential.entry((f.truths[i], f.hyps[j])).or_default() += s / (row[i] + col[j] - s);
-            }
-        }
-        let alignment = |g: u32, h: u32| {
-            let p = potential.get(&(g, h)).copied().unwrap_or(0.0);
-            let denominator = gt_count.get(&g).copied().unwrap_or(0.0) + hyp_count.get(&h).copied().unwrap_or(0.0) - p;
-            if denominator > 0.0 { p / denominator } else { 0.0 }
-        };
+        let present = |p: &Pair| (self.truth_frames[p.truth] + self.hyp_frames[p.hyp]) as f64;
+        // Global alignment score of each pair.
+        let alignment: Vec<f64> = self
+            .pairs
+            .iter()
+            .map(|p| {
+                let denominator = present(p) - p.potential;
+                if denominator > 0.0 { p.potential / denominator } else { 0.0 }
+            })
+            .collect();
 
         let (mut tp, mut fn_, mut fp, mut loc) = ([0.0; ALPHAS], [0.0; ALPHAS], [0.0; ALPHAS], [0.0; ALPHAS]);
-        let mut matches: Vec<HashMap<(u32, u32), f64>> = vec![HashMap::new(); ALPHAS];
+        // Frames in which each pair is matched, per threshold.
+        let mut matches = vec![[0u64; ALPHAS]; self.pairs.len()];
         for f in &self.frames {
-            let matched = best_matches(f, &alignment);
-            for a in 0..ALPHAS {
-                let kept: Vec<&(usize, usize, f64)> =
-                    matched.iter().filter(|(_, _, s)| *s >= alpha(a) - f64::EPSILON).collect();
-                let n = kept.len() as f64;
-                tp[a] += n;
-                fn_[a] += f.truths.len() as f64 - n;
-                fp[a] += f.hyps.len() as f64 - n;
-                for &&(i, j, s) in &kept {
+            let mut kept = [0u64; ALPHAS];
+            for (k, s) in best_matches(f, &alignment) {
+                for a in (0..ALPHAS).filter(|&a| s >= alpha(a) - f64::EPSILON) {
+                    kept[a] += 1;
                     loc[a] += s;
-                    *matches[a].entry((f.truths[i], f.hyps[j])).or_default() += 1.0;
+                    matches[f.pairs[k]][a] += 1;
                 }
             }
+            for a in 0..ALPHAS {
+                let n = kept[a] as f64;
+                tp[a] += n;
+                fn_[a] += f.truths as f64 - n;
+                fp[a] += f.hyps as f64 - n;
+            }
         }
+        // Association sums over pairs in (truth id, hypothesis id) order, so they are reproducible.
+        let mut by_ids: Vec<usize> = (0..self.pairs.len()).collect();
+        by_ids.sort_by_key(|&p| self.pairs[p].ids);
         let mut sum = HotaScores::default();
         for a in 0..ALPHAS {
             let det_a = tp[a] / (tp[a] + fn_[a] + fp[a]).max(1.0);
-            let ass: f64 = matches[a]
+            let ass: f64 = by_ids
                 .iter()
-                .map(|(&(g, h), &m)| {
-                    let denominator =
-                        gt_count.get(&g).copied().unwrap_or(0.0) + hyp_count.get(&h).copied().unwrap_or(0.0) - m;
-                    m * m / denominator.max(1.0)
+                .filter(|&&p| matches[p][a] > 0)
+                .map(|&p| {
+                    let m = matches[p][a] as f64;
+                    m * m / (present(&self.pairs[p]) - m).max(1.0)
                 })
                 .sum();
             let ass_a = ass / tp[a].max(1.0);
@@ -120,24 +172,36 @@ impl Hota {
 }
 
 /// The frame's matching that maximises the sum of similarity × alignment (pairs with a positive
-/// similarity only; others never count at any threshold).
-fn best_matches(f: &Frame, alignment: &dyn Fn(u32, u32) -> f64) -> Vec<(usize, usize, f64)> {
-    let edges = &f.sims;
+/// similarity only; others never count at any threshold): (index into the frame's similarities,
+/// similarity) of each matched pair.
+fn best_matches(f: &Frame, alignment: &[f64]) -> Vec<(usize, f64)> {
     let mut out = Vec::new();
-    for (rows, cols) in crate::scoring::edge_components(f.truths.len(), f.hyps.len(), edges) {
+    // Per component: the cost of each cell and the similarity it stands for.
+    let (mut cost, mut sim) = (Vec::new(), Vec::new());
+    for group in edge_components(f.truths, f.hyps, &f.sims).iter() {
+        if let &[k] = group.edges {
+            // One pair alone: the assignment takes it (its similarity is positive).
+            out.push((k, f.sims[k].2));
+            continue;
+        }
+        let (rows, cols) = (group.rows, group.cols);
         // Minimise the negated score; pairs without similarity cost nothing and count nothing.
-        let mut cost = vec![0.0; rows.len() * cols.len()];
-        let mut sim = vec![0.0; rows.len() * cols.len()];
-        for &(i, j, s) in edges {
+        cost.clear();
+        cost.resize(rows.len() * cols.len(), 0.0);
+        sim.clear();
+        sim.resize(rows.len() * cols.len(), None);
+        for &k in group.edges {
+            let (i, j, s) = f.sims[k];
             if let (Ok(r), Ok(c)) = (rows.binary_search(&i), cols.binary_search(&j)) {
-                cost[r * cols.len() + c] = -(s * alignment(f.truths[i], f.hyps[j]));
-                sim[r * cols.len() + c] = s;
+                cost[r * cols.len() + c] = -(s * alignment[f.pairs[k]]);
+                sim[r * cols.len() + c] = Some((k, s));
             }
         }
-        for (r, c) in crate::scoring::assign_rectangular(rows.len(), cols.len(), &cost) {
-            let s = sim[r * cols.len() + c];
-            if s > 0.0 {
-                out.push((rows[r], cols[c], s));
+        for (r, c) in assign_rectangular(rows.len(), cols.len(), &cost) {
+            if let Some((k, s)) = sim[r * cols.len() + c]
+                && s > 0.0
+            {
+                out.push((k, s));
             }
         }
     }

@@ -17,12 +17,14 @@
 
 pub mod criteria;
 pub mod hota;
+mod ids;
 pub mod import_dair;
 pub mod import_openlabel;
 pub mod pipeline;
 pub mod reader;
 pub mod report;
 pub mod scoring;
+mod spatial;
 pub mod topics;
 pub mod validate;
 pub mod writer;

@@ -11,12 +11,16 @@
 //! Usage: build a [`Scorer`], call [`Scorer::add_frame`] once per ground-truth timestamp with the
 //! hypotheses predicted to that time, then [`Scorer::finish`].
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rsu_fusion::assignment::hungarian;
 use rsu_fusion::class::MotionFamily;
 use rsu_fusion::{ObjectClass, Timestamp};
 use serde::{Deserialize, Serialize};
+
+use crate::ids::IdSlots;
+use crate::spatial::{GridIndex, compare_hypot, hypot_within};
 
 /// Scoring parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,6 +43,10 @@ impl Default for ScoringConfig {
 }
 
 impl ScoringConfig {
+    fn largest_gate_m(&self) -> f64 {
+        self.gate_vehicle_m.max(self.gate_vru_m).max(self.gate_static_m)
+    }
+
     fn gate(&self, family: MotionFamily) -> f64 {
         match family {
             MotionFamily::Vehicle => self.gate_vehicle_m,
@@ -92,30 +100,68 @@ pub struct Scorer {
     config: ScoringConfig,
     first_time: Option<Timestamp>,
     last_time: Option<Timestamp>,
+    /// Frames added so far; during [`Scorer::add_frame`], the number of the frame being added.
     frames: u64,
-    /// Current (previous frame) matches: truth id → hyp id.
-    active: BTreeMap<u32, u32>,
-    /// Last hypothesis ever matched to each truth, for id switches.
-    last_match: BTreeMap<u32, u32>,
-    /// Whether each truth was tracked in its previous scored frame, for fragmentations.
-    was_tracked: BTreeMap<u32, bool>,
-    /// Per class counters.
-    classes: BTreeMap<ObjectClass, ClassCounts>,
-    /// Frames in which truth g and hypothesis h were both present and within the gate.
-    overlap: BTreeMap<(u32, u32), u64>,
-    truth_frames: BTreeMap<u32, u64>,
-    hyp_frames: BTreeMap<u32, u64>,
-    hyp_matched: BTreeSet<u32>,
-    /// Truth id → (first time in coverage, first time matched).
-    first_seen: BTreeMap<u32, (Timestamp, ObjectClass, Option<Timestamp>)>,
+    /// Truth id → its slot in `truths`.
+    truth_slots: IdSlots,
+    truths: Vec<TruthHistory>,
+    /// Hypothesis id → its slot in `hyps`.
+    hyp_slots: IdSlots,
+    hyps: Vec<HypHistory>,
+    /// Per class counters, at the class's discriminant (so in class order); `None` for classes
+    /// never seen.
+    classes: Vec<Option<(ObjectClass, ClassCounts)>>,
     position_errors_m: Vec<f64>,
     velocity_errors_mps: Vec<f64>,
     heading_errors_rad: Vec<f64>,
-    /// Truth id → (last position, whether tracked there).
-    last_position: BTreeMap<u32, [f64; 2]>,
     distance_total_m: f64,
     distance_tracked_m: f64,
     hota: crate::hota::Hota,
+}
+
+/// What the scorer remembers of one ground-truth object across frames.
+#[derive(Clone, Debug, Default)]
+struct TruthHistory {
+    /// The last hypothesis ever matched to it (id switches) and the number of the frame of that
+    /// match (a match of the previous frame is kept while still valid).
+    last_match: Option<(u32, u64)>,
+    /// Whether it was tracked in its previous scored frame (fragmentations).
+    was_tracked: Option<bool>,
+    /// Frames it was scored in (IDF1).
+    frames: u64,
+    /// First time in coverage, and first time matched after that frame.
+    first_seen: Option<(Timestamp, Option<Timestamp>)>,
+    /// Position in its previous scored frame (coverage).
+    last_position_m: Option<[f64; 2]>,
+    /// (hypothesis id, frames in which both were present and within the gate) for IDF1.
+    overlaps: Vec<(u32, u64)>,
+}
+
+/// What the scorer remembers of one hypothesis across frames.
+#[derive(Clone, Debug, Default)]
+struct HypHistory {
+    /// Frames it was scored in (IDF1).
+    frames: u64,
+    /// Whether it was ever matched (false tracks).
+    matched: bool,
+}
+
+/// The counters of `class` in `classes` (see [`Scorer`]), created on first sight.
+fn class_counts(classes: &mut Vec<Option<(ObjectClass, ClassCounts)>>, class: ObjectClass) -> &mut ClassCounts {
+    let i = class as usize;
+    if i >= classes.len() {
+        classes.resize_with(i + 1, || None);
+    }
+    &mut classes[i].get_or_insert_with(|| (class, ClassCounts::default())).1
+}
+
+/// The slot of `id` in `histories` (indexed by `slots`), created on first sight.
+fn slot_of<H: Default>(slots: &mut IdSlots, histories: &mut Vec<H>, id: u32) -> usize {
+    let (slot, new) = slots.slot(id);
+    if new {
+        histories.push(H::default());
+    }
+    slot
 }
 
 #[derive(Clone, Debug, Default)]
@@ -208,19 +254,14 @@ impl Scorer {
             first_time: None,
             last_time: None,
             frames: 0,
-            active: BTreeMap::new(),
-            last_match: BTreeMap::new(),
-            was_tracked: BTreeMap::new(),
-            classes: BTreeMap::new(),
-            overlap: BTreeMap::new(),
-            truth_frames: BTreeMap::new(),
-            hyp_frames: BTreeMap::new(),
-            hyp_matched: BTreeSet::new(),
-            first_seen: BTreeMap::new(),
+            truth_slots: IdSlots::default(),
+            truths: Vec::new(),
+            hyp_slots: IdSlots::default(),
+            hyps: Vec::new(),
+            classes: Vec::new(),
             position_errors_m: Vec::new(),
             velocity_errors_mps: Vec::new(),
             heading_errors_rad: Vec::new(),
-            last_position: BTreeMap::new(),
             distance_total_m: 0.0,
             distance_tracked_m: 0.0,
             hota: crate::hota::Hota::default(),
@@ -230,11 +271,37 @@ impl Scorer {
     /// Whether `t` and `h` may match, and their distance [m].
     fn distance(&self, t: &TruthObject, h: &Hypothesis) -> Option<f64> {
         let family = match_family(t.class);
-        if match_family(h.class) != family && h.class != ObjectClass::Unknown {
-            return None;
+        let d = hypot_within(
+            t.position_m[0] - h.position_m[0],
+            t.position_m[1] - h.position_m[1],
+            self.config.gate(family),
+        )?;
+        (match_family(h.class) == family || h.class == ObjectClass::Unknown).then_some(d)
+    }
+
+    /// Every (index into `truths`, index into `hyps`, distance) of pairs that may match; `index`
+    /// holds the hypotheses. By truth, then by east coordinate of the hypothesis (then index):
+    /// the order in which the HOTA sums have always been taken, kept so that they stay the same
+    /// to the last bit.
+    fn gated_pairs(
+        &self,
+        truths: &[&TruthObject],
+        hyps: &[&Hypothesis],
+        index: &GridIndex,
+    ) -> Vec<(usize, usize, f64)> {
+        let mut pairs = Vec::new();
+        for (ti, t) in truths.iter().enumerate() {
+            let first = pairs.len();
+            index.for_each_near(t.position_m, self.config.gate(match_family(t.class)), |hi| {
+                if let Some(d) = self.distance(t, hyps[hi]) {
+                    pairs.push((ti, hi, d));
+                }
+            });
+            pairs[first..].sort_unstable_by(|a, b| {
+                hyps[a.1].position_m[0].total_cmp(&hyps[b.1].position_m[0]).then(a.1.cmp(&b.1))
+            });
         }
-        let d = (t.position_m[0] - h.position_m[0]).hypot(t.position_m[1] - h.position_m[1]);
-        (d <= self.config.gate(family)).then_some(d)
+        pairs
     }
 
     /// Scores one timestamp: `truths` at `time`, `hyps` predicted to `time`. Truths outside
@@ -244,39 +311,46 @@ impl Scorer {
         self.first_time.get_or_insert(time);
         self.last_time = Some(time);
         self.frames += 1;
+        let frame = self.frames;
         let (scored, ignored): (Vec<&TruthObject>, Vec<&TruthObject>) = truths.iter().partition(|t| t.in_coverage);
         // Hypotheses on objects outside coverage are neither right nor wrong.
-        let hyps: Vec<&Hypothesis> =
-            hyps.iter().filter(|h| !ignored.iter().any(|t| self.distance(t, h).is_some())).collect();
-
-        // HOTA's similarities: 1 - d / gate within the class gate. Hypotheses sorted by east
-        // coordinate, so each truth looks only at those within its gate of it.
-        let mut by_x: Vec<(f64, usize)> = hyps.iter().enumerate().map(|(i, h)| (h.position_m[0], i)).collect();
-        by_x.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut sims = Vec::new();
-        for (ti, t) in scored.iter().enumerate() {
-            let gate = self.config.gate(match_family(t.class));
-            let x = t.position_m[0];
-            let from = by_x.partition_point(|(hx, _)| *hx < x - gate);
-            for &(_, hi) in by_x[from..].iter().take_while(|(hx, _)| *hx <= x + gate) {
-                let h = hyps[hi];
-                if let Some(d) = self.distance(t, h) {
-                    let s = 1.0 - d / gate;
-                    if s > 0.0 {
-                        sims.push((ti, hi, s));
-                    }
-                }
-            }
+        // Hypotheses in a grid, so each truth looks only at those near it.
+        let all: Vec<&Hypothesis> = hyps.iter().collect();
+        let all_index = GridIndex::new(all.iter().map(|h| h.position_m), self.config.largest_gate_m());
+        let mut kept = vec![true; all.len()];
+        for (_, hi, _) in self.gated_pairs(&ignored, &all, &all_index) {
+            kept[hi] = false;
         }
-        self.hota.add_frame(scored.iter().map(|t| t.id).collect(), hyps.iter().map(|h| h.id).collect(), sims);
+        let hyps: Vec<&Hypothesis> = all.iter().zip(&kept).filter(|(_, keep)| **keep).map(|(h, _)| *h).collect();
+        let pairs = self.gated_pairs(&scored, &hyps, &all_index.subset(&kept));
+
+        // HOTA's similarities: 1 - d / gate within the class gate.
+        let sims: Vec<(usize, usize, f64)> = pairs
+            .iter()
+            .map(|&(ti, hi, d)| (ti, hi, 1.0 - d / self.config.gate(match_family(scored[ti].class))))
+            .filter(|&(_, _, s)| s > 0.0)
+            .collect();
+        let truth_ids: Vec<u32> = scored.iter().map(|t| t.id).collect();
+        let hyp_ids: Vec<u32> = hyps.iter().map(|h| h.id).collect();
+        self.hota.add_frame(&truth_ids, &hyp_ids, sims);
+
+        let truth_slots: Vec<usize> =
+            truth_ids.iter().map(|&id| slot_of(&mut self.truth_slots, &mut self.truths, id)).collect();
+        let hyp_slots: Vec<usize> =
+            hyp_ids.iter().map(|&id| slot_of(&mut self.hyp_slots, &mut self.hyps, id)).collect();
+        // Hypothesis index by id (the first of equal ids), for keeping last frame's matches.
+        let mut hyp_by_id: Vec<(u32, usize)> = hyp_ids.iter().copied().zip(0..).collect();
+        hyp_by_id.sort_unstable();
 
         // 1. Keep last frame's matches that are still valid (py-motmetrics' behaviour).
         let mut matches: Vec<(usize, usize, f64)> = Vec::new();
         let mut truth_used = vec![false; scored.len()];
         let mut hyp_used = vec![false; hyps.len()];
         for (ti, t) in scored.iter().enumerate() {
-            if let Some(&hid) = self.active.get(&t.id)
-                && let Some(hi) = hyps.iter().position(|h| h.id == hid)
+            if let Some((hid, matched_in)) = self.truths[truth_slots[ti]].last_match
+                && matched_in + 1 == frame
+                && let Some(&(_, hi)) = hyp_by_id.get(hyp_by_id.partition_point(|&(id, _)| id < hid))
+                && hyp_ids[hi] == hid
                 && !hyp_used[hi]
                 && let Some(d) = self.distance(t, hyps[hi])
             {
@@ -288,20 +362,33 @@ impl Scorer {
         // 2. Optimal assignment of the rest, minimising total distance within the gates.
         let free_t: Vec<usize> = (0..scored.len()).filter(|&i| !truth_used[i]).collect();
         let free_h: Vec<usize> = (0..hyps.len()).filter(|&i| !hyp_used[i]).collect();
-        // Gated pairs split the problem into independent groups (connected components), so a
-        // crowded frame costs many small assignments instead of one cubic one.
-        let mut edges: Vec<(usize, usize, f64)> = Vec::new();
-        for (r, &ti) in free_t.iter().enumerate() {
-            for (c, &hi) in free_h.iter().enumerate() {
-                if let Some(d) = self.distance(scored[ti], hyps[hi]) {
-                    edges.push((r, c, d));
-                }
-            }
+        let mut column_of = vec![usize::MAX; hyps.len()];
+        for (c, &hi) in free_h.iter().enumerate() {
+            column_of[hi] = c;
         }
-        for (rows, cols) in edge_components(free_t.len(), free_h.len(), &edges) {
+        // Gated pairs split the problem into independent groups (connected components), so a
+        // crowded frame costs many small assignments instead of one cubic one. Edges by row, then
+        // by column.
+        let mut edges: Vec<(usize, usize, f64)> = Vec::new();
+        let mut next_pair = 0;
+        for (r, &ti) in free_t.iter().enumerate() {
+            while pairs.get(next_pair).is_some_and(|p| p.0 < ti) {
+                next_pair += 1;
+            }
+            let row_start = edges.len();
+            while let Some(&(_, hi, d)) = pairs.get(next_pair).filter(|p| p.0 == ti) {
+                if column_of[hi] != usize::MAX {
+                    edges.push((r, column_of[hi], d));
+                }
+                next_pair += 1;
+            }
+            edges[row_start..].sort_by_key(|&(_, c, _)| c);
+        }
+        for group in edge_components(free_t.len(), free_h.len(), &edges).iter() {
             const FORBIDDEN: f64 = 1e9;
+            let (rows, cols) = (group.rows, group.cols);
             let mut cost = vec![FORBIDDEN; rows.len() * cols.len()];
-            for &(r, c, d) in &edges {
+            for &(r, c, d) in group.edges.iter().map(|&e| &edges[e]) {
                 if let (Ok(i), Ok(j)) = (rows.binary_search(&r), cols.binary_search(&c)) {
                     cost[i * cols.len() + j] = d;
                 }
@@ -318,77 +405,78 @@ impl Scorer {
         }
 
         // 3. Count.
-        let mut active = BTreeMap::new();
-        let mut matched_now = BTreeSet::new();
         for &(ti, hi, d) in &matches {
             let (t, h) = (scored[ti], hyps[hi]);
-            let counts = self.classes.entry(t.class).or_default();
+            let counts = class_counts(&mut self.classes, t.class);
             counts.matches += 1;
             counts.distance_sum_m += d;
-            if let Some(&prev) = self.last_match.get(&t.id)
+            let history = &mut self.truths[truth_slots[ti]];
+            if let Some((prev, _)) = history.last_match
                 && prev != h.id
             {
                 counts.switches += 1;
             }
-            if self.was_tracked.get(&t.id) == Some(&false) && self.last_match.contains_key(&t.id) {
+            if history.was_tracked == Some(false) && history.last_match.is_some() {
                 counts.fragmentations += 1;
             }
-            self.last_match.insert(t.id, h.id);
-            active.insert(t.id, h.id);
-            matched_now.insert(t.id);
-            self.hyp_matched.insert(h.id);
+            history.last_match = Some((h.id, frame));
+            if let Some((_, first_matched)) = &mut history.first_seen {
+                first_matched.get_or_insert(time);
+            }
+            self.hyps[hyp_slots[hi]].matched = true;
             self.position_errors_m.push(d);
             let dv = (t.velocity_mps[0] - h.velocity_mps[0]).hypot(t.velocity_mps[1] - h.velocity_mps[1]);
             self.velocity_errors_mps.push(dv);
-            if t.velocity_mps[0].hypot(t.velocity_mps[1]) >= 1.0 {
+            if compare_hypot(t.velocity_mps[0], t.velocity_mps[1], 1.0).is_some_and(|o| o != Ordering::Less) {
                 let dyaw = (t.yaw_rad - h.yaw_rad + std::f64::consts::PI).rem_euclid(2.0 * std::f64::consts::PI)
                     - std::f64::consts::PI;
                 self.heading_errors_rad.push(dyaw.abs());
             }
-            if let Some(entry) = self.first_seen.get_mut(&t.id) {
-                entry.2.get_or_insert(time);
-            }
         }
         // IDF1 counts every pair within the gate in each frame, matched by CLEAR MOT or not.
-        for t in &scored {
-            for h in &hyps {
-                if self.distance(t, h).is_some() {
-                    *self.overlap.entry((t.id, h.id)).or_default() += 1;
-                }
+        for &(ti, hi, _) in &pairs {
+            let overlaps = &mut self.truths[truth_slots[ti]].overlaps;
+            match overlaps.iter_mut().find(|(h, _)| *h == hyp_ids[hi]) {
+                Some((_, frames)) => *frames += 1,
+                None => overlaps.push((hyp_ids[hi], 1)),
             }
         }
         for (ti, t) in scored.iter().enumerate() {
-            self.classes.entry(t.class).or_default().truths += 1;
-            *self.truth_frames.entry(t.id).or_default() += 1;
-            self.first_seen.entry(t.id).or_insert((time, t.class, None));
+            let counts = class_counts(&mut self.classes, t.class);
+            counts.truths += 1;
             if !truth_used[ti] {
-                self.classes.entry(t.class).or_default().misses += 1;
+                counts.misses += 1;
             }
-            let tracked = matched_now.contains(&t.id);
-            if let Some(prev) = self.last_position.insert(t.id, t.position_m) {
+            let history = &mut self.truths[truth_slots[ti]];
+            history.frames += 1;
+            history.first_seen.get_or_insert((time, None));
+            // Tracked when any object of this id was matched in this frame.
+            let tracked = history.last_match.is_some_and(|(_, matched_in)| matched_in == frame);
+            if let Some(prev) = history.last_position_m.replace(t.position_m) {
                 let step = (t.position_m[0] - prev[0]).hypot(t.position_m[1] - prev[1]);
                 self.distance_total_m += step;
                 if tracked {
                     self.distance_tracked_m += step;
                 }
             }
-            self.was_tracked.insert(t.id, tracked);
+            history.was_tracked = Some(tracked);
         }
         for (hi, h) in hyps.iter().enumerate() {
-            *self.hyp_frames.entry(h.id).or_default() += 1;
+            self.hyps[hyp_slots[hi]].frames += 1;
             if !hyp_used[hi] {
-                self.classes.entry(h.class).or_default().false_positives += 1;
+                class_counts(&mut self.classes, h.class).false_positives += 1;
             }
         }
-        self.active = active;
     }
 
     /// The metrics of everything added.
     pub fn finish(self) -> Metrics {
+        // In class order, as the per-class sums have always been taken.
+        let classes = || self.classes.iter().flatten().map(|(c, counts)| (*c, counts));
         let per_class: BTreeMap<ObjectClass, ClassMetrics> =
-            self.classes.iter().map(|(c, counts)| (*c, class_metrics(counts))).collect();
+            classes().map(|(c, counts)| (c, class_metrics(counts))).collect();
         let mut total = ClassCounts::default();
-        for c in self.classes.values() {
+        for (_, c) in classes() {
             total.truths += c.truths;
             total.matches += c.matches;
             total.misses += c.misses;
@@ -397,9 +485,14 @@ impl Scorer {
             total.fragmentations += c.fragmentations;
             total.distance_sum_m += c.distance_sum_m;
         }
-        let idtp = best_identity_overlap(&self.overlap);
-        let truth_instances: u64 = self.truth_frames.values().sum();
-        let hyp_instances: u64 = self.hyp_frames.values().sum();
+        let by_truth_id: Vec<(u32, usize)> = self.truth_slots.by_id().collect();
+        let overlap: BTreeMap<(u32, u32), u64> = by_truth_id
+            .iter()
+            .flat_map(|&(id, slot)| self.truths[slot].overlaps.iter().map(move |&(h, frames)| ((id, h), frames)))
+            .collect();
+        let idtp = best_identity_overlap(&overlap);
+        let truth_instances: u64 = self.truths.iter().map(|t| t.frames).sum();
+        let hyp_instances: u64 = self.hyps.iter().map(|h| h.frames).sum();
         let idf1 = if truth_instances + hyp_instances == 0 {
             1.0
         } else {
@@ -414,16 +507,17 @@ impl Scorer {
         let mut time_to_track_s = Vec::new();
         let mut never_tracked = 0;
         let mut first_matched_ns = BTreeMap::new();
-        for (id, (seen, _class, matched)) in &self.first_seen {
+        let first_seen = by_truth_id.iter().filter_map(|&(id, slot)| Some((id, self.truths[slot].first_seen?)));
+        for (id, (seen, matched)) in first_seen {
             match matched {
                 Some(m) => {
-                    time_to_track_s.push(m.secs_since(*seen));
-                    first_matched_ns.insert(*id, m.as_nanos());
+                    time_to_track_s.push(m.secs_since(seen));
+                    first_matched_ns.insert(id, m.as_nanos());
                 }
                 None => never_tracked += 1,
             }
         }
-        let false_tracks = self.hyp_frames.keys().filter(|h| !self.hyp_matched.contains(h)).count();
+        let false_tracks = self.hyps.iter().filter(|h| !h.matched).count();
         let minutes = duration_s / 60.0;
         let (position_rmse_m, position_p95_m) = rmse_p95(&self.position_errors_m);
         let (velocity_rmse_mps, velocity_p95_mps) = rmse_p95(&self.velocity_errors_mps);
@@ -533,9 +627,43 @@ fn components(overlap: &BTreeMap<(u32, u32), u64>, truths: &[u32], hyps: &[u32])
     groups.into_values().filter(|(t, h)| !t.is_empty() && !h.is_empty()).collect()
 }
 
-/// Connected components of a bipartite graph of `nr` rows and `nc` columns given by `edges`:
-/// (sorted rows, sorted columns) of each component that has at least one edge.
-pub(crate) fn edge_components(nr: usize, nc: usize, edges: &[(usize, usize, f64)]) -> Vec<(Vec<usize>, Vec<usize>)> {
+/// Connected components of a bipartite graph, each with its rows, columns and edges (see
+/// [`edge_components`]), stored flat.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Components {
+    rows: Vec<usize>,
+    cols: Vec<usize>,
+    edges: Vec<usize>,
+    /// End of each component's rows, columns and edges in the vectors above.
+    ends: Vec<[usize; 3]>,
+}
+
+/// One connected component.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Component<'a> {
+    /// Its rows, ascending.
+    pub rows: &'a [usize],
+    /// Its columns, ascending.
+    pub cols: &'a [usize],
+    /// Indices of its edges, ascending.
+    pub edges: &'a [usize],
+}
+
+impl Components {
+    /// The components, in the order of their union-find roots.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Component<'_>> {
+        let starts = std::iter::once([0; 3]).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, end)| Component {
+            rows: &self.rows[start[0]..end[0]],
+            cols: &self.cols[start[1]..end[1]],
+            edges: &self.edges[start[2]..end[2]],
+        })
+    }
+}
+
+/// Connected components of a bipartite graph of `nr` rows and `nc` columns given by `edges`
+/// (row, column, weight): each component that has at least one edge, with its edges.
+pub(crate) fn edge_components(nr: usize, nc: usize, edges: &[(usize, usize, f64)]) -> Components {
     fn find(parent: &mut [usize], mut x: usize) -> usize {
         while parent[x] != x {
             parent[x] = parent[parent[x]];
@@ -544,32 +672,80 @@ pub(crate) fn edge_components(nr: usize, nc: usize, edges: &[(usize, usize, f64)
         x
     }
     let mut parent: Vec<usize> = (0..nr + nc).collect();
+    let mut seen = vec![false; nr + nc];
     for &(r, c, _) in edges {
+        seen[r] = true;
+        seen[nr + c] = true;
         let (a, b) = (find(&mut parent, r), find(&mut parent, nr + c));
         if a != b {
             parent[a] = b;
         }
     }
-    let mut groups: BTreeMap<usize, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
-    let mut seen = vec![false; nr + nc];
-    for &(r, c, _) in edges {
-        seen[r] = true;
-        seen[nr + c] = true;
+    // Components in the order of their roots (every vertex of a component with an edge, its root
+    // included, is the end of an edge). `component[v]`: the component of vertex v.
+    const NONE: usize = usize::MAX;
+    let mut component = vec![NONE; nr + nc];
+    let mut count = 0;
+    for v in 0..nr + nc {
+        if seen[v] && find(&mut parent, v) == v {
+            component[v] = count;
+            count += 1;
+        }
     }
-    for r in (0..nr).filter(|&r| seen[r]) {
-        let root = find(&mut parent, r);
-        groups.entry(root).or_default().0.push(r);
+    for v in 0..nr + nc {
+        if seen[v] {
+            component[v] = component[find(&mut parent, v)];
+        }
     }
-    for c in (0..nc).filter(|&c| seen[nr + c]) {
-        let root = find(&mut parent, nr + c);
-        groups.entry(root).or_default().1.push(c);
+    // Counting sort of rows, columns and edges by component, each ascending within it.
+    let mut ends = vec![[0usize; 3]; count];
+    for v in (0..nr + nc).filter(|&v| seen[v]) {
+        ends[component[v]][usize::from(v >= nr)] += 1;
     }
-    groups.into_values().collect()
+    for &(r, _, _) in edges {
+        ends[component[r]][2] += 1;
+    }
+    let mut next = [0usize; 3];
+    for end in &mut ends {
+        for k in 0..3 {
+            next[k] += end[k];
+            end[k] = next[k] - end[k];
+        }
+    }
+    // `ends` holds each component's starts for now; filling moves them to its ends.
+    let mut out = Components { rows: vec![0; next[0]], cols: vec![0; next[1]], edges: vec![0; next[2]], ends };
+    for v in (0..nr + nc).filter(|&v| seen[v]) {
+        let slot = &mut out.ends[component[v]];
+        if v < nr {
+            out.rows[slot[0]] = v;
+            slot[0] += 1;
+        } else {
+            out.cols[slot[1]] = v - nr;
+            slot[1] += 1;
+        }
+    }
+    for (e, &(r, _, _)) in edges.iter().enumerate() {
+        let slot = &mut out.ends[component[r]];
+        out.edges[slot[2]] = e;
+        slot[2] += 1;
+    }
+    out
 }
 
 /// Minimum-cost assignment of an `nr × nc` row-major cost matrix of any shape: (row, column)
 /// pairs, `min(nr, nc)` of them.
 pub(crate) fn assign_rectangular(nr: usize, nc: usize, cost: &[f64]) -> Vec<(usize, usize)> {
+    if nr.min(nc) == 1 {
+        // One row or one column: its cheapest cell, the first of equals, as `hungarian` picks it
+        // (and the first cell when no cost is below infinity).
+        let mut best = (f64::INFINITY, 0);
+        for (k, &c) in cost.iter().enumerate() {
+            if c < best.0 {
+                best = (c, k);
+            }
+        }
+        return vec![if nr == 1 { (0, best.1) } else { (best.1, 0) }];
+    }
     if nr <= nc {
         hungarian(nr, nc, cost).into_iter().enumerate().filter(|&(_, c)| c < nc).collect()
     } else {
@@ -583,9 +759,16 @@ fn rmse_p95(errors: &[f64]) -> (f64, f64) {
         return (0.0, 0.0);
     }
     let rmse = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt();
-    let mut sorted = errors.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    (rmse, percentile(&sorted, 0.95))
+    // The one order statistic needed, without sorting everything (values equal under
+    // `total_cmp` are the same bits, so any algorithm picks the same value).
+    let mut values = errors.to_vec();
+    let (_, p95, _) = values.select_nth_unstable_by(rank(errors.len(), 0.95) - 1, f64::total_cmp);
+    (rmse, *p95)
+}
+
+/// The 1-based nearest rank of quantile `q` among `n > 0` values.
+fn rank(n: usize, q: f64) -> usize {
+    ((q * n as f64).ceil() as usize).clamp(1, n)
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -593,6 +776,49 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    sorted[rank(sorted.len(), q) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `assign_rectangular` through `hungarian` alone, as before its one-row shortcut.
+    fn by_hungarian(nr: usize, nc: usize, cost: &[f64]) -> Vec<(usize, usize)> {
+        if nr <= nc {
+            hungarian(nr, nc, cost).into_iter().enumerate().collect()
+        } else {
+            let transposed: Vec<f64> = (0..nc).flat_map(|c| (0..nr).map(move |r| cost[r * nc + c])).collect();
+            hungarian(nc, nr, &transposed).into_iter().enumerate().map(|(c, r)| (r, c)).collect()
+        }
+    }
+
+    #[test]
+    fn one_row_or_column_assigns_as_hungarian_does() {
+        let rows: [&[f64]; 6] = [
+            &[3.0],
+            &[2.0, 1.0, 1.0, 4.0],
+            &[f64::INFINITY, f64::INFINITY],
+            &[f64::NAN, 2.0, f64::NAN],
+            &[-0.0, 0.0, -1e-300],
+            &[1e9, 1e9, 0.5, 0.5],
+        ];
+        for row in rows {
+            let n = row.len();
+            assert_eq!(assign_rectangular(1, n, row), by_hungarian(1, n, row), "row {row:?}");
+            assert_eq!(assign_rectangular(n, 1, row), by_hungarian(n, 1, row), "column {row:?}");
+        }
+    }
+
+    #[test]
+    fn components_split_a_bipartite_graph_with_their_edges() {
+        // Rows 0 and 2 share column 1; row 1 is alone with column 0; row 3 and column 2 have no edge.
+        let edges = [(0, 1, 0.5), (1, 0, 0.1), (2, 1, 0.2), (0, 3, 0.3)];
+        let components = edge_components(4, 4, &edges);
+        let mut found: Vec<(Vec<usize>, Vec<usize>, Vec<usize>)> =
+            components.iter().map(|c| (c.rows.to_vec(), c.cols.to_vec(), c.edges.to_vec())).collect();
+        found.sort();
+        assert_eq!(found, vec![(vec![0, 2], vec![1, 3], vec![0, 2, 3]), (vec![1], vec![0], vec![1])]);
+        assert_eq!(edge_components(3, 2, &[]).iter().count(), 0);
+    }
 }

@@ -1,10 +1,11 @@
 //! Validation of one log: replay it through the fusion core, score the fused objects against the
 //! ground truth at every truth timestamp, evaluate the criteria, and gather what the reports need.
 
+use std::cmp::Ordering;
 use std::path::Path;
 
 use nalgebra::Point3;
-use rsu_fusion::{FusedObject, SiteConfig};
+use rsu_fusion::{FusedObject, SensorCalibration, SiteConfig};
 use v2x_proto::domain::GroundTruthFrame;
 
 use crate::criteria::{Criteria, ScenarioFacts, evaluate};
@@ -12,23 +13,46 @@ use crate::pipeline::{PipelineError, ReplayConfig, ReplayEvent, replay};
 use crate::reader::{OpenOptions, ReplayReader};
 use crate::report::{Distribution, LogReport, PlotData, REPORT_VERSION};
 use crate::scoring::{Hypothesis, Scorer, TruthObject};
+use crate::spatial::{GridIndex, compare_hypot};
 
 /// Most points kept per trajectory in the plots (older points are thinned).
 const MAX_PLOT_POINTS: usize = 400;
 
+/// Relative margin of the range pre-check in [`truth_objects`]: far above the rounding by which
+/// the sensor-frame range that `covers` measures can differ from the world distance.
+const RANGE_CHECK_MARGIN: f64 = 1e-3;
+
+/// The squared distance [m²] beyond which `sensor.covers` is certainly false. Its rotation is a
+/// quaternion of norm s (1 up to the log reader's tolerance), which scales sensor-frame lengths
+/// by a factor of at least 1 − 2δ, δ = |s² − 1|; for δ ≤ 1/4, 1 / (1 − 2δ) ≤ 1 + 4δ.
+fn certainly_out_of_range_m2(sensor: &SensorCalibration) -> f64 {
+    let delta = (sensor.world_from_sensor.rotation.quaternion().norm_squared() - 1.0).abs();
+    if delta.is_nan() || delta > 0.25 {
+        return f64::INFINITY;
+    }
+    let reach_m = sensor.max_range_m * (1.0 + RANGE_CHECK_MARGIN + 4.0 * delta);
+    reach_m * reach_m
+}
+
 /// Ground-truth objects of a frame as the scorer sees them: ground-plane centre, velocity from
 /// speed and heading, and whether any sensor covers the object.
 pub fn truth_objects(truth: &GroundTruthFrame, site: &SiteConfig) -> Vec<TruthObject> {
+    // `covers` (a rotation and a few arctangents) only for sensors the object may be in range of.
+    let sensors: Vec<(&SensorCalibration, Point3<f64>, f64)> =
+        site.sensors.iter().map(|s| (s, s.position(), certainly_out_of_range_m2(s))).collect();
     truth
         .objects
         .iter()
-        .map(|o| TruthObject {
-            id: o.id,
-            class: o.class,
-            position_m: [o.center_m.x, o.center_m.y],
-            velocity_mps: [o.speed_mps * o.yaw_rad.cos(), o.speed_mps * o.yaw_rad.sin()],
-            yaw_rad: o.yaw_rad,
-            in_coverage: site.sensors.iter().any(|s| s.covers(&Point3::new(o.center_m.x, o.center_m.y, o.center_m.z))),
+        .map(|o| {
+            let p = Point3::new(o.center_m.x, o.center_m.y, o.center_m.z);
+            TruthObject {
+                id: o.id,
+                class: o.class,
+                position_m: [o.center_m.x, o.center_m.y],
+                velocity_mps: [o.speed_mps * o.yaw_rad.cos(), o.speed_mps * o.yaw_rad.sin()],
+                yaw_rad: o.yaw_rad,
+                in_coverage: sensors.iter().any(|(s, at, out_m2)| (p - at).norm_squared() <= *out_m2 && s.covers(&p)),
+            }
         })
         .collect()
 }
@@ -47,9 +71,12 @@ pub fn hypotheses(objects: &[FusedObject]) -> Vec<Hypothesis> {
         .collect()
 }
 
+/// Distance under which a new plot point is dropped as a repeat of the last one [m].
+const PLOT_STEP_M: f64 = 0.5;
+
 fn push_thinned(points: &mut Vec<[f64; 2]>, p: [f64; 2]) {
     if let Some(last) = points.last()
-        && (last[0] - p[0]).hypot(last[1] - p[1]) < 0.5
+        && compare_hypot(last[0] - p[0], last[1] - p[1], PLOT_STEP_M) == Some(Ordering::Less)
     {
         return;
     }
@@ -59,6 +86,22 @@ fn push_thinned(points: &mut Vec<[f64; 2]>, p: [f64; 2]) {
         let kept: Vec<[f64; 2]> = points.iter().step_by(2).copied().collect();
         *points = kept;
     }
+}
+
+/// Distance [m] from `p` to the nearest of `hyps` (indexed by `index`) when that is at most
+/// `radius_m`; the same as the smallest `hypot` over all of `hyps`, kept when within `radius_m`.
+fn nearest_within(hyps: &[Hypothesis], index: &GridIndex, p: [f64; 2], radius_m: f64) -> Option<f64> {
+    let mut nearest_m: Option<f64> = None;
+    index.for_each_near(p, radius_m, |hi| {
+        let (dx, dy) = (hyps[hi].position_m[0] - p[0], hyps[hi].position_m[1] - p[1]);
+        if compare_hypot(dx, dy, radius_m) != Some(Ordering::Greater) {
+            let d = dx.hypot(dy);
+            if nearest_m.is_none_or(|n| d < n) {
+                nearest_m = Some(d);
+            }
+        }
+    });
+    nearest_m.filter(|&d| d <= radius_m)
 }
 
 /// Replays and scores one log. `wall_time_s` and `speedup` of the report are left at 0 for the
@@ -87,6 +130,7 @@ pub fn validate_log(
                 let truths = truth_objects(truth, &site);
                 let hyps = hypotheses(objects);
                 scorer.add_frame(truth.time, &truths, &hyps);
+                let index = GridIndex::new(hyps.iter().map(|h| h.position_m), criteria.scoring.gate_vehicle_m);
                 // Plot data and scenario facts.
                 let mut err_sum = 0.0;
                 let mut err_n = 0usize;
@@ -94,22 +138,22 @@ pub fn validate_log(
                     if t.in_coverage {
                         facts.first_in_coverage_ns.entry(t.id).or_insert(t_ns);
                         push_thinned(plot.truth_tracks.entry(t.id).or_default(), t.position_m);
-                        if let Some(h) = hyps.iter().min_by(|a, b| {
-                            let da = (a.position_m[0] - t.position_m[0]).hypot(a.position_m[1] - t.position_m[1]);
-                            let db = (b.position_m[0] - t.position_m[0]).hypot(b.position_m[1] - t.position_m[1]);
-                            da.total_cmp(&db)
-                        }) {
-                            let d = (h.position_m[0] - t.position_m[0]).hypot(h.position_m[1] - t.position_m[1]);
-                            if d <= criteria.scoring.gate_vehicle_m {
-                                err_sum += d;
-                                err_n += 1;
-                            }
+                        // Error of the nearest hypothesis of any class, when within the vehicle gate.
+                        if let Some(d) = nearest_within(&hyps, &index, t.position_m, criteria.scoring.gate_vehicle_m) {
+                            err_sum += d;
+                            err_n += 1;
                         }
                     }
                 }
                 for o in &truth.objects {
                     if let Some(v2x) = &o.v2x_id {
-                        facts.ego_tracks.entry(v2x.clone()).or_default().push((t_ns, o.center_m.x, o.center_m.y));
+                        let point = (t_ns, o.center_m.x, o.center_m.y);
+                        match facts.ego_tracks.get_mut(v2x) {
+                            Some(track) => track.push(point),
+                            None => {
+                                facts.ego_tracks.insert(v2x.clone(), vec![point]);
+                            }
+                        }
                     }
                 }
                 if err_n > 0 {

@@ -1,0 +1,76 @@
+//! Dense slots for object ids, so that per-object state lives in vectors instead of maps: the
+//! first id seen gets slot 0, the next new one slot 1, and so on.
+//!
+//! Ids are looked up in a direct table while they are small (simulators and trackers number
+//! objects from 0 or 1), and in an ordered map otherwise, so a log with huge ids costs a little
+//! more time but no more memory.
+
+use std::collections::BTreeMap;
+
+/// Ids below this are looked up in the direct table (at most 512 KiB of it).
+const DIRECT_IDS: u32 = 1 << 16;
+
+/// Slots of ids, in order of first sight.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct IdSlots {
+    /// By id below [`DIRECT_IDS`]: its slot + 1, or 0 when not seen.
+    direct: Vec<usize>,
+    /// Slots of larger ids.
+    other: BTreeMap<u32, usize>,
+    len: usize,
+}
+
+impl IdSlots {
+    /// The slot of `id`, and whether it was seen for the first time.
+    pub(crate) fn slot(&mut self, id: u32) -> (usize, bool) {
+        let next = self.len;
+        let (slot, new) = if id < DIRECT_IDS {
+            let i = id as usize;
+            if i >= self.direct.len() {
+                self.direct.resize(i + 1, 0);
+            }
+            match self.direct[i] {
+                0 => {
+                    self.direct[i] = next + 1;
+                    (next, true)
+                }
+                s => (s - 1, false),
+            }
+        } else {
+            match self.other.get(&id) {
+                Some(&s) => (s, false),
+                None => {
+                    self.other.insert(id, next);
+                    (next, true)
+                }
+            }
+        };
+        if new {
+            self.len += 1;
+        }
+        (slot, new)
+    }
+
+    /// Every (id, slot), ascending by id.
+    pub(crate) fn by_id(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
+        let direct = self.direct.iter().enumerate().filter(|(_, s)| **s != 0).map(|(id, s)| (id as u32, *s - 1));
+        direct.chain(self.other.iter().map(|(&id, &s)| (id, s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_first_sight_and_list_by_id() {
+        let mut slots = IdSlots::default();
+        assert_eq!(slots.slot(7), (0, true));
+        assert_eq!(slots.slot(u32::MAX), (1, true));
+        assert_eq!(slots.slot(3), (2, true));
+        assert_eq!(slots.slot(7), (0, false));
+        assert_eq!(slots.slot(DIRECT_IDS), (3, true));
+        assert_eq!(slots.slot(u32::MAX), (1, false));
+        assert_eq!(slots.by_id().collect::<Vec<_>>(), vec![(3, 2), (7, 0), (DIRECT_IDS, 3), (u32::MAX, 1)]);
+    }
+}
