@@ -420,9 +420,6 @@ impl Scorer {
                 counts.fragmentations += 1;
             }
             history.last_match = Some((h.id, frame));
-            if let Some((_, first_matched)) = &mut history.first_seen {
-                first_matched.get_or_insert(time);
-            }
             self.hyps[hyp_slots[hi]].matched = true;
             self.position_errors_m.push(d);
             let dv = (t.velocity_mps[0] - h.velocity_mps[0]).hypot(t.velocity_mps[1] - h.velocity_mps[1]);
@@ -449,9 +446,14 @@ impl Scorer {
             }
             let history = &mut self.truths[truth_slots[ti]];
             history.frames += 1;
-            history.first_seen.get_or_insert((time, None));
             // Tracked when any object of this id was matched in this frame.
             let tracked = history.last_match.is_some_and(|(_, matched_in)| matched_in == frame);
+            // First seen and first tracked (a truth matched in the frame it first appears in is
+            // tracked at once).
+            let (_, first_tracked) = history.first_seen.get_or_insert((time, None));
+            if tracked {
+                first_tracked.get_or_insert(time);
+            }
             if let Some(prev) = history.last_position_m.replace(t.position_m) {
                 let step = (t.position_m[0] - prev[0]).hypot(t.position_m[1] - prev[1]);
                 self.distance_total_m += step;
@@ -791,6 +793,39 @@ mod tests {
             let transposed: Vec<f64> = (0..nc).flat_map(|c| (0..nr).map(move |r| cost[r * nc + c])).collect();
             hungarian(nc, nr, &transposed).into_iter().enumerate().map(|(c, r)| (r, c)).collect()
         }
+    }
+
+    #[test]
+    fn time_to_track_counts_from_first_visibility() {
+        let truth = |id: u32, x: f64| TruthObject {
+            id,
+            class: ObjectClass::Car,
+            position_m: [x, 0.0],
+            velocity_mps: [0.0, 0.0],
+            yaw_rad: 0.0,
+            in_coverage: true,
+        };
+        let hyp = |id: u32, x: f64| Hypothesis {
+            id,
+            class: ObjectClass::Car,
+            position_m: [x, 0.3],
+            velocity_mps: [0.0, 0.0],
+            yaw_rad: 0.0,
+        };
+        let mut scorer = Scorer::new(ScoringConfig::default());
+        let at = |s: f64| Timestamp::from_nanos((s * 1e9) as i64);
+        // Truth 1 is tracked from its first frame on; truth 2 from its third frame (0.2 s); truth
+        // 3 never.
+        scorer.add_frame(at(0.0), &[truth(1, 0.0), truth(2, 50.0), truth(3, 100.0)], &[hyp(10, 0.0)]);
+        scorer.add_frame(at(0.1), &[truth(1, 1.0), truth(2, 51.0), truth(3, 100.0)], &[hyp(10, 1.0)]);
+        scorer.add_frame(at(0.2), &[truth(1, 2.0), truth(2, 52.0), truth(3, 100.0)], &[hyp(10, 2.0), hyp(20, 52.0)]);
+        let m = scorer.finish();
+        let mut ttt = m.time_to_track_s.clone();
+        ttt.sort_by(f64::total_cmp);
+        assert_eq!(ttt.len(), 2, "{ttt:?}");
+        assert!(ttt[0].abs() < 1e-9 && (ttt[1] - 0.2).abs() < 1e-9, "{ttt:?}");
+        assert_eq!(m.never_tracked, 1);
+        assert_eq!(m.first_matched_ns.get(&1), Some(&0));
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub struct Candidate {
 #[derive(Clone, Debug, Default)]
 pub struct SpatialGrid {
     cell_m: f64,
-    /// Sparse layout: (cell key, item index), sorted.
-    entries: Vec<(i64, u32)>,
+    /// Sparse layout: (cell x, cell y, item index), sorted.
+    entries: Vec<(i64, i64, u32)>,
     /// Dense layout: the bounding box of occupied cells (first cell, extent in cells) and, per
     /// cell (x-major), the start of its items in `items`; empty `starts` when sparse.
     x0: i64,
@@ -34,10 +34,6 @@ pub struct SpatialGrid {
     items: Vec<u32>,
     /// Scratch: (cell x, cell y, item index) of the last rebuild.
     cells: Vec<(i64, i64, u32)>,
-}
-
-fn cell_key(cx: i64, cy: i64) -> i64 {
-    (cx << 32) ^ (cy & 0xffff_ffff)
 }
 
 impl SpatialGrid {
@@ -98,7 +94,7 @@ impl SpatialGrid {
                 self.items[self.starts[c] as usize] = i;
             }
         } else {
-            self.entries.extend(cells.iter().map(|&(cx, cy, i)| (cell_key(cx, cy), i)));
+            self.entries.extend_from_slice(&cells);
             self.entries.sort_unstable();
         }
         self.cells = cells;
@@ -131,12 +127,10 @@ impl SpatialGrid {
             }
             return;
         }
+        // Row by row: the cells (cx, y0..=y1) are adjacent in the sorted entries.
         for cx in x0..=x1 {
-            for cy in y0..=y1 {
-                let key = cell_key(cx, cy);
-                let start = self.entries.partition_point(|e| e.0 < key);
-                out.extend(self.entries[start..].iter().take_while(|e| e.0 == key).map(|e| e.1 as usize));
-            }
+            let start = self.entries.partition_point(|e| (e.0, e.1) < (cx, y0));
+            out.extend(self.entries[start..].iter().take_while(|e| e.0 == cx && e.1 <= y1).map(|e| e.2 as usize));
         }
     }
 }

@@ -363,10 +363,12 @@ impl SensorCalibration {
         let p = self.world_from_sensor.inverse_transform_point(p_in_world);
         match &self.model {
             SensorModel::Lidar(_) => {
+                // Cheapest test first; the angles only for points in range (a 360° lidar needs
+                // no azimuth: |atan2| is at most 180°).
                 let range = p.coords.norm();
-                let azimuth = p.y.atan2(p.x).to_degrees().abs();
-                let elevation = p.z.atan2(p.x.hypot(p.y)).to_degrees().abs();
-                range <= self.max_range_m && azimuth <= self.hfov_deg / 2.0 && elevation <= self.vfov_deg / 2.0
+                range <= self.max_range_m
+                    && (self.hfov_deg >= 360.0 || p.y.atan2(p.x).to_degrees().abs() <= self.hfov_deg / 2.0)
+                    && p.z.atan2(p.x.hypot(p.y)).to_degrees().abs() <= self.vfov_deg / 2.0
             }
             SensorModel::Camera(cam) => {
                 let range = p.coords.norm();
