@@ -72,7 +72,7 @@ impl SpatialGrid {
         }
         let n = cells.len() as u128;
         let extent = if cells.is_empty() { 0 } else { (x1 - x0 + 1) as u128 * (y1 - y0 + 1) as u128 };
-        if !cells.is_empty() && extent <= 4 * n + 1024 {
+        if !cells.is_empty() && extent <= 16 * n + 4096 {
             // Dense: counting sort by cell; items keep ascending index order within a cell.
             let (width, height) = (x1 - x0 + 1, y1 - y0 + 1);
             (self.x0, self.y0, self.width, self.height) = (x0, y0, width, height);

@@ -315,7 +315,8 @@ impl CameraIntrinsics {
         if p_in_camera.z <= 1e-6 {
             return None;
         }
-        let d = self.distort(Vector2::new(p_in_camera.x / p_in_camera.z, p_in_camera.y / p_in_camera.z));
+        let inv_z = 1.0 / p_in_camera.z;
+        let d = self.distort(Vector2::new(p_in_camera.x * inv_z, p_in_camera.y * inv_z));
         Some(Point2::new(self.fx * d.x + self.cx, self.fy * d.y + self.cy))
     }
 

@@ -283,28 +283,28 @@ fn all_finite(values: &[f64]) -> bool {
     values.iter().fold(0u64, |acc, v| acc | u64::from(v.to_bits() & EXPONENT == EXPONENT)) == 0
 }
 
-/// Whether the Cholesky factorisation of `m` succeeds: the same left-looking column algorithm
-/// and the same floating-point operations as nalgebra's `Cholesky::new` (so it accepts and
-/// rejects exactly the same matrices), without its generic overhead and without keeping the
-/// factor.
+/// Whether the Cholesky factorisation of `m` (read from its lower triangle) succeeds, i.e.
+/// whether the symmetric `m` is positive definite up to rounding; without keeping the factor.
 fn is_positive_definite<const N: usize>(m: &SMatrix<f64, N, N>) -> bool {
-    let mut l = *m;
+    // Lower factor, by rows; one division per column (its entries are scaled by the reciprocal of
+    // the pivot's square root).
+    let mut l = [[0.0f64; N]; N];
     for j in 0..N {
+        let mut pivot = m[(j, j)];
         for k in 0..j {
-            let factor = -l[(j, k)];
-            for i in j..N {
-                l[(i, j)] += factor * l[(i, k)]; // a·x + y, the same sum as nalgebra's axpy
-            }
+            pivot -= l[j][k] * l[j][k];
         }
-        let diag = l[(j, j)];
-        // nalgebra refuses a zero pivot and one whose square root cannot be taken (negative, NaN).
-        if diag.is_nan() || diag <= 0.0 {
+        // Refuses a zero or negative pivot and a NaN one (a non-finite entry ends up as one).
+        if !(pivot > 0.0) {
             return false;
         }
-        let denom = diag.sqrt();
-        l[(j, j)] = denom;
+        let inv_root = 1.0 / pivot.sqrt();
         for i in j + 1..N {
-            l[(i, j)] /= denom;
+            let mut e = m[(i, j)];
+            for k in 0..j {
+                e -= l[i][k] * l[j][k];
+            }
+            l[i][j] = e * inv_root;
         }
     }
     true
