@@ -290,20 +290,14 @@ fn is_positive_definite<const N: usize>(m: &SMatrix<f64, N, N>) -> bool {
     // the pivot's square root).
     let mut l = [[0.0f64; N]; N];
     for j in 0..N {
-        let mut pivot = m[(j, j)];
-        for k in 0..j {
-            pivot -= l[j][k] * l[j][k];
-        }
+        let pivot = m[(j, j)] - l[j][..j].iter().map(|v| v * v).sum::<f64>();
         // Refuses a zero or negative pivot and a NaN one (a non-finite entry ends up as one).
-        if !(pivot > 0.0) {
+        if pivot.is_nan() || pivot <= 0.0 {
             return false;
         }
         let inv_root = 1.0 / pivot.sqrt();
         for i in j + 1..N {
-            let mut e = m[(i, j)];
-            for k in 0..j {
-                e -= l[i][k] * l[j][k];
-            }
+            let e = m[(i, j)] - l[i][..j].iter().zip(&l[j][..j]).map(|(a, b)| a * b).sum::<f64>();
             l[i][j] = e * inv_root;
         }
     }
