@@ -21,7 +21,8 @@ pub struct Candidate {
 /// no hashing.
 #[derive(Clone, Debug, Default)]
 pub struct SpatialGrid {
-    cell_m: f64,
+    /// Cells per metre (the reciprocal of the cell size, so a lookup multiplies).
+    cells_per_m: f64,
     /// Sparse layout: (cell x, cell y, item index), sorted.
     entries: Vec<(i64, i64, u32)>,
     /// Dense layout: the bounding box of occupied cells (first cell, extent in cells) and, per
@@ -39,13 +40,14 @@ pub struct SpatialGrid {
 impl SpatialGrid {
     /// An empty grid with square cells of `cell_m` metres (at least 0.5 m).
     pub fn new(cell_m: f64) -> Self {
-        SpatialGrid { cell_m: if cell_m.is_finite() { cell_m.max(0.5) } else { 0.5 }, ..SpatialGrid::default() }
+        let cell_m = if cell_m.is_finite() { cell_m.max(0.5) } else { 0.5 };
+        SpatialGrid { cells_per_m: 1.0 / cell_m, ..SpatialGrid::default() }
     }
 
     fn cell_of(&self, v: f64) -> i64 {
         // Clamped so absurd coordinates still land in a (far away) cell. Same as
         // `floor().clamp(..) as i64`, without the libm call (NaN lands in cell 0 either way).
-        let q = (v / self.cell_m).clamp(-1.0e9, 1.0e9);
+        let q = (v * self.cells_per_m).clamp(-1.0e9, 1.0e9);
         let t = q as i64;
         if (t as f64) > q { t - 1 } else { t }
     }
@@ -457,7 +459,7 @@ mod tests {
             let mut got = Vec::new();
             g.query(q.0, q.1, q.2, &mut got);
             // Reference: the original sorted-vector lookup, cell by cell.
-            let floor_cell = |v: f64| (v / 6.0).floor().clamp(-1.0e9, 1.0e9) as i64;
+            let floor_cell = |v: f64| (v * (1.0 / 6.0)).floor().clamp(-1.0e9, 1.0e9) as i64;
             let mut want = Vec::new();
             let (x0, x1) = (floor_cell(q.0 - q.2), floor_cell(q.0 + q.2));
             let (y0, y1) = (floor_cell(q.1 - q.2), floor_cell(q.1 + q.2));
