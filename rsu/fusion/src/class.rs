@@ -213,7 +213,8 @@ impl BoxSize {
 
     /// All three extents finite and positive.
     pub fn is_valid(&self) -> bool {
-        [self.length_m, self.width_m, self.height_m].iter().all(|v| v.is_finite() && *v > 0.0)
+        let ok = |v: f64| v > 0.0 && v < f64::INFINITY;
+        ok(self.length_m) & ok(self.width_m) & ok(self.height_m)
     }
 }
 
