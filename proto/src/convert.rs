@@ -114,6 +114,16 @@ fn limit<T>(field: &'static str, v: &[T], max: usize) -> Result<()> {
     if v.len() > max { Err(ConvertError::TooMany { field, len: v.len(), max }) } else { Ok(()) }
 }
 
+/// `items.iter().map(convert).collect::<Result<Vec<_>>>()`, with the vector sized once: such a
+/// `collect` has no length hint and grows the vector step by step, copying it each time.
+fn convert_all<'a, W, D>(items: &'a [W], convert: impl FnMut(&'a W) -> Result<D>) -> Result<Vec<D>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items.iter().map(convert) {
+        out.push(item?);
+    }
+    Ok(out)
+}
+
 fn timestamp(field: &'static str, ns: u64) -> Result<Timestamp> {
     i64::try_from(ns).map(Timestamp::from_nanos).map_err(|_| out_of_range(field, ns, "at most i64::MAX ns"))
 }
@@ -330,7 +340,7 @@ impl TryFrom<&wire::SensorFrame> for SensorFrame {
         let detections = match required("detections", &f.detections)? {
             wire::sensor_frame::Detections::Lidar(l) => {
                 limit("lidar.boxes", &l.boxes, MAX_DETECTIONS_PER_FRAME)?;
-                Detections::Lidar(l.boxes.iter().map(LidarDetection::try_from).collect::<Result<_>>()?)
+                Detections::Lidar(convert_all(&l.boxes, LidarDetection::try_from)?)
             }
             wire::sensor_frame::Detections::Camera(c) => {
                 limit("camera.boxes", &c.boxes, MAX_DETECTIONS_PER_FRAME)?;
@@ -340,7 +350,7 @@ impl TryFrom<&wire::SensorFrame> for SensorFrame {
                 Detections::Camera(CameraDetections {
                     image_width_px: c.image_width_px,
                     image_height_px: c.image_height_px,
-                    boxes: c.boxes.iter().map(CameraDetection::try_from).collect::<Result<_>>()?,
+                    boxes: convert_all(&c.boxes, CameraDetection::try_from)?,
                 })
             }
         };
@@ -393,16 +403,12 @@ impl TryFrom<&wire::CameraBox> for CameraDetection {
             return Err(out_of_range("camera.box", format!("{min_px:?}..{max_px:?}"), "min corner above-left of max"));
         }
         limit("camera.class_scores", &b.class_scores, MAX_CLASS_SCORES)?;
-        let class_scores = b
-            .class_scores
-            .iter()
-            .map(|s| {
-                Ok((
-                    class("camera.class_scores.object_class", s.object_class)?,
-                    bounded("camera.class_scores.score", f64::from(s.score), 0.0, 1.0)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let class_scores = convert_all(&b.class_scores, |s| {
+            Ok((
+                class("camera.class_scores.object_class", s.object_class)?,
+                bounded("camera.class_scores.score", f64::from(s.score), 0.0, 1.0)?,
+            ))
+        })?;
         if class_scores.iter().map(|(_, s)| s).sum::<f64>() > 1.0 + 1e-3 {
             return Err(out_of_range("camera.class_scores", "sum > 1", "scores summing to at most 1"));
         }
@@ -665,7 +671,7 @@ impl TryFrom<&wire::RoadsideFrame> for RoadsideFrame {
             message_count: f.message_count,
             time: timestamp("timestamp_ns", f.timestamp_ns)?,
             reference: Wgs84::try_from(required("reference", &f.reference)?)?,
-            participants: f.participants.iter().map(Participant::try_from).collect::<Result<_>>()?,
+            participants: convert_all(&f.participants, Participant::try_from)?,
             sensors: f
                 .sensors
                 .iter()
@@ -917,42 +923,34 @@ impl TryFrom<&wire::GroundTruthFrame> for GroundTruthFrame {
         limit("signals", &g.signals, 1024)?;
         Ok(GroundTruthFrame {
             time: timestamp("timestamp_ns", g.timestamp_ns)?,
-            objects: g
-                .objects
-                .iter()
-                .map(|o| {
-                    Ok(GroundTruthObject {
-                        id: o.id,
-                        class: class("objects.object_class", o.object_class)?,
-                        center_m: Point3::new(
-                            bounded("objects.x_m", o.x_m, -R, R)?,
-                            bounded("objects.y_m", o.y_m, -R, R)?,
-                            bounded("objects.z_m", o.z_m, -R, R)?,
-                        ),
-                        yaw_rad: bounded("objects.yaw_rad", o.yaw_rad, -4.0 * PI, 4.0 * PI)?,
-                        speed_mps: bounded("objects.speed_mps", o.speed_mps, -100.0, 100.0)?,
-                        yaw_rate_rps: bounded("objects.yaw_rate_rps", o.yaw_rate_rps, -20.0, 20.0)?,
-                        accel_mps2: bounded("objects.accel_mps2", o.accel_mps2, -50.0, 50.0)?,
-                        size: BoxSize::new(
-                            bounded("objects.length_m", o.length_m, 0.01, 50.0)?,
-                            bounded("objects.width_m", o.width_m, 0.01, 20.0)?,
-                            bounded("objects.height_m", o.height_m, 0.01, 20.0)?,
-                        ),
-                        v2x_id: if o.v2x_id.is_empty() { None } else { Some(id_string("objects.v2x_id", &o.v2x_id)?) },
-                    })
+            objects: convert_all(&g.objects, |o| {
+                Ok(GroundTruthObject {
+                    id: o.id,
+                    class: class("objects.object_class", o.object_class)?,
+                    center_m: Point3::new(
+                        bounded("objects.x_m", o.x_m, -R, R)?,
+                        bounded("objects.y_m", o.y_m, -R, R)?,
+                        bounded("objects.z_m", o.z_m, -R, R)?,
+                    ),
+                    yaw_rad: bounded("objects.yaw_rad", o.yaw_rad, -4.0 * PI, 4.0 * PI)?,
+                    speed_mps: bounded("objects.speed_mps", o.speed_mps, -100.0, 100.0)?,
+                    yaw_rate_rps: bounded("objects.yaw_rate_rps", o.yaw_rate_rps, -20.0, 20.0)?,
+                    accel_mps2: bounded("objects.accel_mps2", o.accel_mps2, -50.0, 50.0)?,
+                    size: BoxSize::new(
+                        bounded("objects.length_m", o.length_m, 0.01, 50.0)?,
+                        bounded("objects.width_m", o.width_m, 0.01, 20.0)?,
+                        bounded("objects.height_m", o.height_m, 0.01, 20.0)?,
+                    ),
+                    v2x_id: if o.v2x_id.is_empty() { None } else { Some(id_string("objects.v2x_id", &o.v2x_id)?) },
                 })
-                .collect::<Result<_>>()?,
-            signals: g
-                .signals
-                .iter()
-                .map(|s| {
-                    Ok(SignalState {
-                        signal_id: id_string("signals.signal_id", &s.signal_id)?,
-                        phase: signal_phase_from_wire(s.phase)?,
-                        remaining_s: f64::from(s.remaining_ms) / 1000.0,
-                    })
+            })?,
+            signals: convert_all(&g.signals, |s| {
+                Ok(SignalState {
+                    signal_id: id_string("signals.signal_id", &s.signal_id)?,
+                    phase: signal_phase_from_wire(s.phase)?,
+                    remaining_s: f64::from(s.remaining_ms) / 1000.0,
                 })
-                .collect::<Result<_>>()?,
+            })?,
         })
     }
 }

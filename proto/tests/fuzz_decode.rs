@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use rsu_fusion::measurement::{Detections, LidarDetection, SensorFrame};
 use rsu_fusion::{BoxSize, ObjectClass, Participant, RoadsideFrame, SourceSet, Timestamp, VehicleState};
 use v2x_proto::domain::{ClientHello, GroundTruthFrame, ReplayMeta};
-use v2x_proto::{decode, encode, wire};
+use v2x_proto::{decode, decode_ground_truth_frame, decode_sensor_frame, encode, wire};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -19,6 +19,35 @@ proptest! {
         let _ = decode::<wire::ClientHello, ClientHello>(&bytes);
         let _ = decode::<wire::GroundTruthFrame, GroundTruthFrame>(&bytes);
         let _ = decode::<wire::ReplayMeta, ReplayMeta>(&bytes);
+    }
+
+    #[test]
+    fn fast_decoders_give_what_decode_gives(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        prop_assert_eq!(
+            format!("{:?}", decode_sensor_frame(&bytes)),
+            format!("{:?}", decode::<wire::SensorFrame, SensorFrame>(&bytes))
+        );
+        prop_assert_eq!(
+            format!("{:?}", decode_ground_truth_frame(&bytes)),
+            format!("{:?}", decode::<wire::GroundTruthFrame, GroundTruthFrame>(&bytes))
+        );
+    }
+
+    #[test]
+    fn fast_decoders_give_what_decode_gives_on_damaged_frames(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        camera in any::<bool>(),
+    ) {
+        let frame = if camera { v2x_proto::sample::camera_frame() } else { v2x_proto::sample::lidar_frame() };
+        let mut bytes = encode::<wire::SensorFrame, _>(&frame);
+        for (at, value) in flips {
+            let i = at % bytes.len();
+            bytes[i] = value;
+        }
+        prop_assert_eq!(
+            format!("{:?}", decode_sensor_frame(&bytes)),
+            format!("{:?}", decode::<wire::SensorFrame, SensorFrame>(&bytes))
+        );
     }
 
     #[test]
@@ -52,7 +81,9 @@ proptest! {
                 point_count: points,
             }]),
         };
-        let back: SensorFrame = decode::<wire::SensorFrame, _>(&encode::<wire::SensorFrame, _>(&frame)).expect("decodes");
+        let bytes = encode::<wire::SensorFrame, _>(&frame);
+        let back: SensorFrame = decode::<wire::SensorFrame, _>(&bytes).expect("decodes");
+        prop_assert_eq!(decode_sensor_frame(&bytes).expect("decodes"), back.clone());
         prop_assert_eq!(back, frame);
     }
 

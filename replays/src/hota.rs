@@ -20,6 +20,12 @@ fn alpha(i: usize) -> f64 {
     0.05 * (i + 1) as f64
 }
 
+/// How many thresholds a matched pair of similarity `s` counts at: those with `s ≥ α - ε`, which
+/// are the first ones since the thresholds ascend.
+fn thresholds_met(s: f64) -> usize {
+    (0..ALPHAS).take_while(|&a| s >= alpha(a) - f64::EPSILON).count()
+}
+
 /// HOTA and its parts, each averaged over the thresholds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HotaScores {
@@ -133,10 +139,11 @@ impl Hota {
         for f in &self.frames {
             let mut kept = [0u64; ALPHAS];
             for (k, s) in best_matches(f, &alignment) {
-                for a in (0..ALPHAS).filter(|&a| s >= alpha(a) - f64::EPSILON) {
+                let pair_matches = &mut matches[f.pairs[k]];
+                for a in 0..thresholds_met(s) {
                     kept[a] += 1;
                     loc[a] += s;
-                    matches[f.pairs[k]][a] += 1;
+                    pair_matches[a] += 1;
                 }
             }
             for a in 0..ALPHAS {

@@ -58,9 +58,50 @@ impl IdSlots {
     }
 }
 
+/// Values by object id, stored densely in order of first sight (see [`IdSlots`]): a lookup per
+/// object and frame costs an index, not an ordered-map search.
+#[derive(Clone, Debug)]
+pub(crate) struct IdMap<T> {
+    slots: IdSlots,
+    values: Vec<T>,
+}
+
+impl<T> Default for IdMap<T> {
+    fn default() -> Self {
+        IdMap { slots: IdSlots::default(), values: Vec::new() }
+    }
+}
+
+impl<T: Default> IdMap<T> {
+    /// The value of `id`, `T::default()` on first sight.
+    pub(crate) fn entry(&mut self, id: u32) -> &mut T {
+        let (slot, new) = self.slots.slot(id);
+        if new {
+            self.values.push(T::default());
+        }
+        &mut self.values[slot]
+    }
+
+    /// Every (id, value), ascending by id.
+    pub(crate) fn into_sorted(mut self) -> impl Iterator<Item = (u32, T)> {
+        let by_id: Vec<(u32, usize)> = self.slots.by_id().collect();
+        by_id.into_iter().map(move |(id, slot)| (id, std::mem::take(&mut self.values[slot])))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_lists_its_values_by_id() {
+        let mut map: IdMap<Vec<u32>> = IdMap::default();
+        for id in [9, 2, u32::MAX, 9] {
+            map.entry(id).push(id);
+        }
+        let sorted: Vec<(u32, Vec<u32>)> = map.into_sorted().collect();
+        assert_eq!(sorted, vec![(2, vec![2]), (9, vec![9, 9]), (u32::MAX, vec![u32::MAX])]);
+    }
 
     #[test]
     fn slots_follow_first_sight_and_list_by_id() {

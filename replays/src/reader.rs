@@ -21,7 +21,7 @@ use std::rc::Rc;
 use mcap::sans_io::LinearReaderOptions;
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
 use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
-use v2x_proto::{DecodeError, decode, wire};
+use v2x_proto::{DecodeError, decode, decode_ground_truth_frame, decode_sensor_frame, wire};
 
 use crate::ReplayError;
 use crate::topics::Topic;
@@ -329,8 +329,8 @@ impl Source {
     fn decode(&self, topic: &Topic, _log_time: Timestamp, data: &[u8]) -> Result<ReplayBody, DecodeError> {
         Ok(match topic {
             Topic::Meta => ReplayBody::Meta(Box::new(decode::<wire::ReplayMeta, ReplayMeta>(data)?)),
-            Topic::Sensor(_) => ReplayBody::Sensor(decode::<wire::SensorFrame, SensorFrame>(data)?),
-            Topic::GroundTruth => ReplayBody::GroundTruth(decode::<wire::GroundTruthFrame, GroundTruthFrame>(data)?),
+            Topic::Sensor(_) => ReplayBody::Sensor(decode_sensor_frame(data)?),
+            Topic::GroundTruth => ReplayBody::GroundTruth(decode_ground_truth_frame(data)?),
             Topic::Vehicle(_) => ReplayBody::Vehicle(decode::<wire::VehicleState, VehicleState>(data)?),
             Topic::Roadside(_) => ReplayBody::Roadside(decode::<wire::RoadsideFrame, RoadsideFrame>(data)?),
         })

@@ -58,15 +58,18 @@ pub struct Distribution {
 }
 
 impl Distribution {
-    /// Quantiles (nearest rank) of `values`.
+    /// Quantiles (nearest rank) of `values`, ordered by `f64::total_cmp`.
     pub fn of(values: &[f64]) -> Self {
         if values.is_empty() {
             return Distribution::default();
         }
+        // Each quantile is one order statistic, found by selection instead of a full sort (values
+        // equal under `total_cmp` have the same bits, so the value found is the same).
         let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        let q = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-        Distribution { count: v.len() as u64, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: v[v.len() - 1] }
+        let n = v.len();
+        let mut q =
+            |p: f64| *v.select_nth_unstable_by(((p * n as f64).ceil() as usize).clamp(1, n) - 1, f64::total_cmp).1;
+        Distribution { count: n as u64, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: q(1.0) }
     }
 }
 

@@ -43,7 +43,8 @@ impl Default for ScoringConfig {
 }
 
 impl ScoringConfig {
-    fn largest_gate_m(&self) -> f64 {
+    /// The largest match gate [m]: the cell size of the hypothesis grid.
+    pub(crate) fn largest_gate_m(&self) -> f64 {
         self.gate_vehicle_m.max(self.gate_vru_m).max(self.gate_static_m)
     }
 
@@ -308,6 +309,19 @@ impl Scorer {
     /// coverage are ignored, and so are hypotheses within the gate of one (neither missed nor
     /// false).
     pub fn add_frame(&mut self, time: Timestamp, truths: &[TruthObject], hyps: &[Hypothesis]) {
+        let index = GridIndex::new(hyps.iter().map(|h| h.position_m), self.config.largest_gate_m());
+        self.add_frame_indexed(time, truths, hyps, &index);
+    }
+
+    /// [`Scorer::add_frame`] with the hypotheses already in a grid (of any cell size; the
+    /// validation builds one per frame for its own queries too).
+    pub(crate) fn add_frame_indexed(
+        &mut self,
+        time: Timestamp,
+        truths: &[TruthObject],
+        hyps: &[Hypothesis],
+        all_index: &GridIndex,
+    ) {
         self.first_time.get_or_insert(time);
         self.last_time = Some(time);
         self.frames += 1;
@@ -316,9 +330,8 @@ impl Scorer {
         // Hypotheses on objects outside coverage are neither right nor wrong.
         // Hypotheses in a grid, so each truth looks only at those near it.
         let all: Vec<&Hypothesis> = hyps.iter().collect();
-        let all_index = GridIndex::new(all.iter().map(|h| h.position_m), self.config.largest_gate_m());
         let mut kept = vec![true; all.len()];
-        for (_, hi, _) in self.gated_pairs(&ignored, &all, &all_index) {
+        for (_, hi, _) in self.gated_pairs(&ignored, &all, all_index) {
             kept[hi] = false;
         }
         let hyps: Vec<&Hypothesis> = all.iter().zip(&kept).filter(|(_, keep)| **keep).map(|(h, _)| *h).collect();

@@ -9,6 +9,7 @@ use rsu_fusion::{FusedObject, SensorCalibration, SiteConfig};
 use v2x_proto::domain::GroundTruthFrame;
 
 use crate::criteria::{Criteria, ScenarioFacts, evaluate};
+use crate::ids::IdMap;
 use crate::pipeline::{PipelineError, ReplayConfig, ReplayEvent, replay};
 use crate::reader::{OpenOptions, ReplayReader};
 use crate::report::{Distribution, LogReport, PlotData, REPORT_VERSION};
@@ -121,6 +122,10 @@ pub fn validate_log(
     };
     let mut facts = ScenarioFacts::default();
     let mut first_truth_ns: Option<i64> = None;
+    // By object id, for the plots and the facts (ordered maps once the replay is over).
+    let mut first_in_coverage_ns: IdMap<Option<i64>> = IdMap::default();
+    let mut truth_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
+    let mut fused_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
 
     let summary = replay(reader, config, |event| -> Result<(), std::convert::Infallible> {
         match event {
@@ -129,15 +134,16 @@ pub fn validate_log(
                 let start = *first_truth_ns.get_or_insert(t_ns);
                 let truths = truth_objects(truth, &site);
                 let hyps = hypotheses(objects);
-                scorer.add_frame(truth.time, &truths, &hyps);
-                let index = GridIndex::new(hyps.iter().map(|h| h.position_m), criteria.scoring.gate_vehicle_m);
+                // One grid of the hypotheses for the scorer and for the plots' nearest errors.
+                let index = GridIndex::new(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
+                scorer.add_frame_indexed(truth.time, &truths, &hyps, &index);
                 // Plot data and scenario facts.
                 let mut err_sum = 0.0;
                 let mut err_n = 0usize;
                 for t in &truths {
                     if t.in_coverage {
-                        facts.first_in_coverage_ns.entry(t.id).or_insert(t_ns);
-                        push_thinned(plot.truth_tracks.entry(t.id).or_default(), t.position_m);
+                        first_in_coverage_ns.entry(t.id).get_or_insert(t_ns);
+                        push_thinned(truth_tracks.entry(t.id), t.position_m);
                         // Error of the nearest hypothesis of any class, when within the vehicle gate.
                         if let Some(d) = nearest_within(&hyps, &index, t.position_m, criteria.scoring.gate_vehicle_m) {
                             err_sum += d;
@@ -160,7 +166,7 @@ pub fn validate_log(
                     plot.error_over_time.push(((t_ns - start) as f64 * 1e-9, err_sum / err_n as f64));
                 }
                 for h in &hyps {
-                    push_thinned(plot.fused_tracks.entry(h.id).or_default(), h.position_m);
+                    push_thinned(fused_tracks.entry(h.id), h.position_m);
                 }
             }
             ReplayEvent::Broadcast { frame, objects } => {
@@ -172,6 +178,10 @@ pub fn validate_log(
         }
         Ok(())
     })?;
+    facts.first_in_coverage_ns =
+        first_in_coverage_ns.into_sorted().filter_map(|(id, t_ns)| Some((id, t_ns?))).collect();
+    plot.truth_tracks = truth_tracks.into_sorted().collect();
+    plot.fused_tracks = fused_tracks.into_sorted().collect();
 
     let ages = Distribution::of(&plot.ages_s);
     facts.broadcast_age_p99_s = (ages.count > 0).then_some(ages.p99);

@@ -11,8 +11,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use v2x_link::client::ClientSettings;
 use vehicle_sim::connected::CarConfig;
-use vehicle_sim::record::record;
-use vehicle_sim::scenario::CATALOGUE;
+use vehicle_sim::record::{DEFAULT_TRUTH_HZ, RecordOptions, record_with};
+use vehicle_sim::scenario::{CATALOGUE, ScenarioOptions};
 use vehicle_sim::site::{SiteModel, default_site_dir};
 
 /// Which scenario to play.
@@ -86,6 +86,13 @@ enum Command {
         /// Site folder (site.toml, signal_plan.toml, *.geojson).
         #[arg(long)]
         site: Option<PathBuf>,
+        /// Ground-truth rate [Hz]; must divide the 100 Hz simulation step rate.
+        #[arg(long, default_value_t = DEFAULT_TRUTH_HZ)]
+        truth_hz: u32,
+        /// At most this many participants at once: thins the scenario's initial actors at random
+        /// (keeping parked vehicles, connected vehicles and hazards) and stops its spawners there.
+        #[arg(long)]
+        max_participants: Option<usize>,
     },
     /// Play a scenario in real time against a running RSU: the roadside sensors and the
     /// scenario's connected L2+ cars are QUIC clients; prints the cars' warnings and braking.
@@ -141,20 +148,22 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Record { play, out, site } => {
+        Command::Record { play, out, site, truth_hz, max_participants } => {
             let dir = site.unwrap_or_else(default_site_dir);
             let site = Arc::new(SiteModel::load(&dir).with_context(|| format!("loading site {}", dir.display()))?);
             let duration_s = play.duration_s()?;
             let ScenarioArgs { scenario, seed, .. } = play;
-            let summary = record(site, &scenario, seed, duration_s, &out)
+            let options = RecordOptions { truth_hz, scenario: ScenarioOptions { max_participants } };
+            let summary = record_with(site, &scenario, seed, duration_s, &out, &options)
                 .with_context(|| format!("recording {scenario} into {}", out.display()))?;
             tracing::info!(?summary, "recorded");
             println!(
-                "{}: {scenario} seed {seed}, {duration_s} s: {} sensor frames, {} ground-truth frames, {} self-reports, up to {} participants",
+                "{}: {scenario} seed {seed}, {duration_s} s: {} sensor frames, {} ground-truth frames ({truth_hz} Hz), {} self-reports, {}-{} participants",
                 out.display(),
                 summary.sensor_frames,
                 summary.truth_frames,
                 summary.vehicle_states,
+                summary.min_participants,
                 summary.max_participants
             );
         }

@@ -1,8 +1,8 @@
 //! Runs a scenario and writes the replay: metadata (site, calibration, scenario, seed), every
 //! sensor's frames (log time = capture time; written in arrival order, so latency shows as
-//! out-of-order log times), ground truth at 20 Hz and connected vehicles' self-reports at 10 Hz.
-//! Everything is a function of (site, scenario, seed, duration): the same arguments give the same
-//! bytes.
+//! out-of-order log times), ground truth at 20 Hz (or another rate that divides the 100 Hz step
+//! rate, see [`RecordOptions`]) and connected vehicles' self-reports at 10 Hz. Everything is a
+//! function of (site, scenario, seed, duration, options): the same arguments give the same bytes.
 
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
@@ -15,14 +15,18 @@ use v2x_proto::domain::{
 use v2x_replays::{ReplayError, ReplayWriter};
 
 use crate::gnss::SelfReporter;
-use crate::scenario::{self, Scenario, ScenarioError};
+use crate::scenario::{self, Scenario, ScenarioError, ScenarioOptions};
 use crate::sensors::SensorSim;
 use crate::signals::{LightPhase, LightState};
 use crate::site::{SiteError, SiteModel};
 use crate::world::{ActorTruth, STEP_NS};
 
-/// Ground truth every this many steps (50 ms, 20 Hz).
-pub const GROUND_TRUTH_EVERY_STEPS: u64 = 5;
+/// Simulation steps per second (a step is [`STEP_NS`], 10 ms).
+pub const STEPS_PER_S: u64 = 1_000_000_000 / STEP_NS as u64;
+/// Default ground-truth rate [Hz].
+pub const DEFAULT_TRUTH_HZ: u32 = 20;
+/// Ground truth every this many steps by default (50 ms, 20 Hz).
+pub const GROUND_TRUTH_EVERY_STEPS: u64 = STEPS_PER_S / DEFAULT_TRUTH_HZ as u64;
 /// Self-reports every this many steps (100 ms, 10 Hz).
 pub const SELF_REPORT_EVERY_STEPS: u64 = 10;
 /// Longest recording [s].
@@ -43,6 +47,36 @@ pub enum RecordError {
     /// Duration out of range.
     #[error("duration must be within (0, {MAX_DURATION_S}] s, not {0}")]
     Duration(f64),
+    /// A ground-truth rate that is not a whole number of steps.
+    #[error(
+        "the ground-truth rate must divide the {STEPS_PER_S} Hz simulation step rate (e.g. 10 or 20 Hz), not {0} Hz"
+    )]
+    TruthRate(u32),
+}
+
+/// How to record, beyond scenario, seed and duration. The default records the scenario as
+/// catalogued with ground truth at [`DEFAULT_TRUTH_HZ`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// Ground-truth rate [Hz]; must divide [`STEPS_PER_S`] (1, 2, 4, 5, 10, 20, 25, 50 or 100).
+    pub truth_hz: u32,
+    /// Changes to the scenario.
+    pub scenario: ScenarioOptions,
+}
+
+impl Default for RecordOptions {
+    fn default() -> Self {
+        RecordOptions { truth_hz: DEFAULT_TRUTH_HZ, scenario: ScenarioOptions::default() }
+    }
+}
+
+/// Steps between ground-truth frames at `truth_hz` [Hz].
+pub fn truth_every_steps(truth_hz: u32) -> Result<u64, RecordError> {
+    let hz = u64::from(truth_hz);
+    if hz == 0 || !STEPS_PER_S.is_multiple_of(hz) {
+        return Err(RecordError::TruthRate(truth_hz));
+    }
+    Ok(STEPS_PER_S / hz)
 }
 
 /// One item of simulation output, in the order it would reach a recorder.
@@ -67,6 +101,8 @@ pub struct RunSummary {
     pub vehicle_states: u64,
     /// Most actors in one ground-truth frame.
     pub max_participants: usize,
+    /// Fewest actors in one ground-truth frame (0 without any).
+    pub min_participants: usize,
 }
 
 /// A scenario with its sensors and connected-vehicle reporters.
@@ -78,6 +114,9 @@ pub struct Simulation {
     /// Whether connected vehicles' self-reports are produced here (a live run has its cars
     /// report themselves).
     pub self_reports: bool,
+    /// Ground truth every this many steps (at least 1; [`GROUND_TRUTH_EVERY_STEPS`] unless
+    /// changed).
+    pub truth_every_steps: u64,
     sensors: Vec<SensorSim>,
     reporters: BTreeMap<String, SelfReporter>,
     /// Frames in flight: (arrival, capture order, frame).
@@ -109,6 +148,7 @@ impl Simulation {
             scenario,
             seed,
             self_reports: true,
+            truth_every_steps: GROUND_TRUTH_EVERY_STEPS,
             sensors,
             reporters: BTreeMap::new(),
             pending: Vec::new(),
@@ -136,7 +176,7 @@ impl Simulation {
     }
 
     /// Hands `emit` what the world produces at its current step, without advancing it: ground
-    /// truth every [`GROUND_TRUTH_EVERY_STEPS`], self-reports every [`SELF_REPORT_EVERY_STEPS`],
+    /// truth every [`Simulation::truth_every_steps`], self-reports every [`SELF_REPORT_EVERY_STEPS`],
     /// the sensor frames captured by now and the ones that have arrived by now (with `flush`,
     /// every frame still in flight). Counts them into `summary`. Returns the world's truth at
     /// this step.
@@ -154,9 +194,11 @@ impl Simulation {
         let step = world.steps();
         let (now, elapsed_s) = (world.time(), world.elapsed_s());
         let truth = world.truth();
-        if step.is_multiple_of(GROUND_TRUTH_EVERY_STEPS) {
+        if step.is_multiple_of(self.truth_every_steps.max(1)) {
             summary.truth_frames += 1;
             summary.max_participants = summary.max_participants.max(truth.len());
+            summary.min_participants =
+                if summary.truth_frames == 1 { truth.len() } else { summary.min_participants.min(truth.len()) };
             emit(Output::Truth(ground_truth_frame(now, &truth, &world.lights())))?;
         }
         if self.self_reports && step.is_multiple_of(SELF_REPORT_EVERY_STEPS) {
@@ -237,7 +279,8 @@ pub fn replay_meta(scenario: &Scenario, seed: u64, duration_s: f64) -> ReplayMet
     }
 }
 
-/// Records scenario `name` on `site` with `seed` for `duration_s` into `out`.
+/// Records scenario `name` on `site` with `seed` for `duration_s` into `out`, as catalogued with
+/// the default options.
 pub fn record(
     site: Arc<SiteModel>,
     name: &str,
@@ -245,13 +288,34 @@ pub fn record(
     duration_s: f64,
     out: &FsPath,
 ) -> Result<RunSummary, RecordError> {
+    record_with(site, name, seed, duration_s, out, &RecordOptions::default())
+}
+
+/// Records scenario `name` on `site` with `seed` for `duration_s` into `out`, with `options`. The
+/// log's description says what the options changed.
+pub fn record_with(
+    site: Arc<SiteModel>,
+    name: &str,
+    seed: u64,
+    duration_s: f64,
+    out: &FsPath,
+    options: &RecordOptions,
+) -> Result<RunSummary, RecordError> {
     if !(duration_s > 0.0 && duration_s <= MAX_DURATION_S) {
         return Err(RecordError::Duration(duration_s));
     }
-    let scenario = scenario::build(name, site, seed)?;
-    let meta = replay_meta(&scenario, seed, duration_s);
+    let truth_every_steps = truth_every_steps(options.truth_hz)?;
+    let scenario = scenario::build_with(name, site, seed, &options.scenario)?;
+    let mut meta = replay_meta(&scenario, seed, duration_s);
+    if let Some(max) = options.scenario.max_participants {
+        meta.description.push_str(&format!(" Recorded with at most {max} participants at once."));
+    }
+    if options.truth_hz != DEFAULT_TRUTH_HZ {
+        meta.description.push_str(&format!(" Ground truth at {} Hz.", options.truth_hz));
+    }
     let mut writer = ReplayWriter::create(out, &meta)?;
     let mut sim = Simulation::new(scenario, seed);
+    sim.truth_every_steps = truth_every_steps;
     let summary = sim.run(duration_s, |output| match output {
         Output::Sensor(frame) => writer.write_sensor_frame(&frame),
         Output::Truth(frame) => writer.write_ground_truth(&frame),

@@ -8,7 +8,7 @@ use nalgebra::Point2;
 use rand::Rng;
 use rsu_fusion::{ObjectClass, Timestamp};
 
-use crate::actors::DriverParams;
+use crate::actors::{DriverParams, Motion};
 use crate::geometry::Polyline;
 use crate::sensors::{Environment, Outage};
 use crate::site::{Path, PathKind, SiteModel};
@@ -177,8 +177,41 @@ pub fn find(name: &str) -> Option<&'static ScenarioInfo> {
     CATALOGUE.iter().find(|s| s.name == name)
 }
 
-/// Builds scenario `name` on `site` with `seed`.
+/// Changes to a catalogued scenario for one run (`vehicle-sim record --max-participants`). The
+/// default changes nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScenarioOptions {
+    /// At most this many participants (ground-truth actors, the site's parked vehicles included)
+    /// at once: the scenario's initial actors are thinned at random, keeping parked and static
+    /// vehicles, connected vehicles and the scenario's hazards, and its spawners stop at this
+    /// count. A run holds more only when the kept actors alone do.
+    pub max_participants: Option<usize>,
+}
+
+/// Builds scenario `name` on `site` with `seed`, as catalogued.
 pub fn build(name: &str, site: Arc<SiteModel>, seed: u64) -> Result<Scenario, ScenarioError> {
+    build_with(name, site, seed, &ScenarioOptions::default())
+}
+
+/// Builds scenario `name` on `site` with `seed`, changed by `options`.
+pub fn build_with(
+    name: &str,
+    site: Arc<SiteModel>,
+    seed: u64,
+    options: &ScenarioOptions,
+) -> Result<Scenario, ScenarioError> {
+    let mut scenario = build_catalogued(name, site, seed)?;
+    if let Some(max_participants) = options.max_participants {
+        let hazards = &scenario.hazards;
+        scenario.world.limit_actors(max_participants, |a| {
+            matches!(a.motion, Motion::Parked) || a.v2x_id.is_some() || hazards.contains(&a.id)
+        });
+    }
+    Ok(scenario)
+}
+
+/// The catalogued set-up of scenario `name`.
+fn build_catalogued(name: &str, site: Arc<SiteModel>, seed: u64) -> Result<Scenario, ScenarioError> {
     let info = *find(name).ok_or_else(|| ScenarioError::Unknown(name.to_owned()))?;
     let night = name == "camera-night";
     let mut b =

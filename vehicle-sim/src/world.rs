@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use nalgebra::{Point2, Point3, Vector2};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Normal};
@@ -406,6 +407,26 @@ impl World {
     /// Adds a spawner.
     pub fn add_spawner(&mut self, spawner: Spawner) {
         self.spawners.push(spawner);
+    }
+
+    /// Caps the world at `max_actors` live actors: removes actors for which `keep` is false,
+    /// chosen at random (from the world's random stream), until at most `max_actors` remain (or
+    /// only kept ones do), and stops every spawner at `max_actors`. Scripted events for removed
+    /// actors become moot.
+    pub fn limit_actors(&mut self, max_actors: usize, keep: impl Fn(&Actor) -> bool) {
+        let mut removable: Vec<usize> = (0..self.actors.len()).filter(|&i| !keep(&self.actors[i])).collect();
+        let excess = self.actors.len().saturating_sub(max_actors).min(removable.len());
+        let (chosen, _) = removable.partial_shuffle(&mut self.rng, excess);
+        let mut removed = vec![false; self.actors.len()];
+        for &i in chosen.iter() {
+            removed[i] = true;
+        }
+        // `retain` visits the actors in order.
+        let mut removed = removed.into_iter();
+        self.actors.retain(|_| !removed.next().unwrap_or(false));
+        for spawner in &mut self.spawners {
+            spawner.max_actors = spawner.max_actors.min(max_actors);
+        }
     }
 
     /// Applies an action now.

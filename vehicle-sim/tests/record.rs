@@ -1,11 +1,13 @@
-//! Recording tests: the same arguments give byte-identical logs, and a log decodes with the
-//! replay reader into meta, every sensor's frames, ground truth and self-reports.
+//! Recording tests: the same arguments give byte-identical logs, a log decodes with the replay
+//! reader into meta, every sensor's frames, ground truth and self-reports, and the recording
+//! options change the ground-truth rate and thin the crowd.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use v2x_replays::{ReplayBody, ReplayReader};
-use vehicle_sim::record::record;
+use vehicle_sim::record::{RecordError, RecordOptions, record, record_with};
+use vehicle_sim::scenario::ScenarioOptions;
 use vehicle_sim::site::{SiteModel, default_site_dir};
 
 #[test]
@@ -49,4 +51,36 @@ fn recording_twice_gives_identical_bytes_and_the_log_decodes() {
     assert_eq!(sensors.len(), site.config.sensors.len());
     assert_eq!(truth, 61, "20 Hz over 3 s");
     assert_eq!(vehicles, 31, "10 Hz over 3 s");
+}
+
+#[test]
+fn options_set_the_truth_rate_and_cap_the_participants() {
+    let site = Arc::new(SiteModel::load(&default_site_dir()).expect("site loads"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("dense.mcap");
+    let options = RecordOptions { truth_hz: 10, scenario: ScenarioOptions { max_participants: Some(150) } };
+    let summary = record_with(site.clone(), "congested-intersection", 1, 2.0, &out, &options).expect("records");
+    assert_eq!(summary.truth_frames, 21, "10 Hz over 2 s");
+    // Thinned from more than 300 to 150, and the spawners keep it there.
+    assert!(summary.min_participants >= 140 && summary.max_participants <= 150, "{summary:?}");
+
+    let reader = ReplayReader::open(&out).expect("opens");
+    assert!(
+        reader.meta().description.ends_with("Recorded with at most 150 participants at once. Ground truth at 10 Hz.")
+    );
+    let truth_times: Vec<i64> = reader
+        .filter_map(|m| match m.expect("decodes").body {
+            ReplayBody::GroundTruth(g) => Some(g.time.as_nanos()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(truth_times.len(), 21);
+    assert!(truth_times.windows(2).all(|w| w[1] - w[0] == 100_000_000), "every 100 ms");
+
+    // Rates that are no whole number of 10 ms steps are refused before anything is written.
+    for truth_hz in [0, 3, 30, 200] {
+        let bad = RecordOptions { truth_hz, ..RecordOptions::default() };
+        let result = record_with(site.clone(), "bus-pedestrian", 1, 1.0, &dir.path().join("bad.mcap"), &bad);
+        assert!(matches!(result, Err(RecordError::TruthRate(hz)) if hz == truth_hz), "{truth_hz} Hz: {result:?}");
+    }
 }
