@@ -283,22 +283,32 @@ fn all_finite(values: &[f64]) -> bool {
     values.iter().fold(0u64, |acc, v| acc | u64::from(v.to_bits() & EXPONENT == EXPONENT)) == 0
 }
 
-/// Whether the Cholesky factorisation of `m` (read from its lower triangle) succeeds, i.e.
-/// whether the symmetric `m` is positive definite up to rounding; without keeping the factor.
+/// Whether the symmetric `m` (read from its lower triangle) is positive definite up to rounding:
+/// every pivot of its `L D Lᵀ` factorisation is positive. The same test as a Cholesky
+/// factorisation without its square roots (whose latency is most of what a 5×5 check costs) and
+/// without keeping the factor.
+#[allow(clippy::needless_range_loop)] // index loops mirror the factorisation's formulas
 fn is_positive_definite<const N: usize>(m: &SMatrix<f64, N, N>) -> bool {
-    // Lower factor, by rows; one division per column (its entries are scaled by the reciprocal of
-    // the pivot's square root).
+    // `w[i][k] = L[i][k] · d[k]` below the diagonal (column k done), `l[i][k] = L[i][k]`.
     let mut l = [[0.0f64; N]; N];
+    let mut w = [[0.0f64; N]; N];
     for j in 0..N {
-        let pivot = m[(j, j)] - l[j][..j].iter().map(|v| v * v).sum::<f64>();
+        let mut pivot = m[(j, j)];
+        for k in 0..j {
+            pivot -= l[j][k] * w[j][k];
+        }
         // Refuses a zero or negative pivot and a NaN one (a non-finite entry ends up as one).
         if pivot.is_nan() || pivot <= 0.0 {
             return false;
         }
-        let inv_root = 1.0 / pivot.sqrt();
+        let inv_pivot = 1.0 / pivot;
         for i in j + 1..N {
-            let e = m[(i, j)] - l[i][..j].iter().zip(&l[j][..j]).map(|(a, b)| a * b).sum::<f64>();
-            l[i][j] = e * inv_root;
+            let mut e = m[(i, j)];
+            for k in 0..j {
+                e -= l[i][k] * w[j][k];
+            }
+            w[i][j] = e;
+            l[i][j] = e * inv_pivot;
         }
     }
     true
