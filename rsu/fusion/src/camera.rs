@@ -2,7 +2,9 @@
 //! bottom-centre pixel and its Jacobian by ground position) and back-projecting a 2D box's
 //! bottom centre onto the ground model with a covariance propagated from the pixel noise.
 
-use nalgebra::{Isometry3, Matrix2, Matrix2x3, Matrix3, Point2, Point3, Vector2, Vector3};
+use nalgebra::{
+    Isometry3, Matrix2, Matrix2x3, Matrix3, Point2, Point3, Translation3, UnitQuaternion, Vector2, Vector3,
+};
 
 use crate::calibration::{CameraIntrinsics, GroundModel};
 use crate::class::BoxSize;
@@ -22,6 +24,18 @@ pub struct CameraGeometry {
     camera_from_world_rot: Matrix3<f64>,
     /// Usable range [m].
     max_range_m: f64,
+}
+
+/// `world_from_camera` for a camera at `position_m` (site frame) looking along the heading
+/// `yaw_deg` (counter-clockwise from east), pitched down by `pitch_deg`, with no roll; camera axes
+/// as in OpenCV (x right, y down, z forward).
+pub fn camera_pose(position_m: (f64, f64, f64), yaw_deg: f64, pitch_deg: f64) -> Isometry3<f64> {
+    let (yaw, pitch) = (yaw_deg.to_radians(), pitch_deg.to_radians());
+    let forward = Vector3::new(yaw.cos() * pitch.cos(), yaw.sin() * pitch.cos(), -pitch.sin());
+    let right = Vector3::new(yaw.sin(), -yaw.cos(), 0.0);
+    let down = forward.cross(&right);
+    let rotation = UnitQuaternion::from_matrix(&Matrix3::from_columns(&[right, down, forward]));
+    Isometry3::from_parts(Translation3::new(position_m.0, position_m.1, position_m.2), rotation)
 }
 
 /// A 3D box projected into an image.
@@ -231,7 +245,6 @@ impl CameraGeometry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nalgebra::{Translation3, UnitQuaternion};
 
     /// A camera 6 m up at the origin looking east, pitched 15° down.
     pub(crate) fn camera() -> CameraGeometry {
@@ -244,13 +257,7 @@ mod tests {
             cy: 540.0,
             distortion: [-0.05, 0.01, 0.0, 0.0, 0.0],
         };
-        // OpenCV camera axes (x right, y down, z forward) looking east: x→-north... built from axes.
-        let forward = Vector3::new(15f64.to_radians().cos(), 0.0, -15f64.to_radians().sin());
-        let right = Vector3::new(0.0, -1.0, 0.0);
-        let down = forward.cross(&right);
-        let m = nalgebra::Matrix3::from_columns(&[right, down, forward]);
-        let rot = UnitQuaternion::from_matrix(&m);
-        CameraGeometry::new(intr, Isometry3::from_parts(Translation3::new(0.0, 0.0, 6.0), rot), 150.0)
+        CameraGeometry::new(intr, camera_pose((0.0, 0.0, 6.0), 0.0, 15.0), 150.0)
     }
 
     #[test]

@@ -2,21 +2,11 @@
 //! synthetic site with two lidars and two cameras, `n` moving cars, an engine settled for 2 s, then
 //! cycle after cycle (2 lidar frames + 2 camera frames, then one poll) on the same engine.
 
-use nalgebra::{Isometry3, Matrix3, Point2, Point3, Translation3, UnitQuaternion, Vector2, Vector3};
+use nalgebra::{Isometry3, Point2, Point3, Vector2};
 use rsu_fusion::calibration::{CameraIntrinsics, CameraModel, GroundModel, LidarNoise, SensorCalibration, SensorModel};
-use rsu_fusion::camera::{CameraGeometry, box_corners};
+use rsu_fusion::camera::{CameraGeometry, box_corners, camera_pose};
 use rsu_fusion::measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame};
 use rsu_fusion::{BoxSize, FusedObject, Fusion, FusionConfig, ObjectClass, SiteConfig, Timestamp, Wgs84};
-
-/// A camera pose at `pos` [m] looking along `yaw_deg`, pitched down by `pitch_deg`.
-fn camera_pose(pos: (f64, f64, f64), yaw_deg: f64, pitch_deg: f64) -> Isometry3<f64> {
-    let (yaw, pitch) = (yaw_deg.to_radians(), pitch_deg.to_radians());
-    let forward = Vector3::new(yaw.cos() * pitch.cos(), yaw.sin() * pitch.cos(), -pitch.sin());
-    let right = Vector3::new(yaw.sin(), -yaw.cos(), 0.0);
-    let down = forward.cross(&right);
-    let rot = UnitQuaternion::from_matrix(&Matrix3::from_columns(&[right, down, forward]));
-    Isometry3::from_parts(Translation3::new(pos.0, pos.1, pos.2), rot)
-}
 
 /// A large synthetic site: two 360° lidars and two cameras facing each other.
 pub fn site() -> SiteConfig {

@@ -3,13 +3,13 @@
 //! and a CLEAR-MOT / IDF1 scorer.
 #![allow(dead_code)]
 
-use nalgebra::{Isometry3, Matrix3, Point2, Point3, Translation3, UnitQuaternion, Vector2, Vector3};
+use nalgebra::{Isometry3, Point2, Point3, Translation3, UnitQuaternion, Vector2, Vector3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use rsu_fusion::assignment::hungarian;
 use rsu_fusion::calibration::{CameraIntrinsics, CameraModel, GroundModel, LidarNoise, SensorCalibration, SensorModel};
-use rsu_fusion::camera::{CameraGeometry, box_corners};
+use rsu_fusion::camera::{CameraGeometry, box_corners, camera_pose};
 use rsu_fusion::measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame};
 use rsu_fusion::{BoxSize, FusedObject, Fusion, FusionConfig, ObjectClass, SiteConfig, Timestamp, Wgs84};
 
@@ -104,16 +104,6 @@ impl Actor {
     fn hidden_at(&self, t: f64) -> bool {
         self.hidden.iter().any(|&(a, b)| t >= a && t <= b)
     }
-}
-
-/// A camera pose looking along `yaw_deg` (ccw from east), pitched down by `pitch_deg`.
-pub fn camera_pose(pos: (f64, f64, f64), yaw_deg: f64, pitch_deg: f64) -> Isometry3<f64> {
-    let (yaw, pitch) = (yaw_deg.to_radians(), pitch_deg.to_radians());
-    let forward = Vector3::new(yaw.cos() * pitch.cos(), yaw.sin() * pitch.cos(), -pitch.sin());
-    let right = Vector3::new(yaw.sin(), -yaw.cos(), 0.0);
-    let down = forward.cross(&right);
-    let rot = UnitQuaternion::from_matrix(&Matrix3::from_columns(&[right, down, forward]));
-    Isometry3::from_parts(Translation3::new(pos.0, pos.1, pos.2), rot)
 }
 
 pub fn lidar(id: &str, pos: (f64, f64, f64), yaw_deg: f64, sigma_m: f64) -> SensorCalibration {
