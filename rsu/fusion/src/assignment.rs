@@ -33,7 +33,7 @@ pub struct SpatialGrid {
     height: i64,
     starts: Vec<u32>,
     items: Vec<u32>,
-    /// Scratch: (cell x, cell y, item index) of the last rebuild.
+    /// Scratch for a rebuild: (cell x, cell y, item index).
     cells: Vec<(i64, i64, u32)>,
 }
 
@@ -96,8 +96,10 @@ impl SpatialGrid {
                 self.items[self.starts[c] as usize] = i;
             }
         } else {
-            self.entries.extend_from_slice(&cells);
-            self.entries.sort_unstable();
+            // Sparse: the scratch cells, sorted, become the entries (the old entries' buffer is
+            // the next rebuild's scratch).
+            cells.sort_unstable();
+            std::mem::swap(&mut self.entries, &mut cells);
         }
         self.cells = cells;
     }
