@@ -109,9 +109,9 @@ pub struct Scorer {
     /// Hypothesis id → its slot in `hyps`.
     hyp_slots: IdSlots,
     hyps: Vec<HypHistory>,
-    /// Per class counters, at the class's discriminant (so in class order); `None` for classes
+    /// Per class counters, at [`ObjectClass::index`] (so in class order); `None` for classes
     /// never seen.
-    classes: Vec<Option<(ObjectClass, ClassCounts)>>,
+    classes: [Option<ClassCounts>; ObjectClass::COUNT],
     position_errors_m: Vec<f64>,
     velocity_errors_mps: Vec<f64>,
     heading_errors_rad: Vec<f64>,
@@ -148,12 +148,8 @@ struct HypHistory {
 }
 
 /// The counters of `class` in `classes` (see [`Scorer`]), created on first sight.
-fn class_counts(classes: &mut Vec<Option<(ObjectClass, ClassCounts)>>, class: ObjectClass) -> &mut ClassCounts {
-    let i = class as usize;
-    if i >= classes.len() {
-        classes.resize_with(i + 1, || None);
-    }
-    &mut classes[i].get_or_insert_with(|| (class, ClassCounts::default())).1
+fn class_counts(classes: &mut [Option<ClassCounts>; ObjectClass::COUNT], class: ObjectClass) -> &mut ClassCounts {
+    classes[class.index()].get_or_insert_with(ClassCounts::default)
 }
 
 /// The slot of `id` in `histories` (indexed by `slots`), created on first sight.
@@ -259,7 +255,7 @@ impl Scorer {
             truths: Vec::new(),
             hyp_slots: IdSlots::default(),
             hyps: Vec::new(),
-            classes: Vec::new(),
+            classes: std::array::from_fn(|_| None),
             position_errors_m: Vec::new(),
             velocity_errors_mps: Vec::new(),
             heading_errors_rad: Vec::new(),
@@ -487,7 +483,8 @@ impl Scorer {
     /// The metrics of everything added.
     pub fn finish(self) -> Metrics {
         // In class order, as the per-class sums have always been taken.
-        let classes = || self.classes.iter().flatten().map(|(c, counts)| (*c, counts));
+        let classes =
+            || ObjectClass::ALL.iter().zip(&self.classes).filter_map(|(c, counts)| Some((*c, counts.as_ref()?)));
         let per_class: BTreeMap<ObjectClass, ClassMetrics> =
             classes().map(|(c, counts)| (c, class_metrics(counts))).collect();
         let mut total = ClassCounts::default();
