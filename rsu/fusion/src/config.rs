@@ -62,6 +62,11 @@ pub struct FusionConfig {
     pub merge_distance_m: f64,
     /// Largest velocity difference for merging two tracks [m/s].
     pub merge_speed_diff_mps: f64,
+    /// Capture time between two passes that delete stale tracks [s]. Duplicate tracks are merged
+    /// after every batch of fused inputs and stale tracks are also deleted before every poll, so
+    /// this only spares the deletion pass to sensors that capture at different phases (each
+    /// releases its own batch). 0 runs one after every batch.
+    pub management_interval_s: f64,
 
     /// Vehicle model (CTRV): white-noise longitudinal acceleration, 1 sigma [m/s²].
     pub vehicle_accel_sigma_mps2: f64,
@@ -147,6 +152,7 @@ impl Default for FusionConfig {
             max_tracks: 4096,
             merge_distance_m: 1.0,
             merge_speed_diff_mps: 1.5,
+            management_interval_s: 0.1,
             vehicle_accel_sigma_mps2: 2.0,
             vehicle_yaw_accel_sigma_rps2: 0.6,
             pedestrian_accel_sigma_mps2: 1.2,
@@ -217,6 +223,7 @@ impl FusionConfig {
         let non_negative = [
             ("merge_distance_m", self.merge_distance_m),
             ("merge_speed_diff_mps", self.merge_speed_diff_mps),
+            ("management_interval_s", self.management_interval_s),
             ("camera_model_sigma_frac", self.camera_model_sigma_frac),
             ("camera_border_margin_px", self.camera_border_margin_px),
             ("lidar_class_weight", self.lidar_class_weight),

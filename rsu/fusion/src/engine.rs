@@ -250,6 +250,14 @@ enum Pending {
     Vehicle(Box<VehicleState>),
 }
 
+/// Slack added to the reach of an input when choosing the tracks to predict for it [m]: far
+/// above the rounding of a track's travel bound.
+const REACH_MARGIN_M: f64 = 1.0;
+
+/// Slack added to a track's travel bound in the duplicate search [m]: far above the rounding of
+/// the bound.
+const TRAVEL_ROUNDING_M: f64 = 1e-3;
+
 /// Cell size of the grid of lidar measurements [m]: about the gate radius of a settled track
 /// (a search touches a few cells), coarse enough for the grid's dense layout over a site.
 const MEAS_GRID_CELL_M: f64 = 3.0;
@@ -300,6 +308,8 @@ pub struct Fusion {
     /// Time of the last pruning pass when nothing was fused since: another pass at the same time
     /// would change nothing, so it is skipped.
     pruned_at: Option<Timestamp>,
+    /// Time of the last full management pass (with merging).
+    managed_at: Option<Timestamp>,
 }
 
 impl Fusion {
@@ -358,6 +368,7 @@ impl Fusion {
             stats: FusionStats::default(),
             message_count: 0,
             pruned_at: None,
+            managed_at: None,
         })
     }
 
@@ -420,7 +431,7 @@ impl Fusion {
         self.arrivals += 1;
         let key = (t, self.arrivals);
         self.buffer.insert(key, Pending::Incoming { sensor: si });
-        self.advance_with(now, Some(frame));
+        self.advance_with(now, Some(frame), false);
         if let Some(pending) = self.buffer.get_mut(&key) {
             *pending = Pending::Frame { sensor: si, frame: frame.clone() };
         }
@@ -469,7 +480,7 @@ impl Fusion {
     /// Confirmed objects predicted to `at` (fusing first whatever is due by `at`), sorted by id.
     pub fn poll_objects(&mut self, at: Timestamp) -> Vec<FusedObject> {
         self.note_now(at);
-        self.advance(at);
+        self.advance_with(at, None, true);
         // Sized up front: a `filter` gives no length hint, and growing a vector of objects this
         // large copies them over and over.
         let mut objects = Vec::with_capacity(self.tracks.iter().filter(|t| t.confirmed).count());
@@ -558,14 +569,16 @@ impl Fusion {
         }
     }
 
-    /// Fuses every buffered input that is due at `now`, then prunes tracks.
+    /// Fuses every buffered input that is due at `now`, then manages tracks when due and prunes
+    /// them.
     fn advance(&mut self, now: Timestamp) {
-        self.advance_with(now, None);
+        self.advance_with(now, None, false);
     }
 
     /// [`Fusion::advance`] while the caller's frame `incoming` sits in the buffer as
-    /// [`Pending::Incoming`].
-    fn advance_with(&mut self, now: Timestamp, incoming: Option<&SensorFrame>) {
+    /// [`Pending::Incoming`]; with `settle` (before objects are read) tracks are pruned whenever
+    /// the pruning time moved.
+    fn advance_with(&mut self, now: Timestamp, incoming: Option<&SensorFrame>, settle: bool) {
         let horizon = now.add_secs(-self.config.max_lag_s);
         let mut release = horizon;
         if self.config.early_release {
@@ -604,25 +617,34 @@ impl Fusion {
             self.process(t, pending, incoming);
             last_fused = Some(t);
         }
-        // Track management (confirm, delete, merge duplicates) once per batch of released inputs
-        // rather than after each of them.
+        // Track management: duplicates merge after every batch of released inputs (the search
+        // predicts only the tracks of close pairs); tracks are deleted once per management
+        // interval of capture time rather than after every batch (sensors capturing at different
+        // phases each release their own batch), and before objects are read.
         if let Some(t) = last_fused {
-            let merged = self.maintain(t, true);
-            // Unless merging changed tracks after it, that pass was a pruning pass at `t`.
-            self.pruned_at = (!merged).then_some(t);
+            if self.managed_at.is_none_or(|m| t.secs_since(m) >= self.config.management_interval_s) {
+                let merged = self.maintain(t, true);
+                self.managed_at = Some(t);
+                // Unless merging changed tracks after it, that pass was a pruning pass at `t`.
+                self.pruned_at = (!merged).then_some(t);
+            } else if self.merge_duplicates(t) {
+                self.pruned_at = None;
+            }
         }
         let prune_at = self.fused_until.map_or(horizon, |f| f.max(horizon));
         // Pruning is idempotent: repeated at the same time with nothing fused or merged in
         // between (as when several frames of one capture time are buffered one by one, or right
-        // after the pass above) it changes nothing.
-        if self.pruned_at != Some(prune_at) {
+        // after the pass above) it changes nothing. Between polls it runs at most once per
+        // management interval.
+        let prune_due =
+            |p: Timestamp| p != prune_at && (settle || prune_at.secs_since(p) >= self.config.management_interval_s);
+        if self.pruned_at.is_none_or(prune_due) {
             self.maintain(prune_at, false);
             self.pruned_at = Some(prune_at);
         }
     }
 
     fn process(&mut self, t: Timestamp, pending: Pending, incoming: Option<&SensorFrame>) {
-        self.predict_all(t);
         match pending {
             Pending::Frame { sensor, frame } => self.fuse_frame(sensor, t, &frame),
             Pending::Incoming { sensor } => {
@@ -643,14 +665,23 @@ impl Fusion {
         }
     }
 
-    fn predict_all(&mut self, t: Timestamp) {
-        for track in &mut self.tracks {
-            let dt = t.secs_since(track.time);
-            if dt > 0.0 {
-                track.motion.predict(dt, &self.noise);
-                track.time = t;
+    /// Predicts to `t` every track that may lie within `reach_m` of `centre` there, and returns
+    /// their indices, ascending: all the tracks an input at `t` whose effects stay within that
+    /// disc can touch. The others keep their older state until an input reaches them (one
+    /// longer prediction later instead of one per input now). A track can move at most its
+    /// speed times the time step (the arc of a turn is longer than its chord), so the test needs
+    /// no prediction; [`REACH_MARGIN_M`] covers rounding.
+    fn predict_near(&mut self, t: Timestamp, centre: Vector2<f64>, reach_m: f64) -> Vec<usize> {
+        let mut near = Vec::with_capacity(self.tracks.len());
+        for (ti, track) in self.tracks.iter_mut().enumerate() {
+            let travel_m = track.motion.speed() * t.secs_since(track.time).max(0.0);
+            let bound_m = reach_m + travel_m + REACH_MARGIN_M;
+            if (track.motion.position() - centre).norm_squared() <= bound_m * bound_m {
+                predict_track(track, t, &self.noise);
+                near.push(ti);
             }
         }
+        near
     }
 
     // ----- lidar -----
@@ -693,11 +724,18 @@ impl Fusion {
         self.meas_grid.rebuild(meas.iter().map(|m| (m.pos.x, m.pos.y)));
         let max_trace_r = meas.iter().map(|m| m.r.trace()).fold(0.0, f64::max);
         let max_radius2 = self.config.max_gate_radius_m.powi(2);
+        // The frame touches tracks it covers (within its range) or gates with (within the gate
+        // radius of a detection, which may lie beyond the range).
+        let sensor_xy = translation.xy();
+        let reach_m =
+            meas.iter().map(|m| (m.pos - sensor_xy).norm()).fold(self.sensors[si].calib.max_range_m, f64::max)
+                + self.config.max_gate_radius_m;
+        let relevant = self.predict_near(t, sensor_xy, reach_m);
         let mut candidates = Vec::with_capacity(2 * meas.len());
         let mut gated = vec![false; meas.len()];
         let mut near = Vec::with_capacity(64);
-        for (ti, track) in self.tracks.iter().enumerate() {
-            let motion = &track.motion;
+        for &ti in &relevant {
+            let motion = &self.tracks[ti].motion;
             let (p, trace_p) = (motion.position(), motion.position_cov().trace());
             let radius2 = (self.config.gate_chi2 * (trace_p + max_trace_r)).min(max_radius2);
             near.clear();
@@ -742,14 +780,11 @@ impl Fusion {
             self.after_update(ti, t);
         }
         let calib = &self.sensors[si].calib;
-        for (ti, track) in self.tracks.iter_mut().enumerate() {
-            if matched[ti] {
-                track.record(true);
-            } else {
-                let p = track.motion.position();
-                if calib.covers(&Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m)) {
-                    track.record(false);
-                }
+        for &ti in &relevant {
+            let track = &mut self.tracks[ti];
+            let p = track.motion.position();
+            if matched[ti] || calib.covers(&Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m)) {
+                self.stats.tracks_confirmed += u64::from(record_opportunity(track, matched[ti], &self.config));
             }
         }
         for (j, m) in meas.iter().enumerate() {
@@ -801,27 +836,27 @@ impl Fusion {
                 truncated: d.min_px.x < margin || d.max_px.x > w - margin || d.max_px.y > h - margin,
             });
         }
-        // Project every track near the camera.
+        // Project every track near the camera. The frame touches tracks within that reach, and
+        // tracks within the gate radius of the ground points its unclaimed boxes may spawn at
+        // (within the camera's range, moved by less than the reach's slack).
         let cam_pos = geometry.world_from_camera().translation.vector;
-        let reach2 = (geometry.max_range_m() + 10.0).powi(2);
-        let projections: Vec<_> = self
-            .tracks
-            .iter()
-            .map(|tr| {
-                let p = tr.motion.position();
-                if (p.x - cam_pos.x).powi(2) + (p.y - cam_pos.y).powi(2) > reach2 {
-                    return None;
-                }
-                geometry.project_box(&p, tr.z_ground_m, tr.motion.yaw(tr.yaw_hint_rad), &tr.size)
-            })
-            .collect();
+        let reach_m = geometry.max_range_m() + 10.0;
+        let relevant = self.predict_near(t, cam_pos.xy(), reach_m + self.config.max_gate_radius_m);
+        let mut projections = vec![None; self.tracks.len()];
+        for &ti in &relevant {
+            let tr = &self.tracks[ti];
+            let p = tr.motion.position();
+            if (p.x - cam_pos.x).powi(2) + (p.y - cam_pos.y).powi(2) <= reach_m * reach_m {
+                projections[ti] = geometry.project_box(&p, tr.z_ground_m, tr.motion.yaw(tr.yaw_hint_rad), &tr.size);
+            }
+        }
         let mut pixel_grid = SpatialGrid::new(64.0);
         pixel_grid.rebuild(meas.iter().map(|m| (m.bottom_px.x, m.bottom_px.y)));
         let mut candidates = Vec::with_capacity(2 * meas.len());
         let mut gated = vec![false; meas.len()];
         let mut near = Vec::with_capacity(64);
-        for (ti, proj) in projections.iter().enumerate() {
-            let Some(proj) = proj else { continue };
+        for &ti in &relevant {
+            let Some(proj) = &projections[ti] else { continue };
             let motion = &self.tracks[ti].motion;
             // J P Jᵀ once per track (the innovation covariance of each box adds its noise to it).
             let jpj = proj.jacobian_px_per_m * motion.position_cov() * proj.jacobian_px_per_m.transpose();
@@ -864,13 +899,11 @@ impl Fusion {
             self.refresh_family(ti, hint);
             self.after_update(ti, t);
         }
-        for (ti, track) in self.tracks.iter_mut().enumerate() {
-            if matched[ti] {
-                track.record(true);
-            } else if let Some(p) = &projections[ti]
-                && geometry.intrinsics().contains(&p.bottom_center_px)
-            {
-                track.record(false);
+        for &ti in &relevant {
+            let in_view = projections[ti].is_some_and(|p| geometry.intrinsics().contains(&p.bottom_center_px));
+            if matched[ti] || in_view {
+                let track = &mut self.tracks[ti];
+                self.stats.tracks_confirmed += u64::from(record_opportunity(track, matched[ti], &self.config));
             }
         }
         if !self.config.camera_spawns_tracks {
@@ -899,9 +932,10 @@ impl Fusion {
                 continue;
             }
             if !grid_built {
-                self.grid.rebuild(self.tracks.iter().map(|t| {
-                    let p = t.motion.position();
-                    (p.x, p.y)
+                // Tracks not predicted to `t` lie beyond the reach of this frame.
+                self.grid.rebuild(self.tracks.iter().map(|tr| {
+                    let p = tr.motion.position();
+                    if tr.time == t { (p.x, p.y) } else { (f64::NAN, f64::NAN) }
                 }));
                 grid_built = true;
             }
@@ -963,6 +997,7 @@ impl Fusion {
             .and_then(|id| self.tracks.binary_search_by_key(id, |t| t.id).ok())
             .filter(|&ti| self.tracks[ti].v2x.as_ref().is_some_and(|l| l.vehicle_id == state.vehicle_id));
         if let Some(ti) = target {
+            predict_track(&mut self.tracks[ti], t, &self.noise);
             let y = pos - self.tracks[ti].motion.position();
             let agrees = self.tracks[ti]
                 .motion
@@ -976,7 +1011,8 @@ impl Fusion {
         }
         if target.is_none() {
             let mut best: Option<(f64, usize)> = None;
-            for (ti, track) in self.tracks.iter().enumerate() {
+            for ti in self.predict_near(t, pos, self.config.max_gate_radius_m) {
+                let track = &self.tracks[ti];
                 let linked =
                     track.v2x.as_ref().is_some_and(|l| t.secs_since(l.last_report) < self.config.v2x_timeout_s);
                 if linked || track.motion.family() == MotionFamily::Static {
@@ -1172,26 +1208,21 @@ impl Fusion {
         Some(ti)
     }
 
-    /// Confirms, deletes and (with `merge`) merges duplicate tracks at time `t`. Returns whether
-    /// any tracks were merged.
+    /// Deletes and (with `merge`) merges duplicate tracks at time `t`. Returns whether any tracks
+    /// were merged. (Tracks are confirmed as their hits are recorded.)
     fn maintain(&mut self, t: Timestamp, merge: bool) -> bool {
         let cfg = &self.config;
-        let sensors = &self.sensors;
+        let (sensors, noise) = (&self.sensors, &self.noise);
         let mut removed_link = false;
         let mut deleted = 0;
-        let mut confirmed = 0;
         self.tracks.retain_mut(|track| {
-            if !track.confirmed && track.hits_in(cfg.confirm_window) >= cfg.confirm_hits && plausible_speed(track) {
-                track.confirmed = true;
-                confirmed += 1;
-            }
             let idle_s = t.secs_since(track.last_update);
             let cov = track.motion.position_cov();
             let keep = track.motion.is_finite()
                 && cov.trace().sqrt() <= cfg.max_position_sigma_m
                 && if track.confirmed {
                     // A coasting track that left every sensor's field of view is gone.
-                    idle_s <= cfg.delete_after_s && (idle_s <= cfg.coast_after_s || covered(sensors, track))
+                    idle_s <= cfg.delete_after_s && (idle_s <= cfg.coast_after_s || covered(sensors, track, t, noise))
                 } else {
                     idle_s <= cfg.tentative_timeout_s
                         && !(track.opportunities >= cfg.confirm_window
@@ -1204,79 +1235,103 @@ impl Fusion {
             keep
         });
         self.stats.tracks_deleted += deleted;
-        self.stats.tracks_confirmed += confirmed;
-        let mut merged = false;
-        if merge {
-            let (any_merged, lost_link) = self.merge_duplicates();
-            merged = any_merged;
-            removed_link |= lost_link;
-        }
         if removed_link {
-            let tracks = &self.tracks;
-            self.v2x_links.retain(|vid, id| {
-                tracks
-                    .binary_search_by_key(id, |t| t.id)
-                    .is_ok_and(|i| tracks[i].v2x.as_ref().is_some_and(|l| &l.vehicle_id == vid))
-            });
+            self.drop_stale_links();
         }
-        merged
+        merge && self.merge_duplicates(t)
     }
 
-    /// Merges confirmed tracks that describe the same object into the older one. Returns
-    /// whether any tracks were merged and whether a V2X-linked track disappeared.
-    fn merge_duplicates(&mut self) -> (bool, bool) {
+    /// Forgets V2X links whose track is gone or no longer names that vehicle.
+    fn drop_stale_links(&mut self) {
+        let tracks = &self.tracks;
+        self.v2x_links.retain(|vid, id| {
+            tracks
+                .binary_search_by_key(id, |t| t.id)
+                .is_ok_and(|i| tracks[i].v2x.as_ref().is_some_and(|l| &l.vehicle_id == vid))
+        });
+    }
+
+    /// Merges confirmed tracks that describe the same object at `t` into the older one. Returns
+    /// whether any tracks were merged.
+    ///
+    /// Tracks need not have been predicted to `t`: pairs are found among the positions at the
+    /// tracks' own times (a search widened by how far each track can have moved since), and
+    /// only the tracks of a candidate pair are predicted to `t` for the test.
+    fn merge_duplicates(&mut self, t: Timestamp) -> bool {
         let cfg = &self.config;
-        self.grid.rebuild(self.tracks.iter().map(|t| {
-            let p = t.motion.position();
-            if t.confirmed { (p.x, p.y) } else { (f64::NAN, f64::NAN) }
-        }));
-        let mut remove = vec![false; self.tracks.len()];
+        // A pair with a V2X-linked track is matched beyond the merge distance (a V2X-only track
+        // can be matched with the perceived track of the same car).
+        let reach_of = |linked: bool| if linked { cfg.max_gate_radius_m } else { cfg.merge_distance_m };
+        // Position, travel bound and V2X link of each track.
+        let mut items: Vec<(Vector2<f64>, f64, bool)> = Vec::with_capacity(self.tracks.len());
+        let mut max_travel_m = 0.0f64;
+        for tr in &mut self.tracks {
+            let mut travel_m = 0.0;
+            if tr.confirmed {
+                travel_m = tr.motion.speed() * t.secs_since(tr.time).max(0.0);
+                // Tracks that may have moved further than the merge distance (long out of every
+                // sensor's reach) are predicted, so the searches stay small.
+                if travel_m > cfg.merge_distance_m {
+                    predict_track(tr, t, &self.noise);
+                    travel_m = 0.0;
+                }
+                if travel_m > 0.0 {
+                    travel_m += TRAVEL_ROUNDING_M;
+                }
+                max_travel_m = max_travel_m.max(travel_m);
+            }
+            let p = if tr.confirmed { tr.motion.position() } else { Vector2::repeat(f64::NAN) };
+            items.push((p, travel_m, tr.v2x.is_some()));
+        }
+        self.grid.rebuild(items.iter().map(|(p, _, _)| (p.x, p.y)));
         let mut near = Vec::with_capacity(64);
+        let mut pairs = Vec::new();
+        for (i, &(pa, travel_a, linked_a)) in items.iter().enumerate() {
+            // Pairs are looked at from the lower index, except that a V2X-linked track also
+            // looks back (its partner only searched the merge distance).
+            let radius_m = reach_of(linked_a) + travel_a + max_travel_m;
+            near.clear();
+            self.grid.query(pa.x, pa.y, radius_m, &mut near);
+            for &j in &near {
+                let (pb, travel_b, linked_b) = items[j];
+                let bound_m = reach_of(linked_a || linked_b) + travel_a + travel_b;
+                if (j > i || (linked_a && !linked_b)) && (pb - pa).norm_squared() <= bound_m * bound_m {
+                    pairs.push((i.min(j), i.max(j)));
+                }
+            }
+        }
+        // In index order (the older track first), each pair once.
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut remove = vec![false; self.tracks.len()];
         let mut merges = Vec::new();
-        for i in 0..self.tracks.len() {
-            if remove[i] || !self.tracks[i].confirmed {
+        for (i, j) in pairs {
+            if remove[i] || remove[j] {
                 continue;
             }
-            let a = &self.tracks[i];
-            let (pa, va) = (a.motion.position(), a.motion.velocity());
-            near.clear();
-            // Only a V2X-linked track looks for partners beyond the merge distance (a V2X-only
-            // track can be matched with the perceived track of the same car).
-            let radius_m = if a.v2x.is_some() { cfg.max_gate_radius_m } else { cfg.merge_distance_m };
-            self.grid.query(pa.x, pa.y, radius_m, &mut near);
-            near.sort_unstable();
-            for &j in &near {
-                // Pairs are looked at from the lower index, except that a V2X-linked track also
-                // looks back (its partner only searched the merge distance).
-                if j == i || remove[j] || !self.tracks[j].confirmed || (j < i && a.v2x.is_none()) {
-                    continue;
-                }
-                let b = &self.tracks[j];
-                let d = b.motion.position() - pa;
-                // Distance first: it is cheaper than the velocity (a sine and a cosine).
-                if (a.v2x.is_none() && b.v2x.is_none() && d.norm() >= cfg.merge_distance_m)
-                    || (b.motion.velocity() - va).norm() > cfg.merge_speed_diff_mps
-                {
-                    continue;
-                }
-                let close = d.norm() < cfg.merge_distance_m;
-                let v2x_pair = a.v2x.is_some() != b.v2x.is_some()
-                    && d.norm() < cfg.max_gate_radius_m
-                    && (a.motion.position_cov() + b.motion.position_cov())
-                        .try_inverse()
-                        .is_some_and(|s| (d.transpose() * s * d)[(0, 0)] <= cfg.gate_chi2);
-                if close || v2x_pair {
-                    let (keep, drop) = (i.min(j), i.max(j));
-                    remove[drop] = true;
-                    merges.push((keep, drop));
-                    if drop == i {
-                        break;
-                    }
-                }
+            predict_track(&mut self.tracks[i], t, &self.noise);
+            predict_track(&mut self.tracks[j], t, &self.noise);
+            let (a, b) = (&self.tracks[i], &self.tracks[j]);
+            let d = b.motion.position() - a.motion.position();
+            // Distance first: it is cheaper than the velocity (a sine and a cosine).
+            if (a.v2x.is_none() && b.v2x.is_none() && d.norm() >= cfg.merge_distance_m)
+                || (b.motion.velocity() - a.motion.velocity()).norm() > cfg.merge_speed_diff_mps
+            {
+                continue;
+            }
+            let close = d.norm() < cfg.merge_distance_m;
+            let v2x_pair = a.v2x.is_some() != b.v2x.is_some()
+                && d.norm() < cfg.max_gate_radius_m
+                && (a.motion.position_cov() + b.motion.position_cov())
+                    .try_inverse()
+                    .is_some_and(|s| (d.transpose() * s * d)[(0, 0)] <= cfg.gate_chi2);
+            if close || v2x_pair {
+                remove[j] = true;
+                merges.push((i, j));
             }
         }
         if merges.is_empty() {
-            return (false, false);
+            return false;
         }
         for &(i, j) in &merges {
             let other = self.tracks[j].clone();
@@ -1312,8 +1367,11 @@ impl Fusion {
                 self.v2x_links.insert(l.vehicle_id.clone(), t.id);
             }
         }
+        if lost_link {
+            self.drop_stale_links();
+        }
         self.stats.tracks_merged += merges.len() as u64;
-        (true, lost_link)
+        true
     }
 
     // ----- output -----
@@ -1388,6 +1446,25 @@ impl Fusion {
     }
 }
 
+/// Predicts the track to `t` when its state is older.
+fn predict_track(track: &mut Track, t: Timestamp, noise: &ProcessNoise) {
+    let dt = t.secs_since(track.time);
+    if dt > 0.0 {
+        track.motion.predict(dt, noise);
+        track.time = t;
+    }
+}
+
+/// Records a sensor's opportunity to see the track (`hit` when it did) and confirms a tentative
+/// track once it has enough hits at a plausible speed. Returns whether it was confirmed now.
+fn record_opportunity(track: &mut Track, hit: bool, cfg: &FusionConfig) -> bool {
+    track.record(hit);
+    let confirm =
+        hit && !track.confirmed && track.hits_in(cfg.confirm_window) >= cfg.confirm_hits && plausible_speed(track);
+    track.confirmed |= confirm;
+    confirm
+}
+
 /// Whether the track's speed suits its motion family (clutter that hops between chance
 /// detections looks like a pedestrian running at car speed; it is not confirmed).
 fn plausible_speed(track: &Track) -> bool {
@@ -1399,9 +1476,11 @@ fn plausible_speed(track: &Track) -> bool {
     }
 }
 
-/// Whether any sensor's field of view holds the track's box centre.
-fn covered(sensors: &[SensorState], track: &Track) -> bool {
-    let p = track.motion.position();
+/// Whether any sensor's field of view holds the track's box centre at `t`.
+fn covered(sensors: &[SensorState], track: &Track, t: Timestamp, noise: &ProcessNoise) -> bool {
+    let mut motion = track.motion.clone();
+    motion.predict(t.secs_since(track.time).max(0.0), noise);
+    let p = motion.position();
     let c = Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m);
     sensors.iter().any(|s| s.calib.covers(&c))
 }
