@@ -89,20 +89,16 @@ fn push_thinned(points: &mut Vec<[f64; 2]>, p: [f64; 2]) {
     }
 }
 
-/// Distance [m] from `p` to the nearest of `hyps` (indexed by `index`) when that is at most
-/// `radius_m`; the same as the smallest `hypot` over all of `hyps`, kept when within `radius_m`.
-fn nearest_within(hyps: &[Hypothesis], index: &GridIndex, p: [f64; 2], radius_m: f64) -> Option<f64> {
-    let mut nearest_m: Option<f64> = None;
-    index.for_each_near(p, radius_m, |hi| {
-        let (dx, dy) = (hyps[hi].position_m[0] - p[0], hyps[hi].position_m[1] - p[1]);
-        if compare_hypot(dx, dy, radius_m) != Some(Ordering::Greater) {
-            let d = dx.hypot(dy);
-            if nearest_m.is_none_or(|n| d < n) {
-                nearest_m = Some(d);
-            }
+/// Keeps in `nearest_m` the distance [m] from `p` to `h` when that is at most `radius_m` and below
+/// the distance kept: over every hypothesis within `radius_m`, in any order, the smallest `hypot`.
+fn keep_nearer(nearest_m: &mut Option<f64>, h: &Hypothesis, p: [f64; 2], radius_m: f64) {
+    let (dx, dy) = (h.position_m[0] - p[0], h.position_m[1] - p[1]);
+    if compare_hypot(dx, dy, radius_m) != Some(Ordering::Greater) {
+        let d = dx.hypot(dy);
+        if d <= radius_m && nearest_m.is_none_or(|n| d < n) {
+            *nearest_m = Some(d);
         }
-    });
-    nearest_m.filter(|&d| d <= radius_m)
+    }
 }
 
 /// Replays and scores one log. `wall_time_s` and `speedup` of the report are left at 0 for the
@@ -141,18 +137,22 @@ pub fn validate_log(
                     let hyps = hypotheses(objects);
                     // One grid of the hypotheses for the scorer and for the plots' nearest errors.
                     let index = GridIndex::new(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
-                    scorer.add_frame_indexed(truth.time, &truths, &hyps, &index);
+                    // The scorer's grid queries also find each scored truth's nearest hypothesis of any
+                    // class within the vehicle gate, for the plots.
+                    let gate_m = criteria.scoring.gate_vehicle_m;
+                    let mut nearest_m: Vec<Option<f64>> = vec![None; truths.len()];
+                    scorer.add_frame_indexed(truth.time, &truths, &hyps, &index, gate_m, |ti, hi| {
+                        keep_nearer(&mut nearest_m[ti], &hyps[hi], truths[ti].position_m, gate_m);
+                    });
                     // Plot data and scenario facts.
                     let mut err_sum = 0.0;
                     let mut err_n = 0usize;
-                    for t in &truths {
+                    for (t, nearest_m) in truths.iter().zip(&nearest_m) {
                         if t.in_coverage {
                             first_in_coverage_ns.entry(t.id).get_or_insert(t_ns);
                             push_thinned(truth_tracks.entry(t.id), t.position_m);
                             // Error of the nearest hypothesis of any class, when within the vehicle gate.
-                            if let Some(d) =
-                                nearest_within(&hyps, &index, t.position_m, criteria.scoring.gate_vehicle_m)
-                            {
+                            if let Some(d) = nearest_m {
                                 err_sum += d;
                                 err_n += 1;
                             }
