@@ -37,6 +37,8 @@ pub const MAX_PATH_POINTS: usize = 64;
 pub const MAX_POLYGON_VERTICES: usize = 256;
 /// Most ground-truth objects per frame.
 pub const MAX_TRUTH_OBJECTS: usize = 8192;
+/// Most traffic signals per ground-truth frame.
+pub const MAX_SIGNALS: usize = 1024;
 /// Longest id string (sensor, vehicle, RSU, signal) [bytes].
 pub const MAX_ID_LEN: usize = 64;
 
@@ -111,7 +113,12 @@ fn id_string(field: &'static str, s: &str) -> Result<String> {
 }
 
 fn limit<T>(field: &'static str, v: &[T], max: usize) -> Result<()> {
-    if v.len() > max { Err(ConvertError::TooMany { field, len: v.len(), max }) } else { Ok(()) }
+    limit_len(field, v.len(), max)
+}
+
+/// [`limit`] on a count of entries.
+pub(crate) fn limit_len(field: &'static str, len: usize, max: usize) -> Result<()> {
+    if len > max { Err(ConvertError::TooMany { field, len, max }) } else { Ok(()) }
 }
 
 /// `items.iter().map(convert).collect::<Result<Vec<_>>>()`, with the vector sized once: such a
@@ -344,9 +351,7 @@ impl TryFrom<&wire::SensorFrame> for SensorFrame {
             }
             wire::sensor_frame::Detections::Camera(c) => {
                 limit("camera.boxes", &c.boxes, MAX_DETECTIONS_PER_FRAME)?;
-                if !(1..=16_384).contains(&c.image_width_px) || !(1..=16_384).contains(&c.image_height_px) {
-                    return Err(out_of_range("camera.image_size", c.image_width_px, "1..=16384 px"));
-                }
+                check_image_size(c.image_width_px, c.image_height_px)?;
                 Detections::Camera(CameraDetections {
                     image_width_px: c.image_width_px,
                     image_height_px: c.image_height_px,
@@ -354,13 +359,31 @@ impl TryFrom<&wire::SensorFrame> for SensorFrame {
                 })
             }
         };
-        Ok(SensorFrame {
-            sensor_id: id_string("sensor_id", &f.sensor_id)?,
-            sequence: f.sequence,
-            capture_time: timestamp("capture_time_ns", f.capture_time_ns)?,
-            detections,
-        })
+        sensor_frame_with(&f.sensor_id, f.sequence, f.capture_time_ns, detections)
     }
+}
+
+/// The image size of camera detections: 1..=16384 px each way.
+pub(crate) fn check_image_size(width_px: u32, height_px: u32) -> Result<()> {
+    if !(1..=16_384).contains(&width_px) || !(1..=16_384).contains(&height_px) {
+        return Err(out_of_range("camera.image_size", width_px, "1..=16384 px"));
+    }
+    Ok(())
+}
+
+/// A sensor frame of converted `detections` and the frame's other wire fields.
+pub(crate) fn sensor_frame_with(
+    sensor_id: &str,
+    sequence: u64,
+    capture_time_ns: u64,
+    detections: Detections,
+) -> Result<SensorFrame> {
+    Ok(SensorFrame {
+        sensor_id: id_string("sensor_id", sensor_id)?,
+        sequence,
+        capture_time: timestamp("capture_time_ns", capture_time_ns)?,
+        detections,
+    })
 }
 
 impl TryFrom<&wire::LidarBox> for LidarDetection {
@@ -918,41 +941,54 @@ impl From<&GroundTruthFrame> for wire::GroundTruthFrame {
 impl TryFrom<&wire::GroundTruthFrame> for GroundTruthFrame {
     type Error = ConvertError;
     fn try_from(g: &wire::GroundTruthFrame) -> Result<Self> {
-        const R: f64 = 1.0e6;
-        limit("objects", &g.objects, MAX_TRUTH_OBJECTS)?;
-        limit("signals", &g.signals, 1024)?;
         Ok(GroundTruthFrame {
-            time: timestamp("timestamp_ns", g.timestamp_ns)?,
-            objects: convert_all(&g.objects, |o| {
-                Ok(GroundTruthObject {
-                    id: o.id,
-                    class: class("objects.object_class", o.object_class)?,
-                    center_m: Point3::new(
-                        bounded("objects.x_m", o.x_m, -R, R)?,
-                        bounded("objects.y_m", o.y_m, -R, R)?,
-                        bounded("objects.z_m", o.z_m, -R, R)?,
-                    ),
-                    yaw_rad: bounded("objects.yaw_rad", o.yaw_rad, -4.0 * PI, 4.0 * PI)?,
-                    speed_mps: bounded("objects.speed_mps", o.speed_mps, -100.0, 100.0)?,
-                    yaw_rate_rps: bounded("objects.yaw_rate_rps", o.yaw_rate_rps, -20.0, 20.0)?,
-                    accel_mps2: bounded("objects.accel_mps2", o.accel_mps2, -50.0, 50.0)?,
-                    size: BoxSize::new(
-                        bounded("objects.length_m", o.length_m, 0.01, 50.0)?,
-                        bounded("objects.width_m", o.width_m, 0.01, 20.0)?,
-                        bounded("objects.height_m", o.height_m, 0.01, 20.0)?,
-                    ),
-                    v2x_id: if o.v2x_id.is_empty() { None } else { Some(id_string("objects.v2x_id", &o.v2x_id)?) },
-                })
-            })?,
-            signals: convert_all(&g.signals, |s| {
-                Ok(SignalState {
-                    signal_id: id_string("signals.signal_id", &s.signal_id)?,
-                    phase: signal_phase_from_wire(s.phase)?,
-                    remaining_s: f64::from(s.remaining_ms) / 1000.0,
-                })
-            })?,
+            time: check_ground_truth_frame(g.timestamp_ns, g.objects.len(), g.signals.len())?,
+            objects: convert_all(&g.objects, |o| ground_truth_object(o, &o.v2x_id))?,
+            signals: convert_all(&g.signals, signal_state)?,
         })
     }
+}
+
+/// The checks of a ground-truth frame before its objects and signals: their counts
+/// ([`MAX_TRUTH_OBJECTS`], [`MAX_SIGNALS`]) and its time.
+pub(crate) fn check_ground_truth_frame(timestamp_ns: u64, objects: usize, signals: usize) -> Result<Timestamp> {
+    limit_len("objects", objects, MAX_TRUTH_OBJECTS)?;
+    limit_len("signals", signals, MAX_SIGNALS)?;
+    timestamp("timestamp_ns", timestamp_ns)
+}
+
+/// A ground-truth object from its wire fields, with `v2x_id` in place of `o.v2x_id` (so a decoder
+/// can pass the bytes it read without building a `String` first).
+pub(crate) fn ground_truth_object(o: &wire::GroundTruthObject, v2x_id: &str) -> Result<GroundTruthObject> {
+    const R: f64 = 1.0e6;
+    Ok(GroundTruthObject {
+        id: o.id,
+        class: class("objects.object_class", o.object_class)?,
+        center_m: Point3::new(
+            bounded("objects.x_m", o.x_m, -R, R)?,
+            bounded("objects.y_m", o.y_m, -R, R)?,
+            bounded("objects.z_m", o.z_m, -R, R)?,
+        ),
+        yaw_rad: bounded("objects.yaw_rad", o.yaw_rad, -4.0 * PI, 4.0 * PI)?,
+        speed_mps: bounded("objects.speed_mps", o.speed_mps, -100.0, 100.0)?,
+        yaw_rate_rps: bounded("objects.yaw_rate_rps", o.yaw_rate_rps, -20.0, 20.0)?,
+        accel_mps2: bounded("objects.accel_mps2", o.accel_mps2, -50.0, 50.0)?,
+        size: BoxSize::new(
+            bounded("objects.length_m", o.length_m, 0.01, 50.0)?,
+            bounded("objects.width_m", o.width_m, 0.01, 20.0)?,
+            bounded("objects.height_m", o.height_m, 0.01, 20.0)?,
+        ),
+        v2x_id: if v2x_id.is_empty() { None } else { Some(id_string("objects.v2x_id", v2x_id)?) },
+    })
+}
+
+/// A traffic signal's state from its wire fields.
+pub(crate) fn signal_state(s: &wire::SignalState) -> Result<SignalState> {
+    Ok(SignalState {
+        signal_id: id_string("signals.signal_id", &s.signal_id)?,
+        phase: signal_phase_from_wire(s.phase)?,
+        remaining_s: f64::from(s.remaining_ms) / 1000.0,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

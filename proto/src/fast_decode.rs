@@ -1,36 +1,43 @@
 //! Hand-written protobuf decoding of the high-volume messages (sensor frames and ground truth,
-//! thousands of boxes and objects per second of a replay), for [`decode_sensor_frame`] and
-//! [`decode_ground_truth_frame`].
+//! thousands of boxes and objects per second of a replay) straight into the domain types, for
+//! [`decode_sensor_frame`] and [`decode_ground_truth_frame`].
 //!
-//! prost's generic field-by-field decoding costs about a hundred instructions per field; these
-//! decoders read each field with a match on (tag, wire type) and a direct load. They handle the
-//! subset of protobuf our writers produce: every field of the schema, in any order and repeated
-//! (the last value wins, repeated messages append), with no unknown fields, groups, or a second
-//! copy of the `detections` oneof. For anything outside that subset, and for anything prost would
-//! reject (bad varints, wrong wire types, lengths past the end, invalid UTF-8), they give up and
-//! the caller decodes the bytes with prost instead. So for every input the wire message is the one
-//! `prost::Message::decode` gives, and so are the domain value and any error.
+//! prost's generic field-by-field decoding costs about a hundred instructions per field, and the
+//! wire message it builds is then converted and dropped; these decoders match each field's key
+//! directly, load its value, and convert every box or object as soon as it is read, through the
+//! same conversions as [`crate::convert`] (so the checks are the same code), into vectors sized by
+//! a first pass over the keys. They handle the subset of protobuf our writers produce: every field
+//! of the schema, in any order and repeated (the last value wins, repeated messages append), with
+//! no unknown fields, groups, or a second copy of the `detections` oneof. For anything outside
+//! that subset, anything prost would reject (bad varints, wrong wire types, lengths past the end,
+//! invalid UTF-8) and anything the conversion rejects, they give up and the caller decodes the
+//! bytes with prost and converts them instead. So for every input the domain value, and any error,
+//! is the one `prost::Message::decode` and the conversion give.
 //!
 //! [`decode_sensor_frame`]: crate::decode_sensor_frame
 //! [`decode_ground_truth_frame`]: crate::decode_ground_truth_frame
 
+use rsu_fusion::SensorFrame;
+use rsu_fusion::measurement::{CameraDetection, CameraDetections, Detections, LidarDetection};
+
+use crate::convert::{
+    MAX_DETECTIONS_PER_FRAME, MAX_SIGNALS, MAX_TRUTH_OBJECTS, check_ground_truth_frame, check_image_size,
+    ground_truth_object, sensor_frame_with, signal_state,
+};
+use crate::domain::GroundTruthFrame;
 use crate::wire;
 
-/// A protobuf wire value, by wire type.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Value<'a> {
-    /// Wire type 0.
-    Varint(u64),
-    /// Wire type 1 (fixed64, sfixed64, double), as its bits.
-    Fixed64(u64),
-    /// Wire type 2: the bytes of a string, a bytes field or a sub-message.
-    Len(&'a [u8]),
-    /// Wire type 5 (fixed32, sfixed32, float), as its bits.
-    Fixed32(u32),
-}
+/// Wire type of varints (`int32`, `uint32`, `uint64`, enums).
+const VARINT: u64 = 0;
+/// Wire type of 8-byte values (`fixed64`, `double`).
+const I64: u64 = 1;
+/// Wire type of length-delimited values (strings, bytes, sub-messages).
+const LEN: u64 = 2;
+/// Wire type of 4-byte values (`fixed32`, `float`).
+const I32: u64 = 5;
 
-/// Reads fields from the bytes of one message. Every method returns `None` for input that prost
-/// would reject or that these decoders leave to prost.
+/// Reads the fields of one message. Every method returns `None` for input that prost would reject
+/// or that these decoders leave to prost.
 struct Fields<'a> {
     rest: &'a [u8],
 }
@@ -38,6 +45,10 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     fn new(bytes: &'a [u8]) -> Self {
         Fields { rest: bytes }
+    }
+
+    fn at_end(&self) -> bool {
+        self.rest.is_empty()
     }
 
     /// A varint as prost decodes it: at most 10 bytes, the tenth at most 1.
@@ -68,6 +79,14 @@ impl<'a> Fields<'a> {
         None
     }
 
+    /// The next field's (tag, wire type). A key prost rejects (over 32 bits, tag 0) or one of a
+    /// group gives a pair that no decoder takes, so it is left to prost.
+    #[inline]
+    fn key(&mut self) -> Option<(u64, u64)> {
+        let key = self.varint()?;
+        Some((key >> 3, key & 7))
+    }
+
     #[inline]
     fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (head, tail) = self.rest.split_first_chunk::<N>()?;
@@ -75,223 +94,252 @@ impl<'a> Fields<'a> {
         Some(*head)
     }
 
+    /// A `float` value.
     #[inline]
-    fn take(&mut self, len: u64) -> Option<&'a [u8]> {
-        let len = usize::try_from(len).ok().filter(|&len| len <= self.rest.len())?;
+    fn f32(&mut self) -> Option<f32> {
+        self.fixed().map(f32::from_le_bytes)
+    }
+
+    /// A `double` value.
+    #[inline]
+    fn f64(&mut self) -> Option<f64> {
+        self.fixed().map(f64::from_le_bytes)
+    }
+
+    /// A `fixed64` value.
+    #[inline]
+    fn u64(&mut self) -> Option<u64> {
+        self.fixed().map(u64::from_le_bytes)
+    }
+
+    /// A `uint32` value: the varint truncated as prost does (`as u32`).
+    #[inline]
+    fn u32(&mut self) -> Option<u32> {
+        self.varint().map(|v| v as u32)
+    }
+
+    /// An `int32` or enum value: the varint truncated as prost does (`as i32`).
+    #[inline]
+    fn i32(&mut self) -> Option<i32> {
+        self.varint().map(|v| v as i32)
+    }
+
+    /// The bytes of a length-delimited value.
+    #[inline]
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok().filter(|&len| len <= self.rest.len())?;
         let (head, tail) = self.rest.split_at(len);
         self.rest = tail;
         Some(head)
     }
 
-    /// The next field's tag and value; `None` for input left to prost (see [`Fields`]). Inlined
-    /// into each message's decoder, so the match on the wire type folds into the one on the field.
-    #[inline(always)]
-    fn next_field(&mut self) -> Option<(u32, Value<'a>)> {
-        let key = self.varint()?;
-        // prost's key checks: at most 32 bits and a tag of at least 1.
-        let key = u32::try_from(key).ok()?;
-        let tag = key >> 3;
-        if tag == 0 {
-            return None;
-        }
-        let value = match key & 7 {
-            0 => Value::Varint(self.varint()?),
-            1 => Value::Fixed64(u64::from_le_bytes(self.fixed()?)),
-            2 => {
-                let len = self.varint()?;
-                Value::Len(self.take(len)?)
-            }
-            5 => Value::Fixed32(u32::from_le_bytes(self.fixed()?)),
-            // Groups (3, 4) and invalid wire types.
-            _ => return None,
-        };
-        Some((tag, value))
+    /// A string value (valid UTF-8).
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 
-    fn at_end(&self) -> bool {
-        self.rest.is_empty()
+    /// Skips the value of a field of `wire_type`.
+    fn skip(&mut self, wire_type: u64) -> Option<()> {
+        match wire_type {
+            VARINT => self.varint().map(drop),
+            I64 => self.fixed::<8>().map(drop),
+            LEN => self.bytes().map(drop),
+            I32 => self.fixed::<4>().map(drop),
+            _ => None,
+        }
     }
 }
 
-/// Decodes every field of a message with `field`, which returns `None` for a field it does not
-/// take; `None` when any field is not taken or the bytes end inside a field.
-#[inline(always)]
-fn each_field<'a>(bytes: &'a [u8], mut field: impl FnMut(u32, Value<'a>) -> Option<()>) -> Option<()> {
+/// How many fields of `bytes` are `tag` with a length-delimited value (the entries of a repeated
+/// sub-message), to size its vector before decoding; `None` when the bytes end inside a field or
+/// hold a wire type these decoders leave to prost.
+fn count_entries(bytes: &[u8], tag: u64) -> Option<usize> {
+    let mut fields = Fields::new(bytes);
+    let mut count = 0;
+    while !fields.at_end() {
+        let (field, wire_type) = fields.key()?;
+        count += usize::from(field == tag && wire_type == LEN);
+        fields.skip(wire_type)?;
+    }
+    Some(count)
+}
+
+/// A vector for the `tag` entries of `bytes`, with room for all of them; `None` when there are
+/// more than `max` (the conversion refuses those) or the bytes are left to prost.
+fn sized_for<T>(bytes: &[u8], tag: u64, max: usize) -> Option<Vec<T>> {
+    let count = count_entries(bytes, tag)?;
+    (count <= max).then(|| Vec::with_capacity(count))
+}
+
+/// The sensor frame of `bytes`, exactly as prost and the conversion give it, or `None` (see the
+/// module docs).
+pub(crate) fn sensor_frame(bytes: &[u8]) -> Option<SensorFrame> {
+    let mut fields = Fields::new(bytes);
+    let (mut sensor_id, mut sequence, mut capture_time_ns, mut detections) = ("", 0, 0, None);
+    while !fields.at_end() {
+        match fields.key()? {
+            (1, LEN) => sensor_id = fields.str()?,
+            (2, VARINT) => sequence = fields.varint()?,
+            (3, I64) => capture_time_ns = fields.u64()?,
+            // A second `detections` would merge into (or replace) the first: left to prost.
+            (4, LEN) if detections.is_none() => {
+                detections = Some(Detections::Lidar(lidar_detections(fields.bytes()?)?))
+            }
+            (5, LEN) if detections.is_none() => {
+                detections = Some(Detections::Camera(camera_detections(fields.bytes()?)?));
+            }
+            _ => return None,
+        }
+    }
+    sensor_frame_with(sensor_id, sequence, capture_time_ns, detections?).ok()
+}
+
+fn lidar_detections(bytes: &[u8]) -> Option<Vec<LidarDetection>> {
+    let mut boxes = sized_for(bytes, 1, MAX_DETECTIONS_PER_FRAME)?;
     let mut fields = Fields::new(bytes);
     while !fields.at_end() {
-        let (tag, value) = fields.next_field()?;
-        field(tag, value)?;
+        match fields.key()? {
+            (1, LEN) => boxes.push(lidar_box(fields.bytes()?)?),
+            _ => return None,
+        }
     }
-    Some(())
+    Some(boxes)
 }
 
-/// A string field as prost decodes it (valid UTF-8, replacing the previous value).
-fn set_string(target: &mut String, bytes: &[u8]) -> Option<()> {
-    let s = std::str::from_utf8(bytes).ok()?;
-    target.clear();
-    target.push_str(s);
-    Some(())
-}
-
-/// A `uint32` field: the varint truncated as prost does (`as u32`).
-fn uint32(v: u64) -> u32 {
-    v as u32
-}
-
-/// An `int32` or enum field: the varint truncated as prost does (`as i32`).
-fn int32(v: u64) -> i32 {
-    v as i32
-}
-
-/// `wire::SensorFrame`, exactly as prost decodes `bytes`, or `None` (see the module docs).
-pub(crate) fn sensor_frame(bytes: &[u8]) -> Option<wire::SensorFrame> {
-    use wire::sensor_frame::Detections;
-    let mut frame = wire::SensorFrame::default();
-    each_field(bytes, |tag, value| {
-        match (tag, value) {
-            (1, Value::Len(b)) => set_string(&mut frame.sensor_id, b)?,
-            (2, Value::Varint(v)) => frame.sequence = v,
-            (3, Value::Fixed64(v)) => frame.capture_time_ns = v,
-            // A second `detections` would merge into (or replace) the first: left to prost.
-            (4, Value::Len(b)) if frame.detections.is_none() => {
-                frame.detections = Some(Detections::Lidar(lidar_detections(b)?));
-            }
-            (5, Value::Len(b)) if frame.detections.is_none() => {
-                frame.detections = Some(Detections::Camera(camera_detections(b)?));
-            }
+fn lidar_box(bytes: &[u8]) -> Option<LidarDetection> {
+    // The `float` fields by tag - 1 (8 is the class), stored by index: no branch per field.
+    let mut floats = [0.0f32; 9];
+    let (mut object_class, mut point_count) = (0, None);
+    let mut fields = Fields::new(bytes);
+    while !fields.at_end() {
+        match fields.key()? {
+            (tag @ (1..=7 | 9), I32) => floats[tag as usize - 1] = fields.f32()?,
+            (8, VARINT) => object_class = fields.i32()?,
+            (10, VARINT) => point_count = Some(fields.u32()?),
             _ => return None,
         }
-        Some(())
-    })?;
-    Some(frame)
+    }
+    let [x_m, y_m, z_m, length_m, width_m, height_m, yaw_rad, _, score] = floats;
+    let b = wire::LidarBox { x_m, y_m, z_m, length_m, width_m, height_m, yaw_rad, object_class, score, point_count };
+    LidarDetection::try_from(&b).ok()
 }
 
-fn lidar_detections(bytes: &[u8]) -> Option<wire::LidarDetections> {
-    let mut detections = wire::LidarDetections::default();
-    each_field(bytes, |tag, value| match (tag, value) {
-        (1, Value::Len(b)) => {
-            detections.boxes.push(lidar_box(b)?);
-            Some(())
-        }
-        _ => None,
-    })?;
-    Some(detections)
-}
-
-fn lidar_box(bytes: &[u8]) -> Option<wire::LidarBox> {
-    let mut b = wire::LidarBox::default();
-    each_field(bytes, |tag, value| {
-        match (tag, value) {
-            (1, Value::Fixed32(v)) => b.x_m = f32::from_bits(v),
-            (2, Value::Fixed32(v)) => b.y_m = f32::from_bits(v),
-            (3, Value::Fixed32(v)) => b.z_m = f32::from_bits(v),
-            (4, Value::Fixed32(v)) => b.length_m = f32::from_bits(v),
-            (5, Value::Fixed32(v)) => b.width_m = f32::from_bits(v),
-            (6, Value::Fixed32(v)) => b.height_m = f32::from_bits(v),
-            (7, Value::Fixed32(v)) => b.yaw_rad = f32::from_bits(v),
-            (8, Value::Varint(v)) => b.object_class = int32(v),
-            (9, Value::Fixed32(v)) => b.score = f32::from_bits(v),
-            (10, Value::Varint(v)) => b.point_count = Some(uint32(v)),
+fn camera_detections(bytes: &[u8]) -> Option<CameraDetections> {
+    let mut boxes = sized_for(bytes, 3, MAX_DETECTIONS_PER_FRAME)?;
+    let (mut image_width_px, mut image_height_px) = (0, 0);
+    // One wire box for every box read, so its class scores are not allocated again each time.
+    let mut scratch = wire::CameraBox::default();
+    let mut fields = Fields::new(bytes);
+    while !fields.at_end() {
+        match fields.key()? {
+            (1, VARINT) => image_width_px = fields.u32()?,
+            (2, VARINT) => image_height_px = fields.u32()?,
+            (3, LEN) => boxes.push(camera_box(fields.bytes()?, &mut scratch)?),
             _ => return None,
         }
-        Some(())
-    })?;
-    Some(b)
+    }
+    check_image_size(image_width_px, image_height_px).ok()?;
+    Some(CameraDetections { image_width_px, image_height_px, boxes })
 }
 
-fn camera_detections(bytes: &[u8]) -> Option<wire::CameraDetections> {
-    let mut detections = wire::CameraDetections::default();
-    each_field(bytes, |tag, value| {
-        match (tag, value) {
-            (1, Value::Varint(v)) => detections.image_width_px = uint32(v),
-            (2, Value::Varint(v)) => detections.image_height_px = uint32(v),
-            (3, Value::Len(b)) => detections.boxes.push(camera_box(b)?),
+/// The camera box of `bytes`, read into `b` (whatever it held before) and converted.
+fn camera_box(bytes: &[u8], b: &mut wire::CameraBox) -> Option<CameraDetection> {
+    let mut scores = std::mem::take(&mut b.class_scores);
+    scores.clear();
+    *b = wire::CameraBox { class_scores: scores, ..wire::CameraBox::default() };
+    let mut fields = Fields::new(bytes);
+    while !fields.at_end() {
+        match fields.key()? {
+            (1, I32) => b.u_min_px = fields.f32()?,
+            (2, I32) => b.v_min_px = fields.f32()?,
+            (3, I32) => b.u_max_px = fields.f32()?,
+            (4, I32) => b.v_max_px = fields.f32()?,
+            (5, LEN) => b.class_scores.push(class_score(fields.bytes()?)?),
             _ => return None,
         }
-        Some(())
-    })?;
-    Some(detections)
-}
-
-fn camera_box(bytes: &[u8]) -> Option<wire::CameraBox> {
-    let mut b = wire::CameraBox::default();
-    each_field(bytes, |tag, value| {
-        match (tag, value) {
-            (1, Value::Fixed32(v)) => b.u_min_px = f32::from_bits(v),
-            (2, Value::Fixed32(v)) => b.v_min_px = f32::from_bits(v),
-            (3, Value::Fixed32(v)) => b.u_max_px = f32::from_bits(v),
-            (4, Value::Fixed32(v)) => b.v_max_px = f32::from_bits(v),
-            (5, Value::Len(s)) => b.class_scores.push(class_score(s)?),
-            _ => return None,
-        }
-        Some(())
-    })?;
-    Some(b)
+    }
+    CameraDetection::try_from(&*b).ok()
 }
 
 fn class_score(bytes: &[u8]) -> Option<wire::ClassScore> {
     let mut s = wire::ClassScore::default();
-    each_field(bytes, |tag, value| {
-        match (tag, value) {
-            (1, Value::Varint(v)) => s.object_class = int32(v),
-            (2, Value::Fixed32(v)) => s.score = f32::from_bits(v),
+    let mut fields = Fields::new(bytes);
+    while !fields.at_end() {
+        match fields.key()? {
+            (1, VARINT) => s.object_class = fields.i32()?,
+            (2, I32) => s.score = fields.f32()?,
             _ => return None,
         }
-        Some(())
-    })?;
+    }
     Some(s)
 }
 
-/// `wire::GroundTruthFrame`, exactly as prost decodes `bytes`, or `None` (see the module docs).
-pub(crate) fn ground_truth_frame(bytes: &[u8]) -> Option<wire::GroundTruthFrame> {
-    let mut frame = wire::GroundTruthFrame::default();
-    each_field(bytes, |tag, value| {
-        match (tag, value) {
-            (1, Value::Fixed64(v)) => frame.timestamp_ns = v,
-            (2, Value::Len(b)) => frame.objects.push(ground_truth_object(b)?),
-            (3, Value::Len(b)) => frame.signals.push(signal_state(b)?),
+/// The ground-truth frame of `bytes`, exactly as prost and the conversion give it, or `None` (see
+/// the module docs).
+pub(crate) fn ground_truth_frame(bytes: &[u8]) -> Option<GroundTruthFrame> {
+    let mut objects = sized_for(bytes, 2, MAX_TRUTH_OBJECTS)?;
+    let mut signals = Vec::new();
+    let mut timestamp_ns = 0;
+    let mut fields = Fields::new(bytes);
+    while !fields.at_end() {
+        match fields.key()? {
+            (1, I64) => timestamp_ns = fields.u64()?,
+            (2, LEN) => objects.push(ground_truth_object_of(fields.bytes()?)?),
+            // More signals than the conversion accepts: left to it, before they take memory.
+            (3, LEN) if signals.len() < MAX_SIGNALS => {
+                signals.push(signal_state(&signal_state_wire(fields.bytes()?)?).ok()?)
+            }
             _ => return None,
         }
-        Some(())
-    })?;
-    Some(frame)
+    }
+    let time = check_ground_truth_frame(timestamp_ns, objects.len(), signals.len()).ok()?;
+    Some(GroundTruthFrame { time, objects, signals })
 }
 
-fn ground_truth_object(bytes: &[u8]) -> Option<wire::GroundTruthObject> {
-    let mut o = wire::GroundTruthObject::default();
-    each_field(bytes, |tag, value| {
-        match (tag, value) {
-            (1, Value::Varint(v)) => o.id = uint32(v),
-            (2, Value::Varint(v)) => o.object_class = int32(v),
-            (3, Value::Fixed64(v)) => o.x_m = f64::from_bits(v),
-            (4, Value::Fixed64(v)) => o.y_m = f64::from_bits(v),
-            (5, Value::Fixed64(v)) => o.z_m = f64::from_bits(v),
-            (6, Value::Fixed64(v)) => o.yaw_rad = f64::from_bits(v),
-            (7, Value::Fixed64(v)) => o.speed_mps = f64::from_bits(v),
-            (8, Value::Fixed64(v)) => o.yaw_rate_rps = f64::from_bits(v),
-            (9, Value::Fixed64(v)) => o.accel_mps2 = f64::from_bits(v),
-            (10, Value::Fixed64(v)) => o.length_m = f64::from_bits(v),
-            (11, Value::Fixed64(v)) => o.width_m = f64::from_bits(v),
-            (12, Value::Fixed64(v)) => o.height_m = f64::from_bits(v),
-            (13, Value::Len(b)) => set_string(&mut o.v2x_id, b)?,
+fn ground_truth_object_of(bytes: &[u8]) -> Option<crate::domain::GroundTruthObject> {
+    // The `double` fields by tag - 3, stored by index: no branch per field.
+    let mut doubles = [0.0f64; 10];
+    let (mut id, mut object_class, mut v2x_id) = (0, 0, "");
+    let mut fields = Fields::new(bytes);
+    while !fields.at_end() {
+        match fields.key()? {
+            (tag @ 3..=12, I64) => doubles[tag as usize - 3] = fields.f64()?,
+            (1, VARINT) => id = fields.u32()?,
+            (2, VARINT) => object_class = fields.i32()?,
+            (13, LEN) => v2x_id = fields.str()?,
             _ => return None,
         }
-        Some(())
-    })?;
-    Some(o)
+    }
+    let [x_m, y_m, z_m, yaw_rad, speed_mps, yaw_rate_rps, accel_mps2, length_m, width_m, height_m] = doubles;
+    let o = wire::GroundTruthObject {
+        id,
+        object_class,
+        x_m,
+        y_m,
+        z_m,
+        yaw_rad,
+        speed_mps,
+        yaw_rate_rps,
+        accel_mps2,
+        length_m,
+        width_m,
+        height_m,
+        v2x_id: String::new(),
+    };
+    ground_truth_object(&o, v2x_id).ok()
 }
 
-fn signal_state(bytes: &[u8]) -> Option<wire::SignalState> {
+fn signal_state_wire(bytes: &[u8]) -> Option<wire::SignalState> {
     let mut s = wire::SignalState::default();
-    each_field(bytes, |tag, value| {
-        match (tag, value) {
-            (1, Value::Len(b)) => set_string(&mut s.signal_id, b)?,
-            (2, Value::Varint(v)) => s.phase = int32(v),
-            (3, Value::Varint(v)) => s.remaining_ms = uint32(v),
+    let mut fields = Fields::new(bytes);
+    while !fields.at_end() {
+        match fields.key()? {
+            (1, LEN) => fields.str()?.clone_into(&mut s.signal_id),
+            (2, VARINT) => s.phase = fields.i32()?,
+            (3, VARINT) => s.remaining_ms = fields.u32()?,
             _ => return None,
         }
-        Some(())
-    })?;
+    }
     Some(s)
 }
 
@@ -302,32 +350,47 @@ mod tests {
     use rsu_fusion::{BoxSize, ObjectClass, Timestamp};
 
     use super::*;
-    use crate::domain::{GroundTruthFrame, GroundTruthObject, SignalPhase, SignalState};
+    use crate::domain::{GroundTruthObject, SignalPhase, SignalState};
+    use crate::{DecodeError, decode};
 
-    /// Whether a decoder agrees with prost on `bytes`: when it decodes, prost decodes the same
-    /// (compared by their text, which tells -0.0 from 0.0, and by their encoding, which keeps NaN
-    /// payloads: NaN is not equal to itself).
-    fn agrees<W: Message + Default + std::fmt::Debug>(fast: fn(&[u8]) -> Option<W>, bytes: &[u8]) -> bool {
+    /// Whether a decoder agrees with prost and the conversion on `bytes`: when it decodes, they
+    /// decode the same (compared by their text, which tells -0.0 from 0.0).
+    fn agrees<D: std::fmt::Debug>(
+        fast: fn(&[u8]) -> Option<D>,
+        slow: fn(&[u8]) -> Result<D, DecodeError>,
+        bytes: &[u8],
+    ) -> bool {
         match fast(bytes) {
-            Some(w) => W::decode(bytes)
-                .is_ok_and(|p| format!("{p:?}") == format!("{w:?}") && p.encode_to_vec() == w.encode_to_vec()),
+            Some(d) => slow(bytes).is_ok_and(|s| format!("{s:?}") == format!("{d:?}")),
             None => true,
         }
     }
 
-    /// Checks `fast` against prost on `bytes` cut short anywhere and with any byte changed to a
+    /// Checks `fast` against `slow` on `bytes` cut short anywhere and with any byte changed to a
     /// few telling values (keys of every wire type, varint continuations, lengths).
-    fn damage_agrees<W: Message + Default + std::fmt::Debug>(fast: fn(&[u8]) -> Option<W>, bytes: &[u8]) {
+    fn damage_agrees<D: std::fmt::Debug>(
+        fast: fn(&[u8]) -> Option<D>,
+        slow: fn(&[u8]) -> Result<D, DecodeError>,
+        bytes: &[u8],
+    ) {
         for len in 0..bytes.len() {
-            assert!(agrees(fast, &bytes[..len]), "cut at {len}");
+            assert!(agrees(fast, slow, &bytes[..len]), "cut at {len}");
         }
         for i in 0..bytes.len() {
             for value in [0x00, 0x01, 0x02, 0x05, 0x08, 0x0a, 0x0b, 0x0c, 0x0d, 0x12, 0x7f, 0x80, 0xff] {
                 let mut changed = bytes.to_vec();
                 changed[i] = value;
-                assert!(agrees(fast, &changed), "byte {i} = {value:#x}");
+                assert!(agrees(fast, slow, &changed), "byte {i} = {value:#x}");
             }
         }
+    }
+
+    fn slow_sensor_frame(bytes: &[u8]) -> Result<SensorFrame, DecodeError> {
+        decode::<wire::SensorFrame, SensorFrame>(bytes)
+    }
+
+    fn slow_ground_truth_frame(bytes: &[u8]) -> Result<GroundTruthFrame, DecodeError> {
+        decode::<wire::GroundTruthFrame, GroundTruthFrame>(bytes)
     }
 
     fn truth_frame() -> GroundTruthFrame {
@@ -374,15 +437,13 @@ mod tests {
     }
 
     #[test]
-    fn written_messages_decode_as_prost_decodes_them() {
+    fn written_messages_decode_as_prost_and_the_conversion_decode_them() {
         for bytes in sensor_frames_bytes() {
-            assert_eq!(sensor_frame(&bytes), Some(wire::SensorFrame::decode(bytes.as_slice()).expect("decodes")));
+            assert_eq!(sensor_frame(&bytes), Some(slow_sensor_frame(&bytes).expect("decodes")));
         }
         let bytes = wire::GroundTruthFrame::from(&truth_frame()).encode_to_vec();
-        assert_eq!(
-            ground_truth_frame(&bytes),
-            Some(wire::GroundTruthFrame::decode(bytes.as_slice()).expect("decodes"))
-        );
+        assert_eq!(ground_truth_frame(&bytes), Some(truth_frame()));
+        assert_eq!(ground_truth_frame(&bytes), Some(slow_ground_truth_frame(&bytes).expect("decodes")));
     }
 
     #[test]
@@ -391,20 +452,37 @@ mod tests {
         // An unknown field (tag 15, varint): prost skips it, the fast path declines.
         let mut unknown = bytes.clone();
         unknown.extend_from_slice(&[15 << 3, 1]);
-        assert!(wire::SensorFrame::decode(unknown.as_slice()).is_ok());
+        assert!(slow_sensor_frame(&unknown).is_ok());
         assert_eq!(sensor_frame(&unknown), None);
         // A second copy of the detections: prost merges them, the fast path declines.
         let mut twice = bytes.clone();
         twice.extend_from_slice(bytes);
-        assert!(wire::SensorFrame::decode(twice.as_slice()).is_ok());
+        assert!(slow_sensor_frame(&twice).is_ok());
         assert_eq!(sensor_frame(&twice), None);
     }
 
     #[test]
-    fn damaged_messages_decode_as_prost_decodes_them_or_are_left_to_it() {
-        for bytes in sensor_frames_bytes() {
-            damage_agrees(sensor_frame, &bytes);
+    fn invalid_content_is_left_to_the_conversion() {
+        let mut truth = wire::GroundTruthFrame::from(&truth_frame());
+        truth.objects[1].speed_mps = f64::NAN;
+        let bytes = truth.encode_to_vec();
+        assert_eq!(ground_truth_frame(&bytes), None);
+        assert!(matches!(slow_ground_truth_frame(&bytes), Err(DecodeError::Invalid(_))));
+        let mut frame = wire::SensorFrame::from(&crate::sample::camera_frame());
+        if let Some(wire::sensor_frame::Detections::Camera(c)) = &mut frame.detections {
+            c.image_width_px = 0;
         }
-        damage_agrees(ground_truth_frame, &wire::GroundTruthFrame::from(&truth_frame()).encode_to_vec());
+        let bytes = frame.encode_to_vec();
+        assert_eq!(sensor_frame(&bytes), None);
+        assert!(matches!(slow_sensor_frame(&bytes), Err(DecodeError::Invalid(_))));
+    }
+
+    #[test]
+    fn damaged_messages_decode_as_prost_and_the_conversion_decode_them_or_are_left_to_them() {
+        for bytes in sensor_frames_bytes() {
+            damage_agrees(sensor_frame, slow_sensor_frame, &bytes);
+        }
+        let truth = wire::GroundTruthFrame::from(&truth_frame()).encode_to_vec();
+        damage_agrees(ground_truth_frame, slow_ground_truth_frame, &truth);
     }
 }

@@ -5,8 +5,30 @@ use nalgebra::Point3;
 use proptest::prelude::*;
 use rsu_fusion::measurement::{Detections, LidarDetection, SensorFrame};
 use rsu_fusion::{BoxSize, ObjectClass, Participant, RoadsideFrame, SourceSet, Timestamp, VehicleState};
-use v2x_proto::domain::{ClientHello, GroundTruthFrame, ReplayMeta};
+use v2x_proto::domain::{ClientHello, GroundTruthFrame, GroundTruthObject, ReplayMeta, SignalPhase, SignalState};
 use v2x_proto::{decode, decode_ground_truth_frame, decode_sensor_frame, encode, wire};
+
+/// A ground-truth frame of a few objects of several classes (one of them connected) and a signal.
+fn truth_frame() -> GroundTruthFrame {
+    let objects = (0..6u32)
+        .map(|i| GroundTruthObject {
+            id: 10 + i,
+            class: ObjectClass::from_code(i as i32 % 8).expect("valid code"),
+            center_m: Point3::new(-40.0 + 13.5 * f64::from(i), 21.25 - 3.0 * f64::from(i), 0.5),
+            yaw_rad: -3.0 + f64::from(i),
+            speed_mps: 2.5 * f64::from(i),
+            yaw_rate_rps: 0.05 * f64::from(i),
+            accel_mps2: -0.5,
+            size: BoxSize::new(4.5, 1.8, 1.5),
+            v2x_id: (i == 2).then(|| "cv-7".to_owned()),
+        })
+        .collect();
+    GroundTruthFrame {
+        time: Timestamp::from_nanos(1_795_000_000_100_000_000),
+        objects,
+        signals: vec![SignalState { signal_id: "sig-e".into(), phase: SignalPhase::Green, remaining_s: 4.5 }],
+    }
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -47,6 +69,21 @@ proptest! {
         prop_assert_eq!(
             format!("{:?}", decode_sensor_frame(&bytes)),
             format!("{:?}", decode::<wire::SensorFrame, SensorFrame>(&bytes))
+        );
+    }
+
+    #[test]
+    fn fast_decoders_give_what_decode_gives_on_damaged_truth_frames(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = encode::<wire::GroundTruthFrame, _>(&truth_frame());
+        for (at, value) in flips {
+            let i = at % bytes.len();
+            bytes[i] = value;
+        }
+        prop_assert_eq!(
+            format!("{:?}", decode_ground_truth_frame(&bytes)),
+            format!("{:?}", decode::<wire::GroundTruthFrame, GroundTruthFrame>(&bytes))
         );
     }
 

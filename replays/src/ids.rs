@@ -21,8 +21,19 @@ pub(crate) struct IdSlots {
 }
 
 impl IdSlots {
-    /// The slot of `id`, and whether it was seen for the first time.
+    /// The slot of `id`, and whether it was seen for the first time. Inlined: it runs for every
+    /// object of every scored frame, and mostly finds a small id seen before.
+    #[inline]
     pub(crate) fn slot(&mut self, id: u32) -> (usize, bool) {
+        match self.direct.get(id as usize) {
+            Some(&s) if s != 0 => (s - 1, false),
+            _ => self.first_sight_or_large(id),
+        }
+    }
+
+    /// [`IdSlots::slot`] of an id not in the direct table: new, or too large for the table.
+    #[cold]
+    fn first_sight_or_large(&mut self, id: u32) -> (usize, bool) {
         let next = self.len;
         let (slot, new) = if id < DIRECT_IDS {
             let i = id as usize;

@@ -79,8 +79,9 @@ pub fn site_for(meta: &ReplayMeta, config: &ReplayConfig) -> Result<SiteConfig, 
     Ok(site)
 }
 
-/// What the replay hands to its caller, in time order.
-pub enum ReplayEvent<'a> {
+/// What the replay hands to its caller, in time order. `B` is what a broadcast tick hands over:
+/// the [`RoadsideFrame`] for [`replay`], or what the caller of [`replay_with`] makes of the tick.
+pub enum ReplayEvent<'a, B = RoadsideFrame> {
     /// A message read from the log (after it was handed to the engine), and what the engine did.
     Input {
         /// The message.
@@ -91,7 +92,7 @@ pub enum ReplayEvent<'a> {
     /// A broadcast frame computed at a tick, with the objects it was made from.
     Broadcast {
         /// The frame.
-        frame: &'a RoadsideFrame,
+        frame: &'a B,
         /// The fused objects (full state and covariance).
         objects: &'a [FusedObject],
     },
@@ -158,9 +159,21 @@ pub fn rsu_id_for(meta: &ReplayMeta, config: &ReplayConfig) -> String {
 /// Replays `reader` through a fresh engine built from the log's site, calling `handler` for every
 /// event in time order.
 pub fn replay<E: std::fmt::Display>(
+    reader: ReplayReader,
+    config: &ReplayConfig,
+    handler: impl FnMut(ReplayEvent<'_>) -> Result<(), E>,
+) -> Result<ReplaySummary, PipelineError> {
+    replay_with(reader, config, |fusion, at, objects| fusion.roadside_frame_from(at, objects), handler)
+}
+
+/// [`replay`] with the broadcast of each tick made by `broadcast` from the engine, the tick and the
+/// objects polled at it, for callers that need less than the whole [`RoadsideFrame`] (building
+/// one costs about as much as scoring a frame).
+pub fn replay_with<B, E: std::fmt::Display>(
     mut reader: ReplayReader,
     config: &ReplayConfig,
-    mut handler: impl FnMut(ReplayEvent<'_>) -> Result<(), E>,
+    mut broadcast: impl FnMut(&mut Fusion, Timestamp, &[FusedObject]) -> B,
+    mut handler: impl FnMut(ReplayEvent<'_, B>) -> Result<(), E>,
 ) -> Result<ReplaySummary, PipelineError> {
     if !(config.broadcast_rate_hz > 0.0 && config.broadcast_rate_hz <= 50.0) {
         return Err(PipelineError::Config(format!(
@@ -192,7 +205,7 @@ pub fn replay<E: std::fmt::Display>(
         while *tick <= t {
             let at = Timestamp::from_nanos(*tick);
             let objects = fusion.poll_objects(at);
-            let frame = fusion.roadside_frame_from(at, &objects);
+            let frame = broadcast(&mut fusion, at, &objects);
             summary.broadcasts += 1;
             handler(ReplayEvent::Broadcast { frame: &frame, objects: &objects }).map_err(fail)?;
             tick_objects = Some((at, objects));

@@ -57,6 +57,13 @@ impl ScoringConfig {
     }
 }
 
+/// Sorts one truth's (truth, index into `hyps`, distance) pairs by the east coordinate of the
+/// hypothesis (then its index): the order in which the HOTA sums have always been taken, kept so
+/// that they stay the same to the last bit.
+fn sort_by_east(pairs: &mut [(usize, usize, f64)], hyps: &[&Hypothesis]) {
+    pairs.sort_unstable_by(|a, b| hyps[a.1].position_m[0].total_cmp(&hyps[b.1].position_m[0]).then(a.1.cmp(&b.1)));
+}
+
 /// The family a class is matched within: riders move like vehicles but are gated as VRUs.
 fn match_family(class: ObjectClass) -> MotionFamily {
     if class.is_vru() { MotionFamily::Pedestrian } else { class.motion_family() }
@@ -277,9 +284,7 @@ impl Scorer {
     }
 
     /// Every (index into `truths`, index into `hyps`, distance) of pairs that may match; `index`
-    /// holds the hypotheses. By truth, then by east coordinate of the hypothesis (then index):
-    /// the order in which the HOTA sums have always been taken, kept so that they stay the same
-    /// to the last bit.
+    /// holds the hypotheses. By truth, then as [`sort_by_east`] orders them.
     fn gated_pairs(
         &self,
         truths: &[&TruthObject],
@@ -294,9 +299,7 @@ impl Scorer {
                     pairs.push((ti, hi, d));
                 }
             });
-            pairs[first..].sort_unstable_by(|a, b| {
-                hyps[a.1].position_m[0].total_cmp(&hyps[b.1].position_m[0]).then(a.1.cmp(&b.1))
-            });
+            sort_by_east(&mut pairs[first..], hyps);
         }
         pairs
     }
@@ -306,32 +309,59 @@ impl Scorer {
     /// false).
     pub fn add_frame(&mut self, time: Timestamp, truths: &[TruthObject], hyps: &[Hypothesis]) {
         let index = GridIndex::new(hyps.iter().map(|h| h.position_m), self.config.largest_gate_m());
-        self.add_frame_indexed(time, truths, hyps, &index);
+        self.add_frame_indexed(time, truths, hyps, &index, 0.0, |_, _| {});
     }
 
-    /// [`Scorer::add_frame`] with the hypotheses already in a grid (of any cell size; the
-    /// validation builds one per frame for its own queries too).
+    /// [`Scorer::add_frame`] with the hypotheses already in a grid (of any cell size), which the
+    /// caller may query too at no extra search: `near(truth, hyp)` (indices into `truths` and
+    /// `hyps`) is called for every hypothesis that the grid yields within `near_radius_m` of a
+    /// scored truth, and some farther ones (see [`GridIndex::for_each_near`]).
     pub(crate) fn add_frame_indexed(
         &mut self,
         time: Timestamp,
         truths: &[TruthObject],
         hyps: &[Hypothesis],
         all_index: &GridIndex,
+        near_radius_m: f64,
+        mut near: impl FnMut(usize, usize),
     ) {
         self.first_time.get_or_insert(time);
         self.last_time = Some(time);
         self.frames += 1;
         let frame = self.frames;
-        let (scored, ignored): (Vec<&TruthObject>, Vec<&TruthObject>) = truths.iter().partition(|t| t.in_coverage);
+        // Truths in coverage, with their indices in `truths`, and the others.
+        let (scored_at, ignored_at): (Vec<usize>, Vec<usize>) = (0..truths.len()).partition(|&i| truths[i].in_coverage);
+        let scored: Vec<&TruthObject> = scored_at.iter().map(|&i| &truths[i]).collect();
+        let ignored: Vec<&TruthObject> = ignored_at.iter().map(|&i| &truths[i]).collect();
         // Hypotheses on objects outside coverage are neither right nor wrong.
-        // Hypotheses in a grid, so each truth looks only at those near it.
         let all: Vec<&Hypothesis> = hyps.iter().collect();
         let mut kept = vec![true; all.len()];
         for (_, hi, _) in self.gated_pairs(&ignored, &all, all_index) {
             kept[hi] = false;
         }
-        let hyps: Vec<&Hypothesis> = all.iter().zip(&kept).filter(|(_, keep)| **keep).map(|(h, _)| *h).collect();
-        let pairs = self.gated_pairs(&scored, &hyps, &all_index.subset(&kept));
+        // The kept hypotheses, and the index of each among them.
+        let mut kept_at = vec![usize::MAX; all.len()];
+        let mut hyps: Vec<&Hypothesis> = Vec::with_capacity(all.len());
+        for (hi, h) in all.iter().enumerate().filter(|&(hi, _)| kept[hi]) {
+            kept_at[hi] = hyps.len();
+            hyps.push(h);
+        }
+        // Pairs of scored truths and kept hypotheses within the gate, in the order of
+        // `gated_pairs`, from the same grid queries that serve `near`.
+        let mut pairs = Vec::new();
+        for (ti, t) in scored.iter().enumerate() {
+            let gate_m = self.config.gate(match_family(t.class));
+            let first = pairs.len();
+            all_index.for_each_near(t.position_m, gate_m.max(near_radius_m), |hi| {
+                near(scored_at[ti], hi);
+                if kept[hi]
+                    && let Some(d) = self.distance(t, all[hi])
+                {
+                    pairs.push((ti, kept_at[hi], d));
+                }
+            });
+            sort_by_east(&mut pairs[first..], &hyps);
+        }
 
         // HOTA's similarities: 1 - d / gate within the class gate.
         let sims: Vec<(usize, usize, f64)> = pairs

@@ -78,17 +78,6 @@ impl GridIndex {
         GridIndex { cell_m, cells, columns }
     }
 
-    /// The index of the points with `keep[i]` set, numbered by their rank among those kept (as
-    /// if built from the kept points alone), without sorting again.
-    pub(crate) fn subset(&self, keep: &[bool]) -> Self {
-        let mut new_index = vec![usize::MAX; keep.len()];
-        for (n, i) in (0..keep.len()).filter(|&i| keep[i]).enumerate() {
-            new_index[i] = n;
-        }
-        let cells = self.cells.iter().filter(|c| keep[c.2]).map(|&(x, y, i)| (x, y, new_index[i])).collect();
-        Self::from_cells(self.cell_m, cells)
-    }
-
     /// Calls `visit` with the index of every point in the cells that the disc of `radius_m`
     /// around `p` touches (widened by a hair), so with every point whose distance to `p` (as
     /// `hypot` computes it) is at most `radius_m`, and some farther ones: callers check the
@@ -154,14 +143,6 @@ mod tests {
         });
         found.sort_unstable();
         found
-    }
-
-    #[test]
-    fn subset_is_the_index_of_the_kept_points() {
-        let points: Vec<[f64; 2]> = (0..50).map(|i| [((i * 7) % 13) as f64, i as f64]).collect();
-        let keep: Vec<bool> = (0..50).map(|i| i % 3 != 0).collect();
-        let kept: Vec<[f64; 2]> = points.iter().zip(&keep).filter(|(_, k)| **k).map(|(p, _)| *p).collect();
-        assert_eq!(GridIndex::new(points, 2.0).subset(&keep).cells, GridIndex::new(kept, 2.0).cells);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use v2x_proto::domain::GroundTruthFrame;
 
 use crate::criteria::{Criteria, ScenarioFacts, evaluate};
 use crate::ids::IdMap;
-use crate::pipeline::{PipelineError, ReplayConfig, ReplayEvent, replay};
+use crate::pipeline::{PipelineError, ReplayConfig, ReplayEvent, replay_with};
 use crate::reader::{OpenOptions, ReplayReader};
 use crate::report::{Distribution, LogReport, PlotData, REPORT_VERSION};
 use crate::scoring::{Hypothesis, Scorer, TruthObject};
@@ -89,20 +89,16 @@ fn push_thinned(points: &mut Vec<[f64; 2]>, p: [f64; 2]) {
     }
 }
 
-/// Distance [m] from `p` to the nearest of `hyps` (indexed by `index`) when that is at most
-/// `radius_m`; the same as the smallest `hypot` over all of `hyps`, kept when within `radius_m`.
-fn nearest_within(hyps: &[Hypothesis], index: &GridIndex, p: [f64; 2], radius_m: f64) -> Option<f64> {
-    let mut nearest_m: Option<f64> = None;
-    index.for_each_near(p, radius_m, |hi| {
-        let (dx, dy) = (hyps[hi].position_m[0] - p[0], hyps[hi].position_m[1] - p[1]);
-        if compare_hypot(dx, dy, radius_m) != Some(Ordering::Greater) {
-            let d = dx.hypot(dy);
-            if nearest_m.is_none_or(|n| d < n) {
-                nearest_m = Some(d);
-            }
+/// Keeps in `nearest_m` the distance [m] from `p` to `h` when that is at most `radius_m` and below
+/// the distance kept: over every hypothesis within `radius_m`, in any order, the smallest `hypot`.
+fn keep_nearer(nearest_m: &mut Option<f64>, h: &Hypothesis, p: [f64; 2], radius_m: f64) {
+    let (dx, dy) = (h.position_m[0] - p[0], h.position_m[1] - p[1]);
+    if compare_hypot(dx, dy, radius_m) != Some(Ordering::Greater) {
+        let d = dx.hypot(dy);
+        if d <= radius_m && nearest_m.is_none_or(|n| d < n) {
+            *nearest_m = Some(d);
         }
-    });
-    nearest_m.filter(|&d| d <= radius_m)
+    }
 }
 
 /// Replays and scores one log. `wall_time_s` and `speedup` of the report are left at 0 for the
@@ -127,57 +123,69 @@ pub fn validate_log(
     let mut truth_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
     let mut fused_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
 
-    let summary = replay(reader, config, |event| -> Result<(), std::convert::Infallible> {
-        match event {
-            ReplayEvent::Truth { truth, objects } => {
-                let t_ns = truth.time.as_nanos();
-                let start = *first_truth_ns.get_or_insert(t_ns);
-                let truths = truth_objects(truth, &site);
-                let hyps = hypotheses(objects);
-                // One grid of the hypotheses for the scorer and for the plots' nearest errors.
-                let index = GridIndex::new(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
-                scorer.add_frame_indexed(truth.time, &truths, &hyps, &index);
-                // Plot data and scenario facts.
-                let mut err_sum = 0.0;
-                let mut err_n = 0usize;
-                for t in &truths {
-                    if t.in_coverage {
-                        first_in_coverage_ns.entry(t.id).get_or_insert(t_ns);
-                        push_thinned(truth_tracks.entry(t.id), t.position_m);
-                        // Error of the nearest hypothesis of any class, when within the vehicle gate.
-                        if let Some(d) = nearest_within(&hyps, &index, t.position_m, criteria.scoring.gate_vehicle_m) {
-                            err_sum += d;
-                            err_n += 1;
-                        }
-                    }
-                }
-                for o in &truth.objects {
-                    if let Some(v2x) = &o.v2x_id {
-                        let point = (t_ns, o.center_m.x, o.center_m.y);
-                        match facts.ego_tracks.get_mut(v2x) {
-                            Some(track) => track.push(point),
-                            None => {
-                                facts.ego_tracks.insert(v2x.clone(), vec![point]);
+    // Of each broadcast only its time is needed: no roadside frame is built.
+    let summary = replay_with(
+        reader,
+        config,
+        |_, at, _| at,
+        |event| -> Result<(), std::convert::Infallible> {
+            match event {
+                ReplayEvent::Truth { truth, objects } => {
+                    let t_ns = truth.time.as_nanos();
+                    let start = *first_truth_ns.get_or_insert(t_ns);
+                    let truths = truth_objects(truth, &site);
+                    let hyps = hypotheses(objects);
+                    // One grid of the hypotheses for the scorer and for the plots' nearest errors.
+                    let index = GridIndex::new(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
+                    // The scorer's grid queries also find each scored truth's nearest hypothesis of any
+                    // class within the vehicle gate, for the plots.
+                    let gate_m = criteria.scoring.gate_vehicle_m;
+                    let mut nearest_m: Vec<Option<f64>> = vec![None; truths.len()];
+                    scorer.add_frame_indexed(truth.time, &truths, &hyps, &index, gate_m, |ti, hi| {
+                        keep_nearer(&mut nearest_m[ti], &hyps[hi], truths[ti].position_m, gate_m);
+                    });
+                    // Plot data and scenario facts.
+                    let mut err_sum = 0.0;
+                    let mut err_n = 0usize;
+                    for (t, nearest_m) in truths.iter().zip(&nearest_m) {
+                        if t.in_coverage {
+                            first_in_coverage_ns.entry(t.id).get_or_insert(t_ns);
+                            push_thinned(truth_tracks.entry(t.id), t.position_m);
+                            // Error of the nearest hypothesis of any class, when within the vehicle gate.
+                            if let Some(d) = nearest_m {
+                                err_sum += d;
+                                err_n += 1;
                             }
                         }
                     }
+                    for o in &truth.objects {
+                        if let Some(v2x) = &o.v2x_id {
+                            let point = (t_ns, o.center_m.x, o.center_m.y);
+                            match facts.ego_tracks.get_mut(v2x) {
+                                Some(track) => track.push(point),
+                                None => {
+                                    facts.ego_tracks.insert(v2x.clone(), vec![point]);
+                                }
+                            }
+                        }
+                    }
+                    if err_n > 0 {
+                        plot.error_over_time.push(((t_ns - start) as f64 * 1e-9, err_sum / err_n as f64));
+                    }
+                    for h in &hyps {
+                        push_thinned(fused_tracks.entry(h.id), h.position_m);
+                    }
                 }
-                if err_n > 0 {
-                    plot.error_over_time.push(((t_ns - start) as f64 * 1e-9, err_sum / err_n as f64));
+                ReplayEvent::Broadcast { frame: at, objects } => {
+                    for o in objects {
+                        plot.ages_s.push(at.secs_since(o.last_update).max(0.0));
+                    }
                 }
-                for h in &hyps {
-                    push_thinned(fused_tracks.entry(h.id), h.position_m);
-                }
+                ReplayEvent::Input { .. } => {}
             }
-            ReplayEvent::Broadcast { frame, objects } => {
-                for o in objects {
-                    plot.ages_s.push(frame.time.secs_since(o.last_update).max(0.0));
-                }
-            }
-            ReplayEvent::Input { .. } => {}
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     facts.first_in_coverage_ns =
         first_in_coverage_ns.into_sorted().filter_map(|(id, t_ns)| Some((id, t_ns?))).collect();
     plot.truth_tracks = truth_tracks.into_sorted().collect();
