@@ -107,6 +107,13 @@ impl SpatialGrid {
     /// Appends to `out` the items in every cell that a disc of `radius_m` around (x, y) touches
     /// (a superset of the items within the disc), in ascending index order per cell.
     pub fn query(&self, x: f64, y: f64, radius_m: f64, out: &mut Vec<usize>) {
+        self.for_each_near(x, y, radius_m, |i| out.push(i));
+    }
+
+    /// Calls `visit` with the items [`SpatialGrid::query`] would return, in the same order,
+    /// without collecting them.
+    #[inline]
+    pub fn for_each_near(&self, x: f64, y: f64, radius_m: f64, mut visit: impl FnMut(usize)) {
         if !(x.is_finite() && y.is_finite() && radius_m.is_finite()) {
             return;
         }
@@ -127,14 +134,18 @@ impl SpatialGrid {
                 let row = (cx - self.x0) * self.height - self.y0;
                 let (a, b) =
                     (self.starts[(row + y_lo) as usize] as usize, self.starts[(row + y_hi) as usize + 1] as usize);
-                out.extend(self.items[a..b].iter().map(|&i| i as usize));
+                for &i in &self.items[a..b] {
+                    visit(i as usize);
+                }
             }
             return;
         }
         // Row by row: the cells (cx, y0..=y1) are adjacent in the sorted entries.
         for cx in x0..=x1 {
             let start = self.entries.partition_point(|e| (e.0, e.1) < (cx, y0));
-            out.extend(self.entries[start..].iter().take_while(|e| e.0 == cx && e.1 <= y1).map(|e| e.2 as usize));
+            for e in self.entries[start..].iter().take_while(|e| e.0 == cx && e.1 <= y1) {
+                visit(e.2 as usize);
+            }
         }
     }
 }

@@ -692,6 +692,10 @@ impl Fusion {
         // The rotation as a matrix: 9 products per point instead of the quaternion's ~30.
         let rot = world_from_sensor.rotation.to_rotation_matrix().into_inner();
         let translation = world_from_sensor.translation.vector;
+        // A level lidar (rotated about the vertical only) turns headings by its own yaw: no
+        // sine, cosine and arctangent per detection.
+        let level_yaw_rad =
+            (rot[(2, 0)].abs() < 1e-12 && rot[(2, 1)].abs() < 1e-12).then(|| rot[(1, 0)].atan2(rot[(0, 0)]));
         let mut meas = Vec::with_capacity(dets.len());
         for d in dets {
             let finite = d.center_in_sensor.iter().all(|v| v.is_finite()) && d.yaw_rad.is_finite();
@@ -704,14 +708,20 @@ impl Fusion {
                 continue;
             }
             let c = rot * d.center_in_sensor.coords + translation;
-            let (sin_yaw, cos_yaw) = d.yaw_rad.sin_cos();
-            let heading = rot.column(0) * cos_yaw + rot.column(1) * sin_yaw;
+            let yaw_rad = match level_yaw_rad {
+                Some(sensor_yaw_rad) => wrap_angle(d.yaw_rad + sensor_yaw_rad),
+                None => {
+                    let (sin_yaw, cos_yaw) = d.yaw_rad.sin_cos();
+                    let heading = rot.column(0) * cos_yaw + rot.column(1) * sin_yaw;
+                    heading.y.atan2(heading.x)
+                }
+            };
             let sigma = noise.position_sigma_at(d.center_in_sensor.coords.norm());
             meas.push(LidarMeas {
                 pos: Vector2::new(c.x, c.y),
                 r: Matrix2::identity() * sigma * sigma,
                 z_ground_m: c.z - 0.5 * d.size.height_m,
-                yaw_rad: heading.y.atan2(heading.x),
+                yaw_rad,
                 size: d.size,
                 class: d.class,
                 score: d.score,
@@ -733,28 +743,24 @@ impl Fusion {
         let relevant = self.predict_near(t, sensor_xy, reach_m);
         let mut candidates = Vec::with_capacity(2 * meas.len());
         let mut gated = vec![false; meas.len()];
-        let mut near = Vec::with_capacity(64);
         for &ti in &relevant {
             let motion = &self.tracks[ti].motion;
             let (p, trace_p) = (motion.position(), motion.position_cov().trace());
             let radius2 = (self.config.gate_chi2 * (trace_p + max_trace_r)).min(max_radius2);
-            near.clear();
-            self.meas_grid.query(p.x, p.y, radius2.sqrt(), &mut near);
-            for &j in &near {
+            let gate_chi2 = self.config.gate_chi2;
+            self.meas_grid.for_each_near(p.x, p.y, radius2.sqrt(), |j| {
                 let m = &meas[j];
                 let y = m.pos - p;
                 // d² ≥ |y|² / λmax(S) ≥ |y|² / trace(S): a cheap exact pre-check of the gate.
                 let trace_s = trace_p + m.r.trace();
-                if y.norm_squared() > max_radius2 || y.norm_squared() > self.config.gate_chi2 * trace_s {
-                    continue;
+                if y.norm_squared() > max_radius2 || y.norm_squared() > gate_chi2 * trace_s {
+                    return;
                 }
-                if let Some((d2, ln_det)) =
-                    motion.position_like_gate(&y, &Matrix2::identity(), &m.r, self.config.gate_chi2)
-                {
+                if let Some((d2, ln_det)) = motion.position_like_gate(&y, &Matrix2::identity(), &m.r, gate_chi2) {
                     gated[j] = true;
                     candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
                 }
-            }
+            });
         }
         let pairs = assign(&candidates, self.tracks.len(), meas.len());
         let mut matched = vec![false; self.tracks.len()];
@@ -862,22 +868,21 @@ impl Fusion {
             let jpj = proj.jacobian_px_per_m * motion.position_cov() * proj.jacobian_px_per_m.transpose();
             let s = jpj + Matrix2::identity() * pixel_sigma_px.powi(2);
             let radius = (self.config.gate_chi2 * s.trace()).sqrt().min(400.0) + 3.0 * pixel_sigma_px;
-            near.clear();
-            pixel_grid.query(proj.bottom_center_px.x, proj.bottom_center_px.y, radius, &mut near);
-            for &j in &near {
+            let gate_chi2 = self.config.gate_chi2;
+            pixel_grid.for_each_near(proj.bottom_center_px.x, proj.bottom_center_px.y, radius, |j| {
                 let m = &meas[j];
                 let y = m.bottom_px - proj.bottom_center_px;
                 let s = jpj + m.r;
                 // d² ≥ |y|² / λmax(S) ≥ |y|² / trace(S) (S is positive definite): pairs clearly
                 // outside the gate are skipped before inverting S.
-                if y.norm_squared() > self.config.gate_chi2 * s.trace() * (1.0 + 1e-9) {
-                    continue;
+                if y.norm_squared() > gate_chi2 * s.trace() * (1.0 + 1e-9) {
+                    return;
                 }
-                if let Some((d2, ln_det)) = innovation_distance(&s, &y, self.config.gate_chi2) {
+                if let Some((d2, ln_det)) = innovation_distance(&s, &y, gate_chi2) {
                     gated[j] = true;
                     candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
                 }
-            }
+            });
         }
         let pairs = assign(&candidates, self.tracks.len(), meas.len());
         let mut matched = vec![false; self.tracks.len()];
@@ -1284,21 +1289,18 @@ impl Fusion {
             items.push((p, travel_m, tr.v2x.is_some()));
         }
         self.grid.rebuild(items.iter().map(|(p, _, _)| (p.x, p.y)));
-        let mut near = Vec::with_capacity(64);
         let mut pairs = Vec::new();
         for (i, &(pa, travel_a, linked_a)) in items.iter().enumerate() {
             // Pairs are looked at from the lower index, except that a V2X-linked track also
             // looks back (its partner only searched the merge distance).
             let radius_m = reach_of(linked_a) + travel_a + max_travel_m;
-            near.clear();
-            self.grid.query(pa.x, pa.y, radius_m, &mut near);
-            for &j in &near {
+            self.grid.for_each_near(pa.x, pa.y, radius_m, |j| {
                 let (pb, travel_b, linked_b) = items[j];
                 let bound_m = reach_of(linked_a || linked_b) + travel_a + travel_b;
                 if (j > i || (linked_a && !linked_b)) && (pb - pa).norm_squared() <= bound_m * bound_m {
                     pairs.push((i.min(j), i.max(j)));
                 }
-            }
+            });
         }
         // In index order (the older track first), each pair once.
         pairs.sort_unstable();
