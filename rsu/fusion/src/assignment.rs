@@ -150,6 +150,65 @@ impl SpatialGrid {
     }
 }
 
+/// Calls `visit(i, j)` (i < j) for every pair of points that may lie within `cell_m` of each
+/// other: each pair in the same or in adjacent square cells of `cell_m` (a superset of the pairs
+/// within `cell_m`; the caller tests the distance), each pair once. Non-finite points, and points
+/// more than 2³⁰ cells from the origin, are left out. `keys` is scratch space.
+///
+/// The points are sorted by cell; a point then looks at the rest of its own cell, the cell above
+/// it in its column, and three cells of the next column: runs of the sorted keys, found by a
+/// pointer that only moves forward. Cheaper than building a [`SpatialGrid`] when the points are few or spread over
+/// a large area, and the order of the calls depends only on the points.
+pub fn close_pairs(
+    points: &[(f64, f64)],
+    cell_m: f64,
+    keys: &mut Vec<(u64, u32)>,
+    mut visit: impl FnMut(usize, usize),
+) {
+    keys.clear();
+    if !(cell_m.is_finite() && cell_m > 0.0) {
+        return;
+    }
+    let per_m = 1.0 / cell_m;
+    // Cell coordinates offset by 2³¹ so that they sort as unsigned numbers.
+    const OFFSET: i64 = 1 << 31;
+    const LIMIT: f64 = (1u64 << 30) as f64;
+    let cell = |v: f64| {
+        let q = (v * per_m).floor();
+        (q.abs() < LIMIT).then(|| (q as i64 + OFFSET) as u64)
+    };
+    for (i, &(x, y)) in points.iter().enumerate() {
+        if let (Some(cx), Some(cy)) = (cell(x), cell(y)) {
+            keys.push(((cx << 32) | cy, i as u32));
+        }
+    }
+    keys.sort_unstable();
+    // Keys grow with the point looked from, and so does the start of its run in the next column:
+    // `next` only moves forward.
+    let mut next = 0;
+    for (a, &(key, i)) in keys.iter().enumerate() {
+        let (cx, cy) = (key >> 32, key & u64::from(u32::MAX));
+        let mut pair = |b: usize| {
+            let j = keys[b].1;
+            visit(i.min(j) as usize, i.max(j) as usize);
+        };
+        // The rest of its own cell and the cell above: the keys right after it.
+        let up = (cx << 32) | (cy + 1);
+        for b in (a + 1..keys.len()).take_while(|&b| keys[b].0 <= up) {
+            pair(b);
+        }
+        // The next column, rows cy - 1 ..= cy + 1.
+        let (lo, hi) = (((cx + 1) << 32) | cy.saturating_sub(1), ((cx + 1) << 32) | (cy + 1));
+        next = next.max(a + 1);
+        while next < keys.len() && keys[next].0 < lo {
+            next += 1;
+        }
+        for b in (next..keys.len()).take_while(|&b| keys[b].0 <= hi) {
+            pair(b);
+        }
+    }
+}
+
 /// Solves the assignment over gated candidate pairs of `n_tracks` tracks and `n_meas`
 /// measurements: splits them into connected components and solves each optimally (most pairs
 /// first, then least total cost). Pairs with a non-finite cost or an index out of range are
@@ -456,6 +515,31 @@ mod tests {
         ];
         assert_eq!(assign(&c, 3, 3), vec![(2, 2)]);
         assert!(assign(&[], 0, 0).is_empty() && assign(&[], 4, 4).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn close_pairs_finds_every_close_pair_once(
+            pts in proptest::collection::vec((-40.0f64..40.0, -40.0f64..40.0), 0..80),
+            cell_m in 0.5f64..12.0,
+        ) {
+            let mut keys = Vec::new();
+            let mut got = Vec::new();
+            close_pairs(&pts, cell_m, &mut keys, |i, j| got.push((i, j)));
+            let n_found = got.len();
+            got.sort_unstable();
+            got.dedup();
+            prop_assert_eq!(got.len(), n_found, "a pair was visited twice");
+            prop_assert!(got.iter().all(|&(i, j)| i < j));
+            for i in 0..pts.len() {
+                for j in i + 1..pts.len() {
+                    let d = ((pts[i].0 - pts[j].0).powi(2) + (pts[i].1 - pts[j].1).powi(2)).sqrt();
+                    if d <= cell_m {
+                        prop_assert!(got.binary_search(&(i, j)).is_ok(), "missed ({i}, {j}) at {d} m");
+                    }
+                }
+            }
+        }
     }
 
     proptest! {

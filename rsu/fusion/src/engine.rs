@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use nalgebra::{Matrix2, Point2, Point3, Vector2, Vector3};
 use serde::{Deserialize, Serialize};
 
-use crate::assignment::{Candidate, SpatialGrid, assign};
+use crate::assignment::{Candidate, SpatialGrid, assign, close_pairs};
 use crate::broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
 use crate::calibration::{ConfigError, LidarNoise, SensorCalibration, SensorMask, SensorModel, SiteConfig};
 use crate::camera::CameraGeometry;
@@ -1267,9 +1267,9 @@ impl Fusion {
         // A pair with a V2X-linked track is matched beyond the merge distance (a V2X-only track
         // can be matched with the perceived track of the same car).
         let reach_of = |linked: bool| if linked { cfg.max_gate_radius_m } else { cfg.merge_distance_m };
-        // Position, travel bound and V2X link of each track.
+        // Position, travel bound and V2X link of each confirmed track.
         let mut items: Vec<(Vector2<f64>, f64, bool)> = Vec::with_capacity(self.tracks.len());
-        let mut max_travel_m = 0.0f64;
+        let (mut max_travel_m, mut any_linked) = (0.0f64, false);
         for tr in &mut self.tracks {
             let mut travel_m = 0.0;
             if tr.confirmed {
@@ -1284,27 +1284,23 @@ impl Fusion {
                     travel_m += TRAVEL_ROUNDING_M;
                 }
                 max_travel_m = max_travel_m.max(travel_m);
+                any_linked |= tr.v2x.is_some();
             }
             let p = if tr.confirmed { tr.motion.position() } else { Vector2::repeat(f64::NAN) };
             items.push((p, travel_m, tr.v2x.is_some()));
         }
-        self.grid.rebuild(items.iter().map(|(p, _, _)| (p.x, p.y)));
+        // Every pair that may be close enough, each once, in index order (the older track first).
+        let points: Vec<(f64, f64)> = items.iter().map(|(p, _, _)| (p.x, p.y)).collect();
         let mut pairs = Vec::new();
-        for (i, &(pa, travel_a, linked_a)) in items.iter().enumerate() {
-            // Pairs are looked at from the lower index, except that a V2X-linked track also
-            // looks back (its partner only searched the merge distance).
-            let radius_m = reach_of(linked_a) + travel_a + max_travel_m;
-            self.grid.for_each_near(pa.x, pa.y, radius_m, |j| {
-                let (pb, travel_b, linked_b) = items[j];
-                let bound_m = reach_of(linked_a || linked_b) + travel_a + travel_b;
-                if (j > i || (linked_a && !linked_b)) && (pb - pa).norm_squared() <= bound_m * bound_m {
-                    pairs.push((i.min(j), i.max(j)));
-                }
-            });
-        }
-        // In index order (the older track first), each pair once.
+        let mut keys = Vec::with_capacity(points.len());
+        close_pairs(&points, reach_of(any_linked) + 2.0 * max_travel_m, &mut keys, |i, j| {
+            let ((pa, travel_a, linked_a), (pb, travel_b, linked_b)) = (items[i], items[j]);
+            let bound_m = reach_of(linked_a || linked_b) + travel_a + travel_b;
+            if (pb - pa).norm_squared() <= bound_m * bound_m {
+                pairs.push((i, j));
+            }
+        });
         pairs.sort_unstable();
-        pairs.dedup();
         let mut remove = vec![false; self.tracks.len()];
         let mut merges = Vec::new();
         for (i, j) in pairs {
