@@ -152,58 +152,59 @@ impl SpatialGrid {
 
 /// Calls `visit(i, j)` (i < j) for every pair of points that may lie within `cell_m` of each
 /// other: each pair in the same or in adjacent square cells of `cell_m` (a superset of the pairs
-/// within `cell_m`; the caller tests the distance), each pair once. Non-finite points, and points
-/// more than 2³⁰ cells from the origin, are left out. `keys` is scratch space.
+/// within `cell_m`; the caller tests the distance), each pair once. Non-finite points, points
+/// more than 2²⁰ cells from the origin and points from index 2²² on are left out. `keys` is
+/// scratch space.
 ///
-/// The points are sorted by cell; a point then looks at the rest of its own cell, the cell above
-/// it in its column, and three cells of the next column: runs of the sorted keys, found by a
-/// pointer that only moves forward. Cheaper than building a [`SpatialGrid`] when the points are few or spread over
-/// a large area, and the order of the calls depends only on the points.
-pub fn close_pairs(
-    points: &[(f64, f64)],
-    cell_m: f64,
-    keys: &mut Vec<(u64, u32)>,
-    mut visit: impl FnMut(usize, usize),
-) {
+/// The points are sorted by cell (one integer key each: column, row, index); a point then looks
+/// at the rest of its own cell, the cell above it in its column, and three cells of the next
+/// column: runs of the sorted keys, found by a pointer that only moves forward. Cheaper than
+/// building a [`SpatialGrid`] when the points are few or spread over a large area, and the order
+/// of the calls depends only on the points.
+pub fn close_pairs(points: &[(f64, f64)], cell_m: f64, keys: &mut Vec<u64>, mut visit: impl FnMut(usize, usize)) {
     keys.clear();
     if !(cell_m.is_finite() && cell_m > 0.0) {
         return;
     }
     let per_m = 1.0 / cell_m;
-    // Cell coordinates offset by 2³¹ so that they sort as unsigned numbers.
-    const OFFSET: i64 = 1 << 31;
-    const LIMIT: f64 = (1u64 << 30) as f64;
+    // Key bits: column (21), row (21), index (22); cells offset by 2²⁰ to sort as unsigned.
+    const INDEX_BITS: u32 = 22;
+    const CELL_BITS: u32 = 21;
+    const OFFSET: i64 = 1 << (CELL_BITS - 1);
     let cell = |v: f64| {
         let q = (v * per_m).floor();
-        (q.abs() < LIMIT).then(|| (q as i64 + OFFSET) as u64)
+        (q.abs() < OFFSET as f64).then(|| (q as i64 + OFFSET) as u64)
     };
-    for (i, &(x, y)) in points.iter().enumerate() {
+    for (i, &(x, y)) in points.iter().enumerate().take(1 << INDEX_BITS) {
         if let (Some(cx), Some(cy)) = (cell(x), cell(y)) {
-            keys.push(((cx << 32) | cy, i as u32));
+            keys.push((((cx << CELL_BITS) | cy) << INDEX_BITS) | i as u64);
         }
     }
     keys.sort_unstable();
+    let cell_key = |cx: u64, cy: u64| ((cx << CELL_BITS) | cy) << INDEX_BITS;
+    let index = |k: u64| (k & ((1 << INDEX_BITS) - 1)) as usize;
     // Keys grow with the point looked from, and so does the start of its run in the next column:
     // `next` only moves forward.
     let mut next = 0;
-    for (a, &(key, i)) in keys.iter().enumerate() {
-        let (cx, cy) = (key >> 32, key & u64::from(u32::MAX));
+    for (a, &key) in keys.iter().enumerate() {
+        let (cx, cy, i) = (key >> (CELL_BITS + INDEX_BITS), (key >> INDEX_BITS) & ((1 << CELL_BITS) - 1), index(key));
         let mut pair = |b: usize| {
-            let j = keys[b].1;
-            visit(i.min(j) as usize, i.max(j) as usize);
+            let j = index(keys[b]);
+            visit(i.min(j), i.max(j));
         };
-        // The rest of its own cell and the cell above: the keys right after it.
-        let up = (cx << 32) | (cy + 1);
-        for b in (a + 1..keys.len()).take_while(|&b| keys[b].0 <= up) {
+        // The rest of its own cell and the cell above: the keys right after it (a row past the
+        // last one is never occupied).
+        let up_end = cell_key(cx, cy + 2);
+        for b in (a + 1..keys.len()).take_while(|&b| keys[b] < up_end) {
             pair(b);
         }
         // The next column, rows cy - 1 ..= cy + 1.
-        let (lo, hi) = (((cx + 1) << 32) | cy.saturating_sub(1), ((cx + 1) << 32) | (cy + 1));
+        let (lo, end) = (cell_key(cx + 1, cy.saturating_sub(1)), cell_key(cx + 1, cy + 2));
         next = next.max(a + 1);
-        while next < keys.len() && keys[next].0 < lo {
+        while next < keys.len() && keys[next] < lo {
             next += 1;
         }
-        for b in (next..keys.len()).take_while(|&b| keys[b].0 <= hi) {
+        for b in (next..keys.len()).take_while(|&b| keys[b] < end) {
             pair(b);
         }
     }

@@ -1274,9 +1274,9 @@ impl Fusion {
             let mut travel_m = 0.0;
             if tr.confirmed {
                 travel_m = tr.motion.speed() * t.secs_since(tr.time).max(0.0);
-                // Tracks that may have moved further than the merge distance (long out of every
-                // sensor's reach) are predicted, so the searches stay small.
-                if travel_m > cfg.merge_distance_m {
+                // Tracks that may have moved further than a gate radius (long out of every
+                // sensor's reach) are predicted, so the cells stay small.
+                if travel_m > cfg.max_gate_radius_m {
                     predict_track(tr, t, &self.noise);
                     travel_m = 0.0;
                 }
