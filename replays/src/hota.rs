@@ -41,7 +41,8 @@ fn thresholds_met(s: f64, limits: &[f64; ALPHAS]) -> usize {
     while n < ALPHAS && s >= limits[n] {
         n += 1;
     }
-    while n > 0 && !(s >= limits[n - 1]) {
+    // NaN starts and stays at 0, so below `s` is a number.
+    while n > 0 && s < limits[n - 1] {
         n -= 1;
     }
     n
@@ -404,8 +405,7 @@ mod tests {
         let limits = threshold_limits();
         let by_scan = |s: f64| (0..ALPHAS).take_while(|&a| s >= alpha(a) - f64::EPSILON).count();
         let mut values = vec![0.0, -0.0, 1.0, 2.0, -1.0, f64::NAN, f64::INFINITY, f64::MIN_POSITIVE];
-        for a in 0..ALPHAS {
-            let limit = limits[a];
+        for (a, &limit) in limits.iter().enumerate() {
             values.extend([limit, limit.next_up(), limit.next_down(), alpha(a), alpha(a).next_down()]);
         }
         values.extend((0..=20_000).map(|k| k as f64 * 5e-5));

@@ -71,9 +71,9 @@ impl LidarCone {
     /// 1-Lipschitz), and r_xy sin β − |z| cos β = range · sin(β − |elevation|) does the same for the
     /// elevation; at most −ε (range + 1) puts it as far outside.
     fn decide(&self, p: &Point3<f64>, max_range_m: f64) -> Option<bool> {
-        // The range test exactly as `covers` makes it.
+        // The range test exactly as `covers` makes it (out when either is NaN).
         let range_m = p.coords.norm();
-        if !(range_m <= max_range_m) {
+        if !matches!(range_m.partial_cmp(&max_range_m), Some(Ordering::Less | Ordering::Equal)) {
             return Some(false);
         }
         let margin_m = CONE_MARGIN * (range_m + 1.0);
@@ -343,7 +343,8 @@ mod tests {
                 let (half_h, half_v) = ((hfov / 2.0_f64).to_radians(), (vfov / 2.0_f64).to_radians());
                 for range in [0.0, 1e-9, 0.5, 30.0, 80.0 - 1e-9, 80.0, 80.0 + 1e-9, 95.0] {
                     for (&dh, &dv) in nudges.iter().flat_map(|h| nudges.iter().map(move |v| (h, v))) {
-                        for (azimuth, elevation) in [(half_h + dh, half_v + dv), (-half_h - dh, -half_v + dv), (dh, dv)] {
+                        for (azimuth, elevation) in [(half_h + dh, half_v + dv), (-half_h - dh, -half_v + dv), (dh, dv)]
+                        {
                             let in_sensor = Point3::new(
                                 range * elevation.cos() * azimuth.cos(),
                                 range * elevation.cos() * azimuth.sin(),
