@@ -371,7 +371,7 @@ impl Scorer {
             .collect();
         let truth_ids: Vec<u32> = scored.iter().map(|t| t.id).collect();
         let hyp_ids: Vec<u32> = hyps.iter().map(|h| h.id).collect();
-        self.hota.add_frame(&truth_ids, &hyp_ids, sims);
+        self.hota.add_frame(&truth_ids, &hyp_ids, &sims);
 
         let truth_slots: Vec<usize> =
             truth_ids.iter().map(|&id| slot_of(&mut self.truth_slots, &mut self.truths, id)).collect();
