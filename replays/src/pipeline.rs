@@ -16,7 +16,9 @@
 use std::collections::BTreeMap;
 
 use nalgebra::{Isometry3, Translation3, UnitQuaternion, Vector3};
-use rsu_fusion::{FusedObject, Fusion, FusionConfig, FusionError, Ingest, RoadsideFrame, SiteConfig, Timestamp};
+use rsu_fusion::{
+    FusedObject, Fusion, FusionConfig, FusionError, Ingest, ObjectKinematics, RoadsideFrame, SiteConfig, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
 
@@ -79,9 +81,30 @@ pub fn site_for(meta: &ReplayMeta, config: &ReplayConfig) -> Result<SiteConfig, 
     Ok(site)
 }
 
+/// What a replay polls from the engine at broadcast ticks and ground-truth times: the full
+/// [`FusedObject`]s, or only their [`ObjectKinematics`] (all that scoring needs, the same values
+/// for a fraction of the work).
+pub trait PolledObject: Sized {
+    /// The engine's objects at `at` (fusing first whatever is due by `at`).
+    fn poll(fusion: &mut Fusion, at: Timestamp) -> Vec<Self>;
+}
+
+impl PolledObject for FusedObject {
+    fn poll(fusion: &mut Fusion, at: Timestamp) -> Vec<Self> {
+        fusion.poll_objects(at)
+    }
+}
+
+impl PolledObject for ObjectKinematics {
+    fn poll(fusion: &mut Fusion, at: Timestamp) -> Vec<Self> {
+        fusion.poll_kinematics(at)
+    }
+}
+
 /// What the replay hands to its caller, in time order. `B` is what a broadcast tick hands over:
-/// the [`RoadsideFrame`] for [`replay`], or what the caller of [`replay_with`] makes of the tick.
-pub enum ReplayEvent<'a, B = RoadsideFrame> {
+/// the [`RoadsideFrame`] for [`replay`], or what the caller of [`replay_with`] makes of the tick;
+/// `O` is what is polled from the engine (see [`PolledObject`]).
+pub enum ReplayEvent<'a, B = RoadsideFrame, O = FusedObject> {
     /// A message read from the log (after it was handed to the engine), and what the engine did.
     Input {
         /// The message.
@@ -93,15 +116,15 @@ pub enum ReplayEvent<'a, B = RoadsideFrame> {
     Broadcast {
         /// The frame.
         frame: &'a B,
-        /// The fused objects (full state and covariance).
-        objects: &'a [FusedObject],
+        /// The fused objects.
+        objects: &'a [O],
     },
     /// A ground-truth frame with the fused objects predicted to its time.
     Truth {
         /// The truth.
         truth: &'a GroundTruthFrame,
         /// Fused objects at `truth.time`.
-        objects: &'a [FusedObject],
+        objects: &'a [O],
     },
 }
 
@@ -168,12 +191,12 @@ pub fn replay<E: std::fmt::Display>(
 
 /// [`replay`] with the broadcast of each tick made by `broadcast` from the engine, the tick and the
 /// objects polled at it, for callers that need less than the whole [`RoadsideFrame`] (building
-/// one costs about as much as scoring a frame).
-pub fn replay_with<B, E: std::fmt::Display>(
+/// one costs about as much as scoring a frame), and with the objects polled as `O`.
+pub fn replay_with<B, O: PolledObject, E: std::fmt::Display>(
     mut reader: ReplayReader,
     config: &ReplayConfig,
-    mut broadcast: impl FnMut(&mut Fusion, Timestamp, &[FusedObject]) -> B,
-    mut handler: impl FnMut(ReplayEvent<'_, B>) -> Result<(), E>,
+    mut broadcast: impl FnMut(&mut Fusion, Timestamp, &[O]) -> B,
+    mut handler: impl FnMut(ReplayEvent<'_, B, O>) -> Result<(), E>,
 ) -> Result<ReplaySummary, PipelineError> {
     if !(config.broadcast_rate_hz > 0.0 && config.broadcast_rate_hz <= 50.0) {
         return Err(PipelineError::Config(format!(
@@ -188,7 +211,7 @@ pub fn replay_with<B, E: std::fmt::Display>(
     let period_ns = (1e9 / config.broadcast_rate_hz).round() as i64;
     let mut next_tick: Option<i64> = None;
     // The objects of the last tick, while nothing has been handed to the engine since.
-    let mut tick_objects: Option<(Timestamp, Vec<FusedObject>)> = None;
+    let mut tick_objects: Option<(Timestamp, Vec<O>)> = None;
     let mut summary = ReplaySummary::default();
     let fail = |e: E| PipelineError::Handler(e.to_string());
 
@@ -204,7 +227,7 @@ pub fn replay_with<B, E: std::fmt::Display>(
         let tick = next_tick.get_or_insert_with(|| t.div_euclid(period_ns) * period_ns + period_ns);
         while *tick <= t {
             let at = Timestamp::from_nanos(*tick);
-            let objects = fusion.poll_objects(at);
+            let objects = O::poll(&mut fusion, at);
             let frame = broadcast(&mut fusion, at, &objects);
             summary.broadcasts += 1;
             handler(ReplayEvent::Broadcast { frame: &frame, objects: &objects }).map_err(fail)?;
@@ -235,7 +258,7 @@ pub fn replay_with<B, E: std::fmt::Display>(
             if config.poll_at_truth {
                 let objects = match tick_objects.take() {
                     Some((at, objects)) if at == truth.time => objects,
-                    _ => fusion.poll_objects(truth.time),
+                    _ => O::poll(&mut fusion, truth.time),
                 };
                 handler(ReplayEvent::Truth { truth, objects: &objects }).map_err(fail)?;
             }

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::path::Path;
 
 use nalgebra::Point3;
-use rsu_fusion::{FusedObject, SensorCalibration, SensorModel, SiteConfig};
+use rsu_fusion::{ObjectKinematics, SensorCalibration, SensorModel, SiteConfig};
 use v2x_proto::domain::GroundTruthFrame;
 
 use crate::criteria::{Criteria, ScenarioFacts, evaluate};
@@ -146,7 +146,7 @@ pub fn truth_objects(truth: &GroundTruthFrame, site: &SiteConfig) -> Vec<TruthOb
 }
 
 /// Fused objects as the scorer sees them.
-pub fn hypotheses(objects: &[FusedObject]) -> Vec<Hypothesis> {
+pub fn hypotheses(objects: &[ObjectKinematics]) -> Vec<Hypothesis> {
     objects
         .iter()
         .map(|o| Hypothesis {
@@ -210,8 +210,9 @@ pub fn validate_log(
     let mut truth_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
     let mut fused_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
 
-    // Of each broadcast only its time is needed: no roadside frame is built.
-    let summary = replay_with(
+    // Of each broadcast only its time is needed: no roadside frame is built. Only the objects'
+    // kinematics are polled.
+    let summary = replay_with::<_, ObjectKinematics, _>(
         reader,
         config,
         |_, at, _| at,

@@ -242,6 +242,48 @@ fn ctrv_propagate(p: &mut Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) {
     }
 }
 
+/// One CTRV step of the mean: the new position and (unwrapped) yaw, with the sines and cosines
+/// of the old and new yaw that the Jacobian reuses.
+struct CtrvStep {
+    nx: f64,
+    ny: f64,
+    yaw1: f64,
+    s0: f64,
+    c0: f64,
+    s1: f64,
+    c1: f64,
+}
+
+/// The CTRV mean `x` moved by `dt_s` (turning when the yaw rate is above 1e-4 rad/s, straight
+/// otherwise).
+fn ctrv_step(x: &Vector5, dt_s: f64) -> CtrvStep {
+    let (px, py, yaw, v, w) = (x[0], x[1], x[2], x[3], x[4]);
+    let (s0, c0) = yaw.sin_cos();
+    let yaw1 = yaw + w * dt_s;
+    let (s1, c1) = yaw1.sin_cos();
+    let (nx, ny) = if w.abs() > 1e-4 {
+        let vw = v / w;
+        (px + vw * (s1 - s0), py + vw * (c0 - c1))
+    } else {
+        (px + v * c0 * dt_s, py + v * s0 * dt_s)
+    };
+    CtrvStep { nx, ny, yaw1, s0, c0, s1, c1 }
+}
+
+/// Where a motion state's mean is after a prediction: position [m], velocity [m/s] and heading
+/// [rad], each computed as [`MotionState::predict`] followed by [`MotionState::position`],
+/// [`MotionState::velocity`] and the yaw of [`MotionState::as_ctrv`] compute it (bit for bit),
+/// without the covariance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Kinematics {
+    /// Position [m].
+    pub position_m: Vector2<f64>,
+    /// Velocity [m/s].
+    pub velocity_mps: Vector2<f64>,
+    /// Heading [rad].
+    pub yaw_rad: f64,
+}
+
 /// Symmetrises a covariance and keeps it positive definite (see [`guard_covariance`]).
 fn repair_covariance<const N: usize>(mut p: SMatrix<f64, N, N>) -> SMatrix<f64, N, N> {
     repair_in_place(&mut p);
@@ -419,24 +461,18 @@ impl MotionState {
         let adt = dt_s.abs();
         match self {
             MotionState::Ctrv { x, p } => {
-                let (px, py, yaw, v, w) = (x[0], x[1], x[2], x[3], x[4]);
-                let (s0, c0) = yaw.sin_cos();
-                let yaw1 = yaw + w * dt_s;
-                let (s1, c1) = yaw1.sin_cos();
+                let (v, w) = (x[3], x[4]);
+                let CtrvStep { nx, ny, yaw1, s0, c0, s1, c1 } = ctrv_step(x, dt_s);
                 // The Jacobian F is the identity except for rows x and y (columns yaw, speed,
                 // yaw rate: `fxy`) and F[yaw][yaw_rate] = dt.
-                let (nx, ny, fxy);
+                let fxy;
                 if w.abs() > 1e-4 {
                     let vw = v / w;
-                    nx = px + vw * (s1 - s0);
-                    ny = py + vw * (c0 - c1);
                     fxy = [
                         [vw * (c1 - c0), (s1 - s0) / w, -vw / w * (s1 - s0) + vw * c1 * dt_s],
                         [vw * (s1 - s0), (c0 - c1) / w, -vw / w * (c0 - c1) + vw * s1 * dt_s],
                     ];
                 } else {
-                    nx = px + v * c0 * dt_s;
-                    ny = py + v * s0 * dt_s;
                     fxy = [
                         [-v * s0 * dt_s, c0 * dt_s, -0.5 * v * s0 * dt_s * dt_s],
                         [v * c0 * dt_s, s0 * dt_s, 0.5 * v * c0 * dt_s * dt_s],
@@ -484,6 +520,37 @@ impl MotionState {
             }
             MotionState::Static { p, .. } => {
                 *p = repair_covariance(*p + Matrix2::identity() * (q.static_position_walk_mps.powi(2) * adt));
+            }
+        }
+    }
+
+    /// The mean after a prediction by `dt_s` (see [`Kinematics`]); `yaw_hint_rad` is the heading
+    /// of a model without one, as in [`MotionState::as_ctrv`].
+    pub fn kinematics_after(&self, dt_s: f64, yaw_hint_rad: f64) -> Kinematics {
+        let moves = dt_s != 0.0 && dt_s.is_finite();
+        match self {
+            MotionState::Ctrv { x, .. } => {
+                let (position_m, yaw_rad) = if moves {
+                    let step = ctrv_step(x, dt_s);
+                    (Vector2::new(step.nx, step.ny), wrap_angle(step.yaw1))
+                } else {
+                    (Vector2::new(x[0], x[1]), x[2])
+                };
+                let velocity_mps = Vector2::new(x[3] * yaw_rad.cos(), x[3] * yaw_rad.sin());
+                Kinematics { position_m, velocity_mps, yaw_rad }
+            }
+            MotionState::Cv { x, .. } => {
+                let (mut px, mut py) = (x[0], x[1]);
+                if moves {
+                    px += dt_s * x[2];
+                    py += dt_s * x[3];
+                }
+                let (vx, vy) = (x[2], x[3]);
+                let yaw_rad = if vx.hypot(vy) > 0.3 { vy.atan2(vx) } else { wrap_angle(yaw_hint_rad) };
+                Kinematics { position_m: Vector2::new(px, py), velocity_mps: Vector2::new(vx, vy), yaw_rad }
+            }
+            MotionState::Static { x, .. } => {
+                Kinematics { position_m: *x, velocity_mps: Vector2::zeros(), yaw_rad: wrap_angle(yaw_hint_rad) }
             }
         }
     }

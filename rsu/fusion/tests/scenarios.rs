@@ -1,7 +1,8 @@
 //! Deterministic scenario tests with known ground truth: straight and turning vehicles, crossing
 //! pedestrians, two vehicles passing close, an occlusion gap, camera-only objects, lidar dropout,
 //! out-of-order and late frames, connected cars (V2X) seen and unseen by sensors, sensors far
-//! apart whose frames interleave, and bit-for-bit determinism.
+//! apart whose frames interleave, kinematic polls equal to full ones, and bit-for-bit
+//! determinism.
 
 mod common;
 
@@ -95,6 +96,39 @@ fn sensors_far_apart_track_their_own_objects_with_frames_interleaved() {
         let key = |objs: &[FusedObject]| objs.iter().map(|o| (o.id, o.position_m)).collect::<Vec<_>>();
         assert_eq!(key(a), key(b), "deleting stale tracks after every batch changes nothing here (t = {t})");
     }
+}
+
+/// `poll_kinematics` gives exactly the kinematic fields of `poll_objects` (same engine state,
+/// same time) for vehicles (CTRV), pedestrians (CV) and a stopped car, at frame times and
+/// between them.
+#[test]
+fn kinematic_polls_equal_the_full_objects() {
+    let site = site_2l2c(0.15, 3.0);
+    let mut turning = Actor::straight(3, ObjectClass::Car, (-30.0, -6.0), 0.0, 8.0, 3.0);
+    turning.segments.push(Segment { duration_s: 4.0, speed_mps: 8.0, yaw_rate_rps: 0.25 });
+    let actors = vec![
+        Actor::straight(1, ObjectClass::Pedestrian, (-15.0, -8.0), PI / 2.0, 1.4, 8.0),
+        Actor::straight(2, ObjectClass::Car, (-40.0, -1.75), 0.0, 10.0, 8.0),
+        turning,
+        Actor::straight(4, ObjectClass::Car, (10.0, 5.0), PI, 0.0, 8.0),
+    ];
+    let sim = quiet_sim(5, 8.0);
+    let arrivals = simulate(&site, &actors, &sim);
+    let mut fusion = new_fusion(&site);
+    let (mut i, mut compared) = (0, 0);
+    for k in 1..=160 {
+        let at_s = k as f64 * 0.05;
+        while i < arrivals.len() && arrivals[i].arrive_s <= at_s {
+            fusion.handle_sensor_frame(ts(arrivals[i].arrive_s), &arrivals[i].frame);
+            i += 1;
+        }
+        // Both from the same state: each poll may fuse what is due and prune.
+        let kinematics = fusion.clone().poll_kinematics(ts(at_s));
+        let full: Vec<rsu_fusion::ObjectKinematics> = fusion.poll_objects(ts(at_s)).iter().map(Into::into).collect();
+        assert_eq!(kinematics, full, "at {at_s} s");
+        compared += full.len();
+    }
+    assert!(compared > 300, "objects compared: {compared}");
 }
 
 #[test]
