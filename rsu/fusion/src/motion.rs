@@ -465,19 +465,18 @@ impl MotionState {
                 let CtrvStep { nx, ny, yaw1, s0, c0, s1, c1 } = ctrv_step(x, dt_s);
                 // The Jacobian F is the identity except for rows x and y (columns yaw, speed,
                 // yaw rate: `fxy`) and F[yaw][yaw_rate] = dt.
-                let fxy;
-                if w.abs() > 1e-4 {
+                let fxy = if w.abs() > 1e-4 {
                     let vw = v / w;
-                    fxy = [
+                    [
                         [vw * (c1 - c0), (s1 - s0) / w, -vw / w * (s1 - s0) + vw * c1 * dt_s],
                         [vw * (s1 - s0), (c0 - c1) / w, -vw / w * (c0 - c1) + vw * s1 * dt_s],
-                    ];
+                    ]
                 } else {
-                    fxy = [
+                    [
                         [-v * s0 * dt_s, c0 * dt_s, -0.5 * v * s0 * dt_s * dt_s],
                         [v * c0 * dt_s, s0 * dt_s, 0.5 * v * c0 * dt_s * dt_s],
-                    ];
-                }
+                    ]
+                };
                 x[0] = nx;
                 x[1] = ny;
                 x[2] = wrap_angle(yaw1);
