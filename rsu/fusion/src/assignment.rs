@@ -172,8 +172,12 @@ pub fn close_pairs(points: &[(f64, f64)], cell_m: f64, keys: &mut Vec<u64>, mut 
     const CELL_BITS: u32 = 21;
     const OFFSET: i64 = 1 << (CELL_BITS - 1);
     let cell = |v: f64| {
-        let q = (v * per_m).floor();
-        (q.abs() < OFFSET as f64).then(|| (q as i64 + OFFSET) as u64)
+        let q = v * per_m;
+        // floor() without the libm call (the range test also drops NaN).
+        (q.abs() < OFFSET as f64).then(|| {
+            let t = q as i64;
+            ((if (t as f64) > q { t - 1 } else { t }) + OFFSET) as u64
+        })
     };
     for (i, &(x, y)) in points.iter().enumerate().take(1 << INDEX_BITS) {
         if let (Some(cx), Some(cy)) = (cell(x), cell(y)) {

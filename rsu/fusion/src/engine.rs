@@ -1337,39 +1337,48 @@ impl Fusion {
         // A pair with a V2X-linked track is matched beyond the merge distance (a V2X-only track
         // can be matched with the perceived track of the same car).
         let reach_of = |linked: bool| if linked { cfg.max_gate_radius_m } else { cfg.merge_distance_m };
-        // Position, travel bound and V2X link of each confirmed track.
-        let mut items: Vec<(Vector2<f64>, f64, bool)> = Vec::with_capacity(self.tracks.len());
+        // Position (NaN for tentative tracks, which the search leaves out) and travel bound of
+        // each track.
+        let mut points: Vec<(f64, f64)> = Vec::with_capacity(self.tracks.len());
+        let mut travels_m: Vec<f64> = Vec::with_capacity(self.tracks.len());
         let (mut max_travel_m, mut any_linked) = (0.0f64, false);
         for tr in &mut self.tracks {
-            let mut travel_m = 0.0;
-            if tr.confirmed {
-                travel_m = tr.motion.speed() * t.secs_since(tr.time).max(0.0);
-                // Tracks that may have moved further than a gate radius (long out of every
-                // sensor's reach) are predicted, so the cells stay small.
-                if travel_m > cfg.max_gate_radius_m {
-                    predict_track(tr, t, &self.noise);
-                    travel_m = 0.0;
-                }
-                if travel_m > 0.0 {
-                    travel_m += TRAVEL_ROUNDING_M;
-                }
-                max_travel_m = max_travel_m.max(travel_m);
-                any_linked |= tr.v2x.is_some();
+            if !tr.confirmed {
+                points.push((f64::NAN, f64::NAN));
+                travels_m.push(0.0);
+                continue;
             }
-            let p = if tr.confirmed { tr.motion.position() } else { Vector2::repeat(f64::NAN) };
-            items.push((p, travel_m, tr.v2x.is_some()));
+            let mut travel_m = tr.motion.speed() * t.secs_since(tr.time).max(0.0);
+            // Tracks that may have moved further than a gate radius (long out of every sensor's
+            // reach) are predicted, so the cells stay small.
+            if travel_m > cfg.max_gate_radius_m {
+                predict_track(tr, t, &self.noise);
+                travel_m = 0.0;
+            }
+            if travel_m > 0.0 {
+                travel_m += TRAVEL_ROUNDING_M;
+            }
+            max_travel_m = max_travel_m.max(travel_m);
+            any_linked |= tr.v2x.is_some();
+            let p = tr.motion.position();
+            points.push((p.x, p.y));
+            travels_m.push(travel_m);
         }
         // Every pair that may be close enough, each once, in index order (the older track first).
-        let points: Vec<(f64, f64)> = items.iter().map(|(p, _, _)| (p.x, p.y)).collect();
+        let tracks = &self.tracks;
         let mut pairs = Vec::new();
         let mut keys = Vec::with_capacity(points.len());
         close_pairs(&points, reach_of(any_linked) + 2.0 * max_travel_m, &mut keys, |i, j| {
-            let ((pa, travel_a, linked_a), (pb, travel_b, linked_b)) = (items[i], items[j]);
-            let bound_m = reach_of(linked_a || linked_b) + travel_a + travel_b;
-            if (pb - pa).norm_squared() <= bound_m * bound_m {
+            let linked = tracks[i].v2x.is_some() || tracks[j].v2x.is_some();
+            let bound_m = reach_of(linked) + travels_m[i] + travels_m[j];
+            let (dx, dy) = (points[j].0 - points[i].0, points[j].1 - points[i].1);
+            if dx * dx + dy * dy <= bound_m * bound_m {
                 pairs.push((i, j));
             }
         });
+        if pairs.is_empty() {
+            return false;
+        }
         pairs.sort_unstable();
         let mut remove = vec![false; self.tracks.len()];
         let mut merges = Vec::new();
