@@ -1,9 +1,11 @@
 //! The fusion engine: a sans-IO state machine fed with sensor frames and V2X self-reports (each
 //! with the caller's `now`), fusing them in capture-time order through a reorder buffer, and
-//! polled for objects predicted to a requested time. Pipeline per measurement frame: predict →
-//! gate (chi-square on Mahalanobis distance) → associate (grid pre-filter, components, optimal
-//! assignment) → update → spawn; then, once per batch of inputs released together, manage tracks
-//! (confirm, coast, merge, delete).
+//! polled for objects predicted to a requested time. Pipeline per measurement frame: predict the
+//! tracks within the frame's reach (the others keep their own time) → gate (chi-square on
+//! Mahalanobis distance) → associate (grid pre-filter, components, optimal assignment) → update
+//! (confirming tracks as their hits are recorded) → spawn; after every batch of inputs released
+//! together, merge duplicate tracks; once per management interval of capture time and before
+//! every poll, delete stale tracks.
 
 use std::collections::{BTreeMap, VecDeque};
 
