@@ -24,6 +24,8 @@ pub struct CameraGeometry {
     camera_from_world_rot: Matrix3<f64>,
     /// Usable range [m].
     max_range_m: f64,
+    /// The image width and height [px] as floats, for the image test of every projected box.
+    image_size_px: (f64, f64),
 }
 
 /// `world_from_camera` for a camera at `position_m` (site frame) looking along the heading
@@ -89,6 +91,7 @@ impl CameraGeometry {
     pub fn new(intrinsics: CameraIntrinsics, world_from_camera: Isometry3<f64>, max_range_m: f64) -> Self {
         let camera_from_world = world_from_camera.inverse();
         CameraGeometry {
+            image_size_px: (f64::from(intrinsics.width_px), f64::from(intrinsics.height_px)),
             intrinsics,
             camera_from_world,
             world_from_camera,
@@ -184,11 +187,14 @@ impl CameraGeometry {
             (i_vmax, v_max) = if v > v_max { (i, v) } else { (i_vmax, v_max) };
             min_v = min_v.min(v);
         }
-        let min_px = Point2::new(u_min, min_v);
-        let max_px = Point2::new(u_max, v_max);
+        // Read back through the indices: the image test below then needs them, so that they are
+        // chosen while the running extremes are still at hand.
+        let min_px = Point2::new(us[i_umin], min_v);
+        let max_px = Point2::new(us[i_umax], vs[i_vmax]);
         let cam = |i: usize| Point3::new(xys[i][0], xys[i][1], zs[i]);
-        let (w, h) = (f64::from(intr.width_px), f64::from(intr.height_px));
-        if max_px.x < 0.0 || min_px.x > w || max_px.y < 0.0 || min_px.y > h {
+        let (w, h) = self.image_size_px;
+        // One test of all four sides (no early outs): u and v are then projected together.
+        if (max_px.x < 0.0) | (min_px.x > w) | (max_px.y < 0.0) | (min_px.y > h) {
             return None;
         }
         let jac = |p: &Point3<f64>| -> Matrix2x3<f64> {
