@@ -207,14 +207,17 @@ fn cholesky_lower<const M: usize>(s: &[[f64; M]; M]) -> Option<([[f64; M]; M], [
         for k in 0..j {
             d -= l[j][k] * l[j][k];
         }
-        // Positive and finite (false for NaN too), as two comparisons: `is_finite` costs several
-        // times as many instructions here.
-        if !(d > 0.0 && d < f64::INFINITY) {
+        let ljj = d.sqrt();
+        let inv = 1.0 / ljj;
+        // `d` positive and finite (false for NaN too): for a positive `d`, the reciprocal of its
+        // root is positive exactly when `d` is finite (it is at least 1/√f64::MAX otherwise, and
+        // zero for an infinite `d`). Two plain comparisons, which the compiler cannot merge into
+        // the long integer classification it makes of a range test on `d` alone.
+        if !(d > 0.0 && inv > 0.0) {
             return None;
         }
-        let ljj = d.sqrt();
         l[j][j] = ljj;
-        inv_diag[j] = 1.0 / ljj;
+        inv_diag[j] = inv;
         for i in j + 1..M {
             let mut e = s[i][j];
             for k in 0..j {
