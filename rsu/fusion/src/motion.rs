@@ -181,7 +181,7 @@ fn ekf_update_leading<const N: usize, const M: usize>(
     // Each entry of the upper triangle needs only its own old value: updated in place, a column
     // at a time.
     for j in 0..N {
-        for i in 0..=j {
+        for i in 0..j {
             let mut ww = 0.0;
             for m in 0..M {
                 ww += w[m][i] * w[m][j];
@@ -190,6 +190,13 @@ fn ekf_update_leading<const N: usize, const M: usize>(
             p[(i, j)] = v;
             p[(j, i)] = v;
         }
+        // The diagonal's sum starts from its first square instead of 0 + that square: a square
+        // is +0, positive, +inf or a quiet NaN, to each of which adding +0 changes no bit.
+        let mut ww = w[0][j] * w[0][j];
+        for m in 1..M {
+            ww += w[m][j] * w[m][j];
+        }
+        p[(j, j)] -= ww;
     }
     guard_covariance(p);
     true
