@@ -105,6 +105,7 @@ enum Leading<'a, const M: usize> {
 /// rounding. Only the non-zero block of `H` is multiplied (nothing for an identity `A`). Returns
 /// false (and leaves the state alone) when `S` is not positive definite or the correction is not
 /// finite.
+#[allow(clippy::needless_range_loop)] // index loops mirror the update's formulas
 fn ekf_update_leading<const N: usize, const M: usize>(
     x: &mut SVector<f64, N>,
     p: &mut SMatrix<f64, N, N>,
@@ -112,113 +113,142 @@ fn ekf_update_leading<const N: usize, const M: usize>(
     a: Leading<'_, M>,
     r: &SMatrix<f64, M, M>,
 ) -> bool {
-    // C = P[:, ..M] Aᵀ (N×M) and S = A C[..M, :] + R.
-    let p_left = p.fixed_columns::<M>(0).into_owned();
-    let (c, s) = match a {
-        Leading::Identity => (p_left, p_left.fixed_rows::<M>(0) + r),
-        Leading::Matrix(a) => {
-            let c = mul(&p_left, &a.transpose());
-            (c, mul(a, &c.fixed_rows::<M>(0).into_owned()) + r)
+    // Everything N-long is kept by columns (`cols[m][i]` is entry (i, m)), so the loops over the
+    // N rows run over adjacent values, which the compiler pairs into vector operations.
+    let pc = &p.data.0;
+    // C = P[:, ..M] Aᵀ (N×M) and the lower triangle of S = A C[..M, :] + R, the only part the
+    // factorisation reads.
+    let mut c = [[0.0f64; N]; M];
+    let mut s = [[0.0f64; M]; M];
+    match a {
+        Leading::Identity => {
+            c.copy_from_slice(&pc[..M]);
+            for i in 0..M {
+                for j in 0..=i {
+                    s[i][j] = pc[j][i] + r[(i, j)];
+                }
+            }
         }
-    };
-    let Some((l, inv_diag)) = cholesky_lower(&s) else { return false };
-    // v = L⁻¹ y; row i of W solves L wᵢᵀ = cᵢᵀ (forward substitution).
-    let v = forward_substitute(&l, &inv_diag, |m| y[m]);
-    let mut w = SMatrix::<f64, N, M>::zeros();
-    for i in 0..N {
-        let wi = forward_substitute(&l, &inv_diag, |m| c[(i, m)]);
-        for m in 0..M {
-            w[(i, m)] = wi[m];
+        Leading::Matrix(a) => {
+            for m in 0..M {
+                for i in 0..N {
+                    let mut acc = 0.0;
+                    for k in 0..M {
+                        acc += pc[k][i] * a[(m, k)];
+                    }
+                    c[m][i] = acc;
+                }
+            }
+            for i in 0..M {
+                for j in 0..=i {
+                    let mut acc = 0.0;
+                    for k in 0..M {
+                        acc += a[(i, k)] * c[j][k];
+                    }
+                    s[i][j] = acc + r[(i, j)];
+                }
+            }
         }
     }
-    let dx = mul(&w, &SMatrix::<f64, M, 1>::from_column_slice(&v));
-    if !all_finite(dx.as_slice()) {
+    let Some((l, inv_diag)) = cholesky_lower(&s) else { return false };
+    // v = L⁻¹ y; row i of W solves L wᵢᵀ = cᵢᵀ (forward substitution, all rows at once).
+    let v = forward_substitute(&l, &inv_diag, &std::array::from_fn(|m| y[m]));
+    let mut w = [[0.0f64; N]; M];
+    for m in 0..M {
+        for i in 0..N {
+            let mut e = c[m][i];
+            for k in 0..m {
+                e -= l[m][k] * w[k][i];
+            }
+            w[m][i] = e * inv_diag[m];
+        }
+    }
+    // dx = W v.
+    let mut dx = [0.0f64; N];
+    for i in 0..N {
+        let mut acc = 0.0;
+        for m in 0..M {
+            acc += w[m][i] * v[m];
+        }
+        dx[i] = acc;
+    }
+    if !all_finite(&dx) {
         return false;
     }
-    *x += dx;
-    // Each entry of the upper triangle needs only its own old value: updated in place.
+    for (xi, dxi) in x.iter_mut().zip(dx) {
+        *xi += dxi;
+    }
+    // Each entry of the upper triangle needs only its own old value: updated in place, a column
+    // at a time.
     for j in 0..N {
-        for i in 0..=j {
+        for i in 0..j {
             let mut ww = 0.0;
             for m in 0..M {
-                ww += w[(i, m)] * w[(j, m)];
+                ww += w[m][i] * w[m][j];
             }
             let v = p[(i, j)] - ww;
             p[(i, j)] = v;
             p[(j, i)] = v;
         }
+        // The diagonal's sum starts from its first square instead of 0 + that square: a square
+        // is +0, positive, +inf or a quiet NaN, to each of which adding +0 changes no bit.
+        let mut ww = w[0][j] * w[0][j];
+        for m in 1..M {
+            ww += w[m][j] * w[m][j];
+        }
+        p[(j, j)] -= ww;
     }
     guard_covariance(p);
     true
 }
 
-/// The lower Cholesky factor `L` of a small symmetric matrix (read from its lower triangle) and
-/// the reciprocals of its diagonal; `None` when the matrix is not positive definite (or not
-/// finite).
-fn cholesky_lower<const M: usize>(s: &SMatrix<f64, M, M>) -> Option<(SMatrix<f64, M, M>, [f64; M])> {
-    let mut l = SMatrix::<f64, M, M>::zeros();
+/// The lower Cholesky factor `L` (by rows) of a small symmetric matrix (read from its lower
+/// triangle, by rows) and the reciprocals of its diagonal; `None` when the matrix is not positive
+/// definite (or not finite).
+#[allow(clippy::needless_range_loop)] // index loops mirror the factorisation's formulas
+fn cholesky_lower<const M: usize>(s: &[[f64; M]; M]) -> Option<([[f64; M]; M], [f64; M])> {
+    let mut l = [[0.0f64; M]; M];
     let mut inv_diag = [0.0; M];
     for j in 0..M {
-        let mut d = s[(j, j)];
+        let mut d = s[j][j];
         for k in 0..j {
-            d -= l[(j, k)] * l[(j, k)];
-        }
-        // Also false for NaN; an infinite pivot gives a zero reciprocal, caught below as a
-        // non-finite entry.
-        if !(d > 0.0 && d.is_finite()) {
-            return None;
+            d -= l[j][k] * l[j][k];
         }
         let ljj = d.sqrt();
-        l[(j, j)] = ljj;
-        inv_diag[j] = 1.0 / ljj;
+        let inv = 1.0 / ljj;
+        // `d` positive and finite (false for NaN too): for a positive `d`, the reciprocal of its
+        // root is positive exactly when `d` is finite (it is at least 1/√f64::MAX otherwise, and
+        // zero for an infinite `d`). Two plain comparisons, which the compiler cannot merge into
+        // the long integer classification it makes of a range test on `d` alone.
+        if !(d > 0.0 && inv > 0.0) {
+            return None;
+        }
+        l[j][j] = ljj;
+        inv_diag[j] = inv;
         for i in j + 1..M {
-            let mut e = s[(i, j)];
+            let mut e = s[i][j];
             for k in 0..j {
-                e -= l[(i, k)] * l[(j, k)];
+                e -= l[i][k] * l[j][k];
             }
-            l[(i, j)] = e * inv_diag[j];
+            l[i][j] = e * inv_diag[j];
         }
     }
     Some((l, inv_diag))
 }
 
-/// Solves `L z = b` for lower-triangular `L` (with the reciprocals of its diagonal), `b` given
-/// entry by entry.
+/// Solves `L z = b` for lower-triangular `L` (by rows, with the reciprocals of its diagonal).
 #[inline(always)]
-fn forward_substitute<const M: usize>(
-    l: &SMatrix<f64, M, M>,
-    inv_diag: &[f64; M],
-    b: impl Fn(usize) -> f64,
-) -> [f64; M] {
+#[allow(clippy::needless_range_loop)] // index loops mirror the substitution's formulas
+fn forward_substitute<const M: usize>(l: &[[f64; M]; M], inv_diag: &[f64; M], b: &[f64; M]) -> [f64; M] {
     let mut z = [0.0; M];
     for i in 0..M {
-        let mut e = b(i);
+        let mut e = b[i];
         for k in 0..i {
-            e -= l[(i, k)] * z[k];
+            e -= l[i][k] * z[k];
         }
         z[i] = e * inv_diag[i];
     }
     z
-}
-
-/// `a · b` for small fixed-size matrices, as plain loops (fully unrolled by the compiler, unlike
-/// nalgebra's generic product).
-#[inline(always)]
-fn mul<const R: usize, const K: usize, const C: usize>(
-    a: &SMatrix<f64, R, K>,
-    b: &SMatrix<f64, K, C>,
-) -> SMatrix<f64, R, C> {
-    let mut out = SMatrix::<f64, R, C>::zeros();
-    for j in 0..C {
-        for i in 0..R {
-            let mut acc = 0.0;
-            for m in 0..K {
-                acc += a[(i, m)] * b[(m, j)];
-            }
-            out[(i, j)] = acc;
-        }
-    }
-    out
 }
 
 /// `P ← F P Fᵀ` for the CTRV Jacobian `F`: the identity except for the x and y rows, whose yaw,
@@ -226,19 +256,26 @@ fn mul<const R: usize, const K: usize, const C: usize>(
 /// multiplied (the same sums as the dense product without its terms in 0 and 1), in place: rows
 /// x and y read rows yaw..yaw_rate before row yaw changes, and likewise for the columns.
 fn ctrv_propagate(p: &mut Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) {
+    // The columns of P (column-major storage): rows x and y of a column are adjacent, and so are
+    // the rows of one column, which lets the compiler pair the lanes.
+    let cols = &mut p.data.0;
     // F P: rows x and y gain a combination of rows yaw..yaw_rate, row yaw gains dt·row yaw_rate.
-    for j in 0..5 {
+    for col in cols.iter_mut() {
         for (r, f) in fxy.iter().enumerate() {
-            p[(r, j)] += f[0] * p[(2, j)] + f[1] * p[(3, j)] + f[2] * p[(4, j)];
+            col[r] += f[0] * col[2] + f[1] * col[3] + f[2] * col[4];
         }
-        p[(2, j)] += dt_s * p[(4, j)];
+        col[2] += dt_s * col[4];
     }
-    // (F P) Fᵀ: the same on the columns.
-    for i in 0..5 {
-        for (c, f) in fxy.iter().enumerate() {
-            p[(i, c)] += f[0] * p[(i, 2)] + f[1] * p[(i, 3)] + f[2] * p[(i, 4)];
+    // (F P) Fᵀ: the same on the columns, one column at a time (columns x and y read column yaw
+    // before it changes).
+    let [c0, c1, c2, c3, c4] = cols;
+    for (c, f) in [c0, c1].into_iter().zip(fxy) {
+        for i in 0..5 {
+            c[i] += f[0] * c2[i] + f[1] * c3[i] + f[2] * c4[i];
         }
-        p[(i, 2)] += dt_s * p[(i, 4)];
+    }
+    for i in 0..5 {
+        c2[i] += dt_s * c4[i];
     }
 }
 
@@ -308,7 +345,15 @@ fn repair_in_place<const N: usize>(p: &mut SMatrix<f64, N, N>) {
 fn guard_covariance<const N: usize>(s: &mut SMatrix<f64, N, N>) {
     for i in 0..N {
         let d = s[(i, i)];
-        s[(i, i)] = if d.is_finite() { d.clamp(1e-9, 1e6) } else { 1e6 };
+        // Finite: clamped into [1e-9, 1e6]; infinite or NaN: 1e6. Tested in the order of the usual
+        // case (at least the floor, where `min` also maps +inf to 1e6).
+        s[(i, i)] = if d >= 1e-9 {
+            d.min(1e6)
+        } else if d >= f64::MIN {
+            1e-9
+        } else {
+            1e6
+        };
     }
     // With the diagonal finite, the Cholesky check also rejects any non-finite entry (an infinite
     // or NaN entry of row i reaches the pivot of row i as NaN or -inf), so no separate finiteness
@@ -339,8 +384,10 @@ fn is_positive_definite<const N: usize>(m: &SMatrix<f64, N, N>) -> bool {
         for k in 0..j {
             pivot -= l[j][k] * w[j][k];
         }
-        // Refuses a zero or negative pivot and a NaN one (a non-finite entry ends up as one).
-        if pivot.is_nan() || pivot <= 0.0 {
+        // Refuses a zero or negative pivot and a NaN one (a non-finite entry ends up as one): one
+        // comparison.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // the negation is what rejects NaN
+        if !(pivot > 0.0) {
             return false;
         }
         let inv_pivot = 1.0 / pivot;
@@ -491,8 +538,9 @@ impl MotionState {
                     (&g_yaw_accel[..], q.vehicle_yaw_accel_sigma_rps2.powi(2)),
                 ] {
                     for &(i, gi) in g {
+                        let giv = gi * var;
                         for &(j, gj) in g {
-                            p[(i, j)] += gi * var * gj;
+                            p[(i, j)] += giv * gj;
                         }
                     }
                 }
@@ -773,6 +821,484 @@ fn normalise_ctrv(x: &mut Vector5) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The EKF functions as they were before their rewrite for fewer instructions, kept verbatim
+    /// as the references the rewrite must match bit for bit.
+    mod reference {
+        use super::super::{CtrvStep, Leading, MotionState, ProcessNoise, ctrv_step, normalise_ctrv, wrap_angle};
+        use super::super::{Matrix5, all_finite};
+        use nalgebra::{Matrix2, SMatrix, SVector, Vector2};
+
+        /// An EKF update with a measurement of the leading `M` state entries: Jacobian `H = [A 0]`,
+        /// residual `y = z - h(x)` and noise `r`. With `C = P Hᵀ`, the innovation covariance
+        /// `S = H C + R = L Lᵀ` (Cholesky) and `W = C L⁻ᵀ`, the optimal-gain update is
+        /// `x ← x + W L⁻¹ y` and `P ← P − W Wᵀ` (the same as `x + K y` and `P − K S Kᵀ` with
+        /// `K = C S⁻¹`, and, for this gain, as the Joseph form), computed as its upper triangle so it is
+        /// symmetric by construction; the covariance guard then keeps it positive definite against
+        /// rounding. Only the non-zero block of `H` is multiplied (nothing for an identity `A`). Returns
+        /// false (and leaves the state alone) when `S` is not positive definite or the correction is not
+        /// finite.
+        pub fn ekf_update_leading<const N: usize, const M: usize>(
+            x: &mut SVector<f64, N>,
+            p: &mut SMatrix<f64, N, N>,
+            y: &SVector<f64, M>,
+            a: Leading<'_, M>,
+            r: &SMatrix<f64, M, M>,
+        ) -> bool {
+            // C = P[:, ..M] Aᵀ (N×M) and S = A C[..M, :] + R.
+            let p_left = p.fixed_columns::<M>(0).into_owned();
+            let (c, s) = match a {
+                Leading::Identity => (p_left, p_left.fixed_rows::<M>(0) + r),
+                Leading::Matrix(a) => {
+                    let c = mul(&p_left, &a.transpose());
+                    (c, mul(a, &c.fixed_rows::<M>(0).into_owned()) + r)
+                }
+            };
+            let Some((l, inv_diag)) = cholesky_lower(&s) else { return false };
+            // v = L⁻¹ y; row i of W solves L wᵢᵀ = cᵢᵀ (forward substitution).
+            let v = forward_substitute(&l, &inv_diag, |m| y[m]);
+            let mut w = SMatrix::<f64, N, M>::zeros();
+            for i in 0..N {
+                let wi = forward_substitute(&l, &inv_diag, |m| c[(i, m)]);
+                for m in 0..M {
+                    w[(i, m)] = wi[m];
+                }
+            }
+            let dx = mul(&w, &SMatrix::<f64, M, 1>::from_column_slice(&v));
+            if !all_finite(dx.as_slice()) {
+                return false;
+            }
+            *x += dx;
+            // Each entry of the upper triangle needs only its own old value: updated in place.
+            for j in 0..N {
+                for i in 0..=j {
+                    let mut ww = 0.0;
+                    for m in 0..M {
+                        ww += w[(i, m)] * w[(j, m)];
+                    }
+                    let v = p[(i, j)] - ww;
+                    p[(i, j)] = v;
+                    p[(j, i)] = v;
+                }
+            }
+            guard_covariance(p);
+            true
+        }
+
+        /// The lower Cholesky factor `L` of a small symmetric matrix (read from its lower triangle) and
+        /// the reciprocals of its diagonal; `None` when the matrix is not positive definite (or not
+        /// finite).
+        pub fn cholesky_lower<const M: usize>(s: &SMatrix<f64, M, M>) -> Option<(SMatrix<f64, M, M>, [f64; M])> {
+            let mut l = SMatrix::<f64, M, M>::zeros();
+            let mut inv_diag = [0.0; M];
+            for j in 0..M {
+                let mut d = s[(j, j)];
+                for k in 0..j {
+                    d -= l[(j, k)] * l[(j, k)];
+                }
+                // Also false for NaN; an infinite pivot gives a zero reciprocal, caught below as a
+                // non-finite entry.
+                if !(d > 0.0 && d.is_finite()) {
+                    return None;
+                }
+                let ljj = d.sqrt();
+                l[(j, j)] = ljj;
+                inv_diag[j] = 1.0 / ljj;
+                for i in j + 1..M {
+                    let mut e = s[(i, j)];
+                    for k in 0..j {
+                        e -= l[(i, k)] * l[(j, k)];
+                    }
+                    l[(i, j)] = e * inv_diag[j];
+                }
+            }
+            Some((l, inv_diag))
+        }
+
+        /// Solves `L z = b` for lower-triangular `L` (with the reciprocals of its diagonal), `b` given
+        /// entry by entry.
+        #[inline(always)]
+        pub fn forward_substitute<const M: usize>(
+            l: &SMatrix<f64, M, M>,
+            inv_diag: &[f64; M],
+            b: impl Fn(usize) -> f64,
+        ) -> [f64; M] {
+            let mut z = [0.0; M];
+            for i in 0..M {
+                let mut e = b(i);
+                for k in 0..i {
+                    e -= l[(i, k)] * z[k];
+                }
+                z[i] = e * inv_diag[i];
+            }
+            z
+        }
+
+        /// `a · b` for small fixed-size matrices, as plain loops (fully unrolled by the compiler, unlike
+        /// nalgebra's generic product).
+        #[inline(always)]
+        pub fn mul<const R: usize, const K: usize, const C: usize>(
+            a: &SMatrix<f64, R, K>,
+            b: &SMatrix<f64, K, C>,
+        ) -> SMatrix<f64, R, C> {
+            let mut out = SMatrix::<f64, R, C>::zeros();
+            for j in 0..C {
+                for i in 0..R {
+                    let mut acc = 0.0;
+                    for m in 0..K {
+                        acc += a[(i, m)] * b[(m, j)];
+                    }
+                    out[(i, j)] = acc;
+                }
+            }
+            out
+        }
+
+        /// `P ← F P Fᵀ` for the CTRV Jacobian `F`: the identity except for the x and y rows, whose yaw,
+        /// speed and yaw rate columns are `fxy`, and `F[yaw][yaw_rate] = dt_s`. Only those entries are
+        /// multiplied (the same sums as the dense product without its terms in 0 and 1), in place: rows
+        /// x and y read rows yaw..yaw_rate before row yaw changes, and likewise for the columns.
+        pub fn ctrv_propagate(p: &mut Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) {
+            // F P: rows x and y gain a combination of rows yaw..yaw_rate, row yaw gains dt·row yaw_rate.
+            for j in 0..5 {
+                for (r, f) in fxy.iter().enumerate() {
+                    p[(r, j)] += f[0] * p[(2, j)] + f[1] * p[(3, j)] + f[2] * p[(4, j)];
+                }
+                p[(2, j)] += dt_s * p[(4, j)];
+            }
+            // (F P) Fᵀ: the same on the columns.
+            for i in 0..5 {
+                for (c, f) in fxy.iter().enumerate() {
+                    p[(i, c)] += f[0] * p[(i, 2)] + f[1] * p[(i, 3)] + f[2] * p[(i, 4)];
+                }
+                p[(i, 2)] += dt_s * p[(i, 4)];
+            }
+        }
+
+        /// Symmetrises a covariance and keeps it positive definite (see [`guard_covariance`]).
+        pub fn repair_covariance<const N: usize>(mut p: SMatrix<f64, N, N>) -> SMatrix<f64, N, N> {
+            repair_in_place(&mut p);
+            p
+        }
+
+        /// [`repair_covariance`] in place.
+        pub fn repair_in_place<const N: usize>(p: &mut SMatrix<f64, N, N>) {
+            // (P + Pᵀ) / 2, one sum per pair of mirrored entries.
+            for j in 0..N {
+                for i in 0..j {
+                    let v = (p[(i, j)] + p[(j, i)]) * 0.5;
+                    p[(i, j)] = v;
+                    p[(j, i)] = v;
+                }
+            }
+            guard_covariance(p);
+        }
+
+        /// Keeps a symmetric covariance positive definite: floors the diagonal, falls back to the
+        /// diagonal when the Cholesky factorisation fails.
+        pub fn guard_covariance<const N: usize>(s: &mut SMatrix<f64, N, N>) {
+            for i in 0..N {
+                let d = s[(i, i)];
+                s[(i, i)] = if d.is_finite() { d.clamp(1e-9, 1e6) } else { 1e6 };
+            }
+            // With the diagonal finite, the Cholesky check also rejects any non-finite entry (an infinite
+            // or NaN entry of row i reaches the pivot of row i as NaN or -inf), so no separate finiteness
+            // check is needed.
+            if !is_positive_definite(s) {
+                *s = SMatrix::<f64, N, N>::from_diagonal(&s.diagonal());
+            }
+        }
+
+        /// Whether the symmetric `m` (read from its lower triangle) is positive definite up to rounding:
+        /// every pivot of its `L D Lᵀ` factorisation is positive. The same test as a Cholesky
+        /// factorisation without its square roots (whose latency is most of what a 5×5 check costs) and
+        /// without keeping the factor.
+        #[allow(clippy::needless_range_loop)] // index loops mirror the factorisation's formulas
+        pub fn is_positive_definite<const N: usize>(m: &SMatrix<f64, N, N>) -> bool {
+            // `w[i][k] = L[i][k] · d[k]` below the diagonal (column k done), `l[i][k] = L[i][k]`.
+            let mut l = [[0.0f64; N]; N];
+            let mut w = [[0.0f64; N]; N];
+            for j in 0..N {
+                let mut pivot = m[(j, j)];
+                for k in 0..j {
+                    pivot -= l[j][k] * w[j][k];
+                }
+                // Refuses a zero or negative pivot and a NaN one (a non-finite entry ends up as one).
+                if pivot.is_nan() || pivot <= 0.0 {
+                    return false;
+                }
+                let inv_pivot = 1.0 / pivot;
+                for i in j + 1..N {
+                    let mut e = m[(i, j)];
+                    for k in 0..j {
+                        e -= l[i][k] * w[j][k];
+                    }
+                    w[i][j] = e;
+                    l[i][j] = e * inv_pivot;
+                }
+            }
+            true
+        }
+
+        /// Predicts by `dt_s` (may be negative for a look back; the noise uses |dt|).
+        pub fn predict(this: &mut MotionState, dt_s: f64, q: &ProcessNoise) {
+            if dt_s == 0.0 || !dt_s.is_finite() {
+                return;
+            }
+            let adt = dt_s.abs();
+            match this {
+                MotionState::Ctrv { x, p } => {
+                    let (v, w) = (x[3], x[4]);
+                    let CtrvStep { nx, ny, yaw1, s0, c0, s1, c1 } = ctrv_step(x, dt_s);
+                    // The Jacobian F is the identity except for rows x and y (columns yaw, speed,
+                    // yaw rate: `fxy`) and F[yaw][yaw_rate] = dt.
+                    let fxy = if w.abs() > 1e-4 {
+                        let vw = v / w;
+                        [
+                            [vw * (c1 - c0), (s1 - s0) / w, -vw / w * (s1 - s0) + vw * c1 * dt_s],
+                            [vw * (s1 - s0), (c0 - c1) / w, -vw / w * (c0 - c1) + vw * s1 * dt_s],
+                        ]
+                    } else {
+                        [
+                            [-v * s0 * dt_s, c0 * dt_s, -0.5 * v * s0 * dt_s * dt_s],
+                            [v * c0 * dt_s, s0 * dt_s, 0.5 * v * c0 * dt_s * dt_s],
+                        ]
+                    };
+                    x[0] = nx;
+                    x[1] = ny;
+                    x[2] = wrap_angle(yaw1);
+                    // Process noise G Qd Gᵀ with G = [g_accel g_yaw_accel]: the longitudinal
+                    // acceleration drives x, y and speed, the yaw acceleration drives yaw and yaw
+                    // rate (the other products are zero).
+                    let g_accel = [(0, 0.5 * adt * adt * c0), (1, 0.5 * adt * adt * s0), (3, adt)];
+                    let g_yaw_accel = [(2, 0.5 * adt * adt), (4, adt)];
+                    ctrv_propagate(p, &fxy, dt_s);
+                    for (g, var) in [
+                        (&g_accel[..], q.vehicle_accel_sigma_mps2.powi(2)),
+                        (&g_yaw_accel[..], q.vehicle_yaw_accel_sigma_rps2.powi(2)),
+                    ] {
+                        for &(i, gi) in g {
+                            for &(j, gj) in g {
+                                p[(i, j)] += gi * var * gj;
+                            }
+                        }
+                    }
+                    repair_in_place(p);
+                }
+                MotionState::Cv { x, p } => {
+                    // F = I with F[x][vx] = F[y][vy] = dt: F P Fᵀ without the multiplications by 0 and 1.
+                    x[0] += dt_s * x[2];
+                    x[1] += dt_s * x[3];
+                    // In place: rows (then columns) x and y read rows vx and vy, which do not change.
+                    for j in 0..4 {
+                        p[(0, j)] += dt_s * p[(2, j)];
+                        p[(1, j)] += dt_s * p[(3, j)];
+                    }
+                    for i in 0..4 {
+                        p[(i, 0)] += dt_s * p[(i, 2)];
+                        p[(i, 1)] += dt_s * p[(i, 3)];
+                    }
+                    let s2 = q.pedestrian_accel_sigma_mps2.powi(2);
+                    let (a, b, c) = (adt.powi(4) / 4.0 * s2, adt.powi(3) / 2.0 * s2, adt * adt * s2);
+                    let qm = SMatrix::<f64, 4, 4>::new(a, 0.0, b, 0.0, 0.0, a, 0.0, b, b, 0.0, c, 0.0, 0.0, b, 0.0, c);
+                    *p += qm;
+                    repair_in_place(p);
+                }
+                MotionState::Static { p, .. } => {
+                    *p = repair_covariance(*p + Matrix2::identity() * (q.static_position_walk_mps.powi(2) * adt));
+                }
+            }
+        }
+
+        /// Updates with a measurement depending on position only: residual `y`, Jacobian `hxy` by
+        /// (x, y), noise `r`.
+        pub fn update_position_like(
+            this: &mut MotionState,
+            y: &Vector2<f64>,
+            hxy: &Matrix2<f64>,
+            r: &Matrix2<f64>,
+        ) -> bool {
+            match this {
+                MotionState::Ctrv { x, p } => {
+                    let ok = ekf_update_leading(x, p, y, Leading::Matrix(hxy), r);
+                    normalise_ctrv(x);
+                    ok
+                }
+                MotionState::Cv { x, p } => ekf_update_leading(x, p, y, Leading::Matrix(hxy), r),
+                MotionState::Static { x, p } => ekf_update_leading(x, p, y, Leading::Matrix(hxy), r),
+            }
+        }
+
+        /// Updates with a direct position measurement `z` [m] and, for CTRV, a heading `yaw_rad`
+        /// (already on the branch nearest the track) with variance `yaw_var_rad2`.
+        pub fn update_position_yaw(
+            this: &mut MotionState,
+            z: &Vector2<f64>,
+            r: &Matrix2<f64>,
+            yaw_rad: f64,
+            yaw_var_rad2: f64,
+        ) -> bool {
+            match this {
+                MotionState::Ctrv { x, p } => {
+                    let y = SVector::<f64, 3>::new(z.x - x[0], z.y - x[1], wrap_angle(yaw_rad - x[2]));
+                    let mut rr = SMatrix::<f64, 3, 3>::zeros();
+                    rr.fixed_view_mut::<2, 2>(0, 0).copy_from(r);
+                    rr[(2, 2)] = yaw_var_rad2;
+                    let ok = ekf_update_leading(x, p, &y, Leading::Identity, &rr);
+                    normalise_ctrv(x);
+                    ok
+                }
+                _ => {
+                    let y = z - this.position();
+                    update_position_like(this, &y, &Matrix2::identity(), r)
+                }
+            }
+        }
+    }
+
+    /// Whether two matrices are equal bit for bit.
+    fn same_bits<const R: usize, const C: usize>(a: &SMatrix<f64, R, C>, b: &SMatrix<f64, R, C>) -> bool {
+        a.iter().zip(b.iter()).all(|(u, v)| u.to_bits() == v.to_bits())
+    }
+
+    /// Whether two motion states are equal bit for bit.
+    fn same_state(a: &MotionState, b: &MotionState) -> bool {
+        match (a, b) {
+            (MotionState::Ctrv { x, p }, MotionState::Ctrv { x: x2, p: p2 }) => same_bits(x, x2) && same_bits(p, p2),
+            (MotionState::Cv { x, p }, MotionState::Cv { x: x2, p: p2 }) => same_bits(x, x2) && same_bits(p, p2),
+            (MotionState::Static { x, p }, MotionState::Static { x: x2, p: p2 }) => {
+                same_bits(x, x2) && same_bits(p, p2)
+            }
+            _ => false,
+        }
+    }
+
+    /// A random covariance for the equality tests: well conditioned, near singular, indefinite,
+    /// badly scaled or (rarely) with a non-finite or huge entry, so the guard takes every branch.
+    fn awkward_cov<const N: usize>(rng: &mut impl rand::Rng, k: usize) -> SMatrix<f64, N, N> {
+        let scale = 10f64.powi(rng.random_range(-6..5));
+        let mut m = random_spd::<N>(rng) * scale;
+        match k % 9 {
+            1 => {
+                // Rank deficient: a zero column in the factor.
+                let mut a = SMatrix::<f64, N, N>::from_fn(|_, _| rng.random_range(-1.0..1.0));
+                a.set_column(rng.random_range(0..N), &SVector::<f64, N>::zeros());
+                m = a * a.transpose() * scale;
+            }
+            2 => m = SMatrix::<f64, N, N>::from_fn(|_, _| rng.random_range(-1.0..1.0)) * scale,
+            3 => {
+                let (i, j) = (rng.random_range(0..N), rng.random_range(0..N));
+                let bad = [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e300, -0.0][rng.random_range(0..5)];
+                m[(i, j)] = bad;
+                if rng.random_bool(0.5) {
+                    m[(j, i)] = bad;
+                }
+            }
+            4 => m[(rng.random_range(0..N), rng.random_range(0..N))] = rng.random_range(-1e-10..1e-10),
+            5 => m = SMatrix::<f64, N, N>::from_diagonal(&m.diagonal()),
+            _ => {}
+        }
+        m
+    }
+
+    /// A random motion state of any family for the equality tests.
+    fn awkward_state(rng: &mut impl rand::Rng, k: usize) -> MotionState {
+        match k % 5 {
+            0..=2 => {
+                let w = match k % 4 {
+                    0 => 0.0,
+                    1 => rng.random_range(-2e-4..2e-4),
+                    _ => rng.random_range(-1.5..1.5),
+                };
+                let x = Vector5::new(
+                    rng.random_range(-100.0..100.0),
+                    rng.random_range(-100.0..100.0),
+                    rng.random_range(-4.0..4.0),
+                    rng.random_range(-30.0..30.0),
+                    w,
+                );
+                MotionState::Ctrv { x, p: awkward_cov::<5>(rng, k / 5) }
+            }
+            3 => {
+                let x = SVector::<f64, 4>::from_fn(|_, _| rng.random_range(-50.0..50.0));
+                MotionState::Cv { x, p: awkward_cov::<4>(rng, k / 5) }
+            }
+            _ => {
+                let x = Vector2::from_fn(|_, _| rng.random_range(-50.0..50.0));
+                MotionState::Static { x, p: awkward_cov::<2>(rng, k / 5) }
+            }
+        }
+    }
+
+    #[test]
+    fn guard_matches_the_reference_bit_for_bit() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(23);
+        for k in 0..20_000 {
+            let m5 = awkward_cov::<5>(&mut rng, k);
+            let (mut a, mut b) = (m5, m5);
+            repair_in_place(&mut a);
+            reference::repair_in_place(&mut b);
+            assert!(same_bits(&a, &b), "{m5}");
+            let (mut a, mut b) = (m5, m5);
+            guard_covariance(&mut a);
+            reference::guard_covariance(&mut b);
+            assert!(same_bits(&a, &b), "{m5}");
+            assert_eq!(is_positive_definite(&m5), reference::is_positive_definite(&m5), "{m5}");
+            let m4 = awkward_cov::<4>(&mut rng, k);
+            let (mut a, mut b) = (m4, m4);
+            repair_in_place(&mut a);
+            reference::repair_in_place(&mut b);
+            assert!(same_bits(&a, &b), "{m4}");
+        }
+    }
+
+    #[test]
+    fn predict_and_updates_match_the_reference_bit_for_bit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(29);
+        let mut checked = 0;
+        for k in 0..20_000 {
+            let mut s = awkward_state(&mut rng, k);
+            let mut s_ref = s.clone();
+            // A few steps on the same state, so later steps start from updated covariances.
+            for step in 0..4 {
+                let dt = match (k + step) % 11 {
+                    0 => 0.0,
+                    1 => -rng.random_range(0.0..0.5),
+                    2 => f64::NAN,
+                    _ => rng.random_range(1e-4..1.0),
+                };
+                let q = ProcessNoise {
+                    vehicle_accel_sigma_mps2: rng.random_range(0.0..4.0),
+                    vehicle_yaw_accel_sigma_rps2: rng.random_range(0.0..1.0),
+                    pedestrian_accel_sigma_mps2: rng.random_range(0.0..2.0),
+                    static_position_walk_mps: rng.random_range(0.0..0.1),
+                };
+                s.predict(dt, &q);
+                reference::predict(&mut s_ref, dt, &q);
+                assert!(same_state(&s, &s_ref), "predict {k}/{step}: {s:?} vs {s_ref:?}");
+                let r = awkward_cov::<2>(&mut rng, k + step);
+                let z = Vector2::from_fn(|_, _| rng.random_range(-100.0..100.0));
+                let yaw = rng.random_range(-4.0..4.0);
+                let yaw_var = [rng.random_range(1e-6..1.0), 0.0, -1.0, f64::NAN][rng.random_range(0..4)];
+                let ok = s.update_position_yaw(&z, &r, yaw, yaw_var);
+                let ok_ref = reference::update_position_yaw(&mut s_ref, &z, &r, yaw, yaw_var);
+                assert_eq!(ok, ok_ref);
+                assert!(same_state(&s, &s_ref), "lidar {k}/{step}: {s:?} vs {s_ref:?}");
+                let y = Vector2::from_fn(|_, _| rng.random_range(-20.0..20.0));
+                let h = Matrix2::from_fn(|_, _| rng.random_range(-50.0..50.0));
+                let r = awkward_cov::<2>(&mut rng, k + 2 * step);
+                let ok = s.update_position_like(&y, &h, &r);
+                let ok_ref = reference::update_position_like(&mut s_ref, &y, &h, &r);
+                assert_eq!(ok, ok_ref);
+                assert!(same_state(&s, &s_ref), "camera {k}/{step}: {s:?} vs {s_ref:?}");
+                checked += usize::from(ok);
+            }
+        }
+        // Most updates go through (the awkward cases are a minority).
+        assert!(checked > 20_000, "{checked}");
+    }
 
     fn noise() -> ProcessNoise {
         ProcessNoise {
