@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::path::Path;
 
 use nalgebra::Point3;
-use rsu_fusion::{ObjectKinematics, SensorCalibration, SensorModel, SiteConfig};
+use rsu_fusion::{ObjectKinematics, SensorCalibration, SensorCoverage, SiteConfig};
 use v2x_proto::domain::GroundTruthFrame;
 
 use crate::criteria::{Criteria, ScenarioFacts, evaluate};
@@ -19,115 +19,10 @@ use crate::spatial::{GridIndex, compare_hypot};
 /// Most points kept per trajectory in the plots (older points are thinned).
 const MAX_PLOT_POINTS: usize = 400;
 
-/// Relative margin of the range pre-check in [`truth_objects`]: far above the rounding by which
-/// the sensor-frame range that `covers` measures can differ from the world distance.
-const RANGE_CHECK_MARGIN: f64 = 1e-3;
-
-/// The squared distance [m²] beyond which `sensor.covers` is certainly false. Its rotation is a
-/// quaternion of norm s (1 up to the log reader's tolerance), which scales sensor-frame lengths
-/// by a factor of at least 1 − 2δ, δ = |s² − 1|; for δ ≤ 1/4, 1 / (1 − 2δ) ≤ 1 + 4δ.
-fn certainly_out_of_range_m2(sensor: &SensorCalibration) -> f64 {
-    let delta = (sensor.world_from_sensor.rotation.quaternion().norm_squared() - 1.0).abs();
-    if delta.is_nan() || delta > 0.25 {
-        return f64::INFINITY;
-    }
-    let reach_m = sensor.max_range_m * (1.0 + RANGE_CHECK_MARGIN + 4.0 * delta);
-    reach_m * reach_m
-}
-
-/// Relative margin [rad, and m per m of range] within which [`LidarCone::decide`] leaves a point
-/// to `covers`: far above the rounding of its own tests and of `covers`' arctangents.
-const CONE_MARGIN: f64 = 1e-6;
-
-/// A lidar's field of view as cones around its axes, for deciding most points without the
-/// arctangents of `covers`.
-#[derive(Clone, Copy, Debug)]
-struct LidarCone {
-    /// Cosine of half the horizontal field of view; `None` for a 360° lidar.
-    cos_half_h: Option<f64>,
-    /// Sine and cosine of half the vertical field of view.
-    sin_half_v: f64,
-    cos_half_v: f64,
-}
-
-impl LidarCone {
-    fn of(sensor: &SensorCalibration) -> Option<Self> {
-        // Fields of view outside their valid ranges are left to `covers`.
-        let valid = sensor.hfov_deg > 0.0 && sensor.vfov_deg > 0.0 && sensor.vfov_deg <= 180.0;
-        if !(valid && matches!(sensor.model, SensorModel::Lidar(_))) {
-            return None;
-        }
-        let half_v_rad = (sensor.vfov_deg / 2.0).to_radians();
-        Some(LidarCone {
-            cos_half_h: (sensor.hfov_deg < 360.0).then(|| (sensor.hfov_deg / 2.0).to_radians().cos()),
-            sin_half_v: half_v_rad.sin(),
-            cos_half_v: half_v_rad.cos(),
-        })
-    }
-
-    /// `sensor.covers` of a point `p` in the sensor frame (as `covers` computes it) when that is
-    /// certain, else `None`. A margin m = x − cos θ · r_xy = r_xy (cos φ − cos θ) of at least
-    /// ε (range + 1) puts the azimuth φ at least ε inside the half field of view θ (cosine is
-    /// 1-Lipschitz), and r_xy sin β − |z| cos β = range · sin(β − |elevation|) does the same for the
-    /// elevation; at most −ε (range + 1) puts it as far outside.
-    fn decide(&self, p: &Point3<f64>, max_range_m: f64) -> Option<bool> {
-        // The range test exactly as `covers` makes it (out when either is NaN).
-        let range_m = p.coords.norm();
-        if !matches!(range_m.partial_cmp(&max_range_m), Some(Ordering::Less | Ordering::Equal)) {
-            return Some(false);
-        }
-        let margin_m = CONE_MARGIN * (range_m + 1.0);
-        let r_xy_m = (p.x * p.x + p.y * p.y).sqrt();
-        let vertical_m = r_xy_m * self.sin_half_v - p.z.abs() * self.cos_half_v;
-        let horizontal_m = self.cos_half_h.map_or(f64::INFINITY, |c| p.x - c * r_xy_m);
-        if vertical_m <= -margin_m || horizontal_m <= -margin_m {
-            Some(false)
-        } else if vertical_m >= margin_m && horizontal_m >= margin_m {
-            Some(true)
-        } else {
-            None
-        }
-    }
-}
-
-/// A sensor's coverage test with cheaper exact answers: certainly out of range from the world
-/// distance, and for a lidar, most points from [`LidarCone`].
-struct Coverage<'a> {
-    sensor: &'a SensorCalibration,
-    position_m: Point3<f64>,
-    /// See [`certainly_out_of_range_m2`].
-    out_of_range_m2: f64,
-    cone: Option<LidarCone>,
-}
-
-impl<'a> Coverage<'a> {
-    fn of(sensor: &'a SensorCalibration) -> Self {
-        Coverage {
-            sensor,
-            position_m: sensor.position(),
-            out_of_range_m2: certainly_out_of_range_m2(sensor),
-            cone: LidarCone::of(sensor),
-        }
-    }
-
-    /// Exactly `sensor.covers(p)` for a site-frame point `p` [m].
-    fn covers(&self, p: &Point3<f64>) -> bool {
-        if (p - self.position_m).norm_squared() > self.out_of_range_m2 {
-            return false;
-        }
-        let decided = self.cone.and_then(|cone| {
-            // The sensor-frame point exactly as `covers` computes it.
-            let in_sensor = self.sensor.world_from_sensor.inverse_transform_point(p);
-            cone.decide(&in_sensor, self.sensor.max_range_m)
-        });
-        decided.unwrap_or_else(|| self.sensor.covers(p))
-    }
-}
-
 /// Ground-truth objects of a frame as the scorer sees them: ground-plane centre, velocity from
 /// speed and heading, and whether any sensor covers the object.
 pub fn truth_objects(truth: &GroundTruthFrame, site: &SiteConfig) -> Vec<TruthObject> {
-    let sensors: Vec<Coverage<'_>> = site.sensors.iter().map(Coverage::of).collect();
+    let sensors: Vec<SensorCoverage<'_>> = site.sensors.iter().map(SensorCalibration::coverage).collect();
     truth
         .objects
         .iter()
@@ -308,60 +203,4 @@ pub fn validate_log(
         speedup: 0.0,
     };
     Ok((report, plot))
-}
-
-#[cfg(test)]
-mod tests {
-    use nalgebra::{Isometry3, Quaternion, Translation3, Unit, UnitQuaternion};
-    use rsu_fusion::LidarNoise;
-
-    use super::*;
-
-    fn lidar(hfov_deg: f64, vfov_deg: f64, rotation: UnitQuaternion<f64>) -> SensorCalibration {
-        SensorCalibration {
-            id: "lidar".into(),
-            world_from_sensor: Isometry3::from_parts(Translation3::new(120.0, -45.5, 6.0), rotation),
-            max_range_m: 80.0,
-            hfov_deg,
-            vfov_deg,
-            frame_period_s: 0.1,
-            model: SensorModel::Lidar(LidarNoise { position_sigma_m: 0.1, position_sigma_per_m: 0.0 }),
-        }
-    }
-
-    #[test]
-    fn coverage_answers_as_covers_does() {
-        let tilted = UnitQuaternion::from_euler_angles(0.05, -0.2, 2.1);
-        // A quaternion a little off unit length, as a log may hold one.
-        let off_unit = Unit::new_unchecked(Quaternion::from(tilted.into_inner().coords * (1.0 + 3e-7)));
-        let fovs = [(360.0, 40.0), (120.0, 30.0), (90.0, 180.0), (300.0, 10.0), (1.0, 1.0), (f64::NAN, 20.0)];
-        let nudges = [0.0, 1e-13, -1e-13, 1e-9, -1e-9, 1e-6, -1e-6, 1e-3, -1e-3, 0.3, -0.3];
-        let mut checked = 0;
-        for rotation in [UnitQuaternion::identity(), tilted, off_unit] {
-            for (hfov, vfov) in fovs {
-                let sensor = lidar(hfov, vfov, rotation);
-                let coverage = Coverage::of(&sensor);
-                let (half_h, half_v) = ((hfov / 2.0_f64).to_radians(), (vfov / 2.0_f64).to_radians());
-                for range in [0.0, 1e-9, 0.5, 30.0, 80.0 - 1e-9, 80.0, 80.0 + 1e-9, 95.0] {
-                    for (&dh, &dv) in nudges.iter().flat_map(|h| nudges.iter().map(move |v| (h, v))) {
-                        for (azimuth, elevation) in [(half_h + dh, half_v + dv), (-half_h - dh, -half_v + dv), (dh, dv)]
-                        {
-                            let in_sensor = Point3::new(
-                                range * elevation.cos() * azimuth.cos(),
-                                range * elevation.cos() * azimuth.sin(),
-                                range * elevation.sin(),
-                            );
-                            let p = sensor.world_from_sensor * in_sensor;
-                            assert_eq!(coverage.covers(&p), sensor.covers(&p), "{hfov} {vfov} at {in_sensor:?}");
-                            checked += 1;
-                        }
-                    }
-                }
-                for p in [Point3::new(f64::NAN, 0.0, 0.0), Point3::new(f64::INFINITY, 1.0, 0.0), sensor.position()] {
-                    assert_eq!(coverage.covers(&p), sensor.covers(&p), "{hfov} {vfov} at {p:?}");
-                }
-            }
-        }
-        assert!(checked > 10_000);
-    }
 }

@@ -857,11 +857,11 @@ impl Fusion {
             track.mark_seen(si, t);
             self.after_update(ti, t);
         }
-        let calib = &self.sensors[si].calib;
+        let coverage = self.sensors[si].calib.coverage();
         for &ti in &relevant {
             let track = &mut self.tracks[ti];
             let p = track.motion.position();
-            if matched[ti] || calib.covers(&Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m)) {
+            if matched[ti] || coverage.covers(&Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m)) {
                 self.stats.tracks_confirmed += u64::from(record_opportunity(track, matched[ti], &self.config));
             }
         }

@@ -32,8 +32,8 @@ pub mod track;
 
 pub use broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
 pub use calibration::{
-    CameraIntrinsics, CameraModel, ConfigError, GroundModel, LidarNoise, SensorCalibration, SensorMask, SensorModel,
-    SiteConfig,
+    CameraIntrinsics, CameraModel, ConfigError, GroundModel, LidarNoise, SensorCalibration, SensorCoverage, SensorMask,
+    SensorModel, SiteConfig,
 };
 pub use class::{BoxSize, ObjectClass, ParticipantType, SourceSet};
 pub use config::{FusionConfig, FusionConfigError};
