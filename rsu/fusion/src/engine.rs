@@ -354,6 +354,8 @@ pub struct Fusion {
     pruned_at: Option<Timestamp>,
     /// Time of the last full management pass (with merging).
     managed_at: Option<Timestamp>,
+    /// Scratch space of the duplicate search, kept between passes.
+    pair_keys: Vec<u64>,
 }
 
 impl Fusion {
@@ -413,6 +415,7 @@ impl Fusion {
             message_count: 0,
             pruned_at: None,
             managed_at: None,
+            pair_keys: Vec::new(),
         })
     }
 
@@ -1369,7 +1372,7 @@ impl Fusion {
         // Every pair that may be close enough, each once, in index order (the older track first).
         let tracks = &self.tracks;
         let mut pairs = Vec::new();
-        let mut keys = Vec::with_capacity(points.len());
+        let mut keys = std::mem::take(&mut self.pair_keys);
         close_pairs(&points, reach_of(any_linked) + 2.0 * max_travel_m, &mut keys, |i, j| {
             let linked = tracks[i].v2x.is_some() || tracks[j].v2x.is_some();
             let bound_m = reach_of(linked) + travels_m[i] + travels_m[j];
@@ -1378,6 +1381,7 @@ impl Fusion {
                 pairs.push((i, j));
             }
         });
+        self.pair_keys = keys;
         if pairs.is_empty() {
             return false;
         }

@@ -307,6 +307,15 @@ fn ctrv_step(x: &Vector5, dt_s: f64) -> CtrvStep {
     CtrvStep { nx, ny, yaw1, s0, c0, s1, c1 }
 }
 
+/// Below this speed a constant-velocity track's velocity gives no heading [m/s].
+const CV_HEADING_MIN_SPEED_MPS: f64 = 0.3;
+
+/// The heading of a constant-velocity track moving at (`vx`, `vy`) [m/s] with speed `speed_mps`
+/// (their norm) [rad]: the velocity's direction, or the wrapped `yaw_hint_rad` when too slow.
+fn cv_heading_rad(vx: f64, vy: f64, speed_mps: f64, yaw_hint_rad: f64) -> f64 {
+    if speed_mps > CV_HEADING_MIN_SPEED_MPS { vy.atan2(vx) } else { wrap_angle(yaw_hint_rad) }
+}
+
 /// Where a motion state's mean is after a prediction: position [m], velocity [m/s] and heading
 /// [rad], each computed as [`MotionState::predict`] followed by [`MotionState::position`],
 /// [`MotionState::velocity`] and the yaw of [`MotionState::as_ctrv`] compute it (bit for bit),
@@ -487,7 +496,7 @@ impl MotionState {
     pub fn yaw(&self, fallback_rad: f64) -> f64 {
         match self {
             MotionState::Ctrv { x, .. } => x[2],
-            MotionState::Cv { x, .. } if x[2].hypot(x[3]) > 0.3 => x[3].atan2(x[2]),
+            MotionState::Cv { x, .. } if x[2].hypot(x[3]) > CV_HEADING_MIN_SPEED_MPS => x[3].atan2(x[2]),
             _ => fallback_rad,
         }
     }
@@ -593,7 +602,7 @@ impl MotionState {
                     py += dt_s * x[3];
                 }
                 let (vx, vy) = (x[2], x[3]);
-                let yaw_rad = if vx.hypot(vy) > 0.3 { vy.atan2(vx) } else { wrap_angle(yaw_hint_rad) };
+                let yaw_rad = cv_heading_rad(vx, vy, vx.hypot(vy), yaw_hint_rad);
                 Kinematics { position_m: Vector2::new(px, py), velocity_mps: Vector2::new(vx, vy), yaw_rad }
             }
             MotionState::Static { x, .. } => {
@@ -752,9 +761,8 @@ impl MotionState {
                 let (vx, vy) = (x[2], x[3]);
                 let v = vx.hypot(vy);
                 let mut p5 = Matrix5::zeros();
-                let mut x5 = Vector5::new(x[0], x[1], wrap_angle(yaw_hint_rad), v, 0.0);
-                if v > 0.3 {
-                    x5[2] = vy.atan2(vx);
+                let x5 = Vector5::new(x[0], x[1], cv_heading_rad(vx, vy, v, yaw_hint_rad), v, 0.0);
+                if v > CV_HEADING_MIN_SPEED_MPS {
                     let mut j = SMatrix::<f64, 5, 4>::zeros();
                     j[(0, 0)] = 1.0;
                     j[(1, 1)] = 1.0;
