@@ -238,7 +238,7 @@ pub fn replay_with<B, O: PolledObject, E: std::fmt::Display>(
         let ingest = match &message.body {
             ReplayBody::Sensor(frame) => {
                 summary.sensor_frames += 1;
-                Some(fusion.handle_sensor_frame(now, frame))
+                Some(fusion.handle_sensor_frame(now, frame.clone()))
             }
             ReplayBody::Vehicle(state) => {
                 summary.vehicle_states += 1;

@@ -26,7 +26,7 @@ fn polling_again_at_the_same_instant_changes_nothing() {
         let now = message.log_time;
         match &message.body {
             ReplayBody::Sensor(frame) => {
-                assert_eq!(once.handle_sensor_frame(now, frame), twice.handle_sensor_frame(now, frame));
+                assert_eq!(once.handle_sensor_frame(now, frame.clone()), twice.handle_sensor_frame(now, frame.clone()));
             }
             ReplayBody::Vehicle(state) => {
                 assert_eq!(once.handle_vehicle_state(now, state), twice.handle_vehicle_state(now, state));

@@ -189,7 +189,7 @@ impl ConnectedCar {
         self.pending.sort_by_key(|f| f.delivered_at);
         let due = self.pending.partition_point(|f| f.delivered_at <= now);
         for f in self.pending.drain(..due) {
-            self.tracker.handle_sensor_frame(now, &f.frame);
+            self.tracker.handle_sensor_frame(now, f.frame);
         }
         let onboard = self.tracker.poll_objects(now);
         let rsu = if self.config.use_v2x { self.rsu_objects(now, ego) } else { Vec::new() };

@@ -446,7 +446,7 @@ pub fn run_offline(
         }
         let (mut frames, mut states) = (Vec::new(), Vec::new());
         cosim.step(|f| frames.push(f.clone()), |_, s| states.push(s.clone()));
-        for f in &frames {
+        for f in frames {
             rsu.handle_sensor_frame(now, f);
         }
         for s in &states {

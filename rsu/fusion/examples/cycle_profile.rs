@@ -18,13 +18,14 @@ mod scenario;
 use rsu_fusion::Fusion;
 use rsu_fusion::measurement::SensorFrame;
 use std::hint::black_box;
+use std::sync::Arc;
 
 /// Cycles run one after another before the engine starts over from its settled state.
 const CYCLES_BEFORE_RESTART: usize = 30;
 
 /// One cycle on `fusion`, dropping its output; returns the number of objects polled.
 #[inline(never)]
-fn timed_cycle(fusion: &mut Fusion, cycle: &[SensorFrame], t: f64) -> usize {
+fn timed_cycle(fusion: &mut Fusion, cycle: &[Arc<SensorFrame>], t: f64) -> usize {
     black_box(scenario::run_cycle(fusion, cycle, t)).len()
 }
 

@@ -8,6 +8,7 @@
 //! every poll, delete stale tracks.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use nalgebra::{Matrix2, Point2, Point3, Vector2, Vector3};
 use serde::{Deserialize, Serialize};
@@ -282,14 +283,10 @@ struct SensorState {
 
 #[derive(Clone, Debug)]
 enum Pending {
+    /// A sensor frame, shared with the caller (buffering it copies nothing).
     Frame {
         sensor: usize,
-        frame: SensorFrame,
-    },
-    /// The frame being handed in right now (borrowed from the caller; only cloned into a
-    /// `Frame` when it stays buffered after the call).
-    Incoming {
-        sensor: usize,
+        frame: Arc<SensorFrame>,
     },
     Vehicle(Box<VehicleState>),
 }
@@ -447,7 +444,11 @@ impl Fusion {
     /// Takes in one sensor frame at time `now`. It is buffered and fused in capture-time order
     /// once no older input can still arrive (see [`FusionConfig::max_lag_s`] and
     /// [`FusionConfig::early_release`]).
-    pub fn handle_sensor_frame(&mut self, now: Timestamp, frame: &SensorFrame) -> Ingest {
+    ///
+    /// The engine keeps the frame while it waits in the buffer: pass an `Arc` to share it with
+    /// the caller (nothing is copied), or the frame itself to hand it over.
+    pub fn handle_sensor_frame(&mut self, now: Timestamp, frame: impl Into<Arc<SensorFrame>>) -> Ingest {
+        let frame = frame.into();
         self.stats.frames_received += 1;
         self.note_now(now);
         let Some(si) = self.sensor_index(&frame.sensor_id) else {
@@ -476,22 +477,18 @@ impl Fusion {
         sensor.last_sequence = Some(sensor.last_sequence.map_or(frame.sequence, |s| s.max(frame.sequence)));
         sensor.last_capture = Some(sensor.last_capture.map_or(t, |c| c.max(t)));
         self.arrivals += 1;
-        let key = (t, self.arrivals);
-        self.buffer.insert(key, Pending::Incoming { sensor: si });
-        self.advance_with(now, Some(frame), false);
-        if let Some(pending) = self.buffer.get_mut(&key) {
-            *pending = Pending::Frame { sensor: si, frame: frame.clone() };
-        }
+        self.buffer.insert((t, self.arrivals), Pending::Frame { sensor: si, frame });
+        self.advance(now);
         Ingest::Accepted
     }
 
     /// Takes in a lidar frame (same as [`Fusion::handle_sensor_frame`]).
-    pub fn handle_lidar(&mut self, now: Timestamp, frame: &SensorFrame) -> Ingest {
+    pub fn handle_lidar(&mut self, now: Timestamp, frame: impl Into<Arc<SensorFrame>>) -> Ingest {
         self.handle_sensor_frame(now, frame)
     }
 
     /// Takes in a camera frame (same as [`Fusion::handle_sensor_frame`]).
-    pub fn handle_camera(&mut self, now: Timestamp, frame: &SensorFrame) -> Ingest {
+    pub fn handle_camera(&mut self, now: Timestamp, frame: impl Into<Arc<SensorFrame>>) -> Ingest {
         self.handle_sensor_frame(now, frame)
     }
 
@@ -527,7 +524,7 @@ impl Fusion {
     /// Confirmed objects predicted to `at` (fusing first whatever is due by `at`), sorted by id.
     pub fn poll_objects(&mut self, at: Timestamp) -> Vec<FusedObject> {
         self.note_now(at);
-        self.advance_with(at, None, true);
+        self.advance_with(at, true);
         // Sized up front: a `filter` gives no length hint, and growing a vector of objects this
         // large copies them over and over.
         let mut objects = Vec::with_capacity(self.tracks.iter().filter(|t| t.confirmed).count());
@@ -539,7 +536,7 @@ impl Fusion {
     /// whatever is due by `at`), sorted by id: the same values, for a fraction of the work.
     pub fn poll_kinematics(&mut self, at: Timestamp) -> Vec<ObjectKinematics> {
         self.note_now(at);
-        self.advance_with(at, None, true);
+        self.advance_with(at, true);
         let v2x_timeout_s = self.config.v2x_timeout_s;
         let mut objects = Vec::with_capacity(self.tracks.iter().filter(|t| t.confirmed).count());
         objects.extend(self.tracks.iter().filter(|t| t.confirmed).map(|track| {
@@ -647,13 +644,12 @@ impl Fusion {
     /// Fuses every buffered input that is due at `now`, then manages tracks when due and prunes
     /// them.
     fn advance(&mut self, now: Timestamp) {
-        self.advance_with(now, None, false);
+        self.advance_with(now, false);
     }
 
-    /// [`Fusion::advance`] while the caller's frame `incoming` sits in the buffer as
-    /// [`Pending::Incoming`]; with `settle` (before objects are read) tracks are pruned whenever
-    /// the pruning time moved.
-    fn advance_with(&mut self, now: Timestamp, incoming: Option<&SensorFrame>, settle: bool) {
+    /// [`Fusion::advance`]; with `settle` (before objects are read) tracks are pruned whenever the
+    /// pruning time moved.
+    fn advance_with(&mut self, now: Timestamp, settle: bool) {
         let horizon = now.add_secs(-self.config.max_lag_s);
         let mut release = horizon;
         if self.config.early_release {
@@ -689,7 +685,7 @@ impl Fusion {
             }
             let Some((_, pending)) = self.buffer.pop_first() else { break };
             self.fused_until = Some(self.fused_until.map_or(t, |f| f.max(t)));
-            self.process(t, pending, incoming);
+            self.process(t, pending);
             last_fused = Some(t);
         }
         // Track management: duplicates merge after every batch of released inputs (the search
@@ -719,15 +715,9 @@ impl Fusion {
         }
     }
 
-    fn process(&mut self, t: Timestamp, pending: Pending, incoming: Option<&SensorFrame>) {
+    fn process(&mut self, t: Timestamp, pending: Pending) {
         match pending {
             Pending::Frame { sensor, frame } => self.fuse_frame(sensor, t, &frame),
-            Pending::Incoming { sensor } => {
-                // Always present: `Incoming` only exists while `handle_sensor_frame` runs.
-                if let Some(frame) = incoming {
-                    self.fuse_frame(sensor, t, frame);
-                }
-            }
             Pending::Vehicle(state) => self.update_v2x(t, &state),
         }
     }

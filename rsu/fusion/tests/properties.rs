@@ -95,7 +95,7 @@ proptest! {
                 capture_time: ts(now + offset),
                 detections,
             };
-            fusion.handle_sensor_frame(ts(now), &frame);
+            fusion.handle_sensor_frame(ts(now), frame.clone());
             check_outputs(&mut fusion, now)?;
         }
     }
@@ -128,7 +128,7 @@ proptest! {
                 capture_time: ts(t),
                 detections: Detections::Lidar(dets),
             };
-            fusion.handle_sensor_frame(ts(t), &frame);
+            fusion.handle_sensor_frame(ts(t), frame.clone());
             prop_assert!(fusion.track_count() <= 300);
             check_outputs(&mut fusion, t)?;
         }

@@ -119,7 +119,7 @@ fn kinematic_polls_equal_the_full_objects() {
     for k in 1..=160 {
         let at_s = k as f64 * 0.05;
         while i < arrivals.len() && arrivals[i].arrive_s <= at_s {
-            fusion.handle_sensor_frame(ts(arrivals[i].arrive_s), &arrivals[i].frame);
+            fusion.handle_sensor_frame(ts(arrivals[i].arrive_s), arrivals[i].frame.clone());
             i += 1;
         }
         // Both from the same state: each poll may fuse what is due and prune.
@@ -284,7 +284,7 @@ fn out_of_order_frames_fuse_like_in_order_and_late_ones_are_dropped() {
     let final_state = |arrivals: &[Arrival]| {
         let mut f = new_fusion(&site);
         for a in arrivals {
-            assert_eq!(f.handle_sensor_frame(ts(a.arrive_s), &a.frame), Ingest::Accepted);
+            assert_eq!(f.handle_sensor_frame(ts(a.arrive_s), a.frame.clone()), Ingest::Accepted);
         }
         let objs = f.poll_objects(ts(5.5));
         (format!("{objs:?}"), f.stats().late_dropped)
@@ -297,18 +297,18 @@ fn out_of_order_frames_fuse_like_in_order_and_late_ones_are_dropped() {
     // A frame older than the lag is dropped and counted.
     let mut f = new_fusion(&site);
     for a in in_order.iter().filter(|a| a.arrive_s < 2.0) {
-        f.handle_sensor_frame(ts(a.arrive_s), &a.frame);
+        f.handle_sensor_frame(ts(a.arrive_s), a.frame.clone());
     }
     let mut old = in_order[0].frame.clone();
     old.capture_time = ts(1.0);
-    assert_eq!(f.handle_sensor_frame(ts(2.0), &old), Ingest::Late);
+    assert_eq!(f.handle_sensor_frame(ts(2.0), old.clone()), Ingest::Late);
     assert_eq!(f.stats().late_dropped, 1);
     let mut future = in_order[0].frame.clone();
     future.capture_time = ts(10.0);
-    assert_eq!(f.handle_sensor_frame(ts(2.0), &future), Ingest::FromFuture);
+    assert_eq!(f.handle_sensor_frame(ts(2.0), future.clone()), Ingest::FromFuture);
     let mut unknown = in_order[0].frame.clone();
     unknown.sensor_id = "nobody".into();
-    assert_eq!(f.handle_sensor_frame(ts(2.0), &unknown), Ingest::UnknownSensor);
+    assert_eq!(f.handle_sensor_frame(ts(2.0), unknown.clone()), Ingest::UnknownSensor);
 }
 
 fn vehicle_state(
@@ -356,7 +356,7 @@ fn connected_car_seen_by_lidar_appears_once_and_unseen_one_still_appears() {
     for k in 1..=50 {
         let now = 0.1 * f64::from(k);
         while i < arrivals.len() && arrivals[i].arrive_s <= now {
-            fusion.handle_sensor_frame(ts(arrivals[i].arrive_s), &arrivals[i].frame);
+            fusion.handle_sensor_frame(ts(arrivals[i].arrive_s), arrivals[i].frame.clone());
             i += 1;
         }
         // BSMs from 1 s on, captured 20 ms ago, with GNSS noise.

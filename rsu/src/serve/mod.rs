@@ -369,9 +369,10 @@ fn handle_event(
             }
         }
         Event::Sensor { frame, received } => {
-            let verdict = fusion.handle_sensor_frame(received, &frame);
+            let frame = std::sync::Arc::new(frame);
+            let verdict = fusion.handle_sensor_frame(received, std::sync::Arc::clone(&frame));
             if let Some(recorder) = &outputs.recorder {
-                recorder.record(Record::Sensor(frame.clone()));
+                recorder.record(Record::Sensor(SensorFrame::clone(&frame)));
             }
             if verdict == Ingest::Accepted {
                 Stats::bump(&stats.sensor_frames_in);

@@ -7,6 +7,7 @@ use rsu_fusion::calibration::{CameraIntrinsics, CameraModel, GroundModel, LidarN
 use rsu_fusion::camera::{CameraGeometry, box_corners, camera_pose};
 use rsu_fusion::measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame};
 use rsu_fusion::{BoxSize, FusedObject, Fusion, FusionConfig, ObjectClass, SiteConfig, Timestamp, Wgs84};
+use std::sync::Arc;
 
 /// A large synthetic site: two 360° lidars and two cameras facing each other.
 pub fn site() -> SiteConfig {
@@ -69,8 +70,8 @@ fn objects(n: usize, t: f64) -> Vec<(Vector2<f64>, f64)> {
 }
 
 /// The frames of every sensor of `site` capturing the `n` cars at time `t` [s] (every car
-/// detected by every sensor that sees it).
-pub fn frames(site: &SiteConfig, n: usize, t: f64, seq: u64) -> Vec<SensorFrame> {
+/// detected by every sensor that sees it), shared as the daemon hands them in.
+pub fn frames(site: &SiteConfig, n: usize, t: f64, seq: u64) -> Vec<Arc<SensorFrame>> {
     let objs = objects(n, t);
     let size = ObjectClass::Car.typical_size();
     site.sensors
@@ -111,7 +112,7 @@ pub fn frames(site: &SiteConfig, n: usize, t: f64, seq: u64) -> Vec<SensorFrame>
                     Detections::Camera(CameraDetections { image_width_px: 1920, image_height_px: 1080, boxes })
                 }
             };
-            SensorFrame { sensor_id: s.id.clone(), sequence: seq, capture_time: ts(t), detections }
+            Arc::new(SensorFrame { sensor_id: s.id.clone(), sequence: seq, capture_time: ts(t), detections })
         })
         .collect()
 }
@@ -140,9 +141,9 @@ const SETTLE_CYCLES: u64 = 20;
 const CYCLE_S: f64 = 0.1;
 
 /// One fusion cycle at time `t` [s]: the frames handed in 10 ms after capture, a poll 10 ms later.
-pub fn run_cycle(fusion: &mut Fusion, cycle: &[SensorFrame], t: f64) -> Vec<FusedObject> {
+pub fn run_cycle(fusion: &mut Fusion, cycle: &[Arc<SensorFrame>], t: f64) -> Vec<FusedObject> {
     for frame in cycle {
-        fusion.handle_sensor_frame(ts(t + 0.01), frame);
+        fusion.handle_sensor_frame(ts(t + 0.01), Arc::clone(frame));
     }
     fusion.poll_objects(ts(t + 0.02))
 }
@@ -154,7 +155,7 @@ pub struct SteadyState {
     settled: Fusion,
     fusion: Fusion,
     start_t: f64,
-    cycles: Vec<Vec<SensorFrame>>,
+    cycles: Vec<Vec<Arc<SensorFrame>>>,
     next: usize,
     /// Objects the settled engine reported.
     pub objects_seen: usize,
@@ -165,7 +166,7 @@ impl SteadyState {
     /// cycles before starting over.
     pub fn new(site: &SiteConfig, n: usize, cycles: usize) -> Self {
         let (settled, objects_seen, start_t) = settled(site, n);
-        let cycles: Vec<Vec<SensorFrame>> = (0..cycles.max(2) as u64)
+        let cycles: Vec<Vec<Arc<SensorFrame>>> = (0..cycles.max(2) as u64)
             .map(|k| frames(site, n, start_t + k as f64 * CYCLE_S, SETTLE_CYCLES + k))
             .collect();
         // Starts as if every cycle had run, so the first call starts over (with its warm-up).
@@ -182,7 +183,7 @@ impl SteadyState {
     /// outside the timing); returns the engine, the next cycle's frames and its time [s]. A
     /// fresh copy first runs one cycle untimed, so the copy's first touches of its memory (page
     /// faults, growing its scratch space) are not counted: the daemon never starts over.
-    pub fn next_cycle(&mut self) -> (&mut Fusion, &[SensorFrame], f64) {
+    pub fn next_cycle(&mut self) -> (&mut Fusion, &[Arc<SensorFrame>], f64) {
         if self.next == self.cycles.len() {
             self.fusion = self.settled.clone();
             run_cycle(&mut self.fusion, &self.cycles[0], self.start_t);

@@ -380,7 +380,7 @@ pub fn run(
     while next_poll <= duration_s + 1e-9 {
         while i < arrivals.len() && arrivals[i].arrive_s <= next_poll {
             let a = &arrivals[i];
-            fusion.handle_sensor_frame(ts(a.arrive_s), &a.frame);
+            fusion.handle_sensor_frame(ts(a.arrive_s), a.frame.clone());
             i += 1;
         }
         polls.push((next_poll, fusion.poll_objects(ts(next_poll))));
