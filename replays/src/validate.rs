@@ -104,6 +104,8 @@ pub fn validate_log(
     let mut first_in_coverage_ns: IdMap<Option<i64>> = IdMap::default();
     let mut truth_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
     let mut fused_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
+    // The grid of each frame's hypotheses, rebuilt in place frame after frame.
+    let mut index = GridIndex::default();
 
     // Of each broadcast only its time is needed: no roadside frame is built. Only the objects'
     // kinematics are polled.
@@ -119,7 +121,7 @@ pub fn validate_log(
                     let truths = truth_objects(truth, &site);
                     let hyps = hypotheses(objects);
                     // One grid of the hypotheses for the scorer and for the plots' nearest errors.
-                    let index = GridIndex::new(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
+                    index.rebuild(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
                     // The scorer's grid queries also find each scored truth's nearest hypothesis of any
                     // class within the vehicle gate, for the plots.
                     let gate_m = criteria.scoring.gate_vehicle_m;
