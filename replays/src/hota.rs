@@ -232,32 +232,32 @@ impl Hota {
             degree[r] += 1;
             degree[nr + c] += 1;
         }
-        let alone = |degree: &[u32], r: usize, c: usize| degree[r] == 1 && degree[nr + c] == 1;
+        // One pass over the similarities: a pair alone is rooted at its hypothesis at once; the
+        // others are joined (in order) and set aside for their roots.
         let parent = &mut scratch.parent;
         parent.clear();
         parent.extend(0..nr + nc);
-        for &(r, c, _) in sims.iter().filter(|&&(r, c, _)| !alone(degree, r, c)) {
-            let (a, b) = (find(parent, r), find(parent, nr + c));
-            if a != b {
-                parent[a] = b;
-            }
-        }
-        // The similarities of the groups of several, by root and then in order.
-        scratch.several.clear();
-        for (k, &(r, c, _)) in sims.iter().enumerate() {
-            if !alone(degree, r, c) {
-                scratch.several.push((find(parent, r), k));
-            }
-        }
-        scratch.several.sort_unstable();
         let rooted = &mut scratch.rooted;
         rooted.clear();
         rooted.resize(nr + nc, Rooted::Nothing);
+        scratch.several.clear();
         for (k, &(r, c, _)) in sims.iter().enumerate() {
-            if alone(degree, r, c) {
+            if degree[r] == 1 && degree[nr + c] == 1 {
                 rooted[nr + c] = Rooted::Alone(k);
+            } else {
+                let (a, b) = (find(parent, r), find(parent, nr + c));
+                if a != b {
+                    parent[a] = b;
+                }
+                // The root is filled in below, once every join is done.
+                scratch.several.push((r, k));
             }
         }
+        // The similarities of the groups of several, by root and then in order.
+        for member in &mut scratch.several {
+            member.0 = find(parent, member.0);
+        }
+        scratch.several.sort_unstable();
         let mut run = 0;
         while let Some(&(root, _)) = scratch.several.get(run) {
             let end = run + scratch.several[run..].iter().take_while(|&&(v, _)| v == root).count();
