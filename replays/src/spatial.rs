@@ -44,6 +44,10 @@ pub(crate) fn hypot_within(dx_m: f64, dy_m: f64, limit_m: f64) -> Option<f64> {
 /// wider columns, so the column table stays about as small as the points.
 const COLUMNS_PER_POINT: usize = 2;
 
+/// Most points of a column that is scanned whole by queries rather than sorted for a binary
+/// search: sorting short columns costs more than scanning them.
+const SCANNED_COLUMN: usize = 8;
+
 /// Points of the ground plane in columns (vertical strips) of twice the cell width, each column's
 /// points sorted by north coordinate, for "which points lie within r of p" queries that look only
 /// at the few columns around p and, in each, at the run of points whose north coordinate is
@@ -129,10 +133,11 @@ impl GridIndex {
         if let Some(start) = self.column_starts.first_mut() {
             *start = 0;
         }
-        // Columns hold few points: sort each by north coordinate (then index, for a total order).
+        // Long columns are sorted by north coordinate (then index, for a total order) for a binary
+        // search; short ones, the usual, stay in point order and are scanned whole.
         for k in 0..count {
             let column = &mut self.entries[self.column_starts[k]..self.column_starts[k + 1]];
-            if column.len() > 1 {
+            if column.len() > SCANNED_COLUMN {
                 column.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             }
         }
@@ -154,8 +159,12 @@ impl GridIndex {
         for x in x0..=x1 {
             let k = (x - self.first_column) as usize;
             let column = &self.entries[self.column_starts[k]..self.column_starts[k + 1]];
-            let from = column.partition_point(|e| e.0 < south_m);
-            column[from..].iter().take_while(|e| e.0 <= north_m).for_each(|e| visit(e.1));
+            if column.len() > SCANNED_COLUMN {
+                let from = column.partition_point(|e| e.0 < south_m);
+                column[from..].iter().take_while(|e| e.0 <= north_m).for_each(|e| visit(e.1));
+            } else {
+                column.iter().filter(|e| e.0 >= south_m && e.0 <= north_m).for_each(|e| visit(e.1));
+            }
         }
     }
 }
