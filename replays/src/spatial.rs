@@ -85,14 +85,16 @@ impl GridIndex {
 
     /// Makes this the index of `points`, as [`GridIndex::new`] does, reusing its buffers.
     pub(crate) fn rebuild(&mut self, points: impl IntoIterator<Item = [f64; 2]>, cell_m: f64) {
+        // The finite points and their spread from west to east, in one pass.
         self.points.clear();
-        self.points.extend(
-            points.into_iter().enumerate().filter(|(_, p)| p[0].is_finite() && p[1].is_finite()).map(|(i, p)| (p, i)),
-        );
-        let (west_m, east_m) = self
-            .points
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (p, _)| (lo.min(p[0]), hi.max(p[0])));
+        let (mut west_m, mut east_m) = (f64::INFINITY, f64::NEG_INFINITY);
+        for (i, p) in points.into_iter().enumerate() {
+            if p[0].is_finite() && p[1].is_finite() {
+                west_m = if p[0] < west_m { p[0] } else { west_m };
+                east_m = if p[0] > east_m { p[0] } else { east_m };
+                self.points.push((p, i));
+            }
+        }
         // Columns twice the cell: a query of about that radius then mostly spans two columns, not
         // three (each column costs a look-up and a binary search; the visits stay as few, since
         // north coordinates are compared exactly).
@@ -106,7 +108,8 @@ impl GridIndex {
         self.column_m = column_m;
         self.columns.clear();
         self.columns.extend(self.points.iter().map(|(p, _)| cell_of(p[0], column_m)));
-        let (first, last) = self.columns.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &c| (lo.min(c), hi.max(c)));
+        // The westmost and eastmost points' columns (`cell_of` is monotonic).
+        let (first, last) = (cell_of(west_m, column_m), cell_of(east_m, column_m));
         self.first_column = first;
         // The spread is about `most` columns at most (a few more from rounding the coordinates
         // divided by the width, the truncation only merges columns), so the difference is small;
