@@ -2,7 +2,7 @@
 //! comparing every pair.
 //!
 //! [`GridIndex`] sorts points into columns once; a query then looks only at the columns its disc
-//! touches (a table look-up each, then a binary search and a short scan).
+//! touches (a table look-up each, then a short scan, or a binary search in a long column).
 //! [`compare_hypot`] decides `dx.hypot(dy)` against a limit from the squared distance and calls
 //! `hypot` only when the two are too close to tell apart, so every decision and every distance
 //! kept is bit-for-bit the one a plain `hypot` gives.
@@ -48,10 +48,10 @@ const COLUMNS_PER_POINT: usize = 2;
 /// search: sorting short columns costs more than scanning them.
 const SCANNED_COLUMN: usize = 8;
 
-/// Points of the ground plane in columns (vertical strips) of twice the cell width, each column's
-/// points sorted by north coordinate, for "which points lie within r of p" queries that look only
-/// at the few columns around p and, in each, at the run of points whose north coordinate is
-/// within r.
+/// Points of the ground plane in columns (vertical strips) of twice the cell width, for "which
+/// points lie within r of p" queries that look only at the few columns around p and, in each, at
+/// the points whose north coordinate is within r (a short column is scanned, a long one is sorted
+/// by north coordinate and binary-searched).
 ///
 /// The columns are a dense table indexed from the westmost one (no search to find a column), and
 /// building it is a counting sort of the points by column; the table is kept between
@@ -64,8 +64,9 @@ pub(crate) struct GridIndex {
     first_column: i64,
     /// Start in `entries` of each column from `first_column` on, then the end of the last.
     column_starts: Vec<usize>,
-    /// (north [m], index of the point in the caller's slice) of every finite point, by column,
-    /// and within a column ascending by north coordinate, then index.
+    /// (north [m], index of the point in the caller's slice) of every finite point, by column;
+    /// within a column in point order, or, in a column of more than [`SCANNED_COLUMN`] points,
+    /// ascending by north coordinate, then index.
     entries: Vec<(f64, usize)>,
     /// Column of each entry while building (kept for its allocation).
     columns: Vec<i64>,
@@ -96,8 +97,8 @@ impl GridIndex {
             }
         }
         // Columns twice the cell: a query of about that radius then mostly spans two columns, not
-        // three (each column costs a look-up and a binary search; the visits stay as few, since
-        // north coordinates are compared exactly).
+        // three (each column costs a look-up and a scan; the visits stay as few, since north
+        // coordinates are compared exactly).
         let mut column_m = if cell_m > 0.0 && cell_m.is_finite() { 2.0 * cell_m } else { f64::INFINITY };
         // Widen the columns when the points spread over many more of them than there are points
         // (an infinite spread gives one column).
@@ -111,9 +112,9 @@ impl GridIndex {
         // The westmost and eastmost points' columns (`cell_of` is monotonic).
         let (first, last) = (cell_of(west_m, column_m), cell_of(east_m, column_m));
         self.first_column = first;
-        // The spread is about `most` columns at most (a few more from rounding the coordinates
-        // divided by the width, the truncation only merges columns), so the difference is small;
-        // no point, no column.
+        // The spread is about `most` columns at most (more only by the rounding of the coordinates
+        // divided by the width, a few thousand at worst near the saturation limit; the truncation
+        // only merges columns), so the difference is small; no point, no column.
         let count = if self.points.is_empty() { 0 } else { last.abs_diff(first) as usize + 1 };
         // Counting sort by column: count, then starts, then place in point order.
         self.column_starts.clear();
