@@ -146,6 +146,8 @@ struct FrameScratch {
     kept_at: Vec<usize>,
     /// Index into the frame's hypotheses of each kept one.
     kept_hyps: Vec<usize>,
+    /// The hypotheses the grid yields near one truth.
+    candidates: Vec<usize>,
     /// (truth, hypothesis, distance [m]) of the gated pairs, by truth; those of truth `ti` start
     /// at `pair_starts[ti]` (one more start ends the last truth's).
     pairs: Vec<(usize, usize, f64)>,
@@ -178,6 +180,7 @@ impl FrameScratch {
             kept,
             kept_at,
             kept_hyps,
+            candidates,
             pairs,
             pair_starts,
             sims,
@@ -194,7 +197,9 @@ impl FrameScratch {
             edges,
             cost,
         } = self;
-        for v in [scored_at, kept_at, kept_hyps, pair_starts, truth_slots, hyp_slots, free_t, free_h, column_of] {
+        for v in
+            [scored_at, kept_at, kept_hyps, candidates, pair_starts, truth_slots, hyp_slots, free_t, free_h, column_of]
+        {
             v.clear();
         }
         for v in [pairs, sims, matches, edges] {
@@ -428,11 +433,15 @@ impl Scorer {
             let gate_m = self.config.gate(family);
             let reach_m = gate_m.max(near_radius_m);
             f.pair_starts.push(f.pairs.len());
-            all_index.for_each_near(t.position_m, reach_m, |hi| {
+            // The candidates first, then the checks: a grid visitor that captures only the buffer
+            // is cheaper to set up per truth than one capturing all the checks need.
+            f.candidates.clear();
+            all_index.for_each_near(t.position_m, reach_m, |hi| f.candidates.push(hi));
+            for &hi in &f.candidates {
                 let h = &hyps[hi];
                 let (dx, dy) = (t.position_m[0] - h.position_m[0], t.position_m[1] - h.position_m[1]);
                 if compare_hypot(dx, dy, reach_m) == Some(Ordering::Greater) {
-                    return;
+                    continue;
                 }
                 let d = dx.hypot(dy);
                 if d <= near_radius_m {
@@ -442,7 +451,7 @@ impl Scorer {
                 if f.kept[hi] && d <= gate_m && families_match(family, h.class) {
                     f.pairs.push((ti, f.kept_at[hi], d));
                 }
-            });
+            }
             let first = f.pair_starts[ti];
             sort_by_east(&mut f.pairs[first..], hyps, &f.kept_hyps);
         }
