@@ -196,9 +196,16 @@ impl Hota {
         row.resize(truths.len(), 0.0);
         col.clear();
         col.resize(hyps.len(), 0.0);
+        // Similarity sums, and the similarities of each vertex for `add_groups` (vertex = truth
+        // index, or truths + hypothesis index).
+        let degree = &mut scratch.degree;
+        degree.clear();
+        degree.resize(truths.len() + hyps.len(), 0);
         for &(i, j, s) in sims {
             row[i] += s;
             col[j] += s;
+            degree[i] += 1;
+            degree[truths.len() + j] += 1;
         }
         scratch.sim_pair.clear();
         for &(i, j, s) in sims {
@@ -224,47 +231,45 @@ impl Hota {
     /// which their sums have always been taken. A pair alone in its component is rooted at its
     /// hypothesis; the other components are found by the same joins among their own pairs only
     /// (joins in disjoint trees do not affect each other), so they have the same roots.
+    /// `scratch.degree` holds the number of similarities of each vertex.
     fn add_groups(&mut self, nr: usize, nc: usize, sims: &[(usize, usize, f64)], scratch: &mut Scratch) {
-        let degree = &mut scratch.degree;
-        degree.clear();
-        degree.resize(nr + nc, 0);
-        for &(r, c, _) in sims {
-            degree[r] += 1;
-            degree[nr + c] += 1;
-        }
-        let alone = |degree: &[u32], r: usize, c: usize| degree[r] == 1 && degree[nr + c] == 1;
+        let degree = &scratch.degree;
+        // One pass over the similarities: a pair alone is rooted at its hypothesis at once; the
+        // others are joined (in order) and set aside for their roots.
         let parent = &mut scratch.parent;
         parent.clear();
         parent.extend(0..nr + nc);
-        for &(r, c, _) in sims.iter().filter(|&&(r, c, _)| !alone(degree, r, c)) {
-            let (a, b) = (find(parent, r), find(parent, nr + c));
-            if a != b {
-                parent[a] = b;
-            }
-        }
-        // The similarities of the groups of several, by root and then in order.
-        scratch.several.clear();
-        for (k, &(r, c, _)) in sims.iter().enumerate() {
-            if !alone(degree, r, c) {
-                scratch.several.push((find(parent, r), k));
-            }
-        }
-        scratch.several.sort_unstable();
         let rooted = &mut scratch.rooted;
         rooted.clear();
         rooted.resize(nr + nc, Rooted::Nothing);
+        scratch.several.clear();
         for (k, &(r, c, _)) in sims.iter().enumerate() {
-            if alone(degree, r, c) {
+            if degree[r] == 1 && degree[nr + c] == 1 {
                 rooted[nr + c] = Rooted::Alone(k);
+            } else {
+                let (a, b) = (find(parent, r), find(parent, nr + c));
+                if a != b {
+                    parent[a] = b;
+                }
+                // The root is filled in below, once every join is done.
+                scratch.several.push((r, k));
             }
         }
+        // The similarities of the groups of several, by root and then in order.
+        for member in &mut scratch.several {
+            member.0 = find(parent, member.0);
+        }
+        scratch.several.sort_unstable();
         let mut run = 0;
         while let Some(&(root, _)) = scratch.several.get(run) {
             let end = run + scratch.several[run..].iter().take_while(|&&(v, _)| v == root).count();
             rooted[root] = Rooted::Several(run, end);
             run = end;
         }
-        for v in 0..nr + nc {
+        // Truth vertices root only groups of several (a pair alone is rooted at its hypothesis):
+        // without such a group, the groups are all rooted at hypotheses.
+        let first_root = if scratch.several.first().is_some_and(|&(root, _)| root < nr) { 0 } else { nr };
+        for v in first_root..nr + nc {
             let group = match scratch.rooted[v] {
                 Rooted::Nothing => continue,
                 Rooted::Alone(k) => Group::Alone { pair: scratch.sim_pair[k], sim: sims[k].2 },

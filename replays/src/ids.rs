@@ -31,6 +31,16 @@ impl IdSlots {
         }
     }
 
+    /// The slot of `id` if it was seen.
+    pub(crate) fn get(&self, id: u32) -> Option<usize> {
+        match self.direct.get(id as usize) {
+            Some(&s) if s != 0 => Some(s - 1),
+            Some(_) => None,
+            None if id < DIRECT_IDS => None,
+            None => self.other.get(&id).copied(),
+        }
+    }
+
     /// [`IdSlots::slot`] of an id not in the direct table: new, or too large for the table.
     #[cold]
     fn first_sight_or_large(&mut self, id: u32) -> (usize, bool) {
@@ -123,6 +133,11 @@ mod tests {
         assert_eq!(slots.slot(7), (0, false));
         assert_eq!(slots.slot(DIRECT_IDS), (3, true));
         assert_eq!(slots.slot(u32::MAX), (1, false));
+        for (id, slot) in
+            [(7, Some(0)), (3, Some(2)), (DIRECT_IDS, Some(3)), (u32::MAX, Some(1)), (4, None), (1 << 20, None)]
+        {
+            assert_eq!(slots.get(id), slot, "id {id}");
+        }
         assert_eq!(slots.by_id().collect::<Vec<_>>(), vec![(3, 2), (7, 0), (DIRECT_IDS, 3), (u32::MAX, 1)]);
     }
 }

@@ -57,11 +57,17 @@ impl ScoringConfig {
     }
 }
 
-/// Sorts one truth's (truth, index into `hyps`, distance) pairs by the east coordinate of the
-/// hypothesis (then its index): the order in which the HOTA sums have always been taken, kept so
-/// that they stay the same to the last bit.
-fn sort_by_east(pairs: &mut [(usize, usize, f64)], hyps: &[&Hypothesis]) {
-    pairs.sort_unstable_by(|a, b| hyps[a.1].position_m[0].total_cmp(&hyps[b.1].position_m[0]).then(a.1.cmp(&b.1)));
+/// Sorts one truth's (truth, index into `kept`, distance) pairs by the east coordinate of the
+/// hypothesis (then its index), `kept` giving each one's index into `hyps`: the order in which
+/// the HOTA sums have always been taken, kept so that they stay the same to the last bit.
+fn sort_by_east(pairs: &mut [(usize, usize, f64)], hyps: &[Hypothesis], kept: &[usize]) {
+    let east = |pair: &(usize, usize, f64)| hyps[kept[pair.1]].position_m[0];
+    pairs.sort_unstable_by(|a, b| east(a).total_cmp(&east(b)).then(a.1.cmp(&b.1)));
+}
+
+/// Whether a truth matched within `family` may match a hypothesis of class `hyp`.
+fn families_match(family: MotionFamily, hyp: ObjectClass) -> bool {
+    match_family(hyp) == family || hyp == ObjectClass::Unknown
 }
 
 /// The family a class is matched within: riders move like vehicles but are gated as VRUs.
@@ -125,6 +131,87 @@ pub struct Scorer {
     distance_total_m: f64,
     distance_tracked_m: f64,
     hota: crate::hota::Hota,
+    /// Buffers of [`Scorer::add_frame_indexed`], kept between frames.
+    scratch: FrameScratch,
+}
+
+/// Per-frame buffers of [`Scorer::add_frame_indexed`]; their contents do not outlive a call. In
+/// a frame, truths are numbered among the scored ones and hypotheses among the kept ones.
+#[derive(Clone, Debug, Default)]
+struct FrameScratch {
+    /// Index into the frame's truths of each scored truth.
+    scored_at: Vec<usize>,
+    /// By index into the frame's hypotheses: whether it is kept, and its index among the kept.
+    kept: Vec<bool>,
+    kept_at: Vec<usize>,
+    /// Index into the frame's hypotheses of each kept one.
+    kept_hyps: Vec<usize>,
+    /// The hypotheses the grid yields near one truth.
+    candidates: Vec<usize>,
+    /// (truth, hypothesis, distance [m]) of the gated pairs, by truth; those of truth `ti` start
+    /// at `pair_starts[ti]` (one more start ends the last truth's).
+    pairs: Vec<(usize, usize, f64)>,
+    pair_starts: Vec<usize>,
+    /// HOTA's (truth, hypothesis, similarity).
+    sims: Vec<(usize, usize, f64)>,
+    truth_ids: Vec<u32>,
+    hyp_ids: Vec<u32>,
+    /// Slot of each truth in [`Scorer::truths`] and of each hypothesis in [`Scorer::hyps`].
+    truth_slots: Vec<usize>,
+    hyp_slots: Vec<usize>,
+    /// CLEAR MOT's matches (truth, hypothesis, distance [m]) and who is matched.
+    matches: Vec<(usize, usize, f64)>,
+    truth_used: Vec<bool>,
+    hyp_used: Vec<bool>,
+    /// The truths and hypotheses left for the assignment, the column of each hypothesis among
+    /// them, their gated pairs (row, column, distance [m]) and one group's cost matrix.
+    free_t: Vec<usize>,
+    free_h: Vec<usize>,
+    column_of: Vec<usize>,
+    edges: Vec<(usize, usize, f64)>,
+    cost: Vec<f64>,
+}
+
+impl FrameScratch {
+    /// Empties every buffer.
+    fn clear(&mut self) {
+        let FrameScratch {
+            scored_at,
+            kept,
+            kept_at,
+            kept_hyps,
+            candidates,
+            pairs,
+            pair_starts,
+            sims,
+            truth_ids,
+            hyp_ids,
+            truth_slots,
+            hyp_slots,
+            matches,
+            truth_used,
+            hyp_used,
+            free_t,
+            free_h,
+            column_of,
+            edges,
+            cost,
+        } = self;
+        for v in
+            [scored_at, kept_at, kept_hyps, candidates, pair_starts, truth_slots, hyp_slots, free_t, free_h, column_of]
+        {
+            v.clear();
+        }
+        for v in [pairs, sims, matches, edges] {
+            v.clear();
+        }
+        for v in [kept, truth_used, hyp_used] {
+            v.clear();
+        }
+        truth_ids.clear();
+        hyp_ids.clear();
+        cost.clear();
+    }
 }
 
 /// What the scorer remembers of one ground-truth object across frames.
@@ -152,6 +239,9 @@ struct HypHistory {
     frames: u64,
     /// Whether it was ever matched (false tracks).
     matched: bool,
+    /// The last frame it was present in (its number) and its first index among that frame's
+    /// kept hypotheses.
+    present: Option<(u64, usize)>,
 }
 
 /// The counters of `class` in `classes` (see [`Scorer`]), created on first sight.
@@ -269,6 +359,7 @@ impl Scorer {
             distance_total_m: 0.0,
             distance_tracked_m: 0.0,
             hota: crate::hota::Hota::default(),
+            scratch: FrameScratch::default(),
         }
     }
 
@@ -280,28 +371,7 @@ impl Scorer {
             t.position_m[1] - h.position_m[1],
             self.config.gate(family),
         )?;
-        (match_family(h.class) == family || h.class == ObjectClass::Unknown).then_some(d)
-    }
-
-    /// Every (index into `truths`, index into `hyps`, distance) of pairs that may match; `index`
-    /// holds the hypotheses. By truth, then as [`sort_by_east`] orders them.
-    fn gated_pairs(
-        &self,
-        truths: &[&TruthObject],
-        hyps: &[&Hypothesis],
-        index: &GridIndex,
-    ) -> Vec<(usize, usize, f64)> {
-        let mut pairs = Vec::new();
-        for (ti, t) in truths.iter().enumerate() {
-            let first = pairs.len();
-            index.for_each_near(t.position_m, self.config.gate(match_family(t.class)), |hi| {
-                if let Some(d) = self.distance(t, hyps[hi]) {
-                    pairs.push((ti, hi, d));
-                }
-            });
-            sort_by_east(&mut pairs[first..], hyps);
-        }
-        pairs
+        families_match(family, h.class).then_some(d)
     }
 
     /// Scores one timestamp: `truths` at `time`, `hyps` predicted to `time`. Truths outside
@@ -313,9 +383,9 @@ impl Scorer {
     }
 
     /// [`Scorer::add_frame`] with the hypotheses already in a grid (of any cell size), which the
-    /// caller may query too at no extra search: `near(truth, hyp)` (indices into `truths` and
-    /// `hyps`) is called for every hypothesis that the grid yields within `near_radius_m` of a
-    /// scored truth, and some farther ones (see [`GridIndex::for_each_near`]).
+    /// caller may query too at no extra search: `near(truth, distance_m)` (an index into `truths`
+    /// and the `hypot` distance) is called for every hypothesis within `near_radius_m` of a
+    /// scored truth.
     pub(crate) fn add_frame_indexed(
         &mut self,
         time: Timestamp,
@@ -323,133 +393,157 @@ impl Scorer {
         hyps: &[Hypothesis],
         all_index: &GridIndex,
         near_radius_m: f64,
-        mut near: impl FnMut(usize, usize),
+        mut near: impl FnMut(usize, f64),
     ) {
         self.first_time.get_or_insert(time);
         self.last_time = Some(time);
         self.frames += 1;
         let frame = self.frames;
-        // Truths in coverage, with their indices in `truths`, and the others.
-        let (scored_at, ignored_at): (Vec<usize>, Vec<usize>) = (0..truths.len()).partition(|&i| truths[i].in_coverage);
-        let scored: Vec<&TruthObject> = scored_at.iter().map(|&i| &truths[i]).collect();
-        let ignored: Vec<&TruthObject> = ignored_at.iter().map(|&i| &truths[i]).collect();
-        // Hypotheses on objects outside coverage are neither right nor wrong.
-        let all: Vec<&Hypothesis> = hyps.iter().collect();
-        let mut kept = vec![true; all.len()];
-        for (_, hi, _) in self.gated_pairs(&ignored, &all, all_index) {
-            kept[hi] = false;
+        // The buffers of earlier frames, emptied (their allocations are what is kept).
+        let mut f = std::mem::take(&mut self.scratch);
+        f.clear();
+        // Truths in coverage (scored), by index in `truths`. Hypotheses on objects outside
+        // coverage are neither right nor wrong: they are not kept.
+        f.kept.resize(hyps.len(), true);
+        for (i, t) in truths.iter().enumerate() {
+            if t.in_coverage {
+                f.scored_at.push(i);
+            } else {
+                all_index.for_each_near(t.position_m, self.config.gate(match_family(t.class)), |hi| {
+                    if self.distance(t, &hyps[hi]).is_some() {
+                        f.kept[hi] = false;
+                    }
+                });
+            }
         }
-        // The kept hypotheses, and the index of each among them.
-        let mut kept_at = vec![usize::MAX; all.len()];
-        let mut hyps: Vec<&Hypothesis> = Vec::with_capacity(all.len());
-        for (hi, h) in all.iter().enumerate().filter(|&(hi, _)| kept[hi]) {
-            kept_at[hi] = hyps.len();
-            hyps.push(h);
+        // The kept hypotheses (by index in `hyps`), and the index of each among them.
+        f.kept_at.resize(hyps.len(), usize::MAX);
+        for hi in (0..hyps.len()).filter(|&hi| f.kept[hi]) {
+            f.kept_at[hi] = f.kept_hyps.len();
+            f.kept_hyps.push(hi);
         }
-        // Pairs of scored truths and kept hypotheses within the gate, in the order of
-        // `gated_pairs`, from the same grid queries that serve `near`.
-        let mut pairs = Vec::new();
-        for (ti, t) in scored.iter().enumerate() {
-            let gate_m = self.config.gate(match_family(t.class));
-            let first = pairs.len();
-            all_index.for_each_near(t.position_m, gate_m.max(near_radius_m), |hi| {
-                near(scored_at[ti], hi);
-                if kept[hi]
-                    && let Some(d) = self.distance(t, all[hi])
-                {
-                    pairs.push((ti, kept_at[hi], d));
+        let scored = |ti: usize| &truths[f.scored_at[ti]];
+        let kept = |hi: usize| &hyps[f.kept_hyps[hi]];
+        // Pairs of scored truths and kept hypotheses within the gate: by truth, then as
+        // `sort_by_east` orders them; the pairs of truth `ti` start at `pair_starts[ti]`. The same
+        // grid queries serve `near`, and one `hypot` serves both.
+        for (ti, &i) in f.scored_at.iter().enumerate() {
+            let t = &truths[i];
+            let family = match_family(t.class);
+            let gate_m = self.config.gate(family);
+            let reach_m = gate_m.max(near_radius_m);
+            f.pair_starts.push(f.pairs.len());
+            // The candidates first, then the checks: a grid visitor that captures only the buffer
+            // is cheaper to set up per truth than one capturing all the checks need.
+            f.candidates.clear();
+            all_index.for_each_near(t.position_m, reach_m, |hi| f.candidates.push(hi));
+            for &hi in &f.candidates {
+                let h = &hyps[hi];
+                let (dx, dy) = (t.position_m[0] - h.position_m[0], t.position_m[1] - h.position_m[1]);
+                if compare_hypot(dx, dy, reach_m) == Some(Ordering::Greater) {
+                    continue;
                 }
-            });
-            sort_by_east(&mut pairs[first..], &hyps);
+                let d = dx.hypot(dy);
+                if d <= near_radius_m {
+                    near(i, d);
+                }
+                // As `Scorer::distance` decides, from the same `hypot`.
+                if f.kept[hi] && d <= gate_m && families_match(family, h.class) {
+                    f.pairs.push((ti, f.kept_at[hi], d));
+                }
+            }
+            let first = f.pair_starts[ti];
+            sort_by_east(&mut f.pairs[first..], hyps, &f.kept_hyps);
         }
+        f.pair_starts.push(f.pairs.len());
 
         // HOTA's similarities: 1 - d / gate within the class gate.
-        let sims: Vec<(usize, usize, f64)> = pairs
-            .iter()
-            .map(|&(ti, hi, d)| (ti, hi, 1.0 - d / self.config.gate(match_family(scored[ti].class))))
-            .filter(|&(_, _, s)| s > 0.0)
-            .collect();
-        let truth_ids: Vec<u32> = scored.iter().map(|t| t.id).collect();
-        let hyp_ids: Vec<u32> = hyps.iter().map(|h| h.id).collect();
-        self.hota.add_frame(&truth_ids, &hyp_ids, &sims);
+        f.sims.extend(
+            f.pairs
+                .iter()
+                .map(|&(ti, hi, d)| (ti, hi, 1.0 - d / self.config.gate(match_family(scored(ti).class))))
+                .filter(|&(_, _, s)| s > 0.0),
+        );
+        f.truth_ids.extend(f.scored_at.iter().map(|&i| truths[i].id));
+        f.hyp_ids.extend(f.kept_hyps.iter().map(|&hi| hyps[hi].id));
+        self.hota.add_frame(&f.truth_ids, &f.hyp_ids, &f.sims);
 
-        let truth_slots: Vec<usize> =
-            truth_ids.iter().map(|&id| slot_of(&mut self.truth_slots, &mut self.truths, id)).collect();
-        let hyp_slots: Vec<usize> =
-            hyp_ids.iter().map(|&id| slot_of(&mut self.hyp_slots, &mut self.hyps, id)).collect();
-        // Hypothesis index by id (the first of equal ids), for keeping last frame's matches.
-        let mut hyp_by_id: Vec<(u32, usize)> = hyp_ids.iter().copied().zip(0..).collect();
-        hyp_by_id.sort_unstable();
+        f.truth_slots.extend(f.truth_ids.iter().map(|&id| slot_of(&mut self.truth_slots, &mut self.truths, id)));
+        f.hyp_slots.extend(f.hyp_ids.iter().map(|&id| slot_of(&mut self.hyp_slots, &mut self.hyps, id)));
+        // The first kept hypothesis of each id in this frame, for keeping last frame's matches.
+        for (hi, &slot) in f.hyp_slots.iter().enumerate() {
+            let history = &mut self.hyps[slot];
+            if history.present.is_none_or(|(seen_in, _)| seen_in != frame) {
+                history.present = Some((frame, hi));
+            }
+        }
 
         // 1. Keep last frame's matches that are still valid (py-motmetrics' behaviour).
-        let mut matches: Vec<(usize, usize, f64)> = Vec::new();
-        let mut truth_used = vec![false; scored.len()];
-        let mut hyp_used = vec![false; hyps.len()];
-        for (ti, t) in scored.iter().enumerate() {
-            if let Some((hid, matched_in)) = self.truths[truth_slots[ti]].last_match
+        let (n_truths, n_hyps) = (f.scored_at.len(), f.kept_hyps.len());
+        f.truth_used.resize(n_truths, false);
+        f.hyp_used.resize(n_hyps, false);
+        for ti in 0..n_truths {
+            if let Some((hid, matched_in)) = self.truths[f.truth_slots[ti]].last_match
                 && matched_in + 1 == frame
-                && let Some(&(_, hi)) = hyp_by_id.get(hyp_by_id.partition_point(|&(id, _)| id < hid))
-                && hyp_ids[hi] == hid
-                && !hyp_used[hi]
-                && let Some(d) = self.distance(t, hyps[hi])
+                && let Some(slot) = self.hyp_slots.get(hid)
+                && let Some((present_in, hi)) = self.hyps[slot].present
+                && present_in == frame
+                && !f.hyp_used[hi]
+                // Still within the gate: the pair is among the truth's gated pairs.
+                && let Some(&(_, _, d)) = f.pairs[f.pair_starts[ti]..f.pair_starts[ti + 1]].iter().find(|p| p.1 == hi)
             {
-                matches.push((ti, hi, d));
-                truth_used[ti] = true;
-                hyp_used[hi] = true;
+                f.matches.push((ti, hi, d));
+                f.truth_used[ti] = true;
+                f.hyp_used[hi] = true;
             }
         }
         // 2. Optimal assignment of the rest, minimising total distance within the gates.
-        let free_t: Vec<usize> = (0..scored.len()).filter(|&i| !truth_used[i]).collect();
-        let free_h: Vec<usize> = (0..hyps.len()).filter(|&i| !hyp_used[i]).collect();
-        let mut column_of = vec![usize::MAX; hyps.len()];
-        for (c, &hi) in free_h.iter().enumerate() {
-            column_of[hi] = c;
+        f.free_t.extend((0..n_truths).filter(|&i| !f.truth_used[i]));
+        f.free_h.extend((0..n_hyps).filter(|&i| !f.hyp_used[i]));
+        f.column_of.resize(n_hyps, usize::MAX);
+        for (c, &hi) in f.free_h.iter().enumerate() {
+            f.column_of[hi] = c;
         }
         // Gated pairs split the problem into independent groups (connected components), so a
         // crowded frame costs many small assignments instead of one cubic one. Edges by row, then
         // by column.
-        let mut edges: Vec<(usize, usize, f64)> = Vec::new();
-        let mut next_pair = 0;
-        for (r, &ti) in free_t.iter().enumerate() {
-            while pairs.get(next_pair).is_some_and(|p| p.0 < ti) {
-                next_pair += 1;
-            }
-            let row_start = edges.len();
-            while let Some(&(_, hi, d)) = pairs.get(next_pair).filter(|p| p.0 == ti) {
-                if column_of[hi] != usize::MAX {
-                    edges.push((r, column_of[hi], d));
+        for (r, &ti) in f.free_t.iter().enumerate() {
+            let row_start = f.edges.len();
+            for &(_, hi, d) in &f.pairs[f.pair_starts[ti]..f.pair_starts[ti + 1]] {
+                if f.column_of[hi] != usize::MAX {
+                    f.edges.push((r, f.column_of[hi], d));
                 }
-                next_pair += 1;
             }
-            edges[row_start..].sort_by_key(|&(_, c, _)| c);
+            f.edges[row_start..].sort_by_key(|&(_, c, _)| c);
         }
-        for group in edge_components(free_t.len(), free_h.len(), &edges).iter() {
+        for group in edge_components(f.free_t.len(), f.free_h.len(), &f.edges).iter() {
             const FORBIDDEN: f64 = 1e9;
             let (rows, cols) = (group.rows, group.cols);
-            let mut cost = vec![FORBIDDEN; rows.len() * cols.len()];
-            for &(r, c, d) in group.edges.iter().map(|&e| &edges[e]) {
+            f.cost.clear();
+            f.cost.resize(rows.len() * cols.len(), FORBIDDEN);
+            for &(r, c, d) in group.edges.iter().map(|&e| &f.edges[e]) {
                 if let (Ok(i), Ok(j)) = (rows.binary_search(&r), cols.binary_search(&c)) {
-                    cost[i * cols.len() + j] = d;
+                    f.cost[i * cols.len() + j] = d;
                 }
             }
-            for (i, j) in assign_rectangular(rows.len(), cols.len(), &cost) {
-                let d = cost[i * cols.len() + j];
+            for (i, j) in assign_rectangular(rows.len(), cols.len(), &f.cost) {
+                let d = f.cost[i * cols.len() + j];
                 if d < FORBIDDEN {
-                    let (ti, hi) = (free_t[rows[i]], free_h[cols[j]]);
-                    matches.push((ti, hi, d));
-                    truth_used[ti] = true;
-                    hyp_used[hi] = true;
+                    let (ti, hi) = (f.free_t[rows[i]], f.free_h[cols[j]]);
+                    f.matches.push((ti, hi, d));
+                    f.truth_used[ti] = true;
+                    f.hyp_used[hi] = true;
                 }
             }
         }
 
         // 3. Count.
-        for &(ti, hi, d) in &matches {
-            let (t, h) = (scored[ti], hyps[hi]);
+        for &(ti, hi, d) in &f.matches {
+            let (t, h) = (scored(ti), kept(hi));
             let counts = class_counts(&mut self.classes, t.class);
             counts.matches += 1;
             counts.distance_sum_m += d;
-            let history = &mut self.truths[truth_slots[ti]];
+            let history = &mut self.truths[f.truth_slots[ti]];
             if let Some((prev, _)) = history.last_match
                 && prev != h.id
             {
@@ -459,7 +553,7 @@ impl Scorer {
                 counts.fragmentations += 1;
             }
             history.last_match = Some((h.id, frame));
-            self.hyps[hyp_slots[hi]].matched = true;
+            self.hyps[f.hyp_slots[hi]].matched = true;
             self.position_errors_m.push(d);
             let dv = (t.velocity_mps[0] - h.velocity_mps[0]).hypot(t.velocity_mps[1] - h.velocity_mps[1]);
             self.velocity_errors_mps.push(dv);
@@ -470,20 +564,21 @@ impl Scorer {
             }
         }
         // IDF1 counts every pair within the gate in each frame, matched by CLEAR MOT or not.
-        for &(ti, hi, _) in &pairs {
-            let overlaps = &mut self.truths[truth_slots[ti]].overlaps;
-            match overlaps.iter_mut().find(|(h, _)| *h == hyp_ids[hi]) {
+        for &(ti, hi, _) in &f.pairs {
+            let overlaps = &mut self.truths[f.truth_slots[ti]].overlaps;
+            match overlaps.iter_mut().find(|(h, _)| *h == f.hyp_ids[hi]) {
                 Some((_, frames)) => *frames += 1,
-                None => overlaps.push((hyp_ids[hi], 1)),
+                None => overlaps.push((f.hyp_ids[hi], 1)),
             }
         }
-        for (ti, t) in scored.iter().enumerate() {
+        for ti in 0..n_truths {
+            let t = scored(ti);
             let counts = class_counts(&mut self.classes, t.class);
             counts.truths += 1;
-            if !truth_used[ti] {
+            if !f.truth_used[ti] {
                 counts.misses += 1;
             }
-            let history = &mut self.truths[truth_slots[ti]];
+            let history = &mut self.truths[f.truth_slots[ti]];
             history.frames += 1;
             // Tracked when any object of this id was matched in this frame.
             let tracked = history.last_match.is_some_and(|(_, matched_in)| matched_in == frame);
@@ -502,12 +597,13 @@ impl Scorer {
             }
             history.was_tracked = Some(tracked);
         }
-        for (hi, h) in hyps.iter().enumerate() {
-            self.hyps[hyp_slots[hi]].frames += 1;
-            if !hyp_used[hi] {
-                class_counts(&mut self.classes, h.class).false_positives += 1;
+        for hi in 0..n_hyps {
+            self.hyps[f.hyp_slots[hi]].frames += 1;
+            if !f.hyp_used[hi] {
+                class_counts(&mut self.classes, kept(hi).class).false_positives += 1;
             }
         }
+        self.scratch = f;
     }
 
     /// The metrics of everything added.
@@ -802,10 +898,23 @@ fn rmse_p95(errors: &[f64]) -> (f64, f64) {
     }
     let rmse = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt();
     // The one order statistic needed, without sorting everything (values equal under
-    // `total_cmp` are the same bits, so any algorithm picks the same value).
-    let mut values = errors.to_vec();
-    let (_, p95, _) = values.select_nth_unstable_by(rank(errors.len(), 0.95) - 1, f64::total_cmp);
-    (rmse, *p95)
+    // `total_cmp` are the same bits, so any algorithm picks the same value), selected among
+    // integer keys in `total_cmp`'s order: cheaper to compare than the floats.
+    let mut keys: Vec<i64> = errors.iter().map(|&e| total_order_key(e)).collect();
+    let (_, p95, _) = keys.select_nth_unstable(rank(errors.len(), 0.95) - 1);
+    (rmse, from_total_order_key(*p95))
+}
+
+/// An integer whose order is `f64::total_cmp`'s order of `v` (the transformation `total_cmp`
+/// itself applies): negative floats get their magnitude bits flipped.
+fn total_order_key(v: f64) -> i64 {
+    let bits = v.to_bits() as i64;
+    bits ^ (((bits >> 63) as u64 >> 1) as i64)
+}
+
+/// The float of a [`total_order_key`] (the transformation undoes itself: it keeps the sign bit).
+fn from_total_order_key(key: i64) -> f64 {
+    f64::from_bits((key ^ (((key >> 63) as u64 >> 1) as i64)) as u64)
 }
 
 /// The 1-based nearest rank of quantile `q` among `n > 0` values.
@@ -866,6 +975,28 @@ mod tests {
         assert!(ttt[0].abs() < 1e-9 && (ttt[1] - 0.2).abs() < 1e-9, "{ttt:?}");
         assert_eq!(m.never_tracked, 1);
         assert_eq!(m.first_matched_ns.get(&1), Some(&0));
+    }
+
+    #[test]
+    fn p95_by_integer_keys_is_the_total_cmp_selection() {
+        let mut values = vec![0.0, -0.0, 1.5, -2.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -f64::NAN, 1e-310];
+        values.extend((0..500).map(|i| ((i * 7919 % 1000) as f64 - 300.0) * 0.37));
+        for v in &values {
+            assert_eq!(from_total_order_key(total_order_key(*v)).to_bits(), v.to_bits());
+        }
+        for n in [1, 2, 3, 9, 20, values.len()] {
+            let errors = &values[values.len() - n..];
+            let mut sorted = errors.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            let expected = sorted[rank(n, 0.95) - 1];
+            assert_eq!(rmse_p95(errors).1.to_bits(), expected.to_bits(), "{n} values");
+            let mut all = values.clone();
+            all.sort_by(f64::total_cmp);
+            let mut keys: Vec<i64> = values.iter().map(|&v| total_order_key(v)).collect();
+            keys.sort_unstable();
+            let back: Vec<u64> = keys.iter().map(|&k| from_total_order_key(k).to_bits()).collect();
+            assert_eq!(back, all.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
     }
 
     #[test]

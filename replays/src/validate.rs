@@ -71,18 +71,6 @@ fn push_thinned(points: &mut Vec<[f64; 2]>, p: [f64; 2]) {
     }
 }
 
-/// Keeps in `nearest_m` the distance [m] from `p` to `h` when that is at most `radius_m` and below
-/// the distance kept: over every hypothesis within `radius_m`, in any order, the smallest `hypot`.
-fn keep_nearer(nearest_m: &mut Option<f64>, h: &Hypothesis, p: [f64; 2], radius_m: f64) {
-    let (dx, dy) = (h.position_m[0] - p[0], h.position_m[1] - p[1]);
-    if compare_hypot(dx, dy, radius_m) != Some(Ordering::Greater) {
-        let d = dx.hypot(dy);
-        if d <= radius_m && nearest_m.is_none_or(|n| d < n) {
-            *nearest_m = Some(d);
-        }
-    }
-}
-
 /// Replays and scores one log. `wall_time_s` and `speedup` of the report are left at 0 for the
 /// caller, which owns the clock.
 pub fn validate_log(
@@ -104,6 +92,10 @@ pub fn validate_log(
     let mut first_in_coverage_ns: IdMap<Option<i64>> = IdMap::default();
     let mut truth_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
     let mut fused_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
+    // The grid of each frame's hypotheses, rebuilt in place frame after frame.
+    let mut index = GridIndex::default();
+    // Per truth of a frame, the distance [m] to the nearest hypothesis within the vehicle gate.
+    let mut nearest_m: Vec<Option<f64>> = Vec::new();
 
     // Of each broadcast only its time is needed: no roadside frame is built. Only the objects'
     // kinematics are polled.
@@ -119,13 +111,17 @@ pub fn validate_log(
                     let truths = truth_objects(truth, &site);
                     let hyps = hypotheses(objects);
                     // One grid of the hypotheses for the scorer and for the plots' nearest errors.
-                    let index = GridIndex::new(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
+                    index.rebuild(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
                     // The scorer's grid queries also find each scored truth's nearest hypothesis of any
                     // class within the vehicle gate, for the plots.
                     let gate_m = criteria.scoring.gate_vehicle_m;
-                    let mut nearest_m: Vec<Option<f64>> = vec![None; truths.len()];
-                    scorer.add_frame_indexed(truth.time, &truths, &hyps, &index, gate_m, |ti, hi| {
-                        keep_nearer(&mut nearest_m[ti], &hyps[hi], truths[ti].position_m, gate_m);
+                    // Over every hypothesis within the gate, in any order, the smallest distance.
+                    nearest_m.clear();
+                    nearest_m.resize(truths.len(), None);
+                    scorer.add_frame_indexed(truth.time, &truths, &hyps, &index, gate_m, |ti, d| {
+                        if nearest_m[ti].is_none_or(|n| d < n) {
+                            nearest_m[ti] = Some(d);
+                        }
                     });
                     // Plot data and scenario facts.
                     let mut err_sum = 0.0;
