@@ -100,9 +100,18 @@ fn out_of_range(field: &'static str, value: impl std::fmt::Display, expected: &'
     ConvertError::OutOfRange { field, value: value.to_string(), expected }
 }
 
-/// A finite float within `[lo, hi]`.
+/// A finite float within `[lo, hi]` (finite bounds). Inlined, so a valid value costs two
+/// comparisons; the error is built out of line.
+#[inline]
 fn bounded(field: &'static str, v: f64, lo: f64, hi: f64) -> Result<f64> {
-    if v.is_finite() && (lo..=hi).contains(&v) { Ok(v) } else { Err(out_of_range(field, v, "a finite value in range")) }
+    // With finite bounds, being within them implies finite (NaN compares false).
+    if lo <= v && v <= hi { Ok(v) } else { Err(not_in_range(field, v)) }
+}
+
+#[cold]
+#[inline(never)]
+fn not_in_range(field: &'static str, v: f64) -> ConvertError {
+    out_of_range(field, v, "a finite value in range")
 }
 
 fn id_string(field: &'static str, s: &str) -> Result<String> {
