@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -132,7 +132,7 @@ impl Ord for Pending {
 /// The file side: raw MCAP messages decoded into typed messages, in file order.
 struct Source {
     path: PathBuf,
-    mcap: mcap::io::MessageReader<CountingReader<BufReader<File>>>,
+    mcap: mcap::io::MessageReader<CountingReader<File>>,
     /// Bytes consumed from the file.
     offset: Rc<Cell<u64>>,
     /// The last good message, for error context.
@@ -172,10 +172,11 @@ impl ReplayReader {
             ReadMode::Strict => linear.with_prevalidate_chunk_crcs(true),
             ReadMode::Recover => linear.with_validate_chunk_crcs(true),
         };
-        let mcap = mcap::io::MessageReader::new_with_options(
-            CountingReader { inner: BufReader::with_capacity(256 * 1024, file), count: offset.clone() },
-            linear,
-        );
+        // No `BufReader`: the MCAP reader asks for what it needs (a record header, a chunk's
+        // compressed data in decoder-sized pieces) and keeps it in its own buffer, so the file
+        // is read straight into that buffer rather than copied there from a second one.
+        let mcap =
+            mcap::io::MessageReader::new_with_options(CountingReader { inner: file, count: offset.clone() }, linear);
         let mut source =
             Source { path: path.to_owned(), mcap, offset, last_good: None, index: 0, stats: ReadStats::default() };
         // The first message must be the metadata.
