@@ -10,15 +10,13 @@
 //! [`ReadMode::Recover`] the reader ends cleanly after yielding every intact message before the
 //! damage, and [`ReplayReader::damage`] says what was found.
 
-use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
-use mcap::sans_io::LinearReaderOptions;
+use mcap::sans_io::{LinearReaderOptions, MessageReadEvent};
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
 use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
 use v2x_proto::{DecodeError, decode, decode_ground_truth_frame, decode_sensor_frame, wire};
@@ -92,17 +90,58 @@ pub struct ReadStats {
     pub out_of_order: u64,
 }
 
-/// Counts bytes pulled from the file, for error locations.
-struct CountingReader<R> {
-    inner: R,
-    count: Rc<Cell<u64>>,
+/// Bytes read from the file at a time, at least (the MCAP reader asks for as little as a record
+/// header). A handful of reads for a whole log instead of one per record header and decoder
+/// block; and the MCAP reader's buffer, which it zero-fills as it grows, soon stops growing.
+/// Measured on `dense-200`: fewer instructions than exact-size reads and than larger read-aheads.
+/// Memory stays bounded: this, plus the largest record or chunk.
+const READ_AHEAD_BYTES: usize = 256 * 1024;
+
+/// Drives MCAP's sans-io message reader over the file, as `mcap::io::MessageReader` does, but
+/// reading ahead straight into the reader's own buffer (no `BufReader` to copy every byte from)
+/// and counting the bytes read for error locations.
+struct McapFile {
+    file: File,
+    reader: mcap::sans_io::MessageReader,
+    /// Bytes read from the file.
+    offset: u64,
+    /// An I/O error or the end: nothing more is read.
+    done: bool,
 }
 
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
-        Ok(n)
+impl McapFile {
+    /// The next message in file order, an error (then `None` ever after) or `None` at the end.
+    fn next(&mut self) -> Option<mcap::McapResult<mcap::Message<'static>>> {
+        if self.done {
+            return None;
+        }
+        while let Some(event) = self.reader.next_event() {
+            match event {
+                Ok(MessageReadEvent::ReadRequest(need)) => {
+                    let buffer = self.reader.insert(need.max(READ_AHEAD_BYTES));
+                    // `Read` asks for a retry on `Interrupted`; zero bytes read means the end.
+                    let read = loop {
+                        match self.file.read(buffer) {
+                            Ok(n) => break n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                self.done = true;
+                                return Some(Err(e.into()));
+                            }
+                        }
+                    };
+                    self.offset += read as u64;
+                    self.reader.notify_read(read);
+                }
+                Ok(MessageReadEvent::Message(message)) => return Some(Ok(message)),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.done = true;
+        None
     }
 }
 
@@ -132,9 +171,7 @@ impl Ord for Pending {
 /// The file side: raw MCAP messages decoded into typed messages, in file order.
 struct Source {
     path: PathBuf,
-    mcap: mcap::io::MessageReader<CountingReader<File>>,
-    /// Bytes consumed from the file.
-    offset: Rc<Cell<u64>>,
+    mcap: McapFile,
     /// The last good message, for error context.
     last_good: Option<(Topic, Timestamp)>,
     /// Messages of ours read so far.
@@ -166,19 +203,14 @@ impl ReplayReader {
     /// Opens a log; reads and checks its `/meta` message.
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Self, ReplayError> {
         let file = File::open(path).map_err(|cause| ReplayError::Io { path: path.to_owned(), cause })?;
-        let offset = Rc::new(Cell::new(0));
         let linear = LinearReaderOptions::default().with_record_length_limit(MAX_RECORD_BYTES);
         let linear = match options.mode {
             ReadMode::Strict => linear.with_prevalidate_chunk_crcs(true),
             ReadMode::Recover => linear.with_validate_chunk_crcs(true),
         };
-        // No `BufReader`: the MCAP reader asks for what it needs (a record header, a chunk's
-        // compressed data in decoder-sized pieces) and keeps it in its own buffer, so the file
-        // is read straight into that buffer rather than copied there from a second one.
-        let mcap =
-            mcap::io::MessageReader::new_with_options(CountingReader { inner: file, count: offset.clone() }, linear);
-        let mut source =
-            Source { path: path.to_owned(), mcap, offset, last_good: None, index: 0, stats: ReadStats::default() };
+        let reader = mcap::sans_io::MessageReader::new_with_options(linear);
+        let mcap = McapFile { file, reader, offset: 0, done: false };
+        let mut source = Source { path: path.to_owned(), mcap, last_good: None, index: 0, stats: ReadStats::default() };
         // The first message must be the metadata.
         let first = match source.read_one() {
             Some(Ok(message)) => message,
@@ -268,7 +300,7 @@ impl Source {
                 Err(source) => {
                     return Some(Err(ReplayError::Container {
                         path: self.path.clone(),
-                        offset: self.offset.get(),
+                        offset: self.mcap.offset,
                         context: self.context(),
                         cause: source,
                     }));
