@@ -99,6 +99,18 @@ impl<'a> Fields<'a> {
         Some(key)
     }
 
+    /// Whether the next field's key is `key`; if so, reads past it.
+    #[inline]
+    fn next_is(&mut self, key: u8) -> bool {
+        match self.rest.split_first() {
+            Some((&k, tail)) if k == key => {
+                self.rest = tail;
+                true
+            }
+            _ => false,
+        }
+    }
+
     #[inline]
     fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (head, tail) = self.rest.split_first_chunk::<N>()?;
@@ -160,6 +172,28 @@ impl<'a> Fields<'a> {
             _ => None,
         }
     }
+}
+
+/// Reads the fields of a message from `fields` (a [`Fields`]) into their targets, each
+/// `KEY => target = value` (`KEY` a constant [`key`]). First in the order given, each field at most
+/// once: the layout prost writes (tag order, zero values left out), one comparison per field.
+/// Then whatever is left, in any order and repeated (the last value wins, repeated fields append),
+/// by a match on the key; any other key leaves the message to prost (`return None`). Both passes
+/// read fields in file order, so the result is that of the second pass alone.
+macro_rules! read_fields {
+    ($fields:ident { $($key:ident => $read:expr,)* }) => {
+        $(
+            if $fields.next_is($key) {
+                $read;
+            }
+        )*
+        while !$fields.at_end() {
+            match $fields.key()? {
+                $($key => $read,)*
+                _ => return None,
+            }
+        }
+    };
 }
 
 /// How many fields of `bytes` are `tag` with a length-delimited value (the entries of a repeated
@@ -235,21 +269,18 @@ fn lidar_box(bytes: &[u8]) -> Option<LidarDetection> {
     const POINT_COUNT: u8 = key(10, VARINT);
     let mut b = wire::LidarBox::default();
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        match fields.key()? {
-            X => b.x_m = fields.f32()?,
-            Y => b.y_m = fields.f32()?,
-            Z => b.z_m = fields.f32()?,
-            LENGTH => b.length_m = fields.f32()?,
-            WIDTH => b.width_m = fields.f32()?,
-            HEIGHT => b.height_m = fields.f32()?,
-            YAW => b.yaw_rad = fields.f32()?,
-            CLASS => b.object_class = fields.i32()?,
-            SCORE => b.score = fields.f32()?,
-            POINT_COUNT => b.point_count = Some(fields.u32()?),
-            _ => return None,
-        }
-    }
+    read_fields!(fields {
+        X => b.x_m = fields.f32()?,
+        Y => b.y_m = fields.f32()?,
+        Z => b.z_m = fields.f32()?,
+        LENGTH => b.length_m = fields.f32()?,
+        WIDTH => b.width_m = fields.f32()?,
+        HEIGHT => b.height_m = fields.f32()?,
+        YAW => b.yaw_rad = fields.f32()?,
+        CLASS => b.object_class = fields.i32()?,
+        SCORE => b.score = fields.f32()?,
+        POINT_COUNT => b.point_count = Some(fields.u32()?),
+    });
     LidarDetection::try_from(&b).ok()
 }
 
@@ -279,37 +310,31 @@ fn camera_box(bytes: &[u8], b: &mut wire::CameraBox) -> Option<CameraDetection> 
     let mut scores = std::mem::take(&mut b.class_scores);
     scores.clear();
     *b = wire::CameraBox { class_scores: scores, ..wire::CameraBox::default() };
+    const U_MIN: u8 = key(1, I32);
+    const V_MIN: u8 = key(2, I32);
+    const U_MAX: u8 = key(3, I32);
+    const V_MAX: u8 = key(4, I32);
+    const CLASS_SCORE: u8 = key(5, LEN);
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        const U_MIN: u8 = key(1, I32);
-        const V_MIN: u8 = key(2, I32);
-        const U_MAX: u8 = key(3, I32);
-        const V_MAX: u8 = key(4, I32);
-        const CLASS_SCORE: u8 = key(5, LEN);
-        match fields.key()? {
-            U_MIN => b.u_min_px = fields.f32()?,
-            V_MIN => b.v_min_px = fields.f32()?,
-            U_MAX => b.u_max_px = fields.f32()?,
-            V_MAX => b.v_max_px = fields.f32()?,
-            CLASS_SCORE => b.class_scores.push(class_score(fields.bytes()?)?),
-            _ => return None,
-        }
-    }
+    read_fields!(fields {
+        U_MIN => b.u_min_px = fields.f32()?,
+        V_MIN => b.v_min_px = fields.f32()?,
+        U_MAX => b.u_max_px = fields.f32()?,
+        V_MAX => b.v_max_px = fields.f32()?,
+        CLASS_SCORE => b.class_scores.push(class_score(fields.bytes()?)?),
+    });
     CameraDetection::try_from(&*b).ok()
 }
 
 fn class_score(bytes: &[u8]) -> Option<wire::ClassScore> {
+    const CLASS: u8 = key(1, VARINT);
+    const SCORE: u8 = key(2, I32);
     let mut s = wire::ClassScore::default();
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        const CLASS: u8 = key(1, VARINT);
-        const SCORE: u8 = key(2, I32);
-        match fields.key()? {
-            CLASS => s.object_class = fields.i32()?,
-            SCORE => s.score = fields.f32()?,
-            _ => return None,
-        }
-    }
+    read_fields!(fields {
+        CLASS => s.object_class = fields.i32()?,
+        SCORE => s.score = fields.f32()?,
+    });
     Some(s)
 }
 
@@ -356,41 +381,35 @@ fn ground_truth_object_of(bytes: &[u8]) -> Option<crate::domain::GroundTruthObje
     let mut o = wire::GroundTruthObject::default();
     let mut v2x_id = "";
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        match fields.key()? {
-            ID => o.id = fields.u32()?,
-            CLASS => o.object_class = fields.i32()?,
-            X => o.x_m = fields.f64()?,
-            Y => o.y_m = fields.f64()?,
-            Z => o.z_m = fields.f64()?,
-            YAW => o.yaw_rad = fields.f64()?,
-            SPEED => o.speed_mps = fields.f64()?,
-            YAW_RATE => o.yaw_rate_rps = fields.f64()?,
-            ACCEL => o.accel_mps2 = fields.f64()?,
-            LENGTH => o.length_m = fields.f64()?,
-            WIDTH => o.width_m = fields.f64()?,
-            HEIGHT => o.height_m = fields.f64()?,
-            V2X_ID => v2x_id = fields.str()?,
-            _ => return None,
-        }
-    }
+    read_fields!(fields {
+        ID => o.id = fields.u32()?,
+        CLASS => o.object_class = fields.i32()?,
+        X => o.x_m = fields.f64()?,
+        Y => o.y_m = fields.f64()?,
+        Z => o.z_m = fields.f64()?,
+        YAW => o.yaw_rad = fields.f64()?,
+        SPEED => o.speed_mps = fields.f64()?,
+        YAW_RATE => o.yaw_rate_rps = fields.f64()?,
+        ACCEL => o.accel_mps2 = fields.f64()?,
+        LENGTH => o.length_m = fields.f64()?,
+        WIDTH => o.width_m = fields.f64()?,
+        HEIGHT => o.height_m = fields.f64()?,
+        V2X_ID => v2x_id = fields.str()?,
+    });
     ground_truth_object(&o, v2x_id).ok()
 }
 
 fn signal_state_wire(bytes: &[u8]) -> Option<wire::SignalState> {
+    const SIGNAL_ID: u8 = key(1, LEN);
+    const PHASE: u8 = key(2, VARINT);
+    const REMAINING: u8 = key(3, VARINT);
     let mut s = wire::SignalState::default();
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        const SIGNAL_ID: u8 = key(1, LEN);
-        const PHASE: u8 = key(2, VARINT);
-        const REMAINING: u8 = key(3, VARINT);
-        match fields.key()? {
-            SIGNAL_ID => fields.str()?.clone_into(&mut s.signal_id),
-            PHASE => s.phase = fields.i32()?,
-            REMAINING => s.remaining_ms = fields.u32()?,
-            _ => return None,
-        }
-    }
+    read_fields!(fields {
+        SIGNAL_ID => fields.str()?.clone_into(&mut s.signal_id),
+        PHASE => s.phase = fields.i32()?,
+        REMAINING => s.remaining_ms = fields.u32()?,
+    });
     Some(s)
 }
 
@@ -516,6 +535,37 @@ mod tests {
         twice.extend_from_slice(bytes);
         assert!(slow_sensor_frame(&twice).is_ok());
         assert_eq!(sensor_frame(&twice), None);
+    }
+
+    /// The fields of one message's `bytes`, each as its key and value bytes.
+    fn field_slices(bytes: &[u8]) -> Vec<&[u8]> {
+        let mut fields = Fields::new(bytes);
+        let mut slices = Vec::new();
+        while !fields.at_end() {
+            let start = fields.rest;
+            let key = fields.key().expect("one-byte key");
+            fields.skip(key & 7).expect("whole field");
+            slices.push(&start[..start.len() - fields.rest.len()]);
+        }
+        slices
+    }
+
+    #[test]
+    fn fields_in_any_order_and_repeated_decode_as_prost_decodes_them() {
+        let objects = wire::GroundTruthFrame::from(&truth_frame()).objects;
+        let (first, second) = (objects[0].encode_to_vec(), objects[1].encode_to_vec());
+        // The first object's fields in reverse tag order, then the second's first two again (the
+        // last value wins).
+        let mut object: Vec<u8> = field_slices(&first).into_iter().rev().flatten().copied().collect();
+        object.extend(field_slices(&second)[..2].iter().copied().flatten());
+        let mut frame = wire::GroundTruthFrame { timestamp_ns: 5, ..Default::default() }.encode_to_vec();
+        frame.push(key(2, LEN));
+        prost::encoding::encode_varint(object.len() as u64, &mut frame);
+        frame.extend_from_slice(&object);
+        let fast = ground_truth_frame(&frame).expect("decodes");
+        assert_eq!(Some(fast.clone()), slow_ground_truth_frame(&frame).ok());
+        assert_eq!(fast.objects[0].id, objects[1].id);
+        assert_eq!(fast.objects[0].center_m, Point3::new(objects[0].x_m, objects[0].y_m, objects[0].z_m));
     }
 
     #[test]
