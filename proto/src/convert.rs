@@ -397,6 +397,7 @@ pub(crate) fn sensor_frame_with(
 
 impl TryFrom<&wire::LidarBox> for LidarDetection {
     type Error = ConvertError;
+    #[inline]
     fn try_from(b: &wire::LidarBox) -> Result<Self> {
         const R: f64 = 2000.0;
         let size = BoxSize::new(
@@ -421,6 +422,7 @@ impl TryFrom<&wire::LidarBox> for LidarDetection {
 
 impl TryFrom<&wire::CameraBox> for CameraDetection {
     type Error = ConvertError;
+    #[inline]
     fn try_from(b: &wire::CameraBox) -> Result<Self> {
         const P: f64 = 100_000.0;
         let min_px = Point2::new(
@@ -968,6 +970,7 @@ pub(crate) fn check_ground_truth_frame(timestamp_ns: u64, objects: usize, signal
 
 /// A ground-truth object from its wire fields, with `v2x_id` in place of `o.v2x_id` (so a decoder
 /// can pass the bytes it read without building a `String` first).
+#[inline]
 pub(crate) fn ground_truth_object(o: &wire::GroundTruthObject, v2x_id: &str) -> Result<GroundTruthObject> {
     const R: f64 = 1.0e6;
     Ok(GroundTruthObject {

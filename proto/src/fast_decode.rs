@@ -200,12 +200,18 @@ macro_rules! read_fields {
 /// sub-message), to size its vector before decoding; `None` when the bytes end inside a field or
 /// hold a wire type these decoders leave to prost.
 fn count_entries(bytes: &[u8], tag: u8) -> Option<usize> {
+    let entry = key(tag, LEN);
     let mut fields = Fields::new(bytes);
     let mut count = 0;
     while !fields.at_end() {
-        let k = fields.key()?;
-        count += usize::from(k == key(tag, LEN));
-        fields.skip(k & 7)?;
+        // Entries are nearly all there is: checked first, then any other field.
+        if fields.next_is(entry) {
+            fields.bytes()?;
+            count += 1;
+        } else {
+            let k = fields.key()?;
+            fields.skip(k & 7)?;
+        }
     }
     Some(count)
 }
