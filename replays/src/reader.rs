@@ -145,26 +145,44 @@ impl McapFile {
     }
 }
 
-/// A heap entry: ordered by log time, then by file order.
+/// Messages waiting in the reorder window, yielded earliest first (by log time, then file
+/// order). The heap orders small keys naming slots where the messages wait: moving a message (a
+/// few hundred bytes) at every step of a heap's sift would cost more than the ordering.
+#[derive(Default)]
 struct Pending {
-    key: (u64, u64),
-    message: ReplayMessage,
+    /// (log time [ns], file index, slot): unique, as file indices are.
+    heap: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    slots: Vec<Option<ReplayMessage>>,
+    /// Slots free for reuse.
+    free: Vec<usize>,
 }
 
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+impl Pending {
+    fn push(&mut self, key: (u64, u64), message: ReplayMessage) {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(message);
+                slot
+            }
+            None => {
+                self.slots.push(Some(message));
+                self.slots.len() - 1
+            }
+        };
+        self.heap.push(Reverse((key.0, key.1, slot)));
     }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+
+    /// The log time of the earliest message.
+    fn earliest_ns(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((t, _, _))| *t)
     }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
+
+    /// Takes the earliest message, with its log time.
+    fn pop(&mut self) -> Option<(u64, ReplayMessage)> {
+        let Reverse((t, _, slot)) = self.heap.pop()?;
+        let message = self.slots.get_mut(slot)?.take()?;
+        self.free.push(slot);
+        Some((t, message))
     }
 }
 
@@ -184,7 +202,7 @@ pub struct ReplayReader {
     source: Source,
     options: OpenOptions,
     meta: ReplayMeta,
-    heap: BinaryHeap<Reverse<Pending>>,
+    pending: Pending,
     /// Newest log time read from the file [ns].
     newest_ns: u64,
     /// Log time of the last message yielded [ns].
@@ -238,7 +256,7 @@ impl ReplayReader {
                     source,
                     options,
                     meta: *meta,
-                    heap: BinaryHeap::new(),
+                    pending: Pending::default(),
                     newest_ns: 0,
                     last_yielded_ns: 0,
                     damage: None,
@@ -270,17 +288,17 @@ impl ReplayReader {
 
     /// Pops the earliest pending message if it can no longer be preceded by one still unread.
     fn pop_ready(&mut self, flush: bool) -> Option<ReplayMessage> {
-        let Reverse(top) = self.heap.peek()?;
-        let ready = flush || top.key.0.saturating_add(self.options.reorder_window_ns) <= self.newest_ns;
+        let earliest_ns = self.pending.earliest_ns()?;
+        let ready = flush || earliest_ns.saturating_add(self.options.reorder_window_ns) <= self.newest_ns;
         if !ready {
             return None;
         }
-        let Reverse(p) = self.heap.pop()?;
-        if p.key.0 < self.last_yielded_ns {
+        let (t, message) = self.pending.pop()?;
+        if t < self.last_yielded_ns {
             self.source.stats.out_of_order += 1;
         }
-        self.last_yielded_ns = self.last_yielded_ns.max(p.key.0);
-        Some(p.message)
+        self.last_yielded_ns = self.last_yielded_ns.max(t);
+        Some(message)
     }
 }
 
@@ -405,7 +423,7 @@ impl Iterator for ReplayReader {
                     let t = u64::try_from(message.log_time.as_nanos()).unwrap_or(0);
                     self.newest_ns = self.newest_ns.max(t);
                     let key = (t, self.source.index);
-                    self.heap.push(Reverse(Pending { key, message }));
+                    self.pending.push(key, message);
                 }
                 Some(Err(e)) => {
                     self.source_done = true;
@@ -417,5 +435,48 @@ impl Iterator for ReplayReader {
                 None => self.source_done = true,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message at `ns` whose topic names its file `index`.
+    fn message(ns: u64, index: u64) -> ReplayMessage {
+        let time = Timestamp::from_nanos(ns as i64);
+        ReplayMessage {
+            log_time: time,
+            topic: Topic::Sensor(index.to_string()),
+            body: ReplayBody::GroundTruth(GroundTruthFrame { time, objects: Vec::new(), signals: Vec::new() }),
+        }
+    }
+
+    /// The pending messages come out as a sorted list of all of them would give them: by log time,
+    /// then file index; with pushes and pops interleaved, so slots are reused.
+    #[test]
+    fn pending_messages_come_out_by_log_time_then_file_order() {
+        let times = [50u64, 10, 30, 10, 70, 20, 30, 5, 90, 60, 10, 40];
+        let mut pending = Pending::default();
+        let mut model: Vec<(u64, u64)> = Vec::new();
+        let check_next = |pending: &mut Pending, model: &mut Vec<(u64, u64)>| {
+            model.sort_unstable();
+            let (t, index) = model.remove(0);
+            assert_eq!(pending.earliest_ns(), Some(t));
+            let (popped_t, m) = pending.pop().expect("a message");
+            assert_eq!((popped_t, m.topic), (t, Topic::Sensor(index.to_string())));
+        };
+        for (index, &t) in (0u64..).zip(&times) {
+            pending.push((t, index), message(t, index));
+            model.push((t, index));
+            if index % 3 == 2 {
+                check_next(&mut pending, &mut model);
+            }
+        }
+        while !model.is_empty() {
+            check_next(&mut pending, &mut model);
+        }
+        assert_eq!(pending.earliest_ns(), None);
+        assert!(pending.pop().is_none());
     }
 }
