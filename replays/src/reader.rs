@@ -15,6 +15,7 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mcap::sans_io::{LinearReaderOptions, MessageReadEvent};
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
@@ -190,8 +191,9 @@ impl Pending {
 struct Source {
     path: PathBuf,
     mcap: McapFile,
-    /// The last good message, for error context.
-    last_good: Option<(Topic, Timestamp)>,
+    /// The last good message, for error context: its channel (whose topic name is what its
+    /// [`Topic`] prints; sharing it costs less than copying the topic) and log time.
+    last_good: Option<(Arc<mcap::Channel<'static>>, Timestamp)>,
     /// Messages of ours read so far.
     index: u64,
     stats: ReadStats,
@@ -305,7 +307,9 @@ impl ReplayReader {
 impl Source {
     fn context(&self) -> String {
         match &self.last_good {
-            Some((topic, t)) => format!("after {} good messages, the last on {topic} at {t}", self.index),
+            Some((channel, t)) => {
+                format!("after {} good messages, the last on {} at {t}", self.index, channel.topic)
+            }
             None => "before any good message".into(),
         }
     }
@@ -372,7 +376,7 @@ impl Source {
                     problem,
                 }));
             }
-            self.last_good = Some((message.topic.clone(), log_time));
+            self.last_good = Some((raw.channel, log_time));
             return Some(Ok(message));
         }
     }
