@@ -3,12 +3,14 @@
 //! [`decode_sensor_frame`] and [`decode_ground_truth_frame`].
 //!
 //! prost's generic field-by-field decoding costs about a hundred instructions per field, and the
-//! wire message it builds is then converted and dropped; these decoders match each field's key
-//! directly, load its value, and convert every box or object as soon as it is read, through the
-//! same conversions as [`crate::convert`] (so the checks are the same code), into vectors sized by
-//! a first pass over the keys. They handle the subset of protobuf our writers produce: every field
-//! of the schema, in any order and repeated (the last value wins, repeated messages append), with
-//! no unknown fields, groups, or a second copy of the `detections` oneof. For anything outside
+//! wire message it builds is then converted and dropped; these decoders compare each field's
+//! one-byte key with the one expected next in tag order (how prost writes them), match it among
+//! the message's keys otherwise, load its value, and convert every box or object as soon as it is
+//! read, through the same conversions as [`crate::convert`] (so the checks are the same code),
+//! into vectors sized by a first pass over the keys. They handle the subset of protobuf our
+//! writers produce: every field of the schema, in any order and repeated (the last value wins,
+//! repeated messages append), with no unknown fields, groups, keys longer than a byte, or a second
+//! copy of the `detections` oneof. For anything outside
 //! that subset, anything prost would reject (bad varints, wrong wire types, lengths past the end,
 //! invalid UTF-8) and anything the conversion rejects, they give up and the caller decodes the
 //! bytes with prost and converts them instead. So for every input the domain value, and any error,
