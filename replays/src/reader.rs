@@ -444,7 +444,99 @@ impl Iterator for ReplayReader {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Cursor;
+
     use super::*;
+
+    /// An MCAP file of zstd chunks of at most 64 KiB, on two channels, with varied payloads.
+    fn chunked_mcap() -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let mut writer = mcap::WriteOptions::new()
+            .compression(Some(mcap::Compression::Zstd))
+            .chunk_size(Some(64 * 1024))
+            .create(&mut out)
+            .expect("writer");
+        let schema = writer.add_schema("s", "protobuf", b"schema").expect("schema");
+        let channels = [
+            writer.add_channel(schema, "/a", "protobuf", &BTreeMap::new()).expect("channel"),
+            writer.add_channel(schema, "/b", "protobuf", &BTreeMap::new()).expect("channel"),
+        ];
+        let mut x = 12_345u64;
+        for sequence in 0..1500u32 {
+            let payload: Vec<u8> = (0..200)
+                .map(|i| {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    if i % 3 == 0 { (x >> 59) as u8 } else { i as u8 }
+                })
+                .collect();
+            let header = mcap::records::MessageHeader {
+                channel_id: channels[sequence as usize % 2],
+                sequence,
+                log_time: u64::from(sequence) * 1000,
+                publish_time: u64::from(sequence) * 1000,
+            };
+            writer.write_to_known_channel(&header, &payload).expect("message");
+        }
+        writer.finish().expect("finish");
+        drop(writer);
+        out.into_inner()
+    }
+
+    /// Messages as (topic, log time, data), or the error that ended reading.
+    type Messages = Vec<Result<(String, u64, Vec<u8>), String>>;
+
+    fn collect(mut next: impl FnMut() -> Option<mcap::McapResult<mcap::Message<'static>>>) -> Messages {
+        std::iter::from_fn(|| {
+            next().map(|m| {
+                m.map(|m| (m.channel.topic.clone(), m.log_time, m.data.into_owned())).map_err(|e| e.to_string())
+            })
+        })
+        .collect()
+    }
+
+    /// [`McapFile`] reads what `mcap::io::MessageReader` reads, with the same error, from intact,
+    /// cut and corrupted files, in both modes.
+    #[test]
+    fn mcap_file_reads_as_the_mcap_crate_reader_does() {
+        let intact = chunked_mcap();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.mcap");
+        let mut variants: Vec<Vec<u8>> = vec![intact.clone()];
+        variants.extend((1..40).map(|i| intact[..intact.len() * i / 40].to_vec()));
+        for i in 1..12 {
+            let mut corrupt = intact.clone();
+            let at = intact.len() * i / 12;
+            corrupt[at..at + 8].iter_mut().for_each(|b| *b ^= 0x5a);
+            variants.push(corrupt);
+        }
+        for mode in [ReadMode::Strict, ReadMode::Recover] {
+            let options = LinearReaderOptions::default().with_record_length_limit(MAX_RECORD_BYTES);
+            let options = match mode {
+                ReadMode::Strict => options.with_prevalidate_chunk_crcs(true),
+                ReadMode::Recover => options.with_validate_chunk_crcs(true),
+            };
+            let mut damaged = 0;
+            for (i, bytes) in variants.iter().enumerate() {
+                std::fs::write(&path, bytes).expect("write");
+                let reader = mcap::sans_io::MessageReader::new_with_options(options.clone());
+                let file = File::open(&path).expect("open");
+                let mut ours = McapFile { file, reader, offset: 0, done: false };
+                let ours = collect(|| ours.next());
+                let mut theirs =
+                    mcap::io::MessageReader::new_with_options(File::open(&path).expect("open"), options.clone());
+                let theirs = collect(|| theirs.next());
+                assert_eq!(ours, theirs, "{mode:?}, variant {i}");
+                if i == 0 {
+                    assert_eq!(ours.len(), 1500);
+                    assert!(ours.iter().all(Result::is_ok));
+                }
+                damaged += usize::from(ours.last().is_some_and(Result::is_err));
+            }
+            // Every cut and most corruptions are found.
+            assert!(damaged > 45, "{mode:?}: {damaged} damaged");
+        }
+    }
 
     /// A message at `ns` whose topic names its file `index`.
     fn message(ns: u64, index: u64) -> ReplayMessage {
