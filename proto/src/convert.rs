@@ -100,9 +100,18 @@ fn out_of_range(field: &'static str, value: impl std::fmt::Display, expected: &'
     ConvertError::OutOfRange { field, value: value.to_string(), expected }
 }
 
-/// A finite float within `[lo, hi]`.
+/// A finite float within `[lo, hi]` (finite bounds). Inlined, so a valid value costs two
+/// comparisons; the error is built out of line.
+#[inline]
 fn bounded(field: &'static str, v: f64, lo: f64, hi: f64) -> Result<f64> {
-    if v.is_finite() && (lo..=hi).contains(&v) { Ok(v) } else { Err(out_of_range(field, v, "a finite value in range")) }
+    // With finite bounds, being within them implies finite (NaN compares false).
+    if lo <= v && v <= hi { Ok(v) } else { Err(not_in_range(field, v)) }
+}
+
+#[cold]
+#[inline(never)]
+fn not_in_range(field: &'static str, v: f64) -> ConvertError {
+    out_of_range(field, v, "a finite value in range")
 }
 
 fn id_string(field: &'static str, s: &str) -> Result<String> {
@@ -388,6 +397,7 @@ pub(crate) fn sensor_frame_with(
 
 impl TryFrom<&wire::LidarBox> for LidarDetection {
     type Error = ConvertError;
+    #[inline]
     fn try_from(b: &wire::LidarBox) -> Result<Self> {
         const R: f64 = 2000.0;
         let size = BoxSize::new(
@@ -412,6 +422,7 @@ impl TryFrom<&wire::LidarBox> for LidarDetection {
 
 impl TryFrom<&wire::CameraBox> for CameraDetection {
     type Error = ConvertError;
+    #[inline]
     fn try_from(b: &wire::CameraBox) -> Result<Self> {
         const P: f64 = 100_000.0;
         let min_px = Point2::new(
@@ -959,6 +970,7 @@ pub(crate) fn check_ground_truth_frame(timestamp_ns: u64, objects: usize, signal
 
 /// A ground-truth object from its wire fields, with `v2x_id` in place of `o.v2x_id` (so a decoder
 /// can pass the bytes it read without building a `String` first).
+#[inline]
 pub(crate) fn ground_truth_object(o: &wire::GroundTruthObject, v2x_id: &str) -> Result<GroundTruthObject> {
     const R: f64 = 1.0e6;
     Ok(GroundTruthObject {

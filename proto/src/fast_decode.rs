@@ -3,12 +3,14 @@
 //! [`decode_sensor_frame`] and [`decode_ground_truth_frame`].
 //!
 //! prost's generic field-by-field decoding costs about a hundred instructions per field, and the
-//! wire message it builds is then converted and dropped; these decoders match each field's key
-//! directly, load its value, and convert every box or object as soon as it is read, through the
-//! same conversions as [`crate::convert`] (so the checks are the same code), into vectors sized by
-//! a first pass over the keys. They handle the subset of protobuf our writers produce: every field
-//! of the schema, in any order and repeated (the last value wins, repeated messages append), with
-//! no unknown fields, groups, or a second copy of the `detections` oneof. For anything outside
+//! wire message it builds is then converted and dropped; these decoders compare each field's
+//! one-byte key with the one expected next in tag order (how prost writes them), match it among
+//! the message's keys otherwise, load its value, and convert every box or object as soon as it is
+//! read, through the same conversions as [`crate::convert`] (so the checks are the same code),
+//! into vectors sized by a first pass over the keys. They handle the subset of protobuf our
+//! writers produce: every field of the schema, in any order and repeated (the last value wins,
+//! repeated messages append), with no unknown fields, groups, keys longer than a byte, or a second
+//! copy of the `detections` oneof. For anything outside
 //! that subset, anything prost would reject (bad varints, wrong wire types, lengths past the end,
 //! invalid UTF-8) and anything the conversion rejects, they give up and the caller decodes the
 //! bytes with prost and converts them instead. So for every input the domain value, and any error,
@@ -28,13 +30,19 @@ use crate::domain::GroundTruthFrame;
 use crate::wire;
 
 /// Wire type of varints (`int32`, `uint32`, `uint64`, enums).
-const VARINT: u64 = 0;
+const VARINT: u8 = 0;
 /// Wire type of 8-byte values (`fixed64`, `double`).
-const I64: u64 = 1;
+const I64: u8 = 1;
 /// Wire type of length-delimited values (strings, bytes, sub-messages).
-const LEN: u64 = 2;
+const LEN: u8 = 2;
 /// Wire type of 4-byte values (`fixed32`, `float`).
-const I32: u64 = 5;
+const I32: u8 = 5;
+
+/// The one-byte key of field `tag` (below 16) with `wire_type`, as [`Fields::key`] reads it; the
+/// decoders match whole keys, so a field's tag and wire type are checked in one step.
+const fn key(tag: u8, wire_type: u8) -> u8 {
+    tag << 3 | wire_type
+}
 
 /// Reads the fields of one message. Every method returns `None` for input that prost would reject
 /// or that these decoders leave to prost.
@@ -79,12 +87,30 @@ impl<'a> Fields<'a> {
         None
     }
 
-    /// The next field's (tag, wire type). A key prost rejects (over 32 bits, tag 0) or one of a
-    /// group gives a pair that no decoder takes, so it is left to prost.
+    /// The next field's key (`tag << 3 | wire type`), when it is one byte: every field of these
+    /// messages has a tag below 16, so a longer key is an unknown field (or a key written with
+    /// needless continuation bytes) and left to prost. A key prost rejects (tag 0) or one of a
+    /// group matches no decoder's keys, so it is left to prost too.
     #[inline]
-    fn key(&mut self) -> Option<(u64, u64)> {
-        let key = self.varint()?;
-        Some((key >> 3, key & 7))
+    fn key(&mut self) -> Option<u8> {
+        let (&key, tail) = self.rest.split_first()?;
+        if key >= 0x80 {
+            return None;
+        }
+        self.rest = tail;
+        Some(key)
+    }
+
+    /// Whether the next field's key is `key`; if so, reads past it.
+    #[inline]
+    fn next_is(&mut self, key: u8) -> bool {
+        match self.rest.split_first() {
+            Some((&k, tail)) if k == key => {
+                self.rest = tail;
+                true
+            }
+            _ => false,
+        }
     }
 
     #[inline]
@@ -139,7 +165,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Skips the value of a field of `wire_type`.
-    fn skip(&mut self, wire_type: u64) -> Option<()> {
+    fn skip(&mut self, wire_type: u8) -> Option<()> {
         match wire_type {
             VARINT => self.varint().map(drop),
             I64 => self.fixed::<8>().map(drop),
@@ -150,23 +176,51 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Reads the fields of a message from `fields` (a [`Fields`]) into their targets, each
+/// `KEY => target = value` (`KEY` a constant [`key`]). First in the order given, each field at most
+/// once: the layout prost writes (tag order, zero values left out), one comparison per field.
+/// Then whatever is left, in any order and repeated (the last value wins, repeated fields append),
+/// by a match on the key; any other key leaves the message to prost (`return None`). Both passes
+/// read fields in file order, so the result is that of the second pass alone.
+macro_rules! read_fields {
+    ($fields:ident { $($key:ident => $read:expr,)* }) => {
+        $(
+            if $fields.next_is($key) {
+                $read;
+            }
+        )*
+        while !$fields.at_end() {
+            match $fields.key()? {
+                $($key => $read,)*
+                _ => return None,
+            }
+        }
+    };
+}
+
 /// How many fields of `bytes` are `tag` with a length-delimited value (the entries of a repeated
 /// sub-message), to size its vector before decoding; `None` when the bytes end inside a field or
 /// hold a wire type these decoders leave to prost.
-fn count_entries(bytes: &[u8], tag: u64) -> Option<usize> {
+fn count_entries(bytes: &[u8], tag: u8) -> Option<usize> {
+    let entry = key(tag, LEN);
     let mut fields = Fields::new(bytes);
     let mut count = 0;
     while !fields.at_end() {
-        let (field, wire_type) = fields.key()?;
-        count += usize::from(field == tag && wire_type == LEN);
-        fields.skip(wire_type)?;
+        // Entries are nearly all there is: checked first, then any other field.
+        if fields.next_is(entry) {
+            fields.bytes()?;
+            count += 1;
+        } else {
+            let k = fields.key()?;
+            fields.skip(k & 7)?;
+        }
     }
     Some(count)
 }
 
 /// A vector for the `tag` entries of `bytes`, with room for all of them; `None` when there are
 /// more than `max` (the conversion refuses those) or the bytes are left to prost.
-fn sized_for<T>(bytes: &[u8], tag: u64, max: usize) -> Option<Vec<T>> {
+fn sized_for<T>(bytes: &[u8], tag: u8, max: usize) -> Option<Vec<T>> {
     let count = count_entries(bytes, tag)?;
     (count <= max).then(|| Vec::with_capacity(count))
 }
@@ -177,15 +231,18 @@ pub(crate) fn sensor_frame(bytes: &[u8]) -> Option<SensorFrame> {
     let mut fields = Fields::new(bytes);
     let (mut sensor_id, mut sequence, mut capture_time_ns, mut detections) = ("", 0, 0, None);
     while !fields.at_end() {
+        const SENSOR_ID: u8 = key(1, LEN);
+        const SEQUENCE: u8 = key(2, VARINT);
+        const CAPTURE_TIME: u8 = key(3, I64);
+        const LIDAR: u8 = key(4, LEN);
+        const CAMERA: u8 = key(5, LEN);
         match fields.key()? {
-            (1, LEN) => sensor_id = fields.str()?,
-            (2, VARINT) => sequence = fields.varint()?,
-            (3, I64) => capture_time_ns = fields.u64()?,
+            SENSOR_ID => sensor_id = fields.str()?,
+            SEQUENCE => sequence = fields.varint()?,
+            CAPTURE_TIME => capture_time_ns = fields.u64()?,
             // A second `detections` would merge into (or replace) the first: left to prost.
-            (4, LEN) if detections.is_none() => {
-                detections = Some(Detections::Lidar(lidar_detections(fields.bytes()?)?))
-            }
-            (5, LEN) if detections.is_none() => {
+            LIDAR if detections.is_none() => detections = Some(Detections::Lidar(lidar_detections(fields.bytes()?)?)),
+            CAMERA if detections.is_none() => {
                 detections = Some(Detections::Camera(camera_detections(fields.bytes()?)?));
             }
             _ => return None,
@@ -198,8 +255,9 @@ fn lidar_detections(bytes: &[u8]) -> Option<Vec<LidarDetection>> {
     let mut boxes = sized_for(bytes, 1, MAX_DETECTIONS_PER_FRAME)?;
     let mut fields = Fields::new(bytes);
     while !fields.at_end() {
+        const BOX: u8 = key(1, LEN);
         match fields.key()? {
-            (1, LEN) => boxes.push(lidar_box(fields.bytes()?)?),
+            BOX => boxes.push(lidar_box(fields.bytes()?)?),
             _ => return None,
         }
     }
@@ -207,20 +265,30 @@ fn lidar_detections(bytes: &[u8]) -> Option<Vec<LidarDetection>> {
 }
 
 fn lidar_box(bytes: &[u8]) -> Option<LidarDetection> {
-    // The `float` fields by tag - 1 (8 is the class), stored by index: no branch per field.
-    let mut floats = [0.0f32; 9];
-    let (mut object_class, mut point_count) = (0, None);
+    const X: u8 = key(1, I32);
+    const Y: u8 = key(2, I32);
+    const Z: u8 = key(3, I32);
+    const LENGTH: u8 = key(4, I32);
+    const WIDTH: u8 = key(5, I32);
+    const HEIGHT: u8 = key(6, I32);
+    const YAW: u8 = key(7, I32);
+    const CLASS: u8 = key(8, VARINT);
+    const SCORE: u8 = key(9, I32);
+    const POINT_COUNT: u8 = key(10, VARINT);
+    let mut b = wire::LidarBox::default();
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        match fields.key()? {
-            (tag @ (1..=7 | 9), I32) => floats[tag as usize - 1] = fields.f32()?,
-            (8, VARINT) => object_class = fields.i32()?,
-            (10, VARINT) => point_count = Some(fields.u32()?),
-            _ => return None,
-        }
-    }
-    let [x_m, y_m, z_m, length_m, width_m, height_m, yaw_rad, _, score] = floats;
-    let b = wire::LidarBox { x_m, y_m, z_m, length_m, width_m, height_m, yaw_rad, object_class, score, point_count };
+    read_fields!(fields {
+        X => b.x_m = fields.f32()?,
+        Y => b.y_m = fields.f32()?,
+        Z => b.z_m = fields.f32()?,
+        LENGTH => b.length_m = fields.f32()?,
+        WIDTH => b.width_m = fields.f32()?,
+        HEIGHT => b.height_m = fields.f32()?,
+        YAW => b.yaw_rad = fields.f32()?,
+        CLASS => b.object_class = fields.i32()?,
+        SCORE => b.score = fields.f32()?,
+        POINT_COUNT => b.point_count = Some(fields.u32()?),
+    });
     LidarDetection::try_from(&b).ok()
 }
 
@@ -231,10 +299,13 @@ fn camera_detections(bytes: &[u8]) -> Option<CameraDetections> {
     let mut scratch = wire::CameraBox::default();
     let mut fields = Fields::new(bytes);
     while !fields.at_end() {
+        const WIDTH: u8 = key(1, VARINT);
+        const HEIGHT: u8 = key(2, VARINT);
+        const BOX: u8 = key(3, LEN);
         match fields.key()? {
-            (1, VARINT) => image_width_px = fields.u32()?,
-            (2, VARINT) => image_height_px = fields.u32()?,
-            (3, LEN) => boxes.push(camera_box(fields.bytes()?, &mut scratch)?),
+            WIDTH => image_width_px = fields.u32()?,
+            HEIGHT => image_height_px = fields.u32()?,
+            BOX => boxes.push(camera_box(fields.bytes()?, &mut scratch)?),
             _ => return None,
         }
     }
@@ -247,30 +318,31 @@ fn camera_box(bytes: &[u8], b: &mut wire::CameraBox) -> Option<CameraDetection> 
     let mut scores = std::mem::take(&mut b.class_scores);
     scores.clear();
     *b = wire::CameraBox { class_scores: scores, ..wire::CameraBox::default() };
+    const U_MIN: u8 = key(1, I32);
+    const V_MIN: u8 = key(2, I32);
+    const U_MAX: u8 = key(3, I32);
+    const V_MAX: u8 = key(4, I32);
+    const CLASS_SCORE: u8 = key(5, LEN);
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        match fields.key()? {
-            (1, I32) => b.u_min_px = fields.f32()?,
-            (2, I32) => b.v_min_px = fields.f32()?,
-            (3, I32) => b.u_max_px = fields.f32()?,
-            (4, I32) => b.v_max_px = fields.f32()?,
-            (5, LEN) => b.class_scores.push(class_score(fields.bytes()?)?),
-            _ => return None,
-        }
-    }
+    read_fields!(fields {
+        U_MIN => b.u_min_px = fields.f32()?,
+        V_MIN => b.v_min_px = fields.f32()?,
+        U_MAX => b.u_max_px = fields.f32()?,
+        V_MAX => b.v_max_px = fields.f32()?,
+        CLASS_SCORE => b.class_scores.push(class_score(fields.bytes()?)?),
+    });
     CameraDetection::try_from(&*b).ok()
 }
 
 fn class_score(bytes: &[u8]) -> Option<wire::ClassScore> {
+    const CLASS: u8 = key(1, VARINT);
+    const SCORE: u8 = key(2, I32);
     let mut s = wire::ClassScore::default();
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        match fields.key()? {
-            (1, VARINT) => s.object_class = fields.i32()?,
-            (2, I32) => s.score = fields.f32()?,
-            _ => return None,
-        }
-    }
+    read_fields!(fields {
+        CLASS => s.object_class = fields.i32()?,
+        SCORE => s.score = fields.f32()?,
+    });
     Some(s)
 }
 
@@ -282,11 +354,14 @@ pub(crate) fn ground_truth_frame(bytes: &[u8]) -> Option<GroundTruthFrame> {
     let mut timestamp_ns = 0;
     let mut fields = Fields::new(bytes);
     while !fields.at_end() {
+        const TIMESTAMP: u8 = key(1, I64);
+        const OBJECT: u8 = key(2, LEN);
+        const SIGNAL: u8 = key(3, LEN);
         match fields.key()? {
-            (1, I64) => timestamp_ns = fields.u64()?,
-            (2, LEN) => objects.push(ground_truth_object_of(fields.bytes()?)?),
+            TIMESTAMP => timestamp_ns = fields.u64()?,
+            OBJECT => objects.push(ground_truth_object_of(fields.bytes()?)?),
             // More signals than the conversion accepts: left to it, before they take memory.
-            (3, LEN) if signals.len() < MAX_SIGNALS => {
+            SIGNAL if signals.len() < MAX_SIGNALS => {
                 signals.push(signal_state(&signal_state_wire(fields.bytes()?)?).ok()?)
             }
             _ => return None,
@@ -297,49 +372,52 @@ pub(crate) fn ground_truth_frame(bytes: &[u8]) -> Option<GroundTruthFrame> {
 }
 
 fn ground_truth_object_of(bytes: &[u8]) -> Option<crate::domain::GroundTruthObject> {
-    // The `double` fields by tag - 3, stored by index: no branch per field.
-    let mut doubles = [0.0f64; 10];
-    let (mut id, mut object_class, mut v2x_id) = (0, 0, "");
+    const ID: u8 = key(1, VARINT);
+    const CLASS: u8 = key(2, VARINT);
+    const X: u8 = key(3, I64);
+    const Y: u8 = key(4, I64);
+    const Z: u8 = key(5, I64);
+    const YAW: u8 = key(6, I64);
+    const SPEED: u8 = key(7, I64);
+    const YAW_RATE: u8 = key(8, I64);
+    const ACCEL: u8 = key(9, I64);
+    const LENGTH: u8 = key(10, I64);
+    const WIDTH: u8 = key(11, I64);
+    const HEIGHT: u8 = key(12, I64);
+    const V2X_ID: u8 = key(13, LEN);
+    // `v2x_id` stays empty here (no `String` built): the conversion takes the bytes read.
+    let mut o = wire::GroundTruthObject::default();
+    let mut v2x_id = "";
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        match fields.key()? {
-            (tag @ 3..=12, I64) => doubles[tag as usize - 3] = fields.f64()?,
-            (1, VARINT) => id = fields.u32()?,
-            (2, VARINT) => object_class = fields.i32()?,
-            (13, LEN) => v2x_id = fields.str()?,
-            _ => return None,
-        }
-    }
-    let [x_m, y_m, z_m, yaw_rad, speed_mps, yaw_rate_rps, accel_mps2, length_m, width_m, height_m] = doubles;
-    let o = wire::GroundTruthObject {
-        id,
-        object_class,
-        x_m,
-        y_m,
-        z_m,
-        yaw_rad,
-        speed_mps,
-        yaw_rate_rps,
-        accel_mps2,
-        length_m,
-        width_m,
-        height_m,
-        v2x_id: String::new(),
-    };
+    read_fields!(fields {
+        ID => o.id = fields.u32()?,
+        CLASS => o.object_class = fields.i32()?,
+        X => o.x_m = fields.f64()?,
+        Y => o.y_m = fields.f64()?,
+        Z => o.z_m = fields.f64()?,
+        YAW => o.yaw_rad = fields.f64()?,
+        SPEED => o.speed_mps = fields.f64()?,
+        YAW_RATE => o.yaw_rate_rps = fields.f64()?,
+        ACCEL => o.accel_mps2 = fields.f64()?,
+        LENGTH => o.length_m = fields.f64()?,
+        WIDTH => o.width_m = fields.f64()?,
+        HEIGHT => o.height_m = fields.f64()?,
+        V2X_ID => v2x_id = fields.str()?,
+    });
     ground_truth_object(&o, v2x_id).ok()
 }
 
 fn signal_state_wire(bytes: &[u8]) -> Option<wire::SignalState> {
+    const SIGNAL_ID: u8 = key(1, LEN);
+    const PHASE: u8 = key(2, VARINT);
+    const REMAINING: u8 = key(3, VARINT);
     let mut s = wire::SignalState::default();
     let mut fields = Fields::new(bytes);
-    while !fields.at_end() {
-        match fields.key()? {
-            (1, LEN) => fields.str()?.clone_into(&mut s.signal_id),
-            (2, VARINT) => s.phase = fields.i32()?,
-            (3, VARINT) => s.remaining_ms = fields.u32()?,
-            _ => return None,
-        }
-    }
+    read_fields!(fields {
+        SIGNAL_ID => fields.str()?.clone_into(&mut s.signal_id),
+        PHASE => s.phase = fields.i32()?,
+        REMAINING => s.remaining_ms = fields.u32()?,
+    });
     Some(s)
 }
 
@@ -454,11 +532,48 @@ mod tests {
         unknown.extend_from_slice(&[15 << 3, 1]);
         assert!(slow_sensor_frame(&unknown).is_ok());
         assert_eq!(sensor_frame(&unknown), None);
+        // A key written in two bytes (the first field's, with a needless continuation byte):
+        // prost reads it, the fast path declines.
+        let mut long_key = vec![bytes[0] | 0x80, 0x00];
+        long_key.extend_from_slice(&bytes[1..]);
+        assert_eq!(slow_sensor_frame(&long_key).ok(), slow_sensor_frame(bytes).ok());
+        assert_eq!(sensor_frame(&long_key), None);
         // A second copy of the detections: prost merges them, the fast path declines.
         let mut twice = bytes.clone();
         twice.extend_from_slice(bytes);
         assert!(slow_sensor_frame(&twice).is_ok());
         assert_eq!(sensor_frame(&twice), None);
+    }
+
+    /// The fields of one message's `bytes`, each as its key and value bytes.
+    fn field_slices(bytes: &[u8]) -> Vec<&[u8]> {
+        let mut fields = Fields::new(bytes);
+        let mut slices = Vec::new();
+        while !fields.at_end() {
+            let start = fields.rest;
+            let key = fields.key().expect("one-byte key");
+            fields.skip(key & 7).expect("whole field");
+            slices.push(&start[..start.len() - fields.rest.len()]);
+        }
+        slices
+    }
+
+    #[test]
+    fn fields_in_any_order_and_repeated_decode_as_prost_decodes_them() {
+        let objects = wire::GroundTruthFrame::from(&truth_frame()).objects;
+        let (first, second) = (objects[0].encode_to_vec(), objects[1].encode_to_vec());
+        // The first object's fields in reverse tag order, then the second's first two again (the
+        // last value wins).
+        let mut object: Vec<u8> = field_slices(&first).into_iter().rev().flatten().copied().collect();
+        object.extend(field_slices(&second)[..2].iter().copied().flatten());
+        let mut frame = wire::GroundTruthFrame { timestamp_ns: 5, ..Default::default() }.encode_to_vec();
+        frame.push(key(2, LEN));
+        prost::encoding::encode_varint(object.len() as u64, &mut frame);
+        frame.extend_from_slice(&object);
+        let fast = ground_truth_frame(&frame).expect("decodes");
+        assert_eq!(Some(fast.clone()), slow_ground_truth_frame(&frame).ok());
+        assert_eq!(fast.objects[0].id, objects[1].id);
+        assert_eq!(fast.objects[0].center_m, Point3::new(objects[0].x_m, objects[0].y_m, objects[0].z_m));
     }
 
     #[test]
