@@ -165,7 +165,7 @@ mod tests {
             match m.expect("message").body {
                 ReplayBody::GroundTruth(t) => truths.push(t),
                 ReplayBody::Sensor(f) => {
-                    if let rsu_fusion::Detections::Lidar(d) = f.detections {
+                    if let rsu_fusion::Detections::Lidar(d) = &f.detections {
                         detections += d.len();
                     }
                 }

@@ -14,6 +14,7 @@
 //! frame.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use nalgebra::{Isometry3, Translation3, UnitQuaternion, Vector3};
 use rsu_fusion::{
@@ -238,7 +239,7 @@ pub fn replay_with<B, O: PolledObject, E: std::fmt::Display>(
         let ingest = match &message.body {
             ReplayBody::Sensor(frame) => {
                 summary.sensor_frames += 1;
-                Some(fusion.handle_sensor_frame(now, frame.clone()))
+                Some(fusion.handle_sensor_frame(now, Arc::clone(frame)))
             }
             ReplayBody::Vehicle(state) => {
                 summary.vehicle_states += 1;

@@ -70,8 +70,8 @@ pub struct ReplayMessage {
 pub enum ReplayBody {
     /// Log metadata.
     Meta(Box<ReplayMeta>),
-    /// A roadside sensor frame.
-    Sensor(SensorFrame),
+    /// A roadside sensor frame (shared: handing it to the fusion engine copies nothing).
+    Sensor(Arc<SensorFrame>),
     /// Simulator ground truth.
     GroundTruth(GroundTruthFrame),
     /// A vehicle's self-report.
@@ -384,7 +384,7 @@ impl Source {
     fn decode(&self, topic: &Topic, _log_time: Timestamp, data: &[u8]) -> Result<ReplayBody, DecodeError> {
         Ok(match topic {
             Topic::Meta => ReplayBody::Meta(Box::new(decode::<wire::ReplayMeta, ReplayMeta>(data)?)),
-            Topic::Sensor(_) => ReplayBody::Sensor(decode_sensor_frame(data)?),
+            Topic::Sensor(_) => ReplayBody::Sensor(Arc::new(decode_sensor_frame(data)?)),
             Topic::GroundTruth => ReplayBody::GroundTruth(decode_ground_truth_frame(data)?),
             Topic::Vehicle(_) => ReplayBody::Vehicle(decode::<wire::VehicleState, VehicleState>(data)?),
             Topic::Roadside(_) => ReplayBody::Roadside(decode::<wire::RoadsideFrame, RoadsideFrame>(data)?),

@@ -64,9 +64,9 @@ fn messages(steps: i64) -> Vec<ReplayBody> {
         frame.time = t.add_nanos(10_000_000);
         frame.message_count = k as u32;
         out.push(ReplayBody::GroundTruth(truth));
-        out.push(ReplayBody::Sensor(lidar));
+        out.push(ReplayBody::Sensor(lidar.into()));
         // The camera frame arrives after the lidar frame although it was captured before it.
-        out.push(ReplayBody::Sensor(camera));
+        out.push(ReplayBody::Sensor(camera.into()));
         out.push(ReplayBody::Vehicle(state));
         out.push(ReplayBody::Roadside(frame));
     }

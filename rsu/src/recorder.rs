@@ -25,8 +25,8 @@ use crate::serve::stats::Stats;
 /// One thing to record.
 #[derive(Debug)]
 pub enum Record {
-    /// A sensor frame taken in.
-    Sensor(SensorFrame),
+    /// A sensor frame taken in (shared with the fusion engine).
+    Sensor(Arc<SensorFrame>),
     /// A vehicle state taken in.
     Vehicle(VehicleState),
     /// A roadside frame sent out (before the per-vehicle region filter).
@@ -268,7 +268,7 @@ mod tests {
         };
         let stats = Arc::new(Stats::default());
         let recorder = Recorder::start(&config, &v2x_proto::sample::site(), "rsu-1", 64, stats).expect("start");
-        recorder.record(Record::Sensor(v2x_proto::sample::lidar_frame()));
+        recorder.record(Record::Sensor(Arc::new(v2x_proto::sample::lidar_frame())));
         recorder.record(Record::Vehicle(v2x_proto::sample::vehicle_state()));
         std::thread::sleep(Duration::from_millis(500));
         let mut frame = v2x_proto::sample::intersection_frame(5, 1);

@@ -34,7 +34,7 @@ fn recording_twice_gives_identical_bytes_and_the_log_decodes() {
         match message.body {
             ReplayBody::Sensor(f) => {
                 assert_eq!(f.capture_time, message.log_time);
-                sensors.insert(f.sensor_id);
+                sensors.insert(f.sensor_id.clone());
             }
             ReplayBody::GroundTruth(g) => {
                 truth += 1;

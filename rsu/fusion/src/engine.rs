@@ -1410,13 +1410,11 @@ impl Fusion {
         let reach_of = |linked: bool| if linked { cfg.max_gate_radius_m } else { cfg.merge_distance_m };
         // Position (NaN for tentative tracks, which the search leaves out) and travel bound of
         // each track.
-        let mut points: Vec<(f64, f64)> = Vec::with_capacity(self.tracks.len());
-        let mut travels_m: Vec<f64> = Vec::with_capacity(self.tracks.len());
+        let mut points: Vec<(f64, f64)> = vec![(f64::NAN, f64::NAN); self.tracks.len()];
+        let mut travels_m: Vec<f64> = vec![0.0; self.tracks.len()];
         let (mut max_travel_m, mut any_linked) = (0.0f64, false);
-        for tr in &mut self.tracks {
+        for ((tr, point), travel) in self.tracks.iter_mut().zip(&mut points).zip(&mut travels_m) {
             if !tr.confirmed {
-                points.push((f64::NAN, f64::NAN));
-                travels_m.push(0.0);
                 continue;
             }
             let mut travel_m = tr.motion.speed() * t.secs_since(tr.time).max(0.0);
@@ -1432,8 +1430,8 @@ impl Fusion {
             max_travel_m = max_travel_m.max(travel_m);
             any_linked |= tr.v2x.is_some();
             let p = tr.motion.position();
-            points.push((p.x, p.y));
-            travels_m.push(travel_m);
+            *point = (p.x, p.y);
+            *travel = travel_m;
         }
         // Every pair that may be close enough, each once, in index order (the older track first).
         let tracks = &self.tracks;

@@ -372,7 +372,7 @@ fn handle_event(
             let frame = std::sync::Arc::new(frame);
             let verdict = fusion.handle_sensor_frame(received, std::sync::Arc::clone(&frame));
             if let Some(recorder) = &outputs.recorder {
-                recorder.record(Record::Sensor(SensorFrame::clone(&frame)));
+                recorder.record(Record::Sensor(std::sync::Arc::clone(&frame)));
             }
             if verdict == Ingest::Accepted {
                 Stats::bump(&stats.sensor_frames_in);
