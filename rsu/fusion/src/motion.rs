@@ -279,16 +279,17 @@ fn ctrv_propagate(p: &mut Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) {
     }
 }
 
-/// One CTRV step of the mean: the new position and (unwrapped) yaw, with the sines and cosines
-/// of the old and new yaw that the Jacobian reuses.
+/// One CTRV step of the mean: the new position and (unwrapped) yaw, with the sine and cosine of
+/// the old yaw, and those of the new yaw when turning (the straight-line step and its Jacobian
+/// do not use them, so they are not computed there).
 struct CtrvStep {
     nx: f64,
     ny: f64,
     yaw1: f64,
     s0: f64,
     c0: f64,
-    s1: f64,
-    c1: f64,
+    /// `yaw1.sin_cos()` when turning, `None` on the straight line.
+    turn: Option<(f64, f64)>,
 }
 
 /// The CTRV mean `x` moved by `dt_s` (turning when the yaw rate is above 1e-4 rad/s, straight
@@ -297,14 +298,13 @@ fn ctrv_step(x: &Vector5, dt_s: f64) -> CtrvStep {
     let (px, py, yaw, v, w) = (x[0], x[1], x[2], x[3], x[4]);
     let (s0, c0) = yaw.sin_cos();
     let yaw1 = yaw + w * dt_s;
-    let (s1, c1) = yaw1.sin_cos();
-    let (nx, ny) = if w.abs() > 1e-4 {
+    if w.abs() > 1e-4 {
+        let (s1, c1) = yaw1.sin_cos();
         let vw = v / w;
-        (px + vw * (s1 - s0), py + vw * (c0 - c1))
+        CtrvStep { nx: px + vw * (s1 - s0), ny: py + vw * (c0 - c1), yaw1, s0, c0, turn: Some((s1, c1)) }
     } else {
-        (px + v * c0 * dt_s, py + v * s0 * dt_s)
-    };
-    CtrvStep { nx, ny, yaw1, s0, c0, s1, c1 }
+        CtrvStep { nx: px + v * c0 * dt_s, ny: py + v * s0 * dt_s, yaw1, s0, c0, turn: None }
+    }
 }
 
 /// Below this speed a constant-velocity track's velocity gives no heading [m/s].
@@ -518,10 +518,10 @@ impl MotionState {
         match self {
             MotionState::Ctrv { x, p } => {
                 let (v, w) = (x[3], x[4]);
-                let CtrvStep { nx, ny, yaw1, s0, c0, s1, c1 } = ctrv_step(x, dt_s);
+                let CtrvStep { nx, ny, yaw1, s0, c0, turn } = ctrv_step(x, dt_s);
                 // The Jacobian F is the identity except for rows x and y (columns yaw, speed,
                 // yaw rate: `fxy`) and F[yaw][yaw_rate] = dt.
-                let fxy = if w.abs() > 1e-4 {
+                let fxy = if let Some((s1, c1)) = turn {
                     let vw = v / w;
                     [
                         [vw * (c1 - c0), (s1 - s0) / w, -vw / w * (s1 - s0) + vw * c1 * dt_s],
@@ -586,13 +586,20 @@ impl MotionState {
         let moves = dt_s != 0.0 && dt_s.is_finite();
         match self {
             MotionState::Ctrv { x, .. } => {
-                let (position_m, yaw_rad) = if moves {
+                let (position_m, yaw_rad, (sin, cos)) = if moves {
                     let step = ctrv_step(x, dt_s);
-                    (Vector2::new(step.nx, step.ny), wrap_angle(step.yaw1))
+                    let yaw_rad = wrap_angle(step.yaw1);
+                    // A turning step already has the sine and cosine of its new yaw: they are
+                    // those of `yaw_rad` when the wrap left it alone (`sin_cos` is `(sin, cos)`).
+                    let sin_cos = match step.turn {
+                        Some(sc) if yaw_rad.to_bits() == step.yaw1.to_bits() => sc,
+                        _ => yaw_rad.sin_cos(),
+                    };
+                    (Vector2::new(step.nx, step.ny), yaw_rad, sin_cos)
                 } else {
-                    (Vector2::new(x[0], x[1]), x[2])
+                    (Vector2::new(x[0], x[1]), x[2], x[2].sin_cos())
                 };
-                let velocity_mps = Vector2::new(x[3] * yaw_rad.cos(), x[3] * yaw_rad.sin());
+                let velocity_mps = Vector2::new(x[3] * cos, x[3] * sin);
                 Kinematics { position_m, velocity_mps, yaw_rad }
             }
             MotionState::Cv { x, .. } => {
@@ -833,9 +840,55 @@ mod tests {
     /// The EKF functions as they were before their rewrite for fewer instructions, kept verbatim
     /// as the references the rewrite must match bit for bit.
     mod reference {
-        use super::super::{CtrvStep, Leading, MotionState, ProcessNoise, ctrv_step, normalise_ctrv, wrap_angle};
-        use super::super::{Matrix5, all_finite};
+        use super::super::{Kinematics, Matrix5, Vector5, all_finite};
+        use super::super::{Leading, MotionState, ProcessNoise, normalise_ctrv, wrap_angle};
         use nalgebra::{Matrix2, SMatrix, SVector, Vector2};
+
+        /// One CTRV step of the mean: the new position and (unwrapped) yaw, with the sines and
+        /// cosines of the old and new yaw that the Jacobian reuses.
+        pub struct CtrvStep {
+            pub nx: f64,
+            pub ny: f64,
+            pub yaw1: f64,
+            pub s0: f64,
+            pub c0: f64,
+            pub s1: f64,
+            pub c1: f64,
+        }
+
+        /// The CTRV mean `x` moved by `dt_s` (turning when the yaw rate is above 1e-4 rad/s,
+        /// straight otherwise).
+        pub fn ctrv_step(x: &Vector5, dt_s: f64) -> CtrvStep {
+            let (px, py, yaw, v, w) = (x[0], x[1], x[2], x[3], x[4]);
+            let (s0, c0) = yaw.sin_cos();
+            let yaw1 = yaw + w * dt_s;
+            let (s1, c1) = yaw1.sin_cos();
+            let (nx, ny) = if w.abs() > 1e-4 {
+                let vw = v / w;
+                (px + vw * (s1 - s0), py + vw * (c0 - c1))
+            } else {
+                (px + v * c0 * dt_s, py + v * s0 * dt_s)
+            };
+            CtrvStep { nx, ny, yaw1, s0, c0, s1, c1 }
+        }
+
+        /// The mean after a prediction by `dt_s`, as `kinematics_after` computed it.
+        pub fn kinematics_after(this: &MotionState, dt_s: f64, yaw_hint_rad: f64) -> Kinematics {
+            let moves = dt_s != 0.0 && dt_s.is_finite();
+            match this {
+                MotionState::Ctrv { x, .. } => {
+                    let (position_m, yaw_rad) = if moves {
+                        let step = ctrv_step(x, dt_s);
+                        (Vector2::new(step.nx, step.ny), wrap_angle(step.yaw1))
+                    } else {
+                        (Vector2::new(x[0], x[1]), x[2])
+                    };
+                    let velocity_mps = Vector2::new(x[3] * yaw_rad.cos(), x[3] * yaw_rad.sin());
+                    Kinematics { position_m, velocity_mps, yaw_rad }
+                }
+                _ => this.kinematics_after(dt_s, yaw_hint_rad),
+            }
+        }
 
         /// An EKF update with a measurement of the leading `M` state entries: Jacobian `H = [A 0]`,
         /// residual `y = z - h(x)` and noise `r`. With `C = P Hᵀ`, the innovation covariance
@@ -1283,6 +1336,15 @@ mod tests {
                     pedestrian_accel_sigma_mps2: rng.random_range(0.0..2.0),
                     static_position_walk_mps: rng.random_range(0.0..0.1),
                 };
+                let hint = rng.random_range(-4.0..4.0);
+                let kinematics_bits = |m: &Kinematics| {
+                    [m.position_m.x, m.position_m.y, m.velocity_mps.x, m.velocity_mps.y, m.yaw_rad].map(f64::to_bits)
+                };
+                assert_eq!(
+                    kinematics_bits(&s.kinematics_after(dt, hint)),
+                    kinematics_bits(&reference::kinematics_after(&s_ref, dt, hint)),
+                    "kinematics {k}/{step}: {s:?}"
+                );
                 s.predict(dt, &q);
                 reference::predict(&mut s_ref, dt, &q);
                 assert!(same_state(&s, &s_ref), "predict {k}/{step}: {s:?} vs {s_ref:?}");
