@@ -400,8 +400,8 @@ pub struct Fusion {
     grid: SpatialGrid,
     /// Lidar measurements of the frame being fused, for the tracks' gate searches.
     meas_grid: SpatialGrid,
-    /// Time of the last pruning pass when nothing was fused since: another pass at the same time
-    /// would change nothing, so it is skipped.
+    /// Time of the last pruning pass: another pass at the same time would change nothing (merges
+    /// since cannot make a track due for deletion), so it is skipped.
     pruned_at: Option<Timestamp>,
     /// Time of the last full management pass (with merging).
     managed_at: Option<Timestamp>,
@@ -751,19 +751,20 @@ impl Fusion {
         // phases each release their own batch), and before objects are read.
         if let Some(t) = last_fused {
             if self.managed_at.is_none_or(|m| t.secs_since(m) >= self.config.management_interval_s) {
-                let merged = self.maintain(t, true);
+                self.maintain(t, true);
                 self.managed_at = Some(t);
-                // Unless merging changed tracks after it, that pass was a pruning pass at `t`.
-                self.pruned_at = (!merged).then_some(t);
-            } else if self.merge_duplicates(t) {
-                self.pruned_at = None;
+                // That pass pruned at `t`. Merging after it cannot make a track due for deletion
+                // (the kept track's newest update and covariance can only improve), so neither
+                // does a merge below call for an extra pruning pass.
+                self.pruned_at = Some(t);
+            } else {
+                self.merge_duplicates(t);
             }
         }
         let prune_at = self.fused_until.map_or(horizon, |f| f.max(horizon));
-        // Pruning is idempotent: repeated at the same time with nothing fused or merged in
-        // between (as when several frames of one capture time are buffered one by one, or right
-        // after the pass above) it changes nothing. Between polls it runs at most once per
-        // management interval.
+        // Pruning is idempotent: repeated at the same time (as when several frames of one capture
+        // time are buffered one by one, or right after the pass above) it changes nothing.
+        // Between polls it runs at most once per management interval.
         let prune_due =
             |p: Timestamp| p != prune_at && (settle || prune_at.secs_since(p) >= self.config.management_interval_s);
         if self.pruned_at.is_none_or(prune_due) {
@@ -1354,9 +1355,9 @@ impl Fusion {
         Some(ti)
     }
 
-    /// Deletes and (with `merge`) merges duplicate tracks at time `t`. Returns whether any tracks
-    /// were merged. (Tracks are confirmed as their hits are recorded.)
-    fn maintain(&mut self, t: Timestamp, merge: bool) -> bool {
+    /// Deletes and (with `merge`) merges duplicate tracks at time `t`. (Tracks are confirmed as
+    /// their hits are recorded.)
+    fn maintain(&mut self, t: Timestamp, merge: bool) {
         let cfg = &self.config;
         let (sensors, noise) = (&self.sensors, &self.noise);
         let mut removed_link = false;
@@ -1384,7 +1385,9 @@ impl Fusion {
         if removed_link {
             self.drop_stale_links();
         }
-        merge && self.merge_duplicates(t)
+        if merge {
+            self.merge_duplicates(t);
+        }
     }
 
     /// Forgets V2X links whose track is gone or no longer names that vehicle.
@@ -1397,13 +1400,12 @@ impl Fusion {
         });
     }
 
-    /// Merges confirmed tracks that describe the same object at `t` into the older one. Returns
-    /// whether any tracks were merged.
+    /// Merges confirmed tracks that describe the same object at `t` into the older one.
     ///
     /// Tracks need not have been predicted to `t`: pairs are found among the positions at the
     /// tracks' own times (a search widened by how far each track can have moved since), and
     /// only the tracks of a candidate pair are predicted to `t` for the test.
-    fn merge_duplicates(&mut self, t: Timestamp) -> bool {
+    fn merge_duplicates(&mut self, t: Timestamp) {
         let cfg = &self.config;
         // A pair with a V2X-linked track is matched beyond the merge distance (a V2X-only track
         // can be matched with the perceived track of the same car).
@@ -1447,7 +1449,7 @@ impl Fusion {
         });
         self.pair_keys = keys;
         if pairs.is_empty() {
-            return false;
+            return;
         }
         pairs.sort_unstable();
         let mut remove = vec![false; self.tracks.len()];
@@ -1478,7 +1480,7 @@ impl Fusion {
             }
         }
         if merges.is_empty() {
-            return false;
+            return;
         }
         for &(i, j) in &merges {
             let other = self.tracks[j].clone();
@@ -1518,7 +1520,6 @@ impl Fusion {
             self.drop_stale_links();
         }
         self.stats.tracks_merged += merges.len() as u64;
-        true
     }
 
     // ----- output -----
