@@ -198,6 +198,31 @@ macro_rules! read_fields {
     };
 }
 
+/// The `W`-byte values of the `N` fields from `first_tag` on, and the bytes after them, when
+/// `bytes` starts with those fields in tag order, each of `wire_type` (how prost writes a run of
+/// `float`, `double` or `fixed64` fields when none of them is zero); `None` otherwise. One length
+/// check covers all `N` fields, whose keys and values then sit at fixed offsets.
+#[inline]
+fn leading_fixed<const N: usize, const W: usize>(
+    bytes: &[u8],
+    first_tag: u8,
+    wire_type: u8,
+) -> Option<([[u8; W]; N], &[u8])> {
+    let (head, rest) = bytes.split_at_checked((1 + W) * N)?;
+    let mut values = [[0; W]; N];
+    for (i, slot) in values.iter_mut().enumerate() {
+        // Within `head` (`1 + W` bytes a field), so these always succeed: the optimizer, knowing
+        // `head`'s length, drops the checks and unrolls the loop. Field `first_tag + i`'s key is
+        // the first one's plus `i << 3` (the wire type sits in the low three bits).
+        let (&field_key, value) = head.get(i * (1 + W)..)?.split_first()?;
+        if usize::from(field_key) != usize::from(key(first_tag, wire_type)) + (i << 3) {
+            return None;
+        }
+        *slot = *value.first_chunk()?;
+    }
+    Some((values, rest))
+}
+
 /// How many fields of `bytes` are `tag` with a length-delimited value (the entries of a repeated
 /// sub-message), to size its vector before decoding; `None` when the bytes end inside a field or
 /// hold a wire type these decoders leave to prost.
@@ -277,6 +302,12 @@ fn lidar_box(bytes: &[u8]) -> Option<LidarDetection> {
     const POINT_COUNT: u8 = key(10, VARINT);
     let mut b = wire::LidarBox::default();
     let mut fields = Fields::new(bytes);
+    // The position, size and yaw as prost writes them (unless one is zero): read in one step, then
+    // the rest as usual (still in file order, so a repeated field's last value wins).
+    if let Some((values, rest)) = leading_fixed::<7, 4>(bytes, 1, I32) {
+        [b.x_m, b.y_m, b.z_m, b.length_m, b.width_m, b.height_m, b.yaw_rad] = values.map(f32::from_le_bytes);
+        fields = Fields::new(rest);
+    }
     read_fields!(fields {
         X => b.x_m = fields.f32()?,
         Y => b.y_m = fields.f32()?,
@@ -324,6 +355,11 @@ fn camera_box(bytes: &[u8], b: &mut wire::CameraBox) -> Option<CameraDetection> 
     const V_MAX: u8 = key(4, I32);
     const CLASS_SCORE: u8 = key(5, LEN);
     let mut fields = Fields::new(bytes);
+    // The corners as prost writes them (unless one is zero): as for lidar boxes.
+    if let Some((values, rest)) = leading_fixed::<4, 4>(bytes, 1, I32) {
+        [b.u_min_px, b.v_min_px, b.u_max_px, b.v_max_px] = values.map(f32::from_le_bytes);
+        fields = Fields::new(rest);
+    }
     read_fields!(fields {
         U_MIN => b.u_min_px = fields.f32()?,
         V_MIN => b.v_min_px = fields.f32()?,
@@ -389,6 +425,29 @@ fn ground_truth_object_of(bytes: &[u8]) -> Option<crate::domain::GroundTruthObje
     let mut o = wire::GroundTruthObject::default();
     let mut v2x_id = "";
     let mut fields = Fields::new(bytes);
+    // The id and class, then the ten doubles as prost writes them (unless one is zero) in one
+    // step, then the rest as usual (still in file order, so a repeated field's last value wins).
+    if fields.next_is(ID) {
+        o.id = fields.u32()?;
+    }
+    if fields.next_is(CLASS) {
+        o.object_class = fields.i32()?;
+    }
+    if let Some((values, rest)) = leading_fixed::<10, 8>(fields.rest, 3, I64) {
+        [
+            o.x_m,
+            o.y_m,
+            o.z_m,
+            o.yaw_rad,
+            o.speed_mps,
+            o.yaw_rate_rps,
+            o.accel_mps2,
+            o.length_m,
+            o.width_m,
+            o.height_m,
+        ] = values.map(f64::from_le_bytes);
+        fields = Fields::new(rest);
+    }
     read_fields!(fields {
         ID => o.id = fields.u32()?,
         CLASS => o.object_class = fields.i32()?,
@@ -574,6 +633,26 @@ mod tests {
         assert_eq!(Some(fast.clone()), slow_ground_truth_frame(&frame).ok());
         assert_eq!(fast.objects[0].id, objects[1].id);
         assert_eq!(fast.objects[0].center_m, Point3::new(objects[0].x_m, objects[0].y_m, objects[0].z_m));
+    }
+
+    #[test]
+    fn boxes_with_and_without_their_leading_floats_in_order_decode_as_prost_decodes_them() {
+        let frame = wire::SensorFrame::from(&crate::sample::lidar_frame());
+        let Some(wire::sensor_frame::Detections::Lidar(lidar)) = &frame.detections else { panic!("a lidar frame") };
+        let all = lidar.boxes[0].encode_to_vec();
+        // A zero float (left out), so the leading floats are not all there.
+        let zero_z = wire::LidarBox { z_m: 0.0, ..lidar.boxes[0] }.encode_to_vec();
+        // All of them, then `x_m` again (the last value wins).
+        let mut twice_x = all.clone();
+        twice_x.extend_from_slice(&[key(1, I32), 0, 0, 0x80, 0x3f]);
+        for lidar_box in [all, zero_z, twice_x] {
+            let len = u8::try_from(lidar_box.len()).expect("a short box");
+            let mut bytes = wire::SensorFrame { detections: None, ..frame.clone() }.encode_to_vec();
+            bytes.extend_from_slice(&[key(4, LEN), len + 2, key(1, LEN), len]);
+            bytes.extend_from_slice(&lidar_box);
+            let fast = sensor_frame(&bytes).expect("decodes");
+            assert_eq!(Some(&fast), slow_sensor_frame(&bytes).ok().as_ref());
+        }
     }
 
     #[test]
