@@ -52,42 +52,20 @@ fn truth_object(o: &GroundTruthObject, velocity_mps: [f64; 2], in_coverage: bool
     }
 }
 
-/// The velocity [`truth_objects`] derived from an object's speed and heading in the last frame
-/// that had it. It is a pure function of those two, so an object whose speed and heading are
-/// bitwise unchanged (parked, waiting, or driving straight at constant speed: about half the
-/// truths of dense-200) reuses it instead of paying a sine and a cosine again. Coverage is not
-/// remembered the same way: few centres repeat, and the check cost more than it saved.
-#[derive(Clone, Copy, Debug, Default)]
-struct DerivedVelocity {
-    /// Bits of (speed [m/s], yaw [rad]) the velocity was computed from; `None` before the first.
-    motion_bits: Option<[u64; 2]>,
-    velocity_mps: [f64; 2],
-}
-
-/// [`truth_objects`] frame after frame, with the sensors' coverages built once and each object's
-/// velocity remembered by id.
+/// [`truth_objects`] frame after frame, with the sensors' coverages built once per log.
 struct TruthCache<'a> {
     sensors: Vec<SensorCoverage<'a>>,
-    derived: IdMap<DerivedVelocity>,
 }
 
 impl<'a> TruthCache<'a> {
     fn new(site: &'a SiteConfig) -> Self {
-        TruthCache { sensors: coverages(site), derived: IdMap::default() }
+        TruthCache { sensors: coverages(site) }
     }
 
     /// Fills `out` with exactly what [`truth_objects`] returns for `truth`.
-    fn fill(&mut self, truth: &GroundTruthFrame, out: &mut Vec<TruthObject>) {
+    fn fill(&self, truth: &GroundTruthFrame, out: &mut Vec<TruthObject>) {
         out.clear();
-        for o in &truth.objects {
-            let d = self.derived.entry(o.id);
-            let motion_bits = [o.speed_mps.to_bits(), o.yaw_rad.to_bits()];
-            if d.motion_bits != Some(motion_bits) {
-                d.motion_bits = Some(motion_bits);
-                d.velocity_mps = velocity_mps(o);
-            }
-            out.push(truth_object(o, d.velocity_mps, in_coverage(&self.sensors, o)));
-        }
+        out.extend(truth.objects.iter().map(|o| truth_object(o, velocity_mps(o), in_coverage(&self.sensors, o))));
     }
 }
 
@@ -148,7 +126,7 @@ pub fn validate_log(
     // Per truth of a frame, the distance [m] to the nearest hypothesis within the vehicle gate.
     let mut nearest_m: Vec<Option<f64>> = Vec::new();
     // Each frame's truths as the scorer sees them, filled in place.
-    let mut truth_cache = TruthCache::new(&site);
+    let truth_cache = TruthCache::new(&site);
     let mut truths: Vec<TruthObject> = Vec::new();
 
     // Of each broadcast only its time is needed: no roadside frame is built. Only the objects'
@@ -260,8 +238,8 @@ mod tests {
     use super::*;
     use crate::reader::ReplayBody;
 
-    /// The remembered velocities give exactly what [`truth_objects`] computes, over a real log's
-    /// truth frames and over edits that keep, change or only re-sign an object's speed and heading.
+    /// The per-log cache gives exactly what [`truth_objects`] computes, over a real log's truth
+    /// frames and over edits that keep, change or only re-sign an object's speed and heading.
     #[test]
     fn cached_truths_are_truth_objects() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/data/dense-200.mcap");
@@ -291,7 +269,7 @@ mod tests {
         }
         frames.extend([frames[5].clone(), edited.clone(), edited, flipped, frames[5].clone()]);
 
-        let mut cache = TruthCache::new(&site);
+        let cache = TruthCache::new(&site);
         let mut cached = Vec::new();
         for frame in &frames {
             cache.fill(frame, &mut cached);
