@@ -2,7 +2,7 @@
 //! (FileDescriptorSet) embedded, so any MCAP tool can open them.
 //!
 //! - [`topics`]: the topic layout and which message each topic carries.
-//! - [`writer`]: [`ReplayWriter`], a typed writer (zstd chunks, log time = capture time,
+//! - [`writer`]: [`ReplayWriter`], a typed writer (LZ4 chunks, log time = capture time,
 //!   deterministic bytes).
 //! - [`pipeline`]: replaying a log through the fusion core, event by event.
 //! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
