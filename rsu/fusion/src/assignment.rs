@@ -4,15 +4,36 @@
 //! of bounded size the components stay small, so the cost grows close to linearly with the number
 //! of objects.
 
-/// A gated candidate pair with its cost (lower is better).
+/// A gated candidate pair with its cost (lower is better): `cost + ln(log_arg)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Candidate {
     /// Track index.
     pub track: usize,
     /// Measurement index.
     pub meas: usize,
-    /// Assignment cost (finite).
+    /// Assignment cost without its logarithmic part (finite).
     pub cost: f64,
+    /// The argument of the cost's logarithmic part (positive and finite; 1 for none), such as
+    /// the determinant of an innovation covariance. The logarithm is taken only where the
+    /// assignment compares costs: a pair alone in its component needs none.
+    pub log_arg: f64,
+}
+
+impl Candidate {
+    /// A pair whose cost has no logarithmic part.
+    pub fn new(track: usize, meas: usize, cost: f64) -> Self {
+        Candidate { track, meas, cost, log_arg: 1.0 }
+    }
+
+    /// The full cost, `cost + ln(log_arg)`.
+    pub fn full_cost(&self) -> f64 {
+        self.cost + self.log_arg.ln()
+    }
+
+    /// Whether the full cost is finite (without taking the logarithm).
+    fn cost_is_finite(&self) -> bool {
+        self.cost.is_finite() && self.log_arg > 0.0 && self.log_arg < f64::INFINITY
+    }
 }
 
 /// Points of the ground plane bucketed into square cells, for neighbourhood queries. Built by a
@@ -219,10 +240,12 @@ pub fn close_pairs(points: &[(f64, f64)], cell_m: f64, keys: &mut Vec<u64>, mut 
 
 /// Solves the assignment over gated candidate pairs of `n_tracks` tracks and `n_meas`
 /// measurements: splits them into connected components and solves each optimally (most pairs
-/// first, then least total cost). Pairs with a non-finite cost or an index out of range are
+/// first, then least total cost). Pairs with a non-finite full cost or an index out of range are
 /// ignored. Returns (track, measurement) pairs sorted by track.
 pub fn assign(candidates: &[Candidate], n_tracks: usize, n_meas: usize) -> Vec<(usize, usize)> {
-    let usable = |c: &&Candidate| c.cost.is_finite() && c.track < n_tracks && c.meas < n_meas;
+    // The usable pairs, checked once.
+    let usable: Vec<&Candidate> =
+        candidates.iter().filter(|c| c.cost_is_finite() && c.track < n_tracks && c.meas < n_meas).collect();
     // Union-find over the nodes: tracks, then measurements.
     let mut parent: Vec<u32> = (0..(n_tracks + n_meas) as u32).collect();
     fn find(parent: &mut [u32], mut a: usize) -> usize {
@@ -232,7 +255,7 @@ pub fn assign(candidates: &[Candidate], n_tracks: usize, n_meas: usize) -> Vec<(
         }
         a
     }
-    for c in candidates.iter().filter(usable) {
+    for &c in &usable {
         let a = find(&mut parent, c.track);
         let b = find(&mut parent, n_tracks + c.meas);
         if a != b {
@@ -241,13 +264,13 @@ pub fn assign(candidates: &[Candidate], n_tracks: usize, n_meas: usize) -> Vec<(
     }
     // Edges per component (by root); a component of one edge is its own answer.
     let mut edges_at = vec![0u32; n_tracks + n_meas];
-    for c in candidates.iter().filter(usable) {
+    for &c in &usable {
         let root = find(&mut parent, c.track);
         edges_at[root] += 1;
     }
     let mut meas_of_track = vec![usize::MAX; n_tracks];
     let mut shared: Vec<(usize, Candidate)> = Vec::new();
-    for c in candidates.iter().filter(usable) {
+    for &c in &usable {
         let root = find(&mut parent, c.track);
         if edges_at[root] == 1 {
             meas_of_track[c.track] = c.meas;
@@ -262,7 +285,8 @@ pub fn assign(candidates: &[Candidate], n_tracks: usize, n_meas: usize) -> Vec<(
     let mut solved = Vec::new();
     for run in shared.chunk_by(|a, b| a.0 == b.0) {
         comp.clear();
-        comp.extend(run.iter().map(|(_, c)| *c));
+        // With their full costs (the logarithms are taken here, for pairs that compete).
+        comp.extend(run.iter().map(|(_, c)| Candidate::new(c.track, c.meas, c.full_cost())));
         solved.clear();
         solve_component(&comp, &mut solved);
         for &(track, meas) in &solved {
@@ -408,7 +432,7 @@ mod tests {
     /// The assignment as first written (compacting the indices that appear, sorting the edges by
     /// component), kept as the reference for [`assign`].
     fn reference_assign(candidates: &[Candidate]) -> Vec<(usize, usize)> {
-        let mut edges: Vec<Candidate> = candidates.iter().filter(|c| c.cost.is_finite()).copied().collect();
+        let mut edges: Vec<Candidate> = candidates.iter().filter(|c| c.full_cost().is_finite()).copied().collect();
         if edges.is_empty() {
             return Vec::new();
         }
@@ -481,7 +505,7 @@ mod tests {
         fn assignment_agrees_with_the_reference(
             edges in proptest::collection::vec((0usize..40, 0usize..40, 0.0f64..30.0), 0..120),
         ) {
-            let candidates: Vec<Candidate> = edges.iter().map(|&(track, meas, cost)| Candidate { track, meas, cost }).collect();
+            let candidates: Vec<Candidate> = edges.iter().map(|&(track, meas, cost)| Candidate::new(track, meas, cost)).collect();
             // One candidate per pair, as the engine makes them.
             let mut seen = std::collections::BTreeSet::new();
             let candidates: Vec<Candidate> = candidates.into_iter().filter(|c| seen.insert((c.track, c.meas))).collect();
@@ -505,24 +529,34 @@ mod tests {
         // Component A: tracks 0,1 compete for measurement 0; track 1 also gates measurement 1.
         // Component B: track 5 with measurement 7 only.
         let c = [
-            Candidate { track: 0, meas: 0, cost: 1.0 },
-            Candidate { track: 1, meas: 0, cost: 0.5 },
-            Candidate { track: 1, meas: 1, cost: 2.0 },
-            Candidate { track: 5, meas: 7, cost: 3.0 },
+            Candidate::new(0, 0, 1.0),
+            Candidate::new(1, 0, 0.5),
+            Candidate::new(1, 1, 2.0),
+            Candidate::new(5, 7, 3.0),
         ];
         assert_eq!(assign(&c, 6, 8), vec![(0, 0), (1, 1), (5, 7)]);
         // Track 3 gates nothing: never assigned; more measurements than tracks.
-        let c = [Candidate { track: 2, meas: 4, cost: 5.0 }, Candidate { track: 2, meas: 3, cost: 1.0 }];
+        let c = [Candidate::new(2, 4, 5.0), Candidate::new(2, 3, 1.0)];
         assert_eq!(assign(&c, 3, 5), vec![(2, 3)]);
         // Out-of-range indices and non-finite costs are ignored.
         let c = [
-            Candidate { track: 9, meas: 0, cost: 1.0 },
-            Candidate { track: 0, meas: 9, cost: 1.0 },
-            Candidate { track: 1, meas: 1, cost: f64::NAN },
-            Candidate { track: 2, meas: 2, cost: 1.0 },
+            Candidate::new(9, 0, 1.0),
+            Candidate::new(0, 9, 1.0),
+            Candidate::new(1, 1, f64::NAN),
+            Candidate::new(2, 2, 1.0),
         ];
         assert_eq!(assign(&c, 3, 3), vec![(2, 2)]);
         assert!(assign(&[], 0, 0).is_empty() && assign(&[], 4, 4).is_empty());
+        // The logarithmic part counts where costs are compared: track 0 costs 1 + ln(e²) = 3 for
+        // measurement 0, track 1 costs 2, so track 1 takes it.
+        let c = [Candidate { track: 0, meas: 0, cost: 1.0, log_arg: 2.0f64.exp() }, Candidate::new(1, 0, 2.0)];
+        assert_eq!(assign(&c, 2, 1), vec![(1, 0)]);
+        // A pair whose logarithmic part is not finite is ignored, alone or not.
+        for bad in [0.0, -1.0, f64::INFINITY, f64::NAN] {
+            let c = [Candidate { track: 0, meas: 0, cost: 0.0, log_arg: bad }, Candidate::new(1, 0, 2.0)];
+            assert_eq!(assign(&c, 2, 1), vec![(1, 0)], "{bad}");
+            assert!(assign(&c[..1], 2, 1).is_empty(), "{bad}");
+        }
     }
 
     proptest! {

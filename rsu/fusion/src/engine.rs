@@ -884,9 +884,9 @@ impl Fusion {
                 if y.norm_squared() > max_radius2 || y.norm_squared() > gate_chi2 * trace_s {
                     return;
                 }
-                if let Some((d2, ln_det)) = motion.position_like_gate(&y, &Matrix2::identity(), &m.r, gate_chi2) {
+                if let Some((d2, det)) = motion.position_like_gate(&y, &Matrix2::identity(), &m.r, gate_chi2) {
                     gated[j] = true;
-                    candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
+                    candidates.push(Candidate { track: ti, meas: j, cost: d2, log_arg: det });
                 }
             });
         }
@@ -1017,9 +1017,9 @@ impl Fusion {
                 if y2 > radius2 || y2 > gate_chi2 * s.trace() * (1.0 + 1e-9) {
                     return;
                 }
-                if let Some((d2, ln_det)) = innovation_distance(&s, &y, gate_chi2) {
+                if let Some((d2, det)) = innovation_distance(&s, &y, gate_chi2) {
                     gated[j] = true;
-                    candidates.push(Candidate { track: ti, meas: j, cost: d2 + ln_det });
+                    candidates.push(Candidate { track: ti, meas: j, cost: d2, log_arg: det });
                 }
             });
         }
@@ -1168,8 +1168,8 @@ impl Fusion {
                 if y.norm_squared() > self.config.max_gate_radius_m.powi(2) {
                     continue;
                 }
-                if let Some((d2, ln_det)) = track.motion.position_like_distance(&y, &Matrix2::identity(), &r) {
-                    let cost = d2 + ln_det;
+                if let Some((d2, det)) = track.motion.position_like_distance(&y, &Matrix2::identity(), &r) {
+                    let cost = d2 + det.ln();
                     if d2 <= self.config.gate_chi2 && best.is_none_or(|(c, _)| cost < c) {
                         best = Some((cost, ti));
                     }

@@ -619,7 +619,7 @@ impl MotionState {
     }
 
     /// Squared Mahalanobis distance of a position measurement with residual `y` [m], Jacobian
-    /// `hxy` of the measurement by (x, y) and noise `r`; with the innovation covariance's log
+    /// `hxy` of the measurement by (x, y) and noise `r`; with the innovation covariance's
     /// determinant. `None` when the innovation covariance is singular.
     pub fn position_like_distance(&self, y: &Vector2<f64>, hxy: &Matrix2<f64>, r: &Matrix2<f64>) -> Option<(f64, f64)> {
         let s = hxy * self.position_cov() * hxy.transpose() + r;
@@ -627,7 +627,7 @@ impl MotionState {
     }
 
     /// [`MotionState::position_like_distance`] restricted to the gate: `None` as well when the
-    /// squared distance exceeds `gate_chi2` (the log determinant is then not computed).
+    /// squared distance exceeds `gate_chi2`.
     pub fn position_like_gate(
         &self,
         y: &Vector2<f64>,
@@ -808,9 +808,9 @@ impl MotionState {
     }
 }
 
-/// Squared Mahalanobis distance of residual `y` under innovation covariance `s`, with the log
-/// determinant of `s`; `None` when `s` is singular, the distance is not finite or it exceeds
-/// `gate_chi2` (pass infinity for no gate).
+/// Squared Mahalanobis distance of residual `y` under innovation covariance `s`, with the
+/// determinant of `s` (positive); `None` when `s` is singular, the distance is not finite or it
+/// exceeds `gate_chi2` (pass infinity for no gate).
 pub fn innovation_distance(s: &Matrix2<f64>, y: &Vector2<f64>, gate_chi2: f64) -> Option<(f64, f64)> {
     let det = s.determinant();
     if !(det.is_finite() && det > 0.0) {
@@ -818,7 +818,7 @@ pub fn innovation_distance(s: &Matrix2<f64>, y: &Vector2<f64>, gate_chi2: f64) -
     }
     let s_inv = s.try_inverse()?;
     let d2 = (y.transpose() * s_inv * y)[(0, 0)];
-    (d2.is_finite() && d2 <= gate_chi2).then(|| (d2, det.ln()))
+    (d2.is_finite() && d2 <= gate_chi2).then_some((d2, det))
 }
 
 /// Keeps a CTRV state canonical: a confidently negative speed means the heading is reversed
