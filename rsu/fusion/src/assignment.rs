@@ -238,16 +238,55 @@ pub fn close_pairs(points: &[(f64, f64)], cell_m: f64, keys: &mut Vec<u64>, mut 
     }
 }
 
+/// Working space of [`assign_into`], kept between calls so that an assignment allocates nothing
+/// once the buffers have grown (a frame's assignment solves hundreds of small components).
+#[derive(Clone, Debug, Default)]
+pub struct AssignScratch {
+    usable: Vec<Candidate>,
+    parent: Vec<u32>,
+    edges_at: Vec<u32>,
+    meas_of_track: Vec<usize>,
+    shared: Vec<(usize, Candidate)>,
+    comp: Vec<Candidate>,
+    solved: Vec<(usize, usize)>,
+    component: ComponentScratch,
+}
+
+/// Working space of one component's solution.
+#[derive(Clone, Debug, Default)]
+struct ComponentScratch {
+    rows: Vec<usize>,
+    cols: Vec<usize>,
+    cost: Vec<f64>,
+    hungarian: HungarianScratch,
+}
+
 /// Solves the assignment over gated candidate pairs of `n_tracks` tracks and `n_meas`
 /// measurements: splits them into connected components and solves each optimally (most pairs
 /// first, then least total cost). Pairs with a non-finite full cost or an index out of range are
 /// ignored. Returns (track, measurement) pairs sorted by track.
 pub fn assign(candidates: &[Candidate], n_tracks: usize, n_meas: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    assign_into(candidates, n_tracks, n_meas, &mut AssignScratch::default(), &mut out);
+    out
+}
+
+/// [`assign`] into `out` (cleared first), with reusable working space.
+pub fn assign_into(
+    candidates: &[Candidate],
+    n_tracks: usize,
+    n_meas: usize,
+    scratch: &mut AssignScratch,
+    out: &mut Vec<(usize, usize)>,
+) {
+    out.clear();
+    let AssignScratch { usable, parent, edges_at, meas_of_track, shared, comp, solved, component } = scratch;
     // The usable pairs, checked once.
-    let usable: Vec<&Candidate> =
-        candidates.iter().filter(|c| c.cost_is_finite() && c.track < n_tracks && c.meas < n_meas).collect();
+    usable.clear();
+    usable.extend(candidates.iter().filter(|c| c.cost_is_finite() && c.track < n_tracks && c.meas < n_meas));
     // Union-find over the nodes: tracks, then measurements.
-    let mut parent: Vec<u32> = (0..(n_tracks + n_meas) as u32).collect();
+    parent.clear();
+    parent.extend(0..(n_tracks + n_meas) as u32);
     fn find(parent: &mut [u32], mut a: usize) -> usize {
         while parent[a] as usize != a {
             parent[a] = parent[parent[a] as usize];
@@ -255,23 +294,25 @@ pub fn assign(candidates: &[Candidate], n_tracks: usize, n_meas: usize) -> Vec<(
         }
         a
     }
-    for &c in &usable {
-        let a = find(&mut parent, c.track);
-        let b = find(&mut parent, n_tracks + c.meas);
+    for c in usable.iter() {
+        let a = find(parent, c.track);
+        let b = find(parent, n_tracks + c.meas);
         if a != b {
             parent[a.max(b)] = a.min(b) as u32;
         }
     }
     // Edges per component (by root); a component of one edge is its own answer.
-    let mut edges_at = vec![0u32; n_tracks + n_meas];
-    for &c in &usable {
-        let root = find(&mut parent, c.track);
+    edges_at.clear();
+    edges_at.resize(n_tracks + n_meas, 0);
+    for c in usable.iter() {
+        let root = find(parent, c.track);
         edges_at[root] += 1;
     }
-    let mut meas_of_track = vec![usize::MAX; n_tracks];
-    let mut shared: Vec<(usize, Candidate)> = Vec::new();
-    for &c in &usable {
-        let root = find(&mut parent, c.track);
+    meas_of_track.clear();
+    meas_of_track.resize(n_tracks, usize::MAX);
+    shared.clear();
+    for c in usable.iter() {
+        let root = find(parent, c.track);
         if edges_at[root] == 1 {
             meas_of_track[c.track] = c.meas;
         } else {
@@ -281,38 +322,40 @@ pub fn assign(candidates: &[Candidate], n_tracks: usize, n_meas: usize) -> Vec<(
     // The rest component by component, in root order, each with its edges by track and
     // measurement (a stable sort keeps the candidates' order otherwise).
     shared.sort_by_key(|(root, c)| (*root, c.track, c.meas));
-    let mut comp: Vec<Candidate> = Vec::new();
-    let mut solved = Vec::new();
     for run in shared.chunk_by(|a, b| a.0 == b.0) {
         comp.clear();
         // With their full costs (the logarithms are taken here, for pairs that compete).
         comp.extend(run.iter().map(|(_, c)| Candidate::new(c.track, c.meas, c.full_cost())));
         solved.clear();
-        solve_component(&comp, &mut solved);
-        for &(track, meas) in &solved {
+        solve_component(comp, solved, component);
+        for &(track, meas) in solved.iter() {
             meas_of_track[track] = meas;
         }
     }
-    meas_of_track.iter().enumerate().filter(|(_, m)| **m != usize::MAX).map(|(t, m)| (t, *m)).collect()
+    out.extend(meas_of_track.iter().enumerate().filter(|(_, m)| **m != usize::MAX).map(|(t, m)| (t, *m)));
 }
 
 /// Cost standing for "no edge" in the dense component matrix.
 const NO_EDGE: f64 = 1.0e9;
 
-fn solve_component(comp: &[Candidate], out: &mut Vec<(usize, usize)>) {
+fn solve_component(comp: &[Candidate], out: &mut Vec<(usize, usize)>, scratch: &mut ComponentScratch) {
+    let ComponentScratch { rows, cols, cost, hungarian } = scratch;
     if comp.len() == 1 {
         out.push((comp[0].track, comp[0].meas));
         return;
     }
-    let mut rows: Vec<usize> = comp.iter().map(|c| c.track).collect();
+    rows.clear();
+    rows.extend(comp.iter().map(|c| c.track));
     rows.sort_unstable();
     rows.dedup();
-    let mut cols: Vec<usize> = comp.iter().map(|c| c.meas).collect();
+    cols.clear();
+    cols.extend(comp.iter().map(|c| c.meas));
     cols.sort_unstable();
     cols.dedup();
     let transpose = rows.len() > cols.len();
     let (nr, nc) = if transpose { (cols.len(), rows.len()) } else { (rows.len(), cols.len()) };
-    let mut cost = vec![NO_EDGE; nr * nc];
+    cost.clear();
+    cost.resize(nr * nc, NO_EDGE);
     // Costs are shifted to be non-negative and bounded so NO_EDGE dominates any real sum.
     let min_cost = comp.iter().map(|c| c.cost).fold(f64::INFINITY, f64::min);
     for c in comp {
@@ -325,8 +368,7 @@ fn solve_component(comp: &[Candidate], out: &mut Vec<(usize, usize)>) {
             cost[r * nc + k] = v;
         }
     }
-    let assignment = hungarian(nr, nc, &cost);
-    for (r, k) in assignment.into_iter().enumerate() {
+    for (r, &k) in hungarian_into(nr, nc, cost, hungarian).iter().enumerate() {
         if cost[r * nc + k] >= NO_EDGE {
             continue;
         }
@@ -338,18 +380,41 @@ fn solve_component(comp: &[Candidate], out: &mut Vec<(usize, usize)>) {
     }
 }
 
+/// Working space of [`hungarian_into`].
+#[derive(Clone, Debug, Default)]
+pub struct HungarianScratch {
+    u: Vec<f64>,
+    v: Vec<f64>,
+    col_row: Vec<usize>,
+    way: Vec<usize>,
+    minv: Vec<f64>,
+    used: Vec<bool>,
+    row_col: Vec<usize>,
+}
+
 /// Minimum-cost assignment of `nr` rows to distinct columns of an `nr × nc` row-major cost matrix
 /// (`nr <= nc`), by shortest augmenting paths with row and column potentials (O(nr²·nc)).
 /// Returns the column of each row.
 pub fn hungarian(nr: usize, nc: usize, cost: &[f64]) -> Vec<usize> {
+    hungarian_into(nr, nc, cost, &mut HungarianScratch::default()).to_vec()
+}
+
+/// [`hungarian`] with reusable working space; the columns are in the scratch space.
+pub fn hungarian_into<'a>(nr: usize, nc: usize, cost: &[f64], scratch: &'a mut HungarianScratch) -> &'a [usize] {
     debug_assert!(nr <= nc && cost.len() == nr * nc);
+    let HungarianScratch { u, v, col_row, way, minv, used, row_col } = scratch;
     // 1-based arrays with a virtual column 0, as in the textbook formulation.
-    let mut u = vec![0.0; nr + 1];
-    let mut v = vec![0.0; nc + 1];
-    let mut col_row = vec![0usize; nc + 1]; // row matched to each column (0 = none)
-    let mut way = vec![0usize; nc + 1];
-    let mut minv = vec![0.0; nc + 1];
-    let mut used = vec![false; nc + 1];
+    for (buf, len) in [(&mut *u, nr + 1), (&mut *v, nc + 1), (&mut *minv, nc + 1)] {
+        buf.clear();
+        buf.resize(len, 0.0);
+    }
+    for (buf, len) in [(&mut *col_row, nc + 1), (&mut *way, nc + 1)] {
+        // col_row: the row matched to each column (0 = none).
+        buf.clear();
+        buf.resize(len, 0);
+    }
+    used.clear();
+    used.resize(nc + 1, false);
     for i in 1..=nr {
         col_row[0] = i;
         let mut j0 = 0usize;
@@ -397,7 +462,8 @@ pub fn hungarian(nr: usize, nc: usize, cost: &[f64]) -> Vec<usize> {
             j0 = j1;
         }
     }
-    let mut row_col = vec![0usize; nr];
+    row_col.clear();
+    row_col.resize(nr, 0);
     for j in 1..=nc {
         if col_row[j] != 0 {
             row_col[col_row[j] - 1] = j - 1;
@@ -493,7 +559,7 @@ mod tests {
         while start < by_comp.len() {
             let root = by_comp[start].0;
             let end = start + by_comp[start..].iter().take_while(|e| e.0 == root).count();
-            solve_component(&edges[start..end], &mut out);
+            solve_component(&edges[start..end], &mut out, &mut ComponentScratch::default());
             start = end;
         }
         out.sort_unstable();
@@ -509,7 +575,13 @@ mod tests {
             // One candidate per pair, as the engine makes them.
             let mut seen = std::collections::BTreeSet::new();
             let candidates: Vec<Candidate> = candidates.into_iter().filter(|c| seen.insert((c.track, c.meas))).collect();
-            prop_assert_eq!(assign(&candidates, 40, 40), reference_assign(&candidates));
+            let expected = reference_assign(&candidates);
+            prop_assert_eq!(&assign(&candidates, 40, 40), &expected);
+            // Reused working space, left dirty by another problem first, gives the same answer.
+            let (mut scratch, mut out) = (AssignScratch::default(), Vec::new());
+            assign_into(&candidates[candidates.len() / 2..], 40, 40, &mut scratch, &mut out);
+            assign_into(&candidates, 40, 40, &mut scratch, &mut out);
+            prop_assert_eq!(&out, &expected);
         }
 
         #[test]

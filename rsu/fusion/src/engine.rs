@@ -13,7 +13,7 @@ use std::sync::Arc;
 use nalgebra::{Matrix2, Point2, Point3, Vector2, Vector3};
 use serde::{Deserialize, Serialize};
 
-use crate::assignment::{Candidate, SpatialGrid, assign, close_pairs};
+use crate::assignment::{AssignScratch, Candidate, SpatialGrid, assign_into, close_pairs};
 use crate::broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
 use crate::calibration::{ConfigError, LidarNoise, SensorCalibration, SensorMask, SensorModel, SiteConfig};
 use crate::camera::{CameraGeometry, ProjectedBox};
@@ -346,6 +346,10 @@ struct Scratch {
     lidar_meas: Vec<LidarMeas>,
     /// The camera frame's boxes by bottom-centre pixel.
     pixel_grid: SpatialGrid,
+    /// The assignment's working space.
+    assign: AssignScratch,
+    /// Assigned (track, measurement) pairs.
+    pairs: Vec<(usize, usize)>,
 }
 
 /// The farthest a camera box can lie from a track's projected bottom centre and still be
@@ -372,6 +376,8 @@ impl Scratch {
             projections: Vec::new(),
             lidar_meas: Vec::new(),
             pixel_grid: SpatialGrid::new(PIXEL_GRID_CELL_PX),
+            assign: AssignScratch::default(),
+            pairs: Vec::new(),
         }
     }
 }
@@ -890,9 +896,10 @@ impl Fusion {
                 }
             });
         }
-        let pairs = assign(candidates, self.tracks.len(), meas.len());
+        assign_into(candidates, self.tracks.len(), meas.len(), &mut sc.assign, &mut sc.pairs);
+        let pairs = &sc.pairs[..];
         let matched = unmatched(&mut sc.matched, relevant, self.tracks.len());
-        for &(ti, j) in &pairs {
+        for &(ti, j) in pairs {
             matched[ti] = true;
             self.stats.detections_associated += 1;
             let m = &meas[j];
@@ -1023,9 +1030,10 @@ impl Fusion {
                 }
             });
         }
-        let pairs = assign(candidates, self.tracks.len(), meas.len());
+        assign_into(candidates, self.tracks.len(), meas.len(), &mut sc.assign, &mut sc.pairs);
+        let pairs = &sc.pairs[..];
         let matched = unmatched(&mut sc.matched, relevant, self.tracks.len());
-        for &(ti, j) in &pairs {
+        for &(ti, j) in pairs {
             let Some(proj) = projections[ti] else { continue };
             matched[ti] = true;
             self.stats.detections_associated += 1;
