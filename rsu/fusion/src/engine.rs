@@ -352,6 +352,19 @@ struct Scratch {
     pairs: Vec<(usize, usize)>,
 }
 
+/// Working space of the duplicate search.
+#[derive(Clone, Debug, Default)]
+struct MergeScratch {
+    /// Position of each track (NaN for tentative ones, which the search leaves out) [m].
+    points: Vec<(f64, f64)>,
+    /// How far each track can have moved since its own time [m].
+    travels_m: Vec<f64>,
+    /// Sort keys of [`close_pairs`].
+    keys: Vec<u64>,
+    /// The candidate pairs found.
+    pairs: Vec<(usize, usize)>,
+}
+
 /// The farthest a camera box can lie from a track's projected bottom centre and still be
 /// associated with it [px].
 const MAX_CAMERA_GATE_PX: f64 = 400.0;
@@ -411,8 +424,8 @@ pub struct Fusion {
     pruned_at: Option<Timestamp>,
     /// Time of the last full management pass (with merging).
     managed_at: Option<Timestamp>,
-    /// Scratch space of the duplicate search, kept between passes.
-    pair_keys: Vec<u64>,
+    /// Working space of the duplicate search, kept between passes.
+    merge_scratch: MergeScratch,
     /// Working space of the frame updates.
     scratch: Scratch,
 }
@@ -474,7 +487,7 @@ impl Fusion {
             message_count: 0,
             pruned_at: None,
             managed_at: None,
-            pair_keys: Vec::new(),
+            merge_scratch: MergeScratch::default(),
             scratch: Scratch::new(),
         })
     }
@@ -1414,16 +1427,30 @@ impl Fusion {
     /// tracks' own times (a search widened by how far each track can have moved since), and
     /// only the tracks of a candidate pair are predicted to `t` for the test.
     fn merge_duplicates(&mut self, t: Timestamp) {
+        let mut scratch = std::mem::take(&mut self.merge_scratch);
+        self.close_track_pairs(t, &mut scratch);
+        if !scratch.pairs.is_empty() {
+            self.merge_pairs(t, &scratch.pairs);
+        }
+        self.merge_scratch = scratch;
+    }
+
+    /// Every pair of confirmed tracks that may be close enough to merge at `t`, each once, in
+    /// index order (the older track first), into `scratch.pairs`.
+    fn close_track_pairs(&mut self, t: Timestamp, scratch: &mut MergeScratch) {
         let cfg = &self.config;
         // A pair with a V2X-linked track is matched beyond the merge distance (a V2X-only track
         // can be matched with the perceived track of the same car).
         let reach_of = |linked: bool| if linked { cfg.max_gate_radius_m } else { cfg.merge_distance_m };
         // Position (NaN for tentative tracks, which the search leaves out) and travel bound of
         // each track.
-        let mut points: Vec<(f64, f64)> = vec![(f64::NAN, f64::NAN); self.tracks.len()];
-        let mut travels_m: Vec<f64> = vec![0.0; self.tracks.len()];
+        let MergeScratch { points, travels_m, keys, pairs } = scratch;
+        points.clear();
+        points.resize(self.tracks.len(), (f64::NAN, f64::NAN));
+        travels_m.clear();
+        travels_m.resize(self.tracks.len(), 0.0);
         let (mut max_travel_m, mut any_linked) = (0.0f64, false);
-        for ((tr, point), travel) in self.tracks.iter_mut().zip(&mut points).zip(&mut travels_m) {
+        for ((tr, point), travel) in self.tracks.iter_mut().zip(points.iter_mut()).zip(travels_m.iter_mut()) {
             if !tr.confirmed {
                 continue;
             }
@@ -1443,11 +1470,9 @@ impl Fusion {
             *point = (p.x, p.y);
             *travel = travel_m;
         }
-        // Every pair that may be close enough, each once, in index order (the older track first).
         let tracks = &self.tracks;
-        let mut pairs = Vec::new();
-        let mut keys = std::mem::take(&mut self.pair_keys);
-        close_pairs(&points, reach_of(any_linked) + 2.0 * max_travel_m, &mut keys, |i, j| {
+        pairs.clear();
+        close_pairs(points, reach_of(any_linked) + 2.0 * max_travel_m, keys, |i, j| {
             let linked = tracks[i].v2x.is_some() || tracks[j].v2x.is_some();
             let bound_m = reach_of(linked) + travels_m[i] + travels_m[j];
             let (dx, dy) = (points[j].0 - points[i].0, points[j].1 - points[i].1);
@@ -1455,14 +1480,16 @@ impl Fusion {
                 pairs.push((i, j));
             }
         });
-        self.pair_keys = keys;
-        if pairs.is_empty() {
-            return;
-        }
         pairs.sort_unstable();
+    }
+
+    /// Merges the pairs of `pairs` (from [`Fusion::close_track_pairs`]) that describe the same
+    /// object at `t`.
+    fn merge_pairs(&mut self, t: Timestamp, pairs: &[(usize, usize)]) {
+        let cfg = &self.config;
         let mut remove = vec![false; self.tracks.len()];
         let mut merges = Vec::new();
-        for (i, j) in pairs {
+        for &(i, j) in pairs {
             if remove[i] || remove[j] {
                 continue;
             }
