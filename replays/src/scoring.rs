@@ -454,16 +454,11 @@ impl Scorer {
             }
             let first = f.pair_starts[ti];
             sort_by_east(&mut f.pairs[first..], hyps, &f.kept_hyps);
+            // HOTA's similarities, in the same order: 1 - d / gate within the class gate.
+            let similarities = f.pairs[first..].iter().map(|&(ti, hi, d)| (ti, hi, 1.0 - d / gate_m));
+            f.sims.extend(similarities.filter(|&(_, _, s)| s > 0.0));
         }
         f.pair_starts.push(f.pairs.len());
-
-        // HOTA's similarities: 1 - d / gate within the class gate.
-        f.sims.extend(
-            f.pairs
-                .iter()
-                .map(|&(ti, hi, d)| (ti, hi, 1.0 - d / self.config.gate(match_family(scored(ti).class))))
-                .filter(|&(_, _, s)| s > 0.0),
-        );
         f.truth_ids.extend(f.scored_at.iter().map(|&i| truths[i].id));
         f.hyp_ids.extend(f.kept_hyps.iter().map(|&hi| hyps[hi].id));
         self.hota.add_frame(&f.truth_ids, &f.hyp_ids, &f.sims);
@@ -657,9 +652,9 @@ impl Scorer {
         }
         let false_tracks = self.hyps.iter().filter(|h| !h.matched).count();
         let minutes = duration_s / 60.0;
-        let (position_rmse_m, position_p95_m) = rmse_p95(&self.position_errors_m);
-        let (velocity_rmse_mps, velocity_p95_mps) = rmse_p95(&self.velocity_errors_mps);
-        let (heading_rmse, heading_p95) = rmse_p95(&self.heading_errors_rad);
+        let (position_rmse_m, position_p95_m) = rmse_p95(self.position_errors_m);
+        let (velocity_rmse_mps, velocity_p95_mps) = rmse_p95(self.velocity_errors_mps);
+        let (heading_rmse, heading_p95) = rmse_p95(self.heading_errors_rad);
         let mut sorted_ttt = time_to_track_s.clone();
         sorted_ttt.sort_by(f64::total_cmp);
         Metrics {
@@ -929,15 +924,16 @@ fn row_minima_if_distinct(nr: usize, nc: usize, cost: impl Fn(usize, usize) -> f
     Some(cols)
 }
 
-fn rmse_p95(errors: &[f64]) -> (f64, f64) {
+/// RMSE and 95th percentile of `errors`, which it reorders (no copy).
+fn rmse_p95(mut errors: Vec<f64>) -> (f64, f64) {
     if errors.is_empty() {
         return (0.0, 0.0);
     }
     let rmse = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt();
     // The one order statistic needed, without sorting everything (values equal under
     // `total_cmp` are the same bits, so any algorithm picks the same value).
-    let mut values = errors.to_vec();
-    let (_, p95, _) = values.select_nth_unstable_by(rank(errors.len(), 0.95) - 1, f64::total_cmp);
+    let p95_rank = rank(errors.len(), 0.95);
+    let (_, p95, _) = errors.select_nth_unstable_by(p95_rank - 1, f64::total_cmp);
     (rmse, *p95)
 }
 
