@@ -12,7 +12,7 @@
 //! hypotheses predicted to that time, then [`Scorer::finish`].
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rsu_fusion::assignment::hungarian;
 use rsu_fusion::class::MotionFamily;
@@ -619,11 +619,11 @@ impl Scorer {
             total.distance_sum_m += c.distance_sum_m;
         }
         let by_truth_id: Vec<(u32, usize)> = self.truth_slots.by_id().collect();
-        let overlap: BTreeMap<(u32, u32), u64> = by_truth_id
+        let overlaps: Vec<(u32, u32, u64)> = by_truth_id
             .iter()
-            .flat_map(|&(id, slot)| self.truths[slot].overlaps.iter().map(move |&(h, frames)| ((id, h), frames)))
+            .flat_map(|&(id, slot)| self.truths[slot].overlaps.iter().map(move |&(h, frames)| (id, h, frames)))
             .collect();
-        let idtp = best_identity_overlap(&overlap);
+        let idtp = best_identity_overlap(&overlaps);
         let truth_instances: u64 = self.truths.iter().map(|t| t.frames).sum();
         let hyp_instances: u64 = self.hyps.iter().map(|h| h.frames).sum();
         let idf1 = if truth_instances + hyp_instances == 0 {
@@ -700,64 +700,45 @@ fn class_metrics(c: &ClassCounts) -> ClassMetrics {
     }
 }
 
-/// The largest total overlap of a one-to-one assignment of truths to hypotheses (IDTP).
-fn best_identity_overlap(overlap: &BTreeMap<(u32, u32), u64>) -> u64 {
-    let truths: Vec<u32> = overlap.keys().map(|k| k.0).collect::<BTreeSet<_>>().into_iter().collect();
-    let hyps: Vec<u32> = overlap.keys().map(|k| k.1).collect::<BTreeSet<_>>().into_iter().collect();
-    if truths.is_empty() {
-        return 0;
+/// The largest total overlap of a one-to-one assignment of truths to hypotheses (IDTP), from the
+/// (truth id, hypothesis id, frames within the gate) of every pair that overlapped, each once.
+fn best_identity_overlap(overlaps: &[(u32, u32, u64)]) -> u64 {
+    // Truths and hypotheses numbered in ascending id order, so each group's rows and columns are
+    // in id order.
+    let sorted_ids = |id: fn(&(u32, u32, u64)) -> u32| {
+        let mut ids: Vec<u32> = overlaps.iter().map(id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let (truths, hyps) = (sorted_ids(|o| o.0), sorted_ids(|o| o.1));
+    /// The place of `x` in `sorted` (ascending, holding `x`).
+    fn place<T: Ord>(sorted: &[T], x: T) -> usize {
+        sorted.partition_point(|y| *y < x)
     }
+    let edges: Vec<(usize, usize, f64)> =
+        overlaps.iter().map(|&(t, h, frames)| (place(&truths, t), place(&hyps, h), frames as f64)).collect();
     // Independent groups (connected components) keep each assignment small.
     let mut total = 0;
-    for (group_t, group_h) in components(overlap, &truths, &hyps) {
-        let max = group_t
-            .iter()
-            .flat_map(|t| group_h.iter().map(move |h| (*t, *h)))
-            .filter_map(|k| overlap.get(&k))
-            .max()
-            .copied()
-            .unwrap_or(0) as f64;
-        let cost: Vec<f64> = group_t
-            .iter()
-            .flat_map(|t| group_h.iter().map(move |h| (*t, *h)))
-            .map(|k| max - overlap.get(&k).copied().unwrap_or(0) as f64)
-            .collect();
-        for (r, c) in assign_rectangular(group_t.len(), group_h.len(), &cost) {
-            total += overlap.get(&(group_t[r], group_h[c])).copied().unwrap_or(0);
+    let (mut frames, mut cost) = (Vec::new(), Vec::new());
+    for group in edge_components(truths.len(), hyps.len(), &edges).iter() {
+        let (rows, cols) = (group.rows, group.cols);
+        // The overlap of each cell (0 for a pair that never overlapped), and as its cost the
+        // group's largest overlap less it.
+        frames.clear();
+        frames.resize(rows.len() * cols.len(), 0);
+        for &e in group.edges {
+            let (r, c, _) = edges[e];
+            frames[place(rows, r) * cols.len() + place(cols, c)] = overlaps[e].2;
+        }
+        let max = frames.iter().copied().max().unwrap_or(0) as f64;
+        cost.clear();
+        cost.extend(frames.iter().map(|&n| max - n as f64));
+        for (i, j) in assign_rectangular(rows.len(), cols.len(), &cost) {
+            total += frames[i * cols.len() + j];
         }
     }
     total
-}
-
-/// Splits the bipartite overlap graph into connected components.
-fn components(overlap: &BTreeMap<(u32, u32), u64>, truths: &[u32], hyps: &[u32]) -> Vec<(Vec<u32>, Vec<u32>)> {
-    let index_t: BTreeMap<u32, usize> = truths.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-    let index_h: BTreeMap<u32, usize> = hyps.iter().enumerate().map(|(i, h)| (*h, truths.len() + i)).collect();
-    let n = truths.len() + hyps.len();
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn find(parent: &mut [usize], mut x: usize) -> usize {
-        while parent[x] != x {
-            parent[x] = parent[parent[x]];
-            x = parent[x];
-        }
-        x
-    }
-    for (t, h) in overlap.keys() {
-        let (a, b) = (find(&mut parent, index_t[t]), find(&mut parent, index_h[h]));
-        if a != b {
-            parent[a] = b;
-        }
-    }
-    let mut groups: BTreeMap<usize, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
-    for t in truths {
-        let root = find(&mut parent, index_t[t]);
-        groups.entry(root).or_default().0.push(*t);
-    }
-    for h in hyps {
-        let root = find(&mut parent, index_h[h]);
-        groups.entry(root).or_default().1.push(*h);
-    }
-    groups.into_values().filter(|(t, h)| !t.is_empty() && !h.is_empty()).collect()
 }
 
 /// Connected components of a bipartite graph, each with its rows, columns and edges (see
@@ -1041,6 +1022,15 @@ mod tests {
             assert_eq!(assign_rectangular(nr, nc, &cost), by_hungarian(nr, nc, &cost), "{nr}×{nc} {cost:?}");
         }
         assert!(shortcuts > 1000, "{shortcuts} shortcuts");
+    }
+
+    #[test]
+    fn identity_overlap_is_the_best_assignment_of_each_group() {
+        // Truths 1 and 2 compete for hypotheses 10 and 11 (best: 1-11 and 2-10, 3 + 4 frames);
+        // truth 3 and hypothesis 12 are a group of their own.
+        let overlaps = [(2, 10, 4), (1, 10, 5), (3, 12, 7), (1, 11, 3)];
+        assert_eq!(best_identity_overlap(&overlaps), 14);
+        assert_eq!(best_identity_overlap(&[]), 0);
     }
 
     #[test]
