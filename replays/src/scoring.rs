@@ -75,6 +75,25 @@ fn match_family(class: ObjectClass) -> MotionFamily {
     if class.is_vru() { MotionFamily::Pedestrian } else { class.motion_family() }
 }
 
+/// The absolute difference of two headings [rad], wrapped to at most π: `|(a - b + π)
+/// .rem_euclid(2π) - π|`, to the bit. The remainder is a `fmod` call, which a shifted difference
+/// x within (-2π, 4π) does without: `rem_euclid` gives x itself on [0, 2π), x - 2π on [2π, 4π)
+/// (exact, as `fmod` is) and, below zero, x + 2π rounded as its own addition rounds it.
+fn heading_error_rad(a_rad: f64, b_rad: f64) -> f64 {
+    use std::f64::consts::{PI, TAU};
+    let x = a_rad - b_rad + PI;
+    let wrapped = if (0.0..TAU).contains(&x) {
+        x
+    } else if (TAU..2.0 * TAU).contains(&x) {
+        x - TAU
+    } else if x < 0.0 && x > -TAU {
+        x + TAU
+    } else {
+        x.rem_euclid(TAU)
+    };
+    (wrapped - PI).abs()
+}
+
 /// A ground-truth object at one timestamp.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TruthObject {
@@ -553,9 +572,7 @@ impl Scorer {
             let dv = (t.velocity_mps[0] - h.velocity_mps[0]).hypot(t.velocity_mps[1] - h.velocity_mps[1]);
             self.velocity_errors_mps.push(dv);
             if compare_hypot(t.velocity_mps[0], t.velocity_mps[1], 1.0).is_some_and(|o| o != Ordering::Less) {
-                let dyaw = (t.yaw_rad - h.yaw_rad + std::f64::consts::PI).rem_euclid(2.0 * std::f64::consts::PI)
-                    - std::f64::consts::PI;
-                self.heading_errors_rad.push(dyaw.abs());
+                self.heading_errors_rad.push(heading_error_rad(t.yaw_rad, h.yaw_rad));
             }
         }
         // IDF1 counts every pair within the gate in each frame, matched by CLEAR MOT or not.
@@ -1022,6 +1039,24 @@ mod tests {
             assert_eq!(assign_rectangular(nr, nc, &cost), by_hungarian(nr, nc, &cost), "{nr}×{nc} {cost:?}");
         }
         assert!(shortcuts > 1000, "{shortcuts} shortcuts");
+    }
+
+    #[test]
+    fn heading_errors_wrap_as_rem_euclid_does() {
+        use std::f64::consts::{PI, TAU};
+        let by_rem_euclid = |a: f64, b: f64| ((a - b + PI).rem_euclid(2.0 * PI) - PI).abs();
+        let mut angles = vec![0.0, -0.0, PI, -PI, TAU, -TAU, 3.0 * PI, -3.0 * PI, 1e-300, -1e-300, 7.5, -40.0];
+        angles.extend([f64::NAN, f64::INFINITY, f64::NEG_INFINITY]);
+        for k in [PI, -PI, TAU, -TAU, 2.0 * TAU, -2.0 * TAU] {
+            angles.extend([k.next_up(), k.next_down()]);
+        }
+        angles.extend((0..2000).map(|k| (k as f64 * 0.0173).sin() * 9.5));
+        for &a in &angles {
+            for &b in &angles {
+                let (fast, slow) = (heading_error_rad(a, b), by_rem_euclid(a, b));
+                assert!(fast.to_bits() == slow.to_bits() || (fast.is_nan() && slow.is_nan()), "{a} {b}");
+            }
+        }
     }
 
     #[test]
