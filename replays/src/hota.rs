@@ -255,11 +255,12 @@ impl Hota {
                 scratch.several.push((r, k));
             }
         }
-        // The similarities of the groups of several, by root and then in order.
+        // The similarities of the groups of several, by root (in a group, their order does not
+        // matter: each is a cell of its own).
         for member in &mut scratch.several {
             member.0 = find(parent, member.0);
         }
-        scratch.several.sort_unstable();
+        scratch.several.sort_unstable_by_key(|&(root, _)| root);
         let mut run = 0;
         while let Some(&(root, _)) = scratch.several.get(run) {
             let end = run + scratch.several[run..].iter().take_while(|&&(v, _)| v == root).count();

@@ -12,7 +12,7 @@
 //! hypotheses predicted to that time, then [`Scorer::finish`].
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rsu_fusion::assignment::hungarian;
 use rsu_fusion::class::MotionFamily;
@@ -73,6 +73,25 @@ fn families_match(family: MotionFamily, hyp: ObjectClass) -> bool {
 /// The family a class is matched within: riders move like vehicles but are gated as VRUs.
 fn match_family(class: ObjectClass) -> MotionFamily {
     if class.is_vru() { MotionFamily::Pedestrian } else { class.motion_family() }
+}
+
+/// The absolute difference of two headings [rad], wrapped to at most π: `|(a - b + π)
+/// .rem_euclid(2π) - π|`, to the bit. The remainder is a `fmod` call, which a shifted difference
+/// x within (-2π, 4π) does without: `rem_euclid` gives x itself on [0, 2π), x - 2π on [2π, 4π)
+/// (exact, as `fmod` is) and, below zero, x + 2π rounded as its own addition rounds it.
+fn heading_error_rad(a_rad: f64, b_rad: f64) -> f64 {
+    use std::f64::consts::{PI, TAU};
+    let x = a_rad - b_rad + PI;
+    let wrapped = if (0.0..TAU).contains(&x) {
+        x
+    } else if (TAU..2.0 * TAU).contains(&x) {
+        x - TAU
+    } else if x < 0.0 && x > -TAU {
+        x + TAU
+    } else {
+        x.rem_euclid(TAU)
+    };
+    (wrapped - PI).abs()
 }
 
 /// A ground-truth object at one timestamp.
@@ -454,16 +473,11 @@ impl Scorer {
             }
             let first = f.pair_starts[ti];
             sort_by_east(&mut f.pairs[first..], hyps, &f.kept_hyps);
+            // HOTA's similarities, in the same order: 1 - d / gate within the class gate.
+            let similarities = f.pairs[first..].iter().map(|&(ti, hi, d)| (ti, hi, 1.0 - d / gate_m));
+            f.sims.extend(similarities.filter(|&(_, _, s)| s > 0.0));
         }
         f.pair_starts.push(f.pairs.len());
-
-        // HOTA's similarities: 1 - d / gate within the class gate.
-        f.sims.extend(
-            f.pairs
-                .iter()
-                .map(|&(ti, hi, d)| (ti, hi, 1.0 - d / self.config.gate(match_family(scored(ti).class))))
-                .filter(|&(_, _, s)| s > 0.0),
-        );
         f.truth_ids.extend(f.scored_at.iter().map(|&i| truths[i].id));
         f.hyp_ids.extend(f.kept_hyps.iter().map(|&hi| hyps[hi].id));
         self.hota.add_frame(&f.truth_ids, &f.hyp_ids, &f.sims);
@@ -558,9 +572,7 @@ impl Scorer {
             let dv = (t.velocity_mps[0] - h.velocity_mps[0]).hypot(t.velocity_mps[1] - h.velocity_mps[1]);
             self.velocity_errors_mps.push(dv);
             if compare_hypot(t.velocity_mps[0], t.velocity_mps[1], 1.0).is_some_and(|o| o != Ordering::Less) {
-                let dyaw = (t.yaw_rad - h.yaw_rad + std::f64::consts::PI).rem_euclid(2.0 * std::f64::consts::PI)
-                    - std::f64::consts::PI;
-                self.heading_errors_rad.push(dyaw.abs());
+                self.heading_errors_rad.push(heading_error_rad(t.yaw_rad, h.yaw_rad));
             }
         }
         // IDF1 counts every pair within the gate in each frame, matched by CLEAR MOT or not.
@@ -624,11 +636,11 @@ impl Scorer {
             total.distance_sum_m += c.distance_sum_m;
         }
         let by_truth_id: Vec<(u32, usize)> = self.truth_slots.by_id().collect();
-        let overlap: BTreeMap<(u32, u32), u64> = by_truth_id
+        let overlaps: Vec<(u32, u32, u64)> = by_truth_id
             .iter()
-            .flat_map(|&(id, slot)| self.truths[slot].overlaps.iter().map(move |&(h, frames)| ((id, h), frames)))
+            .flat_map(|&(id, slot)| self.truths[slot].overlaps.iter().map(move |&(h, frames)| (id, h, frames)))
             .collect();
-        let idtp = best_identity_overlap(&overlap);
+        let idtp = best_identity_overlap(&overlaps);
         let truth_instances: u64 = self.truths.iter().map(|t| t.frames).sum();
         let hyp_instances: u64 = self.hyps.iter().map(|h| h.frames).sum();
         let idf1 = if truth_instances + hyp_instances == 0 {
@@ -657,9 +669,9 @@ impl Scorer {
         }
         let false_tracks = self.hyps.iter().filter(|h| !h.matched).count();
         let minutes = duration_s / 60.0;
-        let (position_rmse_m, position_p95_m) = rmse_p95(&self.position_errors_m);
-        let (velocity_rmse_mps, velocity_p95_mps) = rmse_p95(&self.velocity_errors_mps);
-        let (heading_rmse, heading_p95) = rmse_p95(&self.heading_errors_rad);
+        let (position_rmse_m, position_p95_m) = rmse_p95(self.position_errors_m);
+        let (velocity_rmse_mps, velocity_p95_mps) = rmse_p95(self.velocity_errors_mps);
+        let (heading_rmse, heading_p95) = rmse_p95(self.heading_errors_rad);
         let mut sorted_ttt = time_to_track_s.clone();
         sorted_ttt.sort_by(f64::total_cmp);
         Metrics {
@@ -705,64 +717,45 @@ fn class_metrics(c: &ClassCounts) -> ClassMetrics {
     }
 }
 
-/// The largest total overlap of a one-to-one assignment of truths to hypotheses (IDTP).
-fn best_identity_overlap(overlap: &BTreeMap<(u32, u32), u64>) -> u64 {
-    let truths: Vec<u32> = overlap.keys().map(|k| k.0).collect::<BTreeSet<_>>().into_iter().collect();
-    let hyps: Vec<u32> = overlap.keys().map(|k| k.1).collect::<BTreeSet<_>>().into_iter().collect();
-    if truths.is_empty() {
-        return 0;
+/// The largest total overlap of a one-to-one assignment of truths to hypotheses (IDTP), from the
+/// (truth id, hypothesis id, frames within the gate) of every pair that overlapped, each once.
+fn best_identity_overlap(overlaps: &[(u32, u32, u64)]) -> u64 {
+    // Truths and hypotheses numbered in ascending id order, so each group's rows and columns are
+    // in id order.
+    let sorted_ids = |id: fn(&(u32, u32, u64)) -> u32| {
+        let mut ids: Vec<u32> = overlaps.iter().map(id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let (truths, hyps) = (sorted_ids(|o| o.0), sorted_ids(|o| o.1));
+    /// The place of `x` in `sorted` (ascending, holding `x`).
+    fn place<T: Ord>(sorted: &[T], x: T) -> usize {
+        sorted.partition_point(|y| *y < x)
     }
+    let edges: Vec<(usize, usize, f64)> =
+        overlaps.iter().map(|&(t, h, frames)| (place(&truths, t), place(&hyps, h), frames as f64)).collect();
     // Independent groups (connected components) keep each assignment small.
     let mut total = 0;
-    for (group_t, group_h) in components(overlap, &truths, &hyps) {
-        let max = group_t
-            .iter()
-            .flat_map(|t| group_h.iter().map(move |h| (*t, *h)))
-            .filter_map(|k| overlap.get(&k))
-            .max()
-            .copied()
-            .unwrap_or(0) as f64;
-        let cost: Vec<f64> = group_t
-            .iter()
-            .flat_map(|t| group_h.iter().map(move |h| (*t, *h)))
-            .map(|k| max - overlap.get(&k).copied().unwrap_or(0) as f64)
-            .collect();
-        for (r, c) in assign_rectangular(group_t.len(), group_h.len(), &cost) {
-            total += overlap.get(&(group_t[r], group_h[c])).copied().unwrap_or(0);
+    let (mut frames, mut cost) = (Vec::new(), Vec::new());
+    for group in edge_components(truths.len(), hyps.len(), &edges).iter() {
+        let (rows, cols) = (group.rows, group.cols);
+        // The overlap of each cell (0 for a pair that never overlapped), and as its cost the
+        // group's largest overlap less it.
+        frames.clear();
+        frames.resize(rows.len() * cols.len(), 0);
+        for &e in group.edges {
+            let (r, c, _) = edges[e];
+            frames[place(rows, r) * cols.len() + place(cols, c)] = overlaps[e].2;
+        }
+        let max = frames.iter().copied().max().unwrap_or(0) as f64;
+        cost.clear();
+        cost.extend(frames.iter().map(|&n| max - n as f64));
+        for (i, j) in assign_rectangular(rows.len(), cols.len(), &cost) {
+            total += frames[i * cols.len() + j];
         }
     }
     total
-}
-
-/// Splits the bipartite overlap graph into connected components.
-fn components(overlap: &BTreeMap<(u32, u32), u64>, truths: &[u32], hyps: &[u32]) -> Vec<(Vec<u32>, Vec<u32>)> {
-    let index_t: BTreeMap<u32, usize> = truths.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-    let index_h: BTreeMap<u32, usize> = hyps.iter().enumerate().map(|(i, h)| (*h, truths.len() + i)).collect();
-    let n = truths.len() + hyps.len();
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn find(parent: &mut [usize], mut x: usize) -> usize {
-        while parent[x] != x {
-            parent[x] = parent[parent[x]];
-            x = parent[x];
-        }
-        x
-    }
-    for (t, h) in overlap.keys() {
-        let (a, b) = (find(&mut parent, index_t[t]), find(&mut parent, index_h[h]));
-        if a != b {
-            parent[a] = b;
-        }
-    }
-    let mut groups: BTreeMap<usize, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
-    for t in truths {
-        let root = find(&mut parent, index_t[t]);
-        groups.entry(root).or_default().0.push(*t);
-    }
-    for h in hyps {
-        let root = find(&mut parent, index_h[h]);
-        groups.entry(root).or_default().1.push(*h);
-    }
-    groups.into_values().filter(|(t, h)| !t.is_empty() && !h.is_empty()).collect()
 }
 
 /// Connected components of a bipartite graph, each with its rows, columns and edges (see
@@ -929,15 +922,16 @@ fn row_minima_if_distinct(nr: usize, nc: usize, cost: impl Fn(usize, usize) -> f
     Some(cols)
 }
 
-fn rmse_p95(errors: &[f64]) -> (f64, f64) {
+/// RMSE and 95th percentile of `errors`, which it reorders (no copy).
+fn rmse_p95(mut errors: Vec<f64>) -> (f64, f64) {
     if errors.is_empty() {
         return (0.0, 0.0);
     }
     let rmse = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt();
     // The one order statistic needed, without sorting everything (values equal under
     // `total_cmp` are the same bits, so any algorithm picks the same value).
-    let mut values = errors.to_vec();
-    let (_, p95, _) = values.select_nth_unstable_by(rank(errors.len(), 0.95) - 1, f64::total_cmp);
+    let p95_rank = rank(errors.len(), 0.95);
+    let (_, p95, _) = errors.select_nth_unstable_by(p95_rank - 1, f64::total_cmp);
     (rmse, *p95)
 }
 
@@ -1045,6 +1039,33 @@ mod tests {
             assert_eq!(assign_rectangular(nr, nc, &cost), by_hungarian(nr, nc, &cost), "{nr}×{nc} {cost:?}");
         }
         assert!(shortcuts > 1000, "{shortcuts} shortcuts");
+    }
+
+    #[test]
+    fn heading_errors_wrap_as_rem_euclid_does() {
+        use std::f64::consts::{PI, TAU};
+        let by_rem_euclid = |a: f64, b: f64| ((a - b + PI).rem_euclid(2.0 * PI) - PI).abs();
+        let mut angles = vec![0.0, -0.0, PI, -PI, TAU, -TAU, 3.0 * PI, -3.0 * PI, 1e-300, -1e-300, 7.5, -40.0];
+        angles.extend([f64::NAN, f64::INFINITY, f64::NEG_INFINITY]);
+        for k in [PI, -PI, TAU, -TAU, 2.0 * TAU, -2.0 * TAU] {
+            angles.extend([k.next_up(), k.next_down()]);
+        }
+        angles.extend((0..2000).map(|k| (k as f64 * 0.0173).sin() * 9.5));
+        for &a in &angles {
+            for &b in &angles {
+                let (fast, slow) = (heading_error_rad(a, b), by_rem_euclid(a, b));
+                assert!(fast.to_bits() == slow.to_bits() || (fast.is_nan() && slow.is_nan()), "{a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn identity_overlap_is_the_best_assignment_of_each_group() {
+        // Truths 1 and 2 compete for hypotheses 10 and 11 (best: 1-11 and 2-10, 3 + 4 frames);
+        // truth 3 and hypothesis 12 are a group of their own.
+        let overlaps = [(2, 10, 4), (1, 10, 5), (3, 12, 7), (1, 11, 3)];
+        assert_eq!(best_identity_overlap(&overlaps), 14);
+        assert_eq!(best_identity_overlap(&[]), 0);
     }
 
     #[test]

@@ -125,7 +125,8 @@ impl GridIndex {
         for k in 1..=count {
             self.column_starts[k] += self.column_starts[k - 1];
         }
-        self.entries.clear();
+        // Every slot is written below: only slots beyond the last frame's need a value first.
+        self.entries.truncate(self.points.len());
         self.entries.resize(self.points.len(), (0.0, 0));
         for (&c, &(p, i)) in self.columns.iter().zip(&self.points) {
             // Filling moves each column's start to the next column's; shifted back below.
