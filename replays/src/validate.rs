@@ -6,7 +6,7 @@ use std::path::Path;
 
 use nalgebra::Point3;
 use rsu_fusion::{ObjectKinematics, SensorCalibration, SensorCoverage, SiteConfig};
-use v2x_proto::domain::{GroundTruthFrame, GroundTruthObject};
+use v2x_proto::domain::GroundTruthFrame;
 
 use crate::criteria::{Criteria, ScenarioFacts, evaluate};
 use crate::ids::IdMap;
@@ -22,51 +22,30 @@ const MAX_PLOT_POINTS: usize = 400;
 /// Ground-truth objects of a frame as the scorer sees them: ground-plane centre, velocity from
 /// speed and heading, and whether any sensor covers the object.
 pub fn truth_objects(truth: &GroundTruthFrame, site: &SiteConfig) -> Vec<TruthObject> {
-    let sensors = coverages(site);
-    truth.objects.iter().map(|o| truth_object(o, velocity_mps(o), in_coverage(&sensors, o))).collect()
+    let mut out = Vec::new();
+    fill_truth_objects(truth, &coverages(site), &mut out);
+    out
 }
 
+/// The sensors' coverage tests of `site`, built once per log.
 fn coverages(site: &SiteConfig) -> Vec<SensorCoverage<'_>> {
     site.sensors.iter().map(SensorCalibration::coverage).collect()
 }
 
-/// Velocity (east, north) [m/s] from speed and heading.
-fn velocity_mps(o: &GroundTruthObject) -> [f64; 2] {
-    [o.speed_mps * o.yaw_rad.cos(), o.speed_mps * o.yaw_rad.sin()]
-}
-
-/// Whether any sensor covers the object's centre.
-fn in_coverage(sensors: &[SensorCoverage<'_>], o: &GroundTruthObject) -> bool {
-    let p = Point3::new(o.center_m.x, o.center_m.y, o.center_m.z);
-    sensors.iter().any(|s| s.covers(&p))
-}
-
-fn truth_object(o: &GroundTruthObject, velocity_mps: [f64; 2], in_coverage: bool) -> TruthObject {
-    TruthObject {
-        id: o.id,
-        class: o.class,
-        position_m: [o.center_m.x, o.center_m.y],
-        velocity_mps,
-        yaw_rad: o.yaw_rad,
-        in_coverage,
-    }
-}
-
-/// [`truth_objects`] frame after frame, with the sensors' coverages built once per log.
-struct TruthCache<'a> {
-    sensors: Vec<SensorCoverage<'a>>,
-}
-
-impl<'a> TruthCache<'a> {
-    fn new(site: &'a SiteConfig) -> Self {
-        TruthCache { sensors: coverages(site) }
-    }
-
-    /// Fills `out` with exactly what [`truth_objects`] returns for `truth`.
-    fn fill(&self, truth: &GroundTruthFrame, out: &mut Vec<TruthObject>) {
-        out.clear();
-        out.extend(truth.objects.iter().map(|o| truth_object(o, velocity_mps(o), in_coverage(&self.sensors, o))));
-    }
+/// [`truth_objects`] into `out` (cleared first), with the coverages of the log's sensors.
+fn fill_truth_objects(truth: &GroundTruthFrame, sensors: &[SensorCoverage<'_>], out: &mut Vec<TruthObject>) {
+    out.clear();
+    out.extend(truth.objects.iter().map(|o| {
+        let p = Point3::new(o.center_m.x, o.center_m.y, o.center_m.z);
+        TruthObject {
+            id: o.id,
+            class: o.class,
+            position_m: [o.center_m.x, o.center_m.y],
+            velocity_mps: [o.speed_mps * o.yaw_rad.cos(), o.speed_mps * o.yaw_rad.sin()],
+            yaw_rad: o.yaw_rad,
+            in_coverage: sensors.iter().any(|s| s.covers(&p)),
+        }
+    }));
 }
 
 /// Fused objects as the scorer sees them.
@@ -126,7 +105,7 @@ pub fn validate_log(
     // Per truth of a frame, the distance [m] to the nearest hypothesis within the vehicle gate.
     let mut nearest_m: Vec<Option<f64>> = Vec::new();
     // Each frame's truths as the scorer sees them, filled in place.
-    let truth_cache = TruthCache::new(&site);
+    let sensors = coverages(&site);
     let mut truths: Vec<TruthObject> = Vec::new();
 
     // Of each broadcast only its time is needed: no roadside frame is built. Only the objects'
@@ -140,7 +119,7 @@ pub fn validate_log(
                 ReplayEvent::Truth { truth, objects } => {
                     let t_ns = truth.time.as_nanos();
                     let start = *first_truth_ns.get_or_insert(t_ns);
-                    truth_cache.fill(truth, &mut truths);
+                    fill_truth_objects(truth, &sensors, &mut truths);
                     let hyps = hypotheses(objects);
                     // One grid of the hypotheses for the scorer and for the plots' nearest errors.
                     index.rebuild(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
@@ -231,50 +210,4 @@ pub fn validate_log(
         speedup: 0.0,
     };
     Ok((report, plot))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::reader::ReplayBody;
-
-    /// The per-log cache gives exactly what [`truth_objects`] computes, over a real log's truth
-    /// frames and over edits that keep, change or only re-sign an object's speed and heading.
-    #[test]
-    fn cached_truths_are_truth_objects() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/data/dense-200.mcap");
-        let reader = ReplayReader::open(&path).expect("open the bench log");
-        let site = reader.meta().site.clone();
-        let mut frames: Vec<GroundTruthFrame> = reader
-            .filter_map(|m| match m.expect("intact").body {
-                ReplayBody::GroundTruth(frame) => Some(frame),
-                _ => None,
-            })
-            .take(40)
-            .collect();
-        assert!(frames.len() > 10);
-        // Repeat frames, flip zero signs and bring in a NaN speed: each must be recomputed or
-        // reused exactly as the inputs' bits say.
-        let mut edited = frames[5].clone();
-        for (k, o) in edited.objects.iter_mut().enumerate() {
-            match k % 3 {
-                0 => o.yaw_rad = -0.0,
-                1 => o.speed_mps = f64::NAN,
-                _ => o.yaw_rad = 0.0,
-            }
-        }
-        let mut flipped = edited.clone();
-        for o in &mut flipped.objects {
-            o.yaw_rad = -o.yaw_rad;
-        }
-        frames.extend([frames[5].clone(), edited.clone(), edited, flipped, frames[5].clone()]);
-
-        let cache = TruthCache::new(&site);
-        let mut cached = Vec::new();
-        for frame in &frames {
-            cache.fill(frame, &mut cached);
-            // Debug text compares floats bit for bit, NaN and signed zeros included.
-            assert_eq!(format!("{cached:?}"), format!("{:?}", truth_objects(frame, &site)));
-        }
-    }
 }
