@@ -146,6 +146,16 @@ impl McapFile {
     }
 }
 
+/// MCAP's reader settings for `mode`: records bounded by [`MAX_RECORD_BYTES`]; chunk CRCs
+/// checked before any of a chunk's messages in strict mode, as they are read in recover mode.
+fn linear_options(mode: ReadMode) -> LinearReaderOptions {
+    let options = LinearReaderOptions::default().with_record_length_limit(MAX_RECORD_BYTES);
+    match mode {
+        ReadMode::Strict => options.with_prevalidate_chunk_crcs(true),
+        ReadMode::Recover => options.with_validate_chunk_crcs(true),
+    }
+}
+
 /// Messages waiting in the reorder window, yielded earliest first (by log time, then file
 /// order). The heap orders small keys naming slots where the messages wait: moving a message (a
 /// few hundred bytes) at every step of a heap's sift would cost more than the ordering.
@@ -223,12 +233,7 @@ impl ReplayReader {
     /// Opens a log; reads and checks its `/meta` message.
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Self, ReplayError> {
         let file = File::open(path).map_err(|cause| ReplayError::Io { path: path.to_owned(), cause })?;
-        let linear = LinearReaderOptions::default().with_record_length_limit(MAX_RECORD_BYTES);
-        let linear = match options.mode {
-            ReadMode::Strict => linear.with_prevalidate_chunk_crcs(true),
-            ReadMode::Recover => linear.with_validate_chunk_crcs(true),
-        };
-        let reader = mcap::sans_io::MessageReader::new_with_options(linear);
+        let reader = mcap::sans_io::MessageReader::new_with_options(linear_options(options.mode));
         let mcap = McapFile { file, reader, offset: 0, done: false };
         let mut source = Source { path: path.to_owned(), mcap, last_good: None, index: 0, stats: ReadStats::default() };
         // The first message must be the metadata.
@@ -511,11 +516,7 @@ mod tests {
             variants.push(corrupt);
         }
         for mode in [ReadMode::Strict, ReadMode::Recover] {
-            let options = LinearReaderOptions::default().with_record_length_limit(MAX_RECORD_BYTES);
-            let options = match mode {
-                ReadMode::Strict => options.with_prevalidate_chunk_crcs(true),
-                ReadMode::Recover => options.with_validate_chunk_crcs(true),
-            };
+            let options = linear_options(mode);
             let mut damaged = 0;
             for (i, bytes) in variants.iter().enumerate() {
                 std::fs::write(&path, bytes).expect("write");
