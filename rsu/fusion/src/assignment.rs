@@ -66,11 +66,13 @@ impl SpatialGrid {
     }
 
     fn cell_of(&self, v: f64) -> i64 {
-        // Clamped so absurd coordinates still land in a (far away) cell. Same as
-        // `floor().clamp(..) as i64`, without the libm call (NaN lands in cell 0 either way).
-        let q = (v * self.cells_per_m).clamp(-1.0e9, 1.0e9);
-        let t = q as i64;
-        if (t as f64) > q { t - 1 } else { t }
+        // Clamped so absurd coordinates still land in a (far away) cell (NaN, which callers
+        // never pass, in the lowest). Same as `floor().clamp(..) as i64` without the libm call:
+        // shifted to be positive, truncation is the floor, and the integer conversion of a value
+        // known to be in range needs no saturation.
+        const SHIFT: f64 = 2.0e9;
+        let q = (v * self.cells_per_m).max(-1.0e9).min(1.0e9) + SHIFT;
+        q as u32 as i64 - SHIFT as i64
     }
 
     /// Rebuilds the grid from item positions (x, y) [m]; an item's index is its position in the
@@ -244,7 +246,7 @@ pub fn close_pairs(points: &[(f64, f64)], cell_m: f64, keys: &mut Vec<u64>, mut 
 pub struct AssignScratch {
     usable: Vec<Candidate>,
     parent: Vec<u32>,
-    edges_at: Vec<u32>,
+    degree: Vec<u32>,
     meas_of_track: Vec<usize>,
     shared: Vec<(usize, Candidate)>,
     comp: Vec<Candidate>,
@@ -280,11 +282,23 @@ pub fn assign_into(
     out: &mut Vec<(usize, usize)>,
 ) {
     out.clear();
-    let AssignScratch { usable, parent, edges_at, meas_of_track, shared, comp, solved, component } = scratch;
+    let AssignScratch { usable, parent, degree, meas_of_track, shared, comp, solved, component } = scratch;
     // The usable pairs, checked once.
     usable.clear();
     usable.extend(candidates.iter().filter(|c| c.cost_is_finite() && c.track < n_tracks && c.meas < n_meas));
-    // Union-find over the nodes: tracks, then measurements.
+    // Pairs per node: tracks, then measurements. A pair whose track and measurement are in no
+    // other pair is a component of one edge, its own answer (most pairs, when objects are
+    // apart): only the others go through the union-find.
+    degree.clear();
+    degree.resize(n_tracks + n_meas, 0);
+    for c in usable.iter() {
+        degree[c.track] += 1;
+        degree[n_tracks + c.meas] += 1;
+    }
+    meas_of_track.clear();
+    meas_of_track.resize(n_tracks, usize::MAX);
+    let alone = |c: &Candidate| degree[c.track] == 1 && degree[n_tracks + c.meas] == 1;
+    // Union-find over the nodes of the other pairs; a component's root is its least node.
     parent.clear();
     parent.extend(0..(n_tracks + n_meas) as u32);
     fn find(parent: &mut [u32], mut a: usize) -> usize {
@@ -295,29 +309,20 @@ pub fn assign_into(
         a
     }
     for c in usable.iter() {
+        if alone(c) {
+            meas_of_track[c.track] = c.meas;
+            continue;
+        }
         let a = find(parent, c.track);
         let b = find(parent, n_tracks + c.meas);
         if a != b {
             parent[a.max(b)] = a.min(b) as u32;
         }
     }
-    // Edges per component (by root); a component of one edge is its own answer.
-    edges_at.clear();
-    edges_at.resize(n_tracks + n_meas, 0);
-    for c in usable.iter() {
-        let root = find(parent, c.track);
-        edges_at[root] += 1;
-    }
-    meas_of_track.clear();
-    meas_of_track.resize(n_tracks, usize::MAX);
     shared.clear();
-    for c in usable.iter() {
+    for c in usable.iter().filter(|c| !alone(c)) {
         let root = find(parent, c.track);
-        if edges_at[root] == 1 {
-            meas_of_track[c.track] = c.meas;
-        } else {
-            shared.push((root, *c));
-        }
+        shared.push((root, *c));
     }
     // The rest component by component, in root order, each with its edges by track and
     // measurement (a stable sort keeps the candidates' order otherwise).
