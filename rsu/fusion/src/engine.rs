@@ -7,7 +7,7 @@
 //! together, merge duplicate tracks; once per management interval of capture time and before
 //! every poll, delete stale tracks.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nalgebra::{Matrix2, Point2, Point3, Vector2, Vector3};
@@ -23,7 +23,7 @@ use crate::geo::EnuFrame;
 use crate::measurement::{CameraDetections, Detections, LidarDetection, SensorFrame, VehicleState};
 use crate::motion::{Matrix5, MotionState, ProcessNoise, Vector5, innovation_distance, nearest_branch, wrap_angle};
 use crate::time::Timestamp;
-use crate::track::{ClassEvidence, Track, TrackStatus, V2xLink};
+use crate::track::{ClassEvidence, PathHistory, Track, TrackStatus, V2xLink};
 
 /// Chi-square quantile for 2 dof at 95% (for the confidence ellipse).
 const CHI2_2DOF_95: f64 = 5.991;
@@ -134,9 +134,13 @@ impl ConfidenceEllipse {
             let (major, minor) = (half_trace + root, half_trace - root);
             // The basis least likely to cancel, as a Givens rotation (cos ≥ 0).
             let (bx, by) = if (major - c).abs() > (major - a).abs() { (major - c, off) } else { (off, major - a) };
-            let norm = bx.hypot(by);
-            let axis =
-                if norm > f64::EPSILON { (bx.abs() / norm, flip * by / (bx.signum() * norm)) } else { (1.0, 0.0) };
+            // The orientation needs the axis's direction only, not its unit length (atan2 is
+            // scale-free); (bx, by) is scaled to at most about 2, so the squares are safe.
+            let axis = if bx * bx + by * by > f64::EPSILON * f64::EPSILON {
+                (bx.abs(), flip * by * bx.signum())
+            } else {
+                (1.0, 0.0)
+            };
             ((major, minor), axis)
         };
         let axis_m = |lambda: f64| (CHI2_2DOF_95 * (lambda * if scale == 0.0 { 1.0 } else { scale }).max(0.0)).sqrt();
@@ -197,8 +201,9 @@ pub struct FusedObject {
     pub seen_by: SensorMask,
     /// Capture time of the newest measurement fused into the object.
     pub last_update: Timestamp,
-    /// Past positions, newest first, relative to `position_m`.
-    pub path_history: Vec<PathPoint>,
+    /// Past positions (capture time, site-frame position), oldest first; shared with the track.
+    /// [`FusedObject::path_history`] gives them relative to this object.
+    pub path: PathHistory,
 }
 
 /// The kinematic part of a [`FusedObject`]: what scoring a track against ground truth needs.
@@ -244,6 +249,11 @@ impl From<&FusedObject> for ObjectKinematics {
 }
 
 impl FusedObject {
+    /// Past positions, newest first, relative to `position_m` and `time`.
+    pub fn path_history(&self) -> impl Iterator<Item = PathPoint> + '_ {
+        self.path.relative_to(self.time, [self.position_m.x, self.position_m.y])
+    }
+
     /// The broadcast form of this object.
     pub fn to_participant(&self) -> Participant {
         Participant {
@@ -260,7 +270,7 @@ impl FusedObject {
             size: self.size,
             age_s: self.age_s,
             v2x_id: self.v2x_id.clone(),
-            path_history: self.path_history.clone(),
+            path_history: self.path_history().collect(),
         }
     }
 }
@@ -1306,15 +1316,8 @@ impl Fusion {
             _ => {}
         }
         let p = track.motion.position();
-        if track.path.back().is_none_or(|(t0, _)| t.secs_since(*t0) >= cfg.path_history_interval_s) {
-            // Make room first, so the history never grows past its length (no reallocation).
-            while !track.path.is_empty() && track.path.len() >= cfg.path_history_len {
-                track.path.pop_front();
-            }
-            track.path.push_back((t, [p.x, p.y]));
-            while track.path.len() > cfg.path_history_len {
-                track.path.pop_front();
-            }
+        if track.path.newest().is_none_or(|(t0, _)| t.secs_since(*t0) >= cfg.path_history_interval_s) {
+            track.path.push(t, [p.x, p.y], cfg.path_history_len);
         }
     }
 
@@ -1365,7 +1368,7 @@ impl Fusion {
             accel_mps2: 0.0,
             speed_ref: None,
             // Full length from the start: the history never reallocates.
-            path: VecDeque::with_capacity(self.config.path_history_len),
+            path: PathHistory::with_capacity(self.config.path_history_len),
         });
         if self.tracks.len() > 1 && self.tracks[self.tracks.len() - 2].id > id {
             self.tracks.sort_by_key(|t| t.id);
@@ -1619,12 +1622,7 @@ impl Fusion {
             v2x_id: v2x_fresh.map(|l| l.vehicle_id.clone()),
             seen_by,
             last_update: track.last_update,
-            path_history: track
-                .path
-                .iter()
-                .rev()
-                .map(|(ts, p)| PathPoint { offset_m: [p[0] - pos.x, p[1] - pos.y], dt_s: at.secs_since(*ts) })
-                .collect(),
+            path: track.path.clone(),
         }
     }
 }

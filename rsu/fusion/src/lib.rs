@@ -41,4 +41,4 @@ pub use engine::{ConfidenceEllipse, FusedObject, Fusion, FusionError, FusionStat
 pub use geo::{EnuFrame, Wgs84};
 pub use measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame, VehicleState};
 pub use time::Timestamp;
-pub use track::TrackStatus;
+pub use track::{PathHistory, TrackStatus};

@@ -3,7 +3,11 @@
 //! class evidence fused across sources, smoothed box size, V2X link and path history.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::broadcast::PathPoint;
 use crate::class::{BoxSize, ObjectClass, SourceSet};
 use crate::motion::MotionState;
 use crate::time::Timestamp;
@@ -358,8 +362,75 @@ pub struct Track {
     pub accel_mps2: f64,
     /// Speed [m/s] at the update before, with its time, for the acceleration estimate.
     pub speed_ref: Option<(Timestamp, f64)>,
-    /// Recent positions (time, x, y), oldest first.
-    pub path: VecDeque<(Timestamp, [f64; 2])>,
+    /// Recent positions.
+    pub path: PathHistory,
+}
+
+/// A track's recent positions: (capture time, site-frame position (x, y) [m]), oldest first,
+/// shared by the track and the objects polled from it. A poll hands out a reference, not a copy
+/// (no allocation per object and poll); the track appends in place once those objects are
+/// dropped, and copies the few points otherwise.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PathHistory(Arc<VecDeque<(Timestamp, [f64; 2])>>);
+
+impl PathHistory {
+    /// An empty history with room for `len` points.
+    pub fn with_capacity(len: usize) -> Self {
+        PathHistory(Arc::new(VecDeque::with_capacity(len)))
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The points (time, (x, y) [m]), oldest first.
+    pub fn samples(&self) -> impl DoubleEndedIterator<Item = &(Timestamp, [f64; 2])> + ExactSizeIterator {
+        self.0.iter()
+    }
+
+    /// The newest point.
+    pub fn newest(&self) -> Option<&(Timestamp, [f64; 2])> {
+        self.0.back()
+    }
+
+    /// Appends a point, dropping the oldest ones beyond `max_len`.
+    pub fn push(&mut self, t: Timestamp, position_m: [f64; 2], max_len: usize) {
+        let path = Arc::make_mut(&mut self.0);
+        // Room first, so the history never grows past its length (no reallocation).
+        while !path.is_empty() && path.len() >= max_len {
+            path.pop_front();
+        }
+        path.push_back((t, position_m));
+        while path.len() > max_len {
+            path.pop_front();
+        }
+    }
+
+    /// The points newest first, relative to a position (x, y) [m] at time `at`.
+    pub fn relative_to(&self, at: Timestamp, position_m: [f64; 2]) -> impl Iterator<Item = PathPoint> + '_ {
+        self.0.iter().rev().map(move |(t, p)| PathPoint {
+            offset_m: [p[0] - position_m[0], p[1] - position_m[1]],
+            dt_s: at.secs_since(*t),
+        })
+    }
+}
+
+impl Serialize for PathHistory {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathHistory {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        VecDeque::deserialize(deserializer).map(|v| PathHistory(Arc::new(v)))
+    }
 }
 
 impl Track {
@@ -416,6 +487,29 @@ impl Track {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_history_keeps_its_newest_points_and_polled_copies_stay_put() {
+        let t0 = Timestamp::from_nanos(1_000_000_000);
+        let mut path = PathHistory::with_capacity(3);
+        for k in 0..5 {
+            path.push(t0.add_secs(f64::from(k)), [f64::from(k), 0.0], 3);
+        }
+        let xs: Vec<f64> = path.samples().map(|(_, p)| p[0]).collect();
+        assert_eq!(xs, [2.0, 3.0, 4.0]);
+        // An object holding the history keeps it as it was when polled.
+        let polled = path.clone();
+        path.push(t0.add_secs(5.0), [5.0, 0.0], 3);
+        assert_eq!(polled.samples().map(|(_, p)| p[0]).collect::<Vec<_>>(), [2.0, 3.0, 4.0]);
+        assert_eq!(path.samples().map(|(_, p)| p[0]).collect::<Vec<_>>(), [3.0, 4.0, 5.0]);
+        // Relative to a position and time: newest first.
+        let rel: Vec<PathPoint> = polled.relative_to(t0.add_secs(4.5), [4.0, 1.0]).collect();
+        assert_eq!(rel[0], PathPoint { offset_m: [0.0, -1.0], dt_s: 0.5 });
+        assert_eq!(rel[2], PathPoint { offset_m: [-2.0, -1.0], dt_s: 2.5 });
+        // Serialised as its points, and back.
+        let json = serde_json::to_string(&polled).expect("serialises");
+        assert_eq!(serde_json::from_str::<PathHistory>(&json).expect("parses"), polled);
+    }
 
     #[test]
     fn class_evidence_accumulates_across_sources() {
@@ -648,7 +742,7 @@ mod tests {
             v2x: None,
             accel_mps2: 0.0,
             speed_ref: None,
-            path: VecDeque::new(),
+            path: PathHistory::default(),
         };
         for hit in [true, false, true, true, false] {
             t.record(hit);

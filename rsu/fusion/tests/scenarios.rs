@@ -58,7 +58,12 @@ fn straight_vehicle_is_tracked_with_one_id_and_accurate_state() {
     let seen_by: Vec<&str> = site.sensor_ids(o.seen_by).collect();
     assert!(!seen_by.is_empty() && seen_by.iter().all(|id| site.sensor(id).is_some()), "{seen_by:?}");
     assert!(o.pos_confidence_95_m > 0.0 && o.pos_confidence_95_m < 1.0);
-    assert!(o.path_history.len() >= 3 && o.path_history.windows(2).all(|w| w[0].dt_s < w[1].dt_s));
+    let path: Vec<_> = o.path_history().collect();
+    assert!(path.len() >= 3 && path.windows(2).all(|w| w[0].dt_s < w[1].dt_s), "{path:?}");
+    // Relative to the object: the newest point is where the object was at its last update.
+    let newest = o.path.newest().expect("a path");
+    assert_eq!(path[0].dt_s, o.time.secs_since(newest.0));
+    assert_eq!(path[0].offset_m, [newest.1[0] - o.position_m.x, newest.1[1] - o.position_m.y]);
     // The size converges to the lidar's, not the class default alone.
     assert!((o.size.length_m - 4.6).abs() < 0.3);
 }
