@@ -21,7 +21,9 @@ use crate::class::{BoxSize, MotionFamily, ObjectClass, SourceSet};
 use crate::config::{FusionConfig, FusionConfigError};
 use crate::geo::EnuFrame;
 use crate::measurement::{CameraDetections, Detections, LidarDetection, SensorFrame, VehicleState};
-use crate::motion::{Matrix5, MotionState, ProcessNoise, Vector5, innovation_distance, nearest_branch, wrap_angle};
+use crate::motion::{
+    Guard, Matrix5, MotionState, ProcessNoise, Vector5, innovation_distance, nearest_branch, wrap_angle,
+};
 use crate::time::Timestamp;
 use crate::track::{ClassEvidence, PathHistory, Track, TrackStatus, V2xLink};
 
@@ -774,6 +776,12 @@ impl Fusion {
             self.process(t, pending);
             last_fused = Some(t);
         }
+        // The batch's predictions and frame updates deferred their covariance guard: one guard
+        // per track instead of one per operation, before anything else reads the tracks.
+        for track in self.tracks.iter_mut().filter(|t| t.guard_due) {
+            track.motion.guard();
+            track.guard_due = false;
+        }
         // Track management: duplicates merge after every batch of released inputs (the search
         // predicts only the tracks of close pairs); tracks are deleted once per management
         // interval of capture time rather than after every batch (sensors capturing at different
@@ -831,7 +839,7 @@ impl Fusion {
             let travel_m = track.motion.speed() * t.secs_since(track.time).max(0.0);
             let bound_m = reach_m + travel_m + REACH_MARGIN_M;
             if (track.motion.position() - centre).norm_squared() <= bound_m * bound_m {
-                predict_track(track, t, &self.noise);
+                predict_track_with(track, t, &self.noise, Guard::Deferred);
                 near.push(ti);
             }
         }
@@ -932,9 +940,11 @@ impl Fusion {
             self.refresh_family(ti, m.yaw_rad);
             let track = &mut self.tracks[ti];
             let yaw = nearest_branch(m.yaw_rad, track.motion.yaw(track.yaw_hint_rad));
-            if !track.motion.update_position_yaw(&m.pos, &m.r, yaw, self.config.lidar_yaw_sigma_rad.powi(2)) {
+            let yaw_var_rad2 = self.config.lidar_yaw_sigma_rad.powi(2);
+            if !track.motion.update_position_yaw_with(&m.pos, &m.r, yaw, yaw_var_rad2, Guard::Deferred) {
                 self.stats.numeric_failures += 1;
             }
+            track.guard_due = true;
             let track = &mut self.tracks[ti];
             track.yaw_hint_rad = yaw;
             track.smooth_size(&m.size, self.config.size_alpha);
@@ -1065,9 +1075,10 @@ impl Fusion {
             let cfg = &self.config;
             let track = &mut self.tracks[ti];
             track.class_evidence.add(m.scores, cfg.camera_class_weight, cfg.class_evidence_decay);
-            if !track.motion.update_position_like(&y, &proj.jacobian_px_per_m, &m.r) {
+            if !track.motion.update_position_like_with(&y, &proj.jacobian_px_per_m, &m.r, Guard::Deferred) {
                 self.stats.numeric_failures += 1;
             }
+            track.guard_due = true;
             track.sources_ever |= SourceSet::CAMERA;
             track.mark_seen(si, t);
             let hint = track.yaw_hint_rad;
@@ -1352,6 +1363,7 @@ impl Fusion {
             id,
             motion,
             time: t,
+            guard_due: false,
             created: t,
             last_update: t,
             confirmed: self.config.confirm_hits <= 1,
@@ -1639,10 +1651,16 @@ fn unmatched<'a>(matched: &'a mut Vec<bool>, relevant: &[usize], n_tracks: usize
 
 /// Predicts the track to `t` when its state is older.
 fn predict_track(track: &mut Track, t: Timestamp, noise: &ProcessNoise) {
+    predict_track_with(track, t, noise, Guard::Now);
+}
+
+/// [`predict_track`], guarding the covariance as `guard` says (and noting a deferred guard).
+fn predict_track_with(track: &mut Track, t: Timestamp, noise: &ProcessNoise, guard: Guard) {
     let dt = t.secs_since(track.time);
     if dt > 0.0 {
-        track.motion.predict(dt, noise);
+        track.motion.predict_with(dt, noise, guard);
         track.time = t;
+        track.guard_due |= guard == Guard::Deferred;
     }
 }
 

@@ -96,6 +96,19 @@ enum Leading<'a, const M: usize> {
     Matrix(&'a SMatrix<f64, M, M>),
 }
 
+/// When a prediction or update applies the covariance guard ([`guard_covariance`]: diagonal
+/// floor, positive-definiteness check, diagonal fallback).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Before returning: the state is ready for any use.
+    Now,
+    /// Left to the caller, who applies [`MotionState::guard`] once after a run of operations on
+    /// the state (the fusion engine does so at the end of every batch of inputs) and before
+    /// anything else reads it. Each update still refuses a non-positive-definite innovation
+    /// covariance, so the state stays finite in between.
+    Deferred,
+}
+
 /// An EKF update with a measurement of the leading `M` state entries: Jacobian `H = [A 0]`,
 /// residual `y = z - h(x)` and noise `r`. With `C = P Hᵀ`, the innovation covariance
 /// `S = H C + R = L Lᵀ` (Cholesky) and `W = C L⁻ᵀ`, the optimal-gain update is
@@ -112,6 +125,7 @@ fn ekf_update_leading<const N: usize, const M: usize>(
     y: &SVector<f64, M>,
     a: Leading<'_, M>,
     r: &SMatrix<f64, M, M>,
+    guard: Guard,
 ) -> bool {
     // Everything N-long is kept by columns (`cols[m][i]` is entry (i, m)), so the loops over the
     // N rows run over adjacent values, which the compiler pairs into vector operations.
@@ -198,7 +212,9 @@ fn ekf_update_leading<const N: usize, const M: usize>(
         }
         p[(j, j)] -= ww;
     }
-    guard_covariance(p);
+    if guard == Guard::Now {
+        guard_covariance(p);
+    }
     true
 }
 
@@ -338,7 +354,12 @@ fn repair_covariance<const N: usize>(mut p: SMatrix<f64, N, N>) -> SMatrix<f64, 
 
 /// [`repair_covariance`] in place.
 fn repair_in_place<const N: usize>(p: &mut SMatrix<f64, N, N>) {
-    // (P + Pᵀ) / 2, one sum per pair of mirrored entries.
+    symmetrise(p, Guard::Now);
+}
+
+/// (P + Pᵀ) / 2 in place, one sum per pair of mirrored entries, then the covariance guard as
+/// `guard` says.
+fn symmetrise<const N: usize>(p: &mut SMatrix<f64, N, N>, guard: Guard) {
     for j in 0..N {
         for i in 0..j {
             let v = (p[(i, j)] + p[(j, i)]) * 0.5;
@@ -346,7 +367,9 @@ fn repair_in_place<const N: usize>(p: &mut SMatrix<f64, N, N>) {
             p[(j, i)] = v;
         }
     }
-    guard_covariance(p);
+    if guard == Guard::Now {
+        guard_covariance(p);
+    }
 }
 
 /// Keeps a symmetric covariance positive definite: floors the diagonal, falls back to the
@@ -511,6 +534,11 @@ impl MotionState {
 
     /// Predicts by `dt_s` (may be negative for a look back; the noise uses |dt|).
     pub fn predict(&mut self, dt_s: f64, q: &ProcessNoise) {
+        self.predict_with(dt_s, q, Guard::Now);
+    }
+
+    /// [`MotionState::predict`], guarding the covariance as `guard` says.
+    pub fn predict_with(&mut self, dt_s: f64, q: &ProcessNoise, guard: Guard) {
         if dt_s == 0.0 || !dt_s.is_finite() {
             return;
         }
@@ -553,7 +581,7 @@ impl MotionState {
                         }
                     }
                 }
-                repair_in_place(p);
+                symmetrise(p, guard);
             }
             MotionState::Cv { x, p } => {
                 // F = I with F[x][vx] = F[y][vy] = dt: F P Fᵀ without the multiplications by 0 and 1.
@@ -572,10 +600,11 @@ impl MotionState {
                 let (a, b, c) = (adt.powi(4) / 4.0 * s2, adt.powi(3) / 2.0 * s2, adt * adt * s2);
                 let qm = SMatrix::<f64, 4, 4>::new(a, 0.0, b, 0.0, 0.0, a, 0.0, b, b, 0.0, c, 0.0, 0.0, b, 0.0, c);
                 *p += qm;
-                repair_in_place(p);
+                symmetrise(p, guard);
             }
             MotionState::Static { p, .. } => {
-                *p = repair_covariance(*p + Matrix2::identity() * (q.static_position_walk_mps.powi(2) * adt));
+                *p += Matrix2::identity() * (q.static_position_walk_mps.powi(2) * adt);
+                symmetrise(p, guard);
             }
         }
     }
@@ -642,34 +671,66 @@ impl MotionState {
     /// Updates with a measurement depending on position only: residual `y`, Jacobian `hxy` by
     /// (x, y), noise `r`.
     pub fn update_position_like(&mut self, y: &Vector2<f64>, hxy: &Matrix2<f64>, r: &Matrix2<f64>) -> bool {
+        self.update_position_like_with(y, hxy, r, Guard::Now)
+    }
+
+    /// [`MotionState::update_position_like`], guarding the covariance as `guard` says.
+    pub fn update_position_like_with(
+        &mut self,
+        y: &Vector2<f64>,
+        hxy: &Matrix2<f64>,
+        r: &Matrix2<f64>,
+        guard: Guard,
+    ) -> bool {
         match self {
             MotionState::Ctrv { x, p } => {
-                let ok = ekf_update_leading(x, p, y, Leading::Matrix(hxy), r);
+                let ok = ekf_update_leading(x, p, y, Leading::Matrix(hxy), r, guard);
                 normalise_ctrv(x);
                 ok
             }
-            MotionState::Cv { x, p } => ekf_update_leading(x, p, y, Leading::Matrix(hxy), r),
-            MotionState::Static { x, p } => ekf_update_leading(x, p, y, Leading::Matrix(hxy), r),
+            MotionState::Cv { x, p } => ekf_update_leading(x, p, y, Leading::Matrix(hxy), r, guard),
+            MotionState::Static { x, p } => ekf_update_leading(x, p, y, Leading::Matrix(hxy), r, guard),
         }
     }
 
     /// Updates with a direct position measurement `z` [m] and, for CTRV, a heading `yaw_rad`
     /// (already on the branch nearest the track) with variance `yaw_var_rad2`.
     pub fn update_position_yaw(&mut self, z: &Vector2<f64>, r: &Matrix2<f64>, yaw_rad: f64, yaw_var_rad2: f64) -> bool {
+        self.update_position_yaw_with(z, r, yaw_rad, yaw_var_rad2, Guard::Now)
+    }
+
+    /// [`MotionState::update_position_yaw`], guarding the covariance as `guard` says.
+    pub fn update_position_yaw_with(
+        &mut self,
+        z: &Vector2<f64>,
+        r: &Matrix2<f64>,
+        yaw_rad: f64,
+        yaw_var_rad2: f64,
+        guard: Guard,
+    ) -> bool {
         match self {
             MotionState::Ctrv { x, p } => {
                 let y = SVector::<f64, 3>::new(z.x - x[0], z.y - x[1], wrap_angle(yaw_rad - x[2]));
                 let mut rr = SMatrix::<f64, 3, 3>::zeros();
                 rr.fixed_view_mut::<2, 2>(0, 0).copy_from(r);
                 rr[(2, 2)] = yaw_var_rad2;
-                let ok = ekf_update_leading(x, p, &y, Leading::Identity, &rr);
+                let ok = ekf_update_leading(x, p, &y, Leading::Identity, &rr, guard);
                 normalise_ctrv(x);
                 ok
             }
             _ => {
                 let y = z - self.position();
-                self.update_position_like(&y, &Matrix2::identity(), r)
+                self.update_position_like_with(&y, &Matrix2::identity(), r, guard)
             }
+        }
+    }
+
+    /// Applies the covariance guard (after operations with [`Guard::Deferred`]).
+    pub fn guard(&mut self) {
+        match self {
+            MotionState::Ctrv { p, .. } => guard_covariance(p),
+            MotionState::Cv { p, .. } => guard_covariance(p),
+            MotionState::Static { p, .. } => guard_covariance(p),
         }
     }
 
@@ -691,7 +752,7 @@ impl MotionState {
                 rr.fixed_view_mut::<2, 2>(0, 0).copy_from(r);
                 rr[(2, 2)] = yaw_var_rad2;
                 rr[(3, 3)] = speed_var_mps2;
-                let ok = ekf_update_leading(x, p, &y, Leading::Identity, &rr);
+                let ok = ekf_update_leading(x, p, &y, Leading::Identity, &rr, Guard::Now);
                 normalise_ctrv(x);
                 ok
             }
@@ -703,7 +764,7 @@ impl MotionState {
                 let vel_var = speed_var_mps2 + speed_mps * speed_mps * yaw_var_rad2;
                 rr[(2, 2)] = vel_var;
                 rr[(3, 3)] = vel_var;
-                ekf_update_leading(x, p, &y, Leading::Identity, &rr)
+                ekf_update_leading(x, p, &y, Leading::Identity, &rr, Guard::Now)
             }
             MotionState::Static { .. } => {
                 let y = z - self.position();
@@ -1534,12 +1595,47 @@ mod tests {
             let (y3, r3) = (SVector::<f64, 3>::from_fn(|_, _| rng.random_range(-3.0..3.0)), random_spd::<3>(&mut rng));
             let h3 = SMatrix::<f64, 3, 5>::identity();
             let (mut x, mut p, mut x_ref, mut p_ref) = (x0, p0, x0, p0);
-            assert!(ekf_update_leading(&mut x, &mut p, &y2, Leading::Matrix(&a), &r2));
+            assert!(ekf_update_leading(&mut x, &mut p, &y2, Leading::Matrix(&a), &r2, Guard::Now));
             dense_update(&mut x_ref, &mut p_ref, &y2, &h2, &r2);
-            assert!(ekf_update_leading(&mut x, &mut p, &y3, Leading::Identity, &r3));
+            assert!(ekf_update_leading(&mut x, &mut p, &y3, Leading::Identity, &r3, Guard::Now));
             dense_update(&mut x_ref, &mut p_ref, &y3, &h3, &r3);
             assert!((x - x_ref).norm() <= 1e-9 * (1.0 + x_ref.norm()), "{x} vs {x_ref}");
             assert!((p - p_ref).norm() <= 1e-9 * (1.0 + p_ref.norm()), "{p} vs {p_ref}");
+        }
+    }
+
+    #[test]
+    fn a_deferred_guard_gives_the_guarded_result_when_the_guard_has_nothing_to_mend() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
+        let q = noise();
+        for k in 0..3_000 {
+            // Settled states of every family (the guard is a no-op on them), then a batch: a
+            // prediction, a lidar-like and a camera-like update.
+            let family = [MotionFamily::Vehicle, MotionFamily::Pedestrian, MotionFamily::Static][k % 3];
+            let pos = Vector2::from_fn(|_, _| rng.random_range(-50.0..50.0));
+            let mut s =
+                MotionState::new(family, pos, Matrix2::identity() * 0.04, rng.random_range(-3.0..3.0), 2.0, 0.3);
+            for _ in 0..5 {
+                s.predict(0.1, &q);
+                let z = s.position() + Vector2::from_fn(|_, _| rng.random_range(-0.2..0.2));
+                s.update_position_yaw(&z, &(Matrix2::identity() * 0.01), s.yaw(0.0), 0.01);
+            }
+            let (mut now, mut deferred) = (s.clone(), s);
+            let dt = rng.random_range(0.01..0.2);
+            let z = now.position() + Vector2::from_fn(|_, _| rng.random_range(-0.3..0.3));
+            let (yaw, r) = (now.yaw(0.0) + rng.random_range(-0.1..0.1), Matrix2::identity() * 0.02);
+            let y = Vector2::from_fn(|_, _| rng.random_range(-5.0..5.0));
+            let hxy = Matrix2::from_fn(|_, _| rng.random_range(-40.0..40.0));
+            let r_px = Matrix2::identity() * 9.0;
+            now.predict(dt, &q);
+            assert!(now.update_position_yaw(&z, &r, yaw, 0.01));
+            assert!(now.update_position_like(&y, &hxy, &r_px));
+            deferred.predict_with(dt, &q, Guard::Deferred);
+            assert!(deferred.update_position_yaw_with(&z, &r, yaw, 0.01, Guard::Deferred));
+            assert!(deferred.update_position_like_with(&y, &hxy, &r_px, Guard::Deferred));
+            deferred.guard();
+            assert!(same_state(&now, &deferred), "{now:?} vs {deferred:?}");
         }
     }
 

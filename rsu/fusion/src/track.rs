@@ -332,6 +332,9 @@ pub struct Track {
     pub motion: MotionState,
     /// Time the motion state refers to.
     pub time: Timestamp,
+    /// Whether the motion state's covariance awaits its guard: predictions and updates within a
+    /// batch of inputs defer it ([`crate::motion::Guard::Deferred`]), the batch's end applies it.
+    pub guard_due: bool,
     /// When the track was spawned.
     pub created: Timestamp,
     /// Newest measurement fused.
@@ -727,6 +730,7 @@ mod tests {
             id: 1,
             motion: MotionState::Static { x: nalgebra::Vector2::zeros(), p: nalgebra::Matrix2::identity() },
             time: Timestamp::EPOCH,
+            guard_due: false,
             created: Timestamp::EPOCH,
             last_update: Timestamp::EPOCH,
             confirmed: false,
