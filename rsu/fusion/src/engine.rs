@@ -860,7 +860,9 @@ impl Fusion {
         let meas = &mut sc.lidar_meas;
         meas.clear();
         for d in dets {
-            let finite = d.center_in_sensor.iter().all(|v| v.is_finite()) && d.yaw_rad.is_finite();
+            // `v - v` is 0 for a finite v and NaN otherwise: one comparison tests all four.
+            let c = &d.center_in_sensor;
+            let finite = (c.x - c.x) + (c.y - c.y) + (c.z - c.z) + (d.yaw_rad - d.yaw_rad) == 0.0;
             if !finite || !d.size.is_valid() || !(0.0..=1.0).contains(&d.score) || d.size.length_m > 40.0 {
                 self.stats.detections_rejected += 1;
                 continue;
