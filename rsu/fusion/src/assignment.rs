@@ -71,6 +71,7 @@ impl SpatialGrid {
         // shifted to be positive, truncation is the floor, and the integer conversion of a value
         // known to be in range needs no saturation.
         const SHIFT: f64 = 2.0e9;
+        #[allow(clippy::manual_clamp)] // unlike `clamp`, sends NaN to a bound (never NaN here)
         let q = (v * self.cells_per_m).max(-1.0e9).min(1.0e9) + SHIFT;
         q as u32 as i64 - SHIFT as i64
     }

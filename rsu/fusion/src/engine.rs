@@ -4,8 +4,9 @@
 //! tracks within the frame's reach (the others keep their own time) → gate (chi-square on
 //! Mahalanobis distance) → associate (grid pre-filter, components, optimal assignment) → update
 //! (confirming tracks as their hits are recorded) → spawn; after every batch of inputs released
-//! together, merge duplicate tracks; once per management interval of capture time and before
-//! every poll, delete stale tracks.
+//! together, apply the covariance guard the batch's predictions and updates deferred, then merge
+//! duplicate tracks; once per management interval of capture time and before every poll, delete
+//! stale tracks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -860,9 +861,9 @@ impl Fusion {
         let meas = &mut sc.lidar_meas;
         meas.clear();
         for d in dets {
-            // `v - v` is 0 for a finite v and NaN otherwise: one comparison tests all four.
+            // `0 · v` is 0 for a finite v and NaN otherwise: one comparison tests all four.
             let c = &d.center_in_sensor;
-            let finite = (c.x - c.x) + (c.y - c.y) + (c.z - c.z) + (d.yaw_rad - d.yaw_rad) == 0.0;
+            let finite = 0.0 * c.x + 0.0 * c.y + 0.0 * c.z + 0.0 * d.yaw_rad == 0.0;
             if !finite || !d.size.is_valid() || !(0.0..=1.0).contains(&d.score) || d.size.length_m > 40.0 {
                 self.stats.detections_rejected += 1;
                 continue;
