@@ -198,6 +198,17 @@ impl ClassEvidence {
     /// without a score (the evidence of weight `weight`), and renormalises.
     #[inline]
     fn update(&mut self, gains: &[(usize, f64)], weight: f64, decay: f64) {
+        if let [(i, gain)] = *gains
+            && self.settled_under(i, gain, weight, decay)
+        {
+            return;
+        }
+        self.update_all(gains, weight, decay);
+    }
+
+    /// [`ClassEvidence::update`] without the shortcut for settled evidence.
+    #[inline]
+    fn update_all(&mut self, gains: &[(usize, f64)], weight: f64, decay: f64) {
         let mut max = f64::NEG_INFINITY;
         let mut scored = 0;
         for &(i, gain) in gains {
@@ -218,6 +229,24 @@ impl ClassEvidence {
         // Unknown's probability 1e-3 is below every other class's: any weight sets it apart.
         self.informed |= weight > 0.0;
         self.normalise(max);
+    }
+
+    /// Whether evidence settled on class `i` (it leads at 0, every other known class is tied at
+    /// the floor) stays exactly as it is under an update of `i` alone with `gain`: the update
+    /// would set `i` to `gain` and the group to `FLOOR · decay`, and normalising would bring them
+    /// back to 0 and the floor, bit for bit, when the group falls to the floor again. A class that
+    /// detectors keep confirming, as for most tracks most of the time, then costs no arithmetic.
+    fn settled_under(&self, i: usize, gain: f64, weight: f64, decay: f64) -> bool {
+        let group_next = self.tied_log_lik * decay;
+        self.tied == KNOWN & !bit(i)
+            && self.tied_log_lik == LOG_LIK_FLOOR
+            && self.log_lik[i].to_bits() == 0.0f64.to_bits()
+            && self.leader.index() == i
+            && self.clear
+            && (self.informed || weight <= 0.0)
+            && gain >= group_next
+            && gain.is_finite()
+            && group_next - gain <= LOG_LIK_FLOOR
     }
 
     /// Merges another track's evidence into this one.
@@ -490,6 +519,52 @@ impl Track {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field, bit for bit (the derived `PartialEq` compares the evidence only).
+    fn same_evidence(a: &ClassEvidence, b: &ClassEvidence) -> bool {
+        a.log_lik.iter().zip(&b.log_lik).all(|(x, y)| x.to_bits() == y.to_bits())
+            && a.tied == b.tied
+            && a.tied_log_lik.to_bits() == b.tied_log_lik.to_bits()
+            && a.leader == b.leader
+            && a.clear == b.clear
+            && a.informed == b.informed
+    }
+
+    #[test]
+    fn settled_evidence_takes_the_shortcut_only_where_the_full_update_changes_nothing() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(37);
+        let (mut shortcuts, mut full) = (0, 0);
+        for _ in 0..20_000 {
+            // Evidence driven towards one class (or not), then one more single-class update.
+            let mut e = ClassEvidence::default();
+            let class = ObjectClass::ALL[rng.random_range(1..ObjectClass::COUNT)];
+            let decay = rng.random_range(0.9..0.99);
+            for _ in 0..rng.random_range(0..150) {
+                let c = if rng.random_bool(0.95) {
+                    class
+                } else {
+                    ObjectClass::ALL[rng.random_range(1..ObjectClass::COUNT)]
+                };
+                e.add(&[(c, rng.random_range(0.5..1.0))], rng.random_range(0.5..1.2), decay);
+            }
+            let gain = rng.random_range(-1.0..6.0);
+            let weight = rng.random_range(0.0..1.2);
+            let i = if rng.random_bool(0.9) { class.index() } else { rng.random_range(1..ObjectClass::COUNT) };
+            let mut all = e.clone();
+            all.update_all(&[(i, gain)], weight, decay);
+            if e.settled_under(i, gain, weight, decay) {
+                shortcuts += 1;
+                assert!(same_evidence(&all, &e), "{e:?} → {all:?}");
+            } else {
+                full += 1;
+            }
+            let mut via = e.clone();
+            via.update(&[(i, gain)], weight, decay);
+            assert!(same_evidence(&via, &all));
+        }
+        assert!(shortcuts > 2_000 && full > 2_000, "{shortcuts} shortcuts, {full} full updates");
+    }
 
     #[test]
     fn path_history_keeps_its_newest_points_and_polled_copies_stay_put() {
