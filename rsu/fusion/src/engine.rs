@@ -884,7 +884,7 @@ impl Fusion {
             let sigma = noise.position_sigma_at(d.center_in_sensor.coords.norm());
             meas.push(LidarMeas {
                 pos: Vector2::new(c.x, c.y),
-                r: Matrix2::identity() * sigma * sigma,
+                r: Matrix2::new(sigma * sigma, 0.0, 0.0, sigma * sigma),
                 z_ground_m: c.z - 0.5 * d.size.height_m,
                 yaw_rad,
                 size: d.size,
@@ -902,9 +902,10 @@ impl Fusion {
         // The frame touches tracks it covers (within its range) or gates with (within the gate
         // radius of a detection, which may lie beyond the range).
         let sensor_xy = translation.xy();
-        let reach_m =
-            meas.iter().map(|m| (m.pos - sensor_xy).norm()).fold(self.sensors[si].calib.max_range_m, f64::max)
-                + self.config.max_gate_radius_m;
+        // The farthest detection's distance: one square root of the largest squared distance
+        // (the root is monotone and correctly rounded, so the same value).
+        let farthest_m = meas.iter().map(|m| (m.pos - sensor_xy).norm_squared()).fold(0.0, f64::max).sqrt();
+        let reach_m = farthest_m.max(self.sensors[si].calib.max_range_m) + self.config.max_gate_radius_m;
         self.predict_near(t, sensor_xy, reach_m, &mut sc.relevant);
         let (relevant, candidates) = (&sc.relevant, &mut sc.candidates);
         candidates.clear();
@@ -924,7 +925,7 @@ impl Fusion {
                 if y.norm_squared() > max_radius2 || y.norm_squared() > gate_chi2 * trace_s {
                     return;
                 }
-                if let Some((d2, det)) = motion.position_like_gate(&y, &Matrix2::identity(), &m.r, gate_chi2) {
+                if let Some((d2, det)) = motion.position_gate(&y, &m.r, gate_chi2) {
                     gated[j] = true;
                     candidates.push(Candidate { track: ti, meas: j, cost: d2, log_arg: det });
                 }
@@ -1132,10 +1133,7 @@ impl Fusion {
             self.grid.query(pos.x, pos.y, self.config.max_gate_radius_m, &mut near);
             let taken = near.iter().chain(spawned.iter()).any(|&ti| {
                 let y = pos - self.tracks[ti].motion.position();
-                self.tracks[ti]
-                    .motion
-                    .position_like_gate(&y, &Matrix2::identity(), &cov, self.config.gate_chi2)
-                    .is_some()
+                self.tracks[ti].motion.position_gate(&y, &cov, self.config.gate_chi2).is_some()
             });
             if taken {
                 continue;
@@ -1190,7 +1188,7 @@ impl Fusion {
             let y = pos - self.tracks[ti].motion.position();
             let agrees = self.tracks[ti]
                 .motion
-                .position_like_distance(&y, &Matrix2::identity(), &r)
+                .position_distance(&y, &r)
                 .is_some_and(|(d2, _)| d2 <= 4.0 * self.config.gate_chi2);
             if !agrees {
                 self.tracks[ti].v2x = None;
@@ -1213,7 +1211,7 @@ impl Fusion {
                 if y.norm_squared() > self.config.max_gate_radius_m.powi(2) {
                     continue;
                 }
-                if let Some((d2, det)) = track.motion.position_like_distance(&y, &Matrix2::identity(), &r) {
+                if let Some((d2, det)) = track.motion.position_distance(&y, &r) {
                     let cost = d2 + det.ln();
                     if d2 <= self.config.gate_chi2 && best.is_none_or(|(c, _)| cost < c) {
                         best = Some((cost, ti));

@@ -647,25 +647,17 @@ impl MotionState {
         }
     }
 
-    /// Squared Mahalanobis distance of a position measurement with residual `y` [m], Jacobian
-    /// `hxy` of the measurement by (x, y) and noise `r`; with the innovation covariance's
-    /// determinant. `None` when the innovation covariance is singular.
-    pub fn position_like_distance(&self, y: &Vector2<f64>, hxy: &Matrix2<f64>, r: &Matrix2<f64>) -> Option<(f64, f64)> {
-        let s = hxy * self.position_cov() * hxy.transpose() + r;
-        innovation_distance(&s, y, f64::INFINITY)
+    /// Squared Mahalanobis distance of a position measurement with residual `y` [m] and noise
+    /// `r` [m²]; with the innovation covariance's determinant. `None` when the innovation
+    /// covariance is singular.
+    pub fn position_distance(&self, y: &Vector2<f64>, r: &Matrix2<f64>) -> Option<(f64, f64)> {
+        innovation_distance(&(self.position_cov() + r), y, f64::INFINITY)
     }
 
-    /// [`MotionState::position_like_distance`] restricted to the gate: `None` as well when the
+    /// [`MotionState::position_distance`] restricted to the gate: `None` as well when the
     /// squared distance exceeds `gate_chi2`.
-    pub fn position_like_gate(
-        &self,
-        y: &Vector2<f64>,
-        hxy: &Matrix2<f64>,
-        r: &Matrix2<f64>,
-        gate_chi2: f64,
-    ) -> Option<(f64, f64)> {
-        let s = hxy * self.position_cov() * hxy.transpose() + r;
-        innovation_distance(&s, y, gate_chi2)
+    pub fn position_gate(&self, y: &Vector2<f64>, r: &Matrix2<f64>, gate_chi2: f64) -> Option<(f64, f64)> {
+        innovation_distance(&(self.position_cov() + r), y, gate_chi2)
     }
 
     /// Updates with a measurement depending on position only: residual `y`, Jacobian `hxy` by
