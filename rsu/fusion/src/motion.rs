@@ -270,7 +270,9 @@ fn forward_substitute<const M: usize>(l: &[[f64; M]; M], inv_diag: &[f64; M], b:
 /// `P ← F P Fᵀ` for the CTRV Jacobian `F`: the identity except for the x and y rows, whose yaw,
 /// speed and yaw rate columns are `fxy`, and `F[yaw][yaw_rate] = dt_s`. Only those entries are
 /// multiplied (the same sums as the dense product without its terms in 0 and 1), in place: rows
-/// x and y read rows yaw..yaw_rate before row yaw changes, and likewise for the columns.
+/// x and y read rows yaw..yaw_rate before row yaw changes, and likewise for the columns. The
+/// second product is taken on the upper triangle only and mirrored, so a symmetric `P` stays
+/// symmetric by construction, with no averaging of mirrored entries afterwards.
 fn ctrv_propagate(p: &mut Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) {
     // The columns of P (column-major storage): rows x and y of a column are adjacent, and so are
     // the rows of one column, which lets the compiler pair the lanes.
@@ -282,16 +284,39 @@ fn ctrv_propagate(p: &mut Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) {
         }
         col[2] += dt_s * col[4];
     }
-    // (F P) Fᵀ: the same on the columns, one column at a time (columns x and y read column yaw
-    // before it changes).
-    let [c0, c1, c2, c3, c4] = cols;
-    for (c, f) in [c0, c1].into_iter().zip(fxy) {
-        for i in 0..5 {
-            c[i] += f[0] * c2[i] + f[1] * c3[i] + f[2] * c4[i];
+    // (F P) Fᵀ on the upper triangle (row ≤ column): columns speed and yaw rate are those of
+    // F P; columns x and y gain their combination of columns yaw..yaw_rate, read before column
+    // yaw gains dt·column yaw_rate.
+    {
+        let [c0, c1, c2, c3, c4] = &mut *cols;
+        for (c, f, rows) in [(c0, &fxy[0], 1), (c1, &fxy[1], 2)] {
+            for i in 0..rows {
+                c[i] += f[0] * c2[i] + f[1] * c3[i] + f[2] * c4[i];
+            }
+        }
+        for i in 0..3 {
+            c2[i] += dt_s * c4[i];
         }
     }
-    for i in 0..5 {
-        c2[i] += dt_s * c4[i];
+    for j in 0..5 {
+        for i in j + 1..5 {
+            cols[j][i] = cols[i][j];
+        }
+    }
+}
+
+/// Adds the process noise `var · g gᵀ` of one noise input with the non-zero entries `g`
+/// ((state index, gain)) of its column, the same value to both entries of a mirrored pair.
+#[inline(always)]
+fn add_noise_term<const N: usize>(p: &mut SMatrix<f64, N, N>, g: &[(usize, f64)], var: f64) {
+    for (a, &(i, gi)) in g.iter().enumerate() {
+        let giv = gi * var;
+        p[(i, i)] += giv * gi;
+        for &(j, gj) in &g[a + 1..] {
+            let q = giv * gj;
+            p[(i, j)] += q;
+            p[(j, i)] += q;
+        }
     }
 }
 
@@ -570,18 +595,11 @@ impl MotionState {
                 let g_accel = [(0, 0.5 * adt * adt * c0), (1, 0.5 * adt * adt * s0), (3, adt)];
                 let g_yaw_accel = [(2, 0.5 * adt * adt), (4, adt)];
                 ctrv_propagate(p, &fxy, dt_s);
-                for (g, var) in [
-                    (&g_accel[..], q.vehicle_accel_sigma_mps2.powi(2)),
-                    (&g_yaw_accel[..], q.vehicle_yaw_accel_sigma_rps2.powi(2)),
-                ] {
-                    for &(i, gi) in g {
-                        let giv = gi * var;
-                        for &(j, gj) in g {
-                            p[(i, j)] += giv * gj;
-                        }
-                    }
+                add_noise_term(p, &g_accel, q.vehicle_accel_sigma_mps2.powi(2));
+                add_noise_term(p, &g_yaw_accel, q.vehicle_yaw_accel_sigma_rps2.powi(2));
+                if guard == Guard::Now {
+                    guard_covariance(p);
                 }
-                symmetrise(p, guard);
             }
             MotionState::Cv { x, p } => {
                 // F = I with F[x][vx] = F[y][vy] = dt: F P Fᵀ without the multiplications by 0 and 1.
@@ -1187,17 +1205,27 @@ mod tests {
                     let g_accel = [(0, 0.5 * adt * adt * c0), (1, 0.5 * adt * adt * s0), (3, adt)];
                     let g_yaw_accel = [(2, 0.5 * adt * adt), (4, adt)];
                     ctrv_propagate(p, &fxy, dt_s);
+                    // The upper triangle, mirrored; the noise once per mirrored pair.
+                    for j in 0..5 {
+                        for i in j + 1..5 {
+                            p[(i, j)] = p[(j, i)];
+                        }
+                    }
                     for (g, var) in [
                         (&g_accel[..], q.vehicle_accel_sigma_mps2.powi(2)),
                         (&g_yaw_accel[..], q.vehicle_yaw_accel_sigma_rps2.powi(2)),
                     ] {
-                        for &(i, gi) in g {
-                            for &(j, gj) in g {
-                                p[(i, j)] += gi * var * gj;
+                        for (a, &(i, gi)) in g.iter().enumerate() {
+                            for &(j, gj) in &g[a..] {
+                                let v = gi * var * gj;
+                                p[(i, j)] += v;
+                                if i != j {
+                                    p[(j, i)] += v;
+                                }
                             }
                         }
                     }
-                    repair_in_place(p);
+                    guard_covariance(p);
                 }
                 MotionState::Cv { x, p } => {
                     // F = I with F[x][vx] = F[y][vy] = dt: F P Fᵀ without the multiplications by 0 and 1.
