@@ -273,6 +273,7 @@ fn forward_substitute<const M: usize>(l: &[[f64; M]; M], inv_diag: &[f64; M], b:
 /// x and y read rows yaw..yaw_rate before row yaw changes, and likewise for the columns. The
 /// second product is taken on the upper triangle only and mirrored, so a symmetric `P` stays
 /// symmetric by construction, with no averaging of mirrored entries afterwards.
+#[allow(clippy::needless_range_loop)] // index loops mirror the product's formulas
 fn ctrv_propagate(p: &mut Matrix5, fxy: &[[f64; 3]; 2], dt_s: f64) {
     // The columns of P (column-major storage): rows x and y of a column are adjacent, and so are
     // the rows of one column, which lets the compiler pair the lanes.
