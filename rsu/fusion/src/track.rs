@@ -238,15 +238,16 @@ impl ClassEvidence {
     /// detectors keep confirming, as for most tracks most of the time, then costs no arithmetic.
     fn settled_under(&self, i: usize, gain: f64, weight: f64, decay: f64) -> bool {
         let group_next = self.tied_log_lik * decay;
-        self.tied == KNOWN & !bit(i)
+        let settled = self.tied == KNOWN & !bit(i)
             && self.tied_log_lik == LOG_LIK_FLOOR
             && self.log_lik[i].to_bits() == 0.0f64.to_bits()
-            && self.leader.index() == i
-            && self.clear
             && (self.informed || weight <= 0.0)
             && gain >= group_next
             && gain.is_finite()
-            && group_next - gain <= LOG_LIK_FLOOR
+            && group_next - gain <= LOG_LIK_FLOOR;
+        // Such a state only comes out of `normalise`, which made `i` the leader, clearly.
+        debug_assert!(!settled || (self.leader.index() == i && self.clear), "{self:?}");
+        settled
     }
 
     /// Merges another track's evidence into this one.
