@@ -1071,7 +1071,7 @@ impl Fusion {
         let pairs = &sc.pairs[..];
         let matched = unmatched(&mut sc.matched, relevant, self.tracks.len());
         for &(ti, j) in pairs {
-            let Some(proj) = projections[ti] else { continue };
+            let Some(proj) = &projections[ti] else { continue };
             matched[ti] = true;
             self.stats.detections_associated += 1;
             let m = &meas[j];

@@ -31,6 +31,11 @@ const LOG_LIK_FLOOR: f64 = -50.0;
 /// `LOG_LIK_FLOOR.exp()` (checked by a test): the share of a class at the floor in a posterior.
 const FLOOR_EXP: f64 = 1.928_749_847_963_917_8e-22;
 
+/// The leader's posterior when every other known class is at the floor: what
+/// [`ClassEvidence::best`] sums and inverts in that case, computed the same way (checked by a
+/// test).
+const SETTLED_POSTERIOR: f64 = 1.0 / ((ObjectClass::COUNT - 2) as f64 * FLOOR_EXP + 1.0);
+
 /// The known classes (all but Unknown, index 0) as a set of class-index bits.
 const KNOWN: u16 = ((1u32 << ObjectClass::COUNT) - 2) as u16;
 
@@ -326,6 +331,16 @@ impl ClassEvidence {
         if !self.informed {
             return (ObjectClass::Unknown, 0.0);
         }
+        // Settled on the leader (at 0, every other known class at the floor): the sum below is
+        // always the same.
+        if self.tied_log_lik == LOG_LIK_FLOOR && self.tied == KNOWN & !bit(self.leader.index()) {
+            return (self.leader, SETTLED_POSTERIOR);
+        }
+        self.best_by_sum()
+    }
+
+    /// [`ClassEvidence::best`] of informed evidence, summing the posterior's denominator.
+    fn best_by_sum(&self) -> (ObjectClass, f64) {
         // The leader's log-likelihood is 0, and classes at the floor need no exponential either.
         let exp = |l: f64| {
             if l == 0.0 {
@@ -532,6 +547,17 @@ mod tests {
     }
 
     #[test]
+    fn the_settled_posterior_is_the_summed_one() {
+        let mut e = ClassEvidence::default();
+        for _ in 0..40 {
+            e.add(&[(ObjectClass::Truck, 0.9)], 1.0, 0.97);
+        }
+        assert!(e.tied_log_lik == LOG_LIK_FLOOR && e.tied == KNOWN & !bit(ObjectClass::Truck.index()));
+        assert_eq!(e.best(), (ObjectClass::Truck, SETTLED_POSTERIOR));
+        assert_eq!(e.best().1.to_bits(), e.best_by_sum().1.to_bits());
+    }
+
+    #[test]
     fn settled_evidence_takes_the_shortcut_only_where_the_full_update_changes_nothing() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(37);
@@ -563,6 +589,10 @@ mod tests {
             let mut via = e.clone();
             via.update(&[(i, gain)], weight, decay);
             assert!(same_evidence(&via, &all));
+            if via.informed {
+                let (a, b) = (via.best(), via.best_by_sum());
+                assert!(a.0 == b.0 && a.1.to_bits() == b.1.to_bits(), "{a:?} vs {b:?}");
+            }
         }
         assert!(shortcuts > 2_000 && full > 2_000, "{shortcuts} shortcuts, {full} full updates");
     }
