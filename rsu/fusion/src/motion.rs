@@ -96,8 +96,8 @@ enum Leading<'a, const M: usize> {
     Matrix(&'a SMatrix<f64, M, M>),
 }
 
-/// When a prediction or update applies the covariance guard ([`guard_covariance`]: diagonal
-/// floor, positive-definiteness check, diagonal fallback).
+/// When a prediction or update applies the covariance guard (diagonal floor and ceiling,
+/// positive-definiteness check, diagonal fallback).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Guard {
     /// Before returning: the state is ready for any use.
