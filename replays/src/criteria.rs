@@ -1,8 +1,16 @@
 //! Pass/fail criteria of a replay (TOML): thresholds on the metrics, overall and per class, and
 //! scenario assertions such as "object X tracked at least 3 s before the ego vehicle reaches the
 //! conflict point". [`evaluate`] turns metrics into a list of checks, each with a readable reason.
+//!
+//! Which criteria judge a log is decided by [`resolve`]: a file named on the command line, else
+//! `<log>.criteria.toml` beside the log, else the criteria of the log's scenario built into the
+//! binary ([`embedded`]: the committed `replays/logs/*.criteria.toml`), else the generic
+//! [`default_criteria`]. The answer says which ([`CriteriaSource`]), so a report never passes a
+//! log on weaker limits than the user believes.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use rsu_fusion::ObjectClass;
 use serde::{Deserialize, Serialize};
@@ -293,6 +301,108 @@ fn evaluate_assertion(assertion: &Assertion, metrics: &Metrics, facts: &Scenario
     }
 }
 
+/// The committed scenarios' criteria (`replays/logs/<scenario>.criteria.toml`), compiled in.
+const EMBEDDED: [(&str, &str); 10] = [
+    ("bus-pedestrian", include_str!("../logs/bus-pedestrian.criteria.toml")),
+    ("camera-night", include_str!("../logs/camera-night.criteria.toml")),
+    ("congested-intersection", include_str!("../logs/congested-intersection.criteria.toml")),
+    ("emergency-vehicle", include_str!("../logs/emergency-vehicle.criteria.toml")),
+    ("left-turn-oncoming", include_str!("../logs/left-turn-oncoming.criteria.toml")),
+    ("lidar-failure", include_str!("../logs/lidar-failure.criteria.toml")),
+    ("occluded-cross-traffic", include_str!("../logs/occluded-cross-traffic.criteria.toml")),
+    ("shuttle-loop", include_str!("../logs/shuttle-loop.criteria.toml")),
+    ("stopped-vehicle", include_str!("../logs/stopped-vehicle.criteria.toml")),
+    ("tunnel-exit-gnss", include_str!("../logs/tunnel-exit-gnss.criteria.toml")),
+];
+
+/// The built-in criteria text (TOML) of a catalogued scenario.
+pub fn embedded(scenario: &str) -> Option<&'static str> {
+    EMBEDDED.iter().find(|(name, _)| *name == scenario).map(|(_, text)| *text)
+}
+
+/// The scenarios that have built-in criteria.
+pub fn embedded_scenarios() -> impl Iterator<Item = &'static str> {
+    EMBEDDED.iter().map(|(name, _)| *name)
+}
+
+/// Generic limits for a log of no known scenario and without a criteria file.
+pub fn default_criteria() -> Criteria {
+    let mut c = Criteria::default();
+    c.overall.mota_min = Some(0.6);
+    c.overall.idf1_min = Some(0.6);
+    c.overall.position_rmse_max_m = Some(1.0);
+    c
+}
+
+/// Where the criteria of a validation came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum CriteriaSource {
+    /// A criteria file (named on the command line or beside the log).
+    File(PathBuf),
+    /// The built-in criteria of this scenario.
+    Embedded(String),
+    /// [`default_criteria`]: neither a file nor a known scenario.
+    Defaults,
+}
+
+impl fmt::Display for CriteriaSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CriteriaSource::File(path) => write!(f, "{}", path.display()),
+            CriteriaSource::Embedded(scenario) => write!(f, "built-in criteria of scenario {scenario}"),
+            CriteriaSource::Defaults => write!(f, "generic defaults (no criteria file, scenario unknown)"),
+        }
+    }
+}
+
+/// Why criteria could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CriteriaError {
+    /// The file could not be read.
+    #[error("reading criteria {path}: {cause}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// The text is not valid criteria.
+    #[error("parsing criteria {source_name}: {problem}")]
+    Parse {
+        /// The file or built-in scenario.
+        source_name: String,
+        /// What the parser said.
+        problem: String,
+    },
+}
+
+/// Parses criteria TOML; `source_name` names it in errors.
+pub fn parse(text: &str, source_name: &str) -> Result<Criteria, CriteriaError> {
+    toml::from_str(text)
+        .map_err(|e| CriteriaError::Parse { source_name: source_name.to_owned(), problem: e.to_string() })
+}
+
+/// The criteria for `log` of scenario `scenario` (from its metadata, when known): `explicit`,
+/// else `<log>.criteria.toml`, else the scenario's built-in criteria, else the defaults.
+pub fn resolve(
+    log: &Path,
+    scenario: Option<&str>,
+    explicit: Option<&Path>,
+) -> Result<(Criteria, CriteriaSource), CriteriaError> {
+    let beside = log.with_extension("criteria.toml");
+    let file = explicit.map(Path::to_path_buf).or_else(|| beside.exists().then_some(beside));
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).map_err(|cause| CriteriaError::Io { path: path.clone(), cause })?;
+        let criteria = parse(&text, &path.display().to_string())?;
+        return Ok((criteria, CriteriaSource::File(path)));
+    }
+    if let Some((name, text)) = scenario.and_then(|s| embedded(s).map(|text| (s, text))) {
+        return Ok((parse(text, name)?, CriteriaSource::Embedded(name.to_owned())));
+    }
+    Ok((default_criteria(), CriteriaSource::Defaults))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +429,50 @@ mod tests {
         assert!(c.per_class.contains_key(&ObjectClass::Pedestrian));
         assert_eq!(c.assertions.len(), 1);
         assert!(toml::from_str::<Criteria>("[overall]\nmota = 1").is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn every_committed_criteria_file_is_built_in_verbatim() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("logs");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("logs folder")
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter_map(|n| n.strip_suffix(".criteria.toml").map(str::to_owned))
+            .collect();
+        on_disk.sort();
+        let mut built_in: Vec<&str> = embedded_scenarios().collect();
+        built_in.sort_unstable();
+        assert_eq!(on_disk, built_in);
+        for name in built_in {
+            let file = std::fs::read_to_string(dir.join(format!("{name}.criteria.toml"))).expect("read");
+            assert_eq!(embedded(name), Some(file.as_str()), "{name}");
+            parse(&file, name).expect("parses");
+        }
+    }
+
+    #[test]
+    fn criteria_resolve_file_then_beside_then_scenario_then_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("run.mcap");
+        // No file, known scenario: its built-in criteria, said so.
+        let (c, source) = resolve(&log, Some("bus-pedestrian"), None).expect("built in");
+        assert_eq!(source, CriteriaSource::Embedded("bus-pedestrian".into()));
+        assert_eq!(c, parse(embedded("bus-pedestrian").expect("known"), "x").expect("parses"));
+        // Unknown scenario: the generic defaults, said so.
+        let (c, source) = resolve(&log, Some("my-own-drive"), None).expect("defaults");
+        assert_eq!((c, source), (default_criteria(), CriteriaSource::Defaults));
+        // A file beside the log wins over the scenario.
+        std::fs::write(dir.path().join("run.criteria.toml"), "[overall]\nmota_min = 0.5\n").expect("write");
+        let (c, source) = resolve(&log, Some("bus-pedestrian"), None).expect("beside");
+        assert_eq!(c.overall.mota_min, Some(0.5));
+        assert_eq!(source, CriteriaSource::File(dir.path().join("run.criteria.toml")));
+        // An explicit file wins over everything; a bad one is an error naming it.
+        let explicit = dir.path().join("strict.toml");
+        std::fs::write(&explicit, "[overall]\nmota_min = 0.99\n").expect("write");
+        let (c, _) = resolve(&log, Some("bus-pedestrian"), Some(&explicit)).expect("explicit");
+        assert_eq!(c.overall.mota_min, Some(0.99));
+        std::fs::write(&explicit, "[overall]\nmota_minimum = 1\n").expect("write");
+        let err = resolve(&log, None, Some(&explicit)).expect_err("unknown field").to_string();
+        assert!(err.contains("strict.toml") && err.contains("mota_minimum"), "{err}");
     }
 }

@@ -28,6 +28,10 @@ pub struct LogReport {
     pub seed: u64,
     /// Whether every check passed.
     pub passed: bool,
+    /// Which criteria judged the log (a file, a scenario's built-in criteria, or the generic
+    /// defaults); absent in reports that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criteria: Option<crate::criteria::CriteriaSource>,
     /// Every check, failing and passing.
     pub checks: Vec<Check>,
     /// The metrics.

@@ -202,6 +202,7 @@ pub fn validate_log(
         scenario: meta.scenario,
         seed: meta.seed,
         passed,
+        criteria: None,
         checks,
         metrics,
         broadcast_age_s: ages,

@@ -38,8 +38,9 @@ pub struct ServeConfig {
     /// the site id when that is empty too.
     #[serde(default)]
     pub rsu_id: Option<String>,
-    /// A site file (`SiteConfig` TOML: origin, ground, sensor calibration). Exactly one of
-    /// `site_file` and `site` must be given.
+    /// A site file (`SiteConfig` TOML: origin, ground, sensor calibration). At most one of
+    /// `site_file` and `site` may be given; with neither, the daemon serves the embedded
+    /// representative Yancheng site (and says so at start).
     #[serde(default)]
     pub site_file: Option<PathBuf>,
     /// The site inline.
@@ -226,6 +227,36 @@ pub struct LoadedConfig {
     pub site: SiteConfig,
     /// The RSU id in use.
     pub rsu_id: String,
+    /// Where the site came from.
+    pub site_source: SiteOrigin,
+}
+
+/// Where a daemon's site came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SiteOrigin {
+    /// `site_file`.
+    File(PathBuf),
+    /// An inline `[site]` table.
+    Inline,
+    /// Neither: the embedded representative Yancheng site.
+    Embedded,
+}
+
+impl SiteOrigin {
+    /// Whether the site is the embedded representative one.
+    pub fn is_embedded(&self) -> bool {
+        *self == SiteOrigin::Embedded
+    }
+}
+
+impl std::fmt::Display for SiteOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SiteOrigin::File(path) => write!(f, "from {}", path.display()),
+            SiteOrigin::Inline => write!(f, "inline"),
+            SiteOrigin::Embedded => write!(f, "embedded representative Yancheng site, not surveyed"),
+        }
+    }
 }
 
 impl ServeConfig {
@@ -254,15 +285,16 @@ impl ServeConfig {
         if let Some(p) = &mut self.rerun.save {
             abs(p);
         }
-        let site = match (&mut self.site_file, &self.site) {
+        let (site, site_source) = match (&mut self.site_file, &self.site) {
             (Some(_), Some(_)) => bail!("site_file and [site]: give only one of them"),
-            (None, None) => bail!("site: missing; give site_file = \"site.toml\" or a [site] table"),
-            (None, Some(site)) => site.clone(),
+            (None, None) => (rsu_site::embedded_site_config().context("the embedded site")?, SiteOrigin::Embedded),
+            (None, Some(site)) => (site.clone(), SiteOrigin::Inline),
             (Some(file), None) => {
                 abs(file);
                 let text = std::fs::read_to_string(&*file)
                     .with_context(|| format!("site_file: reading {}", file.display()))?;
-                toml::from_str(&text).with_context(|| format!("site_file: {}", file.display()))?
+                let site = toml::from_str(&text).with_context(|| format!("site_file: {}", file.display()))?;
+                (site, SiteOrigin::File(file.clone()))
             }
         };
         site.validate().context("site")?;
@@ -275,7 +307,7 @@ impl ServeConfig {
         };
         v2x_link::identity::check_id(&rsu_id).map_err(|problem| anyhow::anyhow!("rsu_id: {rsu_id:?}: {problem}"))?;
         self.fusion.rsu_id = rsu_id.clone();
-        Ok(LoadedConfig { config: self, site, rsu_id })
+        Ok(LoadedConfig { config: self, site, rsu_id, site_source })
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -310,6 +342,8 @@ impl ServeConfig {
         count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;
         range("recording.rotate_s", r.rotate_s, 1.0, 7.0 * 86_400.0, "s")?;
         range("recording.fsync_interval_s", r.fsync_interval_s, 0.05, 600.0, "s")?;
+        #[cfg(not(feature = "live-view"))]
+        crate::serve::refuse_live_view_config(&self.rerun)?;
         if self.rerun.save.is_some() && self.rerun.connect.is_some() {
             bail!("rerun: give save or connect, not both");
         }
@@ -357,6 +391,16 @@ mod tests {
     }
 
     #[test]
+    fn without_a_site_the_embedded_one_serves_and_says_so() {
+        let loaded = load("[tls]\nca = \"ca.pem\"\ncert = \"rsu.pem\"\nkey = \"rsu.key\"\n").expect("valid");
+        assert_eq!(loaded.site_source, SiteOrigin::Embedded);
+        let embedded = rsu_site::embedded_site_config().expect("embedded site");
+        assert_eq!(loaded.site, embedded);
+        assert!(loaded.site.representative, "the embedded site is marked representative");
+        assert_eq!(load(&base_config()).expect("valid").site_source.is_embedded(), false);
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         let cases = [
             ("[broadcast]\nrate_hz = 60.0\n", "broadcast.rate_hz"),
@@ -376,9 +420,6 @@ mod tests {
             let err = format!("{:#}", load(&text).expect_err(field));
             assert!(err.contains(field), "{field}: {err}");
         }
-        let err =
-            format!("{:#}", load("[tls]\nca = \"ca.pem\"\ncert = \"rsu.pem\"\nkey = \"rsu.key\"\n").expect_err("site"));
-        assert!(err.contains("site"), "{err}");
         let missing = base_config().replace("ca.pem", "missing.pem");
         let err = format!("{:#}", load(&missing).expect_err("missing file"));
         assert!(err.contains("tls.ca"), "{err}");

@@ -142,8 +142,8 @@ impl LiveView {
     /// Logs the site's map as static line strips: lanes and routes (`map/lanes`), walkways,
     /// crosswalks and building outlines (base and roof); with `within` (min, max corners [m]),
     /// only what lies inside that rectangle, so a view of one scenario frames its area.
-    pub fn log_map(&self, site: &vehicle_sim::site::SiteModel, within: Option<([f64; 2], [f64; 2])>) {
-        use vehicle_sim::site::PathKind;
+    pub fn log_map(&self, site: &rsu_site::model::SiteModel, within: Option<([f64; 2], [f64; 2])>) {
+        use rsu_site::model::PathKind;
         let clip = |points: Vec<[f64; 2]>, z: f64| -> Vec<Vec<[f32; 3]>> {
             clip_polyline(&points, within)
                 .into_iter()

@@ -1,4 +1,5 @@
-//! `rsu log info`: a summary of one replay log for a person or a script.
+//! `rsu log info` (and `rsu-lab log info`): a summary of one replay log or recording for a person
+//! or a script.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,7 +34,31 @@ struct LogSummary {
     damage: Option<String>,
 }
 
-pub fn run(file: &Path, recover: bool, json: bool) -> anyhow::Result<ExitCode> {
+/// `log …` subcommands.
+#[derive(clap::Subcommand)]
+pub enum LogCommand {
+    /// Summarise a replay log: scenario, site, sensors, topics with message counts and time
+    /// ranges, and any damage. Exit code 2 when the log is damaged.
+    Info {
+        /// The log.
+        file: std::path::PathBuf,
+        /// Read past damage and report what is intact instead of stopping at it.
+        #[arg(long)]
+        recover: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `log` subcommand.
+pub fn run(command: LogCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LogCommand::Info { file, recover, json } => info(&file, recover, json),
+    }
+}
+
+fn info(file: &Path, recover: bool, json: bool) -> anyhow::Result<ExitCode> {
     let mode = if recover { ReadMode::Recover } else { ReadMode::Strict };
     let mut reader = ReplayReader::open_with(file, OpenOptions { mode, ..Default::default() })
         .with_context(|| format!("opening {}", file.display()))?;

@@ -1,13 +1,9 @@
-//! `rsu`: the roadside-unit daemon and its tools.
+//! `rsu`: the roadside-unit daemon, as installed on a roadside box.
 //!
-//! Subcommands: `demo` plays the cooperative-perception demo against a real daemon; `serve` is
-//! the daemon; `certs` makes a development PKI; `schema` writes the protocol's FileDescriptorSet;
-//! `log` inspects replay logs; `replay` runs, validates and imports logs.
-
-mod dair;
-mod demo;
-mod log_info;
-mod replay_cmd;
+//! Subcommands: `serve` is the daemon; `certs` makes a development PKI; `schema` writes the
+//! protocol's FileDescriptorSet; `log` inspects its recordings. The demo, replays and validation
+//! are the test engineer's tools and live in `rsu-lab`, so the daemon links neither the simulator
+//! nor (unless built with the `live-view` feature) rerun.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,30 +28,15 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// The cooperative-perception demo: play a scenario twice against a real RSU daemon over
-    /// QUIC (with and without V2X for the connected car) and say what happened.
-    Demo(demo::DemoArgs),
-    /// Replay recorded logs through the fusion core, validate them against ground truth, import
-    /// datasets.
-    Replay {
-        #[command(subcommand)]
-        command: replay_cmd::ReplayCommand,
-    },
-    /// Inspect replay logs.
+    /// Inspect replay logs and recordings.
     Log {
         #[command(subcommand)]
-        command: LogCommand,
+        command: rsu::log_info::LogCommand,
     },
     /// Run the daemon: QUIC (ALPN v2x/1, mutual TLS) for sensors and vehicles, fusion at the
-    /// broadcast rate, recording, Prometheus metrics, live rerun view. Stops on SIGINT/SIGTERM.
-    Serve {
-        /// The configuration file (TOML).
-        #[arg(long)]
-        config: PathBuf,
-        /// Live view: `save FILE.rrd` or `connect ADDR` (overrides the config's [rerun]).
-        #[arg(long, num_args = 2, value_names = ["MODE", "TARGET"])]
-        rerun: Option<Vec<String>>,
-    },
+    /// broadcast rate, recording, Prometheus metrics, live rerun view (with the `live-view`
+    /// feature). Stops on SIGINT/SIGTERM.
+    Serve(rsu::ServeArgs),
     /// Development certificates.
     Certs {
         #[command(subcommand)]
@@ -89,34 +70,13 @@ enum CertsCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum LogCommand {
-    /// Summarise a replay log: scenario, site, sensors, topics with message counts and time
-    /// ranges, and any damage. Exit code 2 when the log is damaged.
-    Info {
-        /// The log.
-        file: PathBuf,
-        /// Read past damage and report what is intact instead of stopping at it.
-        #[arg(long)]
-        recover: bool,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    rsu::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Schema { out } => write_schema(&out),
-        Command::Demo(args) => demo::run(&args),
-        Command::Replay { command } => replay_cmd::run(command),
-        Command::Log { command: LogCommand::Info { file, recover, json } } => log_info::run(&file, recover, json),
-        Command::Serve { config, rerun } => run_serve(&config, rerun),
+        Command::Log { command } => rsu::log_info::run(command),
+        Command::Serve(args) => rsu::run_serve(&args).map(|()| ExitCode::SUCCESS),
         Command::Certs {
             command: CertsCommand::Init { out, rsu_id, vehicles, vehicle_ids, sensors, server_names },
         } => {
@@ -141,13 +101,5 @@ fn write_schema(out: &std::path::Path) -> anyhow::Result<ExitCode> {
         v2x_proto::PACKAGE,
         out.display()
     );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn run_serve(config: &std::path::Path, rerun: Option<Vec<String>>) -> anyhow::Result<ExitCode> {
-    let loaded = rsu::config::ServeConfig::load(config)?;
-    let rerun = rerun.map(|args| rsu::live_view::RerunTarget::parse(&args)).transpose()?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(rsu::serve::serve(loaded, rerun))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -485,7 +485,7 @@ async fn a_swarm_of_vehicles_is_served_and_measures_latency() {
     let fixture = Fixture::new("");
     let server = start(&fixture);
     let Feed { sensor: _, stop, feeder } = feed_lidar(&fixture, &server).await;
-    let site = vehicle_sim::site::SiteModel::load(&vehicle_sim::site::default_site_dir()).expect("site");
+    let site = rsu_site::SiteModel::embedded().expect("site");
     let setup = vehicle_sim::swarm::SwarmSetup {
         vehicles: common::VEHICLES.iter().map(|v| fixture.vehicle(server.addr, v)).collect(),
         site: Arc::new(site),

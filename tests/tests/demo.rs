@@ -1,35 +1,25 @@
-//! `rsu demo` end to end: the real `rsu` executable plays the bus-pedestrian scenario twice
-//! against a real `rsu serve` child process over loopback QUIC with mutual TLS, and every file it
+//! `rsu-lab demo` end to end: the real `rsu-lab` executable plays the bus-pedestrian scenario twice
+//! against a real daemon child process over loopback QUIC with mutual TLS, and every file it
 //! writes must be valid: the summary shows the cooperative benefit, the replay log reads back in
 //! strict mode with every kind of message, and the rerun recording decodes.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use v2x_replays::{ReplayBody, ReplayReader};
-
-/// The `rsu` executable next to this test's (cargo builds it with the workspace).
-fn rsu_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
-    let bin = dir.join(format!("rsu{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (it builds the rsu executable)", bin.display());
-    bin
-}
 
 #[test]
 fn the_demo_shows_the_cooperative_benefit_and_writes_valid_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("demo-out");
     // As the README runs it: from a folder, with a relative output folder.
-    let output = Command::new(rsu_bin())
+    let output = Command::new(e2e_tests::workspace_bin("rsu-lab"))
         .current_dir(dir.path())
         .args(["demo", "--duration-s", "10", "--out", "demo-out"])
         .output()
-        .expect("run rsu demo");
+        .expect("run rsu-lab demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "rsu demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(output.status.success(), "rsu-lab demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("with V2X") && stdout.contains("without V2X"), "{stdout}");
 
     // The summary: the benefit of V2X, from the models.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use nalgebra::{Point2, Point3, Vector2};
 use rsu_fusion::{BoxSize, ObjectClass};
 
-use crate::geometry::{OrientedBox, wrap_angle};
-use crate::site::Path;
+use rsu_site::geometry::{OrientedBox, wrap_angle};
+use rsu_site::model::Path;
 
 /// Longitudinal (IDM) and lateral comfort parameters of a driver.
 #[derive(Clone, Copy, Debug, PartialEq)]

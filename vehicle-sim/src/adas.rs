@@ -28,7 +28,7 @@ use rsu_fusion::ObjectClass;
 use serde::{Deserialize, Serialize};
 
 use crate::actors::{DriverParams, idm_accel};
-use crate::geometry::{OrientedBox, Polyline, wrap_angle};
+use rsu_site::geometry::{OrientedBox, Polyline, wrap_angle};
 
 /// A driver-assistance function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -11,12 +11,12 @@ use rsu_fusion::measurement::{ActiveWarning, WarningKind};
 use rsu_fusion::{FusedObject, Fusion, FusionConfig, FusionError, RoadsideFrame, Timestamp, VehicleState};
 
 use crate::adas::{Adas, AdasConfig, AdasEvent, AdasOutput, Ego, Function, Perceived, SeenBy};
-use crate::geometry::{Polyline, Prism, wrap_angle};
 use crate::gnss::SelfReporter;
 use crate::onboard::{OnboardFrame, OnboardParams, OnboardSensor, tracker_site};
 use crate::sensors::Environment;
-use crate::site::{Path, SiteModel};
 use crate::world::ActorTruth;
+use rsu_site::geometry::{Polyline, Prism, wrap_angle};
+use rsu_site::model::{Path, SiteModel};
 
 /// How a car perceives and decides.
 #[derive(Clone, Debug, PartialEq)]

@@ -15,12 +15,12 @@ use v2x_replays::report::Distribution;
 
 use crate::adas::{AdasEvent, EventKind, Function};
 use crate::connected::{CarConfig, ConnectedCar, SiteObject};
-use crate::geometry::Prism;
 use crate::record::{Output, RunSummary, Simulation};
 use crate::scenario::Scenario;
 use crate::sensors::Environment;
-use crate::site::SiteModel;
 use crate::world::STEP_NS;
+use rsu_site::geometry::Prism;
+use rsu_site::model::SiteModel;
 
 /// Decisions every this many steps (50 ms).
 pub const DECIDE_EVERY_STEPS: u64 = 5;

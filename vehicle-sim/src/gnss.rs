@@ -11,10 +11,10 @@ use rand_chacha::ChaCha8Rng;
 use rsu_fusion::measurement::{AdasStatus, BrakeStatus, GnssStatus, PositionAccuracy};
 use rsu_fusion::{Timestamp, VehicleState};
 
-use crate::geometry::wrap_angle;
 use crate::sensors::gauss;
-use crate::site::SiteModel;
 use crate::world::{ActorTruth, rng_stream};
+use rsu_site::geometry::wrap_angle;
+use rsu_site::model::SiteModel;
 
 /// GNSS and self-report noise parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,11 +1,8 @@
-//! The simulated world of the Yancheng V2X test field: the site model, traffic (vehicles on a
+//! The simulated world of the Yancheng V2X test field (on the site model of `rsu-site`): traffic (vehicles on a
 //! kinematic bicycle model with IDM car following, pedestrians, cyclists, shuttles), the signal
 //! plan, roadside lidar and camera models, connected vehicles' self-reports, the scenario
 //! catalogue, and the recorder that writes all of it into a replay log.
 //!
-//! - [`geometry`]: polylines, boxes and line-of-sight prisms in the site plane.
-//! - [`site`]: the site folder (TOML calibration, GeoJSON lanes and areas) in site coordinates.
-//! - [`signals`]: the fixed-time signal plan.
 //! - [`actors`]: vehicle and pedestrian kinematics (bicycle model, IDM, walkers).
 //! - [`world`]: actors, spawners and scripted events advanced in fixed steps.
 //! - [`sensors`]: lidar and camera detector models with timing, loss and outages.
@@ -23,14 +20,11 @@ pub mod actors;
 pub mod adas;
 pub mod connected;
 pub mod cosim;
-pub mod geometry;
 pub mod gnss;
 pub mod live;
 pub mod onboard;
 pub mod record;
 pub mod scenario;
 pub mod sensors;
-pub mod signals;
-pub mod site;
 pub mod swarm;
 pub mod world;

@@ -21,8 +21,8 @@ pub use crate::cosim::{
     CarOutcome, CarSample, HazardOutcome, LinkSummary, RunOutcome as LiveOutcome, Status, describe,
 };
 use crate::scenario::{self, ScenarioError};
-use crate::site::SiteModel;
 use crate::world::STEP_NS;
+use rsu_site::model::SiteModel;
 
 /// Why a live run failed.
 #[derive(Debug, thiserror::Error)]

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rsu_site::{SiteModel, SiteSource};
 use v2x_link::client::ClientSettings;
 use vehicle_sim::connected::CarConfig;
 use vehicle_sim::record::{DEFAULT_TRUTH_HZ, RecordOptions, record_with};
 use vehicle_sim::scenario::{CATALOGUE, ScenarioOptions};
-use vehicle_sim::site::{SiteModel, default_site_dir};
 
 /// Which scenario to play.
 #[derive(clap::Args)]
@@ -83,7 +83,8 @@ enum Command {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
-        /// Site folder (site.toml, signal_plan.toml, *.geojson).
+        /// Site folder (site.toml, signal_plan.toml, *.geojson) in place of the embedded
+        /// representative Yancheng site.
         #[arg(long)]
         site: Option<PathBuf>,
         /// Ground-truth rate [Hz]; must divide the 100 Hz simulation step rate.
@@ -135,9 +136,9 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let site_model = || -> anyhow::Result<Arc<SiteModel>> {
-        let dir = default_site_dir();
-        Ok(Arc::new(SiteModel::load(&dir).with_context(|| format!("loading site {}", dir.display()))?))
+    let site_model = |dir: Option<PathBuf>| -> anyhow::Result<Arc<SiteModel>> {
+        let source = SiteSource::from_option(dir);
+        Ok(Arc::new(source.load().with_context(|| format!("loading {source}"))?))
     };
     match Cli::parse().command {
         Command::Scenarios { verbose } => {
@@ -149,8 +150,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Record { play, out, site, truth_hz, max_participants } => {
-            let dir = site.unwrap_or_else(default_site_dir);
-            let site = Arc::new(SiteModel::load(&dir).with_context(|| format!("loading site {}", dir.display()))?);
+            let site = site_model(site)?;
             let duration_s = play.duration_s()?;
             let ScenarioArgs { scenario, seed, .. } = play;
             let options = RecordOptions { truth_hz, scenario: ScenarioOptions { max_participants } };
@@ -172,7 +172,7 @@ fn main() -> anyhow::Result<()> {
                 duration_s: play.duration_s()?,
                 scenario: play.scenario,
                 seed: play.seed,
-                site: site_model()?,
+                site: site_model(None)?,
                 car: CarConfig { use_v2x: !no_v2x, ..CarConfig::default() },
                 sensors: rsu.clients("sensors", None)?,
                 vehicles: rsu.clients("vehicles", None)?,
@@ -195,7 +195,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Compare { play } => {
-            let site = site_model()?;
+            let site = site_model(None)?;
             let duration_s = play.duration_s()?;
             for v2x in [true, false] {
                 let config = CarConfig { use_v2x: v2x, ..CarConfig::default() };
@@ -216,7 +216,7 @@ fn main() -> anyhow::Result<()> {
             }
             let setup = vehicle_sim::swarm::SwarmSetup {
                 vehicles,
-                site: site_model()?,
+                site: site_model(None)?,
                 duration_s: duration,
                 radius_m: radius,
                 seed: 1,

@@ -9,11 +9,11 @@ use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
 use rand_chacha::ChaCha8Rng;
 use rsu_fusion::{Detections, LidarNoise, SensorCalibration, SensorFrame, SensorModel, SiteConfig, Timestamp};
 
-use crate::geometry::{Prism, wrap_angle};
 use crate::sensors::lidar::{self, LidarParams};
 use crate::sensors::occlusion::OcclusionIndex;
 use crate::sensors::{Environment, gauss};
 use crate::world::{ActorTruth, rng_stream};
+use rsu_site::geometry::{Prism, wrap_angle};
 
 /// The onboard sensor's id in the car's own tracker.
 pub const ONBOARD_SENSOR_ID: &str = "onboard";

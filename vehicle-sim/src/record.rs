@@ -17,9 +17,9 @@ use v2x_replays::{ReplayError, ReplayWriter};
 use crate::gnss::SelfReporter;
 use crate::scenario::{self, Scenario, ScenarioError, ScenarioOptions};
 use crate::sensors::SensorSim;
-use crate::signals::{LightPhase, LightState};
-use crate::site::{SiteError, SiteModel};
 use crate::world::{ActorTruth, STEP_NS};
+use rsu_site::model::{SiteError, SiteModel};
+use rsu_site::signals::{LightPhase, LightState};
 
 /// Simulation steps per second (a step is [`STEP_NS`], 10 ms).
 pub const STEPS_PER_S: u64 = 1_000_000_000 / STEP_NS as u64;

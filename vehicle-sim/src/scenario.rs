@@ -9,10 +9,10 @@ use rand::Rng;
 use rsu_fusion::{ObjectClass, Timestamp};
 
 use crate::actors::{DriverParams, Motion};
-use crate::geometry::Polyline;
 use crate::sensors::{Environment, Outage};
-use crate::site::{Path, PathKind, SiteModel};
 use crate::world::{Action, Spawner, VehicleSpec, World};
+use rsu_site::geometry::Polyline;
+use rsu_site::model::{Path, PathKind, SiteModel};
 
 /// A catalogue entry.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -17,8 +17,8 @@ use v2x_proto::domain::Subscription;
 
 use crate::connected::newest_capture;
 use crate::gnss::SelfReporter;
-use crate::site::SiteModel;
 use crate::world::ActorTruth;
+use rsu_site::model::SiteModel;
 
 /// Why a swarm could not run.
 #[derive(Debug, thiserror::Error)]

@@ -14,10 +14,10 @@ use rand_distr::{Distribution, Exp, Normal};
 use rsu_fusion::{BoxSize, ObjectClass, Timestamp};
 
 use crate::actors::{Actor, Bicycle, Driver, DriverParams, Kinematics, Motion, Walker};
-use crate::geometry::{OrientedBox, Prism, wrap_angle};
 use crate::sensors::occlusion::line_blocked;
-use crate::signals::{LightPhase, LightState};
-use crate::site::{Path, SiteModel, Turn};
+use rsu_site::geometry::{OrientedBox, Prism, wrap_angle};
+use rsu_site::model::{Path, SiteModel, Turn};
+use rsu_site::signals::{LightPhase, LightState};
 
 /// Simulation time step [ns] (10 ms).
 pub const STEP_NS: i64 = 10_000_000;

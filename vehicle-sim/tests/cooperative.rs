@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
+use rsu_site::SiteModel;
 use vehicle_sim::adas::{EventKind, Function};
 use vehicle_sim::connected::CarConfig;
 use vehicle_sim::cosim::{RunOutcome, run_offline};
-use vehicle_sim::site::{SiteModel, default_site_dir};
 
 fn run(name: &str, v2x: bool, seed: u64, duration_s: f64) -> RunOutcome {
-    let site = Arc::new(SiteModel::load(&default_site_dir()).expect("site"));
+    let site = Arc::new(SiteModel::embedded().expect("site"));
     let config = CarConfig { use_v2x: v2x, ..CarConfig::default() };
     run_offline(&site, name, seed, duration_s, &config).expect("offline run")
 }

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use nalgebra::Point3;
 use rsu_fusion::measurement::GnssStatus;
+use rsu_site::SiteModel;
 use vehicle_sim::record::{Output, Simulation};
 use vehicle_sim::scenario::build;
-use vehicle_sim::site::{SiteModel, default_site_dir};
 
 #[test]
 fn tunnel_exit_degrades_then_recovers_the_fix() {
-    let site = Arc::new(SiteModel::load(&default_site_dir()).expect("site loads"));
+    let site = Arc::new(SiteModel::embedded().expect("site loads"));
     let scenario = build("tunnel-exit-gnss", site.clone(), 1).expect("builds");
     let mut sim = Simulation::new(scenario, 1);
     let mut truth_at = std::collections::BTreeMap::new();

@@ -5,14 +5,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use rsu_site::SiteModel;
 use v2x_replays::{ReplayBody, ReplayReader};
 use vehicle_sim::record::{RecordError, RecordOptions, record, record_with};
 use vehicle_sim::scenario::ScenarioOptions;
-use vehicle_sim::site::{SiteModel, default_site_dir};
 
 #[test]
 fn recording_twice_gives_identical_bytes_and_the_log_decodes() {
-    let site = Arc::new(SiteModel::load(&default_site_dir()).expect("site loads"));
+    let site = Arc::new(SiteModel::embedded().expect("site loads"));
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b, c) = (dir.path().join("a.mcap"), dir.path().join("b.mcap"), dir.path().join("c.mcap"));
     record(site.clone(), "bus-pedestrian", 7, 3.0, &a).expect("records");
@@ -55,7 +55,7 @@ fn recording_twice_gives_identical_bytes_and_the_log_decodes() {
 
 #[test]
 fn options_set_the_truth_rate_and_cap_the_participants() {
-    let site = Arc::new(SiteModel::load(&default_site_dir()).expect("site loads"));
+    let site = Arc::new(SiteModel::embedded().expect("site loads"));
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("dense.mcap");
     let options = RecordOptions { truth_hz: 10, scenario: ScenarioOptions { max_participants: Some(150) } };

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use nalgebra::Point3;
 use rsu_fusion::{Detections, ObjectClass};
-use vehicle_sim::geometry::Prism;
+use rsu_site::SiteModel;
+use rsu_site::geometry::Prism;
 use vehicle_sim::record::{Output, Simulation};
 use vehicle_sim::scenario::{CATALOGUE, build};
 use vehicle_sim::sensors::occlusion::OcclusionIndex;
-use vehicle_sim::site::{SiteModel, default_site_dir};
 
 fn site() -> Arc<SiteModel> {
-    Arc::new(SiteModel::load(&default_site_dir()).expect("site loads"))
+    Arc::new(SiteModel::embedded().expect("site loads"))
 }
 
 #[test]

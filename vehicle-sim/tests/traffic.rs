@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use rsu_fusion::ObjectClass;
+use rsu_site::SiteModel;
+use rsu_site::signals::LightPhase;
 use vehicle_sim::actors::{DriverParams, Motion};
 use vehicle_sim::scenario::DAY_START;
-use vehicle_sim::signals::LightPhase;
-use vehicle_sim::site::{SiteModel, default_site_dir};
 use vehicle_sim::world::{VehicleSpec, World};
 
 fn world(seed: u64) -> World {
-    World::new(Arc::new(SiteModel::load(&default_site_dir()).expect("site loads")), DAY_START, seed)
+    World::new(Arc::new(SiteModel::embedded().expect("site loads")), DAY_START, seed)
 }
 
 fn run(world: &mut World, seconds: f64) {

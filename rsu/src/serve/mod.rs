@@ -33,9 +33,12 @@ use v2x_link::{CloseCode, PROTOCOL_VERSION};
 use v2x_proto::domain::ServerHello;
 
 use crate::config::{LimitsConfig, LoadedConfig};
-use crate::live_view::LiveView;
+#[cfg(feature = "live-view")]
+pub use crate::live_view::{LiveView, RerunTarget as LiveTarget};
 use crate::metrics::Health;
 use crate::recorder::{Record, Recorder, wall_now};
+#[cfg(not(feature = "live-view"))]
+pub use no_live_view::{LiveTarget, LiveView};
 use stats::{Reject, Stats};
 
 /// A fused frame ready for the vehicles, shared by every downlink task.
@@ -131,18 +134,24 @@ struct SessionEntry {
     downlink: Option<watch::Sender<Option<Arc<Broadcast>>>>,
 }
 
+/// The server's TLS configuration from the configured files, and the revocation list it checks
+/// (kept to poll the file for changes). Errors name the field whose file is at fault.
+pub fn server_crypto(tls: &crate::config::TlsConfig) -> anyhow::Result<(rustls::ServerConfig, Revocations)> {
+    let revocations = match &tls.revocations {
+        Some(path) => Revocations::load(path).context("tls.revocations")?,
+        None => Revocations::none(),
+    };
+    let cert = CertKey::load(&tls.cert, &tls.key).context("tls.cert / tls.key")?;
+    let roots = load_roots(&tls.ca).context("tls.ca")?;
+    let rustls = server_tls(&cert, roots, revocations.clone()).context("tls")?;
+    Ok((rustls, revocations))
+}
+
 impl Server {
     /// Loads the certificates and revocation list and binds the QUIC endpoint on
     /// `config.listen`. Must be called inside a tokio runtime.
     pub fn bind(loaded: LoadedConfig) -> anyhow::Result<Server> {
-        let tls = &loaded.config.tls;
-        let revocations = match &tls.revocations {
-            Some(path) => Revocations::load(path).context("tls.revocations")?,
-            None => Revocations::none(),
-        };
-        let cert = CertKey::load(&tls.cert, &tls.key).context("tls.cert / tls.key")?;
-        let roots = load_roots(&tls.ca).context("tls.ca")?;
-        let rustls = server_tls(&cert, roots, revocations.clone()).context("tls")?;
+        let (rustls, revocations) = server_crypto(&loaded.config.tls)?;
         let limits = &loaded.config.limits;
         let transport = TransportLimits {
             idle_timeout_s: limits.idle_timeout_s,
@@ -422,7 +431,7 @@ fn export_connected(sessions: &BTreeMap<u64, SessionEntry>) {
 
 /// Binds and runs the daemon from a loaded configuration, with the recorder, metrics endpoint and
 /// live view it asks for, until SIGINT or SIGTERM. `rerun` overrides the config's live view.
-pub async fn serve(loaded: LoadedConfig, rerun: Option<crate::live_view::RerunTarget>) -> anyhow::Result<RunSummary> {
+pub async fn serve(loaded: LoadedConfig, rerun: Option<LiveTarget>) -> anyhow::Result<RunSummary> {
     let shutdown = CancellationToken::new();
     let server = Server::bind(loaded.clone())?;
     let stats = server.stats();
@@ -446,8 +455,13 @@ pub async fn serve(loaded: LoadedConfig, rerun: Option<crate::live_view::RerunTa
     } else {
         None
     };
-    let target = rerun.or_else(|| crate::live_view::RerunTarget::from_config(&loaded.config.rerun));
+    let target = rerun.or_else(|| LiveTarget::from_config(&loaded.config.rerun));
     let live = target.map(|t| LiveView::start(&t, &loaded.site)).transpose()?;
+    if loaded.site_source.is_embedded() {
+        tracing::warn!(
+            "no site configured: serving the embedded representative Yancheng site (not surveyed); set site_file for a real installation"
+        );
+    }
     tokio::spawn(signal_shutdown(shutdown.clone()));
     // The address line is for people and for tests that bind port 0.
     println!("rsu serve listening on {}", server.local_addr()?);
@@ -474,3 +488,70 @@ async fn signal_shutdown(shutdown: CancellationToken) {
     }
     shutdown.cancel();
 }
+
+/// The daemon built without the `live-view` feature: there is no live view to start, so the
+/// view type is uninhabited and every call on it is statically dead. Asking for a view is an
+/// error that says how to get one.
+#[cfg(not(feature = "live-view"))]
+mod no_live_view {
+    use std::collections::BTreeMap;
+
+    use rsu_fusion::{FusedObject, SensorCalibration, SensorFrame, SiteConfig, Timestamp};
+
+    use crate::config::RerunConfig;
+
+    const NOT_BUILT: &str = "this rsu was built without the live view; rebuild it with `--features live-view`";
+
+    /// A live-view target; none can exist in this build.
+    #[derive(Debug)]
+    pub enum LiveTarget {}
+
+    impl LiveTarget {
+        /// Refuses `--rerun`: there is no live view in this build.
+        pub fn parse(_args: &[String]) -> anyhow::Result<LiveTarget> {
+            anyhow::bail!("--rerun: {NOT_BUILT}")
+        }
+
+        /// The configuration's `[rerun]` was refused when it was loaded, so there is none here.
+        pub fn from_config(_config: &RerunConfig) -> Option<LiveTarget> {
+            None
+        }
+    }
+
+    /// The live view; none can exist in this build.
+    pub enum LiveView {}
+
+    impl LiveView {
+        pub(crate) fn start(target: &LiveTarget, _site: &SiteConfig) -> anyhow::Result<LiveView> {
+            match *target {}
+        }
+        pub(crate) fn log_site(&self, _site: &SiteConfig) {
+            match *self {}
+        }
+        pub(crate) fn log_cycle(
+            &self,
+            _time: Timestamp,
+            _objects: &[FusedObject],
+            _vehicles: &BTreeMap<String, [f64; 3]>,
+        ) {
+            match *self {}
+        }
+        pub(crate) fn log_sensor_frame(&self, _frame: &SensorFrame, _calib: &SensorCalibration) {
+            match *self {}
+        }
+        pub(crate) fn finish(self) {
+            match self {}
+        }
+    }
+
+    /// Why a configuration with `[rerun]` is refused by this build.
+    pub(crate) fn refuse_config(config: &RerunConfig) -> anyhow::Result<()> {
+        if config.save.is_some() || config.connect.is_some() {
+            anyhow::bail!("rerun: {NOT_BUILT}");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "live-view"))]
+pub(crate) use no_live_view::refuse_config as refuse_live_view_config;

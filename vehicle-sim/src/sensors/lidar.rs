@@ -11,8 +11,8 @@ use rsu_fusion::{BoxSize, LidarDetection, LidarNoise, ObjectClass, SensorCalibra
 
 use super::occlusion::OcclusionIndex;
 use super::{Environment, gauss, maybe_confuse, poisson};
-use crate::geometry::wrap_angle;
 use crate::world::ActorTruth;
+use rsu_site::geometry::wrap_angle;
 
 /// Lidar detector parameters (the position noise is the calibration's [`LidarNoise`]).
 #[derive(Clone, Copy, Debug, PartialEq)]

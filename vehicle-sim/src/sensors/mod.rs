@@ -14,11 +14,11 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Poisson};
 use rsu_fusion::{Detections, ObjectClass, SensorCalibration, SensorFrame, SensorModel, Timestamp};
 
-use crate::geometry::Prism;
 use crate::world::{ActorTruth, rng_stream};
 use camera::CameraParams;
 use lidar::LidarParams;
 use occlusion::OcclusionIndex;
+use rsu_site::geometry::Prism;
 
 /// Light and weather, which degrade the sensors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use std::f64::consts::{PI, TAU};
 
 use nalgebra::{Point2, Point3, Vector2};
 
-use crate::geometry::Prism;
 use crate::world::ActorTruth;
+use rsu_site::geometry::Prism;
 
 /// Azimuth bins of the index.
 const BINS: usize = 720;
@@ -37,19 +37,19 @@ impl<'a> OcclusionIndex<'a> {
             let (mut lo, mut hi, mut near) = (0.0_f64, 0.0_f64, f64::INFINITY);
             for p in &o.polygon {
                 let v = p - eye2;
-                let d = crate::geometry::wrap_angle(v.y.atan2(v.x) - az_c);
+                let d = rsu_site::geometry::wrap_angle(v.y.atan2(v.x) - az_c);
                 lo = lo.min(d);
                 hi = hi.max(d);
                 near = near.min(v.norm());
             }
-            let inside =
-                crate::site::Area { id: String::new(), polygon: o.polygon.clone(), signal_id: None }.contains(&eye2);
+            let inside = rsu_site::model::Area { id: String::new(), polygon: o.polygon.clone(), signal_id: None }
+                .contains(&eye2);
             if inside || hi - lo >= PI {
                 bins.iter_mut().for_each(|b| b.push((i, 0.0)));
                 continue;
             }
             let (first, last) =
-                (bin_of(crate::geometry::wrap_angle(az_c + lo)), bin_of(crate::geometry::wrap_angle(az_c + hi)));
+                (bin_of(rsu_site::geometry::wrap_angle(az_c + lo)), bin_of(rsu_site::geometry::wrap_angle(az_c + hi)));
             let mut b = first;
             loop {
                 bins[b].push((i, near));

@@ -1,4 +1,4 @@
-//! `rsu replay`: run recorded logs through the fusion core (`run`), score them against ground
+//! `rsu-lab replay`: run recorded logs through the fusion core (`run`), score them against ground
 //! truth and pass or fail them (`validate`), and turn dataset annotations into logs (`import`).
 
 use std::path::{Path, PathBuf};
@@ -9,15 +9,16 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use v2x_replays::criteria::Criteria;
+use rsu_site::SiteSource;
+use v2x_replays::criteria::{self, Criteria, CriteriaSource};
 use v2x_replays::pipeline::{ReplayConfig, ReplayEvent, replay, rsu_id_for};
 use v2x_replays::report::{LogReport, PlotData, html_page};
 use v2x_replays::validate::validate_log;
 use v2x_replays::{ReplayBody, ReplayReader, ReplayWriter};
 
-use crate::dair;
+use crate::import;
 
-/// `rsu replay …`
+/// `rsu-lab replay …`
 #[derive(Subcommand)]
 pub enum ReplayCommand {
     /// Feed a log's sensor frames and vehicle states through the fusion core at their recorded
@@ -38,7 +39,8 @@ pub enum ReplayCommand {
     Validate {
         /// A log, or a folder whose `*.mcap` files are validated in parallel.
         path: PathBuf,
-        /// Criteria (TOML). Default: `<log>.criteria.toml` next to each log, else built-in limits.
+        /// Criteria (TOML). Default: `<log>.criteria.toml` next to each log, else the built-in
+        /// criteria of the log's scenario, else generic limits; the report says which.
         #[arg(long)]
         criteria: Option<PathBuf>,
         /// Write the machine-readable report here (JSON).
@@ -54,6 +56,10 @@ pub enum ReplayCommand {
         /// coverage, raw detections, fused tracks with ids, ground truth, position error over time.
         #[arg(long)]
         rrd: Option<PathBuf>,
+        /// Site folder whose map (lanes, buildings) the `--rrd` review draws, in place of the
+        /// embedded representative Yancheng site.
+        #[arg(long)]
+        site: Option<PathBuf>,
         /// Worker threads (default: all cores).
         #[arg(long)]
         jobs: Option<usize>,
@@ -70,29 +76,31 @@ pub enum ReplayCommand {
 pub enum ImportFormat {
     /// DAIR-V2X / V2X-Seq infrastructure side: `data_info.json`, per-frame `label/virtuallidar`
     /// and `calib/virtuallidar_to_world` JSON files.
-    DairV2x(dair::DairArgs),
+    DairV2x(import::DairArgs),
     /// ASAM OpenLABEL 3D boxes (TUMTraf / A9): one JSON file or a folder of them, with
     /// `frame_properties.timestamp` and `object_data.cuboid.val = [x,y,z,qx,qy,qz,qw,l,w,h]`.
-    Openlabel(dair::DairArgs),
+    Openlabel(import::DairArgs),
 }
 
 /// Runs a replay subcommand.
 pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
     match command {
         ReplayCommand::Run { file, out, config } => run_log(&file, &out, &load_config(config.as_deref())?),
-        ReplayCommand::Validate { path, criteria, report, html, config, rrd, jobs } => {
+        ReplayCommand::Validate { path, criteria, report, html, config, rrd, site, jobs } => {
             let config = load_config(config.as_deref())?;
             if let Some(rrd) = &rrd {
                 if path.is_dir() {
                     bail!("--rrd reviews one log; give a log file, not the folder {}", path.display());
                 }
                 let (criteria, _) = criteria_for(&path, criteria.as_deref())?;
-                write_review(&path, rrd, &config, &criteria.scoring)?;
+                write_review(&path, rrd, &SiteSource::from_option(site), &config, &criteria.scoring)?;
             }
             validate(&path, criteria.as_deref(), report.as_deref(), html.as_deref(), &config, jobs)
         }
-        ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => dair::import(&args, dair::Format::DairV2x),
-        ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => dair::import(&args, dair::Format::OpenLabel),
+        ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => import::import(&args, import::Format::DairV2x),
+        ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => {
+            import::import(&args, import::Format::OpenLabel)
+        }
     }
 }
 
@@ -104,7 +112,7 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<ReplayConfig> {
     Ok(config)
 }
 
-/// `rsu replay run`: replays `input` into `out` (input messages plus fused frames).
+/// `rsu-lab replay run`: replays `input` into `out` (input messages plus fused frames).
 pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Result<ExitCode> {
     if input == out {
         bail!("--out must differ from the input log");
@@ -115,7 +123,7 @@ pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Resul
     if !meta.rsu_ids.contains(&rsu_id) {
         meta.rsu_ids.push(rsu_id);
     }
-    meta.software_version = format!("{} (rsu replay run {})", meta.software_version, env!("CARGO_PKG_VERSION"));
+    meta.software_version = format!("{} (rsu-lab replay run {})", meta.software_version, env!("CARGO_PKG_VERSION"));
     let mut writer = ReplayWriter::create(out, &meta).with_context(|| format!("creating {}", out.display()))?;
     let started = Instant::now();
     let summary = replay(reader, config, |event| -> Result<(), v2x_replays::ReplayError> {
@@ -154,20 +162,22 @@ pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Resul
 fn write_review(
     log: &Path,
     rrd: &Path,
+    map_source: &SiteSource,
     config: &ReplayConfig,
     scoring: &v2x_replays::scoring::ScoringConfig,
 ) -> anyhow::Result<()> {
     use rsu::live_view::{LiveView, RerunTarget};
+    // The site model (lanes, buildings) to draw under the review, when it is the log's site.
     let reader = ReplayReader::open(log).with_context(|| format!("opening {}", log.display()))?;
     let site = v2x_replays::pipeline::site_for(reader.meta(), config).context("applying the replay configuration")?;
     let view = LiveView::start(&RerunTarget::Save(rrd.to_path_buf()), &site)?;
     view.log_site(&site);
-    // The map, when the log is of the site we have the map of.
-    let map_dir = vehicle_sim::site::default_site_dir();
-    match vehicle_sim::site::SiteModel::load(&map_dir) {
+    match map_source.load() {
         Ok(model) if model.config.site_id == site.site_id => view.log_map(&model, None),
-        Ok(_) => tracing::info!(site = %site.site_id, "no map for this site: the review shows no lanes"),
-        Err(e) => tracing::warn!("loading the map {}: {e}", map_dir.display()),
+        Ok(_) => {
+            println!("no map of site {} in {map_source}: the review shows no lanes (give --site DIR)", site.site_id)
+        }
+        Err(e) => tracing::warn!("loading the map from {map_source}: {e}"),
     }
     let enu = site.frame();
     let mut vehicles = std::collections::BTreeMap::new();
@@ -218,29 +228,13 @@ fn write_review(
     Ok(())
 }
 
-/// Limits used when a log has no criteria file.
-pub fn default_criteria() -> Criteria {
-    let mut c = Criteria::default();
-    c.overall.mota_min = Some(0.6);
-    c.overall.idf1_min = Some(0.6);
-    c.overall.position_rmse_max_m = Some(1.0);
-    c
-}
-
-fn criteria_for(log: &Path, explicit: Option<&Path>) -> anyhow::Result<(Criteria, String)> {
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let beside = log.with_extension("criteria.toml");
-            if !beside.exists() {
-                return Ok((default_criteria(), "built-in defaults".into()));
-            }
-            beside
-        }
-    };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading criteria {}", path.display()))?;
-    let criteria = toml::from_str(&text).with_context(|| format!("parsing criteria {}", path.display()))?;
-    Ok((criteria, path.display().to_string()))
+/// The criteria that judge `log`: `explicit`, else the file beside the log, else the built-in
+/// criteria of the log's scenario, else generic defaults (see `v2x_replays::criteria::resolve`).
+fn criteria_for(log: &Path, explicit: Option<&Path>) -> anyhow::Result<(Criteria, CriteriaSource)> {
+    // The scenario is only needed when there is no file; a log that cannot be opened is
+    // reported by the validation itself, with its damage.
+    let scenario = ReplayReader::open(log).ok().map(|r| r.meta().scenario.clone());
+    Ok(criteria::resolve(log, scenario.as_deref(), explicit)?)
 }
 
 enum Outcome {
@@ -284,10 +278,11 @@ fn validate(
             .map(|log| {
                 let outcome = match criteria_for(log, criteria) {
                     Err(e) => Outcome::Unreadable(format!("{e:#}")),
-                    Ok((c, _source)) => {
+                    Ok((c, source)) => {
                         let started = Instant::now();
                         match validate_log(log, &c, config) {
                             Ok((mut report, plot)) => {
+                                report.criteria = Some(source);
                                 report.wall_time_s = started.elapsed().as_secs_f64();
                                 report.speedup = report.metrics.duration_s / report.wall_time_s.max(1e-9);
                                 Outcome::Scored(Box::new((report, plot)))
@@ -325,6 +320,9 @@ fn validate(
                     r.speedup,
                     failing.join(", ")
                 );
+                if let Some(source @ (CriteriaSource::Defaults | CriteriaSource::Embedded(_))) = &r.criteria {
+                    println!("    criteria: {source}");
+                }
                 for c in r.checks.iter().filter(|c| !c.passed) {
                     println!("    {}: {}", c.name, c.message);
                 }

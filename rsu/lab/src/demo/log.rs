@@ -1,7 +1,7 @@
 //! `demo.mcap`: the replay log of the demo's V2X run, in the replay format. It holds what the
 //! daemon recorded (every sensor frame and vehicle state it took in, every frame it broadcast)
 //! and the simulator's ground truth, merged in time order under metadata naming the scenario,
-//! so `rsu replay validate demo.mcap` scores it like any other log.
+//! so `rsu-lab replay validate demo.mcap` scores it like any other log.
 
 use std::path::{Path, PathBuf};
 

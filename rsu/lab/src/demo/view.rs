@@ -17,9 +17,9 @@ use std::path::Path;
 use anyhow::Context;
 use nalgebra::Point3;
 use rsu_fusion::{BoxSize, RoadsideFrame, SiteConfig, Timestamp};
+use rsu_site::SiteModel;
 use vehicle_sim::adas::{EventKind, Function};
 use vehicle_sim::live::{LiveOutcome, describe};
-use vehicle_sim::site::SiteModel;
 
 use rsu::live_view::{Clock, LiveView, clip_polyline, oriented_boxes};
 

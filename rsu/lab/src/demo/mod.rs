@@ -1,6 +1,7 @@
-//! `rsu demo`: the cooperative-perception demo on embedded defaults. It plays a scenario of the
+//! `rsu-lab demo`: the cooperative-perception demo on embedded defaults (the site, the scenario
+//! and its criteria are compiled in, so it runs from any folder). It plays a scenario of the
 //! catalogue (default: a pedestrian stepping out from behind a parked bus in front of a connected
-//! car) twice in real time against a real `rsu serve` daemon on 127.0.0.1, with QUIC and mutual
+//! car) twice in real time against a real RSU daemon process on 127.0.0.1, with QUIC and mutual
 //! TLS from a fresh development PKI: once with the car using the RSU's frames, once with the car
 //! on its own sensor. The roadside sensors feed the daemon in both runs. Then it says what
 //! happened in each (warnings, braking, closest approach, latency), writes the V2X run's replay
@@ -20,24 +21,23 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use rsu_fusion::RoadsideFrame;
+use rsu_site::SiteSource;
 use serde::Serialize;
 use v2x_link::client::ClientSettings;
 use v2x_link::pki::{default_server_names, write_dev_pki};
 use v2x_replays::ReplayBody;
-use v2x_replays::criteria::Criteria;
 use v2x_replays::pipeline::ReplayConfig;
 use v2x_replays::report::html_page;
 use v2x_replays::validate::validate_log;
 use vehicle_sim::connected::CarConfig;
 use vehicle_sim::live::{CarOutcome, LiveOutcome, LiveSetup, describe};
-use vehicle_sim::site::SiteModel;
 
 use daemon::Daemon;
 
 /// The demo RSU's id.
 const RSU_ID: &str = "rsu-demo";
 
-/// Arguments of `rsu demo`.
+/// Arguments of `rsu-lab demo`.
 #[derive(clap::Args)]
 pub struct DemoArgs {
     /// Scenario of the catalogue (`cargo run -p vehicle-sim -- scenarios` lists them).
@@ -52,6 +52,10 @@ pub struct DemoArgs {
     /// Length of each run [s] (default: the scenario's).
     #[arg(long)]
     pub duration_s: Option<f64>,
+    /// Site folder (site.toml, signal_plan.toml, *.geojson) in place of the embedded
+    /// representative Yancheng site.
+    #[arg(long)]
+    pub site: Option<PathBuf>,
     /// Open the rerun viewer on demo.rrd at the end (when `rerun` is installed).
     #[arg(long)]
     pub viewer: bool,
@@ -130,9 +134,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     println!("▶ {}: {}", info.name, info.summary);
     let started = Instant::now();
-    let site_dir = vehicle_sim::site::default_site_dir();
-    let site =
-        Arc::new(SiteModel::load(&site_dir).with_context(|| format!("loading the site {}", site_dir.display()))?);
+    let site_source = SiteSource::from_option(args.site.clone());
+    let site = Arc::new(site_source.load().with_context(|| format!("loading {site_source}"))?);
     let scenario = vehicle_sim::scenario::build(info.name, site.clone(), args.seed)?;
     let vehicle_ids: Vec<String> = scenario.world.truth().into_iter().filter_map(|t| t.v2x_id).collect();
     let sensor_ids: Vec<String> = site.config.sensors.iter().map(|s| s.id.clone()).collect();
@@ -210,15 +213,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let demo_log = args.out.join("demo.mcap");
     let with = &runs[0];
     let mut meta = vehicle_sim::record::replay_meta(&scenario, args.seed, duration_s);
-    meta.software_version = concat!("rsu demo ", env!("CARGO_PKG_VERSION")).to_owned();
+    meta.software_version = concat!("rsu-lab demo ", env!("CARGO_PKG_VERSION")).to_owned();
     meta.rsu_ids = vec![RSU_ID.to_owned()];
     meta.start_time = with.outcome.start;
     meta.end_time = with.outcome.start.add_secs(duration_s);
     let counts = log::write(&demo_log, &meta, &with.recordings, &with.outcome.truth)?;
-    let criteria = criteria_for(info.name)?;
+    let (criteria, criteria_source) = v2x_replays::criteria::resolve(&demo_log, Some(info.name), None)?;
     let config = ReplayConfig::default();
     let (mut report, plot) = validate_log(&demo_log, &criteria, &config).context("validating demo.mcap")?;
     report.wall_time_s = started.elapsed().as_secs_f64();
+    report.criteria = Some(criteria_source.clone());
     let html = args.out.join("report.html");
     std::fs::write(&html, html_page(&[(report.clone(), plot)], &[]))
         .with_context(|| format!("writing {}", html.display()))?;
@@ -271,7 +275,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     print_summary(&summary);
     println!(
-        "  replayed demo.mcap through the fusion core: MOTA {:.3}, IDF1 {:.3}, HOTA {:.3}, position RMSE {:.2} m, criteria {}",
+        "  replayed demo.mcap through the fusion core: MOTA {:.3}, IDF1 {:.3}, HOTA {:.3}, position RMSE {:.2} m, criteria {} ({criteria_source})",
         summary.replay.mota,
         summary.replay.idf1,
         summary.replay.hota,
@@ -376,16 +380,6 @@ fn print_summary(summary: &Summary) {
         println!("  With V2X the car warned {gain:.1} s earlier.");
     }
     println!();
-}
-
-/// The scenario's shipped criteria (`replays/logs/<scenario>.criteria.toml`), else defaults.
-fn criteria_for(scenario: &str) -> anyhow::Result<Criteria> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../replays/logs/{scenario}.criteria.toml"));
-    if !path.exists() {
-        return Ok(crate::replay_cmd::default_criteria());
-    }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Opens the rerun viewer on `rrd` when it is installed.

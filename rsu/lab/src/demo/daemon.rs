@@ -1,4 +1,5 @@
-//! The demo's RSU: a real `rsu serve` child process (this same executable) on 127.0.0.1 with a
+//! The demo's RSU: a real daemon child process on 127.0.0.1 (this same executable's hidden
+//! `serve` subcommand, which runs the `rsu` daemon library exactly as `rsu serve` does) with a
 //! port of its own, mutual TLS from the demo's development PKI, recording on, metrics off. It
 //! is stopped with SIGTERM (the daemon's clean shutdown: sessions closed, recording finished)
 //! and killed if it is dropped while still running.
@@ -24,7 +25,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Writes `dir/rsu.toml` for site file `site_file` and `pki`, starts `rsu serve` on it and
+    /// Writes `dir/rsu.toml` for site file `site_file` and `pki`, starts the daemon on it and
     /// waits (up to 30 s) until it listens.
     /// Every path must be absolute (the daemon resolves relative ones against its configuration
     /// file's folder).

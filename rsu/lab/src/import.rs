@@ -1,4 +1,4 @@
-//! `rsu replay import dair-v2x | openlabel`: command-line arguments of the dataset importers
+//! `rsu-lab replay import dair-v2x | openlabel`: command-line arguments of the dataset importers
 //! (the same noise model for both).
 
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ pub enum Format {
     OpenLabel,
 }
 
-/// Arguments of `rsu replay import dair-v2x` and `rsu replay import openlabel`.
+/// Arguments of `rsu-lab replay import dair-v2x` and `rsu-lab replay import openlabel`.
 #[derive(clap::Args)]
 pub struct DairArgs {
     /// DAIR-V2X: the dataset folder holding `data_info.json`; OpenLABEL: a JSON file or a folder

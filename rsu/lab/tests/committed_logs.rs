@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn logs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../replays/logs")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../replays/logs")
 }
 
 #[test]
 fn committed_logs_pass_their_criteria() {
-    let out = Command::new(env!("CARGO_BIN_EXE_rsu"))
+    let out = Command::new(env!("CARGO_BIN_EXE_rsu-lab"))
         .args(["replay", "validate"])
         .arg(logs_dir())
         .output()
@@ -26,7 +26,7 @@ fn a_camera_extrinsic_off_by_two_metres_fails_with_the_reason() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("broken.toml");
     std::fs::write(&config, "[calibration_offsets.cam-sw]\ntranslation_m = [2.0, 0.0, 0.0]\n").expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_rsu"))
+    let out = Command::new(env!("CARGO_BIN_EXE_rsu-lab"))
         .args(["replay", "validate"])
         .arg(logs_dir().join("bus-pedestrian.mcap"))
         .arg("--config")

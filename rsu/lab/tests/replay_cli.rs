@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn rsu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rsu")).args(args).output().expect("rsu runs")
+    Command::new(env!("CARGO_BIN_EXE_rsu-lab")).args(args).output().expect("rsu runs")
 }
 
 fn text(out: &Output) -> String {
@@ -98,7 +98,7 @@ fn import_validate_break_and_run() {
     }
     assert!(!stats.entities.contains("/map/lanes"), "no map for a site we have no map of");
     // A log of the Yancheng site gets its map too.
-    let yancheng = Path::new(env!("CARGO_MANIFEST_DIR")).join("../replays/logs/bus-pedestrian.mcap");
+    let yancheng = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../replays/logs/bus-pedestrian.mcap");
     let rrd = tmp.path().join("yancheng.rrd");
     let out = rsu(&["replay", "validate", yancheng.to_str().expect("path"), "--rrd", rrd.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -1,9 +1,11 @@
 //! The site model: `site.toml` (a [`SiteConfig`] with the sensors' calibration), `signal_plan.toml`
-//! and every `*.geojson` file of a site folder (lanes, routes, walkways, crosswalks, parked
-//! vehicles, buildings, tunnels, signal heads in WGS84), turned into site-frame geometry.
+//! and every `*.geojson` file of a site (lanes, routes, walkways, crosswalks, parked vehicles,
+//! buildings, tunnels, signal heads in WGS84), turned into site-frame geometry.
 //!
-//! GeoJSON features are told apart by their `kind` property; see the README of this crate for
-//! the properties each kind takes. Errors name the file and the feature.
+//! A site is read from a folder on disk ([`SiteModel::load`]) or from the copy built into every
+//! binary ([`SiteModel::embedded`]); both go through the same parser, so a folder is a drop-in
+//! override of the embedded site. GeoJSON features are told apart by their `kind` property (the
+//! crate README lists the properties each kind takes). Errors name the file and the feature.
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -189,13 +191,14 @@ pub const KINDS: [&str; 10] = [
     "stop",
 ];
 
-/// The representative Yancheng site shipped with the repository.
-pub fn default_site_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../replays/sites/yancheng"))
-}
-
 fn read(path: &FsPath) -> Result<String, SiteError> {
     std::fs::read_to_string(path).map_err(|cause| SiteError::Io { path: path.to_owned(), cause })
+}
+
+/// One file of a site: its name (for error messages) and its text.
+struct SiteText<'a> {
+    path: PathBuf,
+    text: std::borrow::Cow<'a, str>,
 }
 
 impl SiteModel {
@@ -203,19 +206,55 @@ impl SiteModel {
     /// order).
     pub fn load(dir: &FsPath) -> Result<SiteModel, SiteError> {
         let site_path = dir.join("site.toml");
-        let config: SiteConfig = toml::from_str(&read(&site_path)?)
-            .map_err(|e| SiteError::Parse { path: site_path.clone(), problem: e.to_string() })?;
-        config.validate().map_err(|cause| SiteError::Config { path: site_path.clone(), cause })?;
+        let site = SiteText { text: read(&site_path)?.into(), path: site_path };
         let plan_path = dir.join("signal_plan.toml");
-        let signal_plan = if plan_path.exists() {
-            let plan: SignalPlan = toml::from_str(&read(&plan_path)?)
-                .map_err(|e| SiteError::Parse { path: plan_path.clone(), problem: e.to_string() })?;
-            plan.validate().map_err(|problem| SiteError::Parse { path: plan_path.clone(), problem })?;
-            plan
-        } else {
-            SignalPlan { cycle_s: 60.0, groups: Vec::new() }
+        let plan =
+            if plan_path.exists() { Some(SiteText { text: read(&plan_path)?.into(), path: plan_path }) } else { None };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|cause| SiteError::Io { path: dir.to_owned(), cause })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "geojson"))
+            .collect();
+        files.sort();
+        let geojson = files
+            .into_iter()
+            .map(|path| Ok(SiteText { text: read(&path)?.into(), path }))
+            .collect::<Result<Vec<_>, SiteError>>()?;
+        Self::parse(site, plan, geojson)
+    }
+
+    /// The representative Yancheng site built into every binary (the files of
+    /// `rsu/site/yancheng/`); errors name the files as `<embedded>/yancheng/...`.
+    pub fn embedded() -> Result<SiteModel, SiteError> {
+        let named = |name: &str, text: &'static str| SiteText {
+            path: FsPath::new(crate::embedded::PATH_PREFIX).join(name),
+            text: text.into(),
         };
-        let mut site = SiteModel {
+        Self::parse(
+            named("site.toml", crate::embedded::SITE_TOML),
+            Some(named("signal_plan.toml", crate::embedded::SIGNAL_PLAN_TOML)),
+            crate::embedded::GEOJSON.iter().map(|(name, text)| named(name, text)).collect(),
+        )
+    }
+
+    fn parse(
+        site: SiteText<'_>,
+        plan: Option<SiteText<'_>>,
+        geojson: Vec<SiteText<'_>>,
+    ) -> Result<SiteModel, SiteError> {
+        let config: SiteConfig = toml::from_str(&site.text)
+            .map_err(|e| SiteError::Parse { path: site.path.clone(), problem: e.to_string() })?;
+        config.validate().map_err(|cause| SiteError::Config { path: site.path.clone(), cause })?;
+        let signal_plan = match plan {
+            Some(plan) => {
+                let parsed: SignalPlan = toml::from_str(&plan.text)
+                    .map_err(|e| SiteError::Parse { path: plan.path.clone(), problem: e.to_string() })?;
+                parsed.validate().map_err(|problem| SiteError::Parse { path: plan.path.clone(), problem })?;
+                parsed
+            }
+            None => SignalPlan { cycle_s: 60.0, groups: Vec::new() },
+        };
+        let mut model = SiteModel {
             frame: config.frame(),
             config,
             paths: BTreeMap::new(),
@@ -226,17 +265,10 @@ impl SiteModel {
             signal_heads: Vec::new(),
             signal_plan,
         };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|cause| SiteError::Io { path: dir.to_owned(), cause })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "geojson"))
-            .collect();
-        files.sort();
-        for file in files {
-            let text = read(&file)?;
-            site.add_geojson(&file, &text)?;
+        for file in geojson {
+            model.add_geojson(&file.path, &file.text)?;
         }
-        Ok(site)
+        Ok(model)
     }
 
     /// Adds the features of one GeoJSON FeatureCollection (`path` only names it in errors).
@@ -429,7 +461,7 @@ mod tests {
 
     #[test]
     fn the_shipped_site_loads() {
-        let site = SiteModel::load(&default_site_dir()).expect("site loads");
+        let site = SiteModel::embedded().expect("site loads");
         assert!(site.config.representative);
         let lidars = site.config.sensors.iter().filter(|s| matches!(s.model, rsu_fusion::SensorModel::Lidar(_)));
         assert!(lidars.count() >= 2);
@@ -445,7 +477,7 @@ mod tests {
 
     #[test]
     fn bad_features_are_named() {
-        let mut site = SiteModel::load(&default_site_dir()).expect("site loads");
+        let mut site = SiteModel::embedded().expect("site loads");
         let text = r#"{"type":"FeatureCollection","features":[
             {"type":"Feature","properties":{"kind":"lane","id":"ok"},"geometry":{"type":"LineString","coordinates":[[120.4862,33.1995],[120.4863,33.1995]]}},
             {"type":"Feature","properties":{"kind":"lane","id":"broken"},"geometry":{"type":"LineString","coordinates":[[120.4862,"x"]]}}]}"#;
