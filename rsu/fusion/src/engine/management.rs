@@ -1,0 +1,351 @@
+//! Track management: spawning tracks, bookkeeping after every update, confirmation, switching a
+//! track's motion model with its class, deleting stale tracks and merging duplicates. Kept apart
+//! from the measurement paths, which call into it: these rules decide a track's lifecycle
+//! whatever the source of its measurements.
+
+use nalgebra::Point3;
+
+use crate::assignment::close_pairs;
+use crate::class::{BoxSize, MotionFamily, ObjectClass, SourceSet};
+use crate::config::FusionConfig;
+use crate::motion::{MotionState, ProcessNoise};
+use crate::time::Timestamp;
+use crate::track::{ClassEvidence, PathHistory, Track};
+
+use super::buffer::predict_track;
+use super::{Fusion, SensorState};
+
+/// Slack added to a track's travel bound in the duplicate search [m]: far above the rounding of
+/// the bound.
+const TRAVEL_ROUNDING_M: f64 = 1e-3;
+
+/// Working space of the duplicate search.
+#[derive(Clone, Debug, Default)]
+pub(super) struct MergeScratch {
+    /// Position of each track (NaN for tentative ones, which the search leaves out) [m].
+    points: Vec<(f64, f64)>,
+    /// How far each track can have moved since its own time [m].
+    travels_m: Vec<f64>,
+    /// Sort keys of [`close_pairs`].
+    keys: Vec<u64>,
+    /// The candidate pairs found.
+    pairs: Vec<(usize, usize)>,
+}
+
+impl Fusion {
+    pub(super) fn init_speed_sigma(&self, family: MotionFamily) -> f64 {
+        match family {
+            MotionFamily::Vehicle => self.config.init_vehicle_speed_sigma_mps,
+            MotionFamily::Pedestrian => self.config.init_pedestrian_speed_sigma_mps,
+            MotionFamily::Static => 0.1,
+        }
+    }
+
+    /// Switches the motion model when the fused class belongs to another family.
+    pub(super) fn refresh_family(&mut self, ti: usize, yaw_hint_rad: f64) {
+        let Some(class) = self.tracks[ti].class_evidence.best_if_confident() else { return };
+        let family = class.motion_family();
+        if family != self.tracks[ti].motion.family() {
+            let speed_sigma = self.init_speed_sigma(family);
+            let track = &mut self.tracks[ti];
+            track.motion =
+                track.motion.converted(family, yaw_hint_rad, speed_sigma, self.config.init_yaw_rate_sigma_rps);
+        }
+    }
+
+    /// Bookkeeping after any update at `t`: times, acceleration estimate, path history.
+    pub(super) fn after_update(&mut self, ti: usize, t: Timestamp) {
+        let cfg = &self.config;
+        let track = &mut self.tracks[ti];
+        track.last_update = track.last_update.max(t);
+        let speed = track.motion.speed();
+        match track.speed_ref {
+            Some((t0, v0)) if t.secs_since(t0) >= 0.09 => {
+                let a = ((speed - v0) / t.secs_since(t0)).clamp(-15.0, 15.0);
+                track.accel_mps2 += 0.3 * (a - track.accel_mps2);
+                track.speed_ref = Some((t, speed));
+            }
+            None => track.speed_ref = Some((t, speed)),
+            _ => {}
+        }
+        let p = track.motion.position();
+        if track.path.newest().is_none_or(|(t0, _)| t.secs_since(*t0) >= cfg.path_history_interval_s) {
+            track.path.push(t, [p.x, p.y], cfg.path_history_len);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn spawn(
+        &mut self,
+        t: Timestamp,
+        motion: MotionState,
+        class_evidence: ClassEvidence,
+        size: BoxSize,
+        size_measured: bool,
+        z_ground_m: f64,
+        yaw_hint_rad: f64,
+        source: SourceSet,
+    ) -> Option<usize> {
+        if self.tracks.len() >= self.config.max_tracks {
+            self.stats.spawn_refused += 1;
+            return None;
+        }
+        if !motion.is_finite() {
+            self.stats.numeric_failures += 1;
+            return None;
+        }
+        // Ids grow monotonically (wrapping past u32::MAX, skipping 0 and ids in use), so the
+        // track vector stays sorted by id except right after a wrap, when it is re-sorted.
+        let mut id = self.next_id.max(1);
+        while self.tracks.binary_search_by_key(&id, |t| t.id).is_ok() {
+            id = id.wrapping_add(1).max(1);
+        }
+        self.next_id = id.wrapping_add(1).max(1);
+        self.tracks.push(Track {
+            id,
+            motion,
+            time: t,
+            guard_due: false,
+            created: t,
+            last_update: t,
+            confirmed: self.config.confirm_hits <= 1,
+            hit_bits: 1,
+            opportunities: 1,
+            class_evidence,
+            size,
+            size_measured,
+            z_ground_m,
+            yaw_hint_rad,
+            sources_ever: source,
+            seen: Vec::new(),
+            v2x: None,
+            accel_mps2: 0.0,
+            speed_ref: None,
+            // Full length from the start: the history never reallocates.
+            path: PathHistory::with_capacity(self.config.path_history_len),
+        });
+        if self.tracks.len() > 1 && self.tracks[self.tracks.len() - 2].id > id {
+            self.tracks.sort_by_key(|t| t.id);
+        }
+        self.stats.tracks_created += 1;
+        let ti = self.tracks.binary_search_by_key(&id, |t| t.id).ok()?;
+        self.after_update(ti, t);
+        Some(ti)
+    }
+
+    /// Deletes and (with `merge`) merges duplicate tracks at time `t`. (Tracks are confirmed as
+    /// their hits are recorded.)
+    pub(super) fn maintain(&mut self, t: Timestamp, merge: bool) {
+        let cfg = &self.config;
+        let (sensors, noise) = (&self.sensors, &self.noise);
+        let mut removed_link = false;
+        let mut deleted = 0;
+        self.tracks.retain_mut(|track| {
+            let idle_s = t.secs_since(track.last_update);
+            let cov = track.motion.position_cov();
+            let keep = track.motion.is_finite()
+                && cov.trace().sqrt() <= cfg.max_position_sigma_m
+                && if track.confirmed {
+                    // A coasting track that left every sensor's field of view is gone.
+                    idle_s <= cfg.delete_after_s && (idle_s <= cfg.coast_after_s || covered(sensors, track, t, noise))
+                } else {
+                    idle_s <= cfg.tentative_timeout_s
+                        && !(track.opportunities >= cfg.confirm_window
+                            && track.hits_in(cfg.confirm_window) + 1 < cfg.confirm_hits)
+                };
+            if !keep {
+                deleted += 1;
+                removed_link |= track.v2x.is_some();
+            }
+            keep
+        });
+        self.stats.tracks_deleted += deleted;
+        if removed_link {
+            self.drop_stale_links();
+        }
+        if merge {
+            self.merge_duplicates(t);
+        }
+    }
+
+    /// Forgets V2X links whose track is gone or no longer names that vehicle.
+    fn drop_stale_links(&mut self) {
+        let tracks = &self.tracks;
+        self.v2x_links.retain(|vid, id| {
+            tracks
+                .binary_search_by_key(id, |t| t.id)
+                .is_ok_and(|i| tracks[i].v2x.as_ref().is_some_and(|l| &l.vehicle_id == vid))
+        });
+    }
+
+    /// Merges confirmed tracks that describe the same object at `t` into the older one.
+    ///
+    /// Tracks need not have been predicted to `t`: pairs are found among the positions at the
+    /// tracks' own times (a search widened by how far each track can have moved since), and
+    /// only the tracks of a candidate pair are predicted to `t` for the test.
+    pub(super) fn merge_duplicates(&mut self, t: Timestamp) {
+        let mut scratch = std::mem::take(&mut self.merge_scratch);
+        self.close_track_pairs(t, &mut scratch);
+        if !scratch.pairs.is_empty() {
+            self.merge_pairs(t, &scratch.pairs);
+        }
+        self.merge_scratch = scratch;
+    }
+
+    /// Every pair of confirmed tracks that may be close enough to merge at `t`, each once, in
+    /// index order (the older track first), into `scratch.pairs`.
+    fn close_track_pairs(&mut self, t: Timestamp, scratch: &mut MergeScratch) {
+        let cfg = &self.config;
+        // A pair with a V2X-linked track is matched beyond the merge distance (a V2X-only track
+        // can be matched with the perceived track of the same car).
+        let reach_of = |linked: bool| if linked { cfg.max_gate_radius_m } else { cfg.merge_distance_m };
+        // Position (NaN for tentative tracks, which the search leaves out) and travel bound of
+        // each track.
+        let MergeScratch { points, travels_m, keys, pairs } = scratch;
+        points.clear();
+        points.resize(self.tracks.len(), (f64::NAN, f64::NAN));
+        travels_m.clear();
+        travels_m.resize(self.tracks.len(), 0.0);
+        let (mut max_travel_m, mut any_linked) = (0.0f64, false);
+        for ((tr, point), travel) in self.tracks.iter_mut().zip(points.iter_mut()).zip(travels_m.iter_mut()) {
+            if !tr.confirmed {
+                continue;
+            }
+            let mut travel_m = tr.motion.speed() * t.secs_since(tr.time).max(0.0);
+            // Tracks that may have moved further than a gate radius (long out of every sensor's
+            // reach) are predicted, so the cells stay small.
+            if travel_m > cfg.max_gate_radius_m {
+                predict_track(tr, t, &self.noise);
+                travel_m = 0.0;
+            }
+            if travel_m > 0.0 {
+                travel_m += TRAVEL_ROUNDING_M;
+            }
+            max_travel_m = max_travel_m.max(travel_m);
+            any_linked |= tr.v2x.is_some();
+            let p = tr.motion.position();
+            *point = (p.x, p.y);
+            *travel = travel_m;
+        }
+        let tracks = &self.tracks;
+        pairs.clear();
+        close_pairs(points, reach_of(any_linked) + 2.0 * max_travel_m, keys, |i, j| {
+            let linked = tracks[i].v2x.is_some() || tracks[j].v2x.is_some();
+            let bound_m = reach_of(linked) + travels_m[i] + travels_m[j];
+            let (dx, dy) = (points[j].0 - points[i].0, points[j].1 - points[i].1);
+            if dx * dx + dy * dy <= bound_m * bound_m {
+                pairs.push((i, j));
+            }
+        });
+        pairs.sort_unstable();
+    }
+
+    /// Merges the pairs of `pairs` (from [`Fusion::close_track_pairs`]) that describe the same
+    /// object at `t`.
+    fn merge_pairs(&mut self, t: Timestamp, pairs: &[(usize, usize)]) {
+        let cfg = &self.config;
+        let mut remove = vec![false; self.tracks.len()];
+        let mut merges = Vec::new();
+        for &(i, j) in pairs {
+            if remove[i] || remove[j] {
+                continue;
+            }
+            predict_track(&mut self.tracks[i], t, &self.noise);
+            predict_track(&mut self.tracks[j], t, &self.noise);
+            let (a, b) = (&self.tracks[i], &self.tracks[j]);
+            let d = b.motion.position() - a.motion.position();
+            // Distance first: it is cheaper than the velocity (a sine and a cosine).
+            if (a.v2x.is_none() && b.v2x.is_none() && d.norm() >= cfg.merge_distance_m)
+                || (b.motion.velocity() - a.motion.velocity()).norm() > cfg.merge_speed_diff_mps
+            {
+                continue;
+            }
+            let close = d.norm() < cfg.merge_distance_m;
+            let v2x_pair = a.v2x.is_some() != b.v2x.is_some()
+                && d.norm() < cfg.max_gate_radius_m
+                && (a.motion.position_cov() + b.motion.position_cov())
+                    .try_inverse()
+                    .is_some_and(|s| (d.transpose() * s * d)[(0, 0)] <= cfg.gate_chi2);
+            if close || v2x_pair {
+                remove[j] = true;
+                merges.push((i, j));
+            }
+        }
+        if merges.is_empty() {
+            return;
+        }
+        for &(i, j) in &merges {
+            let other = self.tracks[j].clone();
+            let keep = &mut self.tracks[i];
+            if other.motion.position_cov().trace() < keep.motion.position_cov().trace() && keep.v2x.is_none() {
+                keep.motion = other.motion.clone();
+            }
+            if keep.v2x.is_none() {
+                keep.v2x = other.v2x.clone();
+            }
+            keep.class_evidence.merge(&other.class_evidence);
+            if !keep.size_measured && other.size_measured {
+                keep.size = other.size;
+                keep.size_measured = true;
+            }
+            keep.sources_ever |= other.sources_ever;
+            for (s, ts) in other.seen {
+                keep.mark_seen(s, ts);
+            }
+            keep.created = keep.created.min(other.created);
+            keep.last_update = keep.last_update.max(other.last_update);
+        }
+        let mut lost_link = false;
+        let mut k = 0;
+        self.tracks.retain(|t| {
+            let r = remove[k];
+            k += 1;
+            lost_link |= r && t.v2x.is_some();
+            !r
+        });
+        for t in &self.tracks {
+            if let Some(l) = &t.v2x {
+                self.v2x_links.insert(l.vehicle_id.clone(), t.id);
+            }
+        }
+        if lost_link {
+            self.drop_stale_links();
+        }
+        self.stats.tracks_merged += merges.len() as u64;
+    }
+}
+
+/// Records a sensor's opportunity to see the track (`hit` when it did) and confirms a tentative
+/// track once it has enough hits at a plausible speed. Returns whether it was confirmed now.
+pub(super) fn record_opportunity(track: &mut Track, hit: bool, cfg: &FusionConfig) -> bool {
+    track.record(hit);
+    let confirm =
+        hit && !track.confirmed && track.hits_in(cfg.confirm_window) >= cfg.confirm_hits && plausible_speed(track);
+    track.confirmed |= confirm;
+    confirm
+}
+
+/// Whether the track's speed suits its motion family (clutter that hops between chance
+/// detections looks like a pedestrian running at car speed; it is not confirmed).
+fn plausible_speed(track: &Track) -> bool {
+    let speed_mps = track.motion.speed();
+    match track.motion.family() {
+        MotionFamily::Vehicle => true,
+        MotionFamily::Pedestrian => speed_mps <= 4.0,
+        MotionFamily::Static => speed_mps <= 1.0,
+    }
+}
+
+/// Whether any sensor's field of view holds the track's box centre at `t`.
+fn covered(sensors: &[SensorState], track: &Track, t: Timestamp, noise: &ProcessNoise) -> bool {
+    let mut motion = track.motion.clone();
+    motion.predict(t.secs_since(track.time).max(0.0), noise);
+    let p = motion.position();
+    let c = Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m);
+    sensors.iter().any(|s| s.calib.covers(&c))
+}
+
+/// The motion family for a detected class (unknown objects move like vehicles).
+pub(super) fn family_of(class: ObjectClass) -> MotionFamily {
+    if class == ObjectClass::Unknown { MotionFamily::Vehicle } else { class.motion_family() }
+}
