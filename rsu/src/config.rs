@@ -397,7 +397,7 @@ mod tests {
         let embedded = rsu_site::embedded_site_config().expect("embedded site");
         assert_eq!(loaded.site, embedded);
         assert!(loaded.site.representative, "the embedded site is marked representative");
-        assert_eq!(load(&base_config()).expect("valid").site_source.is_embedded(), false);
+        assert!(!load(&base_config()).expect("valid").site_source.is_embedded());
     }
 
     #[test]
