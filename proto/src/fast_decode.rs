@@ -745,7 +745,7 @@ mod tests {
         sensor_frames_agree(&both, "lidar then camera");
         // A known field with another wire type.
         let mut wrong_type = bytes.clone();
-        wrong_type.extend_from_slice(&[key(2, I64), 0, 0, 0, 0, 0, 0, 0, 0]);
+        wrong_type.extend_from_slice(&[key(2, I64) as u8, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert!(matches!(sensor_frame(&wrong_type), Err(DecodeError::Malformed(_))));
         sensor_frames_agree(&wrong_type, "a wrong wire type");
     }
