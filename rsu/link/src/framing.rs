@@ -62,7 +62,7 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use v2x_proto::domain::{ClientHello, Role};
+    use v2x_proto::domain::{ClientHello, Role, Subscription};
 
     fn hello(id: &str) -> ClientHello {
         ClientHello { versions: vec![1], role: Role::Vehicle, id: id.into(), subscription: None }
@@ -75,14 +75,17 @@ mod tests {
     #[tokio::test]
     async fn messages_round_trip_and_end_cleanly() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        let long = "x".repeat(300); // a two-byte length prefix
+        // A polygon of 100 vertices: a two-byte length prefix.
+        let polygon: Vec<[f64; 2]> = (0..100).map(|i| [f64::from(i), -f64::from(i)]).collect();
+        let long = ClientHello { subscription: Some(Subscription::Polygon(polygon)), ..hello("veh-2") };
         write_message(&mut a, &hello("veh-1")).await.expect("write");
-        write_message(&mut a, &hello(&long)).await.expect("write");
+        write_message(&mut a, &long).await.expect("write");
         drop(a);
         let first = read_message(&mut b, 1024).await.expect("read").expect("message");
         assert_eq!(decode_hello(&first).id, "veh-1");
         let second = read_message(&mut b, 1024).await.expect("read").expect("message");
-        assert_eq!(decode_hello(&second).id, long);
+        assert!(second.len() > 127);
+        assert_eq!(decode_hello(&second), long);
         assert!(read_message(&mut b, 1024).await.expect("clean end").is_none());
     }
 
