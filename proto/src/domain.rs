@@ -145,3 +145,10 @@ pub struct ServerHello {
     /// Radius of an "around me" subscription with radius 0 [m].
     pub default_radius_m: u32,
 }
+
+/// A later client message on the control stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientControl {
+    /// Replaces the vehicle's subscription.
+    Subscribe(Subscription),
+}

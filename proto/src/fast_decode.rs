@@ -1,23 +1,26 @@
-//! Hand-written protobuf decoding of the high-volume messages (sensor frames and ground truth,
-//! thousands of boxes and objects per second of a replay) straight into the domain types, for
-//! [`decode_sensor_frame`] and [`decode_ground_truth_frame`].
+//! The decoder of the high-volume messages (sensor frames and ground truth: thousands of boxes and
+//! objects per second, live and in replays), from protobuf bytes straight into the domain types.
+//! [`crate::decode`] uses it for [`SensorFrame`] and [`GroundTruthFrame`], in the daemon and in
+//! the replay reader alike.
 //!
-//! prost's generic field-by-field decoding costs about a hundred instructions per field, and the
-//! wire message it builds is then converted and dropped; these decoders compare each field's
-//! one-byte key with the one expected next in tag order (how prost writes them), match it among
-//! the message's keys otherwise, load its value, and convert every box or object as soon as it is
-//! read, through the same conversions as [`crate::convert`] (so the checks are the same code),
-//! into vectors sized by a first pass over the keys. They handle the subset of protobuf our
-//! writers produce: every field of the schema, in any order and repeated (the last value wins,
-//! repeated messages append), with no unknown fields, groups, keys longer than a byte, or a second
-//! copy of the `detections` oneof. For anything outside
-//! that subset, anything prost would reject (bad varints, wrong wire types, lengths past the end,
-//! invalid UTF-8) and anything the conversion rejects, they give up and the caller decodes the
-//! bytes with prost and converts them instead. So for every input the domain value, and any error,
-//! is the one `prost::Message::decode` and the conversion give.
+//! It gives, for every input, what prost followed by [`crate::convert`] gives (the reference,
+//! [`crate::decode_reference`], which the tests compare it with): the same domain value, or an
+//! error of the same class. Protobuf that prost rejects (a bad varint, key or wire type, a length
+//! past the end, invalid UTF-8, groups nested past prost's recursion limit) is
+//! [`DecodeError::Malformed`], wherever it sits; otherwise content the conversion rejects is
+//! [`DecodeError::Invalid`] with the conversion's own error, checked in the conversion's order.
+//! It accepts all that prost accepts: fields in any order and repeated (the last value wins,
+//! repeated messages append, a oneof's sub-message merges with a previous one of the same
+//! variant and replaces one of the other), unknown fields (skipped, groups included) and keys of
+//! any length.
 //!
-//! [`decode_sensor_frame`]: crate::decode_sensor_frame
-//! [`decode_ground_truth_frame`]: crate::decode_ground_truth_frame
+//! Nothing is built twice: no intermediate wire message for the frame, a box or an object is
+//! converted as soon as it is read (through the conversions of [`crate::convert`], so the checks
+//! are the same code), into vectors sized by a first pass over the keys. Each field's key is first
+//! compared with the one expected next in tag order (the layout prost writes), and runs of fixed
+//! width floats in that order are read after one length check.
+
+use std::borrow::Cow;
 
 use rsu_fusion::SensorFrame;
 use rsu_fusion::measurement::{CameraDetection, CameraDetections, Detections, LidarDetection};
@@ -26,26 +29,43 @@ use crate::convert::{
     MAX_DETECTIONS_PER_FRAME, MAX_SIGNALS, MAX_TRUTH_OBJECTS, check_ground_truth_frame, check_image_size,
     ground_truth_object, sensor_frame_with, signal_state,
 };
-use crate::domain::GroundTruthFrame;
-use crate::wire;
+use crate::domain::{GroundTruthFrame, GroundTruthObject, SignalState};
+use crate::{ConvertError, DecodeError, MalformedError, wire};
 
 /// Wire type of varints (`int32`, `uint32`, `uint64`, enums).
-const VARINT: u8 = 0;
+const VARINT: u32 = 0;
 /// Wire type of 8-byte values (`fixed64`, `double`).
-const I64: u8 = 1;
+const I64: u32 = 1;
 /// Wire type of length-delimited values (strings, bytes, sub-messages).
-const LEN: u8 = 2;
+const LEN: u32 = 2;
+/// Wire type of the start of a group (a deprecated encoding, skipped as an unknown field).
+const START_GROUP: u32 = 3;
+/// Wire type of the end of a group.
+const END_GROUP: u32 = 4;
 /// Wire type of 4-byte values (`fixed32`, `float`).
-const I32: u8 = 5;
+const I32: u32 = 5;
 
-/// The one-byte key of field `tag` (below 16) with `wire_type`, as [`Fields::key`] reads it; the
-/// decoders match whole keys, so a field's tag and wire type are checked in one step.
-const fn key(tag: u8, wire_type: u8) -> u8 {
+/// How deep prost nests a message's decoding: the top-level message's fields are decoded with
+/// this budget, a sub-message's with one less, and an unknown field is refused when the budget
+/// of its message (or, inside a group, of its enclosing group) is spent.
+const RECURSION_LIMIT: u32 = 100;
+
+/// The key of field `tag` with `wire_type`; every field of these messages has a tag below 16, so
+/// its key is one byte.
+const fn key(tag: u32, wire_type: u32) -> u32 {
     tag << 3 | wire_type
 }
 
-/// Reads the fields of one message. Every method returns `None` for input that prost would reject
-/// or that these decoders leave to prost.
+/// Not valid protobuf for the message being decoded.
+type Wire<T> = Result<T, MalformedError>;
+
+#[cold]
+#[inline(never)]
+fn malformed(what: impl Into<Cow<'static, str>>) -> MalformedError {
+    MalformedError::new(what)
+}
+
+/// Reads the fields of one message.
 struct Fields<'a> {
     rest: &'a [u8],
 }
@@ -61,51 +81,52 @@ impl<'a> Fields<'a> {
 
     /// A varint as prost decodes it: at most 10 bytes, the tenth at most 1.
     #[inline]
-    fn varint(&mut self) -> Option<u64> {
+    fn varint(&mut self) -> Wire<u64> {
         // One byte: keys, enums and small counts.
         if let Some((&byte, tail)) = self.rest.split_first()
             && byte < 0x80
         {
             self.rest = tail;
-            return Some(u64::from(byte));
+            return Ok(u64::from(byte));
         }
         self.long_varint()
     }
 
-    fn long_varint(&mut self) -> Option<u64> {
+    fn long_varint(&mut self) -> Wire<u64> {
         let mut value = 0u64;
         for (i, &byte) in self.rest.iter().take(10).enumerate() {
             value |= u64::from(byte & 0x7f) << (7 * i);
             if byte < 0x80 {
                 if i == 9 && byte > 1 {
-                    return None;
+                    break;
                 }
                 self.rest = &self.rest[i + 1..];
-                return Some(value);
+                return Ok(value);
             }
         }
-        None
+        Err(malformed("invalid varint"))
     }
 
-    /// The next field's key (`tag << 3 | wire type`), when it is one byte: every field of these
-    /// messages has a tag below 16, so a longer key is an unknown field (or a key written with
-    /// needless continuation bytes) and left to prost. A key prost rejects (tag 0) or one of a
-    /// group matches no decoder's keys, so it is left to prost too.
+    /// The next field's key (`tag << 3 | wire type`), checked as prost checks it: at most
+    /// `u32::MAX`, a known wire type, a tag of at least 1.
     #[inline]
-    fn key(&mut self) -> Option<u8> {
-        let (&key, tail) = self.rest.split_first()?;
-        if key >= 0x80 {
-            return None;
+    fn key(&mut self) -> Wire<u32> {
+        let key = self.varint()?;
+        let key = u32::try_from(key).map_err(|_| malformed(format!("invalid key value: {key}")))?;
+        if key & 7 > I32 {
+            return Err(malformed(format!("invalid wire type value: {}", key & 7)));
         }
-        self.rest = tail;
-        Some(key)
+        if key >> 3 == 0 {
+            return Err(malformed("invalid tag value: 0"));
+        }
+        Ok(key)
     }
 
-    /// Whether the next field's key is `key`; if so, reads past it.
+    /// Whether the next field's key is the one-byte `key`; if so, reads past it.
     #[inline]
-    fn next_is(&mut self, key: u8) -> bool {
+    fn next_is(&mut self, key: u32) -> bool {
         match self.rest.split_first() {
-            Some((&k, tail)) if k == key => {
+            Some((&k, tail)) if u32::from(k) == key => {
                 self.rest = tail;
                 true
             }
@@ -114,76 +135,101 @@ impl<'a> Fields<'a> {
     }
 
     #[inline]
-    fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, tail) = self.rest.split_first_chunk::<N>()?;
+    fn fixed<const N: usize>(&mut self) -> Wire<[u8; N]> {
+        let (head, tail) = self.rest.split_first_chunk::<N>().ok_or_else(|| malformed("buffer underflow"))?;
         self.rest = tail;
-        Some(*head)
+        Ok(*head)
     }
 
     /// A `float` value.
     #[inline]
-    fn f32(&mut self) -> Option<f32> {
+    fn f32(&mut self) -> Wire<f32> {
         self.fixed().map(f32::from_le_bytes)
     }
 
     /// A `double` value.
     #[inline]
-    fn f64(&mut self) -> Option<f64> {
+    fn f64(&mut self) -> Wire<f64> {
         self.fixed().map(f64::from_le_bytes)
     }
 
     /// A `fixed64` value.
     #[inline]
-    fn u64(&mut self) -> Option<u64> {
+    fn u64(&mut self) -> Wire<u64> {
         self.fixed().map(u64::from_le_bytes)
     }
 
     /// A `uint32` value: the varint truncated as prost does (`as u32`).
     #[inline]
-    fn u32(&mut self) -> Option<u32> {
+    fn u32(&mut self) -> Wire<u32> {
         self.varint().map(|v| v as u32)
     }
 
     /// An `int32` or enum value: the varint truncated as prost does (`as i32`).
     #[inline]
-    fn i32(&mut self) -> Option<i32> {
+    fn i32(&mut self) -> Wire<i32> {
         self.varint().map(|v| v as i32)
     }
 
     /// The bytes of a length-delimited value.
     #[inline]
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let len = usize::try_from(self.varint()?).ok().filter(|&len| len <= self.rest.len())?;
-        let (head, tail) = self.rest.split_at(len);
+    fn bytes(&mut self) -> Wire<&'a [u8]> {
+        let len = self.varint()?;
+        let len = usize::try_from(len).ok().filter(|&len| len <= self.rest.len());
+        let (head, tail) = self.rest.split_at(len.ok_or_else(|| malformed("buffer underflow"))?);
         self.rest = tail;
-        Some(head)
+        Ok(head)
     }
 
     /// A string value (valid UTF-8).
-    fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
+    fn str(&mut self) -> Wire<&'a str> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| malformed("invalid string value: data is not UTF-8 encoded"))
     }
 
-    /// Skips the value of a field of `wire_type`.
-    fn skip(&mut self, wire_type: u8) -> Option<()> {
-        match wire_type {
+    /// Reads past the value of a field with `key` that is not one of `known_tags` (its
+    /// message's fields); a known tag with another wire type is an error. `budget` is the
+    /// recursion budget of the field's message ([`RECURSION_LIMIT`]).
+    fn other(&mut self, key: u32, known_tags: &[u32], budget: u32) -> Wire<()> {
+        if known_tags.contains(&(key >> 3)) {
+            return Err(malformed(format!("invalid wire type {} for field {}", key & 7, key >> 3)));
+        }
+        self.skip(key, budget)
+    }
+
+    /// Reads past the value of an unknown field with `key`, as prost skips it.
+    fn skip(&mut self, key: u32, budget: u32) -> Wire<()> {
+        if budget == 0 {
+            return Err(malformed("recursion limit reached"));
+        }
+        match key & 7 {
             VARINT => self.varint().map(drop),
             I64 => self.fixed::<8>().map(drop),
             LEN => self.bytes().map(drop),
             I32 => self.fixed::<4>().map(drop),
-            _ => None,
+            START_GROUP => loop {
+                let inner = self.key()?;
+                if inner & 7 == END_GROUP {
+                    if inner >> 3 != key >> 3 {
+                        return Err(malformed("unexpected end group tag"));
+                    }
+                    return Ok(());
+                }
+                self.skip(inner, budget - 1)?;
+            },
+            _ => Err(malformed("unexpected end group tag")),
         }
     }
 }
 
 /// Reads the fields of a message from `fields` (a [`Fields`]) into their targets, each
-/// `KEY => target = value` (`KEY` a constant [`key`]). First in the order given, each field at most
-/// once: the layout prost writes (tag order, zero values left out), one comparison per field.
-/// Then whatever is left, in any order and repeated (the last value wins, repeated fields append),
-/// by a match on the key; any other key leaves the message to prost (`return None`). Both passes
-/// read fields in file order, so the result is that of the second pass alone.
+/// `KEY => target = value` (`KEY` a constant [`key`]); `budget` is the message's recursion budget.
+/// First in the order given, each field at most once: the layout prost writes (tag order, zero
+/// values left out), one comparison per field. Then whatever is left, in any order and repeated
+/// (the last value wins, repeated fields append), by a match on the key; other keys are unknown
+/// fields, skipped. Both passes read fields in file order, so the result is that of the second
+/// pass alone.
 macro_rules! read_fields {
-    ($fields:ident { $($key:ident => $read:expr,)* }) => {
+    ($fields:ident, $budget:expr, { $($key:ident => $read:expr,)* }) => {
         $(
             if $fields.next_is($key) {
                 $read;
@@ -192,7 +238,7 @@ macro_rules! read_fields {
         while !$fields.at_end() {
             match $fields.key()? {
                 $($key => $read,)*
-                _ => return None,
+                other => $fields.other(other, &[$($key >> 3),*], $budget)?,
             }
         }
     };
@@ -205,8 +251,8 @@ macro_rules! read_fields {
 #[inline]
 fn leading_fixed<const N: usize, const W: usize>(
     bytes: &[u8],
-    first_tag: u8,
-    wire_type: u8,
+    first_tag: u32,
+    wire_type: u32,
 ) -> Option<([[u8; W]; N], &[u8])> {
     let (head, rest) = bytes.split_at_checked((1 + W) * N)?;
     let mut values = [[0; W]; N];
@@ -215,7 +261,7 @@ fn leading_fixed<const N: usize, const W: usize>(
         // `head`'s length, drops the checks and unrolls the loop. Field `first_tag + i`'s key is
         // the first one's plus `i << 3` (the wire type sits in the low three bits).
         let (&field_key, value) = head.get(i * (1 + W)..)?.split_first()?;
-        if usize::from(field_key) != usize::from(key(first_tag, wire_type)) + (i << 3) {
+        if usize::from(field_key) != key(first_tag, wire_type) as usize + (i << 3) {
             return None;
         }
         *slot = *value.first_chunk()?;
@@ -223,83 +269,169 @@ fn leading_fixed<const N: usize, const W: usize>(
     Some((values, rest))
 }
 
-/// How many fields of `bytes` are `tag` with a length-delimited value (the entries of a repeated
-/// sub-message), to size its vector before decoding; `None` when the bytes end inside a field or
-/// hold a wire type these decoders leave to prost.
-fn count_entries(bytes: &[u8], tag: u8) -> Option<usize> {
-    let entry = key(tag, LEN);
+/// How many fields of `bytes` have the one-byte `key` (the entries of a repeated sub-message), to
+/// size its vector before decoding; a guess (what was counted so far) when the bytes are not
+/// valid, which the decoding then reports.
+fn count_entries(bytes: &[u8], key: u32) -> usize {
     let mut fields = Fields::new(bytes);
     let mut count = 0;
     while !fields.at_end() {
         // Entries are nearly all there is: checked first, then any other field.
-        if fields.next_is(entry) {
-            fields.bytes()?;
+        let read = if fields.next_is(key) {
             count += 1;
+            fields.bytes().map(drop)
         } else {
-            let k = fields.key()?;
-            fields.skip(k & 7)?;
+            fields.key().and_then(|k| fields.skip(k, RECURSION_LIMIT))
+        };
+        if read.is_err() {
+            break;
         }
     }
-    Some(count)
+    count
 }
 
-/// A vector for the `tag` entries of `bytes`, with room for all of them; `None` when there are
-/// more than `max` (the conversion refuses those) or the bytes are left to prost.
-fn sized_for<T>(bytes: &[u8], tag: u8, max: usize) -> Option<Vec<T>> {
-    let count = count_entries(bytes, tag)?;
-    (count <= max).then(|| Vec::with_capacity(count))
+/// The entries of a repeated field as the conversion sees them: all counted, converted in order
+/// up to the first that fails (its error kept) and no further than the conversion's limit (it
+/// refuses more, so those are only counted).
+struct Converted<T> {
+    items: Vec<T>,
+    count: usize,
+    max: usize,
+    error: Option<ConvertError>,
 }
 
-/// The sensor frame of `bytes`, exactly as prost and the conversion give it, or `None` (see the
-/// module docs).
-pub(crate) fn sensor_frame(bytes: &[u8]) -> Option<SensorFrame> {
+impl<T> Converted<T> {
+    fn new(max: usize) -> Self {
+        Converted { items: Vec::new(), count: 0, max, error: None }
+    }
+
+    /// Makes room for `n` more entries (within the limit).
+    fn reserve(&mut self, n: usize) {
+        self.items.reserve(n.min(self.max.saturating_sub(self.items.len())));
+    }
+
+    /// Counts an entry and, while none has failed and the limit is not passed, converts it.
+    #[inline]
+    fn push(&mut self, convert: impl FnOnce() -> Result<T, ConvertError>) {
+        self.count += 1;
+        if self.error.is_none() && self.count <= self.max {
+            match convert() {
+                Ok(item) => self.items.push(item),
+                Err(e) => self.error = Some(e),
+            }
+        }
+    }
+
+    /// The converted entries, or the first conversion error (the caller checks the count first,
+    /// as the conversion does).
+    fn into_items(self) -> Result<Vec<T>, ConvertError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.items),
+        }
+    }
+}
+
+/// The `detections` oneof of a sensor frame as read so far.
+enum DetectionsRead {
+    Lidar(Converted<LidarDetection>),
+    Camera { image_width_px: u32, image_height_px: u32, boxes: Converted<CameraDetection> },
+}
+
+impl DetectionsRead {
+    /// The detections, checked as [`SensorFrame`]'s conversion checks them: the number of boxes,
+    /// the image size, then each box.
+    fn finish(self) -> Result<Detections, ConvertError> {
+        Ok(match self {
+            DetectionsRead::Lidar(boxes) => {
+                crate::convert::limit_len("lidar.boxes", boxes.count, MAX_DETECTIONS_PER_FRAME)?;
+                Detections::Lidar(boxes.into_items()?)
+            }
+            DetectionsRead::Camera { image_width_px, image_height_px, boxes } => {
+                crate::convert::limit_len("camera.boxes", boxes.count, MAX_DETECTIONS_PER_FRAME)?;
+                check_image_size(image_width_px, image_height_px)?;
+                Detections::Camera(CameraDetections { image_width_px, image_height_px, boxes: boxes.into_items()? })
+            }
+        })
+    }
+}
+
+/// The sensor frame of `bytes`, as [`crate::decode_reference`] gives it (see the module docs).
+pub(crate) fn sensor_frame(bytes: &[u8]) -> Result<SensorFrame, DecodeError> {
+    const SENSOR_ID: u32 = key(1, LEN);
+    const SEQUENCE: u32 = key(2, VARINT);
+    const CAPTURE_TIME: u32 = key(3, I64);
+    const LIDAR: u32 = key(4, LEN);
+    const CAMERA: u32 = key(5, LEN);
+    const BUDGET: u32 = RECURSION_LIMIT;
     let mut fields = Fields::new(bytes);
-    let (mut sensor_id, mut sequence, mut capture_time_ns, mut detections) = ("", 0, 0, None);
+    let (mut sensor_id, mut sequence, mut capture_time_ns) = ("", 0, 0);
+    let mut detections = None;
     while !fields.at_end() {
-        const SENSOR_ID: u8 = key(1, LEN);
-        const SEQUENCE: u8 = key(2, VARINT);
-        const CAPTURE_TIME: u8 = key(3, I64);
-        const LIDAR: u8 = key(4, LEN);
-        const CAMERA: u8 = key(5, LEN);
         match fields.key()? {
             SENSOR_ID => sensor_id = fields.str()?,
             SEQUENCE => sequence = fields.varint()?,
             CAPTURE_TIME => capture_time_ns = fields.u64()?,
-            // A second `detections` would merge into (or replace) the first: left to prost.
-            LIDAR if detections.is_none() => detections = Some(Detections::Lidar(lidar_detections(fields.bytes()?)?)),
-            CAMERA if detections.is_none() => {
-                detections = Some(Detections::Camera(camera_detections(fields.bytes()?)?));
+            // A sub-message of the variant already read merges into it (its boxes append, its
+            // scalars replace); one of the other variant replaces it.
+            LIDAR => {
+                let bytes = fields.bytes()?;
+                if !matches!(detections, Some(DetectionsRead::Lidar(_))) {
+                    detections = Some(DetectionsRead::Lidar(Converted::new(MAX_DETECTIONS_PER_FRAME)));
+                }
+                if let Some(DetectionsRead::Lidar(boxes)) = &mut detections {
+                    lidar_detections(bytes, boxes, BUDGET - 1)?;
+                }
             }
-            _ => return None,
+            CAMERA => {
+                let bytes = fields.bytes()?;
+                if !matches!(detections, Some(DetectionsRead::Camera { .. })) {
+                    detections = Some(DetectionsRead::Camera {
+                        image_width_px: 0,
+                        image_height_px: 0,
+                        boxes: Converted::new(MAX_DETECTIONS_PER_FRAME),
+                    });
+                }
+                if let Some(DetectionsRead::Camera { image_width_px, image_height_px, boxes }) = &mut detections {
+                    camera_detections(bytes, (image_width_px, image_height_px), boxes, BUDGET - 1)?;
+                }
+            }
+            other => fields.other(other, &[1, 2, 3, 4, 5], BUDGET)?,
         }
     }
-    sensor_frame_with(sensor_id, sequence, capture_time_ns, detections?).ok()
+    // The conversion's checks, in its order: the detections, then the frame's own fields.
+    let detections = detections.ok_or(ConvertError::Missing { field: "detections" })?.finish()?;
+    Ok(sensor_frame_with(sensor_id, sequence, capture_time_ns, detections)?)
 }
 
-fn lidar_detections(bytes: &[u8]) -> Option<Vec<LidarDetection>> {
-    let mut boxes = sized_for(bytes, 1, MAX_DETECTIONS_PER_FRAME)?;
+/// Reads the boxes of a `LidarDetections` (recursion budget `budget`) into `boxes`.
+fn lidar_detections(bytes: &[u8], boxes: &mut Converted<LidarDetection>, budget: u32) -> Wire<()> {
+    const BOX: u32 = key(1, LEN);
+    boxes.reserve(count_entries(bytes, BOX));
     let mut fields = Fields::new(bytes);
     while !fields.at_end() {
-        const BOX: u8 = key(1, LEN);
         match fields.key()? {
-            BOX => boxes.push(lidar_box(fields.bytes()?)?),
-            _ => return None,
+            BOX => {
+                let b = lidar_box(fields.bytes()?, budget - 1)?;
+                boxes.push(|| LidarDetection::try_from(&b));
+            }
+            other => fields.other(other, &[1], budget)?,
         }
     }
-    Some(boxes)
+    Ok(())
 }
 
-fn lidar_box(bytes: &[u8]) -> Option<LidarDetection> {
-    const X: u8 = key(1, I32);
-    const Y: u8 = key(2, I32);
-    const Z: u8 = key(3, I32);
-    const LENGTH: u8 = key(4, I32);
-    const WIDTH: u8 = key(5, I32);
-    const HEIGHT: u8 = key(6, I32);
-    const YAW: u8 = key(7, I32);
-    const CLASS: u8 = key(8, VARINT);
-    const SCORE: u8 = key(9, I32);
-    const POINT_COUNT: u8 = key(10, VARINT);
+fn lidar_box(bytes: &[u8], budget: u32) -> Wire<wire::LidarBox> {
+    const X: u32 = key(1, I32);
+    const Y: u32 = key(2, I32);
+    const Z: u32 = key(3, I32);
+    const LENGTH: u32 = key(4, I32);
+    const WIDTH: u32 = key(5, I32);
+    const HEIGHT: u32 = key(6, I32);
+    const YAW: u32 = key(7, I32);
+    const CLASS: u32 = key(8, VARINT);
+    const SCORE: u32 = key(9, I32);
+    const POINT_COUNT: u32 = key(10, VARINT);
     let mut b = wire::LidarBox::default();
     let mut fields = Fields::new(bytes);
     // The position, size and yaw as prost writes them (unless one is zero): read in one step, then
@@ -308,7 +440,7 @@ fn lidar_box(bytes: &[u8]) -> Option<LidarDetection> {
         [b.x_m, b.y_m, b.z_m, b.length_m, b.width_m, b.height_m, b.yaw_rad] = values.map(f32::from_le_bytes);
         fields = Fields::new(rest);
     }
-    read_fields!(fields {
+    read_fields!(fields, budget, {
         X => b.x_m = fields.f32()?,
         Y => b.y_m = fields.f32()?,
         Z => b.z_m = fields.f32()?,
@@ -320,108 +452,125 @@ fn lidar_box(bytes: &[u8]) -> Option<LidarDetection> {
         SCORE => b.score = fields.f32()?,
         POINT_COUNT => b.point_count = Some(fields.u32()?),
     });
-    LidarDetection::try_from(&b).ok()
+    Ok(b)
 }
 
-fn camera_detections(bytes: &[u8]) -> Option<CameraDetections> {
-    let mut boxes = sized_for(bytes, 3, MAX_DETECTIONS_PER_FRAME)?;
-    let (mut image_width_px, mut image_height_px) = (0, 0);
+/// Reads a `CameraDetections` (recursion budget `budget`): its image size into `size` (width,
+/// height), its boxes into `boxes`.
+fn camera_detections(
+    bytes: &[u8],
+    size: (&mut u32, &mut u32),
+    boxes: &mut Converted<CameraDetection>,
+    budget: u32,
+) -> Wire<()> {
+    const WIDTH: u32 = key(1, VARINT);
+    const HEIGHT: u32 = key(2, VARINT);
+    const BOX: u32 = key(3, LEN);
+    boxes.reserve(count_entries(bytes, BOX));
     // One wire box for every box read, so its class scores are not allocated again each time.
     let mut scratch = wire::CameraBox::default();
     let mut fields = Fields::new(bytes);
     while !fields.at_end() {
-        const WIDTH: u8 = key(1, VARINT);
-        const HEIGHT: u8 = key(2, VARINT);
-        const BOX: u8 = key(3, LEN);
         match fields.key()? {
-            WIDTH => image_width_px = fields.u32()?,
-            HEIGHT => image_height_px = fields.u32()?,
-            BOX => boxes.push(camera_box(fields.bytes()?, &mut scratch)?),
-            _ => return None,
+            WIDTH => *size.0 = fields.u32()?,
+            HEIGHT => *size.1 = fields.u32()?,
+            BOX => {
+                camera_box(fields.bytes()?, &mut scratch, budget - 1)?;
+                boxes.push(|| CameraDetection::try_from(&scratch));
+            }
+            other => fields.other(other, &[1, 2, 3], budget)?,
         }
     }
-    check_image_size(image_width_px, image_height_px).ok()?;
-    Some(CameraDetections { image_width_px, image_height_px, boxes })
+    Ok(())
 }
 
-/// The camera box of `bytes`, read into `b` (whatever it held before) and converted.
-fn camera_box(bytes: &[u8], b: &mut wire::CameraBox) -> Option<CameraDetection> {
+/// Reads the camera box of `bytes` into `b` (whatever it held before).
+fn camera_box(bytes: &[u8], b: &mut wire::CameraBox, budget: u32) -> Wire<()> {
+    const U_MIN: u32 = key(1, I32);
+    const V_MIN: u32 = key(2, I32);
+    const U_MAX: u32 = key(3, I32);
+    const V_MAX: u32 = key(4, I32);
+    const CLASS_SCORE: u32 = key(5, LEN);
     let mut scores = std::mem::take(&mut b.class_scores);
     scores.clear();
     *b = wire::CameraBox { class_scores: scores, ..wire::CameraBox::default() };
-    const U_MIN: u8 = key(1, I32);
-    const V_MIN: u8 = key(2, I32);
-    const U_MAX: u8 = key(3, I32);
-    const V_MAX: u8 = key(4, I32);
-    const CLASS_SCORE: u8 = key(5, LEN);
     let mut fields = Fields::new(bytes);
     // The corners as prost writes them (unless one is zero): as for lidar boxes.
     if let Some((values, rest)) = leading_fixed::<4, 4>(bytes, 1, I32) {
         [b.u_min_px, b.v_min_px, b.u_max_px, b.v_max_px] = values.map(f32::from_le_bytes);
         fields = Fields::new(rest);
     }
-    read_fields!(fields {
+    read_fields!(fields, budget, {
         U_MIN => b.u_min_px = fields.f32()?,
         V_MIN => b.v_min_px = fields.f32()?,
         U_MAX => b.u_max_px = fields.f32()?,
         V_MAX => b.v_max_px = fields.f32()?,
-        CLASS_SCORE => b.class_scores.push(class_score(fields.bytes()?)?),
+        CLASS_SCORE => b.class_scores.push(class_score(fields.bytes()?, budget - 1)?),
     });
-    CameraDetection::try_from(&*b).ok()
+    Ok(())
 }
 
-fn class_score(bytes: &[u8]) -> Option<wire::ClassScore> {
-    const CLASS: u8 = key(1, VARINT);
-    const SCORE: u8 = key(2, I32);
+fn class_score(bytes: &[u8], budget: u32) -> Wire<wire::ClassScore> {
+    const CLASS: u32 = key(1, VARINT);
+    const SCORE: u32 = key(2, I32);
     let mut s = wire::ClassScore::default();
     let mut fields = Fields::new(bytes);
-    read_fields!(fields {
+    read_fields!(fields, budget, {
         CLASS => s.object_class = fields.i32()?,
         SCORE => s.score = fields.f32()?,
     });
-    Some(s)
+    Ok(s)
 }
 
-/// The ground-truth frame of `bytes`, exactly as prost and the conversion give it, or `None` (see
-/// the module docs).
-pub(crate) fn ground_truth_frame(bytes: &[u8]) -> Option<GroundTruthFrame> {
-    let mut objects = sized_for(bytes, 2, MAX_TRUTH_OBJECTS)?;
-    let mut signals = Vec::new();
+/// The ground-truth frame of `bytes`, as [`crate::decode_reference`] gives it (see the module
+/// docs).
+pub(crate) fn ground_truth_frame(bytes: &[u8]) -> Result<GroundTruthFrame, DecodeError> {
+    const TIMESTAMP: u32 = key(1, I64);
+    const OBJECT: u32 = key(2, LEN);
+    const SIGNAL: u32 = key(3, LEN);
+    const BUDGET: u32 = RECURSION_LIMIT;
+    let mut objects = Converted::new(MAX_TRUTH_OBJECTS);
+    objects.reserve(count_entries(bytes, OBJECT));
+    let mut signals = Converted::new(MAX_SIGNALS);
     let mut timestamp_ns = 0;
     let mut fields = Fields::new(bytes);
     while !fields.at_end() {
-        const TIMESTAMP: u8 = key(1, I64);
-        const OBJECT: u8 = key(2, LEN);
-        const SIGNAL: u8 = key(3, LEN);
         match fields.key()? {
             TIMESTAMP => timestamp_ns = fields.u64()?,
-            OBJECT => objects.push(ground_truth_object_of(fields.bytes()?)?),
-            // More signals than the conversion accepts: left to it, before they take memory.
-            SIGNAL if signals.len() < MAX_SIGNALS => {
-                signals.push(signal_state(&signal_state_wire(fields.bytes()?)?).ok()?)
+            OBJECT => {
+                let (o, v2x_id) = ground_truth_object_wire(fields.bytes()?, BUDGET - 1)?;
+                objects.push(|| ground_truth_object(&o, v2x_id));
             }
-            _ => return None,
+            SIGNAL => {
+                let s = signal_state_wire(fields.bytes()?, BUDGET - 1)?;
+                signals.push(|| signal_state(&s));
+            }
+            other => fields.other(other, &[1, 2, 3], BUDGET)?,
         }
     }
-    let time = check_ground_truth_frame(timestamp_ns, objects.len(), signals.len()).ok()?;
-    Some(GroundTruthFrame { time, objects, signals })
+    // The conversion's checks, in its order: the counts and time, then each object and signal.
+    let time = check_ground_truth_frame(timestamp_ns, objects.count, signals.count)?;
+    let objects: Vec<GroundTruthObject> = objects.into_items()?;
+    let signals: Vec<SignalState> = signals.into_items()?;
+    Ok(GroundTruthFrame { time, objects, signals })
 }
 
-fn ground_truth_object_of(bytes: &[u8]) -> Option<crate::domain::GroundTruthObject> {
-    const ID: u8 = key(1, VARINT);
-    const CLASS: u8 = key(2, VARINT);
-    const X: u8 = key(3, I64);
-    const Y: u8 = key(4, I64);
-    const Z: u8 = key(5, I64);
-    const YAW: u8 = key(6, I64);
-    const SPEED: u8 = key(7, I64);
-    const YAW_RATE: u8 = key(8, I64);
-    const ACCEL: u8 = key(9, I64);
-    const LENGTH: u8 = key(10, I64);
-    const WIDTH: u8 = key(11, I64);
-    const HEIGHT: u8 = key(12, I64);
-    const V2X_ID: u8 = key(13, LEN);
-    // `v2x_id` stays empty here (no `String` built): the conversion takes the bytes read.
+/// A ground-truth object's wire fields and its `v2x_id` (apart, so no `String` is built: the
+/// conversion takes the bytes read).
+fn ground_truth_object_wire(bytes: &[u8], budget: u32) -> Wire<(wire::GroundTruthObject, &str)> {
+    const ID: u32 = key(1, VARINT);
+    const CLASS: u32 = key(2, VARINT);
+    const X: u32 = key(3, I64);
+    const Y: u32 = key(4, I64);
+    const Z: u32 = key(5, I64);
+    const YAW: u32 = key(6, I64);
+    const SPEED: u32 = key(7, I64);
+    const YAW_RATE: u32 = key(8, I64);
+    const ACCEL: u32 = key(9, I64);
+    const LENGTH: u32 = key(10, I64);
+    const WIDTH: u32 = key(11, I64);
+    const HEIGHT: u32 = key(12, I64);
+    const V2X_ID: u32 = key(13, LEN);
     let mut o = wire::GroundTruthObject::default();
     let mut v2x_id = "";
     let mut fields = Fields::new(bytes);
@@ -448,7 +597,7 @@ fn ground_truth_object_of(bytes: &[u8]) -> Option<crate::domain::GroundTruthObje
         ] = values.map(f64::from_le_bytes);
         fields = Fields::new(rest);
     }
-    read_fields!(fields {
+    read_fields!(fields, budget, {
         ID => o.id = fields.u32()?,
         CLASS => o.object_class = fields.i32()?,
         X => o.x_m = fields.f64()?,
@@ -463,21 +612,21 @@ fn ground_truth_object_of(bytes: &[u8]) -> Option<crate::domain::GroundTruthObje
         HEIGHT => o.height_m = fields.f64()?,
         V2X_ID => v2x_id = fields.str()?,
     });
-    ground_truth_object(&o, v2x_id).ok()
+    Ok((o, v2x_id))
 }
 
-fn signal_state_wire(bytes: &[u8]) -> Option<wire::SignalState> {
-    const SIGNAL_ID: u8 = key(1, LEN);
-    const PHASE: u8 = key(2, VARINT);
-    const REMAINING: u8 = key(3, VARINT);
+fn signal_state_wire(bytes: &[u8], budget: u32) -> Wire<wire::SignalState> {
+    const SIGNAL_ID: u32 = key(1, LEN);
+    const PHASE: u32 = key(2, VARINT);
+    const REMAINING: u32 = key(3, VARINT);
     let mut s = wire::SignalState::default();
     let mut fields = Fields::new(bytes);
-    read_fields!(fields {
+    read_fields!(fields, budget, {
         SIGNAL_ID => fields.str()?.clone_into(&mut s.signal_id),
         PHASE => s.phase = fields.i32()?,
         REMAINING => s.remaining_ms = fields.u32()?,
     });
-    Some(s)
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -487,47 +636,34 @@ mod tests {
     use rsu_fusion::{BoxSize, ObjectClass, Timestamp};
 
     use super::*;
-    use crate::domain::{GroundTruthObject, SignalPhase, SignalState};
-    use crate::{DecodeError, decode};
+    use crate::domain::SignalPhase;
+    use crate::{decode_outcome, decode_reference};
 
-    /// Whether a decoder agrees with prost and the conversion on `bytes`: when it decodes, they
-    /// decode the same (compared by their text, which tells -0.0 from 0.0).
-    fn agrees<D: std::fmt::Debug>(
-        fast: fn(&[u8]) -> Option<D>,
-        slow: fn(&[u8]) -> Result<D, DecodeError>,
-        bytes: &[u8],
-    ) -> bool {
-        match fast(bytes) {
-            Some(d) => slow(bytes).is_ok_and(|s| format!("{s:?}") == format!("{d:?}")),
-            None => true,
-        }
+    /// Asserts that both decoders of sensor frames give the same outcome on `bytes`.
+    fn sensor_frames_agree(bytes: &[u8], what: &str) {
+        let reference = decode_reference::<wire::SensorFrame, SensorFrame>(bytes);
+        assert_eq!(decode_outcome(&sensor_frame(bytes)), decode_outcome(&reference), "{what}");
     }
 
-    /// Checks `fast` against `slow` on `bytes` cut short anywhere and with any byte changed to a
-    /// few telling values (keys of every wire type, varint continuations, lengths).
-    fn damage_agrees<D: std::fmt::Debug>(
-        fast: fn(&[u8]) -> Option<D>,
-        slow: fn(&[u8]) -> Result<D, DecodeError>,
-        bytes: &[u8],
-    ) {
+    /// Asserts that both decoders of ground-truth frames give the same outcome on `bytes`.
+    fn truth_frames_agree(bytes: &[u8], what: &str) {
+        let reference = decode_reference::<wire::GroundTruthFrame, GroundTruthFrame>(bytes);
+        assert_eq!(decode_outcome(&ground_truth_frame(bytes)), decode_outcome(&reference), "{what}");
+    }
+
+    /// Checks `agree` on `bytes` cut short anywhere and with any byte changed to a few telling
+    /// values (keys of every wire type, varint continuations, lengths).
+    fn damage_agrees(agree: fn(&[u8], &str), bytes: &[u8]) {
         for len in 0..bytes.len() {
-            assert!(agrees(fast, slow, &bytes[..len]), "cut at {len}");
+            agree(&bytes[..len], &format!("cut at {len}"));
         }
         for i in 0..bytes.len() {
             for value in [0x00, 0x01, 0x02, 0x05, 0x08, 0x0a, 0x0b, 0x0c, 0x0d, 0x12, 0x7f, 0x80, 0xff] {
                 let mut changed = bytes.to_vec();
                 changed[i] = value;
-                assert!(agrees(fast, slow, &changed), "byte {i} = {value:#x}");
+                agree(&changed, &format!("byte {i} = {value:#x}"));
             }
         }
-    }
-
-    fn slow_sensor_frame(bytes: &[u8]) -> Result<SensorFrame, DecodeError> {
-        decode::<wire::SensorFrame, SensorFrame>(bytes)
-    }
-
-    fn slow_ground_truth_frame(bytes: &[u8]) -> Result<GroundTruthFrame, DecodeError> {
-        decode::<wire::GroundTruthFrame, GroundTruthFrame>(bytes)
     }
 
     fn truth_frame() -> GroundTruthFrame {
@@ -569,39 +705,49 @@ mod tests {
         for (bytes, expected) in cases {
             let mut slice = bytes;
             assert_eq!(prost::encoding::decode_varint(&mut slice).ok(), expected, "prost, {bytes:?}");
-            assert_eq!(Fields::new(bytes).varint(), expected, "{bytes:?}");
+            assert_eq!(Fields::new(bytes).varint().ok(), expected, "{bytes:?}");
         }
     }
 
     #[test]
     fn written_messages_decode_as_prost_and_the_conversion_decode_them() {
         for bytes in sensor_frames_bytes() {
-            assert_eq!(sensor_frame(&bytes), Some(slow_sensor_frame(&bytes).expect("decodes")));
+            assert!(sensor_frame(&bytes).is_ok());
+            sensor_frames_agree(&bytes, "as written");
         }
         let bytes = wire::GroundTruthFrame::from(&truth_frame()).encode_to_vec();
-        assert_eq!(ground_truth_frame(&bytes), Some(truth_frame()));
-        assert_eq!(ground_truth_frame(&bytes), Some(slow_ground_truth_frame(&bytes).expect("decodes")));
+        assert_eq!(ground_truth_frame(&bytes).ok(), Some(truth_frame()));
+        truth_frames_agree(&bytes, "as written");
     }
 
     #[test]
-    fn unusual_input_is_left_to_prost() {
+    fn unusual_protobuf_decodes_as_prost_decodes_it() {
         let bytes = &sensor_frames_bytes()[0];
-        // An unknown field (tag 15, varint): prost skips it, the fast path declines.
+        // An unknown field (tag 15, varint), and one with a two-byte key (tag 100, fixed32).
         let mut unknown = bytes.clone();
-        unknown.extend_from_slice(&[15 << 3, 1]);
-        assert!(slow_sensor_frame(&unknown).is_ok());
-        assert_eq!(sensor_frame(&unknown), None);
-        // A key written in two bytes (the first field's, with a needless continuation byte):
-        // prost reads it, the fast path declines.
+        unknown.extend_from_slice(&[15 << 3, 1, 0xa5, 0x06, 1, 2, 3, 4]);
+        assert!(sensor_frame(&unknown).is_ok());
+        sensor_frames_agree(&unknown, "unknown fields");
+        // A key written in two bytes (the first field's, with a needless continuation byte).
         let mut long_key = vec![bytes[0] | 0x80, 0x00];
         long_key.extend_from_slice(&bytes[1..]);
-        assert_eq!(slow_sensor_frame(&long_key).ok(), slow_sensor_frame(bytes).ok());
-        assert_eq!(sensor_frame(&long_key), None);
-        // A second copy of the detections: prost merges them, the fast path declines.
+        assert!(sensor_frame(&long_key).is_ok());
+        sensor_frames_agree(&long_key, "a long key");
+        // A second copy of the frame: the boxes of the second `lidar` append to the first's.
         let mut twice = bytes.clone();
         twice.extend_from_slice(bytes);
-        assert!(slow_sensor_frame(&twice).is_ok());
-        assert_eq!(sensor_frame(&twice), None);
+        assert!(sensor_frame(&twice).is_ok());
+        sensor_frames_agree(&twice, "twice");
+        // A lidar frame then a camera frame: the camera detections replace the lidar ones.
+        let mut both = bytes.clone();
+        both.extend_from_slice(&sensor_frames_bytes()[1]);
+        assert!(matches!(sensor_frame(&both).map(|f| f.detections), Ok(Detections::Camera(_))));
+        sensor_frames_agree(&both, "lidar then camera");
+        // A known field with another wire type.
+        let mut wrong_type = bytes.clone();
+        wrong_type.extend_from_slice(&[key(2, I64) as u8, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(matches!(sensor_frame(&wrong_type), Err(DecodeError::Malformed(_))));
+        sensor_frames_agree(&wrong_type, "a wrong wire type");
     }
 
     /// The fields of one message's `bytes`, each as its key and value bytes.
@@ -610,8 +756,8 @@ mod tests {
         let mut slices = Vec::new();
         while !fields.at_end() {
             let start = fields.rest;
-            let key = fields.key().expect("one-byte key");
-            fields.skip(key & 7).expect("whole field");
+            let key = fields.key().expect("a key");
+            fields.skip(key, RECURSION_LIMIT).expect("whole field");
             slices.push(&start[..start.len() - fields.rest.len()]);
         }
         slices
@@ -626,11 +772,11 @@ mod tests {
         let mut object: Vec<u8> = field_slices(&first).into_iter().rev().flatten().copied().collect();
         object.extend(field_slices(&second)[..2].iter().copied().flatten());
         let mut frame = wire::GroundTruthFrame { timestamp_ns: 5, ..Default::default() }.encode_to_vec();
-        frame.push(key(2, LEN));
+        frame.push(key(2, LEN) as u8);
         prost::encoding::encode_varint(object.len() as u64, &mut frame);
         frame.extend_from_slice(&object);
         let fast = ground_truth_frame(&frame).expect("decodes");
-        assert_eq!(Some(fast.clone()), slow_ground_truth_frame(&frame).ok());
+        truth_frames_agree(&frame, "reordered");
         assert_eq!(fast.objects[0].id, objects[1].id);
         assert_eq!(fast.objects[0].center_m, Point3::new(objects[0].x_m, objects[0].y_m, objects[0].z_m));
     }
@@ -644,39 +790,40 @@ mod tests {
         let zero_z = wire::LidarBox { z_m: 0.0, ..lidar.boxes[0] }.encode_to_vec();
         // All of them, then `x_m` again (the last value wins).
         let mut twice_x = all.clone();
-        twice_x.extend_from_slice(&[key(1, I32), 0, 0, 0x80, 0x3f]);
+        twice_x.extend_from_slice(&[key(1, I32) as u8, 0, 0, 0x80, 0x3f]);
         for lidar_box in [all, zero_z, twice_x] {
             let len = u8::try_from(lidar_box.len()).expect("a short box");
             let mut bytes = wire::SensorFrame { detections: None, ..frame.clone() }.encode_to_vec();
-            bytes.extend_from_slice(&[key(4, LEN), len + 2, key(1, LEN), len]);
+            bytes.extend_from_slice(&[key(4, LEN) as u8, len + 2, key(1, LEN) as u8, len]);
             bytes.extend_from_slice(&lidar_box);
-            let fast = sensor_frame(&bytes).expect("decodes");
-            assert_eq!(Some(&fast), slow_sensor_frame(&bytes).ok().as_ref());
+            assert!(sensor_frame(&bytes).is_ok());
+            sensor_frames_agree(&bytes, "leading floats");
         }
     }
 
     #[test]
-    fn invalid_content_is_left_to_the_conversion() {
+    fn invalid_content_gives_the_conversions_error() {
         let mut truth = wire::GroundTruthFrame::from(&truth_frame());
         truth.objects[1].speed_mps = f64::NAN;
         let bytes = truth.encode_to_vec();
-        assert_eq!(ground_truth_frame(&bytes), None);
-        assert!(matches!(slow_ground_truth_frame(&bytes), Err(DecodeError::Invalid(_))));
+        assert!(matches!(ground_truth_frame(&bytes), Err(DecodeError::Invalid(_))));
+        truth_frames_agree(&bytes, "a NaN speed");
         let mut frame = wire::SensorFrame::from(&crate::sample::camera_frame());
         if let Some(wire::sensor_frame::Detections::Camera(c)) = &mut frame.detections {
             c.image_width_px = 0;
+            c.boxes[0].u_min_px = f32::INFINITY;
         }
         let bytes = frame.encode_to_vec();
-        assert_eq!(sensor_frame(&bytes), None);
-        assert!(matches!(slow_sensor_frame(&bytes), Err(DecodeError::Invalid(_))));
+        assert!(matches!(sensor_frame(&bytes), Err(DecodeError::Invalid(_))));
+        sensor_frames_agree(&bytes, "a zero image width and an infinite corner");
     }
 
     #[test]
-    fn damaged_messages_decode_as_prost_and_the_conversion_decode_them_or_are_left_to_them() {
+    fn damaged_messages_decode_as_prost_and_the_conversion_decode_them() {
         for bytes in sensor_frames_bytes() {
-            damage_agrees(sensor_frame, slow_sensor_frame, &bytes);
+            damage_agrees(sensor_frames_agree, &bytes);
         }
         let truth = wire::GroundTruthFrame::from(&truth_frame()).encode_to_vec();
-        damage_agrees(ground_truth_frame, slow_ground_truth_frame, &truth);
+        damage_agrees(truth_frames_agree, &truth);
     }
 }

@@ -11,8 +11,8 @@ use v2x_proto::{ConvertError, DecodeError, decode, encode, sample, wire};
 #[test]
 fn sensor_frames_round_trip_exactly() {
     for frame in [sample::lidar_frame(), sample::camera_frame()] {
-        let bytes = encode::<wire::SensorFrame, _>(&frame);
-        let back: SensorFrame = decode::<wire::SensorFrame, _>(&bytes).expect("decodes");
+        let bytes = encode(&frame);
+        let back: SensorFrame = decode::<SensorFrame>(&bytes).expect("decodes");
         assert_eq!(back, frame);
     }
 }
@@ -20,8 +20,7 @@ fn sensor_frames_round_trip_exactly() {
 #[test]
 fn vehicle_state_round_trips_within_one_unit() {
     let state = sample::vehicle_state();
-    let back: VehicleState =
-        decode::<wire::VehicleState, _>(&encode::<wire::VehicleState, _>(&state)).expect("decodes");
+    let back: VehicleState = decode::<VehicleState>(&encode(&state)).expect("decodes");
     assert_eq!(back.vehicle_id, state.vehicle_id);
     assert_eq!(back.time, state.time);
     assert!((back.position.lat_deg - state.position.lat_deg).abs() <= 0.5e-7);
@@ -36,14 +35,14 @@ fn vehicle_state_round_trips_within_one_unit() {
     assert!((back.warnings[0].ttc_s.expect("ttc") - 2.4).abs() < 1e-9);
     assert_eq!(back.gnss, GnssStatus::RtkFixed);
     // Encoding the decoded value again gives the same bytes: the fixed-point grid is stable.
-    assert_eq!(encode::<wire::VehicleState, _>(&back), encode::<wire::VehicleState, _>(&state));
+    assert_eq!(encode(&back), encode(&state));
 }
 
 #[test]
 fn roadside_frame_round_trip_is_stable_on_the_grid() {
     let frame = sample::intersection_frame(50, 1);
-    let bytes = encode::<wire::RoadsideFrame, _>(&frame);
-    let back: RoadsideFrame = decode::<wire::RoadsideFrame, _>(&bytes).expect("decodes");
+    let bytes = encode(&frame);
+    let back: RoadsideFrame = decode::<RoadsideFrame>(&bytes).expect("decodes");
     assert_eq!(back.participants.len(), 50);
     for (a, b) in frame.participants.iter().zip(&back.participants) {
         assert_eq!(a.id, b.id);
@@ -55,7 +54,7 @@ fn roadside_frame_round_trip_is_stable_on_the_grid() {
         assert!(dyaw.abs() <= (0.0125_f64 / 2.0).to_radians() + 1e-12);
         assert!(b.age_s <= 12.7 + 1e-9);
     }
-    assert_eq!(encode::<wire::RoadsideFrame, _>(&back), bytes);
+    assert_eq!(encode(&back), bytes);
 }
 
 #[test]
@@ -71,7 +70,7 @@ fn replay_meta_and_ground_truth_round_trip_exactly() {
         start_time: Timestamp::from_nanos(1_795_000_000_000_000_000),
         end_time: Timestamp::from_nanos(1_795_000_020_000_000_000),
     };
-    let back: ReplayMeta = decode::<wire::ReplayMeta, _>(&encode::<wire::ReplayMeta, _>(&meta)).expect("decodes");
+    let back: ReplayMeta = decode::<ReplayMeta>(&encode(&meta)).expect("decodes");
     // Origin goes through 1e-7 degree fixed point; everything else is exact.
     assert!((back.site.origin.lat_deg - meta.site.origin.lat_deg).abs() < 1e-7);
     let mut expected = meta.clone();
@@ -93,8 +92,7 @@ fn replay_meta_and_ground_truth_round_trip_exactly() {
         }],
         signals: vec![SignalState { signal_id: "sig-n".into(), phase: SignalPhase::Red, remaining_s: 12.5 }],
     };
-    let back: GroundTruthFrame =
-        decode::<wire::GroundTruthFrame, _>(&encode::<wire::GroundTruthFrame, _>(&truth)).expect("decodes");
+    let back: GroundTruthFrame = decode::<GroundTruthFrame>(&encode(&truth)).expect("decodes");
     assert_eq!(back, truth);
 }
 
@@ -106,7 +104,7 @@ fn session_messages_round_trip() {
         id: "veh-0007".into(),
         subscription: Some(Subscription::AroundMe { radius_m: 150 }),
     };
-    let back: ClientHello = decode::<wire::ClientHello, _>(&encode::<wire::ClientHello, _>(&hello)).expect("decodes");
+    let back: ClientHello = decode::<ClientHello>(&encode(&hello)).expect("decodes");
     assert_eq!(back, hello);
     let server = ServerHello {
         version: 1,
@@ -115,7 +113,7 @@ fn session_messages_round_trip() {
         broadcast_rate_hz: 10.0,
         default_radius_m: 200,
     };
-    let back: ServerHello = decode::<wire::ServerHello, _>(&encode::<wire::ServerHello, _>(&server)).expect("decodes");
+    let back: ServerHello = decode::<ServerHello>(&encode(&server)).expect("decodes");
     assert_eq!(back, server);
 }
 
@@ -154,8 +152,8 @@ fn invalid_content_is_rejected_with_the_field_named() {
     assert!(matches!(RoadsideFrame::try_from(&w), Err(ConvertError::TooMany { field: "participants", .. })));
 
     let big = vec![0u8; v2x_proto::MAX_MESSAGE_BYTES + 1];
-    assert!(matches!(decode::<wire::SensorFrame, SensorFrame>(&big), Err(DecodeError::TooLarge { .. })));
-    assert!(matches!(decode::<wire::SensorFrame, SensorFrame>(&[0xff, 0xff]), Err(DecodeError::Protobuf(_))));
+    assert!(matches!(decode::<SensorFrame>(&big), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(decode::<SensorFrame>(&[0xff, 0xff]), Err(DecodeError::Malformed(_))));
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use mcap::sans_io::{LinearReaderOptions, MessageReadEvent};
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
 use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
-use v2x_proto::{DecodeError, decode, decode_ground_truth_frame, decode_sensor_frame, wire};
+use v2x_proto::{DecodeError, decode};
 
 use crate::ReplayError;
 use crate::topics::Topic;
@@ -92,10 +92,9 @@ pub struct ReadStats {
 }
 
 /// Bytes read from the file at a time, at least (the MCAP reader asks for as little as a record
-/// header). A handful of reads for a whole log instead of one per record header and decoder
-/// block; and the MCAP reader's buffer, which it zero-fills as it grows, soon stops growing.
-/// Measured on `dense-200`: fewer instructions than exact-size reads and than larger read-aheads.
-/// Memory stays bounded: this, plus the largest record or chunk.
+/// header): a few reads per chunk instead of one per record header and decoder block, and the
+/// MCAP reader's buffer, which it zero-fills as it grows, soon stops growing. Memory stays
+/// bounded: this, plus the largest record or chunk.
 const READ_AHEAD_BYTES: usize = 256 * 1024;
 
 /// Drives MCAP's sans-io message reader over the file, as `mcap::io::MessageReader` does, but
@@ -388,11 +387,11 @@ impl Source {
 
     fn decode(&self, topic: &Topic, _log_time: Timestamp, data: &[u8]) -> Result<ReplayBody, DecodeError> {
         Ok(match topic {
-            Topic::Meta => ReplayBody::Meta(Box::new(decode::<wire::ReplayMeta, ReplayMeta>(data)?)),
-            Topic::Sensor(_) => ReplayBody::Sensor(Arc::new(decode_sensor_frame(data)?)),
-            Topic::GroundTruth => ReplayBody::GroundTruth(decode_ground_truth_frame(data)?),
-            Topic::Vehicle(_) => ReplayBody::Vehicle(decode::<wire::VehicleState, VehicleState>(data)?),
-            Topic::Roadside(_) => ReplayBody::Roadside(decode::<wire::RoadsideFrame, RoadsideFrame>(data)?),
+            Topic::Meta => ReplayBody::Meta(Box::new(decode::<ReplayMeta>(data)?)),
+            Topic::Sensor(_) => ReplayBody::Sensor(Arc::new(decode::<SensorFrame>(data)?)),
+            Topic::GroundTruth => ReplayBody::GroundTruth(decode::<GroundTruthFrame>(data)?),
+            Topic::Vehicle(_) => ReplayBody::Vehicle(decode::<VehicleState>(data)?),
+            Topic::Roadside(_) => ReplayBody::Roadside(decode::<RoadsideFrame>(data)?),
         })
     }
 }

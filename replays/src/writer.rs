@@ -11,10 +11,9 @@ use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use mcap::records::MessageHeader;
-use prost::Message;
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
 use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
-use v2x_proto::{FILE_DESCRIPTOR_SET, wire};
+use v2x_proto::{FILE_DESCRIPTOR_SET, WireMessage};
 
 use crate::ReplayError;
 use crate::topics::Topic;
@@ -57,7 +56,7 @@ impl<W: Write + Seek> ReplayWriter<W> {
         let mcap = options.create(sink).map_err(|cause| ReplayError::McapWrite { path: path.to_owned(), cause })?;
         let mut writer =
             ReplayWriter { mcap, path: path.to_owned(), schemas: BTreeMap::new(), channels: BTreeMap::new() };
-        writer.write(Topic::Meta, meta.start_time, &wire::ReplayMeta::from(meta))?;
+        writer.write(Topic::Meta, meta.start_time, meta)?;
         // The metadata gets a chunk of its own, so a log cut short anywhere later still opens.
         writer.flush()?;
         Ok(writer)
@@ -66,24 +65,24 @@ impl<W: Write + Seek> ReplayWriter<W> {
     /// Writes a sensor frame on `/sensors/<sensor_id>` at its capture time.
     pub fn write_sensor_frame(&mut self, frame: &SensorFrame) -> Result<(), ReplayError> {
         let topic = Topic::Sensor(checked_id("sensor frame", &frame.sensor_id)?);
-        self.write(topic, frame.capture_time, &wire::SensorFrame::from(frame))
+        self.write(topic, frame.capture_time, frame)
     }
 
     /// Writes a ground-truth frame on `/ground_truth`.
     pub fn write_ground_truth(&mut self, frame: &GroundTruthFrame) -> Result<(), ReplayError> {
-        self.write(Topic::GroundTruth, frame.time, &wire::GroundTruthFrame::from(frame))
+        self.write(Topic::GroundTruth, frame.time, frame)
     }
 
     /// Writes a vehicle's self-report on `/vehicles/<vehicle_id>/state`.
     pub fn write_vehicle_state(&mut self, state: &VehicleState) -> Result<(), ReplayError> {
         let topic = Topic::Vehicle(checked_id("vehicle state", &state.vehicle_id)?);
-        self.write(topic, state.time, &wire::VehicleState::from(state))
+        self.write(topic, state.time, state)
     }
 
     /// Writes a fused broadcast frame on `/rsu/<rsu_id>/frame`.
     pub fn write_roadside_frame(&mut self, frame: &RoadsideFrame) -> Result<(), ReplayError> {
         let topic = Topic::Roadside(checked_id("roadside frame", &frame.rsu_id)?);
-        self.write(topic, frame.time, &wire::RoadsideFrame::from(frame))
+        self.write(topic, frame.time, frame)
     }
 
     /// Ends the current chunk and flushes it to the sink, so a crash after this loses nothing
@@ -98,7 +97,7 @@ impl<W: Write + Seek> ReplayWriter<W> {
         Ok(self.mcap.into_inner())
     }
 
-    fn write(&mut self, topic: Topic, time: Timestamp, message: &impl Message) -> Result<(), ReplayError> {
+    fn write(&mut self, topic: Topic, time: Timestamp, message: &impl WireMessage) -> Result<(), ReplayError> {
         let log_time = u64::try_from(time.as_nanos()).map_err(|_| ReplayError::Write {
             what: topic.to_string(),
             problem: format!("negative capture time {time}"),
@@ -106,7 +105,7 @@ impl<W: Write + Seek> ReplayWriter<W> {
         let (channel_id, sequence) = self.channel(&topic)?;
         let header = MessageHeader { channel_id, sequence, log_time, publish_time: log_time };
         self.mcap
-            .write_to_known_channel(&header, &message.encode_to_vec())
+            .write_to_known_channel(&header, &v2x_proto::encode(message))
             .map_err(|cause| ReplayError::McapWrite { path: self.path.clone(), cause })
     }
 

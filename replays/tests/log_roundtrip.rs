@@ -75,14 +75,10 @@ fn messages(steps: i64) -> Vec<ReplayBody> {
 }
 
 fn on_grid(body: ReplayBody) -> ReplayBody {
-    use v2x_proto::{decode, encode, wire};
+    use v2x_proto::{decode, encode};
     match body {
-        ReplayBody::Vehicle(s) => {
-            ReplayBody::Vehicle(decode::<wire::VehicleState, _>(&encode::<wire::VehicleState, _>(&s)).expect("valid"))
-        }
-        ReplayBody::Roadside(f) => ReplayBody::Roadside(
-            decode::<wire::RoadsideFrame, _>(&encode::<wire::RoadsideFrame, _>(&f)).expect("valid"),
-        ),
+        ReplayBody::Vehicle(s) => ReplayBody::Vehicle(decode::<VehicleState>(&encode(&s)).expect("valid")),
+        ReplayBody::Roadside(f) => ReplayBody::Roadside(decode::<RoadsideFrame>(&encode(&f)).expect("valid")),
         other => other,
     }
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use v2x_link::client::{ClientError, SensorClient, VehicleClient};
 use v2x_link::tls::{CertKey, TransportLimits, client_tls, load_roots, quinn_client};
 use v2x_link::{ALPN, CloseCode};
-use v2x_proto::domain::Subscription;
+use v2x_proto::domain::{ClientHello, Role, Subscription};
 use v2x_proto::wire;
 
 /// Generous bound for anything that should happen within a few cycles on a loaded machine.
@@ -234,7 +234,7 @@ fn refusal(connection: Option<&quinn::Connection>, text: impl ToString) -> Refus
 }
 
 /// Connects and exchanges hellos with a raw client; Err when refused at any point.
-async fn raw_session(endpoint: &quinn::Endpoint, addr: SocketAddr, hello: &wire::ClientHello) -> Result<(), Refusal> {
+async fn raw_session(endpoint: &quinn::Endpoint, addr: SocketAddr, hello: &ClientHello) -> Result<(), Refusal> {
     let connecting = endpoint.connect(addr, "localhost").map_err(|e| refusal(None, e))?;
     let connection = connecting.await.map_err(|e| refusal(None, e))?;
     let (mut send, mut recv) = connection.open_bi().await.map_err(|e| refusal(Some(&connection), e))?;
@@ -249,8 +249,8 @@ async fn raw_session(endpoint: &quinn::Endpoint, addr: SocketAddr, hello: &wire:
     }
 }
 
-fn vehicle_hello(id: &str) -> wire::ClientHello {
-    wire::ClientHello { versions: vec![1], role: wire::Role::Vehicle as i32, id: id.into(), subscription: None }
+fn vehicle_hello(id: &str) -> ClientHello {
+    ClientHello { versions: vec![1], role: Role::Vehicle, id: id.into(), subscription: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,10 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use prost::Message;
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
-use v2x_proto::domain::{ClientHello, Role, ServerHello, Subscription};
-use v2x_proto::wire;
+use v2x_proto::domain::{ClientControl, ClientHello, Role, ServerHello, Subscription};
 
 use crate::codes::{CloseCode, StreamCode};
 use crate::framing::{read_message, write_message};
@@ -141,13 +139,13 @@ impl ClientSettings {
         let timeout = Duration::from_secs_f64(self.hello_timeout_s.clamp(0.01, 600.0));
         let exchange = async {
             let (mut send, mut recv) = connection.open_bi().await.map_err(ClientError::from_connection)?;
-            write_message(&mut send, &wire::ClientHello::from(hello)).await.map_err(|e| closed_or(&connection, e))?;
+            write_message(&mut send, hello).await.map_err(|e| closed_or(&connection, e))?;
             let bytes = match read_message(&mut recv, MAX_CONTROL_MESSAGE_BYTES).await {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => return Err(closed_or(&connection, "control stream ended before ServerHello")),
                 Err(e) => return Err(closed_or(&connection, e)),
             };
-            let server_hello = v2x_proto::decode_limited::<wire::ServerHello, ServerHello>(&bytes, bytes.len())
+            let server_hello = v2x_proto::decode_limited::<ServerHello>(&bytes, bytes.len())
                 .map_err(|e| ClientError::Protocol(format!("ServerHello: {e}")))?;
             Ok::<_, ClientError>((send, recv, server_hello))
         };
@@ -223,13 +221,13 @@ impl VehicleClient {
     /// Sends the vehicle's own state as one datagram. The state's `vehicle_id` must be this
     /// vehicle's id or the RSU drops it. Datagrams are unreliable: a lost one is not resent.
     pub fn send_state(&self, state: &VehicleState) -> Result<(), ClientError> {
-        self.connection.send_datagram(wire::VehicleState::from(state).encode_to_vec().into())?;
+        self.connection.send_datagram(v2x_proto::encode(state).into())?;
         Ok(())
     }
 
     /// Replaces the subscription (takes effect from the next frame the RSU computes).
     pub async fn subscribe(&mut self, subscription: &Subscription) -> Result<(), ClientError> {
-        let control = wire::ClientControl { body: Some(wire::client_control::Body::Subscribe(subscription.into())) };
+        let control = ClientControl::Subscribe(subscription.clone());
         write_message(&mut self.control_send, &control).await.map_err(|e| closed_or(&self.connection, e))
     }
 
@@ -289,7 +287,7 @@ impl FrameReceiver {
                     return Err(ClientError::Protocol(format!("roadside frame stream: {e}")));
                 }
             };
-            return v2x_proto::decode_limited::<wire::RoadsideFrame, RoadsideFrame>(&bytes, self.max_frame_bytes)
+            return v2x_proto::decode_limited::<RoadsideFrame>(&bytes, self.max_frame_bytes)
                 .map_err(|e| ClientError::Protocol(format!("roadside frame: {e}")));
         }
     }
@@ -338,7 +336,7 @@ impl SensorClient {
     /// Sends one frame on its own unidirectional stream. The frame's `sensor_id` must be this
     /// sensor's id or the RSU drops it. Returns once the bytes are handed to QUIC.
     pub async fn send_frame(&self, frame: &SensorFrame) -> Result<(), ClientError> {
-        self.send_bytes(&wire::SensorFrame::from(frame).encode_to_vec()).await
+        self.send_bytes(&v2x_proto::encode(frame)).await
     }
 
     /// Sends raw bytes as one uplink message stream (for tools and tests of the RSU's input
@@ -360,7 +358,7 @@ impl SensorClient {
     /// the stream; slower than [`SensorClient::send_frame`] by a round trip.
     pub async fn send_frame_acked(&self, frame: &SensorFrame) -> Result<(), ClientError> {
         let mut stream = self.connection.open_uni().await.map_err(ClientError::from_connection)?;
-        stream.write_all(&wire::SensorFrame::from(frame).encode_to_vec()).await?;
+        stream.write_all(&v2x_proto::encode(frame)).await?;
         let _ = stream.finish();
         match stream.stopped().await {
             Ok(None) => Ok(()),

@@ -1,8 +1,9 @@
 //! Framing on the control stream: each message is its protobuf encoding preceded by its length
-//! as a protobuf varint (what prost's `encode_length_delimited` writes). A clean end of stream
+//! as a protobuf varint ([`v2x_proto::encode_length_delimited`]). A clean end of stream
 //! between messages ends the sequence; anywhere else it is an error.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use v2x_proto::WireMessage;
 
 /// Why a framed message could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +28,8 @@ pub enum FrameError {
 }
 
 /// Writes `message` length-delimited.
-pub async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, message: &impl prost::Message) -> std::io::Result<()> {
-    w.write_all(&message.encode_length_delimited_to_vec()).await?;
+pub async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, message: &impl WireMessage) -> std::io::Result<()> {
+    w.write_all(&v2x_proto::encode_length_delimited(message)).await?;
     w.flush().await
 }
 
@@ -61,36 +62,44 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
-    use v2x_proto::wire;
+    use v2x_proto::domain::{ClientHello, Role, Subscription};
 
-    fn hello(id: &str) -> wire::ClientHello {
-        wire::ClientHello { versions: vec![1], role: wire::Role::Vehicle as i32, id: id.into(), subscription: None }
+    fn hello(id: &str) -> ClientHello {
+        ClientHello { versions: vec![1], role: Role::Vehicle, id: id.into(), subscription: None }
+    }
+
+    fn decode_hello(bytes: &[u8]) -> ClientHello {
+        v2x_proto::decode(bytes).expect("decode")
     }
 
     #[tokio::test]
     async fn messages_round_trip_and_end_cleanly() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        let long = "x".repeat(300); // a two-byte length prefix
+        // A polygon of 100 vertices: a two-byte length prefix.
+        let polygon: Vec<[f64; 2]> = (0..100).map(|i| [f64::from(i), -f64::from(i)]).collect();
+        let long = ClientHello { subscription: Some(Subscription::Polygon(polygon)), ..hello("veh-2") };
         write_message(&mut a, &hello("veh-1")).await.expect("write");
-        write_message(&mut a, &hello(&long)).await.expect("write");
+        write_message(&mut a, &long).await.expect("write");
         drop(a);
         let first = read_message(&mut b, 1024).await.expect("read").expect("message");
-        assert_eq!(wire::ClientHello::decode(&first[..]).expect("decode").id, "veh-1");
+        assert_eq!(decode_hello(&first).id, "veh-1");
         let second = read_message(&mut b, 1024).await.expect("read").expect("message");
-        assert_eq!(wire::ClientHello::decode(&second[..]).expect("decode").id, long);
+        assert!(second.len() > 127);
+        assert_eq!(decode_hello(&second), long);
         assert!(read_message(&mut b, 1024).await.expect("clean end").is_none());
     }
 
     #[tokio::test]
-    async fn the_layout_is_prosts_length_delimited_encoding() {
+    async fn the_layout_is_a_varint_length_then_the_message() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
         write_message(&mut a, &hello("v")).await.expect("write");
         drop(a);
         let mut raw = Vec::new();
         b.read_to_end(&mut raw).await.expect("read");
-        let decoded = wire::ClientHello::decode_length_delimited(&raw[..]).expect("decode");
-        assert_eq!(decoded, hello("v"));
+        let body = v2x_proto::encode(&hello("v"));
+        assert_eq!(usize::from(raw[0]), body.len());
+        assert_eq!(raw[1..], body[..]);
+        assert_eq!(decode_hello(&raw[1..]), hello("v"));
     }
 
     #[tokio::test]

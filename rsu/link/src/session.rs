@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use prost::Message;
-use v2x_proto::domain::{ClientHello, Role, ServerHello, Subscription};
-use v2x_proto::wire;
+use v2x_proto::domain::{ClientControl, ClientHello, Role, ServerHello, Subscription};
 
 use crate::codes::CloseCode;
 use crate::framing::{FrameError, read_message, write_message};
@@ -70,9 +68,8 @@ pub async fn accept_session(
         Ok(Err((code, reason))) => return Err(refuse(code, reason)),
         Ok(Ok(parts)) => parts,
     };
-    let hello: ClientHello =
-        v2x_proto::decode_limited::<wire::ClientHello, ClientHello>(&bytes, MAX_CONTROL_MESSAGE_BYTES)
-            .map_err(|e| refuse(CloseCode::ProtocolError, format!("ClientHello: {e}")))?;
+    let hello: ClientHello = v2x_proto::decode_limited(&bytes, MAX_CONTROL_MESSAGE_BYTES)
+        .map_err(|e| refuse(CloseCode::ProtocolError, format!("ClientHello: {e}")))?;
     if !hello.versions.contains(&PROTOCOL_VERSION) {
         return Err(refuse(
             CloseCode::UnsupportedVersion,
@@ -93,7 +90,7 @@ pub async fn accept_session(
         return Err(refuse(CloseCode::ProtocolError, "a sensor cannot subscribe".into()));
     }
     let server_hello = decide(&identity, &hello).map_err(|(code, reason)| refuse(code, reason))?;
-    write_message(&mut control_send, &wire::ServerHello::from(&server_hello))
+    write_message(&mut control_send, &server_hello)
         .await
         .map_err(|e| refuse(CloseCode::ProtocolError, format!("sending ServerHello: {e}")))?;
     Ok(Session { connection, identity, serial, hello, control_send, control_recv })
@@ -114,11 +111,8 @@ pub enum ControlError {
 /// `Ok(None)`: the client finished the stream.
 pub async fn read_control(recv: &mut quinn::RecvStream) -> Result<Option<Subscription>, ControlError> {
     let Some(bytes) = read_message(recv, MAX_CONTROL_MESSAGE_BYTES).await? else { return Ok(None) };
-    let control = wire::ClientControl::decode(&bytes[..]).map_err(|e| ControlError::Malformed(e.to_string()))?;
-    match control.body {
-        Some(wire::client_control::Body::Subscribe(s)) => {
-            Subscription::try_from(&s).map(Some).map_err(|e| ControlError::Malformed(e.to_string()))
-        }
-        None => Err(ControlError::Malformed("empty ClientControl".into())),
+    match v2x_proto::decode_limited(&bytes, MAX_CONTROL_MESSAGE_BYTES) {
+        Ok(ClientControl::Subscribe(subscription)) => Ok(Some(subscription)),
+        Err(e) => Err(ControlError::Malformed(e.to_string())),
     }
 }

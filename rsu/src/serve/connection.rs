@@ -21,7 +21,6 @@ use v2x_link::identity::{CertRole, Identity};
 use v2x_link::session::{ControlError, Session, accept_session, read_control};
 use v2x_link::{CloseCode, StreamCode};
 use v2x_proto::domain::{Role, Subscription};
-use v2x_proto::wire;
 
 use super::stats::{Reject, Stats};
 use super::{Broadcast, Event, Shared};
@@ -166,7 +165,7 @@ fn forward(shared: &Shared, event: Event, from: &Identity) {
 fn decode_reject(e: &v2x_proto::DecodeError) -> Reject {
     match e {
         v2x_proto::DecodeError::TooLarge { .. } => Reject::Oversized,
-        v2x_proto::DecodeError::Protobuf(_) => Reject::Malformed,
+        v2x_proto::DecodeError::Malformed(_) => Reject::Malformed,
         v2x_proto::DecodeError::Invalid(_) => Reject::Invalid,
     }
 }
@@ -185,7 +184,7 @@ async fn vehicle_uplink(
             stats.reject(Reject::RateLimited, identity, "VehicleState rate limit exceeded");
             continue;
         }
-        let state = match v2x_proto::decode_limited::<wire::VehicleState, VehicleState>(&bytes, max) {
+        let state = match v2x_proto::decode_limited::<VehicleState>(&bytes, max) {
             Ok(s) => s,
             Err(e) => {
                 stats.reject(decode_reject(&e), identity, format_args!("VehicleState: {e}"));
@@ -238,7 +237,7 @@ async fn read_sensor_frame(mut stream: quinn::RecvStream, shared: Arc<Shared>, i
         // Reset by the sensor or connection lost: nothing to count.
         Err(_) => return,
     };
-    let frame = match v2x_proto::decode_limited::<wire::SensorFrame, SensorFrame>(&bytes, max) {
+    let frame = match v2x_proto::decode_limited::<SensorFrame>(&bytes, max) {
         Ok(f) => f,
         Err(e) => {
             stats.reject(decode_reject(&e), &identity, format_args!("SensorFrame: {e}"));
@@ -383,7 +382,7 @@ async fn downlink(
         }
         let bytes = {
             let view = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            v2x_proto::encode::<wire::RoadsideFrame, _>(&filter_frame(&broadcast.frame, &view, shared.default_radius_m))
+            v2x_proto::encode(&filter_frame(&broadcast.frame, &view, shared.default_radius_m))
         };
         let mut stream = tokio::select! {
             opened = connection.open_uni() => match opened {
