@@ -1,6 +1,7 @@
 //! The dependency rules of ARCHITECTURE.md, checked against what cargo actually resolves: the
 //! daemon links neither the simulator nor (without its `live-view` feature) rerun; the fusion
-//! core stays sans-IO; only the tools and the end-to-end tests depend on the daemon crate.
+//! core stays sans-IO; only the tools and the end-to-end tests depend on the daemon crate; only
+//! the protocol crate handles protobuf.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -107,4 +108,15 @@ fn only_the_tools_and_the_end_to_end_tests_depend_on_the_daemon() {
     let fusion_ours: Vec<&str> =
         deps["rsu-fusion"].iter().map(|(n, _)| n.as_str()).filter(|n| ours.contains(n)).collect();
     assert!(fusion_ours.is_empty(), "rsu-fusion depends on {fusion_ours:?}");
+}
+
+#[test]
+fn only_the_protocol_crate_handles_protobuf() {
+    let deps = workspace_dependencies();
+    let users: BTreeSet<&str> = deps
+        .iter()
+        .filter(|(_, d)| d.iter().any(|(name, kind)| name.starts_with("prost") && kind.is_none()))
+        .map(|(package, _)| package.as_str())
+        .collect();
+    assert_eq!(users, BTreeSet::from(["v2x-proto"]), "crates with a normal dependency on prost");
 }
