@@ -125,6 +125,10 @@ fn accuracy_meets_the_targets() {
     assert!(o.num_truths > 1000, "the scenario must be busy enough to mean something");
     assert!(o.mota >= 0.90, "MOTA {:.3}", o.mota);
     assert!(m.idf1 >= 0.90, "IDF1 {:.3}", m.idf1);
-    assert!(vehicle_motp_m <= 0.35, "vehicle MOTP {vehicle_motp_m:.3} m");
+    // The project scorer has no per-class RMSE: the RMSE of every match (pedestrians and the
+    // cyclist gated at 1 m, vehicles at 2 m) keeps the old vehicle-RMSE target, and the vehicles'
+    // mean error (at most their RMSE) a tighter one.
+    assert!(m.position_rmse_m <= 0.35, "position RMSE {:.3} m", m.position_rmse_m);
+    assert!(vehicle_motp_m <= 0.25, "vehicle MOTP {vehicle_motp_m:.3} m");
     assert!(m.switches_per_100_track_s <= 1.0, "switches {:.2}", m.switches_per_100_track_s);
 }

@@ -186,7 +186,7 @@ mod tests {
         let mut next = generator(0x0123_4567_89ab_cdef);
         for _ in 0..5_000 {
             let (nr, nc) = (1 + next() as usize % 5, 1 + next() as usize % 5);
-            let integers = next() % 2 == 0;
+            let integers = next().is_multiple_of(2);
             let cost: Vec<f64> = (0..nr * nc)
                 .map(|_| if integers { (next() % 5) as f64 } else { next() as f64 / (1u64 << 31) as f64 - 0.5 })
                 .collect();
@@ -203,7 +203,8 @@ mod tests {
             let best = if nr <= nc {
                 brute_force(nr, nc, &cost)
             } else {
-                let transposed: Vec<f64> = (0..nc).flat_map(|c| (0..nr).map(|r| cost[r * nc + c])).collect::<Vec<_>>();
+                let cost = &cost;
+                let transposed: Vec<f64> = (0..nc).flat_map(|c| (0..nr).map(move |r| cost[r * nc + c])).collect();
                 brute_force(nc, nr, &transposed)
             };
             assert!((total - best).abs() < 1e-9, "{nr}×{nc} {cost:?}: {total} against {best}");
@@ -219,7 +220,7 @@ mod tests {
         for _ in 0..3_000 {
             let nr = 1 + next() as usize % 7;
             let nc = nr + next() as usize % 4;
-            let forbidden = next() % 3 == 0;
+            let forbidden = next().is_multiple_of(3);
             let cost: Vec<f64> = (0..nr * nc)
                 .map(|_| {
                     let v = next() as f64 / (1u64 << 31) as f64 * 2.0;
@@ -266,7 +267,7 @@ mod tests {
         let mut shortcuts = 0;
         for _ in 0..20_000 {
             let (nr, nc) = (2 + next() as usize % 4, 2 + next() as usize % 4);
-            let special = next() % 4 == 0;
+            let special = next().is_multiple_of(4);
             let cost: Vec<f64> = (0..nr * nc)
                 .map(|_| {
                     let k = next() as usize;

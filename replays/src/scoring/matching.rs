@@ -143,7 +143,7 @@ impl FrameScratch {
                 let [x, y] = t.position_m;
                 grid.for_each_within(x, y, config.gate(match_family(t.class)), |hi| {
                     if distance(config, t, &hyps[hi]).is_some() {
-                        selself.kept[hi] = false;
+                        self.kept[hi] = false;
                     }
                 });
             }
@@ -167,7 +167,7 @@ impl FrameScratch {
             // is cheaper to set up per truth than one capturing all the checks need.
             self.candidates.clear();
             let [x, y] = t.position_m;
-            grid.for_each_within(x, y, reach_m, |hi| selself.candidates.push(hi));
+            grid.for_each_within(x, y, reach_m, |hi| self.candidates.push(hi));
             for &hi in &self.candidates {
                 let h = &hyps[hi];
                 let (dx, dy) = (t.position_m[0] - h.position_m[0], t.position_m[1] - h.position_m[1]);
