@@ -8,15 +8,13 @@
 //! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
 //! - [`import_dair`]: DAIR-V2X / V2X-Seq annotations into replay logs.
 //! - [`import_openlabel`]: ASAM OpenLABEL (TUMTraf / A9) 3D box annotations into replay logs.
-//! - [`scoring`]: tracking metrics against ground truth (CLEAR MOT, IDF1, state errors).
-//! - [`hota`]: HOTA (DetA, AssA, LocA) as TrackEval computes it.
+//! - [`scoring`]: tracking metrics against ground truth (CLEAR MOT, IDF1, HOTA, state errors).
 //! - [`reader`]: [`ReplayReader`], a streaming typed reader that yields messages in log-time
 //!   order, names the place of any damage, and can recover every intact message before it.
 //!
 //! The format is documented in `replays/README.md`.
 
 pub mod criteria;
-pub mod hota;
 mod ids;
 pub mod import_dair;
 pub mod import_openlabel;
@@ -24,7 +22,6 @@ pub mod pipeline;
 pub mod reader;
 pub mod report;
 pub mod scoring;
-mod spatial;
 pub mod topics;
 pub mod validate;
 pub mod writer;

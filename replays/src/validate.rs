@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::path::Path;
 
 use nalgebra::Point3;
+use rsu_fusion::spatial::SpatialGrid;
 use rsu_fusion::{ObjectKinematics, SensorCalibration, SensorCoverage, SiteConfig};
 use v2x_proto::domain::GroundTruthFrame;
 
@@ -13,8 +14,8 @@ use crate::ids::IdMap;
 use crate::pipeline::{PipelineError, ReplayConfig, ReplayEvent, replay_with};
 use crate::reader::{OpenOptions, ReplayReader};
 use crate::report::{Distribution, LogReport, PlotData, REPORT_VERSION};
+use crate::scoring::distance::compare_hypot;
 use crate::scoring::{Hypothesis, Scorer, TruthObject};
-use crate::spatial::{GridIndex, compare_hypot};
 
 /// Most points kept per trajectory in the plots (older points are thinned).
 const MAX_PLOT_POINTS: usize = 400;
@@ -101,7 +102,7 @@ pub fn validate_log(
     let mut truth_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
     let mut fused_tracks: IdMap<Vec<[f64; 2]>> = IdMap::default();
     // The grid of each frame's hypotheses, rebuilt in place frame after frame.
-    let mut index = GridIndex::default();
+    let mut grid = SpatialGrid::new(criteria.scoring.largest_gate_m());
     // Per truth of a frame, the distance [m] to the nearest hypothesis within the vehicle gate.
     let mut nearest_m: Vec<Option<f64>> = Vec::new();
     // Each frame's truths as the scorer sees them, filled in place.
@@ -122,14 +123,14 @@ pub fn validate_log(
                     fill_truth_objects(truth, &sensors, &mut truths);
                     let hyps = hypotheses(objects);
                     // One grid of the hypotheses for the scorer and for the plots' nearest errors.
-                    index.rebuild(hyps.iter().map(|h| h.position_m), criteria.scoring.largest_gate_m());
+                    grid.rebuild(hyps.iter().map(|h| (h.position_m[0], h.position_m[1])));
                     // The scorer's grid queries also find each scored truth's nearest hypothesis of any
                     // class within the vehicle gate, for the plots.
                     let gate_m = criteria.scoring.gate_vehicle_m;
                     // Over every hypothesis within the gate, in any order, the smallest distance.
                     nearest_m.clear();
                     nearest_m.resize(truths.len(), None);
-                    scorer.add_frame_indexed(truth.time, &truths, &hyps, &index, gate_m, |ti, d| {
+                    scorer.add_frame_indexed(truth.time, &truths, &hyps, &grid, gate_m, |ti, d| {
                         if nearest_m[ti].is_none_or(|n| d < n) {
                             nearest_m[ti] = Some(d);
                         }

@@ -15,7 +15,9 @@
 //! - [`motion`]: motion models (CTRV, CV, static) and their EKFs.
 //! - [`track`]: track lifecycle, class evidence, size smoothing.
 //! - [`camera`]: box projection and ground back-projection.
-//! - [`assignment`]: spatial pre-filter, components and optimal assignment.
+//! - [`assignment`]: components and optimal assignment of gated pairs.
+//! - [`spatial`]: the ground-plane grid for neighbour queries (gating, scoring).
+//! - [`union_find`]: disjoint sets, for splitting gated pairs into components.
 
 pub mod assignment;
 pub mod broadcast;
@@ -27,8 +29,10 @@ pub mod engine;
 pub mod geo;
 pub mod measurement;
 pub mod motion;
+pub mod spatial;
 pub mod time;
 pub mod track;
+pub mod union_find;
 
 pub use broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
 pub use calibration::{

@@ -2,13 +2,13 @@
 //! the engine never panics, never outputs NaN or a covariance that is not positive definite,
 //! never reports two objects with one id, and keeps its track count bounded.
 
-mod common;
+mod synthetic;
 
-use common::*;
 use nalgebra::{Point2, Point3};
 use proptest::prelude::*;
 use rsu_fusion::measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame};
 use rsu_fusion::{BoxSize, Fusion, FusionConfig, ObjectClass};
+use synthetic::*;
 
 fn any_f64() -> impl Strategy<Value = f64> {
     prop_oneof![

@@ -4,13 +4,13 @@
 //! apart whose frames interleave, kinematic polls equal to full ones, and bit-for-bit
 //! determinism.
 
-mod common;
+mod synthetic;
 
-use common::*;
 use nalgebra::{Point3, Vector2};
 use rsu_fusion::measurement::{AdasStatus, BrakeStatus, GnssStatus, PositionAccuracy, VehicleState};
 use rsu_fusion::{FusedObject, Ingest, ObjectClass, SensorStatus, SourceSet, TrackStatus};
 use std::f64::consts::PI;
+use synthetic::*;
 
 /// The object nearest to `p` within `gate_m`.
 fn nearest(objs: &[FusedObject], p: Vector2<f64>, gate_m: f64) -> Option<&FusedObject> {

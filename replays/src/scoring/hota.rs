@@ -17,8 +17,10 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use rsu_fusion::union_find::UnionFind;
+
+use super::lap::assign_rectangular;
 use crate::ids::IdSlots;
-use crate::scoring::assign_rectangular;
 
 /// The thresholds α.
 const ALPHAS: usize = 19;
@@ -131,8 +133,8 @@ struct Scratch {
     /// Similarities of each truth, then of each hypothesis (vertex = truth index, or truths +
     /// hypothesis index).
     degree: Vec<u32>,
-    /// Union-find parents of the vertices.
-    parent: Vec<usize>,
+    /// The vertices' sets.
+    sets: UnionFind,
     /// (root vertex, similarity index) of the similarities in groups of several.
     several: Vec<(usize, usize)>,
     /// By vertex: the group rooted there, if any.
@@ -170,15 +172,6 @@ fn count_frame(index: &mut IdSlots, frames: &mut Vec<u64>, id: u32) -> usize {
     }
     frames[i] += 1;
     i
-}
-
-/// The root of `x` in a union-find forest, halving the path on the way.
-fn find(parent: &mut [usize], mut x: usize) -> usize {
-    while parent[x] != x {
-        parent[x] = parent[parent[x]];
-        x = parent[x];
-    }
-    x
 }
 
 impl Hota {
@@ -236,9 +229,8 @@ impl Hota {
         let degree = &scratch.degree;
         // One pass over the similarities: a pair alone is rooted at its hypothesis at once; the
         // others are joined (in order) and set aside for their roots.
-        let parent = &mut scratch.parent;
-        parent.clear();
-        parent.extend(0..nr + nc);
+        let sets = &mut scratch.sets;
+        sets.reset(nr + nc);
         let rooted = &mut scratch.rooted;
         rooted.clear();
         rooted.resize(nr + nc, Rooted::Nothing);
@@ -247,10 +239,7 @@ impl Hota {
             if degree[r] == 1 && degree[nr + c] == 1 {
                 rooted[nr + c] = Rooted::Alone(k);
             } else {
-                let (a, b) = (find(parent, r), find(parent, nr + c));
-                if a != b {
-                    parent[a] = b;
-                }
+                sets.union(r, nr + c);
                 // The root is filled in below, once every join is done.
                 scratch.several.push((r, k));
             }
@@ -258,7 +247,7 @@ impl Hota {
         // The similarities of the groups of several, by root (in a group, their order does not
         // matter: each is a cell of its own).
         for member in &mut scratch.several {
-            member.0 = find(parent, member.0);
+            member.0 = sets.find(member.0);
         }
         scratch.several.sort_unstable_by_key(|&(root, _)| root);
         let mut run = 0;

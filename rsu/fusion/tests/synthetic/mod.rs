@@ -1,13 +1,16 @@
 //! Test helpers: a small synthetic world (actors on piecewise constant-speed, constant-turn-rate
 //! paths), simulated roadside lidars and cameras with seeded noise, misses and false positives,
-//! and a CLEAR-MOT / IDF1 scorer.
+//! and a loop that runs the fusion engine over them.
+//!
+//! The fusion crate's scenario and property tests use it, and so do the accuracy tests of
+//! `replays/tests/fusion_accuracy.rs` (through `#[path]`), which score the engine with the
+//! project's scorer (`v2x_replays::scoring`): the scorer lives in a crate that depends on this one.
 #![allow(dead_code)]
 
 use nalgebra::{Isometry3, Point2, Point3, Translation3, UnitQuaternion, Vector2, Vector3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
-use rsu_fusion::assignment::hungarian;
 use rsu_fusion::calibration::{CameraIntrinsics, CameraModel, GroundModel, LidarNoise, SensorCalibration, SensorModel};
 use rsu_fusion::camera::{CameraGeometry, box_corners, camera_pose};
 use rsu_fusion::measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame};
@@ -387,139 +390,6 @@ pub fn run(
         next_poll += poll_period_s;
     }
     polls
-}
-
-/// CLEAR-MOT and IDF1 figures.
-#[derive(Clone, Debug, Default)]
-pub struct Scores {
-    pub gt: usize,
-    pub tp: usize,
-    pub fp: usize,
-    pub fn_: usize,
-    pub idsw: usize,
-    pub mota: f64,
-    pub idf1: f64,
-    pub vehicle_rmse_m: f64,
-    pub track_seconds: f64,
-    pub switches_per_100s: f64,
-}
-
-/// Scores polls against the actors' truth, matching on ground-plane centre distance within
-/// `gate_m` (CLEAR-MOT: keep last frame's matches when still within the gate, then optimal
-/// assignment; IDF1: optimal global id assignment over co-occurrence counts).
-pub fn score(
-    site: &SiteConfig,
-    actors: &[Actor],
-    polls: &[(f64, Vec<FusedObject>)],
-    gate_m: f64,
-    poll_period_s: f64,
-) -> Scores {
-    let mut s = Scores::default();
-    let mut last_match: std::collections::BTreeMap<u32, u32> = Default::default();
-    let mut co: std::collections::BTreeMap<(u32, u32), usize> = Default::default();
-    let mut gt_count: std::collections::BTreeMap<u32, usize> = Default::default();
-    let mut trk_count: std::collections::BTreeMap<u32, usize> = Default::default();
-    let mut sq_err = 0.0;
-    let mut n_err = 0usize;
-    for (t, objs) in polls {
-        let truths: Vec<Truth> =
-            actors.iter().filter(|a| observable(site, a, *t)).filter_map(|a| a.truth(*t)).collect();
-        s.gt += truths.len();
-        s.track_seconds += truths.len() as f64 * poll_period_s;
-        for tr in &truths {
-            *gt_count.entry(tr.id).or_default() += 1;
-        }
-        for o in objs {
-            *trk_count.entry(o.id).or_default() += 1;
-        }
-        let dist = |tr: &Truth, o: &FusedObject| (Vector2::new(o.position_m.x, o.position_m.y) - tr.pos).norm();
-        // IDF1 co-occurrence: every within-gate pair counts.
-        for tr in &truths {
-            for o in objs {
-                if dist(tr, o) <= gate_m {
-                    *co.entry((tr.id, o.id)).or_default() += 1;
-                }
-            }
-        }
-        let mut matches: Vec<(usize, usize)> = Vec::new();
-        let mut gt_used = vec![false; truths.len()];
-        let mut o_used = vec![false; objs.len()];
-        for (gi, tr) in truths.iter().enumerate() {
-            if let Some(&oid) = last_match.get(&tr.id)
-                && let Some(oi) = objs.iter().position(|o| o.id == oid)
-                && !o_used[oi]
-                && dist(tr, &objs[oi]) <= gate_m
-            {
-                matches.push((gi, oi));
-                gt_used[gi] = true;
-                o_used[oi] = true;
-            }
-        }
-        let rest_g: Vec<usize> = (0..truths.len()).filter(|&g| !gt_used[g]).collect();
-        let rest_o: Vec<usize> = (0..objs.len()).filter(|&o| !o_used[o]).collect();
-        if !rest_g.is_empty() && !rest_o.is_empty() {
-            let (nr, nc, transpose) = if rest_g.len() <= rest_o.len() {
-                (rest_g.len(), rest_o.len(), false)
-            } else {
-                (rest_o.len(), rest_g.len(), true)
-            };
-            let mut cost = vec![0.0; nr * nc];
-            for r in 0..nr {
-                for c in 0..nc {
-                    let (g, o) = if transpose { (rest_g[c], rest_o[r]) } else { (rest_g[r], rest_o[c]) };
-                    let d = dist(&truths[g], &objs[o]);
-                    cost[r * nc + c] = if d <= gate_m { d } else { 1e6 };
-                }
-            }
-            for (r, c) in hungarian(nr, nc, &cost).into_iter().enumerate() {
-                if cost[r * nc + c] >= 1e6 {
-                    continue;
-                }
-                let (g, o) = if transpose { (rest_g[c], rest_o[r]) } else { (rest_g[r], rest_o[c]) };
-                matches.push((g, o));
-            }
-        }
-        for &(g, o) in &matches {
-            let tr = &truths[g];
-            let oid = objs[o].id;
-            if last_match.get(&tr.id).is_some_and(|&prev| prev != oid) {
-                s.idsw += 1;
-            }
-            last_match.insert(tr.id, oid);
-            if tr.class.motion_family() == rsu_fusion::class::MotionFamily::Vehicle {
-                sq_err += dist(tr, &objs[o]).powi(2);
-                n_err += 1;
-            }
-        }
-        s.tp += matches.len();
-        s.fn_ += truths.len() - matches.len();
-        s.fp += objs.len() - matches.len();
-    }
-    s.mota = 1.0 - (s.fn_ + s.fp + s.idsw) as f64 / s.gt.max(1) as f64;
-    s.vehicle_rmse_m = if n_err > 0 { (sq_err / n_err as f64).sqrt() } else { 0.0 };
-    s.switches_per_100s = 100.0 * s.idsw as f64 / s.track_seconds.max(1e-9);
-    // IDF1: optimal one-to-one gt id ↔ track id assignment maximising co-occurrence.
-    let gts: Vec<u32> = gt_count.keys().copied().collect();
-    let trks: Vec<u32> = trk_count.keys().copied().collect();
-    let mut idtp = 0usize;
-    if !gts.is_empty() && !trks.is_empty() {
-        let (nr, nc, transpose) =
-            if gts.len() <= trks.len() { (gts.len(), trks.len(), false) } else { (trks.len(), gts.len(), true) };
-        let mut cost = vec![0.0; nr * nc];
-        for r in 0..nr {
-            for c in 0..nc {
-                let (g, o) = if transpose { (gts[c], trks[r]) } else { (gts[r], trks[c]) };
-                cost[r * nc + c] = -(co.get(&(g, o)).copied().unwrap_or(0) as f64);
-            }
-        }
-        for (r, c) in hungarian(nr, nc, &cost).into_iter().enumerate() {
-            idtp += (-cost[r * nc + c]) as usize;
-        }
-    }
-    let total_gt: usize = gt_count.values().sum();
-    let total_trk: usize = trk_count.values().sum();
-    s.idf1 = 2.0 * idtp as f64 / (total_gt + total_trk).max(1) as f64;
-    s
 }
 
 pub fn new_fusion(site: &SiteConfig) -> Fusion {
