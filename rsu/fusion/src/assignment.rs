@@ -6,8 +6,6 @@
 
 use crate::union_find::UnionFind;
 
-pub use crate::spatial::{SpatialGrid, close_pairs};
-
 /// A gated candidate pair with its cost (lower is better): `cost + ln(log_arg)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Candidate {

@@ -5,10 +5,10 @@
 
 use nalgebra::Point3;
 
-use crate::assignment::close_pairs;
 use crate::class::{BoxSize, MotionFamily, ObjectClass, SourceSet};
 use crate::config::FusionConfig;
 use crate::motion::{MotionState, ProcessNoise};
+use crate::spatial::close_pairs;
 use crate::time::Timestamp;
 use crate::track::{ClassEvidence, PathHistory, Track};
 

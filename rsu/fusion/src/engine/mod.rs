@@ -21,13 +21,14 @@ use std::sync::Arc;
 use nalgebra::Vector3;
 use serde::{Deserialize, Serialize};
 
-use crate::assignment::{AssignScratch, Candidate, SpatialGrid};
+use crate::assignment::{AssignScratch, Candidate};
 use crate::calibration::{ConfigError, LidarNoise, SensorCalibration, SensorModel, SiteConfig};
 use crate::camera::{CameraGeometry, ProjectedBox};
 use crate::config::{FusionConfig, FusionConfigError};
 use crate::geo::EnuFrame;
 use crate::measurement::{Detections, SensorFrame, VehicleState};
 use crate::motion::ProcessNoise;
+use crate::spatial::SpatialGrid;
 use crate::time::Timestamp;
 use crate::track::Track;
 
