@@ -383,11 +383,13 @@ pub fn parse(text: &str, source_name: &str) -> Result<Criteria, CriteriaError> {
         .map_err(|e| CriteriaError::Parse { source_name: source_name.to_owned(), problem: e.to_string() })
 }
 
-/// The criteria for `log` of scenario `scenario` (from its metadata, when known): `explicit`,
-/// else `<log>.criteria.toml`, else the scenario's built-in criteria, else the defaults.
+/// The criteria for `log`: `explicit`, else `<log>.criteria.toml`, else the built-in criteria of
+/// the log's scenario, else the defaults. `scenario` names the log's scenario (from its metadata,
+/// when known); it is asked only when there is no criteria file, so a caller that must open the
+/// log to learn it does so only then.
 pub fn resolve(
     log: &Path,
-    scenario: Option<&str>,
+    scenario: impl FnOnce() -> Option<String>,
     explicit: Option<&Path>,
 ) -> Result<(Criteria, CriteriaSource), CriteriaError> {
     let beside = log.with_extension("criteria.toml");
@@ -397,8 +399,8 @@ pub fn resolve(
         let criteria = parse(&text, &path.display().to_string())?;
         return Ok((criteria, CriteriaSource::File(path)));
     }
-    if let Some((name, text)) = scenario.and_then(|s| embedded(s).map(|text| (s, text))) {
-        return Ok((parse(text, name)?, CriteriaSource::Embedded(name.to_owned())));
+    if let Some((name, text)) = scenario().and_then(|s| embedded(&s).map(|text| (s, text))) {
+        return Ok((parse(text, &name)?, CriteriaSource::Embedded(name)));
     }
     Ok((default_criteria(), CriteriaSource::Defaults))
 }
@@ -455,24 +457,24 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("run.mcap");
         // No file, known scenario: its built-in criteria, said so.
-        let (c, source) = resolve(&log, Some("bus-pedestrian"), None).expect("built in");
+        let (c, source) = resolve(&log, || Some("bus-pedestrian".into()), None).expect("built in");
         assert_eq!(source, CriteriaSource::Embedded("bus-pedestrian".into()));
         assert_eq!(c, parse(embedded("bus-pedestrian").expect("known"), "x").expect("parses"));
         // Unknown scenario: the generic defaults, said so.
-        let (c, source) = resolve(&log, Some("my-own-drive"), None).expect("defaults");
+        let (c, source) = resolve(&log, || Some("my-own-drive".into()), None).expect("defaults");
         assert_eq!((c, source), (default_criteria(), CriteriaSource::Defaults));
         // A file beside the log wins over the scenario.
         std::fs::write(dir.path().join("run.criteria.toml"), "[overall]\nmota_min = 0.5\n").expect("write");
-        let (c, source) = resolve(&log, Some("bus-pedestrian"), None).expect("beside");
+        let (c, source) = resolve(&log, || Some("bus-pedestrian".into()), None).expect("beside");
         assert_eq!(c.overall.mota_min, Some(0.5));
         assert_eq!(source, CriteriaSource::File(dir.path().join("run.criteria.toml")));
         // An explicit file wins over everything; a bad one is an error naming it.
         let explicit = dir.path().join("strict.toml");
         std::fs::write(&explicit, "[overall]\nmota_min = 0.99\n").expect("write");
-        let (c, _) = resolve(&log, Some("bus-pedestrian"), Some(&explicit)).expect("explicit");
+        let (c, _) = resolve(&log, || Some("bus-pedestrian".into()), Some(&explicit)).expect("explicit");
         assert_eq!(c.overall.mota_min, Some(0.99));
         std::fs::write(&explicit, "[overall]\nmota_minimum = 1\n").expect("write");
-        let err = resolve(&log, None, Some(&explicit)).expect_err("unknown field").to_string();
+        let err = resolve(&log, || None, Some(&explicit)).expect_err("unknown field").to_string();
         assert!(err.contains("strict.toml") && err.contains("mota_minimum"), "{err}");
     }
 }

@@ -231,10 +231,10 @@ fn write_review(
 /// The criteria that judge `log`: `explicit`, else the file beside the log, else the built-in
 /// criteria of the log's scenario, else generic defaults (see `v2x_replays::criteria::resolve`).
 fn criteria_for(log: &Path, explicit: Option<&Path>) -> anyhow::Result<(Criteria, CriteriaSource)> {
-    // The scenario is only needed when there is no file; a log that cannot be opened is
-    // reported by the validation itself, with its damage.
-    let scenario = ReplayReader::open(log).ok().map(|r| r.meta().scenario.clone());
-    Ok(criteria::resolve(log, scenario.as_deref(), explicit)?)
+    // The log is opened for its scenario only when there is no criteria file; a log that cannot
+    // be opened is reported by the validation itself, with its damage.
+    let scenario = || ReplayReader::open(log).ok().map(|r| r.meta().scenario.clone());
+    Ok(criteria::resolve(log, scenario, explicit)?)
 }
 
 enum Outcome {

@@ -218,7 +218,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     meta.start_time = with.outcome.start;
     meta.end_time = with.outcome.start.add_secs(duration_s);
     let counts = log::write(&demo_log, &meta, &with.recordings, &with.outcome.truth)?;
-    let (criteria, criteria_source) = v2x_replays::criteria::resolve(&demo_log, Some(info.name), None)?;
+    let (criteria, criteria_source) = v2x_replays::criteria::resolve(&demo_log, || Some(info.name.to_owned()), None)?;
     let config = ReplayConfig::default();
     let (mut report, plot) = validate_log(&demo_log, &criteria, &config).context("validating demo.mcap")?;
     report.wall_time_s = started.elapsed().as_secs_f64();
