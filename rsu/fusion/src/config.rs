@@ -21,17 +21,17 @@ pub struct FusionConfigError {
 pub struct FusionConfig {
     /// RSU id written into broadcast frames; empty means the site id.
     pub rsu_id: String,
-    /// How late a measurement may arrive and still be fused in capture-time order [s]. Older
-    /// measurements are dropped and counted in [`crate::FusionStats::late_dropped`].
+    /// How late a measurement may arrive (capture time to arrival) and still be fused [s]. Every
+    /// input is fused when it arrives; one older than inputs already fused is fused where it
+    /// belongs in capture-time order (out-of-sequence fusion), as long as it is at most this
+    /// old. Older inputs are dropped and counted in [`crate::FusionStats::late_dropped`]. The
+    /// engine keeps the inputs of this span, with checkpoints of its state, to do that.
     pub max_lag_s: f64,
-    /// Release buffered measurements as soon as every live sensor has delivered a frame at least
-    /// as new (a watermark), instead of always waiting `max_lag_s`. This lowers latency; it
-    /// assumes each sensor delivers its own frames in capture order (a frame older than one of
-    /// its own already fused is then dropped as late).
-    pub early_release: bool,
-    /// Most measurements frames (sensor frames and V2X states) held in the reorder buffer; beyond
-    /// it the oldest is fused at once.
-    pub max_buffered_frames: usize,
+    /// Most inputs (sensor frames and V2X states) kept in the fusion window; beyond it the
+    /// oldest are forgotten early (counted in [`crate::FusionStats::window_trimmed`]) and an
+    /// input older than them is dropped as late. It bounds the window's memory when inputs
+    /// arrive faster than `max_lag_s` was sized for.
+    pub max_window_inputs: usize,
     /// A sensor with no frame for this many of its frame periods is reported silent.
     pub sensor_silent_after_periods: f64,
     /// A sensor whose newest frame is older than this many frame periods, or that skipped a
@@ -136,9 +136,8 @@ impl Default for FusionConfig {
     fn default() -> Self {
         FusionConfig {
             rsu_id: String::new(),
-            max_lag_s: 0.3,
-            early_release: true,
-            max_buffered_frames: 512,
+            max_lag_s: 0.5,
+            max_window_inputs: 16384,
             sensor_silent_after_periods: 10.0,
             sensor_degraded_after_periods: 3.0,
             gate_chi2: 13.8,
@@ -259,8 +258,8 @@ impl FusionConfig {
         if self.delete_after_s < self.coast_after_s {
             return Err(err("delete_after_s", "must not be shorter than coast_after_s"));
         }
-        if self.max_buffered_frames == 0 {
-            return Err(err("max_buffered_frames", "must be at least 1"));
+        if self.max_window_inputs == 0 {
+            return Err(err("max_window_inputs", "must be at least 1"));
         }
         if self.max_tracks == 0 || self.max_tracks > 1_000_000 {
             return Err(err("max_tracks", "must be within 1..=1000000"));

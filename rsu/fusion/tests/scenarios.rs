@@ -268,7 +268,7 @@ fn lidar_dropout_is_reported_and_its_tracks_coast() {
 }
 
 #[test]
-fn out_of_order_frames_fuse_like_in_order_and_late_ones_are_dropped() {
+fn out_of_sequence_frames_fuse_exactly_like_in_order_and_late_ones_are_dropped() {
     let site = site_2l2c(0.15, 3.0);
     let actors = vec![
         Actor::straight(1, ObjectClass::Car, (-30.0, -1.75), 0.0, 10.0, 5.0),
@@ -286,18 +286,29 @@ fn out_of_order_frames_fuse_like_in_order_and_late_ones_are_dropped() {
         }
     }
     shuffled.sort_by(|a, b| a.arrive_s.total_cmp(&b.arrive_s).then(a.frame.sensor_id.cmp(&b.frame.sensor_id)));
-    let final_state = |arrivals: &[Arrival]| {
+    // Read every `poll_s` of arrival time (each read fuses what has arrived, so later frames
+    // that are older arrive out of sequence), or only at the end.
+    let final_state = |arrivals: &[Arrival], poll_s: Option<f64>| {
         let mut f = new_fusion(&site);
+        let mut next_poll = poll_s.unwrap_or(f64::INFINITY);
         for a in arrivals {
+            while a.arrive_s > next_poll {
+                f.poll_objects(ts(next_poll));
+                next_poll += poll_s.unwrap_or(f64::INFINITY);
+            }
             assert_eq!(f.handle_sensor_frame(ts(a.arrive_s), a.frame.clone()), Ingest::Accepted);
         }
         let objs = f.poll_objects(ts(5.5));
-        (format!("{objs:?}"), f.stats().late_dropped)
+        (format!("{objs:?}"), f.stats().clone())
     };
-    let (a, late_a) = final_state(&in_order);
-    let (b, late_b) = final_state(&shuffled);
-    assert_eq!((late_a, late_b), (0, 0));
+    let (a, stats_a) = final_state(&in_order, None);
+    let (b, stats_b) = final_state(&shuffled, None);
+    let (c, stats_c) = final_state(&shuffled, Some(0.1));
+    assert_eq!((stats_a.late_dropped, stats_b.late_dropped, stats_c.late_dropped), (0, 0, 0));
+    assert_eq!(stats_a.out_of_sequence, 0);
+    assert!(stats_c.out_of_sequence > 0 && stats_c.rollbacks > 0, "{stats_c:?}");
     assert_eq!(a, b, "capture-time order fusion makes arrival order irrelevant");
+    assert_eq!(a, c, "out-of-sequence fusion gives the result of fusing in capture-time order, ids included");
 
     // A frame older than the lag is dropped and counted.
     let mut f = new_fusion(&site);

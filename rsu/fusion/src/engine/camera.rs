@@ -150,7 +150,8 @@ impl Fusion {
         // The grid of tracks is built for the first box that may spawn (often none does), before
         // any spawn; tracks spawned by this frame are checked apart.
         let mut grid_built = false;
-        let mut spawned: Vec<usize> = Vec::new();
+        // Ids of the tracks this frame spawned (a spawn may re-sort the track vector).
+        let mut spawned: Vec<u32> = Vec::new();
         for (j, m) in meas.iter().enumerate() {
             if gated[j] || m.truncated {
                 continue;
@@ -178,7 +179,8 @@ impl Fusion {
             }
             near.clear();
             self.grid.query(pos.x, pos.y, self.config.max_gate_radius_m, &mut near);
-            let taken = near.iter().chain(spawned.iter()).any(|&ti| {
+            let spawned_indices = spawned.iter().filter_map(|id| self.tracks.binary_search_by_key(id, |t| t.id).ok());
+            let taken = near.iter().copied().chain(spawned_indices).any(|ti| {
                 let y = pos - self.tracks[ti].motion.position();
                 self.tracks[ti].motion.position_gate(&y, &cov, self.config.gate_chi2).is_some()
             });
@@ -197,14 +199,15 @@ impl Fusion {
             );
             let mut evidence = ClassEvidence::default();
             evidence.add(m.scores, self.config.camera_class_weight, self.config.class_evidence_decay);
-            let before = self.tracks.len();
-            if let Some(ti) = self.spawn(t, motion, evidence, size, false, ground_pt.z, yaw, SourceSet::CAMERA) {
+            let tag = u32::try_from(j).unwrap_or(u32::MAX);
+            if let Some(ti) = self.spawn(t, motion, evidence, size, false, ground_pt.z, yaw, SourceSet::CAMERA, tag) {
                 self.tracks[ti].mark_seen(si, t);
-                if ti + 1 != self.tracks.len() || before + 1 != self.tracks.len() {
-                    // The vector was re-sorted (id wrap): indices in the grid are stale.
-                    return;
+                if ti + 1 != self.tracks.len() {
+                    // The vector was re-sorted (an id wrap, or a respawn after a rollback under
+                    // an older id): the grid's indices are stale.
+                    grid_built = false;
                 }
-                spawned.push(ti);
+                spawned.push(self.tracks[ti].id);
             }
         }
     }

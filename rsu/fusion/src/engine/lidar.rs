@@ -166,7 +166,10 @@ impl Fusion {
             );
             let mut evidence = ClassEvidence::default();
             evidence.add(&[(m.class, m.score)], self.config.lidar_class_weight, self.config.class_evidence_decay);
-            if let Some(ti) = self.spawn(t, motion, evidence, m.size, true, m.z_ground_m, m.yaw_rad, SourceSet::LIDAR) {
+            let tag = u32::try_from(j).unwrap_or(u32::MAX);
+            if let Some(ti) =
+                self.spawn(t, motion, evidence, m.size, true, m.z_ground_m, m.yaw_rad, SourceSet::LIDAR, tag)
+            {
                 self.tracks[ti].mark_seen(si, t);
             }
         }

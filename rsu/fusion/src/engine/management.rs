@@ -12,7 +12,7 @@ use crate::spatial::close_pairs;
 use crate::time::Timestamp;
 use crate::track::{ClassEvidence, PathHistory, Track};
 
-use super::buffer::predict_track;
+use super::window::predict_track;
 use super::{Fusion, SensorState};
 
 /// Slack added to a track's travel bound in the duplicate search [m]: far above the rounding of
@@ -85,6 +85,7 @@ impl Fusion {
         z_ground_m: f64,
         yaw_hint_rad: f64,
         source: SourceSet,
+        tag: u32,
     ) -> Option<usize> {
         if self.tracks.len() >= self.config.max_tracks {
             self.stats.spawn_refused += 1;
@@ -94,13 +95,22 @@ impl Fusion {
             self.stats.numeric_failures += 1;
             return None;
         }
-        // Ids grow monotonically (wrapping past u32::MAX, skipping 0 and ids in use), so the
-        // track vector stays sorted by id except right after a wrap, when it is re-sorted.
-        let mut id = self.next_id.max(1);
-        while self.tracks.binary_search_by_key(&id, |t| t.id).is_ok() {
-            id = id.wrapping_add(1).max(1);
-        }
-        self.next_id = id.wrapping_add(1).max(1);
+        // A spawn fused again after a rollback keeps the id it had. Fresh ids grow monotonically
+        // (wrapping past u32::MAX, skipping 0 and ids in use), so the track vector stays sorted
+        // by id except after a wrap or a respawn under an older id, when it is re-sorted.
+        let in_use = |tracks: &[Track], id: u32| tracks.binary_search_by_key(&id, |t| t.id).is_ok();
+        let id = match self.spawn_ids.previous(tag).filter(|&id| !in_use(&self.tracks, id)) {
+            Some(id) => id,
+            None => {
+                let mut id = self.next_id.max(1);
+                while in_use(&self.tracks, id) {
+                    id = id.wrapping_add(1).max(1);
+                }
+                self.next_id = id.wrapping_add(1).max(1);
+                id
+            }
+        };
+        self.spawn_ids.give(tag, id);
         self.tracks.push(Track {
             id,
             motion,

@@ -1,16 +1,17 @@
 //! The fusion engine: a sans-IO state machine fed with sensor frames and V2X self-reports (each
-//! with the caller's `now`), fusing them in capture-time order through a reorder buffer, and
-//! polled for objects predicted to a requested time. Pipeline per measurement frame: predict the
-//! tracks within the frame's reach (the others keep their own time) → gate (chi-square on
-//! Mahalanobis distance) → associate (grid pre-filter, components, optimal assignment) → update
-//! (confirming tracks as their hits are recorded) → spawn; after every batch of inputs released
-//! together, apply the covariance guard the batch's predictions and updates deferred, then merge
-//! duplicate tracks; once per management interval of capture time and before every poll, delete
-//! stale tracks.
+//! with the caller's `now`), fusing each as it arrives (one that arrives out of sequence is fused
+//! where it belongs in capture-time order, see `window`), and polled for objects predicted to a
+//! requested time. Pipeline per measurement frame: predict the tracks within the frame's reach
+//! (the others keep their own time) → gate (chi-square on Mahalanobis distance) → associate (grid
+//! pre-filter, components, optimal assignment) → update (confirming tracks as their hits are
+//! recorded) → spawn; after every input, apply the covariance guard its predictions and updates
+//! deferred, and after every sensor frame merge duplicate tracks; once per management interval
+//! of capture time and before every poll, delete stale tracks.
 //!
 //! The engine is one [`Fusion`] struct with its methods spread over the submodules by stage:
 //! - this file: the struct, its construction and configuration, and the inputs (`handle_*`);
-//! - `buffer`: time and the reorder buffer (what is fused when, predicting tracks to an input);
+//! - `window`: time and the fusion window (what is fused when, out-of-sequence inputs, the
+//!   management after each input, predicting tracks to an input);
 //! - `lidar`, `camera`, `v2x`: the three measurement updates;
 //! - `management`: spawning, confirmation, deletion and merging of tracks;
 //! - `output`: [`FusedObject`], [`ObjectKinematics`], sensor health and the roadside frame.
@@ -32,19 +33,19 @@ use crate::spatial::SpatialGrid;
 use crate::time::Timestamp;
 use crate::track::Track;
 
-mod buffer;
 mod camera;
 mod lidar;
 mod management;
 mod output;
 mod v2x;
+mod window;
 
 pub use output::{ConfidenceEllipse, FusedObject, ObjectKinematics};
 
-use buffer::Pending;
 use camera::PIXEL_GRID_CELL_PX;
 use lidar::{LidarMeas, MEAS_GRID_CELL_M};
 use management::MergeScratch;
+use window::{Pending, SpawnIds, Window};
 
 /// Why the engine cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -60,9 +61,9 @@ pub enum FusionError {
 /// What happened to an input handed to the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ingest {
-    /// Buffered; it is fused in capture-time order.
+    /// Taken in; it is fused in capture-time order (out of sequence if it arrived late).
     Accepted,
-    /// Older than the lag (or than measurements already fused): dropped and counted.
+    /// Older than the lag allows: dropped and counted.
     Late,
     /// Captured implausibly far in the future: dropped and counted.
     FromFuture,
@@ -87,10 +88,17 @@ pub struct FusionStats {
     pub wrong_kind: u64,
     /// Frames and V2X reports dropped for arriving later than the lag allows.
     pub late_dropped: u64,
+    /// Inputs that arrived out of sequence (captured before inputs already fused) and were
+    /// fused in their place.
+    pub out_of_sequence: u64,
+    /// Times the engine went back to a checkpoint to fuse inputs that arrived out of sequence.
+    pub rollbacks: u64,
+    /// Inputs fused again after a rollback.
+    pub inputs_refused: u64,
     /// Frames and V2X reports dropped for a capture time too far in the future.
     pub future_rejected: u64,
-    /// Buffered inputs fused early because the reorder buffer was full.
-    pub buffer_forced: u64,
+    /// Inputs forgotten before `max_lag_s` because the window held `max_window_inputs`.
+    pub window_trimmed: u64,
     /// Sequence gaps seen (frames lost between sensor and core).
     pub sequence_gaps: u64,
     /// Detections assigned to a track.
@@ -113,7 +121,8 @@ pub struct FusionStats {
     pub tracks_merged: u64,
     /// Spawns refused because `max_tracks` was reached.
     pub spawn_refused: u64,
-    /// Filter updates skipped because of a singular or non-finite innovation.
+    /// Filter updates skipped because of a singular or non-finite innovation (or a V2X state
+    /// whose position cannot be placed in the site frame).
     pub numeric_failures: u64,
 }
 
@@ -193,11 +202,17 @@ pub struct Fusion {
     noise: ProcessNoise,
     sensors: Vec<SensorState>,
     tracks: Vec<Track>,
+    /// The next fresh track id: ids are never reused, a rollback included.
     next_id: u32,
-    buffer: BTreeMap<(Timestamp, u64), Pending>,
+    /// Ids of the tracks the input being fused spawns, kept across rollbacks.
+    spawn_ids: SpawnIds,
+    /// The inputs of the last `max_lag_s` with checkpoints.
+    window: Window,
+    /// Inputs accepted so far (the arrival number of the newest).
     arrivals: u64,
+    /// Newest capture time fused.
     fused_until: Option<Timestamp>,
-    first_now: Option<Timestamp>,
+    /// Newest `now` a caller passed.
     latest_now: Option<Timestamp>,
     v2x_links: BTreeMap<String, u32>,
     stats: FusionStats,
@@ -263,10 +278,10 @@ impl Fusion {
             sensors,
             tracks: Vec::new(),
             next_id: 1,
-            buffer: BTreeMap::new(),
+            spawn_ids: SpawnIds::default(),
+            window: Window::default(),
             arrivals: 0,
             fused_until: None,
-            first_now: None,
             latest_now: None,
             v2x_links: BTreeMap::new(),
             stats: FusionStats::default(),
@@ -298,17 +313,23 @@ impl Fusion {
         self.tracks.len()
     }
 
-    /// Inputs waiting in the reorder buffer.
-    pub fn buffered(&self) -> usize {
-        self.buffer.len()
+    /// Inputs taken in and not yet fused (they are fused when objects are next read).
+    pub fn unfused(&self) -> usize {
+        self.window.unfused()
     }
 
-    /// Takes in one sensor frame at time `now`. It is buffered and fused in capture-time order
-    /// once no older input can still arrive (see [`FusionConfig::max_lag_s`] and
-    /// [`FusionConfig::early_release`]).
+    /// Inputs held in the fusion window (the last [`FusionConfig::max_lag_s`] of them).
+    pub fn window_len(&self) -> usize {
+        self.window.len()
+    }
+
+    /// Takes in one sensor frame at time `now` (its arrival). It is fused in capture-time order:
+    /// at once, or, when it was captured before inputs already fused, in their place (see
+    /// [`FusionConfig::max_lag_s`]). Fusing waits for the next read of objects, so that inputs
+    /// taken in together are fused together.
     ///
-    /// The engine keeps the frame while it waits in the buffer: pass an `Arc` to share it with
-    /// the caller (nothing is copied), or the frame itself to hand it over.
+    /// The engine keeps the frame for `max_lag_s`: pass an `Arc` to share it with the caller
+    /// (nothing is copied), or the frame itself to hand it over.
     pub fn handle_sensor_frame(&mut self, now: Timestamp, frame: impl Into<Arc<SensorFrame>>) -> Ingest {
         let frame = frame.into();
         self.stats.frames_received += 1;
@@ -338,9 +359,7 @@ impl Fusion {
         }
         sensor.last_sequence = Some(sensor.last_sequence.map_or(frame.sequence, |s| s.max(frame.sequence)));
         sensor.last_capture = Some(sensor.last_capture.map_or(t, |c| c.max(t)));
-        self.arrivals += 1;
-        self.buffer.insert((t, self.arrivals), Pending::Frame { sensor: si, frame });
-        self.advance(now);
+        self.admit(t, Pending::Frame { sensor: si, frame });
         Ingest::Accepted
     }
 
@@ -354,8 +373,9 @@ impl Fusion {
         self.handle_sensor_frame(now, frame)
     }
 
-    /// Takes in a connected vehicle's self-report at time `now`: a measurement of the track of
-    /// that vehicle (or a new track when no sensor sees it).
+    /// Takes in a connected vehicle's self-report at time `now` (its arrival): a measurement of
+    /// the track of that vehicle (or a new track when no sensor sees it), fused at its own
+    /// measurement time like a sensor frame, however late it arrives within `max_lag_s`.
     pub fn handle_vehicle_state(&mut self, now: Timestamp, state: &VehicleState) -> Ingest {
         self.stats.vehicle_states_received += 1;
         self.note_now(now);
@@ -377,9 +397,7 @@ impl Fusion {
         if let Some(verdict) = self.check_time(now, state.time) {
             return verdict;
         }
-        self.arrivals += 1;
-        self.buffer.insert((state.time, self.arrivals), Pending::Vehicle(Box::new(state.clone())));
-        self.advance(now);
+        self.admit(state.time, Pending::Vehicle(Box::new(state.clone())));
         Ingest::Accepted
     }
 }

@@ -197,7 +197,7 @@ impl Fusion {
     /// Confirmed objects predicted to `at` (fusing first whatever is due by `at`), sorted by id.
     pub fn poll_objects(&mut self, at: Timestamp) -> Vec<FusedObject> {
         self.note_now(at);
-        self.advance_with(at, true);
+        self.settle(at);
         // Sized up front: a `filter` gives no length hint, and growing a vector of objects this
         // large copies them over and over.
         let mut objects = Vec::with_capacity(self.tracks.iter().filter(|t| t.confirmed).count());
@@ -209,7 +209,7 @@ impl Fusion {
     /// whatever is due by `at`), sorted by id: the same values, for a fraction of the work.
     pub fn poll_kinematics(&mut self, at: Timestamp) -> Vec<ObjectKinematics> {
         self.note_now(at);
-        self.advance_with(at, true);
+        self.settle(at);
         let v2x_timeout_s = self.config.v2x_timeout_s;
         let mut objects = Vec::with_capacity(self.tracks.iter().filter(|t| t.confirmed).count());
         objects.extend(self.tracks.iter().filter(|t| t.confirmed).map(|track| {

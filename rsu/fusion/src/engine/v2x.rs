@@ -12,8 +12,8 @@ use crate::time::Timestamp;
 use crate::track::{ClassEvidence, V2xLink};
 
 use super::Fusion;
-use super::buffer::predict_track;
 use super::management::family_of;
+use super::window::predict_track;
 
 impl Fusion {
     pub(super) fn update_v2x(&mut self, t: Timestamp, state: &VehicleState) {
@@ -26,7 +26,7 @@ impl Fusion {
         let rot = Matrix2::new(c, -s, s, c);
         let r = rot * Matrix2::new(a * a, 0.0, 0.0, b * b) * rot.transpose();
         if !pos.iter().all(|v| v.is_finite()) || !r.iter().all(|v| v.is_finite()) {
-            self.stats.vehicle_states_rejected += 1;
+            self.stats.numeric_failures += 1;
             return;
         }
         // The track this vehicle already names, if it still agrees.
@@ -102,6 +102,7 @@ impl Fusion {
                     z,
                     yaw,
                     SourceSet::V2X,
+                    0,
                 ) else {
                     return;
                 };
