@@ -12,10 +12,12 @@
 //! revocations = "pki/revoked.txt"  # optional
 //!
 //! [broadcast]
-//! rate_hz = 10.0
+//! rate_hz = 10.0                   # heartbeat: at least this often per vehicle
+//! max_rate_hz = 20.0               # at most this often per vehicle (frames go out on change)
+//! frame_deadline_s = 0.5           # a frame in flight this long is given up
 //!
 //! [fusion]                         # FusionConfig; every field optional
-//! max_lag_s = 0.3
+//! max_lag_s = 0.5
 //! ```
 //!
 //! Relative paths are relative to the directory of the configuration file.
@@ -91,8 +93,16 @@ pub struct TlsConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BroadcastConfig {
-    /// Fusion cycles and frames per second [Hz], 1..=50. Default 10.
+    /// Heartbeat rate [Hz], 1..=50. Default 10. A vehicle gets a frame as soon as a fusion step
+    /// changes what it subscribed to, and at least this often when nothing changes.
     pub rate_hz: f64,
+    /// Most frames per second one vehicle gets [Hz], `rate_hz`..=50. Default 20. A change within
+    /// `1 / max_rate_hz` of the vehicle's previous frame is sent when that interval ends.
+    pub max_rate_hz: f64,
+    /// How long a frame handed to QUIC may take to be delivered before its stream is reset [s],
+    /// 0.05..=5. Default 0.5. Newer frames never cancel older ones in flight: on a link whose
+    /// round trip approaches the frame interval every frame still arrives unless it is this old.
+    pub frame_deadline_s: f64,
     /// Radius of an "around me" subscription with radius 0, and of the default subscription [m],
     /// 1..=10000. Default 300.
     pub default_radius_m: u32,
@@ -100,7 +110,7 @@ pub struct BroadcastConfig {
 
 impl Default for BroadcastConfig {
     fn default() -> Self {
-        BroadcastConfig { rate_hz: 10.0, default_radius_m: 300 }
+        BroadcastConfig { rate_hz: 10.0, max_rate_hz: 20.0, frame_deadline_s: 0.5, default_radius_m: 300 }
     }
 }
 
@@ -324,6 +334,8 @@ impl ServeConfig {
             Ok(())
         }
         range("broadcast.rate_hz", self.broadcast.rate_hz, 1.0, 50.0, "Hz")?;
+        range("broadcast.max_rate_hz", self.broadcast.max_rate_hz, self.broadcast.rate_hz, 50.0, "Hz")?;
+        range("broadcast.frame_deadline_s", self.broadcast.frame_deadline_s, 0.05, 5.0, "s")?;
         count("broadcast.default_radius_m", u64::from(self.broadcast.default_radius_m), 1, 10_000)?;
         range("tls.revocation_poll_s", self.tls.revocation_poll_s, 0.1, 3600.0, "s")?;
         let l = &self.limits;

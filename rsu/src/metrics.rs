@@ -22,13 +22,21 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Histogram buckets of latencies and cycle times [s].
-const LATENCY_BUCKETS_S: [f64; 14] =
-    [0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0];
+const LATENCY_BUCKETS_S: [f64; 22] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
+    0.15, 0.2, 0.3, 0.5, 1.0, 2.0,
+];
+
+/// Histogram buckets of sizes [bytes].
+const SIZE_BUCKETS_BYTES: [f64; 14] =
+    [16.0, 24.0, 32.0, 36.0, 40.0, 44.0, 48.0, 64.0, 96.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
 
 /// Installs the global Prometheus recorder (once per process) and returns its handle.
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS_S)
+        .context("metrics buckets")?
+        .set_buckets_for_metric(Matcher::Suffix("_bytes".into()), &SIZE_BUCKETS_BYTES)
         .context("metrics buckets")?
         .install_recorder()
         .context("installing the metrics recorder")

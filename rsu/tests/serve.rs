@@ -434,7 +434,7 @@ async fn a_stalled_vehicle_does_not_slow_the_others() {
         .await
         .expect("stalled vehicle");
     let (rate_with, mut lat_with) = measure(&mut reader, Duration::from_secs(3)).await;
-    let superseded = Stats::get(&server.stats.frames_superseded);
+    let superseded = server.stats.undelivered_count(rsu::serve::stats::Undelivered::Superseded);
 
     let (p50_alone, p99_alone) = (percentile(&mut lat_alone, 50.0), percentile(&mut lat_alone, 99.0));
     let (p50_with, p99_with) = (percentile(&mut lat_with, 50.0), percentile(&mut lat_with, 99.0));

@@ -145,8 +145,10 @@ async fn sigterm_closes_sessions_finishes_the_recording_and_exits_0() {
     let metrics = http_get(daemon.metrics, "/metrics");
     for name in [
         "rsu_sensor_frames_total{sensor=\"lidar-ne\"}",
-        "rsu_fusion_cycle_seconds_bucket",
+        "rsu_fusion_step_seconds_bucket",
         "rsu_broadcast_latency_seconds_bucket",
+        "rsu_added_latency_seconds_bucket",
+        "rsu_frames_sent_total",
         "rsu_connected_vehicles 1",
         "rsu_connected_sensors 1",
         "rsu_sensor_status{sensor=\"lidar-ne\"}",

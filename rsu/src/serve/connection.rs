@@ -2,16 +2,20 @@
 //!
 //! - Vehicles: VehicleState datagrams in (size limit, rate limit, decode, identity check), control
 //!   stream (subscription changes), and the downlink writer (one stream per frame, filtered to the
-//!   region, the previous undelivered stream reset when a newer frame is ready).
+//!   region, sent when what the vehicle subscribed to changed, rate-capped, with a heartbeat, and
+//!   given up only at its delivery deadline).
 //! - Sensors: one unidirectional stream per SensorFrame (size limit, rate limit, decode, identity
 //!   check), each read in its own task so a stalled stream delays nothing else.
 //!
 //! Accepted inputs go to the fusion loop with `try_send`: when its queue is full they are dropped
 //! and counted, so no client can make the loop wait.
 
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rsu_fusion::calibration::point_in_polygon;
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
@@ -22,7 +26,7 @@ use v2x_link::session::{ControlError, Session, accept_session, read_control};
 use v2x_link::{CloseCode, StreamCode};
 use v2x_proto::domain::{Role, Subscription};
 
-use super::stats::{Reject, Stats};
+use super::stats::{Reject, Stats, Undelivered};
 use super::{Broadcast, Event, Shared};
 use crate::recorder::wall_now;
 
@@ -201,7 +205,7 @@ async fn vehicle_uplink(
         }
         let p = shared.enu.enu_from_wgs84(&state.position);
         view.lock().unwrap_or_else(std::sync::PoisonError::into_inner).position_m = Some([p.x, p.y]);
-        forward(shared, Event::Vehicle { state, received: wall_now() }, identity);
+        forward(shared, Event::Vehicle { state, received: wall_now(), arrived: Instant::now() }, identity);
     }
 }
 
@@ -252,7 +256,7 @@ async fn read_sensor_frame(mut stream: quinn::RecvStream, shared: Arc<Shared>, i
         );
         return;
     }
-    forward(&shared, Event::Sensor { frame, received: wall_now() }, &identity);
+    forward(&shared, Event::Sensor { frame, received: wall_now(), arrived: Instant::now() }, &identity);
 }
 
 /// Reads control messages: subscription changes for vehicles; anything from a sensor is a
@@ -344,8 +348,88 @@ fn filter_frame(frame: &RoadsideFrame, view: &VehicleView, default_radius_m: u32
     }
 }
 
-/// Sends each new frame on its own stream; latest wins. Returns when the connection or the loop
-/// ends.
+/// What a vehicle's previous frames told it, to send only what changed.
+#[derive(Default)]
+struct Sent {
+    /// Digest of the previous frame's content (see [`digest`]).
+    digest: Option<u64>,
+    /// When the previous frame was handed to QUIC.
+    at: Option<Instant>,
+    /// The previous frame's time.
+    frame_time: Option<rsu_fusion::Timestamp>,
+    /// Per participant id, the time of the newest path-history point sent [ns].
+    history: HashMap<u32, i64>,
+}
+
+/// A digest of what a vehicle's frame says that a fusion step can change: which participants
+/// it holds and how far each one's path history reaches (a new point is added on every update
+/// that moved it), and the sensors' states. Equal digests: nothing new for this vehicle.
+fn digest(frame: &RoadsideFrame) -> u64 {
+    let mut h = DefaultHasher::new();
+    for p in &frame.participants {
+        p.id.hash(&mut h);
+        newest_history_ns(frame, p).hash(&mut h);
+        p.path_history.len().hash(&mut h);
+        p.v2x_id.hash(&mut h);
+    }
+    for s in &frame.sensors {
+        (s.status as u8).hash(&mut h);
+    }
+    frame.perception_regions.len().hash(&mut h);
+    h.finish()
+}
+
+/// Time of a participant's newest path-history point [ns], if it has one.
+fn newest_history_ns(frame: &RoadsideFrame, p: &rsu_fusion::Participant) -> Option<i64> {
+    p.path_history.first().map(|pt| frame.time.add_secs(-pt.dt_s).as_nanos())
+}
+
+/// Path history is sent on change: a participant's history goes out when it has a point the
+/// vehicle was not sent yet (a vehicle that missed a frame gets the whole history with the next
+/// new point), and is left out otherwise. Ids no longer in the frame are forgotten.
+fn history_on_change(frame: &mut RoadsideFrame, sent: &mut HashMap<u32, i64>) {
+    let time = frame.time;
+    sent.retain(|id, _| frame.participants.iter().any(|p| p.id == *id));
+    for p in &mut frame.participants {
+        let Some(newest) = p.path_history.first().map(|pt| time.add_secs(-pt.dt_s).as_nanos()) else { continue };
+        if sent.get(&p.id) == Some(&newest) {
+            p.path_history.clear();
+        } else {
+            sent.insert(p.id, newest);
+        }
+    }
+}
+
+/// Counts a vehicle in [`Shared::ready`] while it lives.
+struct Ready<'a>(&'a AtomicUsize);
+
+impl<'a> Ready<'a> {
+    fn new(ready: &'a AtomicUsize) -> Self {
+        ready.fetch_add(1, Ordering::Relaxed);
+        Ready(ready)
+    }
+}
+
+impl Drop for Ready<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a frame handed to QUIC ended.
+fn outcome(stopped: Result<Option<quinn::VarInt>, quinn::StoppedError>) -> Option<Undelivered> {
+    match stopped {
+        Ok(None) => None,
+        Ok(Some(_)) => Some(Undelivered::Stopped),
+        Err(quinn::StoppedError::ConnectionLost(_)) => Some(Undelivered::Closed),
+        Err(_) => Some(Undelivered::SendError),
+    }
+}
+
+/// Sends the vehicle a frame whenever a fusion step changed what it subscribed to, at most
+/// `max_rate_hz` and at least `rate_hz` (a heartbeat), each on its own stream. A frame in flight
+/// is never cancelled by a newer one: it is reset only when its delivery deadline passes. Every
+/// frame is accounted for (see [`Undelivered`]). Returns when the connection or the loop ends.
 async fn downlink(
     connection: &quinn::Connection,
     mut rx: watch::Receiver<Option<Arc<Broadcast>>>,
@@ -353,80 +437,142 @@ async fn downlink(
     view: &Mutex<VehicleView>,
 ) {
     let stats = &shared.stats;
-    let superseded = || {
-        Stats::bump(&stats.frames_superseded);
-        metrics::counter!("rsu_frames_superseded_total").increment(1);
-    };
-    // The stream of the previous frame, kept until the next one is ready.
-    let mut previous: Option<quinn::SendStream> = None;
-    let mut last_count: Option<u32> = None;
-    let mut ready = false;
+    let min_interval = Duration::from_secs_f64(1.0 / shared.max_rate_hz);
+    let heartbeat_s = 1.0 / shared.rate_hz;
+    let deadline_s = shared.frame_deadline_s;
+    let mut sent = Sent::default();
+    let mut in_flight = InFlight { set: JoinSet::new(), stats };
     loop {
-        if !ready && rx.changed().await.is_err() {
-            return;
-        }
-        ready = false;
-        let Some(broadcast) = rx.borrow_and_update().clone() else { continue };
-        if let Some(last) = last_count {
-            // Frames overwritten in the queue before this task took them.
-            for _ in 1..broadcast.frame.message_count.wrapping_sub(last) {
-                superseded();
+        // The vehicle's rate cap: nothing is taken before its interval is over.
+        if let Some(at) = sent.at {
+            let ready_at = tokio::time::Instant::from_std(at + min_interval);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(ready_at) => break,
+                    Some(done) = in_flight.set.join_next(), if !in_flight.set.is_empty() => in_flight.settle(done),
+                }
             }
         }
-        last_count = Some(broadcast.frame.message_count);
-        if let Some(mut old) = previous.take()
-            && old.reset(StreamCode::FrameSuperseded.varint()).is_ok()
-        {
-            // Still unacknowledged: abandoned in favour of this frame.
-            superseded();
-        }
-        let bytes = {
-            let view = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            v2x_proto::encode(&filter_frame(&broadcast.frame, &view, shared.default_radius_m))
+        // Ready: the next frame that changes what the vehicle sees (or a heartbeat) goes out.
+        let taken = {
+            let _ready = Ready::new(&shared.ready);
+            loop {
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { break None },
+                    Some(done) = in_flight.set.join_next(), if !in_flight.set.is_empty() => {
+                        in_flight.settle(done);
+                        continue;
+                    }
+                }
+                let Some(broadcast) = rx.borrow_and_update().clone() else { continue };
+                let frame = {
+                    let view = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    filter_frame(&broadcast.frame, &view, shared.default_radius_m)
+                };
+                // Frame times come from one clock, so the heartbeat is kept to the frame.
+                let heartbeat_due =
+                    sent.frame_time.is_none_or(|t| broadcast.frame.time.secs_since(t) >= heartbeat_s - 1e-3);
+                if sent.digest != Some(digest(&frame)) || heartbeat_due {
+                    break Some((broadcast, frame));
+                }
+            }
         };
+        let Some((broadcast, mut frame)) = taken else { break };
+        let d = digest(&frame);
+        history_on_change(&mut frame, &mut sent.history);
+        let bytes = v2x_proto::encode(&frame);
         let mut stream = tokio::select! {
             opened = connection.open_uni() => match opened {
                 Ok(s) => s,
-                Err(_) => return,
+                Err(_) => {
+                    stats.undelivered(Undelivered::SendError, 1);
+                    break;
+                }
             },
             changed = rx.changed() => {
-                if changed.is_err() {
-                    return;
-                }
                 // No stream credit before a newer frame was ready (the vehicle is not reading).
-                superseded();
-                ready = true;
+                stats.undelivered(Undelivered::Superseded, 1);
+                if changed.is_err() {
+                    break;
+                }
                 continue;
             }
         };
         let written = tokio::select! {
-            written = stream.write_all(&bytes) => Some(written),
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                None
-            }
+            written = stream.write_all(&bytes) => written.map_err(|e| match e {
+                quinn::WriteError::Stopped(_) => Undelivered::Stopped,
+                _ => Undelivered::SendError,
+            }),
+            // The vehicle's flow control holds the frame back and a newer one is ready.
+            _ = rx.changed() => Err(Undelivered::Superseded),
         };
-        match written {
-            Some(Ok(())) => {
-                let _ = stream.finish();
-                previous = Some(stream);
-                Stats::bump(&stats.frames_sent);
-                metrics::counter!("rsu_frames_sent_total").increment(1);
-                if let Some(capture) = broadcast.newest_capture {
-                    metrics::histogram!("rsu_broadcast_latency_seconds").record(wall_now().secs_since(capture));
+        if let Err(reason) = written.and_then(|()| stream.finish().map_err(|_| Undelivered::SendError)) {
+            let _ = stream.reset(StreamCode::FrameSuperseded.varint());
+            stats.undelivered(reason, 1);
+            continue;
+        }
+        let handed = Instant::now();
+        Stats::bump(&stats.frames_sent);
+        metrics::counter!("rsu_frames_sent_total").increment(1);
+        sent.digest = Some(d);
+        sent.at = Some(handed);
+        sent.frame_time = Some(frame.time);
+        if let Some(arrived) = broadcast.newest_arrival.filter(|_| !broadcast.heartbeat) {
+            metrics::histogram!("rsu_added_latency_seconds").record(handed.duration_since(arrived).as_secs_f64());
+        }
+        if let Some(capture) = broadcast.newest_capture {
+            metrics::histogram!("rsu_broadcast_latency_seconds").record(wall_now().secs_since(capture));
+        }
+        if !frame.participants.is_empty() {
+            let per_participant = bytes.len() as f64 / frame.participants.len() as f64;
+            metrics::histogram!("rsu_frame_participant_bytes").record(per_participant);
+        }
+        // Its delivery deadline counts from the frame's own time.
+        let due = deadline_s - wall_now().secs_since(frame.time);
+        let stopped = stream.stopped();
+        in_flight.set.spawn(async move {
+            tokio::select! {
+                result = stopped => outcome(result),
+                () = tokio::time::sleep(Duration::from_secs_f64(due.max(0.0))) => {
+                    // Reset fails only when the stream already ended (acknowledged or stopped).
+                    match stream.reset(StreamCode::FrameSuperseded.varint()) {
+                        Ok(()) => Some(Undelivered::Expired),
+                        Err(_) => None,
+                    }
                 }
             }
-            // The vehicle stopped this stream: it does not want the frame.
-            Some(Err(quinn::WriteError::Stopped(_))) => {}
-            Some(Err(_)) => return,
-            None => {
-                // A newer frame is ready while this one is still being written.
-                let _ = stream.reset(StreamCode::FrameSuperseded.varint());
-                superseded();
-                ready = true;
+        });
+    }
+}
+
+/// A vehicle's frames handed to QUIC and not yet acknowledged, each a task waiting for its
+/// outcome (acknowledged, stopped, connection lost, or reset at its deadline).
+struct InFlight<'a> {
+    set: JoinSet<Option<Undelivered>>,
+    stats: &'a Stats,
+}
+
+impl InFlight<'_> {
+    /// Counts a frame's outcome.
+    fn settle(&self, result: Result<Option<Undelivered>, tokio::task::JoinError>) {
+        match result {
+            Ok(None) => {
+                Stats::bump(&self.stats.frames_delivered);
+                metrics::counter!("rsu_frames_delivered_total").increment(1);
             }
+            Ok(Some(reason)) => self.stats.undelivered(reason, 1),
+            Err(_) => self.stats.undelivered(Undelivered::Closed, 1),
         }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    /// The session ended: the outcomes known are counted, the frames still in flight were lost
+    /// with the connection (the vehicle may have read some whose acknowledgment did not return).
+    fn drop(&mut self) {
+        while let Some(done) = self.set.try_join_next() {
+            self.settle(done);
+        }
+        self.stats.undelivered(Undelivered::Closed, self.set.len() as u64);
     }
 }

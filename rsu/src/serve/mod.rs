@@ -1,15 +1,22 @@
 //! `rsu serve`: the daemon. A thin async shell around the sans-IO fusion core.
 //!
 //! [`Server::bind`] loads certificates and binds the QUIC endpoint; [`Server::run`] is the one
-//! event loop: a single `select!` over shutdown, the fusion cycle timer (the broadcast rate),
-//! new connections, the revocation-list poll and the [`Event`]s that connection tasks send
-//! through one bounded queue. The loop owns the [`Fusion`] engine and passes it the wall clock
-//! (UTC) as `now`; the core never reads a clock.
+//! event loop: a single `select!` over shutdown, the frame timer, new connections, the
+//! revocation-list poll and the [`Event`]s that connection tasks send through one bounded queue.
+//! The loop owns the [`Fusion`] engine and passes it the wall clock (UTC) as `now`; the core
+//! never reads a clock.
+//!
+//! Frames are event-driven: the loop takes every input waiting in the queue, hands them to the
+//! engine, and at once makes a frame (a fusion step: the engine fuses what arrived, out of
+//! sequence where needed, and predicts its objects to now), unless the previous frame is less
+//! than `1 / max_rate_hz` old, in which case the frame is made when that interval ends. With no
+//! input, a heartbeat frame is made every `1 / rate_hz`. Every frame made is recorded, so a
+//! recording replayed at its arrival and frame times reproduces the broadcast exactly.
 //!
 //! Each connection runs in its own task ([`connection`]): handshake, uplink decoding and
 //! validation (bound to the certificate identity), and for vehicles the downlink writer that
-//! filters each frame to the vehicle's region and sends it on its own stream, resetting the
-//! previous one if it is still undelivered (latest wins). A slow vehicle only delays itself.
+//! filters each frame to the vehicle's region and sends it on its own stream when it changed
+//! what the vehicle sees. A slow vehicle only delays itself.
 
 mod connection;
 pub mod stats;
@@ -48,6 +55,10 @@ pub struct Broadcast {
     pub frame: Arc<RoadsideFrame>,
     /// Capture time of the newest measurement fused into any participant.
     pub newest_capture: Option<Timestamp>,
+    /// When the newest input fused into this frame arrived at the RSU.
+    pub newest_arrival: Option<Instant>,
+    /// No input arrived since the previous frame: a heartbeat.
+    pub heartbeat: bool,
 }
 
 /// What connection tasks tell the fusion loop.
@@ -75,15 +86,19 @@ pub enum Event {
     Sensor {
         /// The frame.
         frame: SensorFrame,
-        /// Arrival time (wall clock).
+        /// Arrival time (wall clock): the engine's `now` for it.
         received: Timestamp,
+        /// Arrival instant (monotonic), for the added-latency metric.
+        arrived: Instant,
     },
     /// A decoded, identity-checked vehicle state.
     Vehicle {
         /// The state.
         state: VehicleState,
-        /// Arrival time (wall clock).
+        /// Arrival time (wall clock): the engine's `now` for it.
         received: Timestamp,
+        /// Arrival instant (monotonic), for the added-latency metric.
+        arrived: Instant,
     },
 }
 
@@ -95,8 +110,14 @@ pub(crate) struct Shared {
     pub(crate) sensor_ids: Vec<String>,
     pub(crate) server_hello: ServerHello,
     pub(crate) default_radius_m: u32,
+    pub(crate) rate_hz: f64,
+    pub(crate) max_rate_hz: f64,
+    pub(crate) frame_deadline_s: f64,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) active: AtomicUsize,
+    /// Vehicles whose rate interval is over, waiting for their next frame: while there are
+    /// some, every fusion step makes a frame at once.
+    pub(crate) ready: AtomicUsize,
 }
 
 /// Where the loop's output goes besides QUIC.
@@ -115,7 +136,7 @@ pub struct Outputs {
 pub struct RunSummary {
     /// Recording files written.
     pub recordings: Vec<PathBuf>,
-    /// Fusion cycles run.
+    /// Frames made (fusion steps that were broadcast).
     pub cycles: u64,
 }
 
@@ -203,14 +224,18 @@ impl Server {
                 default_radius_m: config.broadcast.default_radius_m,
             },
             default_radius_m: config.broadcast.default_radius_m,
+            rate_hz: config.broadcast.rate_hz,
+            max_rate_hz: config.broadcast.max_rate_hz,
+            frame_deadline_s: config.broadcast.frame_deadline_s,
             events: events_tx,
             active: AtomicUsize::new(0),
+            ready: AtomicUsize::new(0),
         });
         if let Some(live) = &outputs.live {
             live.log_site(&loaded.site);
         }
-        let mut cycle = tokio::time::interval(Duration::from_secs_f64(1.0 / config.broadcast.rate_hz));
-        cycle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let heartbeat = Duration::from_secs_f64(1.0 / config.broadcast.rate_hz);
+        let mut step = Step::new();
         let mut revocation_poll = tokio::time::interval(Duration::from_secs_f64(config.tls.revocation_poll_s));
         revocation_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut tasks = JoinSet::new();
@@ -229,9 +254,9 @@ impl Server {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = cycle.tick() => {
+                () = tokio::time::sleep_until((step.last_frame + heartbeat).into()) => {
                     cycles += 1;
-                    run_cycle(&mut fusion, &sessions, &vehicles_seen, &outputs, &stats);
+                    make_frame(&mut fusion, &mut step, &sessions, &vehicles_seen, &outputs, &stats);
                 }
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
@@ -267,7 +292,18 @@ impl Server {
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 Some(event) = events.recv() => {
-                    handle_event(event, &mut fusion, &mut sessions, &mut vehicles_seen, &outputs, &shared);
+                    handle_event(event, &mut fusion, &mut step, &mut sessions, &mut vehicles_seen, &outputs, &shared);
+                    // Everything else already queued joins this fusion step.
+                    for _ in 1..MAX_STEP_INPUTS {
+                        let Ok(event) = events.try_recv() else { break };
+                        handle_event(event, &mut fusion, &mut step, &mut sessions, &mut vehicles_seen, &outputs, &shared);
+                    }
+                    // A frame now if some vehicle can take one (its rate interval is over);
+                    // otherwise the inputs wait for the next step or the heartbeat.
+                    if step.inputs > 0 && shared.ready.load(Ordering::Relaxed) > 0 {
+                        cycles += 1;
+                        make_frame(&mut fusion, &mut step, &sessions, &vehicles_seen, &outputs, &stats);
+                    }
                 }
             }
         }
@@ -298,10 +334,40 @@ impl Server {
     }
 }
 
-/// One fusion cycle: poll the core at the wall clock, build the frame, hand it to every vehicle
-/// (latest wins), record it, show it, export health.
-fn run_cycle(
+/// Inputs taken from the queue into one fusion step at most (the rest wait for the next).
+const MAX_STEP_INPUTS: usize = 1024;
+
+/// The inputs handed to the engine since the last frame.
+struct Step {
+    /// How many.
+    inputs: u64,
+    /// When the newest of them arrived.
+    newest_arrival: Option<Instant>,
+    /// Time spent handing them to the engine [s].
+    ingest_s: f64,
+    /// When the last frame was made.
+    last_frame: Instant,
+}
+
+impl Step {
+    fn new() -> Self {
+        Step { inputs: 0, newest_arrival: None, ingest_s: 0.0, last_frame: Instant::now() }
+    }
+
+    /// Notes an input that arrived at `arrived`, handed to the engine from `started` to now.
+    fn took(&mut self, arrived: Instant, started: Instant) {
+        self.inputs += 1;
+        self.newest_arrival = Some(self.newest_arrival.map_or(arrived, |a| a.max(arrived)));
+        self.ingest_s += started.elapsed().as_secs_f64();
+    }
+}
+
+/// One fusion step: the core fuses what arrived (out of sequence where needed) and predicts its
+/// objects to the wall clock; the frame goes to every vehicle (each decides whether it changed
+/// what it sees), to the recording and to the live view; health is exported.
+fn make_frame(
     fusion: &mut Fusion,
+    step: &mut Step,
     sessions: &BTreeMap<u64, SessionEntry>,
     vehicles_seen: &BTreeMap<String, [f64; 3]>,
     outputs: &Outputs,
@@ -312,8 +378,14 @@ fn run_cycle(
     let objects = fusion.poll_objects(now);
     let frame = Arc::new(fusion.roadside_frame_from(now, &objects));
     let newest_capture = objects.iter().map(|o| o.last_update).max();
-    metrics::histogram!("rsu_fusion_cycle_seconds").record(started.elapsed().as_secs_f64());
-    let broadcast = Arc::new(Broadcast { frame: frame.clone(), newest_capture });
+    metrics::histogram!("rsu_fusion_step_seconds").record(step.ingest_s + started.elapsed().as_secs_f64());
+    let broadcast = Arc::new(Broadcast {
+        frame: frame.clone(),
+        newest_capture,
+        newest_arrival: step.newest_arrival,
+        heartbeat: step.inputs == 0,
+    });
+    *step = Step { last_frame: started, ..Step::new() };
     for s in sessions.values() {
         if let Some(tx) = &s.downlink {
             tx.send_replace(Some(broadcast.clone()));
@@ -346,6 +418,7 @@ fn run_cycle(
 fn handle_event(
     event: Event,
     fusion: &mut Fusion,
+    step: &mut Step,
     sessions: &mut BTreeMap<u64, SessionEntry>,
     vehicles_seen: &mut BTreeMap<String, [f64; 3]>,
     outputs: &Outputs,
@@ -377,9 +450,11 @@ fn handle_event(
                 export_connected(sessions);
             }
         }
-        Event::Sensor { frame, received } => {
+        Event::Sensor { frame, received, arrived } => {
             let frame = std::sync::Arc::new(frame);
+            let started = Instant::now();
             let verdict = fusion.handle_sensor_frame(received, std::sync::Arc::clone(&frame));
+            step.took(arrived, started);
             if let Some(recorder) = &outputs.recorder {
                 recorder.record(Record::Sensor(std::sync::Arc::clone(&frame)));
             }
@@ -393,8 +468,10 @@ fn handle_event(
                 reject_ingest(stats, verdict, &frame.sensor_id, frame.capture_time, received);
             }
         }
-        Event::Vehicle { state, received } => {
+        Event::Vehicle { state, received, arrived } => {
+            let started = Instant::now();
             let verdict = fusion.handle_vehicle_state(received, &state);
+            step.took(arrived, started);
             if let Some(recorder) = &outputs.recorder {
                 recorder.record(Record::Vehicle(state.clone()));
             }

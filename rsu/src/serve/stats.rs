@@ -106,9 +106,10 @@ pub struct Stats {
     pub cycles: AtomicU64,
     /// Roadside frames completely handed to QUIC (all vehicles).
     pub frames_sent: AtomicU64,
-    /// Roadside frames abandoned for a vehicle because a newer one was ready (stream reset or
-    /// never started).
-    pub frames_superseded: AtomicU64,
+    /// Sent frames the vehicle acknowledged completely.
+    pub frames_delivered: AtomicU64,
+    /// Frames not delivered, by reason (see [`Undelivered`]).
+    undelivered: [AtomicU64; Undelivered::ALL.len()],
     /// Records the recorder dropped (queue full or write error).
     pub records_dropped: AtomicU64,
     /// Sessions established.
@@ -124,14 +125,69 @@ impl Default for Stats {
             vehicle_states_in: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             frames_sent: AtomicU64::new(0),
-            frames_superseded: AtomicU64::new(0),
+            frames_delivered: AtomicU64::new(0),
+            undelivered: std::array::from_fn(|_| AtomicU64::new(0)),
             records_dropped: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
         }
     }
 }
 
+/// Why a frame meant for a vehicle did not reach it. A frame is either superseded before it is
+/// handed to QUIC, or sent; a sent frame is delivered (acknowledged) or undelivered for one of
+/// the other reasons, so `sent = delivered + expired + stopped + closed + send_error` (plus the
+/// frames still in flight), which a client can check from the outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Undelivered {
+    /// Replaced by a newer frame before it was handed to QUIC (waiting for the vehicle's rate
+    /// cap or for stream credit from a vehicle that does not read).
+    Superseded,
+    /// Handed to QUIC, still not acknowledged at its delivery deadline: the stream was reset.
+    Expired,
+    /// Handed to QUIC; the vehicle stopped the stream (it did not want the frame).
+    Stopped,
+    /// Handed to QUIC; the connection ended before it was acknowledged.
+    Closed,
+    /// Could not be handed to QUIC (the connection failed while writing).
+    SendError,
+}
+
+impl Undelivered {
+    /// Every reason.
+    pub const ALL: [Undelivered; 5] = [
+        Undelivered::Superseded,
+        Undelivered::Expired,
+        Undelivered::Stopped,
+        Undelivered::Closed,
+        Undelivered::SendError,
+    ];
+
+    /// The metric label.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Undelivered::Superseded => "superseded",
+            Undelivered::Expired => "expired",
+            Undelivered::Stopped => "stopped",
+            Undelivered::Closed => "closed",
+            Undelivered::SendError => "send_error",
+        }
+    }
+}
+
 impl Stats {
+    /// Counts a frame not delivered for `reason` (also as `rsu_frames_undelivered_total`).
+    pub fn undelivered(&self, reason: Undelivered, n: u64) {
+        if n > 0 {
+            self.undelivered[reason as usize].fetch_add(n, Ordering::Relaxed);
+            metrics::counter!("rsu_frames_undelivered_total", "reason" => reason.name()).increment(n);
+        }
+    }
+
+    /// Frames not delivered for `reason` so far.
+    pub fn undelivered_count(&self, reason: Undelivered) -> u64 {
+        self.undelivered[reason as usize].load(Ordering::Relaxed)
+    }
+
     /// Counts a rejection and logs it unless a line about the same reason was logged within
     /// [`LOG_INTERVAL`].
     pub fn reject(&self, reason: Reject, from: impl Display, detail: impl Display) {
