@@ -1,0 +1,201 @@
+//! The downlink through a radio-like link: a UDP relay on 127.0.0.1 between one vehicle and the
+//! daemon (in-process, real QUIC and TLS) delays every datagram by 50 ms (one way), with jitter
+//! and loss in the harder cases. The RSU's frames must still arrive: a frame in flight is given
+//! up only at its delivery deadline, never because a newer frame is ready (a round trip of
+//! 100 ms is as long as the frame interval). And every frame is accounted for: the daemon's
+//! `sent` equals `delivered` plus each reason a frame was not delivered, and the vehicle
+//! received what was delivered.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Fixture, LIDAR, two_cars};
+use rsu::config::ServeConfig;
+use rsu::serve::stats::{Stats, Undelivered};
+use rsu::serve::{Outputs, Server};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use v2x_link::client::{SensorClient, VehicleClient};
+use v2x_proto::domain::Subscription;
+
+/// What the relay does to every datagram, both ways.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    /// One-way delay [ms].
+    delay_ms: f64,
+    /// Uniform jitter on the delay, ± [ms] (reorders datagrams).
+    jitter_ms: f64,
+    /// Probability that a datagram is dropped.
+    loss: f64,
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Forwards datagrams between a client (whoever sends to the returned address) and `server`
+/// through `link`, until `stop`.
+async fn relay(server: SocketAddr, link: Link, stop: CancellationToken) -> SocketAddr {
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("relay front"));
+    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("relay back"));
+    back.connect(server).await.expect("relay connect");
+    let addr = front.local_addr().expect("relay addr");
+    let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let rng = Arc::new(Mutex::new(Rng(7)));
+    // The delay of the next datagram, or None when it is lost.
+    let fate = move || {
+        let mut rng = rng.lock().expect("rng");
+        if rng.uniform() < link.loss {
+            return None;
+        }
+        let ms = link.delay_ms + link.jitter_ms * (2.0 * rng.uniform() - 1.0);
+        Some(Duration::from_secs_f64(ms.max(0.0) / 1e3))
+    };
+    let (up_fate, down_fate) = (fate.clone(), fate);
+    let (f, b, c, s) = (front.clone(), back.clone(), client.clone(), stop.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, from) = tokio::select! {
+                _ = s.cancelled() => return,
+                r = f.recv_from(&mut buf) => match r { Ok(r) => r, Err(_) => return },
+            };
+            *c.lock().expect("client") = Some(from);
+            if let Some(delay) = up_fate() {
+                let (b, datagram) = (b.clone(), buf[..n].to_vec());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = b.send(&datagram).await;
+                });
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = back.recv(&mut buf) => match r { Ok(n) => n, Err(_) => return },
+            };
+            let Some(to) = *client.lock().expect("client") else { continue };
+            if let Some(delay) = down_fate() {
+                let (f, datagram) = (front.clone(), buf[..n].to_vec());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = f.send_to(&datagram, to).await;
+                });
+            }
+        }
+    });
+    addr
+}
+
+/// What one run through the relay counted, on both ends.
+#[derive(Debug)]
+struct Tally {
+    received: u64,
+    sent: u64,
+    delivered: u64,
+    undelivered: Vec<(Undelivered, u64)>,
+}
+
+/// Serves one vehicle through `link` for `seconds` while a lidar (connected directly) sends
+/// frames at 10 Hz, then closes the vehicle and the daemon and returns the counts.
+async fn through(link: Link, seconds: f64) -> Tally {
+    let fixture = Fixture::new("");
+    let loaded = ServeConfig::load(&fixture.config).expect("config");
+    let server = Server::bind(loaded).expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let stats = server.stats();
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(server.run(Outputs::default(), shutdown.clone()));
+
+    let stop = CancellationToken::new();
+    let relayed = relay(addr, link, stop.clone()).await;
+    let sensor = SensorClient::connect(&fixture.sensor(addr, LIDAR)).await.expect("sensor");
+    let feeding = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            for sequence in 1.. {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if sensor.send_frame(&two_cars(sequence)).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let mut vehicle = VehicleClient::connect(&fixture.vehicle(relayed, "veh-0001"), Some(Subscription::Everything))
+        .await
+        .expect("vehicle connects through the relay");
+    let mut received = 0u64;
+    let _ = tokio::time::timeout(Duration::from_secs_f64(seconds), async {
+        while vehicle.next_frame().await.is_ok() {
+            received += 1;
+        }
+    })
+    .await;
+    // Stop making frames, let the last ones in flight arrive, then read them.
+    stop.cancel();
+    feeding.await.expect("feeder");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while vehicle.next_frame().await.is_ok() {
+            received += 1;
+        }
+    })
+    .await;
+    daemon.await.expect("daemon task").expect("daemon run");
+    Tally {
+        received,
+        sent: Stats::get(&stats.frames_sent),
+        delivered: Stats::get(&stats.frames_delivered),
+        undelivered: Undelivered::ALL.iter().map(|r| (*r, stats.undelivered_count(*r))).collect(),
+    }
+}
+
+fn check(name: &str, link: Link, tally: &Tally, min_delivered: f64) {
+    let undelivered_sent: u64 =
+        tally.undelivered.iter().filter(|(r, _)| *r != Undelivered::Superseded).map(|(_, n)| n).sum();
+    println!(
+        "{name} ({link:?}): sent {}, delivered {}, received by the vehicle {}, not delivered {:?}",
+        tally.sent, tally.delivered, tally.received, tally.undelivered
+    );
+    assert!(tally.sent > 20, "frames flow through the relay: {tally:?}");
+    assert_eq!(tally.sent, tally.delivered + undelivered_sent, "every frame sent is accounted for: {tally:?}");
+    assert!(tally.received <= tally.sent, "{tally:?}");
+    let share = tally.received as f64 / tally.sent as f64;
+    assert!(share >= min_delivered, "{name}: only {:.1} % of the frames sent arrived: {tally:?}", 100.0 * share);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_survive_a_link_whose_round_trip_is_the_frame_interval() {
+    let link = Link { delay_ms: 50.0, jitter_ms: 0.0, loss: 0.0 };
+    let tally = through(link, 3.0).await;
+    check("50 ms", link, &tally, 0.97);
+    let expired = tally.undelivered.iter().find(|(r, _)| *r == Undelivered::Expired).map_or(0, |(_, n)| *n);
+    assert_eq!(expired, 0, "no frame waits half a second on a 100 ms round trip: {tally:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_survive_jitter_and_loss() {
+    let link = Link { delay_ms: 50.0, jitter_ms: 20.0, loss: 0.0 };
+    check("50 ± 20 ms", link, &through(link, 3.0).await, 0.95);
+    let link = Link { delay_ms: 50.0, jitter_ms: 20.0, loss: 0.1 };
+    check("50 ± 20 ms, 10 % loss", link, &through(link, 3.0).await, 0.85);
+}
