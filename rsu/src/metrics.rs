@@ -3,10 +3,12 @@
 //! loop is alive, 503 once it has not completed a cycle for 2 s).
 //!
 //! Metrics (all prefixed `rsu_`): `sensor_frames_total{sensor}`, `vehicle_states_total`,
-//! `fusion_cycle_seconds` (histogram), `broadcast_latency_seconds` (histogram, capture of the
-//! newest fused measurement to the frame handed to QUIC), `connected_vehicles`,
-//! `connected_sensors`, `frames_sent_total`, `frames_superseded_total` (per-vehicle queue drops),
-//! `ingest_dropped_total`, `rejected_total{reason}`, `sensor_status{sensor}` (0 unknown, 1 ok,
+//! `fusion_step_seconds` (histogram: the fusion work of one step), `added_latency_seconds`
+//! (histogram: arrival of the newest input in a frame to the frame handed to QUIC),
+//! `broadcast_latency_seconds` (histogram, capture of the newest fused measurement to the frame
+//! handed to QUIC), `frame_participant_bytes` (histogram), `connected_vehicles`,
+//! `connected_sensors`, `frames_sent_total`, `frames_delivered_total`,
+//! `frames_undelivered_total{reason}`, `ingest_dropped_total`, `rejected_total{reason}`, `sensor_status{sensor}` (0 unknown, 1 ok,
 //! 2 degraded, 3 silent), `sensor_last_capture_age_seconds{sensor}`, `tracks`,
 //! `recorder_dropped_total`, `recorder_errors_total`, `sessions_total`, `revocations`.
 
