@@ -2,8 +2,8 @@
 //! out of sequence (captured before inputs already fused) is fused where it belongs.
 //!
 //! The engine keeps the inputs of the last `max_lag_s` in capture-time order, with checkpoints
-//! of its fused state before some of them (every sensor frame, and every [`CHECKPOINT_EVERY`]
-//! inputs in between). An input that sorts after everything fused is simply fused. One that
+//! of its fused state before some of them (one per [`CHECKPOINT_SPACING_S`] of capture time, and
+//! at least every [`CHECKPOINT_EVERY`] inputs). An input that sorts after everything fused is simply fused. One that
 //! sorts before fused inputs (a lidar frame overtaken by a camera frame, a V2X state whose
 //! measurement time is 200 ms old) sends the engine back to the newest checkpoint before it,
 //! and the inputs from there are fused again in order with it in place. Fusing is lazy: inputs
@@ -13,8 +13,10 @@
 //! Everything done per input depends only on the inputs (the management after each input
 //! below included), so the state after any arrival order is the state after fusing the same
 //! inputs in capture-time order: out-of-sequence fusion is exact, not an approximation, and
-//! live and replay are one code path. Track ids survive a rollback: an input that spawns tracks
-//! again when fused again gives them the ids it gave them the first time.
+//! live and replay are one code path. Inputs of one capture time (synchronised sensors) are one
+//! batch, ordered by source, not by arrival. Track ids survive a rollback: an input that spawns
+//! tracks again when fused again gives them the ids it gave them the first time (vehicles saw
+//! them), so ids, and only ids, may differ from those of an in-order run.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -38,8 +40,13 @@ pub(super) enum Pending {
     Vehicle(Box<VehicleState>),
 }
 
-/// Inputs between two checkpoints at most (sensor frames always get one): bounds the inputs a
-/// rollback re-fuses before it reaches the late one when V2X states come in fast.
+/// Capture time between two checkpoints [s]: a checkpoint copies every track, so there is one
+/// per few sensor frames rather than one per frame; a rollback re-fuses at most this much
+/// before it reaches the late input.
+const CHECKPOINT_SPACING_S: f64 = 0.05;
+
+/// Inputs between two checkpoints at most: bounds what a rollback re-fuses when V2X states come
+/// in fast.
 const CHECKPOINT_EVERY: usize = 64;
 
 /// Unfused inputs at most before they are fused without waiting for a read.
@@ -66,8 +73,10 @@ pub(super) struct Checkpoint {
 /// One input in the window.
 #[derive(Clone, Debug)]
 struct Entry {
-    /// Capture time and arrival number: the fusion order.
-    key: (Timestamp, u64),
+    /// Capture time, source and arrival number: the fusion order. Inputs of one capture time are
+    /// ordered by their source, not by when they arrived, so that the order never depends on
+    /// arrival (the arrival number only separates two inputs of one source and time).
+    key: (Timestamp, u64, u64),
     input: Pending,
     /// The fused state before this input, when one was kept.
     checkpoint: Option<Box<Checkpoint>>,
@@ -186,11 +195,22 @@ impl Fusion {
     /// Puts an accepted input captured at `t` into the window, in fusion order.
     pub(super) fn admit(&mut self, t: Timestamp, input: Pending) {
         self.arrivals += 1;
-        let key = (t, self.arrivals);
+        let source = match &input {
+            Pending::Frame { sensor, .. } => *sensor as u64,
+            // After every sensor, in an order fixed by the vehicle's id.
+            Pending::Vehicle(state) => (1 << 63) | fnv1a(state.vehicle_id.as_bytes()),
+        };
+        let key = (t, source, self.arrivals);
         let window = &mut self.window;
         let at = window.entries.partition_point(|e| e.key < key);
         let mut entry = Entry { key, input, checkpoint: None, spawned: Vec::new() };
-        if at < window.applied {
+        // Inputs of one capture time are fused as one batch (see `fuse_input`): one that joins a
+        // batch already fused takes the state back to before the batch.
+        let joins_fused_batch = at == window.applied && at > 0 && window.entries[at - 1].key.0 == t;
+        if joins_fused_batch {
+            let first = window.entries.iter().take(at).rposition(|e| e.key.0 != t).map_or(0, |i| i + 1);
+            window.rewind_to = Some(window.rewind_to.map_or(first, |r| r.min(first)));
+        } else if at < window.applied {
             // Out of sequence: the state before the entry displaced is the state before this
             // input, so its checkpoint moves here; the state must go back to it.
             entry.checkpoint = window.entries[at].checkpoint.take();
@@ -227,25 +247,34 @@ impl Fusion {
             }
             None => window.applied,
         };
-        // Inputs since the last checkpoint before `start`.
+        // Inputs since the last checkpoint before `start`, and its capture time.
         let mut since_checkpoint =
             window.entries.iter().take(start).rev().take_while(|e| e.checkpoint.is_none()).count();
+        let mut checkpoint_t = start.checked_sub(since_checkpoint + 1).map(|i| window.entries[i].key.0);
+        let mut batch_has_frame = false;
         for i in start..window.entries.len() {
             let entry = &mut window.entries[i];
-            let frame = matches!(entry.input, Pending::Frame { .. });
-            if entry.checkpoint.is_none() && (i == 0 || frame || since_checkpoint >= CHECKPOINT_EVERY) {
+            let spaced = checkpoint_t.is_none_or(|c| entry.key.0.secs_since(c) >= CHECKPOINT_SPACING_S);
+            if entry.checkpoint.is_none() && (i == 0 || spaced || since_checkpoint >= CHECKPOINT_EVERY) {
                 entry.checkpoint = Some(Box::new(self.checkpoint()));
             }
             if entry.checkpoint.is_some() {
                 since_checkpoint = 0;
+                checkpoint_t = Some(entry.key.0);
             }
             since_checkpoint += 1;
             if i < previously_applied {
                 self.stats.inputs_refused += 1;
             }
             self.spawn_ids.previous = std::mem::take(&mut entry.spawned);
-            self.fuse_input(entry.key.0, &entry.input);
+            let t = entry.key.0;
+            self.fuse_input(t, &entry.input);
             entry.spawned = std::mem::take(&mut self.spawn_ids.given);
+            batch_has_frame |= matches!(entry.input, Pending::Frame { .. });
+            if window.entries.get(i + 1).is_none_or(|next| next.key.0 != t) {
+                self.end_batch(t, batch_has_frame);
+                batch_has_frame = false;
+            }
         }
         window.applied = window.entries.len();
         self.window = window;
@@ -303,16 +332,21 @@ impl Fusion {
         self.managed_at = checkpoint.managed_at;
     }
 
-    /// Fuses one input captured at `t`, then does the track management due after it: the
-    /// covariance guard its predictions and updates deferred; duplicates merge after every
-    /// sensor frame; tracks are deleted (and duplicates merged) once per management interval of
-    /// capture time. All of it depends on the inputs only, never on when they were fused.
+    /// Fuses one input captured at `t`.
     fn fuse_input(&mut self, t: Timestamp, input: &Pending) {
         self.fused_until = Some(self.fused_until.map_or(t, |f| f.max(t)));
         match input {
             Pending::Frame { sensor, frame } => self.fuse_frame(*sensor, t, frame),
             Pending::Vehicle(state) => self.update_v2x(t, state),
         }
+    }
+
+    /// The track management due after a batch of inputs (those of one capture time, as
+    /// synchronised sensors deliver): the covariance guard the batch's predictions and updates
+    /// deferred; duplicates merge after every batch with a sensor frame; tracks are deleted (and
+    /// duplicates merged) once per management interval of capture time. All of it depends on the
+    /// inputs only, never on when they arrived or were fused.
+    fn end_batch(&mut self, t: Timestamp, has_frame: bool) {
         for track in self.tracks.iter_mut().filter(|t| t.guard_due) {
             track.motion.guard();
             track.guard_due = false;
@@ -321,7 +355,7 @@ impl Fusion {
             self.maintain(t, true);
             self.managed_at = Some(t);
             self.pruned_at = Some(t);
-        } else if matches!(input, Pending::Frame { .. }) {
+        } else if has_frame {
             self.merge_duplicates(t);
         }
     }
@@ -366,6 +400,11 @@ impl Fusion {
             }
         }
     }
+}
+
+/// FNV-1a hash (63 bits) of `bytes`: a fixed order among vehicles, the same in every run.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)) >> 1
 }
 
 pub(super) fn predict_track(track: &mut Track, t: Timestamp, noise: &ProcessNoise) {
