@@ -45,19 +45,20 @@ fn the_demo_shows_the_cooperative_benefit_and_writes_valid_files() {
     let log = out.join("demo.mcap");
     let reader = ReplayReader::open(&log).expect("demo.mcap opens");
     assert_eq!(reader.meta().scenario, "bus-pedestrian");
-    let (mut sensors, mut truth, mut vehicles, mut broadcasts) = (0, 0, 0, 0);
+    let (mut sensors, mut truth, mut vehicles, mut broadcasts, mut received) = (0, 0, 0, 0, 0);
     for item in reader {
         match item.expect("every message decodes").body {
             ReplayBody::Sensor(_) => sensors += 1,
             ReplayBody::GroundTruth(_) => truth += 1,
             ReplayBody::Vehicle(_) => vehicles += 1,
             ReplayBody::Roadside(_) => broadcasts += 1,
+            ReplayBody::Received(_) => received += 1,
             ReplayBody::Meta(_) => {}
         }
     }
     assert!(
-        sensors > 500 && truth >= 190 && vehicles >= 50 && broadcasts >= 50,
-        "{sensors} {truth} {vehicles} {broadcasts}"
+        sensors > 500 && truth >= 190 && vehicles >= 50 && broadcasts >= 50 && received >= 50,
+        "{sensors} {truth} {vehicles} {broadcasts} {received}"
     );
 
     // The rerun recording decodes and holds both runs.

@@ -129,11 +129,10 @@ pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Resul
     let summary = replay(reader, config, |event| -> Result<(), v2x_replays::ReplayError> {
         match event {
             ReplayEvent::Input { message, .. } => match &message.body {
-                ReplayBody::Sensor(f) => writer.write_sensor_frame(f),
-                ReplayBody::GroundTruth(g) => writer.write_ground_truth(g),
-                ReplayBody::Vehicle(s) => writer.write_vehicle_state(s),
                 // Fused frames of an earlier run are replaced by this run's.
                 ReplayBody::Roadside(_) | ReplayBody::Meta(_) => Ok(()),
+                // Everything else as recorded, arrival and receipt times included.
+                _ => writer.write_message(message),
             },
             ReplayEvent::Broadcast { frame, .. } => writer.write_roadside_frame(frame),
             ReplayEvent::Truth { .. } => Ok(()),

@@ -25,7 +25,7 @@ use rsu_site::SiteSource;
 use serde::Serialize;
 use v2x_link::client::ClientSettings;
 use v2x_link::pki::{default_server_names, write_dev_pki};
-use v2x_replays::ReplayBody;
+use v2x_replays::{ReplayBody, ReplayMessage};
 use v2x_replays::pipeline::ReplayConfig;
 use v2x_replays::report::html_page;
 use v2x_replays::validate::validate_log;
@@ -114,7 +114,8 @@ struct Summary {
 struct Run {
     label: &'static str,
     outcome: LiveOutcome,
-    recordings: Vec<PathBuf>,
+    /// What the daemon recorded, in its order.
+    recorded: Vec<ReplayMessage>,
     broadcasts: Vec<RoadsideFrame>,
 }
 
@@ -197,16 +198,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             }))
             .with_context(|| format!("running {label}; the daemon's log is {}", daemon.log().display()))?;
         bar.finish_and_clear();
-        let recordings = daemon.stop()?;
-        let broadcasts = log::read_recordings(&recordings, true)?
-            .into_iter()
-            .filter_map(|b| match b {
-                ReplayBody::Roadside(r) => Some(r),
+        let recorded = log::read_recordings(&daemon.stop()?)?;
+        let broadcasts = recorded
+            .iter()
+            .filter_map(|m| match &m.body {
+                ReplayBody::Roadside(r) => Some(r.clone()),
                 _ => None,
             })
             .collect();
         print_run(label, &outcome);
-        runs.push(Run { label, outcome, recordings, broadcasts });
+        runs.push(Run { label, outcome, recorded, broadcasts });
     }
 
     // The V2X run's replay log, scored.
@@ -217,7 +218,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     meta.rsu_ids = vec![RSU_ID.to_owned()];
     meta.start_time = with.outcome.start;
     meta.end_time = with.outcome.start.add_secs(duration_s);
-    let counts = log::write(&demo_log, &meta, &with.recordings, &with.outcome.truth)?;
+    let counts = log::write(&demo_log, &meta, &with.recorded, &with.outcome.received, &with.outcome.truth)?;
     let (criteria, criteria_source) = v2x_replays::criteria::resolve(&demo_log, || Some(info.name.to_owned()), None)?;
     let config = ReplayConfig::default();
     let (mut report, plot) = validate_log(&demo_log, &criteria, &config).context("validating demo.mcap")?;
