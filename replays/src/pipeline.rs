@@ -144,6 +144,14 @@ pub enum PipelineError {
     /// The caller's handler failed.
     #[error("{0}")]
     Handler(String),
+    /// A reproduced broadcast frame does not survive its own wire format.
+    #[error("the frame reproduced at {time} does not decode from its own encoding: {cause}")]
+    Reproduce {
+        /// The frame's time.
+        time: Timestamp,
+        /// Why.
+        cause: v2x_proto::DecodeError,
+    },
 }
 
 /// Counters of a finished replay.
@@ -286,7 +294,9 @@ pub struct RecordedSummary {
 /// at the time it reached the daemon (the message's publish time, see `replays/README.md`), in
 /// the order the daemon handled them (the reader must read in [`ReadOrder::File`]), and at
 /// every recorded roadside frame `f` the engine makes the frame the daemon made at `f.time`.
-/// `handler` gets (the recorded frame, the reproduced one) for each. The engine runs with
+/// `handler` gets (the recorded frame, the reproduced one) for each, the reproduced one as it
+/// goes on the wire (encoded and decoded: values on the protocol's fixed-point grid, as the
+/// recording holds them), so a faithful reproduction compares equal. The engine runs with
 /// `fusion` (its `rsu_id`, when empty, the recording's first RSU id), on the recording's site.
 ///
 /// This is the daemon's own sequence of calls, so a recording replayed this way gives back the
@@ -324,7 +334,9 @@ pub fn replay_recorded<E: std::fmt::Display>(
             }
             ReplayBody::Roadside(recorded) => {
                 let objects = engine.poll_objects(recorded.time);
-                let reproduced = engine.roadside_frame_from(recorded.time, &objects);
+                let made = engine.roadside_frame_from(recorded.time, &objects);
+                let reproduced = v2x_proto::decode::<RoadsideFrame>(&v2x_proto::encode(&made))
+                    .map_err(|cause| PipelineError::Reproduce { time: recorded.time, cause })?;
                 summary.roadside_frames += 1;
                 summary.identical_frames += u64::from(reproduced == *recorded);
                 handler(recorded, &reproduced).map_err(|e| PipelineError::Handler(e.to_string()))?;

@@ -372,8 +372,7 @@ impl ReplayReader {
     fn pop_ready(&mut self, flush: bool) -> Option<ReplayMessage> {
         let earliest_ns = self.pending.earliest_ns()?;
         let file_order = self.options.order == ReadOrder::File;
-        let ready =
-            flush || file_order || earliest_ns.saturating_add(self.options.reorder_window_ns) <= self.newest_ns;
+        let ready = flush || file_order || earliest_ns.saturating_add(self.options.reorder_window_ns) <= self.newest_ns;
         if !ready {
             return None;
         }

@@ -63,8 +63,7 @@ impl<W: Write + Seek> ReplayWriter<W> {
             .library(concat!("v2x-replays ", env!("CARGO_PKG_VERSION")))
             .profile("");
         let mcap = options.create(sink).map_err(|cause| ReplayError::McapWrite { path: path.to_owned(), cause })?;
-        let mut writer =
-            ReplayWriter {
+        let mut writer = ReplayWriter {
             mcap,
             path: path.to_owned(),
             schemas: BTreeMap::new(),

@@ -202,7 +202,10 @@ fn arrival_times_and_file_order() {
     let in_order = |order| {
         let options = OpenOptions { order, ..OpenOptions::default() };
         let reader = ReplayReader::open_with(&path, options).expect("open");
-        reader.map(|m| m.expect("intact")).map(|m| (m.topic.to_string(), m.log_time, m.publish_time)).collect::<Vec<_>>()
+        reader
+            .map(|m| m.expect("intact"))
+            .map(|m| (m.topic.to_string(), m.log_time, m.publish_time))
+            .collect::<Vec<_>>()
     };
     let file = in_order(v2x_replays::ReadOrder::File);
     assert_eq!(

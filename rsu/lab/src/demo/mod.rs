@@ -25,10 +25,10 @@ use rsu_site::SiteSource;
 use serde::Serialize;
 use v2x_link::client::ClientSettings;
 use v2x_link::pki::{default_server_names, write_dev_pki};
-use v2x_replays::{ReplayBody, ReplayMessage};
 use v2x_replays::pipeline::ReplayConfig;
 use v2x_replays::report::html_page;
 use v2x_replays::validate::validate_log;
+use v2x_replays::{ReplayBody, ReplayMessage};
 use vehicle_sim::connected::CarConfig;
 use vehicle_sim::live::{CarOutcome, LiveOutcome, LiveSetup, describe};
 
