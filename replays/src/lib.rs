@@ -20,6 +20,7 @@ pub mod criteria;
 mod ids;
 pub mod import_dair;
 pub mod import_openlabel;
+pub mod live;
 pub mod pipeline;
 pub mod reader;
 pub mod report;
