@@ -8,8 +8,10 @@
 //!   vehicle had received by `t` (receipt time = the message's publish time ≤ `t`), from
 //!   `/vehicles/<id>/received`. The truth is restricted to the region the vehicle subscribed to:
 //!   the circle of its subscription radius (the channel's `subscription_radius_m`) around the
-//!   vehicle's own true position at `t`; a vehicle without a recorded radius is scored against
-//!   all truth, and a truth frame without the vehicle in it is not scored for it.
+//!   vehicle's own true position at `t`. Truth outside it counts as outside coverage (not
+//!   scored, and an object received for it near the edge is neither missed nor false). A
+//!   vehicle without a recorded radius is scored against all truth; a truth frame without the
+//!   vehicle in it is not scored for it.
 //!
 //! Each participant of the frame used is aged from the frame's time to `t` by its own
 //! kinematics (constant speed and yaw rate: [`ctrv`]), then scored with the same scorer as
@@ -231,16 +233,16 @@ pub fn score_live(path: &Path, criteria: &Criteria, facts: &ScenarioFacts) -> Re
                 let Some(own) = truth.objects.iter().find(|o| o.v2x_id.as_deref() == Some(vehicle.as_str())) else {
                     continue;
                 };
-                let region: Vec<TruthObject> = match acc.radius_m {
-                    None => truths.clone(),
-                    Some(r) => truths
-                        .iter()
-                        .filter(|t| {
-                            (t.position_m[0] - own.center_m.x).hypot(t.position_m[1] - own.center_m.y) <= f64::from(r)
-                        })
-                        .cloned()
-                        .collect(),
-                };
+                // Outside the region a truth is treated as outside coverage: not scored, and an
+                // object received for it (near the edge, the RSU filtered by where the vehicle
+                // said it was, at the frame's time) is neither a miss nor a false positive.
+                let mut region = truths.clone();
+                if let Some(r) = acc.radius_m {
+                    for t in &mut region {
+                        let d = (t.position_m[0] - own.center_m.x).hypot(t.position_m[1] - own.center_m.y);
+                        t.in_coverage &= d <= f64::from(r);
+                    }
+                }
                 acc.score(truth.time, &region);
             }
         }

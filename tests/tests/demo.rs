@@ -41,6 +41,18 @@ fn the_demo_shows_the_cooperative_benefit_and_writes_valid_files() {
     assert!(p99 > 0.0 && p99 < 1000.0, "capture-to-receipt p99 {p99} ms");
     assert_eq!(summary["runs"][1]["cars"][0]["link"]["frames"], 0, "without V2X the car is not connected");
 
+    // The live broadcast is scored, as sent and as the car received it, next to the re-fused
+    // replay; the criteria judge it as sent, and it passes them.
+    let (sent, got) = (&summary["live"]["as_sent"], &summary["live"]["as_received"]["cv-bus-ped"]);
+    assert_eq!(sent["passed"], true, "the live broadcast passes the criteria: {}", summary["live"]);
+    assert!(num(&sent["frames"]) >= 50.0 && num(&got["frames"]) >= 50.0, "{}", summary["live"]);
+    let replayed = num(&summary["replay"]["mota"]);
+    for score in [sent, got] {
+        let mota = num(&score["mota"]);
+        assert!(mota > 0.85 && (mota - replayed).abs() < 0.05, "live MOTA {mota}, re-fused {replayed}");
+    }
+    assert!(stdout.contains("live, as sent") && stdout.contains("live, as received by cv-bus-ped"), "{stdout}");
+
     // The replay log of the V2X run: strict reading, every kind of message, the scenario named.
     let log = out.join("demo.mcap");
     let reader = ReplayReader::open(&log).expect("demo.mcap opens");
