@@ -2,15 +2,17 @@
 //! (FileDescriptorSet) embedded, so any MCAP tool can open them.
 //!
 //! - [`topics`]: the topic layout and which message each topic carries.
-//! - [`writer`]: [`ReplayWriter`], a typed writer (LZ4 chunks, log time = capture time,
-//!   deterministic bytes).
+//! - [`writer`]: [`ReplayWriter`], a typed writer (LZ4 chunks, log time = capture time, publish
+//!   time = arrival or receipt time, deterministic bytes).
 //! - [`pipeline`]: replaying a log through the fusion core, event by event.
 //! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
 //! - [`import_dair`]: DAIR-V2X / V2X-Seq annotations into replay logs.
 //! - [`import_openlabel`]: ASAM OpenLABEL (TUMTraf / A9) 3D box annotations into replay logs.
 //! - [`scoring`]: tracking metrics against ground truth (CLEAR MOT, IDF1, HOTA, state errors).
 //! - [`reader`]: [`ReplayReader`], a streaming typed reader that yields messages in log-time
-//!   order, names the place of any damage, and can recover every intact message before it.
+//!   order (or file order), names the place of any damage, and can recover every intact message
+//!   before it.
+//! - [`live`]: scoring a recorded live run as it was broadcast and as each vehicle received it.
 //!
 //! The format is documented in `replays/README.md`.
 
@@ -18,6 +20,7 @@ pub mod criteria;
 mod ids;
 pub mod import_dair;
 pub mod import_openlabel;
+pub mod live;
 pub mod pipeline;
 pub mod reader;
 pub mod report;
@@ -26,7 +29,7 @@ pub mod topics;
 pub mod validate;
 pub mod writer;
 
-pub use reader::{OpenOptions, ReadMode, ReadStats, ReplayBody, ReplayMessage, ReplayReader};
+pub use reader::{OpenOptions, ReadMode, ReadOrder, ReadStats, Received, ReplayBody, ReplayMessage, ReplayReader};
 pub use topics::Topic;
 pub use writer::ReplayWriter;
 

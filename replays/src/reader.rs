@@ -1,8 +1,10 @@
-//! [`ReplayReader`]: streams a replay log as typed messages in log-time order.
+//! [`ReplayReader`]: streams a replay log as typed messages in log-time order (or, on request,
+//! in the order they were recorded).
 //!
 //! The file is read incrementally (memory grows with the largest chunk and the reorder window,
-//! never with the file). Messages are re-ordered by log time within a window, so logs recorded
-//! live, where sensors deliver out of order, come out sorted. Every message is decoded and
+//! never with the file). By default messages are re-ordered by log time within a window, so logs
+//! recorded live, where sensors deliver out of order, come out sorted; [`ReadOrder::File`] yields
+//! them as written, which for a daemon's recording is the order the daemon handled them in. Every message is decoded and
 //! validated through `v2x-proto`; its topic must agree with its content.
 //!
 //! Damage (truncation, corruption, invalid messages) is reported with the file, the byte offset
@@ -24,6 +26,7 @@ use v2x_proto::{DecodeError, decode};
 
 use crate::ReplayError;
 use crate::topics::Topic;
+use crate::writer::SUBSCRIPTION_RADIUS_KEY;
 
 /// Largest MCAP record or chunk the reader accepts [bytes]; protects against corrupt lengths.
 pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
@@ -39,26 +42,43 @@ pub enum ReadMode {
     Recover,
 }
 
+/// The order messages come out in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadOrder {
+    /// By log time (the messages' own times), within the reorder window; ties in file order.
+    #[default]
+    LogTime,
+    /// As written in the file (a recorder writes in the order it handled them).
+    File,
+}
+
 /// Reader options.
 #[derive(Clone, Copy, Debug)]
 pub struct OpenOptions {
     /// Damage handling.
     pub mode: ReadMode,
-    /// How far out of log-time order [ns] messages may be stored and still come out sorted.
+    /// How far out of log-time order [ns] messages may be stored and still come out sorted
+    /// (log-time order only).
     pub reorder_window_ns: u64,
+    /// Which order messages come out in.
+    pub order: ReadOrder,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { mode: ReadMode::Strict, reorder_window_ns: 2_000_000_000 }
+        OpenOptions { mode: ReadMode::Strict, reorder_window_ns: 2_000_000_000, order: ReadOrder::LogTime }
     }
 }
 
 /// One decoded message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReplayMessage {
-    /// Log time (the capture time).
+    /// Log time: the message's own time (capture time, frame time).
     pub log_time: Timestamp,
+    /// Publish time: when the message reached whoever recorded it (the RSU's arrival time of a
+    /// sensor frame or vehicle state, a vehicle's receipt time of a received frame; a roadside
+    /// frame's own time); equal to `log_time` when the recorder did not know.
+    pub publish_time: Timestamp,
     /// Its topic.
     pub topic: Topic,
     /// The content.
@@ -78,6 +98,57 @@ pub enum ReplayBody {
     Vehicle(VehicleState),
     /// A fused broadcast frame.
     Roadside(RoadsideFrame),
+    /// A broadcast frame as one vehicle received it (its receipt time is the message's
+    /// publish time).
+    Received(Box<Received>),
+}
+
+impl ReplayBody {
+    /// The message's own time, its log time: capture time, frame time, the log's start for
+    /// `/meta`.
+    pub fn time(&self) -> Timestamp {
+        match self {
+            ReplayBody::Meta(m) => m.start_time,
+            ReplayBody::Sensor(f) => f.capture_time,
+            ReplayBody::GroundTruth(g) => g.time,
+            ReplayBody::Vehicle(v) => v.time,
+            ReplayBody::Roadside(r) => r.time,
+            ReplayBody::Received(r) => r.frame.time,
+        }
+    }
+
+    /// The topic it belongs on.
+    pub fn topic(&self) -> Topic {
+        match self {
+            ReplayBody::Meta(_) => Topic::Meta,
+            ReplayBody::Sensor(f) => Topic::Sensor(f.sensor_id.clone()),
+            ReplayBody::GroundTruth(_) => Topic::GroundTruth,
+            ReplayBody::Vehicle(v) => Topic::Vehicle(v.vehicle_id.clone()),
+            ReplayBody::Roadside(r) => Topic::Roadside(r.rsu_id.clone()),
+            ReplayBody::Received(r) => Topic::Received(r.vehicle_id.clone()),
+        }
+    }
+}
+
+impl ReplayMessage {
+    /// `body` as a message that reached its recorder at `publish_time` (`None`: not known, so
+    /// its own time; see `replays/README.md`, "Times").
+    pub fn new(body: ReplayBody, publish_time: Option<Timestamp>) -> Self {
+        let log_time = body.time();
+        ReplayMessage { log_time, publish_time: publish_time.unwrap_or(log_time), topic: body.topic(), body }
+    }
+}
+
+/// A roadside frame as one vehicle received it (after the RSU's per-vehicle region filter).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    /// The receiving vehicle's id.
+    pub vehicle_id: String,
+    /// The radius it subscribed to around itself [m], when it did (from the channel's
+    /// metadata).
+    pub subscription_radius_m: Option<u32>,
+    /// The frame as decoded.
+    pub frame: RoadsideFrame,
 }
 
 /// What the reader has seen so far.
@@ -282,6 +353,11 @@ impl ReplayReader {
         &self.meta
     }
 
+    /// The options it was opened with.
+    pub fn options(&self) -> OpenOptions {
+        self.options
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> ReadStats {
         self.source.stats
@@ -295,12 +371,14 @@ impl ReplayReader {
     /// Pops the earliest pending message if it can no longer be preceded by one still unread.
     fn pop_ready(&mut self, flush: bool) -> Option<ReplayMessage> {
         let earliest_ns = self.pending.earliest_ns()?;
-        let ready = flush || earliest_ns.saturating_add(self.options.reorder_window_ns) <= self.newest_ns;
+        let file_order = self.options.order == ReadOrder::File;
+        let ready = flush || file_order || earliest_ns.saturating_add(self.options.reorder_window_ns) <= self.newest_ns;
         if !ready {
             return None;
         }
         let (t, message) = self.pending.pop()?;
-        if t < self.last_yielded_ns {
+        // In file order nothing is reordered, so nothing counts as yielded out of order.
+        if t < self.last_yielded_ns && !file_order {
             self.source.stats.out_of_order += 1;
         }
         self.last_yielded_ns = self.last_yielded_ns.max(t);
@@ -339,17 +417,20 @@ impl Source {
             };
             let index = self.index;
             self.index += 1;
-            let log_time = match i64::try_from(raw.log_time) {
-                Ok(ns) => Timestamp::from_nanos(ns),
-                Err(_) => {
-                    return Some(Err(ReplayError::Inconsistent {
-                        path: self.path.clone(),
-                        index,
-                        topic: topic.to_string(),
-                        problem: format!("log time {} is beyond the year 2262", raw.log_time),
-                    }));
-                }
+            let time = |ns: u64, what: &str| match i64::try_from(ns) {
+                Ok(ns) => Ok(Timestamp::from_nanos(ns)),
+                Err(_) => Err(ReplayError::Inconsistent {
+                    path: self.path.clone(),
+                    index,
+                    topic: topic.to_string(),
+                    problem: format!("{what} {ns} is beyond the year 2262"),
+                }),
             };
+            let (log_time, publish_time) =
+                match time(raw.log_time, "log time").and_then(|l| Ok((l, time(raw.publish_time, "publish time")?))) {
+                    Ok(times) => times,
+                    Err(e) => return Some(Err(e)),
+                };
             let schema_ok = raw.channel.schema.as_ref().is_some_and(|s| s.name == topic.schema_name())
                 && raw.channel.message_encoding == "protobuf";
             if !schema_ok {
@@ -360,8 +441,8 @@ impl Source {
                     problem: format!("channel must carry protobuf {}", topic.schema_name()),
                 }));
             }
-            let message = match self.decode(&topic, log_time, &raw.data) {
-                Ok(body) => ReplayMessage { log_time, topic, body },
+            let message = match self.decode(&topic, &raw.channel, &raw.data) {
+                Ok(body) => ReplayMessage { log_time, publish_time, topic, body },
                 Err(cause) => {
                     return Some(Err(ReplayError::Message {
                         path: self.path.clone(),
@@ -385,13 +466,19 @@ impl Source {
         }
     }
 
-    fn decode(&self, topic: &Topic, _log_time: Timestamp, data: &[u8]) -> Result<ReplayBody, DecodeError> {
+    fn decode(&self, topic: &Topic, channel: &mcap::Channel<'_>, data: &[u8]) -> Result<ReplayBody, DecodeError> {
         Ok(match topic {
             Topic::Meta => ReplayBody::Meta(Box::new(decode::<ReplayMeta>(data)?)),
             Topic::Sensor(_) => ReplayBody::Sensor(Arc::new(decode::<SensorFrame>(data)?)),
             Topic::GroundTruth => ReplayBody::GroundTruth(decode::<GroundTruthFrame>(data)?),
             Topic::Vehicle(_) => ReplayBody::Vehicle(decode::<VehicleState>(data)?),
             Topic::Roadside(_) => ReplayBody::Roadside(decode::<RoadsideFrame>(data)?),
+            Topic::Received(vehicle_id) => ReplayBody::Received(Box::new(Received {
+                vehicle_id: vehicle_id.clone(),
+                // A radius that does not parse is as good as none: the frames are still intact.
+                subscription_radius_m: channel.metadata.get(SUBSCRIPTION_RADIUS_KEY).and_then(|r| r.parse().ok()),
+                frame: decode::<RoadsideFrame>(data)?,
+            })),
         })
     }
 }
@@ -405,6 +492,10 @@ fn inconsistency(m: &ReplayMessage) -> Option<String> {
         (Topic::GroundTruth, ReplayBody::GroundTruth(g)) => {
             return (g.time != m.log_time)
                 .then(|| format!("log time {} differs from the frame's time {}", m.log_time, g.time));
+        }
+        (Topic::Received(_), ReplayBody::Received(r)) => {
+            return (r.frame.time != m.log_time)
+                .then(|| format!("log time {} differs from the received frame's time {}", m.log_time, r.frame.time));
         }
         _ => return None,
     };
@@ -543,6 +634,7 @@ mod tests {
         let time = Timestamp::from_nanos(ns as i64);
         ReplayMessage {
             log_time: time,
+            publish_time: time,
             topic: Topic::Sensor(index.to_string()),
             body: ReplayBody::GroundTruth(GroundTruthFrame { time, objects: Vec::new(), signals: Vec::new() }),
         }

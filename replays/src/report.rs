@@ -36,8 +36,12 @@ pub struct LogReport {
     pub checks: Vec<Check>,
     /// The metrics.
     pub metrics: Metrics,
-    /// Age of broadcast objects (frame time minus newest fused measurement) [s].
+    /// Age of broadcast objects (frame time minus newest fused measurement) [s], over the
+    /// broadcast ticks up to the log's last input.
     pub broadcast_age_s: Distribution,
+    /// The recorded live broadcast's scores (`replay validate --live`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::live::LiveSection>,
     /// Counters of the replay.
     pub replay: ReplaySummary,
     /// Wall time of the validation [s] and how much faster than real time it ran.

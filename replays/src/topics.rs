@@ -7,6 +7,7 @@
 //! | `/ground_truth` | `v2x.v1.GroundTruthFrame` |
 //! | `/vehicles/<vehicle_id>/state` | `v2x.v1.VehicleState` |
 //! | `/rsu/<rsu_id>/frame` | `v2x.v1.RoadsideFrame` |
+//! | `/vehicles/<vehicle_id>/received` | `v2x.v1.RoadsideFrame` (as that vehicle received it) |
 
 /// A parsed topic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,6 +22,8 @@ pub enum Topic {
     Vehicle(String),
     /// `/rsu/<rsu_id>/frame`.
     Roadside(String),
+    /// `/vehicles/<vehicle_id>/received`: the roadside frames a vehicle received.
+    Received(String),
 }
 
 impl Topic {
@@ -36,8 +39,13 @@ impl Topic {
         if let Some(id) = name.strip_prefix("/sensors/") {
             return valid_id(id).then(|| Topic::Sensor(id.to_owned()));
         }
-        if let Some(id) = name.strip_prefix("/vehicles/").and_then(|rest| rest.strip_suffix("/state")) {
-            return valid_id(id).then(|| Topic::Vehicle(id.to_owned()));
+        if let Some(rest) = name.strip_prefix("/vehicles/") {
+            if let Some(id) = rest.strip_suffix("/state") {
+                return valid_id(id).then(|| Topic::Vehicle(id.to_owned()));
+            }
+            if let Some(id) = rest.strip_suffix("/received") {
+                return valid_id(id).then(|| Topic::Received(id.to_owned()));
+            }
         }
         if let Some(id) = name.strip_prefix("/rsu/").and_then(|rest| rest.strip_suffix("/frame")) {
             return valid_id(id).then(|| Topic::Roadside(id.to_owned()));
@@ -52,7 +60,7 @@ impl Topic {
             Topic::Sensor(_) => "v2x.v1.SensorFrame",
             Topic::GroundTruth => "v2x.v1.GroundTruthFrame",
             Topic::Vehicle(_) => "v2x.v1.VehicleState",
-            Topic::Roadside(_) => "v2x.v1.RoadsideFrame",
+            Topic::Roadside(_) | Topic::Received(_) => "v2x.v1.RoadsideFrame",
         }
     }
 }
@@ -65,6 +73,7 @@ impl std::fmt::Display for Topic {
             Topic::GroundTruth => f.write_str("/ground_truth"),
             Topic::Vehicle(id) => write!(f, "/vehicles/{id}/state"),
             Topic::Roadside(id) => write!(f, "/rsu/{id}/frame"),
+            Topic::Received(id) => write!(f, "/vehicles/{id}/received"),
         }
     }
 }
@@ -81,11 +90,14 @@ mod tests {
             Topic::GroundTruth,
             Topic::Vehicle("veh-7".into()),
             Topic::Roadside("rsu-1".into()),
+            Topic::Received("veh-7".into()),
         ] {
             assert_eq!(Topic::parse(&t.to_string()), Some(t));
         }
         assert_eq!(Topic::parse("/sensors/"), None);
         assert_eq!(Topic::parse("/sensors/a/b"), None);
         assert_eq!(Topic::parse("/tf"), None);
+        assert_eq!(Topic::parse("/vehicles//received"), None);
+        assert_eq!(Topic::parse("/vehicles/a/other"), None);
     }
 }

@@ -87,6 +87,31 @@ pub fn validate_log(
     criteria: &Criteria,
     config: &ReplayConfig,
 ) -> Result<(LogReport, PlotData), PipelineError> {
+    validate_log_facts(path, criteria, config).map(|(report, plot, _)| (report, plot))
+}
+
+/// [`validate_log`] and then the live scores of the log ([`crate::live`]): the report's `live`
+/// section, and its verdict also requires the broadcast as sent to pass, when the log holds one.
+pub fn validate_live(
+    path: &Path,
+    criteria: &Criteria,
+    config: &ReplayConfig,
+) -> Result<(LogReport, PlotData), PipelineError> {
+    let (mut report, plot, facts) = validate_log_facts(path, criteria, config)?;
+    let live = crate::live::score_live(path, criteria, &facts)?;
+    if let Some(sent) = &live.as_sent {
+        report.passed &= sent.passed;
+    }
+    report.live = Some(live);
+    Ok((report, plot))
+}
+
+/// [`validate_log`] with the scenario facts gathered from the truth.
+fn validate_log_facts(
+    path: &Path,
+    criteria: &Criteria,
+    config: &ReplayConfig,
+) -> Result<(LogReport, PlotData, ScenarioFacts), PipelineError> {
     let reader = ReplayReader::open_with(path, OpenOptions::default())?;
     let meta = reader.meta().clone();
     let site = meta.site.clone();
@@ -108,6 +133,12 @@ pub fn validate_log(
     // Each frame's truths as the scorer sees them, filled in place.
     let sensors = coverages(&site);
     let mut truths: Vec<TruthObject> = Vec::new();
+    // Per broadcast tick, its time [ns] and how many ages had been collected after it; and the
+    // newest input's time [ns]. Ticks after the last input are the replay running on past the
+    // recording's inputs (a live recording goes on until its daemon stops), where every track
+    // coasts: not the system's broadcast, so not counted.
+    let mut tick_ends: Vec<(i64, usize)> = Vec::new();
+    let mut last_input_ns = i64::MIN;
 
     // Of each broadcast only its time is needed: no roadside frame is built. Only the objects'
     // kinematics are polled.
@@ -171,6 +202,10 @@ pub fn validate_log(
                     for o in objects {
                         plot.ages_s.push(at.secs_since(o.last_update).max(0.0));
                     }
+                    tick_ends.push((at.as_nanos(), plot.ages_s.len()));
+                }
+                ReplayEvent::Input { message, ingest: Some(_) } => {
+                    last_input_ns = last_input_ns.max(message.log_time.as_nanos());
                 }
                 ReplayEvent::Input { .. } => {}
             }
@@ -182,6 +217,8 @@ pub fn validate_log(
     plot.truth_tracks = truth_tracks.into_sorted().collect();
     plot.fused_tracks = fused_tracks.into_sorted().collect();
 
+    let counted = tick_ends.iter().take_while(|(t, _)| *t <= last_input_ns).last().map_or(0, |(_, end)| *end);
+    plot.ages_s.truncate(counted);
     let ages = Distribution::of(&plot.ages_s);
     facts.broadcast_age_p99_s = (ages.count > 0).then_some(ages.p99);
     let metrics = scorer.finish();
@@ -207,9 +244,10 @@ pub fn validate_log(
         checks,
         metrics,
         broadcast_age_s: ages,
+        live: None,
         replay: summary,
         wall_time_s: 0.0,
         speedup: 0.0,
     };
-    Ok((report, plot))
+    Ok((report, plot, facts))
 }

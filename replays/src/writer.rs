@@ -1,9 +1,11 @@
 //! [`ReplayWriter`]: writes typed messages into an MCAP log with protobuf schemas.
 //!
 //! Each message type gets one schema record (encoding `protobuf`, data = the v2x.v1
-//! FileDescriptorSet), each topic one channel. Log time and publish time are the message's
-//! capture time. Chunks are LZ4-compressed single-threaded, so the same calls produce the same
-//! bytes on every machine.
+//! FileDescriptorSet), each topic one channel. Log time is the message's own time (capture time,
+//! frame time); publish time is when the message reached whoever recorded it (the RSU's arrival
+//! time, a vehicle's receipt time), or the log time when the writer is not told (see
+//! `replays/README.md`, "Times"). Chunks are LZ4-compressed single-threaded, so the same calls
+//! produce the same bytes on every machine.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,7 +18,12 @@ use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
 use v2x_proto::{FILE_DESCRIPTOR_SET, WireMessage};
 
 use crate::ReplayError;
+use crate::reader::{Received, ReplayBody, ReplayMessage};
 use crate::topics::Topic;
+
+/// Channel metadata key of a `/vehicles/<id>/received` channel: the radius [m] the vehicle
+/// subscribed to around itself (absent when it subscribed otherwise or it is unknown).
+pub const SUBSCRIPTION_RADIUS_KEY: &str = "subscription_radius_m";
 
 /// Uncompressed chunk size [bytes]: small enough that a crash loses little, large enough to
 /// compress well.
@@ -33,6 +40,8 @@ pub struct ReplayWriter<W: Write + Seek = BufWriter<File>> {
     path: PathBuf,
     schemas: BTreeMap<&'static str, u16>,
     channels: BTreeMap<Topic, (u16, u32)>,
+    /// The subscription radius each `/vehicles/<id>/received` channel was created with.
+    radii: BTreeMap<String, Option<u32>>,
 }
 
 impl ReplayWriter<BufWriter<File>> {
@@ -54,35 +63,112 @@ impl<W: Write + Seek> ReplayWriter<W> {
             .library(concat!("v2x-replays ", env!("CARGO_PKG_VERSION")))
             .profile("");
         let mcap = options.create(sink).map_err(|cause| ReplayError::McapWrite { path: path.to_owned(), cause })?;
-        let mut writer =
-            ReplayWriter { mcap, path: path.to_owned(), schemas: BTreeMap::new(), channels: BTreeMap::new() };
-        writer.write(Topic::Meta, meta.start_time, meta)?;
+        let mut writer = ReplayWriter {
+            mcap,
+            path: path.to_owned(),
+            schemas: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            radii: BTreeMap::new(),
+        };
+        writer.write(Topic::Meta, meta.start_time, meta.start_time, meta)?;
         // The metadata gets a chunk of its own, so a log cut short anywhere later still opens.
         writer.flush()?;
         Ok(writer)
     }
 
-    /// Writes a sensor frame on `/sensors/<sensor_id>` at its capture time.
+    /// Writes a sensor frame on `/sensors/<sensor_id>` at its capture time, with no known
+    /// arrival time (publish time = capture time).
     pub fn write_sensor_frame(&mut self, frame: &SensorFrame) -> Result<(), ReplayError> {
+        self.write_sensor_frame_at(frame, frame.capture_time)
+    }
+
+    /// Writes a sensor frame that reached the recorder (the RSU) at `arrival`: log time = its
+    /// capture time, publish time = `arrival`.
+    pub fn write_sensor_frame_at(&mut self, frame: &SensorFrame, arrival: Timestamp) -> Result<(), ReplayError> {
         let topic = Topic::Sensor(checked_id("sensor frame", &frame.sensor_id)?);
-        self.write(topic, frame.capture_time, frame)
+        self.write(topic, frame.capture_time, arrival, frame)
     }
 
     /// Writes a ground-truth frame on `/ground_truth`.
     pub fn write_ground_truth(&mut self, frame: &GroundTruthFrame) -> Result<(), ReplayError> {
-        self.write(Topic::GroundTruth, frame.time, frame)
+        self.write(Topic::GroundTruth, frame.time, frame.time, frame)
     }
 
-    /// Writes a vehicle's self-report on `/vehicles/<vehicle_id>/state`.
+    /// Writes a vehicle's self-report on `/vehicles/<vehicle_id>/state` with no known arrival
+    /// time (publish time = its time).
     pub fn write_vehicle_state(&mut self, state: &VehicleState) -> Result<(), ReplayError> {
-        let topic = Topic::Vehicle(checked_id("vehicle state", &state.vehicle_id)?);
-        self.write(topic, state.time, state)
+        self.write_vehicle_state_at(state, state.time)
     }
 
-    /// Writes a fused broadcast frame on `/rsu/<rsu_id>/frame`.
+    /// Writes a vehicle's self-report that reached the recorder (the RSU) at `arrival`: log time
+    /// = its time, publish time = `arrival`.
+    pub fn write_vehicle_state_at(&mut self, state: &VehicleState, arrival: Timestamp) -> Result<(), ReplayError> {
+        let topic = Topic::Vehicle(checked_id("vehicle state", &state.vehicle_id)?);
+        self.write(topic, state.time, arrival, state)
+    }
+
+    /// Writes a fused broadcast frame on `/rsu/<rsu_id>/frame`; it was produced at its own time,
+    /// so log time = publish time = `frame.time`.
     pub fn write_roadside_frame(&mut self, frame: &RoadsideFrame) -> Result<(), ReplayError> {
         let topic = Topic::Roadside(checked_id("roadside frame", &frame.rsu_id)?);
-        self.write(topic, frame.time, frame)
+        self.write(topic, frame.time, frame.time, frame)
+    }
+
+    /// Writes a roadside frame as a vehicle received it, on `/vehicles/<vehicle_id>/received`:
+    /// log time = the frame's time, publish time = `receipt`. The first frame of a vehicle
+    /// creates its channel with the subscription radius as channel metadata; a later frame with
+    /// another radius is an error (the radius is the channel's, not the frame's).
+    pub fn write_received_frame(&mut self, received: &Received, receipt: Timestamp) -> Result<(), ReplayError> {
+        let id = checked_id("received frame", &received.vehicle_id)?;
+        match self.radii.get(&id) {
+            Some(radius) if *radius != received.subscription_radius_m => {
+                return Err(ReplayError::Write {
+                    what: format!("a frame received by {id}"),
+                    problem: format!(
+                        "subscription radius {:?} m differs from the {:?} m its channel was created with",
+                        received.subscription_radius_m, radius
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => {
+                self.radii.insert(id.clone(), received.subscription_radius_m);
+            }
+        }
+        self.write(Topic::Received(id), received.frame.time, receipt, &received.frame)
+    }
+
+    /// Writes a message as read from a log, with its log and publish times (`/meta` is written
+    /// by [`ReplayWriter::new`] and skipped here).
+    pub fn write_message(&mut self, message: &ReplayMessage) -> Result<(), ReplayError> {
+        let at = message.publish_time;
+        match &message.body {
+            ReplayBody::Meta(_) => Ok(()),
+            ReplayBody::Sensor(f) => self.write_sensor_frame_at(f, at),
+            ReplayBody::GroundTruth(g) => self.write_ground_truth(g),
+            ReplayBody::Vehicle(v) => self.write_vehicle_state_at(v, at),
+            ReplayBody::Roadside(r) => self.write_roadside_frame(r),
+            ReplayBody::Received(r) => self.write_received_frame(r, at),
+        }
+    }
+
+    /// Writes several streams of messages as one, by publish time: each stream keeps its own
+    /// order (a recording stays in the order it was recorded in, even where its publish times
+    /// are not monotonic), and among the streams' next messages the earliest publish time goes
+    /// first (ties: the earlier stream).
+    pub fn write_merged(&mut self, streams: &[&[ReplayMessage]]) -> Result<(), ReplayError> {
+        let mut next = vec![0usize; streams.len()];
+        loop {
+            let earliest = streams
+                .iter()
+                .zip(&next)
+                .enumerate()
+                .filter_map(|(s, (stream, &i))| Some((stream.get(i)?.publish_time, s)))
+                .min();
+            let Some((_, s)) = earliest else { return Ok(()) };
+            self.write_message(&streams[s][next[s]])?;
+            next[s] += 1;
+        }
     }
 
     /// Ends the current chunk and flushes it to the sink, so a crash after this loses nothing
@@ -97,13 +183,21 @@ impl<W: Write + Seek> ReplayWriter<W> {
         Ok(self.mcap.into_inner())
     }
 
-    fn write(&mut self, topic: Topic, time: Timestamp, message: &impl WireMessage) -> Result<(), ReplayError> {
-        let log_time = u64::try_from(time.as_nanos()).map_err(|_| ReplayError::Write {
-            what: topic.to_string(),
-            problem: format!("negative capture time {time}"),
-        })?;
+    fn write(
+        &mut self,
+        topic: Topic,
+        time: Timestamp,
+        publish: Timestamp,
+        message: &impl WireMessage,
+    ) -> Result<(), ReplayError> {
+        let nanos = |t: Timestamp, what: &str| {
+            u64::try_from(t.as_nanos())
+                .map_err(|_| ReplayError::Write { what: topic.to_string(), problem: format!("negative {what} {t}") })
+        };
+        let log_time = nanos(time, "capture time")?;
+        let publish_time = nanos(publish, "arrival time")?;
         let (channel_id, sequence) = self.channel(&topic)?;
-        let header = MessageHeader { channel_id, sequence, log_time, publish_time: log_time };
+        let header = MessageHeader { channel_id, sequence, log_time, publish_time };
         self.mcap
             .write_to_known_channel(&header, &v2x_proto::encode(message))
             .map_err(|cause| ReplayError::McapWrite { path: self.path.clone(), cause })
@@ -125,7 +219,13 @@ impl<W: Write + Seek> ReplayWriter<W> {
                 id
             }
         };
-        let id = self.mcap.add_channel(schema_id, &topic.to_string(), "protobuf", &BTreeMap::new()).map_err(map_err)?;
+        let mut metadata = BTreeMap::new();
+        if let Topic::Received(vehicle) = topic
+            && let Some(Some(radius_m)) = self.radii.get(vehicle)
+        {
+            metadata.insert(SUBSCRIPTION_RADIUS_KEY.to_owned(), radius_m.to_string());
+        }
+        let id = self.mcap.add_channel(schema_id, &topic.to_string(), "protobuf", &metadata).map_err(map_err)?;
         self.channels.insert(topic.clone(), (id, 0));
         Ok((id, 0))
     }

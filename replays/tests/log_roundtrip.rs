@@ -68,7 +68,13 @@ fn messages(steps: i64) -> Vec<ReplayBody> {
         // The camera frame arrives after the lidar frame although it was captured before it.
         out.push(ReplayBody::Sensor(camera.into()));
         out.push(ReplayBody::Vehicle(state));
+        let received = v2x_replays::Received {
+            vehicle_id: "veh-0007".into(),
+            subscription_radius_m: Some(300),
+            frame: frame.clone(),
+        };
         out.push(ReplayBody::Roadside(frame));
+        out.push(ReplayBody::Received(Box::new(received)));
     }
     // Put every value on the wire's fixed-point grid, as a decoded log holds it.
     out.into_iter().map(on_grid).collect()
@@ -79,6 +85,10 @@ fn on_grid(body: ReplayBody) -> ReplayBody {
     match body {
         ReplayBody::Vehicle(s) => ReplayBody::Vehicle(decode::<VehicleState>(&encode(&s)).expect("valid")),
         ReplayBody::Roadside(f) => ReplayBody::Roadside(decode::<RoadsideFrame>(&encode(&f)).expect("valid")),
+        ReplayBody::Received(mut r) => {
+            r.frame = decode::<RoadsideFrame>(&encode(&r.frame)).expect("valid");
+            ReplayBody::Received(r)
+        }
         other => other,
     }
 }
@@ -91,6 +101,8 @@ fn write_log(path: &Path, bodies: &[ReplayBody]) {
             ReplayBody::GroundTruth(g) => w.write_ground_truth(g),
             ReplayBody::Vehicle(s) => w.write_vehicle_state(s),
             ReplayBody::Roadside(f) => w.write_roadside_frame(f),
+            // Received 20 ms after it was made.
+            ReplayBody::Received(r) => w.write_received_frame(r, r.frame.time.add_nanos(20_000_000)),
             ReplayBody::Meta(_) => unreachable!("meta is written by create"),
         }
         .expect("write");
@@ -99,13 +111,7 @@ fn write_log(path: &Path, bodies: &[ReplayBody]) {
 }
 
 fn time_of(body: &ReplayBody) -> Timestamp {
-    match body {
-        ReplayBody::Meta(m) => m.start_time,
-        ReplayBody::Sensor(f) => f.capture_time,
-        ReplayBody::GroundTruth(g) => g.time,
-        ReplayBody::Vehicle(s) => s.time,
-        ReplayBody::Roadside(f) => f.time,
-    }
+    body.time()
 }
 
 fn read_all(path: &Path, mode: ReadMode) -> (Vec<ReplayMessage>, Option<String>) {
@@ -151,6 +157,72 @@ fn every_topic_reads_back_equal_and_in_time_order() {
     assert!(topics.contains(&Topic::Sensor("cam-n".into())));
     assert!(topics.contains(&Topic::Vehicle("veh-0007".into())));
     assert!(topics.contains(&Topic::Roadside("rsu-cityblock-1".into())));
+    assert!(topics.contains(&Topic::Received("veh-0007".into())));
+    // Publish times: the receipt of received frames, the log time of everything written without
+    // an arrival time.
+    for m in &read {
+        let expected = match &m.body {
+            ReplayBody::Received(_) => m.log_time.add_nanos(20_000_000),
+            _ => m.log_time,
+        };
+        assert_eq!(m.publish_time, expected, "{}", m.topic);
+    }
+}
+
+/// Arrival and receipt times are written as publish times and read back; file order yields the
+/// messages as written, log-time order sorted; a vehicle's subscription radius is its channel's.
+#[test]
+fn arrival_times_and_file_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("arrivals.mcap");
+    let t = |ms: i64| Timestamp::from_nanos(T0 + ms * 1_000_000);
+    let mut lidar = sample::lidar_frame();
+    lidar.capture_time = t(0);
+    let mut camera = sample::camera_frame();
+    camera.capture_time = t(-40);
+    let mut state = sample::vehicle_state();
+    state.time = t(-120);
+    let mut frame = sample::intersection_frame(3, 1);
+    frame.rsu_id = "rsu-cityblock-1".into();
+    frame.time = t(60);
+    let frame = v2x_proto::decode::<RoadsideFrame>(&v2x_proto::encode(&frame)).expect("valid");
+    let received =
+        v2x_replays::Received { vehicle_id: "veh-0007".into(), subscription_radius_m: Some(250), frame: frame.clone() };
+    let mut w = ReplayWriter::create(&path, &meta()).expect("create");
+    w.write_sensor_frame_at(&lidar, t(45)).expect("lidar");
+    w.write_sensor_frame_at(&camera, t(50)).expect("camera");
+    w.write_vehicle_state_at(&state, t(55)).expect("state");
+    w.write_roadside_frame(&frame).expect("frame");
+    w.write_received_frame(&received, t(62)).expect("received");
+    let other_radius = v2x_replays::Received { subscription_radius_m: Some(100), ..received.clone() };
+    let refused = w.write_received_frame(&other_radius, t(70)).expect_err("a radius is the channel's");
+    assert!(refused.to_string().contains("subscription radius"), "{refused}");
+    w.finish().expect("finish");
+
+    let in_order = |order| {
+        let options = OpenOptions { order, ..OpenOptions::default() };
+        let reader = ReplayReader::open_with(&path, options).expect("open");
+        reader
+            .map(|m| m.expect("intact"))
+            .map(|m| (m.topic.to_string(), m.log_time, m.publish_time))
+            .collect::<Vec<_>>()
+    };
+    let file = in_order(v2x_replays::ReadOrder::File);
+    assert_eq!(
+        file,
+        vec![
+            ("/sensors/lidar-ne".to_owned(), t(0), t(45)),
+            ("/sensors/cam-n".to_owned(), t(-40), t(50)),
+            ("/vehicles/veh-0007/state".to_owned(), t(-120), t(55)),
+            ("/rsu/rsu-cityblock-1/frame".to_owned(), t(60), t(60)),
+            ("/vehicles/veh-0007/received".to_owned(), t(60), t(62)),
+        ]
+    );
+    let mut sorted = file.clone();
+    sorted.sort_by_key(|(_, log, _)| *log);
+    assert_eq!(in_order(v2x_replays::ReadOrder::LogTime), sorted);
+    let body = ReplayReader::open(&path).expect("open").map(|m| m.expect("intact").body).last();
+    assert_eq!(body, Some(ReplayBody::Received(Box::new(received))));
 }
 
 #[test]

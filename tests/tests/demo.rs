@@ -41,23 +41,36 @@ fn the_demo_shows_the_cooperative_benefit_and_writes_valid_files() {
     assert!(p99 > 0.0 && p99 < 1000.0, "capture-to-receipt p99 {p99} ms");
     assert_eq!(summary["runs"][1]["cars"][0]["link"]["frames"], 0, "without V2X the car is not connected");
 
+    // The live broadcast is scored, as sent and as the car received it, next to the re-fused
+    // replay; the criteria judge it as sent, and it passes them.
+    let (sent, got) = (&summary["live"]["as_sent"], &summary["live"]["as_received"]["cv-bus-ped"]);
+    assert_eq!(sent["passed"], true, "the live broadcast passes the criteria: {}", summary["live"]);
+    assert!(num(&sent["frames"]) >= 50.0 && num(&got["frames"]) >= 50.0, "{}", summary["live"]);
+    let replayed = num(&summary["replay"]["mota"]);
+    for score in [sent, got] {
+        let mota = num(&score["mota"]);
+        assert!(mota > 0.85 && (mota - replayed).abs() < 0.05, "live MOTA {mota}, re-fused {replayed}");
+    }
+    assert!(stdout.contains("live, as sent") && stdout.contains("live, as received by cv-bus-ped"), "{stdout}");
+
     // The replay log of the V2X run: strict reading, every kind of message, the scenario named.
     let log = out.join("demo.mcap");
     let reader = ReplayReader::open(&log).expect("demo.mcap opens");
     assert_eq!(reader.meta().scenario, "bus-pedestrian");
-    let (mut sensors, mut truth, mut vehicles, mut broadcasts) = (0, 0, 0, 0);
+    let (mut sensors, mut truth, mut vehicles, mut broadcasts, mut received) = (0, 0, 0, 0, 0);
     for item in reader {
         match item.expect("every message decodes").body {
             ReplayBody::Sensor(_) => sensors += 1,
             ReplayBody::GroundTruth(_) => truth += 1,
             ReplayBody::Vehicle(_) => vehicles += 1,
             ReplayBody::Roadside(_) => broadcasts += 1,
+            ReplayBody::Received(_) => received += 1,
             ReplayBody::Meta(_) => {}
         }
     }
     assert!(
-        sensors > 500 && truth >= 190 && vehicles >= 50 && broadcasts >= 50,
-        "{sensors} {truth} {vehicles} {broadcasts}"
+        sensors > 500 && truth >= 190 && vehicles >= 50 && broadcasts >= 50 && received >= 50,
+        "{sensors} {truth} {vehicles} {broadcasts} {received}"
     );
 
     // The rerun recording decodes and holds both runs.

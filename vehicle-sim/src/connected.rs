@@ -293,16 +293,11 @@ impl From<&FusedObject> for FusedLike {
     }
 }
 
-/// `position` and `yaw_rad` moved `dt_s` ahead at `speed_mps` and `yaw_rate_rps`.
+/// `position` and `yaw_rad` moved `dt_s` ahead at `speed_mps` and `yaw_rate_rps`: the same
+/// ageing the live scoring applies to what the car received.
 fn ctrv(position: Point2<f64>, yaw_rad: f64, speed_mps: f64, yaw_rate_rps: f64, dt_s: f64) -> (Point2<f64>, f64) {
-    let yaw_end = yaw_rad + yaw_rate_rps * dt_s;
-    let moved = if yaw_rate_rps.abs() < 1e-3 {
-        Vector2::new(yaw_rad.cos(), yaw_rad.sin()) * (speed_mps * dt_s)
-    } else {
-        let r = speed_mps / yaw_rate_rps;
-        Vector2::new(r * (yaw_end.sin() - yaw_rad.sin()), r * (yaw_rad.cos() - yaw_end.cos()))
-    };
-    (position + moved, wrap_angle(yaw_end))
+    let ([x, y], yaw) = v2x_replays::live::ctrv([position.x, position.y], yaw_rad, speed_mps, yaw_rate_rps, dt_s);
+    (Point2::new(x, y), yaw)
 }
 
 /// The newest sensor capture a frame carries.

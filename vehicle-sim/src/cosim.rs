@@ -11,6 +11,7 @@ use nalgebra::Point2;
 use rsu_fusion::{ObjectClass, RoadsideFrame, SensorFrame, Timestamp, VehicleState};
 use serde::Serialize;
 use v2x_proto::domain::GroundTruthFrame;
+use v2x_replays::Received;
 use v2x_replays::report::Distribution;
 
 use crate::adas::{AdasEvent, EventKind, Function};
@@ -144,6 +145,10 @@ pub struct RunOutcome {
     pub truth: Vec<GroundTruthFrame>,
     /// The sensor frames sent to the RSU.
     pub sensor_frames: Vec<SensorFrame>,
+    /// The cars' self-reports sent to the RSU.
+    pub vehicle_states: Vec<VehicleState>,
+    /// Every roadside frame a car using V2X received, with its receipt time, in the order the cars took them.
+    pub received: Vec<Receipt>,
     /// The cars' decisions at 20 Hz.
     pub samples: Vec<CarSample>,
     /// Counts.
@@ -152,6 +157,16 @@ pub struct RunOutcome {
     pub send_errors: u64,
     /// Most the loop fell behind the wall clock [s].
     pub max_behind_s: f64,
+}
+
+/// A roadside frame a car received.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Receipt {
+    /// When it arrived.
+    pub receipt: Timestamp,
+    /// The frame as the car decoded it, with the car's id (and subscription radius, when the
+    /// caller knows it).
+    pub received: Received,
 }
 
 struct CarRun {
@@ -230,6 +245,8 @@ impl CoSim {
                 cars: Vec::new(),
                 truth: Vec::new(),
                 sensor_frames: Vec::new(),
+                vehicle_states: Vec::new(),
+                received: Vec::new(),
                 samples: Vec::new(),
                 summary: RunSummary::default(),
                 send_errors: 0,
@@ -283,6 +300,11 @@ impl CoSim {
     /// none).
     pub fn receive(&mut self, index: usize, frame: RoadsideFrame, receipt: Timestamp) {
         if let Some(c) = self.cars.get_mut(index).filter(|c| c.car.config.use_v2x) {
+            let vehicle_id = c.car.v2x_id.clone();
+            self.out.received.push(Receipt {
+                receipt,
+                received: Received { vehicle_id, subscription_radius_m: None, frame: frame.clone() },
+            });
             c.car.on_roadside_frame(frame, receipt);
             self.status.frames_received += 1;
         }
@@ -388,6 +410,7 @@ impl CoSim {
             if step.is_multiple_of(REPORT_EVERY_STEPS) {
                 let state = c.car.report(world.site(), ego, now, elapsed_s);
                 state_out(index, &state);
+                self.out.vehicle_states.push(state);
             }
         }
         if step.is_multiple_of(DECIDE_EVERY_STEPS) {

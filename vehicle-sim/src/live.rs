@@ -13,12 +13,13 @@ use rsu_fusion::{RoadsideFrame, Timestamp};
 use tokio::sync::mpsc;
 use v2x_link::client::{ClientError, ClientSettings, SensorClient, VehicleClient};
 use v2x_link::wall_now;
-use v2x_proto::domain::Subscription;
+use v2x_proto::domain::{ReplayMeta, Subscription};
+use v2x_replays::{ReplayBody, ReplayError, ReplayMessage, ReplayWriter};
 
 use crate::connected::CarConfig;
 use crate::cosim::CoSim;
 pub use crate::cosim::{
-    CarOutcome, CarSample, HazardOutcome, LinkSummary, RunOutcome as LiveOutcome, Status, describe,
+    CarOutcome, CarSample, HazardOutcome, LinkSummary, Receipt, RunOutcome as LiveOutcome, Status, describe,
 };
 use crate::scenario::{self, ScenarioError};
 use crate::world::STEP_NS;
@@ -161,5 +162,37 @@ pub async fn run(setup: LiveSetup, mut progress: impl FnMut(&Status)) -> Result<
         }
     }
     let errors = send_errors.load(Ordering::Relaxed);
-    Ok(cosim.finish(|i| abandoned.get(i).map_or(0, |a| a.load(Ordering::Relaxed)), errors))
+    let mut outcome = cosim.finish(|i| abandoned.get(i).map_or(0, |a| a.load(Ordering::Relaxed)), errors);
+    for r in &mut outcome.received {
+        r.received.subscription_radius_m = Some(setup.subscription_radius_m);
+    }
+    Ok(outcome)
+}
+
+/// Writes what the run's side saw into the replay log `path` under `meta`: the ground truth, the
+/// sensor frames and self-reports it sent (publish time = log time: their arrival at the RSU is
+/// the RSU's to record) and every frame a car received (publish time = its receipt time). It has
+/// no broadcast as sent (`/rsu/<id>/frame`): that is in the RSU's own recording.
+pub fn write_log(path: &std::path::Path, meta: &ReplayMeta, outcome: &LiveOutcome) -> Result<(), ReplayError> {
+    let mut sent: Vec<ReplayMessage> = outcome
+        .sensor_frames
+        .iter()
+        .map(|f| ReplayBody::Sensor(Arc::new(f.clone())))
+        .chain(outcome.vehicle_states.iter().cloned().map(ReplayBody::Vehicle))
+        .chain(outcome.truth.iter().cloned().map(ReplayBody::GroundTruth))
+        .map(|body| ReplayMessage::new(body, None))
+        .collect();
+    // Stable: what shares a time keeps the order it was produced in.
+    sent.sort_by_key(|m| m.publish_time);
+    let mut received: Vec<ReplayMessage> = outcome
+        .received
+        .iter()
+        .map(|r| ReplayMessage::new(ReplayBody::Received(Box::new(r.received.clone())), Some(r.receipt)))
+        .collect();
+    // Each car stamps its own receipts; across cars they reach the loop in about that order.
+    received.sort_by_key(|m| m.publish_time);
+    let mut writer = ReplayWriter::create(path, meta)?;
+    writer.write_merged(&[&sent, &received])?;
+    writer.finish()?;
+    Ok(())
 }

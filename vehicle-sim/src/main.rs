@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rsu_site::{SiteModel, SiteSource};
 use v2x_link::client::ClientSettings;
+use v2x_proto::domain::ReplayMeta;
 use vehicle_sim::connected::CarConfig;
 use vehicle_sim::record::{DEFAULT_TRUTH_HZ, RecordOptions, record_with};
 use vehicle_sim::scenario::{CATALOGUE, ScenarioOptions};
@@ -108,6 +109,11 @@ enum Command {
         /// Write the outcome as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write this side of the run as a replay log (MCAP): ground truth, the sensor frames
+        /// and self-reports sent, and every frame each car received with its receipt time
+        /// (`/vehicles/<id>/received`), for `rsu-lab replay validate --live`.
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
     /// Play a scenario with and without V2X offline (an in-process RSU fusion core instead of a
     /// daemon, deterministic, faster than real time) and print what the cars did.
@@ -167,12 +173,18 @@ fn main() -> anyhow::Result<()> {
                 summary.max_participants
             );
         }
-        Command::Live { rsu, play, no_v2x, out } => {
+        Command::Live { rsu, play, no_v2x, out, log } => {
+            let site = site_model(None)?;
+            let duration_s = play.duration_s()?;
+            // The log's metadata describes the scenario as built, before it runs.
+            let meta = vehicle_sim::scenario::build(&play.scenario, site.clone(), play.seed)
+                .map(|s| vehicle_sim::record::replay_meta(&s, play.seed, duration_s))
+                .with_context(|| format!("building {}", play.scenario))?;
             let setup = vehicle_sim::live::LiveSetup {
-                duration_s: play.duration_s()?,
+                duration_s,
                 scenario: play.scenario,
                 seed: play.seed,
-                site: site_model(None)?,
+                site,
                 car: CarConfig { use_v2x: !no_v2x, ..CarConfig::default() },
                 sensors: rsu.clients("sensors", None)?,
                 vehicles: rsu.clients("vehicles", None)?,
@@ -192,6 +204,21 @@ fn main() -> anyhow::Result<()> {
             if let Some(path) = out {
                 let text = serde_json::to_string_pretty(&outcome.cars).context("serialising the outcome")?;
                 std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = log {
+                let meta = ReplayMeta {
+                    start_time: outcome.start,
+                    end_time: outcome.start.add_secs(outcome.duration_s),
+                    ..meta
+                };
+                vehicle_sim::live::write_log(&path, &meta, &outcome)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!(
+                    "wrote {}: {} received frames of {} car(s)",
+                    path.display(),
+                    outcome.received.len(),
+                    outcome.cars.len()
+                );
             }
         }
         Command::Compare { play } => {

@@ -13,7 +13,7 @@ use rsu_site::SiteSource;
 use v2x_replays::criteria::{self, Criteria, CriteriaSource};
 use v2x_replays::pipeline::{ReplayConfig, ReplayEvent, replay, rsu_id_for};
 use v2x_replays::report::{LogReport, PlotData, html_page};
-use v2x_replays::validate::validate_log;
+use v2x_replays::validate::{validate_live, validate_log};
 use v2x_replays::{ReplayBody, ReplayReader, ReplayWriter};
 
 use crate::import;
@@ -63,6 +63,12 @@ pub enum ReplayCommand {
         /// Worker threads (default: all cores).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Also score the recorded live broadcast: as sent (`/rsu/<id>/frame`) and as each
+        /// vehicle received it (`/vehicles/<id>/received`), each object aged to the truth time
+        /// by its own kinematics; the log then passes only when the broadcast as sent passes
+        /// the criteria too. Printed next to the re-fused score and in the report's `live`.
+        #[arg(long)]
+        live: bool,
     },
     /// Turn dataset annotations into a replay log.
     Import {
@@ -86,7 +92,7 @@ pub enum ImportFormat {
 pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
     match command {
         ReplayCommand::Run { file, out, config } => run_log(&file, &out, &load_config(config.as_deref())?),
-        ReplayCommand::Validate { path, criteria, report, html, config, rrd, site, jobs } => {
+        ReplayCommand::Validate { path, criteria, report, html, config, rrd, site, jobs, live } => {
             let config = load_config(config.as_deref())?;
             if let Some(rrd) = &rrd {
                 if path.is_dir() {
@@ -95,7 +101,8 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
                 let (criteria, _) = criteria_for(&path, criteria.as_deref())?;
                 write_review(&path, rrd, &SiteSource::from_option(site), &config, &criteria.scoring)?;
             }
-            validate(&path, criteria.as_deref(), report.as_deref(), html.as_deref(), &config, jobs)
+            let outputs = Outputs { report: report.as_deref(), html: html.as_deref() };
+            validate(&path, criteria.as_deref(), outputs, &config, jobs, live)
         }
         ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => import::import(&args, import::Format::DairV2x),
         ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => {
@@ -129,11 +136,10 @@ pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Resul
     let summary = replay(reader, config, |event| -> Result<(), v2x_replays::ReplayError> {
         match event {
             ReplayEvent::Input { message, .. } => match &message.body {
-                ReplayBody::Sensor(f) => writer.write_sensor_frame(f),
-                ReplayBody::GroundTruth(g) => writer.write_ground_truth(g),
-                ReplayBody::Vehicle(s) => writer.write_vehicle_state(s),
                 // Fused frames of an earlier run are replaced by this run's.
                 ReplayBody::Roadside(_) | ReplayBody::Meta(_) => Ok(()),
+                // Everything else as recorded, arrival and receipt times included.
+                _ => writer.write_message(message),
             },
             ReplayEvent::Broadcast { frame, .. } => writer.write_roadside_frame(frame),
             ReplayEvent::Truth { .. } => Ok(()),
@@ -242,14 +248,65 @@ enum Outcome {
     Unreadable(String),
 }
 
+/// Where `validate` writes its reports.
+struct Outputs<'a> {
+    report: Option<&'a Path>,
+    html: Option<&'a Path>,
+}
+
+/// The live scores of `report` as printed lines (none without `--live`): as sent and as
+/// received per vehicle, each next to the re-fused (offline) score, or why it is missing.
+pub fn live_lines(report: &LogReport) -> Vec<String> {
+    let Some(live) = &report.live else { return Vec::new() };
+    let offline = &report.metrics;
+    let versus = |m: &v2x_replays::scoring::Metrics| {
+        format!(
+            "MOTA {:.3} ({:+.3} vs re-fused), IDF1 {:.3}, HOTA {:.3}, position RMSE {:.2} m (re-fused {:.2} m)",
+            m.overall.mota,
+            m.overall.mota - offline.overall.mota,
+            m.idf1,
+            m.hota.hota,
+            m.position_rmse_m,
+            offline.position_rmse_m
+        )
+    };
+    let mut lines = Vec::new();
+    if let Some(sent) = &live.as_sent {
+        lines.push(format!(
+            "live, as sent ({} frames, frame age at truth p50/p99 {:.0}/{:.0} ms): {}, criteria {}",
+            sent.frames,
+            sent.frame_age_s.p50 * 1e3,
+            sent.frame_age_s.p99 * 1e3,
+            versus(&sent.metrics),
+            if sent.passed { "PASS" } else { "FAIL" }
+        ));
+        for c in sent.checks.iter().filter(|c| !c.passed) {
+            lines.push(format!("  failing {}: {}", c.name, c.message));
+        }
+    }
+    for (vehicle, got) in &live.as_received {
+        let region = got.subscription_radius_m.map_or_else(|| "everything".to_owned(), |r| format!("{r} m around it"));
+        lines.push(format!(
+            "live, as received by {vehicle} ({region}; {} frames, frame age at truth p50/p99 {:.0}/{:.0} ms): {}",
+            got.frames,
+            got.frame_age_s.p50 * 1e3,
+            got.frame_age_s.p99 * 1e3,
+            versus(&got.metrics)
+        ));
+    }
+    lines.extend(live.notes.iter().map(|n| format!("live: {n}")));
+    lines
+}
+
 fn validate(
     path: &Path,
     criteria: Option<&Path>,
-    report_path: Option<&Path>,
-    html_path: Option<&Path>,
+    outputs: Outputs<'_>,
     config: &ReplayConfig,
     jobs: Option<usize>,
+    live: bool,
 ) -> anyhow::Result<ExitCode> {
+    let (report_path, html_path) = (outputs.report, outputs.html);
     let logs: Vec<PathBuf> = if path.is_dir() {
         let mut v: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("listing {}", path.display()))?
@@ -280,7 +337,9 @@ fn validate(
                     Err(e) => Outcome::Unreadable(format!("{e:#}")),
                     Ok((c, source)) => {
                         let started = Instant::now();
-                        match validate_log(log, &c, config) {
+                        let validated =
+                            if live { validate_live(log, &c, config) } else { validate_log(log, &c, config) };
+                        match validated {
                             Ok((mut report, plot)) => {
                                 report.criteria = Some(source);
                                 report.wall_time_s = started.elapsed().as_secs_f64();
@@ -325,6 +384,9 @@ fn validate(
                 }
                 for c in r.checks.iter().filter(|c| !c.passed) {
                     println!("    {}: {}", c.name, c.message);
+                }
+                for line in live_lines(&r) {
+                    println!("    {line}");
                 }
                 scored.push((r, plot));
             }

@@ -25,10 +25,10 @@ use rsu_site::SiteSource;
 use serde::Serialize;
 use v2x_link::client::ClientSettings;
 use v2x_link::pki::{default_server_names, write_dev_pki};
-use v2x_replays::ReplayBody;
 use v2x_replays::pipeline::ReplayConfig;
 use v2x_replays::report::html_page;
-use v2x_replays::validate::validate_log;
+use v2x_replays::validate::validate_live;
+use v2x_replays::{ReplayBody, ReplayMessage};
 use vehicle_sim::connected::CarConfig;
 use vehicle_sim::live::{CarOutcome, LiveOutcome, LiveSetup, describe};
 
@@ -88,15 +88,50 @@ struct Comparison {
     warning_gain_s: Option<f64>,
 }
 
-/// How the V2X run's log replays through the fusion core against the ground truth.
+/// How the V2X run's log replays through the fusion core against the ground truth (`replay`),
+/// and how its live broadcast scores as sent and as the car received it (`live`).
 #[derive(Serialize)]
 struct ReplayScore {
+    /// Whether the re-fused replay passes the criteria.
     passed: bool,
     mota: f64,
     idf1: f64,
     hota: f64,
     position_rmse_m: f64,
     messages: log::LogCounts,
+}
+
+/// One live score in the summary.
+#[derive(Serialize)]
+struct LiveScoreLine {
+    /// Whether it passes the criteria (as sent only).
+    passed: Option<bool>,
+    mota: f64,
+    idf1: f64,
+    hota: f64,
+    position_rmse_m: f64,
+    frames: u64,
+}
+
+impl LiveScoreLine {
+    fn of(score: &v2x_replays::live::LiveScore, judged: bool) -> Self {
+        let m = &score.metrics;
+        LiveScoreLine {
+            passed: judged.then_some(score.passed),
+            mota: m.overall.mota,
+            idf1: m.idf1,
+            hota: m.hota.hota,
+            position_rmse_m: m.position_rmse_m,
+            frames: score.frames,
+        }
+    }
+}
+
+/// The live broadcast's scores.
+#[derive(Serialize)]
+struct LiveScores {
+    as_sent: Option<LiveScoreLine>,
+    as_received: BTreeMap<String, LiveScoreLine>,
 }
 
 #[derive(Serialize)]
@@ -107,6 +142,7 @@ struct Summary {
     runs: Vec<RunSummary>,
     comparison: Option<Comparison>,
     replay: ReplayScore,
+    live: LiveScores,
     rrd: rsu::live_view::RrdStats,
     files: BTreeMap<String, String>,
 }
@@ -114,7 +150,8 @@ struct Summary {
 struct Run {
     label: &'static str,
     outcome: LiveOutcome,
-    recordings: Vec<PathBuf>,
+    /// What the daemon recorded, in its order.
+    recorded: Vec<ReplayMessage>,
     broadcasts: Vec<RoadsideFrame>,
 }
 
@@ -197,16 +234,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             }))
             .with_context(|| format!("running {label}; the daemon's log is {}", daemon.log().display()))?;
         bar.finish_and_clear();
-        let recordings = daemon.stop()?;
-        let broadcasts = log::read_recordings(&recordings, true)?
-            .into_iter()
-            .filter_map(|b| match b {
-                ReplayBody::Roadside(r) => Some(r),
+        let recorded = log::read_recordings(&daemon.stop()?)?;
+        let broadcasts = recorded
+            .iter()
+            .filter_map(|m| match &m.body {
+                ReplayBody::Roadside(r) => Some(r.clone()),
                 _ => None,
             })
             .collect();
         print_run(label, &outcome);
-        runs.push(Run { label, outcome, recordings, broadcasts });
+        runs.push(Run { label, outcome, recorded, broadcasts });
     }
 
     // The V2X run's replay log, scored.
@@ -217,10 +254,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     meta.rsu_ids = vec![RSU_ID.to_owned()];
     meta.start_time = with.outcome.start;
     meta.end_time = with.outcome.start.add_secs(duration_s);
-    let counts = log::write(&demo_log, &meta, &with.recordings, &with.outcome.truth)?;
+    let counts = log::write(&demo_log, &meta, &with.recorded, &with.outcome.received, &with.outcome.truth)?;
     let (criteria, criteria_source) = v2x_replays::criteria::resolve(&demo_log, || Some(info.name.to_owned()), None)?;
     let config = ReplayConfig::default();
-    let (mut report, plot) = validate_log(&demo_log, &criteria, &config).context("validating demo.mcap")?;
+    let (mut report, plot) = validate_live(&demo_log, &criteria, &config).context("validating demo.mcap")?;
     report.wall_time_s = started.elapsed().as_secs_f64();
     report.criteria = Some(criteria_source.clone());
     let html = args.out.join("report.html");
@@ -258,8 +295,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             })
             .collect(),
         comparison,
+        live: LiveScores {
+            as_sent: report.live.as_ref().and_then(|l| l.as_sent.as_ref()).map(|s| LiveScoreLine::of(s, true)),
+            as_received: report
+                .live
+                .iter()
+                .flat_map(|l| &l.as_received)
+                .map(|(id, s)| (id.clone(), LiveScoreLine::of(s, false)))
+                .collect(),
+        },
         replay: ReplayScore {
-            passed: report.passed,
+            passed: report.checks.iter().all(|c| c.passed),
             mota: report.metrics.overall.mota,
             idf1: report.metrics.idf1,
             hota: report.metrics.hota.hota,
@@ -275,7 +321,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     print_summary(&summary);
     println!(
-        "  replayed demo.mcap through the fusion core: MOTA {:.3}, IDF1 {:.3}, HOTA {:.3}, position RMSE {:.2} m, criteria {} ({criteria_source})",
+        "  demo.mcap re-fused (its inputs replayed through the fusion core at their capture times): MOTA {:.3}, IDF1 {:.3}, HOTA {:.3}, position RMSE {:.2} m, criteria {}",
         summary.replay.mota,
         summary.replay.idf1,
         summary.replay.hota,
@@ -285,6 +331,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     for check in report.checks.iter().filter(|c| !c.passed) {
         println!("    failing {}: {}", check.name, check.message);
     }
+    // The live broadcast is what the car got: it is what the criteria line judges.
+    for line in crate::replay::live_lines(&report) {
+        println!("  {line}");
+    }
+    println!("  criteria: {criteria_source}");
     println!(
         "  wrote {} ({} messages), {}, {} and {} in {:.0} s",
         rrd.display(),
