@@ -25,10 +25,11 @@ use crate::serve::stats::Stats;
 /// One thing to record.
 #[derive(Debug)]
 pub enum Record {
-    /// A sensor frame taken in (shared with the fusion engine).
-    Sensor(Arc<SensorFrame>),
-    /// A vehicle state taken in.
-    Vehicle(VehicleState),
+    /// A sensor frame taken in (shared with the fusion engine) and its arrival time: the `now`
+    /// the engine was given with it, written as the message's publish time.
+    Sensor(Arc<SensorFrame>, Timestamp),
+    /// A vehicle state taken in and its arrival time (as for sensor frames).
+    Vehicle(VehicleState, Timestamp),
     /// A roadside frame sent out (before the per-vehicle region filter).
     Roadside(Arc<RoadsideFrame>),
 }
@@ -179,8 +180,8 @@ impl Worker {
         }
         let Some(file) = &mut self.current else { return };
         let result = match record {
-            Record::Sensor(f) => file.writer.write_sensor_frame(f),
-            Record::Vehicle(s) => file.writer.write_vehicle_state(s),
+            Record::Sensor(f, arrival) => file.writer.write_sensor_frame_at(f, *arrival),
+            Record::Vehicle(s, arrival) => file.writer.write_vehicle_state_at(s, *arrival),
             Record::Roadside(f) => file.writer.write_roadside_frame(f),
         };
         if let Err(e) = result {
@@ -268,8 +269,10 @@ mod tests {
         };
         let stats = Arc::new(Stats::default());
         let recorder = Recorder::start(&config, &v2x_proto::sample::site(), "rsu-1", 64, stats).expect("start");
-        recorder.record(Record::Sensor(Arc::new(v2x_proto::sample::lidar_frame())));
-        recorder.record(Record::Vehicle(v2x_proto::sample::vehicle_state()));
+        let lidar = v2x_proto::sample::lidar_frame();
+        let arrival = lidar.capture_time.add_secs(0.045);
+        recorder.record(Record::Sensor(Arc::new(lidar), arrival));
+        recorder.record(Record::Vehicle(v2x_proto::sample::vehicle_state(), arrival));
         std::thread::sleep(Duration::from_millis(500));
         let mut frame = v2x_proto::sample::intersection_frame(5, 1);
         frame.rsu_id = "rsu-1".into();

@@ -456,7 +456,7 @@ fn handle_event(
             let verdict = fusion.handle_sensor_frame(received, std::sync::Arc::clone(&frame));
             step.took(arrived, started);
             if let Some(recorder) = &outputs.recorder {
-                recorder.record(Record::Sensor(std::sync::Arc::clone(&frame)));
+                recorder.record(Record::Sensor(std::sync::Arc::clone(&frame), received));
             }
             if verdict == Ingest::Accepted {
                 Stats::bump(&stats.sensor_frames_in);
@@ -473,7 +473,7 @@ fn handle_event(
             let verdict = fusion.handle_vehicle_state(received, &state);
             step.took(arrived, started);
             if let Some(recorder) = &outputs.recorder {
-                recorder.record(Record::Vehicle(state.clone()));
+                recorder.record(Record::Vehicle(state.clone(), received));
             }
             if verdict == Ingest::Accepted {
                 Stats::bump(&stats.vehicle_states_in);
