@@ -147,6 +147,8 @@ pub struct SwarmReport {
     pub failures: Vec<String>,
     /// QUIC endpoints (UDP sockets) the vehicles shared.
     pub endpoints: usize,
+    /// The receive buffer the kernel granted each endpoint's socket [bytes], if it said.
+    pub endpoint_recv_buffer_bytes: Option<usize>,
     /// Frames received by all vehicles.
     pub frames: u64,
     /// Frame streams the RSU reset before they were complete, all vehicles.
@@ -298,6 +300,7 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
         connected: 0,
         failures: Vec::new(),
         endpoints: endpoints.len(),
+        endpoint_recv_buffer_bytes: endpoints[0].recv_buffer_bytes(),
         frames: 0,
         abandoned: 0,
         skipped_by_rsu: 0,
@@ -342,10 +345,11 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
 /// The report as text: counts and a latency line per measure.
 pub fn render(report: &SwarmReport) -> String {
     let mut out = format!(
-        "{} vehicles connected ({} failed) on {} endpoint(s), {:.1} s: {} frames received, {} skipped by the RSU, {} abandoned (reset by the RSU), {} states sent ({} failed)\n",
+        "{} vehicles connected ({} failed) on {} endpoint(s) (UDP receive buffer {} KiB), {:.1} s: {} frames received, {} skipped by the RSU, {} abandoned (reset by the RSU), {} states sent ({} failed)\n",
         report.connected,
         report.failures.len(),
         report.endpoints,
+        report.endpoint_recv_buffer_bytes.map_or_else(|| "?".to_owned(), |b| (b / 1024).to_string()),
         report.wall_s,
         report.frames,
         report.skipped_by_rsu,

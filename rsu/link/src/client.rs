@@ -167,12 +167,36 @@ impl ClientSettings {
 #[derive(Clone)]
 pub struct ClientEndpoint {
     endpoint: quinn::Endpoint,
+    recv_buffer_bytes: Option<usize>,
 }
 
+/// The UDP receive buffer a client endpoint asks for [bytes]: room for a burst of frames to a few
+/// hundred vehicles sharing it.
+pub const CLIENT_RECV_BUFFER_BYTES: usize = 4 << 20;
+
 impl ClientEndpoint {
-    /// Binds a UDP socket on `addr` (port 0 for any) in the current tokio runtime.
+    /// Binds a UDP socket on `addr` (port 0 for any) in the current tokio runtime, asking for a
+    /// receive buffer of [`CLIENT_RECV_BUFFER_BYTES`].
     pub fn bind(addr: SocketAddr) -> Result<ClientEndpoint, ClientError> {
-        Ok(ClientEndpoint { endpoint: quinn::Endpoint::client(addr)? })
+        let socket = std::net::UdpSocket::bind(addr)?;
+        // The RSU sends every vehicle its frame in the same instant: on a shared socket that is
+        // one burst of N frames, which overflows a default buffer (about 200 KiB on Linux) at a
+        // few dozen vehicles and turns into drops and retransmissions. A larger buffer costs
+        // nothing until used; the kernel caps it at `net.core.rmem_max`.
+        let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+        if let Err(e) = state.set_recv_buffer_size((&socket).into(), CLIENT_RECV_BUFFER_BYTES) {
+            tracing::debug!("could not enlarge the UDP receive buffer: {e}");
+        }
+        let recv_buffer_bytes = state.recv_buffer_size((&socket).into()).ok();
+        let endpoint =
+            quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, Arc::new(quinn::TokioRuntime))?;
+        Ok(ClientEndpoint { endpoint, recv_buffer_bytes })
+    }
+
+    /// The UDP receive buffer the kernel granted [bytes] (Linux reports twice the size asked
+    /// for: it counts its bookkeeping too), if it said.
+    pub fn recv_buffer_bytes(&self) -> Option<usize> {
+        self.recv_buffer_bytes
     }
 
     /// Binds on any local port of the address family of `server` (what a client of `server`

@@ -217,8 +217,14 @@ pub struct BenchResult {
     pub daemon_histograms: Vec<HistogramQuantiles>,
     /// Frames by both sides.
     pub accounting: Accounting,
-    /// UDP datagrams the kernel dropped for a full socket buffer during our phase (all sockets).
+    /// Most the sensors' simulation loop fell behind the wall clock by the end of our phase [ms]
+    /// (part of capture → receipt).
+    pub sensors_behind_ms: f64,
+    /// UDP datagrams the kernel dropped for a full socket buffer during our phase (all sockets
+    /// of the machine).
     pub udp_receive_buffer_drops: Option<u64>,
+    /// Of them, on the daemon's socket (its count since it opened).
+    pub daemon_socket_drops: Option<u64>,
     /// CPU over our phase.
     pub cpu: Vec<CpuUse>,
     /// The peer, unless skipped.
@@ -233,6 +239,26 @@ fn udp_rcvbuf_errors() -> Option<u64> {
     let (names, values) = (udp.next()?, udp.next()?);
     let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
     values.split_whitespace().nth(i)?.parse().ok()
+}
+
+/// Datagrams the kernel dropped on the UDP socket bound to `port` (`/proc/net/udp` and
+/// `/proc/net/udp6`, last column), summed over the sockets on that port.
+fn udp_socket_drops(port: u16) -> Option<u64> {
+    let mut found = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port =
+                fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port)
+                && let Some(drops) = fields.last().and_then(|d| d.parse::<u64>().ok())
+            {
+                *found.get_or_insert(0) += drops;
+            }
+        }
+    }
+    found
 }
 
 /// The daemon's configuration: loopback, the embedded site, metrics on a free port, room for
@@ -421,8 +447,11 @@ fn measure(args: &LiveArgs, work: &Path) -> anyhow::Result<BenchResult> {
     let scrape = prom::parse(&prom::fetch(metrics).context("scraping the daemon's metrics")?);
     let cpu = phase.end(&mut [&mut daemon, &mut sensors], &mut [&mut load]);
     let drops = drops_before.zip(udp_rcvbuf_errors()).map(|(a, b)| b.saturating_sub(a));
+    let daemon_socket_drops = udp_socket_drops(rsu.port());
     let report: SwarmReport = read_json(&load_json)?;
     let accounting = Accounting::from_scrape(&scrape, &report);
+    let sensors_behind_ms =
+        sensors.take_lines(roles::SENSORS_BEHIND).iter().filter_map(|l| l.parse::<f64>().ok()).fold(0.0, f64::max);
     let daemon_histograms = scrape.histograms(|n| n.starts_with("rsu_") && n.ends_with("_seconds"));
 
     let peer = if args.no_peer {
@@ -445,7 +474,9 @@ fn measure(args: &LiveArgs, work: &Path) -> anyhow::Result<BenchResult> {
         load: report,
         daemon_histograms,
         accounting,
+        sensors_behind_ms,
         udp_receive_buffer_drops: drops,
+        daemon_socket_drops,
         cpu,
         peer,
     })
@@ -542,6 +573,10 @@ fn print(r: &BenchResult) {
         println!("    failure: {f}");
     }
     println!("  {}", l.capture_to_receipt.line("capture→receipt"));
+    println!(
+        "    (the sensors' simulation loop fell at most {:.1} ms behind the wall clock; captures carry the sensor model's own latency)",
+        r.sensors_behind_ms
+    );
     println!("  {}", l.frame_to_receipt.line("frame→receipt"));
     println!("  daemon histograms (bucket quantiles, /metrics at the end of the phase):");
     if r.daemon_histograms.is_empty() {
@@ -555,7 +590,11 @@ fn print(r: &BenchResult) {
         println!("    {line}");
     }
     if let Some(d) = r.udp_receive_buffer_drops {
-        println!("  UDP datagrams dropped by the kernel for a full socket buffer during the phase: {d}");
+        println!(
+            "  UDP datagrams the kernel dropped for a full socket buffer during the phase: {d} on the whole machine, {} of them on the daemon's socket (the load's endpoint socket: receive buffer {} KiB as the kernel reports it)",
+            r.daemon_socket_drops.map_or_else(|| "?".to_owned(), |d| d.to_string()),
+            r.load.endpoint_recv_buffer_bytes.map_or_else(|| "?".to_owned(), |b| (b / 1024).to_string())
+        );
     }
     print_cpu(&r.cpu, r.cores);
     if let Some(load) = r.cpu.iter().find(|c| c.process == "load")

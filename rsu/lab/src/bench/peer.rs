@@ -181,10 +181,9 @@ pub async fn subscribers(n: usize, port: u16) -> anyhow::Result<SubscribersRepor
                     e = eventloop.poll() => e.map_err(|e| format!("subscriber {i}: {e}"))?,
                 };
                 match event {
-                    Event::Incoming(Packet::SubAck(_)) => {
-                        if subscribed.fetch_add(1, Ordering::SeqCst) + 1 == n {
-                            all.notify_one();
-                        }
+                    // Counts every acknowledgement; the last one wakes the announcement.
+                    Event::Incoming(Packet::SubAck(_)) if subscribed.fetch_add(1, Ordering::SeqCst) + 1 == n => {
+                        all.notify_one();
                     }
                     Event::Incoming(Packet::Publish(p)) => {
                         let now = wall_now();

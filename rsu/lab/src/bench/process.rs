@@ -125,6 +125,12 @@ impl Proc {
         Ok(found.into_iter().flatten().collect())
     }
 
+    /// The rest of every stdout line printed so far (and not yet taken) that starts with
+    /// `prefix`.
+    pub fn take_lines(&mut self, prefix: &str) -> Vec<String> {
+        self.lines.try_iter().filter_map(|l| l.strip_prefix(prefix).map(|r| r.trim().to_owned())).collect()
+    }
+
     /// Its CPU time so far [s] (the last figure read once it is gone).
     pub fn cpu_s(&mut self) -> f64 {
         if let Some((cpu, _)) = cpu_time_s(self.child.id()) {

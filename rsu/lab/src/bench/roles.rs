@@ -29,6 +29,9 @@ fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// The line prefix with which the sensors role reports its loop's lag [ms].
+pub const SENSORS_BEHIND: &str = "sensors behind ";
+
 /// How a role reaches the daemon.
 #[derive(clap::Args, Debug)]
 pub struct Rsu {
@@ -57,7 +60,9 @@ pub struct SensorsArgs {
 }
 
 /// The scenario's roadside sensors, live against the daemon; its cars do not connect. Prints
-/// `sensors running` when the first frames go out.
+/// `sensors running` when the first frames go out, and `sensors behind <ms>` whenever the
+/// simulation loop falls further behind the wall clock than before (its sensors' captures are
+/// stamped by the simulation clock, so a late loop makes capture → receipt longer).
 pub fn sensors(args: &SensorsArgs) -> anyhow::Result<()> {
     let site = Arc::new(SiteModel::embedded().context("the embedded site")?);
     let setup = vehicle_sim::live::LiveSetup {
@@ -71,10 +76,17 @@ pub fn sensors(args: &SensorsArgs) -> anyhow::Result<()> {
         subscription_radius_m: 300,
     };
     let mut announced = false;
-    let outcome = runtime()?.block_on(vehicle_sim::live::run(setup, |_| {
+    let mut worst_ms = 0.0_f64;
+    let outcome = runtime()?.block_on(vehicle_sim::live::run(setup, |status| {
         if !announced {
             announced = true;
             println!("sensors running");
+        }
+        let behind_ms = status.behind_s * 1e3;
+        // Reported in 1 ms steps: enough for a latency budget, few lines.
+        if behind_ms >= worst_ms + 1.0 {
+            worst_ms = behind_ms;
+            println!("{SENSORS_BEHIND}{behind_ms:.1}");
         }
     }))?;
     println!(
