@@ -14,7 +14,9 @@
 //! - [`connected`]: a simulated L2+ car: onboard tracking, RSU frames, merge, ADAS, link stats.
 //! - [`cosim`]: the closed loop of a run (world, sensors, cars, outcome) without I/O.
 //! - [`live`]: a scenario played in real time against a real RSU over QUIC.
-//! - [`swarm`]: many lightweight connected vehicles for load, with latency histograms.
+//! - [`swarm`]: many lightweight connected vehicles on one QUIC endpoint (the load
+//!   generator), with latency histograms and frame counts.
+//! - [`pki_dir`]: client settings for the certificates of a PKI folder.
 
 pub mod actors;
 pub mod adas;
@@ -23,6 +25,7 @@ pub mod cosim;
 pub mod gnss;
 pub mod live;
 pub mod onboard;
+pub mod pki_dir;
 pub mod record;
 pub mod scenario;
 pub mod sensors;

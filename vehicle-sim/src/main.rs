@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -57,7 +57,7 @@ struct RsuArgs {
 impl RsuArgs {
     /// Client settings for every certificate in `<pki>/<sub>/`, by id; at most `limit`.
     fn clients(&self, sub: &str, limit: Option<usize>) -> anyhow::Result<BTreeMap<String, ClientSettings>> {
-        client_settings(&self.pki, sub, self.rsu, &self.server_name, limit)
+        Ok(vehicle_sim::pki_dir::client_settings(&self.pki, sub, self.rsu, &self.server_name, limit)?)
     }
 }
 
@@ -121,7 +121,9 @@ enum Command {
         #[command(flatten)]
         play: ScenarioArgs,
     },
-    /// Connect many lightweight vehicles to a running RSU and print latency histograms.
+    /// Load generator: connect many lightweight vehicles (sharing one QUIC endpoint) to a running
+    /// RSU, each subscribing around itself and reporting at 10 Hz; print frame counts and latency
+    /// histograms.
     Swarm {
         #[command(flatten)]
         rsu: RsuArgs,
@@ -134,6 +136,12 @@ enum Command {
         /// Subscription radius [m].
         #[arg(long, default_value_t = 300)]
         radius: u32,
+        /// QUIC endpoints (UDP sockets) the vehicles share; 1 keeps the generator light.
+        #[arg(long, default_value_t = 1)]
+        endpoints: usize,
+        /// Also write the report (counts per vehicle, latency quantiles) as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -232,7 +240,7 @@ fn main() -> anyhow::Result<()> {
                 print_cars(&outcome.cars);
             }
         }
-        Command::Swarm { rsu, count, duration, radius } => {
+        Command::Swarm { rsu, count, duration, radius, endpoints, json } => {
             let vehicles: Vec<ClientSettings> = rsu.clients("vehicles", Some(count))?.into_values().collect();
             if vehicles.len() < count {
                 anyhow::bail!(
@@ -247,10 +255,15 @@ fn main() -> anyhow::Result<()> {
                 duration_s: duration,
                 radius_m: radius,
                 seed: 1,
+                endpoints,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let report = runtime.block_on(vehicle_sim::swarm::run(setup)).context("swarm")?;
             print!("{}", vehicle_sim::swarm::render(&report));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report).context("serialising the report")?;
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
             if report.connected == 0 {
                 anyhow::bail!("no vehicle could connect");
             }
@@ -283,32 +296,4 @@ fn print_cars(cars: &[vehicle_sim::cosim::CarOutcome]) {
             );
         }
     }
-}
-
-/// Client settings for every certificate `<pki>/<sub>/<id>.pem` (with its `.key`), by id; at most
-/// `limit` (in name order).
-fn client_settings(
-    pki: &Path,
-    sub: &str,
-    rsu: SocketAddr,
-    server_name: &str,
-    limit: Option<usize>,
-) -> anyhow::Result<BTreeMap<String, ClientSettings>> {
-    let dir = pki.join(sub);
-    let mut pems: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
-        .collect();
-    pems.sort();
-    pems.truncate(limit.unwrap_or(usize::MAX));
-    let ca = pki.join("ca.pem");
-    let mut out = BTreeMap::new();
-    for cert in pems {
-        let key = cert.with_extension("key");
-        let settings = ClientSettings::from_files(rsu, server_name, &ca, &cert, &key)
-            .with_context(|| format!("loading {}", cert.display()))?;
-        out.insert(settings.identity.id.clone(), settings);
-    }
-    Ok(out)
 }

@@ -1,10 +1,12 @@
 //! `rsu-lab`: the test engineer's tools around the RSU daemon.
 //!
 //! `demo` plays the cooperative-perception demo against a real daemon process; `replay` runs,
-//! validates and imports logs; `log` inspects them. Everything they need at run time (the site
+//! validates and imports logs; `log` inspects them; `bench live` measures the live path (daemon,
+//! sensors, N vehicles, and a Mosquitto peer) and prints every histogram. Everything they need at run time (the site
 //! model, the scenarios, their criteria) is compiled in, so the binary works from any folder.
 //! The roadside daemon itself is the separate `rsu` binary, which links none of this.
 
+mod bench;
 mod demo;
 mod import;
 mod replay;
@@ -32,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: replay::ReplayCommand,
     },
+    /// Benchmarks of the live path.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// Inspect replay logs and recordings.
     Log {
         #[command(subcommand)]
@@ -48,6 +55,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Replay { command } => replay::run(command),
         Command::Log { command } => rsu::log_info::run(command),
+        Command::Bench { command } => bench::run(command),
         Command::Serve(args) => rsu::run_serve(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -8,6 +8,12 @@
 //!
 //! Both start from a [`ClientSettings`]: the RSU's address and server name, the site CA, the
 //! client's certificate and transport limits.
+//!
+//! By default each client binds its own UDP socket and QUIC endpoint. A load generator that
+//! plays hundreds of vehicles from one process instead shares one [`ClientEndpoint`] among them
+//! ([`VehicleClient::connect_on`]): one socket and one endpoint driver task for all, each
+//! connection still with its own TLS configuration (its own vehicle certificate), so the RSU
+//! sees as many independent vehicle sessions as before at a fraction of the client's cost.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -125,17 +131,18 @@ impl ClientSettings {
         })
     }
 
-    /// Connects and runs the handshake with `hello`, returning the connection, its control
-    /// stream and the server's hello.
+    /// Connects through `endpoint` with this client's own TLS configuration and runs the
+    /// handshake with `hello`, returning the connection, its control stream and the server's
+    /// hello.
     async fn handshake(
         &self,
+        endpoint: &quinn::Endpoint,
         hello: &ClientHello,
-    ) -> Result<(quinn::Endpoint, quinn::Connection, quinn::SendStream, quinn::RecvStream, ServerHello), ClientError>
-    {
-        let mut endpoint = quinn::Endpoint::client(self.bind_addr)?;
-        endpoint.set_default_client_config(self.quic.clone());
-        let connection =
-            endpoint.connect(self.server_addr, &self.server_name)?.await.map_err(ClientError::from_connection)?;
+    ) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream, ServerHello), ClientError> {
+        let connection = endpoint
+            .connect_with(self.quic.clone(), self.server_addr, &self.server_name)?
+            .await
+            .map_err(ClientError::from_connection)?;
         let timeout = Duration::from_secs_f64(self.hello_timeout_s.clamp(0.01, 600.0));
         let exchange = async {
             let (mut send, mut recv) = connection.open_bi().await.map_err(ClientError::from_connection)?;
@@ -151,7 +158,81 @@ impl ClientSettings {
         };
         let (send, recv, server_hello) =
             tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout(timeout))??;
-        Ok((endpoint, connection, send, recv, server_hello))
+        Ok((connection, send, recv, server_hello))
+    }
+}
+
+/// A client-side QUIC endpoint (one UDP socket and its driver task) that many clients can share.
+/// Cloning it is cheap and yields the same endpoint.
+#[derive(Clone)]
+pub struct ClientEndpoint {
+    endpoint: quinn::Endpoint,
+    recv_buffer_bytes: Option<usize>,
+}
+
+/// The UDP receive buffer a client endpoint asks for [bytes]: room for a burst of frames to a few
+/// hundred vehicles sharing it.
+pub const CLIENT_RECV_BUFFER_BYTES: usize = 4 << 20;
+
+impl ClientEndpoint {
+    /// Binds a UDP socket on `addr` (port 0 for any) in the current tokio runtime, asking for a
+    /// receive buffer of [`CLIENT_RECV_BUFFER_BYTES`].
+    pub fn bind(addr: SocketAddr) -> Result<ClientEndpoint, ClientError> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        // The RSU sends every vehicle its frame in the same instant: on a shared socket that is
+        // one burst of N frames, which overflows a default buffer (about 200 KiB on Linux) at a
+        // few dozen vehicles and turns into drops and retransmissions. A larger buffer costs
+        // nothing until used; the kernel caps it at `net.core.rmem_max`.
+        let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+        if let Err(e) = state.set_recv_buffer_size((&socket).into(), CLIENT_RECV_BUFFER_BYTES) {
+            tracing::debug!("could not enlarge the UDP receive buffer: {e}");
+        }
+        let recv_buffer_bytes = state.recv_buffer_size((&socket).into()).ok();
+        let endpoint =
+            quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, Arc::new(quinn::TokioRuntime))?;
+        Ok(ClientEndpoint { endpoint, recv_buffer_bytes })
+    }
+
+    /// The UDP receive buffer the kernel granted [bytes] (Linux reports twice the size asked
+    /// for: it counts its bookkeeping too), if it said.
+    pub fn recv_buffer_bytes(&self) -> Option<usize> {
+        self.recv_buffer_bytes
+    }
+
+    /// Binds on any local port of the address family of `server` (what a client of `server`
+    /// needs).
+    pub fn for_server(server: SocketAddr) -> Result<ClientEndpoint, ClientError> {
+        ClientEndpoint::bind(unspecified_for(server))
+    }
+
+    /// The local UDP address.
+    pub fn local_addr(&self) -> Result<SocketAddr, ClientError> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Connections open on this endpoint.
+    pub fn open_connections(&self) -> usize {
+        self.endpoint.open_connections()
+    }
+
+    /// Waits (up to `timeout`) until every connection on the endpoint has finished closing, so
+    /// the RSU heard each close.
+    pub async fn wait_idle(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.endpoint.wait_idle()).await;
+    }
+}
+
+/// How long [`VehicleClient::close`] and [`SensorClient::close`] wait for the close to reach the
+/// RSU on an endpoint of their own.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Closes `connection` normally; waits for the close to drain when the endpoint is the client's
+/// own (a shared endpoint's owner waits for all its connections at once with
+/// [`ClientEndpoint::wait_idle`]).
+async fn close_session(connection: &quinn::Connection, own_endpoint: Option<&ClientEndpoint>) {
+    CloseCode::NoError.close(connection, "bye");
+    if let Some(endpoint) = own_endpoint {
+        endpoint.wait_idle(CLOSE_WAIT).await;
     }
 }
 
@@ -173,7 +254,8 @@ fn unspecified_for(addr: SocketAddr) -> SocketAddr {
 
 /// A connected vehicle's session with the RSU.
 pub struct VehicleClient {
-    endpoint: quinn::Endpoint,
+    /// The endpoint when it is this client's own (`None` on a shared one).
+    own_endpoint: Option<ClientEndpoint>,
     connection: quinn::Connection,
     control_send: quinn::SendStream,
     _control_recv: quinn::RecvStream,
@@ -186,6 +268,20 @@ impl VehicleClient {
     /// Connects as the vehicle named in the certificate of `settings` and subscribes to
     /// `subscription` (`None`: the RSU's default region, "around me" with its default radius).
     pub async fn connect(settings: &ClientSettings, subscription: Option<Subscription>) -> Result<Self, ClientError> {
+        let endpoint = ClientEndpoint::bind(settings.bind_addr)?;
+        let mut client = VehicleClient::connect_on(&endpoint, settings, subscription).await?;
+        client.own_endpoint = Some(endpoint);
+        Ok(client)
+    }
+
+    /// As [`VehicleClient::connect`], through `endpoint`, which other clients may share
+    /// (`settings.bind_addr` is not used). The session is as independent as one on an endpoint
+    /// of its own: own connection, own certificate, own streams.
+    pub async fn connect_on(
+        endpoint: &ClientEndpoint,
+        settings: &ClientSettings,
+        subscription: Option<Subscription>,
+    ) -> Result<Self, ClientError> {
         if settings.identity.role != CertRole::Vehicle {
             return Err(ClientError::WrongRole { found: settings.identity.clone(), expected: "vehicle" });
         }
@@ -195,10 +291,10 @@ impl VehicleClient {
             id: settings.identity.id.clone(),
             subscription,
         };
-        let (endpoint, connection, control_send, control_recv, server) = settings.handshake(&hello).await?;
+        let (connection, control_send, control_recv, server) = settings.handshake(&endpoint.endpoint, &hello).await?;
         let frames = FrameReceiver::new(connection.clone());
         Ok(VehicleClient {
-            endpoint,
+            own_endpoint: None,
             connection,
             control_send,
             _control_recv: control_recv,
@@ -247,10 +343,11 @@ impl VehicleClient {
         &self.connection
     }
 
-    /// Closes the session normally and waits (up to 1 s) for the close to reach the RSU.
+    /// Closes the session normally. On an endpoint of its own it waits (up to 1 s) for the close
+    /// to reach the RSU; on a shared one the endpoint's owner waits with
+    /// [`ClientEndpoint::wait_idle`].
     pub async fn close(self) {
-        CloseCode::NoError.close(&self.connection, "bye");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        close_session(&self.connection, self.own_endpoint.as_ref()).await;
     }
 }
 
@@ -271,6 +368,14 @@ impl FrameReceiver {
     /// are skipped and counted in [`FrameReceiver::abandoned`]. Errors when the connection ends
     /// ([`ClientError::Closed`] with the RSU's code when it closed it) or a frame is invalid.
     pub async fn next(&mut self) -> Result<RoadsideFrame, ClientError> {
+        let bytes = self.next_bytes().await?;
+        v2x_proto::decode_limited::<RoadsideFrame>(&bytes, self.max_frame_bytes)
+            .map_err(|e| ClientError::Protocol(format!("roadside frame: {e}")))
+    }
+
+    /// As [`FrameReceiver::next`], the frame's encoded bytes as they came off the stream,
+    /// undecoded (for relays that pass frames on unchanged).
+    pub async fn next_bytes(&mut self) -> Result<Vec<u8>, ClientError> {
         loop {
             let mut stream = self.connection.accept_uni().await.map_err(ClientError::from_connection)?;
             let bytes = match stream.read_to_end(self.max_frame_bytes).await {
@@ -287,8 +392,7 @@ impl FrameReceiver {
                     return Err(ClientError::Protocol(format!("roadside frame stream: {e}")));
                 }
             };
-            return v2x_proto::decode_limited::<RoadsideFrame>(&bytes, self.max_frame_bytes)
-                .map_err(|e| ClientError::Protocol(format!("roadside frame: {e}")));
+            return Ok(bytes);
         }
     }
 
@@ -300,7 +404,7 @@ impl FrameReceiver {
 
 /// A roadside sensor's session with the RSU.
 pub struct SensorClient {
-    endpoint: quinn::Endpoint,
+    endpoint: ClientEndpoint,
     connection: quinn::Connection,
     _control: (quinn::SendStream, quinn::RecvStream),
     server: ServerHello,
@@ -319,7 +423,8 @@ impl SensorClient {
             id: settings.identity.id.clone(),
             subscription: None,
         };
-        let (endpoint, connection, send, recv, server) = settings.handshake(&hello).await?;
+        let endpoint = ClientEndpoint::bind(settings.bind_addr)?;
+        let (connection, send, recv, server) = settings.handshake(&endpoint.endpoint, &hello).await?;
         Ok(SensorClient { endpoint, connection, _control: (send, recv), server, id: hello.id })
     }
 
@@ -371,7 +476,6 @@ impl SensorClient {
     /// Closes the session normally. Frames whose streams are not yet delivered may be lost; use
     /// [`SensorClient::send_frame_acked`] for the last one when that matters.
     pub async fn close(self) {
-        CloseCode::NoError.close(&self.connection, "bye");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        close_session(&self.connection, Some(&self.endpoint)).await;
     }
 }
