@@ -12,11 +12,12 @@ use rsu_fusion::{
     SensorStatus, SiteConfig, SourceSet, Timestamp, VehicleState, Wgs84,
 };
 
-/// A small deterministic generator (SplitMix64), so samples need no RNG dependency.
-struct SplitMix(u64);
+/// A small deterministic generator (SplitMix64), so samples and tests need no RNG dependency.
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -25,7 +26,7 @@ impl SplitMix {
     }
 
     /// Uniform in [lo, hi).
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use rsu_fusion::{Fusion, FusionConfig, FusionStats, Ingest, SensorFrame, SensorModel, Timestamp, VehicleState};
 use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
+use v2x_proto::sample::SplitMix;
 use v2x_replays::criteria::Criteria;
 use v2x_replays::scoring::{Metrics, Scorer};
 use v2x_replays::validate::{hypotheses, truth_objects};
@@ -44,36 +45,19 @@ fn read(name: &str) -> Log {
     Log { meta, inputs, truths }
 }
 
-/// A small deterministic generator (SplitMix64) for the arrival delays.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform within `mean ± half_width`.
-    fn around(&mut self, mean: f64, half_width: f64) -> f64 {
-        mean + half_width * (2.0 * self.uniform() - 1.0)
-    }
-}
 
 /// Each input with its arrival time: capture time plus the delay of its kind.
 fn arrivals(log: &Log, seed: u64) -> Vec<(Timestamp, Input)> {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix(seed);
     let lidar = |id: &str| log.meta.site.sensors.iter().any(|s| s.id == id && matches!(s.model, SensorModel::Lidar(_)));
     let mut out: Vec<(Timestamp, Input)> = log
         .inputs
         .iter()
         .map(|(t, input)| {
             let delay_s = match input {
-                Input::Sensor(f) if lidar(&f.sensor_id) => rng.around(0.045, 0.010),
-                Input::Sensor(_) => rng.around(0.085, 0.020),
-                Input::Vehicle(_) => 0.25 * rng.uniform(),
+                Input::Sensor(f) if lidar(&f.sensor_id) => rng.range(0.035, 0.055),
+                Input::Sensor(_) => rng.range(0.065, 0.105),
+                Input::Vehicle(_) => rng.range(0.0, 0.25),
             };
             (t.add_secs(delay_s), input.clone())
         })

@@ -20,6 +20,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use v2x_link::client::{SensorClient, VehicleClient};
 use v2x_proto::domain::Subscription;
+use v2x_proto::sample::SplitMix;
 
 /// What the relay does to every datagram, both ways.
 #[derive(Clone, Copy, Debug)]
@@ -32,18 +33,6 @@ struct Link {
     loss: f64,
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// Forwards datagrams between a client (whoever sends to the returned address) and `server`
 /// through `link`, until `stop`.
@@ -53,14 +42,14 @@ async fn relay(server: SocketAddr, link: Link, stop: CancellationToken) -> Socke
     back.connect(server).await.expect("relay connect");
     let addr = front.local_addr().expect("relay addr");
     let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-    let rng = Arc::new(Mutex::new(Rng(7)));
+    let rng = Arc::new(Mutex::new(SplitMix(7)));
     // The delay of the next datagram, or None when it is lost.
     let fate = move || {
         let mut rng = rng.lock().expect("rng");
-        if rng.uniform() < link.loss {
+        if rng.range(0.0, 1.0) < link.loss {
             return None;
         }
-        let ms = link.delay_ms + link.jitter_ms * (2.0 * rng.uniform() - 1.0);
+        let ms = link.delay_ms + rng.range(-link.jitter_ms, link.jitter_ms);
         Some(Duration::from_secs_f64(ms.max(0.0) / 1e3))
     };
     let (up_fate, down_fate) = (fate.clone(), fate);

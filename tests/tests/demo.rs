@@ -53,6 +53,11 @@ fn the_demo_shows_the_cooperative_benefit_and_writes_valid_files() {
     }
     assert!(stdout.contains("live, as sent") && stdout.contains("live, as received by cv-bus-ped"), "{stdout}");
 
+    // Path history goes out on change, so the frames the car got are compact.
+    let wire = &summary["wire"];
+    assert!(num(&wire["frames"]) >= 50.0, "{wire}");
+    assert!(num(&wire["median_per_participant"]) <= 40.0, "median bytes per participant: {wire}");
+
     // The replay log of the V2X run: strict reading, every kind of message, the scenario named.
     let log = out.join("demo.mcap");
     let reader = ReplayReader::open(&log).expect("demo.mcap opens");

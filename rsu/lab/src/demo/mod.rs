@@ -143,8 +143,39 @@ struct Summary {
     comparison: Option<Comparison>,
     replay: ReplayScore,
     live: LiveScores,
+    wire: WireBytes,
     rrd: rsu::live_view::RrdStats,
     files: BTreeMap<String, String>,
+}
+
+/// Bytes per participant of the frames the car received (its region only, path history on
+/// change), as they were on the wire.
+#[derive(Clone, Debug, Default, Serialize)]
+struct WireBytes {
+    /// Frames with at least one participant.
+    frames: usize,
+    median_per_participant: f64,
+    p90_per_participant: f64,
+    max_per_participant: f64,
+}
+
+impl WireBytes {
+    fn of(receipts: &[vehicle_sim::live::Receipt]) -> WireBytes {
+        let mut per: Vec<f64> = receipts
+            .iter()
+            .map(|r| &r.received.frame)
+            .filter(|f| !f.participants.is_empty())
+            .map(|f| v2x_proto::encode(f).len() as f64 / f.participants.len() as f64)
+            .collect();
+        per.sort_by(f64::total_cmp);
+        let at = |q: f64| per.get(((per.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        WireBytes {
+            frames: per.len(),
+            median_per_participant: at(0.5),
+            p90_per_participant: at(0.9),
+            max_per_participant: at(1.0),
+        }
+    }
 }
 
 struct Run {
@@ -312,6 +343,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             position_rmse_m: report.metrics.position_rmse_m,
             messages: counts,
         },
+        wire: WireBytes::of(&with.outcome.received),
         rrd: rrd_stats.clone(),
         files,
     };
@@ -335,6 +367,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     for line in crate::replay::live_lines(&report) {
         println!("  {line}");
     }
+    println!(
+        "  on the wire, as the car received them: median {:.1} bytes per participant (p90 {:.1}, max {:.1}) over {} frames",
+        summary.wire.median_per_participant,
+        summary.wire.p90_per_participant,
+        summary.wire.max_per_participant,
+        summary.wire.frames
+    );
     println!("  criteria: {criteria_source}");
     println!(
         "  wrote {} ({} messages), {}, {} and {} in {:.0} s",
