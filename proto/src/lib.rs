@@ -19,6 +19,7 @@
 
 pub mod convert;
 pub mod domain;
+pub mod fanout;
 mod fast_decode;
 pub mod sample;
 

@@ -45,7 +45,6 @@ fn read(name: &str) -> Log {
     Log { meta, inputs, truths }
 }
 
-
 /// Each input with its arrival time: capture time plus the delay of its kind.
 fn arrivals(log: &Log, seed: u64) -> Vec<(Timestamp, Input)> {
     let mut rng = SplitMix(seed);

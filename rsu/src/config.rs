@@ -144,6 +144,10 @@ pub struct LimitsConfig {
     pub datagram_buffer_bytes: usize,
     /// Messages waiting for the recorder; when full, records are dropped and counted. Default 8192.
     pub recorder_queue: usize,
+    /// UDP receive buffer the QUIC socket asks the kernel for [bytes], 64 KiB..=256 MiB; the
+    /// kernel caps it at `net.core.rmem_max` (a warning says so). Default 8 MiB: hundreds of
+    /// vehicles' states and acknowledgments arrive in bursts.
+    pub udp_recv_buffer_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -160,6 +164,7 @@ impl Default for LimitsConfig {
             ingest_queue: 4096,
             datagram_buffer_bytes: 64 * 1024,
             recorder_queue: 8192,
+            udp_recv_buffer_bytes: 8 << 20,
         }
     }
 }
@@ -349,6 +354,7 @@ impl ServeConfig {
         range("limits.max_sensor_frames_per_s", l.max_sensor_frames_per_s, 1.0, 10_000.0, "1/s")?;
         count("limits.ingest_queue", l.ingest_queue as u64, 16, 1 << 20)?;
         count("limits.datagram_buffer_bytes", l.datagram_buffer_bytes as u64, 4096, 64 << 20)?;
+        count("limits.udp_recv_buffer_bytes", l.udp_recv_buffer_bytes as u64, 64 << 10, 256 << 20)?;
         count("limits.recorder_queue", l.recorder_queue as u64, 16, 1 << 20)?;
         let r = &self.recording;
         count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;

@@ -33,7 +33,6 @@ struct Link {
     loss: f64,
 }
 
-
 /// Forwards datagrams between a client (whoever sends to the returned address) and `server`
 /// through `link`, until `stop`.
 async fn relay(server: SocketAddr, link: Link, stop: CancellationToken) -> SocketAddr {

@@ -178,16 +178,10 @@ impl ClientEndpoint {
     /// Binds a UDP socket on `addr` (port 0 for any) in the current tokio runtime, asking for a
     /// receive buffer of [`CLIENT_RECV_BUFFER_BYTES`].
     pub fn bind(addr: SocketAddr) -> Result<ClientEndpoint, ClientError> {
-        let socket = std::net::UdpSocket::bind(addr)?;
         // The RSU sends every vehicle its frame in the same instant: on a shared socket that is
         // one burst of N frames, which overflows a default buffer (about 200 KiB on Linux) at a
-        // few dozen vehicles and turns into drops and retransmissions. A larger buffer costs
-        // nothing until used; the kernel caps it at `net.core.rmem_max`.
-        let state = quinn::udp::UdpSocketState::new((&socket).into())?;
-        if let Err(e) = state.set_recv_buffer_size((&socket).into(), CLIENT_RECV_BUFFER_BYTES) {
-            tracing::debug!("could not enlarge the UDP receive buffer: {e}");
-        }
-        let recv_buffer_bytes = state.recv_buffer_size((&socket).into()).ok();
+        // few dozen vehicles and turns into drops and retransmissions.
+        let (socket, recv_buffer_bytes) = crate::tls::bind_udp(addr, CLIENT_RECV_BUFFER_BYTES)?;
         let endpoint =
             quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, Arc::new(quinn::TokioRuntime))?;
         Ok(ClientEndpoint { endpoint, recv_buffer_bytes })

@@ -212,6 +212,24 @@ impl TransportLimits {
     }
 }
 
+/// A UDP socket bound to `addr` that asked the kernel for a receive buffer of `recv_bytes`
+/// (capped by `net.core.rmem_max`; a larger buffer costs nothing until used), and the size the
+/// kernel granted, if it said. Bursts (a frame to every vehicle at once, every vehicle's state
+/// and acknowledgments at once) overflow the default of about 200 KiB and turn into drops,
+/// retransmissions and, at the RSU, handshakes that time out.
+pub fn bind_udp(
+    addr: std::net::SocketAddr,
+    recv_bytes: usize,
+) -> std::io::Result<(std::net::UdpSocket, Option<usize>)> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    if let Err(e) = state.set_recv_buffer_size((&socket).into(), recv_bytes) {
+        tracing::debug!("could not enlarge the UDP receive buffer: {e}");
+    }
+    let granted = state.recv_buffer_size((&socket).into()).ok();
+    Ok((socket, granted))
+}
+
 /// The quinn server configuration from a rustls configuration.
 pub fn quinn_server(tls: rustls::ServerConfig, limits: &TransportLimits) -> Result<quinn::ServerConfig, TlsError> {
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;

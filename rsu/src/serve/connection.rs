@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rsu_fusion::calibration::point_in_polygon;
-use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
+use rsu_fusion::{PathPoint, RoadsideFrame, SensorFrame, VehicleState};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use v2x_link::identity::{CertRole, Identity};
@@ -313,38 +313,22 @@ async fn refuse_datagrams(connection: &quinn::Connection, shared: &Shared, ident
     }
 }
 
-/// The part of `frame` a vehicle subscribed to.
-fn filter_frame(frame: &RoadsideFrame, view: &VehicleView, default_radius_m: u32) -> RoadsideFrame {
-    let participants = match &view.subscription {
-        Subscription::Everything => frame.participants.clone(),
+/// The participants of `frame` a vehicle subscribed to, by index, into `out`.
+fn select(frame: &RoadsideFrame, view: &VehicleView, default_radius_m: u32, out: &mut Vec<usize>) {
+    out.clear();
+    let all = frame.participants.iter().enumerate();
+    match &view.subscription {
+        Subscription::Everything => out.extend(0..frame.participants.len()),
         Subscription::AroundMe { radius_m } => {
             let r = f64::from(if *radius_m == 0 { default_radius_m } else { *radius_m });
-            match view.position_m {
-                // Until the vehicle reports where it is, "around me" is nowhere.
-                None => Vec::new(),
-                Some([x, y]) => frame
-                    .participants
-                    .iter()
-                    .filter(|p| (p.position_m.x - x).hypot(p.position_m.y - y) <= r)
-                    .cloned()
-                    .collect(),
+            // Until the vehicle reports where it is, "around me" is nowhere.
+            if let Some([x, y]) = view.position_m {
+                out.extend(all.filter(|(_, p)| (p.position_m.x - x).hypot(p.position_m.y - y) <= r).map(|(i, _)| i));
             }
         }
-        Subscription::Polygon(polygon) => frame
-            .participants
-            .iter()
-            .filter(|p| point_in_polygon(polygon, p.position_m.x, p.position_m.y))
-            .cloned()
-            .collect(),
-    };
-    RoadsideFrame {
-        rsu_id: frame.rsu_id.clone(),
-        message_count: frame.message_count,
-        time: frame.time,
-        reference: frame.reference,
-        participants,
-        sensors: frame.sensors.clone(),
-        perception_regions: frame.perception_regions.clone(),
+        Subscription::Polygon(polygon) => {
+            out.extend(all.filter(|(_, p)| point_in_polygon(polygon, p.position_m.x, p.position_m.y)).map(|(i, _)| i));
+        }
     }
 }
 
@@ -362,42 +346,36 @@ struct Sent {
 }
 
 /// A digest of what a vehicle's frame says that a fusion step can change: which participants
-/// it holds and how far each one's path history reaches (a new point is added on every update
-/// that moved it), and the sensors' states. Equal digests: nothing new for this vehicle.
-fn digest(frame: &RoadsideFrame) -> u64 {
+/// it holds and the time of each one's newest measurement, and the sensors' states. Equal
+/// digests: nothing new for this vehicle.
+fn digest(broadcast: &Broadcast, selected: &[usize]) -> u64 {
     let mut h = DefaultHasher::new();
-    for p in &frame.participants {
-        p.id.hash(&mut h);
-        newest_history_ns(frame, p).hash(&mut h);
-        p.path_history.len().hash(&mut h);
-        p.v2x_id.hash(&mut h);
+    for &i in selected {
+        broadcast.frame.participants[i].id.hash(&mut h);
+        broadcast.updated_ns.get(i).hash(&mut h);
     }
-    for s in &frame.sensors {
+    for s in &broadcast.frame.sensors {
         (s.status as u8).hash(&mut h);
     }
-    frame.perception_regions.len().hash(&mut h);
+    broadcast.frame.perception_regions.len().hash(&mut h);
     h.finish()
 }
 
-/// Time of a participant's newest path-history point [ns], if it has one.
-fn newest_history_ns(frame: &RoadsideFrame, p: &rsu_fusion::Participant) -> Option<i64> {
-    p.path_history.first().map(|pt| frame.time.add_secs(-pt.dt_s).as_nanos())
-}
-
-/// Path history is sent on change: a participant's history goes out when it has a point the
-/// vehicle was not sent yet (a vehicle that missed a frame gets the whole history with the next
-/// new point), and is left out otherwise. Ids no longer in the frame are forgotten.
-fn history_on_change(frame: &mut RoadsideFrame, sent: &mut HashMap<u32, i64>) {
-    let time = frame.time;
-    sent.retain(|id, _| frame.participants.iter().any(|p| p.id == *id));
-    for p in &mut frame.participants {
-        let Some(newest) = p.path_history.first().map(|pt| time.add_secs(-pt.dt_s).as_nanos()) else { continue };
-        if sent.get(&p.id) == Some(&newest) {
-            p.path_history.clear();
-        } else {
-            sent.insert(p.id, newest);
-        }
+/// The path-history points of participant `p` the vehicle was not sent yet (newest first, as in
+/// the frame), noting them as sent. Path history goes out as deltas: a receiver appends them to
+/// what it kept for that id (PROTOCOL §2.4).
+fn history_delta<'a>(
+    frame: &RoadsideFrame,
+    p: &'a rsu_fusion::Participant,
+    sent: &mut HashMap<u32, i64>,
+) -> &'a [PathPoint] {
+    let time_ns = |pt: &PathPoint| frame.time.add_secs(-pt.dt_s).as_nanos();
+    let newest_sent = sent.get(&p.id).copied();
+    let fresh = p.path_history.iter().take_while(|pt| newest_sent.is_none_or(|n| time_ns(pt) > n)).count();
+    if let Some(newest) = p.path_history.first() {
+        sent.insert(p.id, time_ns(newest));
     }
+    &p.path_history[..fresh]
 }
 
 /// Counts a vehicle in [`Shared::ready`] while it lives.
@@ -442,6 +420,9 @@ async fn downlink(
     let deadline_s = shared.frame_deadline_s;
     let mut sent = Sent::default();
     let mut in_flight = InFlight { set: JoinSet::new(), stats };
+    // Working space kept between frames: the participants the vehicle gets, and its frame.
+    let mut selected: Vec<usize> = Vec::new();
+    let mut bytes: Vec<u8> = Vec::new();
     loop {
         // The vehicle's rate cap: nothing is taken before its interval is over.
         if let Some(at) = sent.at {
@@ -456,6 +437,10 @@ async fn downlink(
         // Ready: the next frame that changes what the vehicle sees (or a heartbeat) goes out.
         let taken = {
             let _ready = Ready::new(&shared.ready);
+            // A frame made while the vehicle waited out its interval is already old: the next
+            // fusion step (made at once now that the vehicle is ready) carries what it had, and
+            // the latest arrivals too.
+            rx.borrow_and_update();
             loop {
                 tokio::select! {
                     changed = rx.changed() => if changed.is_err() { break None },
@@ -465,22 +450,32 @@ async fn downlink(
                     }
                 }
                 let Some(broadcast) = rx.borrow_and_update().clone() else { continue };
-                let frame = {
+                {
                     let view = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    filter_frame(&broadcast.frame, &view, shared.default_radius_m)
-                };
+                    select(&broadcast.frame, &view, shared.default_radius_m, &mut selected);
+                }
                 // Frame times come from one clock, so the heartbeat is kept to the frame.
                 let heartbeat_due =
                     sent.frame_time.is_none_or(|t| broadcast.frame.time.secs_since(t) >= heartbeat_s - 1e-3);
-                if sent.digest != Some(digest(&frame)) || heartbeat_due {
-                    break Some((broadcast, frame));
+                let d = digest(&broadcast, &selected);
+                if sent.digest != Some(d) || heartbeat_due {
+                    break Some((broadcast, d));
                 }
             }
         };
-        let Some((broadcast, mut frame)) = taken else { break };
-        let d = digest(&frame);
-        history_on_change(&mut frame, &mut sent.history);
-        let bytes = v2x_proto::encode(&frame);
+        let Some((broadcast, d)) = taken else { break };
+        let frame = &broadcast.frame;
+        bytes.clear();
+        broadcast.parts().assemble(
+            frame,
+            selected.iter().map(|&i| (i, history_delta(frame, &frame.participants[i], &mut sent.history))),
+            &mut bytes,
+        );
+        if sent.history.len() > 2 * selected.len() + 64 {
+            // Forget the ids the vehicle no longer gets (now and then: it is a full pass).
+            let ids: std::collections::HashSet<u32> = selected.iter().map(|&i| frame.participants[i].id).collect();
+            sent.history.retain(|id, _| ids.contains(id));
+        }
         let mut stream = tokio::select! {
             opened = connection.open_uni() => match opened {
                 Ok(s) => s,
@@ -523,8 +518,8 @@ async fn downlink(
         if let Some(capture) = broadcast.newest_capture {
             metrics::histogram!("rsu_broadcast_latency_seconds").record(wall_now().secs_since(capture));
         }
-        if !frame.participants.is_empty() {
-            let per_participant = bytes.len() as f64 / frame.participants.len() as f64;
+        if !selected.is_empty() {
+            let per_participant = bytes.len() as f64 / selected.len() as f64;
             metrics::histogram!("rsu_frame_participant_bytes").record(per_participant);
         }
         // Its delivery deadline counts from the frame's own time.

@@ -24,8 +24,8 @@ pub mod stats;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -35,9 +35,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use v2x_link::identity::{CertRole, Identity};
 use v2x_link::revocation::Revocations;
-use v2x_link::tls::{CertKey, TransportLimits, load_roots, quinn_server, server_tls};
+use v2x_link::tls::{CertKey, TransportLimits, bind_udp, load_roots, quinn_server, server_tls};
 use v2x_link::{CloseCode, PROTOCOL_VERSION};
 use v2x_proto::domain::ServerHello;
+use v2x_proto::fanout::FrameParts;
 
 use crate::config::{LimitsConfig, LoadedConfig};
 #[cfg(feature = "live-view")]
@@ -53,6 +54,10 @@ use stats::{Reject, Stats};
 pub struct Broadcast {
     /// The frame with every participant (each vehicle task filters it).
     pub frame: Arc<RoadsideFrame>,
+    /// Per participant (by index), the capture time of its newest measurement [ns].
+    pub updated_ns: Vec<i64>,
+    /// The frame encoded in parts, made by the first vehicle task that sends it.
+    parts: OnceLock<FrameParts>,
     /// Capture time of the newest measurement fused into any participant.
     pub newest_capture: Option<Timestamp>,
     /// When the newest input fused into this frame arrived at the RSU.
@@ -184,8 +189,23 @@ impl Server {
                 .unwrap_or(u32::MAX),
         };
         let server_config = quinn_server(rustls, &transport).context("tls")?;
-        let endpoint = quinn::Endpoint::server(server_config, loaded.config.listen)
-            .with_context(|| format!("listen: binding UDP {}", loaded.config.listen))?;
+        let listen = loaded.config.listen;
+        let (socket, granted) =
+            bind_udp(listen, limits.udp_recv_buffer_bytes).with_context(|| format!("listen: binding UDP {listen}"))?;
+        if granted.is_some_and(|g| g < limits.udp_recv_buffer_bytes) {
+            tracing::warn!(
+                asked = limits.udp_recv_buffer_bytes,
+                granted,
+                "the kernel granted a smaller UDP receive buffer (raise net.core.rmem_max)"
+            );
+        }
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .with_context(|| format!("listen: UDP {listen}"))?;
         Ok(Server { endpoint, loaded, revocations, stats: Arc::new(Stats::default()) })
     }
 
@@ -349,6 +369,13 @@ struct Step {
     last_frame: Instant,
 }
 
+impl Broadcast {
+    /// The frame encoded once, in parts each vehicle's frame is assembled from.
+    pub fn parts(&self) -> &FrameParts {
+        self.parts.get_or_init(|| FrameParts::new(&self.frame))
+    }
+}
+
 impl Step {
     fn new() -> Self {
         Step { inputs: 0, newest_arrival: None, ingest_s: 0.0, last_frame: Instant::now() }
@@ -381,6 +408,8 @@ fn make_frame(
     metrics::histogram!("rsu_fusion_step_seconds").record(step.ingest_s + started.elapsed().as_secs_f64());
     let broadcast = Arc::new(Broadcast {
         frame: frame.clone(),
+        updated_ns: objects.iter().map(|o| o.last_update.as_nanos()).collect(),
+        parts: OnceLock::new(),
         newest_capture,
         newest_arrival: step.newest_arrival,
         heartbeat: step.inputs == 0,

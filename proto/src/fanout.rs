@@ -1,0 +1,127 @@
+//! One roadside frame for many vehicles: the frame is encoded once, field by field, and each
+//! vehicle's frame is assembled from the parts it gets (the participants in its region, each
+//! with the path-history points the vehicle was not sent yet) by copying bytes instead of
+//! building and encoding a filtered frame per vehicle. Protobuf allows a message's fields in any
+//! order and a repeated field's elements anywhere, so an assembled frame decodes exactly as the
+//! filtered frame would (`tests` below check it against the encoder and both decoders).
+
+use prost::Message;
+use rsu_fusion::{PathPoint, RoadsideFrame};
+
+use crate::wire;
+
+/// Field number of `RoadsideFrame.participants`.
+const PARTICIPANTS_FIELD: u32 = 5;
+
+/// A frame encoded once, ready to be cut per vehicle.
+#[derive(Clone, Debug)]
+pub struct FrameParts {
+    /// Every field but the participants.
+    head: Vec<u8>,
+    /// All participants, each as a complete `participants` field (key, length, message) without
+    /// its path history, one after the other.
+    participants: Vec<u8>,
+    /// The end of each participant's bytes in `participants`.
+    ends: Vec<usize>,
+}
+
+impl FrameParts {
+    /// Encodes `frame` in parts.
+    pub fn new(frame: &RoadsideFrame) -> FrameParts {
+        let mut message = wire::RoadsideFrame::from(frame);
+        let all = std::mem::take(&mut message.participants);
+        let head = message.encode_to_vec();
+        let mut participants = Vec::with_capacity(all.len() * 48);
+        let mut ends = Vec::with_capacity(all.len());
+        for mut p in all {
+            p.path_history.clear();
+            prost::encoding::message::encode(PARTICIPANTS_FIELD, &p, &mut participants);
+            ends.push(participants.len());
+        }
+        FrameParts { head, participants, ends }
+    }
+
+    /// Participants in the frame.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the frame has no participant.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Appends to `out` the encoding of `frame` (the frame these parts were made of) with only
+    /// the participants `selected` names, by index, each with the path-history points given
+    /// (none: no history).
+    pub fn assemble<'a>(
+        &self,
+        frame: &RoadsideFrame,
+        selected: impl IntoIterator<Item = (usize, &'a [PathPoint])>,
+        out: &mut Vec<u8>,
+    ) {
+        out.extend_from_slice(&self.head);
+        for (i, history) in selected {
+            let (Some(&end), Some(p)) = (self.ends.get(i), frame.participants.get(i)) else { continue };
+            if history.is_empty() {
+                let start = if i == 0 { 0 } else { self.ends[i - 1] };
+                out.extend_from_slice(&self.participants[start..end]);
+            } else {
+                let mut with_history = p.clone();
+                with_history.path_history = history.to_vec();
+                prost::encoding::message::encode(PARTICIPANTS_FIELD, &wire::Participant::from(&with_history), out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::intersection_frame;
+
+    #[test]
+    fn an_assembled_frame_decodes_as_the_filtered_frame() {
+        let mut frame = intersection_frame(40, 3);
+        for (k, p) in frame.participants.iter_mut().enumerate() {
+            p.path_history = (0..(k % 5))
+                .map(|j| PathPoint { offset_m: [-(j as f64), 0.5], dt_s: 0.5 * (j + 1) as f64 })
+                .collect();
+        }
+        let parts = FrameParts::new(&frame);
+        assert_eq!(parts.len(), 40);
+        // Every third participant; every other of those with its first history point only.
+        let picks: Vec<(usize, Vec<PathPoint>)> = (0..40)
+            .step_by(3)
+            .map(|i| {
+                (
+                    i,
+                    if i % 2 == 0 {
+                        frame.participants[i].path_history.iter().take(1).cloned().collect()
+                    } else {
+                        Vec::new()
+                    },
+                )
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        parts.assemble(&frame, picks.iter().map(|(i, h)| (*i, h.as_slice())), &mut bytes);
+
+        let mut filtered = frame.clone();
+        filtered.participants = picks
+            .iter()
+            .map(|(i, h)| rsu_fusion::Participant { path_history: h.clone(), ..frame.participants[*i].clone() })
+            .collect();
+        let decoded: RoadsideFrame = crate::decode(&bytes).expect("assembled frame decodes");
+        let reference: RoadsideFrame = crate::decode(&crate::encode(&filtered)).expect("filtered frame decodes");
+        assert_eq!(decoded, reference);
+        assert_eq!(bytes.len(), crate::encode(&filtered).len(), "the same fields, only in another order");
+        let via_prost: wire::RoadsideFrame = wire::RoadsideFrame::decode(bytes.as_slice()).expect("prost decodes it");
+        assert_eq!(via_prost.participants.len(), picks.len());
+
+        let mut none = Vec::new();
+        parts.assemble(&frame, std::iter::empty(), &mut none);
+        let empty: RoadsideFrame = crate::decode(&none).expect("decodes");
+        assert!(empty.participants.is_empty() && empty.sensors == frame.sensors);
+    }
+}
