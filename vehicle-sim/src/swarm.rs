@@ -230,6 +230,17 @@ fn circling(i: usize, id: &str, elapsed_s: f64) -> ActorTruth {
     }
 }
 
+/// What every vehicle of a swarm shares.
+#[derive(Clone)]
+struct Common {
+    site: Arc<SiteModel>,
+    /// [s]
+    duration_s: f64,
+    /// [m]
+    radius_m: u32,
+    seed: u64,
+}
+
 /// Vehicle `i` of `n`: connects through `endpoint` after its share of the connect spread, runs
 /// for `duration_s`, and returns its tally (with the reason when its session ended early).
 async fn drive(
@@ -237,9 +248,9 @@ async fn drive(
     n: usize,
     endpoint: ClientEndpoint,
     settings: ClientSettings,
-    setup: (Arc<SiteModel>, f64, u32, u64),
+    common: Common,
 ) -> Result<(Tally, Option<String>), String> {
-    let (site, duration_s, radius_m, seed) = setup;
+    let Common { site, duration_s, radius_m, seed } = common;
     tokio::time::sleep(Duration::from_secs_f64(i as f64 / n as f64 * connect_spread_s(n))).await;
     let id = settings.identity.id.clone();
     let client = VehicleClient::connect_on(&endpoint, &settings, Some(Subscription::AroundMe { radius_m }))
@@ -288,11 +299,12 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
     let endpoints = (0..setup.endpoints.clamp(1, n))
         .map(|_| ClientEndpoint::for_server(first.server_addr))
         .collect::<Result<Vec<_>, _>>()?;
+    let common =
+        Common { site: setup.site.clone(), duration_s: setup.duration_s, radius_m: setup.radius_m, seed: setup.seed };
     let mut tasks = JoinSet::new();
     for (i, settings) in setup.vehicles.iter().cloned().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
-        let shared = (setup.site.clone(), setup.duration_s, setup.radius_m, setup.seed);
-        tasks.spawn(drive(i, n, endpoint, settings, shared));
+        tasks.spawn(drive(i, n, endpoint, settings, common.clone()));
     }
     let mut capture = latency_histogram()?;
     let mut frame = latency_histogram()?;
