@@ -84,9 +84,8 @@ mod tests {
     fn an_assembled_frame_decodes_as_the_filtered_frame() {
         let mut frame = intersection_frame(40, 3);
         for (k, p) in frame.participants.iter_mut().enumerate() {
-            p.path_history = (0..(k % 5))
-                .map(|j| PathPoint { offset_m: [-(j as f64), 0.5], dt_s: 0.5 * (j + 1) as f64 })
-                .collect();
+            p.path_history =
+                (0..(k % 5)).map(|j| PathPoint { offset_m: [-(j as f64), 0.5], dt_s: 0.5 * (j + 1) as f64 }).collect();
         }
         let parts = FrameParts::new(&frame);
         assert_eq!(parts.len(), 40);

@@ -11,8 +11,6 @@
 //! and counted, so no client can make the loop wait.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -349,16 +347,19 @@ struct Sent {
 /// it holds and the time of each one's newest measurement, and the sensors' states. Equal
 /// digests: nothing new for this vehicle.
 fn digest(broadcast: &Broadcast, selected: &[usize]) -> u64 {
-    let mut h = DefaultHasher::new();
+    // A multiply-rotate mix: this runs over every participant for every vehicle and frame, so
+    // it must cost a few instructions per value (a collision only delays a frame to the
+    // heartbeat).
+    let mix = |h: u64, v: u64| (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    let mut h = selected.len() as u64;
     for &i in selected {
-        broadcast.frame.participants[i].id.hash(&mut h);
-        broadcast.updated_ns.get(i).hash(&mut h);
+        h = mix(h, u64::from(broadcast.frame.participants[i].id));
+        h = mix(h, broadcast.updated_ns.get(i).copied().unwrap_or(0) as u64);
     }
     for s in &broadcast.frame.sensors {
-        (s.status as u8).hash(&mut h);
+        h = mix(h, s.status as u64);
     }
-    broadcast.frame.perception_regions.len().hash(&mut h);
-    h.finish()
+    mix(h, broadcast.frame.perception_regions.len() as u64)
 }
 
 /// The path-history points of participant `p` the vehicle was not sent yet (newest first, as in
