@@ -16,8 +16,10 @@ const PARTICIPANTS_FIELD: u32 = 5;
 /// A frame encoded once, ready to be cut per vehicle.
 #[derive(Clone, Debug)]
 pub struct FrameParts {
-    /// Every field but the participants.
+    /// Every field but the participants and the perception regions.
     head: Vec<u8>,
+    /// The perception regions (sent to a vehicle only when they changed, see `assemble`).
+    regions: Vec<u8>,
     /// All participants, each as a complete `participants` field (key, length, message) without
     /// its path history, one after the other.
     participants: Vec<u8>,
@@ -30,6 +32,11 @@ impl FrameParts {
     pub fn new(frame: &RoadsideFrame) -> FrameParts {
         let mut message = wire::RoadsideFrame::from(frame);
         let all = std::mem::take(&mut message.participants);
+        let regions = wire::RoadsideFrame {
+            perception_regions: std::mem::take(&mut message.perception_regions),
+            ..Default::default()
+        }
+        .encode_to_vec();
         let head = message.encode_to_vec();
         let mut participants = Vec::with_capacity(all.len() * 48);
         let mut ends = Vec::with_capacity(all.len());
@@ -38,7 +45,7 @@ impl FrameParts {
             prost::encoding::message::encode(PARTICIPANTS_FIELD, &p, &mut participants);
             ends.push(participants.len());
         }
-        FrameParts { head, participants, ends }
+        FrameParts { head, regions, participants, ends }
     }
 
     /// Participants in the frame.
@@ -53,14 +60,18 @@ impl FrameParts {
 
     /// Appends to `out` the encoding of `frame` (the frame these parts were made of) with only
     /// the participants `selected` names, by index, each with the path-history points given
-    /// (none: no history).
+    /// (none: no history), and the perception regions only `with_regions`.
     pub fn assemble<'a>(
         &self,
         frame: &RoadsideFrame,
         selected: impl IntoIterator<Item = (usize, &'a [PathPoint])>,
+        with_regions: bool,
         out: &mut Vec<u8>,
     ) {
         out.extend_from_slice(&self.head);
+        if with_regions {
+            out.extend_from_slice(&self.regions);
+        }
         for (i, history) in selected {
             let (Some(&end), Some(p)) = (self.ends.get(i), frame.participants.get(i)) else { continue };
             if history.is_empty() {
@@ -104,7 +115,7 @@ mod tests {
             })
             .collect();
         let mut bytes = Vec::new();
-        parts.assemble(&frame, picks.iter().map(|(i, h)| (*i, h.as_slice())), &mut bytes);
+        parts.assemble(&frame, picks.iter().map(|(i, h)| (*i, h.as_slice())), true, &mut bytes);
 
         let mut filtered = frame.clone();
         filtered.participants = picks
@@ -119,8 +130,10 @@ mod tests {
         assert_eq!(via_prost.participants.len(), picks.len());
 
         let mut none = Vec::new();
-        parts.assemble(&frame, std::iter::empty(), &mut none);
+        parts.assemble(&frame, std::iter::empty(), false, &mut none);
         let empty: RoadsideFrame = crate::decode(&none).expect("decodes");
-        assert!(empty.participants.is_empty() && empty.sensors == frame.sensors);
+        assert!(empty.participants.is_empty() && empty.perception_regions.is_empty());
+        assert_eq!(empty.sensors, frame.sensors);
+        assert!(!frame.perception_regions.is_empty(), "the sample has regions to leave out");
     }
 }

@@ -335,12 +335,27 @@ fn select(frame: &RoadsideFrame, view: &VehicleView, default_radius_m: u32, out:
 struct Sent {
     /// Digest of the previous frame's content (see [`digest`]).
     digest: Option<u64>,
-    /// When the previous frame was handed to QUIC.
-    at: Option<Instant>,
     /// The previous frame's time.
     frame_time: Option<rsu_fusion::Timestamp>,
     /// Per participant id, the time of the newest path-history point sent [ns].
     history: HashMap<u32, i64>,
+    /// Which sensors were live (their regions are the perception regions) in the frame that
+    /// last carried the regions, and that frame's time.
+    regions: Option<(u64, rsu_fusion::Timestamp)>,
+}
+
+/// Perception regions go to a vehicle again at least this often [s], unchanged or not.
+const REGIONS_REPEAT_S: f64 = 1.0;
+
+/// The sensors whose regions a frame's perception regions are (those not silent or unknown), as
+/// bits by sensor index: the regions change exactly when this does.
+fn live_sensors(frame: &RoadsideFrame) -> u64 {
+    frame
+        .sensors
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.status, rsu_fusion::SensorStatus::Ok | rsu_fusion::SensorStatus::Degraded))
+        .fold(0, |bits, (i, _)| bits | (1u64 << (i % 64)))
 }
 
 /// A digest of what a vehicle's frame says that a fusion step can change: which participants
@@ -425,9 +440,14 @@ async fn downlink(
     let mut selected: Vec<usize> = Vec::new();
     let mut bytes: Vec<u8> = Vec::new();
     loop {
-        // The vehicle's rate cap: nothing is taken before its interval is over.
-        if let Some(at) = sent.at {
-            let ready_at = tokio::time::Instant::from_std(at + min_interval);
+        // The vehicle's rate cap: nothing is taken before its interval is over. The interval
+        // counts from the previous frame's time, not from when this task sent it, so the
+        // vehicles that took one frame are ready again together and one fusion step serves them
+        // all (counted from their own send times, they would drift apart and keep the daemon
+        // making a frame for a few of them at every input).
+        if let Some(frame_time) = sent.frame_time {
+            let since_frame = Duration::from_secs_f64(wall_now().secs_since(frame_time).max(0.0));
+            let ready_at = tokio::time::Instant::from_std(Instant::now() + min_interval.saturating_sub(since_frame));
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(ready_at) => break,
@@ -467,9 +487,15 @@ async fn downlink(
         let Some((broadcast, d)) = taken else { break };
         let frame = &broadcast.frame;
         bytes.clear();
+        let live = live_sensors(frame);
+        let with_regions = sent.regions.is_none_or(|(l, t)| l != live || frame.time.secs_since(t) >= REGIONS_REPEAT_S);
+        if with_regions {
+            sent.regions = Some((live, frame.time));
+        }
         broadcast.parts().assemble(
             frame,
             selected.iter().map(|&i| (i, history_delta(frame, &frame.participants[i], &mut sent.history))),
+            with_regions,
             &mut bytes,
         );
         if sent.history.len() > 2 * selected.len() + 64 {
@@ -511,7 +537,6 @@ async fn downlink(
         Stats::bump(&stats.frames_sent);
         metrics::counter!("rsu_frames_sent_total").increment(1);
         sent.digest = Some(d);
-        sent.at = Some(handed);
         sent.frame_time = Some(frame.time);
         if let Some(arrived) = broadcast.newest_arrival.filter(|_| !broadcast.heartbeat) {
             metrics::histogram!("rsu_added_latency_seconds").record(handed.duration_since(arrived).as_secs_f64());
