@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rsu_fusion::calibration::point_in_polygon;
-use rsu_fusion::{PathPoint, RoadsideFrame, SensorFrame, VehicleState};
+use rsu_fusion::{PathPoint, RoadsideFrame, SensorFrame, Timestamp, VehicleState};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use v2x_link::identity::{CertRole, Identity};
@@ -336,7 +336,7 @@ struct Sent {
     /// Digest of the previous frame's content (see [`digest`]).
     digest: Option<u64>,
     /// The previous frame's time.
-    frame_time: Option<rsu_fusion::Timestamp>,
+    frame_time: Option<Timestamp>,
     /// Per participant id, the time of the newest path-history point sent [ns].
     history: HashMap<u32, i64>,
     /// Which sensors were live (their regions are the perception regions) in the frame that
@@ -362,10 +362,7 @@ fn live_sensors(frame: &RoadsideFrame) -> u64 {
 /// it holds and the time of each one's newest measurement, and the sensors' states. Equal
 /// digests: nothing new for this vehicle.
 fn digest(broadcast: &Broadcast, selected: &[usize]) -> u64 {
-    // A multiply-rotate mix: this runs over every participant for every vehicle and frame, so
-    // it must cost a few instructions per value (a collision only delays a frame to the
-    // heartbeat).
-    let mix = |h: u64, v: u64| (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    // A collision only delays a frame to the heartbeat.
     let mut h = selected.len() as u64;
     for &i in selected {
         h = mix(h, u64::from(broadcast.frame.participants[i].id));
@@ -377,21 +374,23 @@ fn digest(broadcast: &Broadcast, selected: &[usize]) -> u64 {
     mix(h, broadcast.frame.perception_regions.len() as u64)
 }
 
-/// The path-history points of participant `p` the vehicle was not sent yet (newest first, as in
-/// the frame), noting them as sent. Path history goes out as deltas: a receiver appends them to
-/// what it kept for that id (PROTOCOL §2.4).
-fn history_delta<'a>(
-    frame: &RoadsideFrame,
-    p: &'a rsu_fusion::Participant,
-    sent: &mut HashMap<u32, i64>,
-) -> &'a [PathPoint] {
+/// How many of participant `p`'s path-history points (newest first, as in the frame) the vehicle
+/// was not sent yet, noting them as sent. Path history goes out as deltas: a receiver appends
+/// them to what it kept for that id (PROTOCOL §2.4).
+fn history_delta(frame: &RoadsideFrame, p: &rsu_fusion::Participant, sent: &mut HashMap<u32, i64>) -> usize {
     let time_ns = |pt: &PathPoint| frame.time.add_secs(-pt.dt_s).as_nanos();
     let newest_sent = sent.get(&p.id).copied();
     let fresh = p.path_history.iter().take_while(|pt| newest_sent.is_none_or(|n| time_ns(pt) > n)).count();
     if let Some(newest) = p.path_history.first() {
         sent.insert(p.id, time_ns(newest));
     }
-    &p.path_history[..fresh]
+    fresh
+}
+
+/// A multiply-rotate mix of `v` into the digest `h`: this runs over every participant for every
+/// vehicle and frame, so it must cost a few instructions per value.
+fn mix(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
 }
 
 /// Counts a vehicle in [`Shared::ready`] while it lives.
@@ -438,16 +437,21 @@ async fn downlink(
     let mut in_flight = InFlight { set: JoinSet::new(), stats };
     // Working space kept between frames: the participants the vehicle gets, and its frame.
     let mut selected: Vec<usize> = Vec::new();
-    let mut bytes: Vec<u8> = Vec::new();
+    let mut deltas: Vec<usize> = Vec::new();
+    // The time of the last frame the vehicle looked at (sent or found unchanged).
+    let mut checked: Option<rsu_fusion::Timestamp> = None;
     loop {
-        // The vehicle's rate cap: nothing is taken before its interval is over. The interval
-        // counts from the previous frame's time, not from when this task sent it, so the
-        // vehicles that took one frame are ready again together and one fusion step serves them
-        // all (counted from their own send times, they would drift apart and keep the daemon
-        // making a frame for a few of them at every input).
-        if let Some(frame_time) = sent.frame_time {
-            let since_frame = Duration::from_secs_f64(wall_now().secs_since(frame_time).max(0.0));
-            let ready_at = tokio::time::Instant::from_std(Instant::now() + min_interval.saturating_sub(since_frame));
+        // The vehicle's rate cap, on a grid of `1 / max_rate_hz` of the wall clock: after looking
+        // at a frame, nothing is taken before the next grid line. Every vehicle is ready again at
+        // the same instant, so one fusion step serves them all (counted from each vehicle's own
+        // frame, the vehicles would drift apart and keep the daemon making a frame for a few of
+        // them at every input). Frames are made just after a grid line, so the rate stays at
+        // most `max_rate_hz` on average.
+        if let Some(t) = checked {
+            let slot_ns = min_interval.as_nanos().max(1) as i64;
+            let next_line_ns = (t.as_nanos().div_euclid(slot_ns) + 1) * slot_ns;
+            let wait_s = Timestamp::from_nanos(next_line_ns).secs_since(wall_now()).max(0.0);
+            let ready_at = tokio::time::Instant::now() + Duration::from_secs_f64(wait_s);
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(ready_at) => break,
@@ -455,12 +459,12 @@ async fn downlink(
                 }
             }
         }
-        // Ready: the next frame that changes what the vehicle sees (or a heartbeat) goes out.
-        let taken = {
+        // Ready: the next frame made goes out if it changes what the vehicle sees (or a
+        // heartbeat is due). A frame made while the vehicle waited is already old: the next
+        // fusion step (made at once now that a vehicle is ready) carries what it had and the
+        // latest arrivals too.
+        let next = {
             let _ready = Ready::new(&shared.ready);
-            // A frame made while the vehicle waited out its interval is already old: the next
-            // fusion step (made at once now that the vehicle is ready) carries what it had, and
-            // the latest arrivals too.
             rx.borrow_and_update();
             loop {
                 tokio::select! {
@@ -470,34 +474,53 @@ async fn downlink(
                         continue;
                     }
                 }
-                let Some(broadcast) = rx.borrow_and_update().clone() else { continue };
-                {
-                    let view = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    select(&broadcast.frame, &view, shared.default_radius_m, &mut selected);
-                }
-                // Frame times come from one clock, so the heartbeat is kept to the frame.
-                let heartbeat_due =
-                    sent.frame_time.is_none_or(|t| broadcast.frame.time.secs_since(t) >= heartbeat_s - 1e-3);
-                let d = digest(&broadcast, &selected);
-                if sent.digest != Some(d) || heartbeat_due {
-                    break Some((broadcast, d));
+                if let Some(broadcast) = rx.borrow_and_update().clone() {
+                    break Some(broadcast);
                 }
             }
         };
+        let Some(broadcast) = next else { break };
+        checked = Some(broadcast.frame.time);
+        {
+            let view = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            select(&broadcast.frame, &view, shared.default_radius_m, &mut selected);
+        }
+        // Frame times come from one clock, so the heartbeat is kept to the frame.
+        let heartbeat_due = sent.frame_time.is_none_or(|t| broadcast.frame.time.secs_since(t) >= heartbeat_s - 1e-3);
+        let d = digest(&broadcast, &selected);
+        if sent.digest == Some(d) && !heartbeat_due {
+            continue;
+        }
+        let taken = Some((broadcast, d));
         let Some((broadcast, d)) = taken else { break };
         let frame = &broadcast.frame;
-        bytes.clear();
         let live = live_sensors(frame);
         let with_regions = sent.regions.is_none_or(|(l, t)| l != live || frame.time.secs_since(t) >= REGIONS_REPEAT_S);
         if with_regions {
             sent.regions = Some((live, frame.time));
         }
-        broadcast.parts().assemble(
-            frame,
-            selected.iter().map(|&i| (i, history_delta(frame, &frame.participants[i], &mut sent.history))),
-            with_regions,
-            &mut bytes,
-        );
+        // What goes into this vehicle's frame: its participants, the new history points of
+        // each, and the regions or not. Vehicles that had the same frames before get the same
+        // bytes: the frame is assembled once for all of them.
+        deltas.clear();
+        deltas.extend(selected.iter().map(|&i| history_delta(frame, &frame.participants[i], &mut sent.history)));
+        // The key is exact (no digest): a collision would send a vehicle another's frame.
+        let mut key = Vec::with_capacity(1 + 2 * selected.len());
+        key.push(u32::from(with_regions));
+        for (&i, &n) in selected.iter().zip(&deltas) {
+            key.extend([u32::try_from(i).unwrap_or(u32::MAX), u32::try_from(n).unwrap_or(u32::MAX)]);
+        }
+        let bytes = broadcast.assembled(key, |parts| {
+            let mut out = Vec::with_capacity(64 + 48 * selected.len());
+            let history = |i: usize, n: usize| &frame.participants[i].path_history[..n];
+            parts.assemble(
+                frame,
+                selected.iter().zip(&deltas).map(|(&i, &n)| (i, history(i, n))),
+                with_regions,
+                &mut out,
+            );
+            out
+        });
         if sent.history.len() > 2 * selected.len() + 64 {
             // Forget the ids the vehicle no longer gets (now and then: it is a full pass).
             let ids: std::collections::HashSet<u32> = selected.iter().map(|&i| frame.participants[i].id).collect();
@@ -521,7 +544,7 @@ async fn downlink(
             }
         };
         let written = tokio::select! {
-            written = stream.write_all(&bytes) => written.map_err(|e| match e {
+            written = stream.write_chunk(bytes.clone()) => written.map_err(|e| match e {
                 quinn::WriteError::Stopped(_) => Undelivered::Stopped,
                 _ => Undelivered::SendError,
             }),

@@ -21,14 +21,15 @@
 mod connection;
 pub mod stats;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 use rsu_fusion::{Fusion, Ingest, RoadsideFrame, SensorFrame, SensorStatus, Timestamp, VehicleState};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -58,6 +59,9 @@ pub struct Broadcast {
     pub updated_ns: Vec<i64>,
     /// The frame encoded in parts, made by the first vehicle task that sends it.
     parts: OnceLock<FrameParts>,
+    /// Vehicle frames assembled from the parts, by what went into them: vehicles that get the
+    /// same participants with the same history share one encoding (and one buffer).
+    assembled: Mutex<HashMap<Vec<u32>, Bytes>>,
     /// Capture time of the newest measurement fused into any participant.
     pub newest_capture: Option<Timestamp>,
     /// When the newest input fused into this frame arrived at the RSU.
@@ -374,6 +378,17 @@ impl Broadcast {
     pub fn parts(&self) -> &FrameParts {
         self.parts.get_or_init(|| FrameParts::new(&self.frame))
     }
+
+    /// The vehicle frame named `key` (exactly what `assemble` puts in it), assembled by
+    /// `assemble` the first time it is asked for.
+    pub(crate) fn assembled(&self, key: Vec<u32>, assemble: impl FnOnce(&FrameParts) -> Vec<u8>) -> Bytes {
+        if let Some(bytes) = self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+            return bytes.clone();
+        }
+        let bytes = Bytes::from(assemble(self.parts()));
+        self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, bytes.clone());
+        bytes
+    }
 }
 
 impl Step {
@@ -410,6 +425,7 @@ fn make_frame(
         frame: frame.clone(),
         updated_ns: objects.iter().map(|o| o.last_update.as_nanos()).collect(),
         parts: OnceLock::new(),
+        assembled: Mutex::default(),
         newest_capture,
         newest_arrival: step.newest_arrival,
         heartbeat: step.inputs == 0,
