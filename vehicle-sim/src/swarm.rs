@@ -275,8 +275,15 @@ async fn drive(
                     Err(_) => tally.counts.state_errors += 1,
                 }
             }
-            received = receiver.next() => match received {
-                Ok(frame) => tally.on_frame(&frame, wall_now()),
+            // Receipt is when the frame's bytes are complete, before decoding (as the MQTT
+            // peer's subscribers stamp theirs), so the vehicles' own decoding is not counted.
+            received = receiver.next_bytes() => match received.and_then(|bytes| {
+                let receipt = wall_now();
+                let frame = v2x_proto::decode_limited::<rsu_fusion::RoadsideFrame>(&bytes, v2x_link::MAX_ROADSIDE_FRAME_BYTES)
+                    .map_err(|e| ClientError::Protocol(format!("roadside frame: {e}")))?;
+                Ok((frame, receipt))
+            }) {
+                Ok((frame, receipt)) => tally.on_frame(&frame, receipt),
                 Err(e) => {
                     ended = Some(format!("{id}: session ended after {:.1} s: {e}", t0.elapsed().as_secs_f64()));
                     break;
