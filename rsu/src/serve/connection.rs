@@ -449,8 +449,16 @@ async fn downlink(
         // most `max_rate_hz` on average.
         if let Some(t) = checked {
             let slot_ns = min_interval.as_nanos().max(1) as i64;
-            let next_line_ns = (t.as_nanos().div_euclid(slot_ns) + 1) * slot_ns;
-            let wait_s = Timestamp::from_nanos(next_line_ns).secs_since(wall_now()).max(0.0);
+            let now = wall_now();
+            // The line after the frame's time; if the vehicle is late past it (a loaded RSU),
+            // the line after now: a late vehicle joins the others rather than asking for a
+            // frame of its own (which would load the RSU more and make it later still).
+            let line_after = |ns: i64| (ns.div_euclid(slot_ns) + 1) * slot_ns;
+            let next_line_ns = match line_after(t.as_nanos()) {
+                line if line >= now.as_nanos() => line,
+                _ => line_after(now.as_nanos()),
+            };
+            let wait_s = Timestamp::from_nanos(next_line_ns).secs_since(now).max(0.0);
             let ready_at = tokio::time::Instant::now() + Duration::from_secs_f64(wait_s);
             loop {
                 tokio::select! {
