@@ -447,6 +447,8 @@ async fn downlink(
         // frame, the vehicles would drift apart and keep the daemon making a frame for a few of
         // them at every input). Frames are made just after a grid line, so the rate stays at
         // most `max_rate_hz` on average.
+        // The grid line this vehicle waits for (none before its first frame).
+        let mut line: Option<Timestamp> = None;
         if let Some(t) = checked {
             let slot_ns = min_interval.as_nanos().max(1) as i64;
             let now = wall_now();
@@ -458,6 +460,7 @@ async fn downlink(
                 line if line >= now.as_nanos() => line,
                 _ => line_after(now.as_nanos()),
             };
+            line = Some(Timestamp::from_nanos(next_line_ns));
             let wait_s = Timestamp::from_nanos(next_line_ns).secs_since(now).max(0.0);
             let ready_at = tokio::time::Instant::now() + Duration::from_secs_f64(wait_s);
             loop {
@@ -467,23 +470,27 @@ async fn downlink(
                 }
             }
         }
-        // Ready: the next frame made goes out if it changes what the vehicle sees (or a
-        // heartbeat is due). A frame made while the vehicle waited is already old: the next
-        // fusion step (made at once now that a vehicle is ready) carries what it had and the
-        // latest arrivals too.
-        let next = {
-            let _ready = Ready::new(&shared.ready);
-            rx.borrow_and_update();
-            loop {
-                tokio::select! {
-                    changed = rx.changed() => if changed.is_err() { break None },
-                    Some(done) = in_flight.set.join_next(), if !in_flight.set.is_empty() => {
-                        in_flight.settle(done);
-                        continue;
+        // Ready: the first frame made after the grid line goes out if it changes what the
+        // vehicle sees (or a heartbeat is due). If one was made since the line (the other
+        // vehicles asked for it), it is that one; a frame made before the line is old, and the
+        // next fusion step (made at once now that a vehicle is ready) carries what it had and
+        // the latest arrivals too.
+        let current = rx.borrow_and_update().clone();
+        let next = match current.filter(|b| line.is_some_and(|l| b.frame.time >= l)) {
+            Some(made_since_the_line) => Some(made_since_the_line),
+            None => {
+                let _ready = Ready::new(&shared.ready);
+                loop {
+                    tokio::select! {
+                        changed = rx.changed() => if changed.is_err() { break None },
+                        Some(done) = in_flight.set.join_next(), if !in_flight.set.is_empty() => {
+                            in_flight.settle(done);
+                            continue;
+                        }
                     }
-                }
-                if let Some(broadcast) = rx.borrow_and_update().clone() {
-                    break Some(broadcast);
+                    if let Some(broadcast) = rx.borrow_and_update().clone() {
+                        break Some(broadcast);
+                    }
                 }
             }
         };
