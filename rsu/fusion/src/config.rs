@@ -60,6 +60,10 @@ pub struct FusionConfig {
     pub max_tracks: usize,
     /// Confirmed tracks closer than this (centres) with similar velocity are merged [m].
     pub merge_distance_m: f64,
+    /// A lidar detection no track took spawns a new track unless its centre lies within this
+    /// margin of the box of a track that took another detection of the same frame (then it is a
+    /// second detection of that object) [m].
+    pub split_margin_m: f64,
     /// Largest velocity difference for merging two tracks [m/s].
     pub merge_speed_diff_mps: f64,
     /// Capture time between two passes that delete stale tracks [s]. Duplicate tracks are merged
@@ -150,6 +154,7 @@ impl Default for FusionConfig {
             max_position_sigma_m: 4.0,
             max_tracks: 4096,
             merge_distance_m: 1.0,
+            split_margin_m: 0.3,
             merge_speed_diff_mps: 1.5,
             management_interval_s: 0.1,
             vehicle_accel_sigma_mps2: 2.0,
@@ -221,6 +226,7 @@ impl FusionConfig {
         }
         let non_negative = [
             ("merge_distance_m", self.merge_distance_m),
+            ("split_margin_m", self.split_margin_m),
             ("merge_speed_diff_mps", self.merge_speed_diff_mps),
             ("management_interval_s", self.management_interval_s),
             ("camera_model_sigma_frac", self.camera_model_sigma_frac),

@@ -151,6 +151,20 @@ impl Fusion {
                 self.stats.tracks_confirmed += u64::from(record_opportunity(track, matched[ti], &self.config));
             }
         }
+        // A detection no track took spawns a track unless it lies on the box of a track that took
+        // another detection of this frame: then it is a second return of that object (a split
+        // detection), not a new one. Merely lying in a track's gate is no reason: two
+        // pedestrians side by side fall in each other's gates.
+        let margin_m = self.config.split_margin_m;
+        gated.fill(false);
+        for &(_, j) in pairs {
+            gated[j] = true;
+        }
+        for c in candidates.iter() {
+            if !gated[c.meas] && matched[c.track] && self.tracks[c.track].box_holds(&meas[c.meas].pos, margin_m) {
+                gated[c.meas] = true;
+            }
+        }
         for (j, m) in meas.iter().enumerate() {
             if gated[j] {
                 continue;

@@ -276,7 +276,9 @@ impl Fusion {
                 && (a.motion.position_cov() + b.motion.position_cov())
                     .try_inverse()
                     .is_some_and(|s| (d.transpose() * s * d)[(0, 0)] <= cfg.gate_chi2);
-            if close || v2x_pair {
+            // Two tracks one sensor updated from the same frame are two objects, however close
+            // (pedestrians side by side).
+            if (close || v2x_pair) && !a.co_seen(b) {
                 remove[j] = true;
                 merges.push((i, j));
             }

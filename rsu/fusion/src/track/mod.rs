@@ -7,6 +7,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use nalgebra::Vector2;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::broadcast::PathPoint;
@@ -163,6 +165,34 @@ impl Track {
     pub fn hits_in(&self, window: u32) -> u32 {
         let mask = if window >= 32 { u32::MAX } else { (1u32 << window) - 1 };
         (self.hit_bits & mask).count_ones()
+    }
+
+    /// Whether the ground point `p` lies on the track's box footprint (at the track's own time),
+    /// widened on every side by `margin_m` [m].
+    pub fn box_holds(&self, p: &Vector2<f64>, margin_m: f64) -> bool {
+        let (sin_yaw, cos_yaw) = self.motion.yaw(self.yaw_hint_rad).sin_cos();
+        let d = p - self.motion.position();
+        let along_m = d.x * cos_yaw + d.y * sin_yaw;
+        let across_m = -d.x * sin_yaw + d.y * cos_yaw;
+        along_m.abs() <= 0.5 * self.size.length_m + margin_m && across_m.abs() <= 0.5 * self.size.width_m + margin_m
+    }
+
+    /// Whether one sensor updated both tracks from the same frame the last time it updated
+    /// each: two detections of one frame, so two objects (a sensor reports an object once).
+    pub fn co_seen(&self, other: &Track) -> bool {
+        let (mut a, mut b) = (self.seen.iter().peekable(), other.seen.iter().peekable());
+        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+            match x.0.cmp(&y.0) {
+                std::cmp::Ordering::Less => _ = a.next(),
+                std::cmp::Ordering::Greater => _ = b.next(),
+                std::cmp::Ordering::Equal if x.1 == y.1 => return true,
+                std::cmp::Ordering::Equal => {
+                    a.next();
+                    b.next();
+                }
+            }
+        }
+        false
     }
 
     /// Notes that sensor `sensor` updated the track with a measurement captured at `t`.
