@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use rsu_fusion::ObjectClass;
@@ -53,7 +54,9 @@ pub struct Thresholds {
     pub velocity_rmse_max_mps: Option<f64>,
     /// Highest heading RMSE of moving objects [deg].
     pub heading_rmse_max_deg: Option<f64>,
-    /// Longest time from entering coverage to being tracked, any object [s].
+    /// Longest time from entering coverage to being tracked, any object [s]. An object never
+    /// tracked counts with the time it was in coverage untracked (its time to track is at least
+    /// that), so one in coverage longer than this limit fails it.
     pub time_to_track_max_s: Option<f64>,
     /// Most objects in coverage never tracked.
     pub never_tracked_max: Option<u64>,
@@ -132,56 +135,106 @@ pub struct Check {
     pub message: String,
 }
 
-fn at_least(name: String, value: f64, limit: f64, what: &str) -> Check {
+/// A check that fails because `what` is undefined (`None`): nothing to measure it on.
+fn undefined(name: String, limit: f64, what: &str, bound: &str) -> Check {
+    Check {
+        message: format!("{what} is n/a (nothing to measure it on), so the {bound} {limit:.3} is not met"),
+        name,
+        passed: false,
+        value: f64::NAN,
+        limit,
+    }
+}
+
+/// `value ≥ limit`; an undefined value fails.
+fn at_least(name: String, value: Option<f64>, limit: f64, what: &str) -> Check {
+    let Some(value) = value else { return undefined(name, limit, what, "minimum") };
     let passed = value >= limit;
     let verb = if passed { "meets" } else { "is below" };
     Check { message: format!("{what} {value:.3} {verb} the minimum {limit:.3}"), name, passed, value, limit }
 }
 
-fn at_most(name: String, value: f64, limit: f64, what: &str) -> Check {
+/// `value ≤ limit`; an undefined value fails.
+fn at_most(name: String, value: Option<f64>, limit: f64, what: &str) -> Check {
+    let Some(value) = value else { return undefined(name, limit, what, "maximum") };
     let passed = value <= limit;
     let verb = if passed { "is within" } else { "exceeds" };
     Check { message: format!("{what} {value:.3} {verb} the maximum {limit:.3}"), name, passed, value, limit }
+}
+
+/// The longest time to track against `limit` [s], counting each object never tracked at the time
+/// it was in coverage (its time to track is at least that); fails when no object was in coverage.
+fn time_to_track_check(metrics: &Metrics, limit: f64) -> Check {
+    let name = "overall.time_to_track_max_s".to_owned();
+    let what = "longest time to track [s]";
+    let untracked = metrics.never_tracked_in_coverage_s.iter().max_by(|a, b| a.1.total_cmp(b.1));
+    match (metrics.time_to_track_max_s, untracked) {
+        (None, None) => undefined(name, limit, what, "maximum"),
+        (tracked, Some((&id, &in_coverage_s)))
+            if tracked.is_none_or(|t| in_coverage_s >= t) && in_coverage_s > limit =>
+        {
+            Check {
+                message: format!(
+                    "object {id} was in coverage {in_coverage_s:.3} s and never tracked: its time to track exceeds the maximum {limit:.3}"
+                ),
+                name,
+                passed: false,
+                value: in_coverage_s,
+                limit,
+            }
+        }
+        (tracked, untracked) => {
+            let value = tracked.into_iter().chain(untracked.map(|(_, &s)| s)).fold(f64::NEG_INFINITY, f64::max);
+            let mut check = at_most(name, Some(value), limit, what);
+            if let Some((_, &longest_s)) = untracked {
+                let n = metrics.never_tracked_in_coverage_s.len();
+                let _ = write!(
+                    check.message,
+                    " ({n} object(s) never tracked, each in coverage at most {longest_s:.3} s; never_tracked_max limits them)"
+                );
+            }
+            check
+        }
+    }
 }
 
 /// Evaluates `criteria` against `metrics`.
 pub fn evaluate(criteria: &Criteria, metrics: &Metrics, facts: &ScenarioFacts) -> Vec<Check> {
     let mut checks = Vec::new();
     let o = &criteria.overall;
-    let min_checks: [(&str, Option<f64>, f64, &str); 4] = [
-        ("mota_min", o.mota_min, metrics.overall.mota, "MOTA"),
-        ("idf1_min", o.idf1_min, metrics.idf1, "IDF1"),
-        ("hota_min", o.hota_min, metrics.hota.hota, "HOTA"),
-        ("coverage_min", o.coverage_min, metrics.coverage, "coverage"),
+    let min_checks: [(&str, Option<f64>, Option<f64>, &str); 4] = [
+        ("mota_min", o.mota_min, Some(metrics.overall.mota), "MOTA"),
+        ("idf1_min", o.idf1_min, Some(metrics.idf1), "IDF1"),
+        ("hota_min", o.hota_min, Some(metrics.hota.hota), "HOTA"),
+        ("coverage_min", o.coverage_min, Some(metrics.coverage), "coverage"),
     ];
     for (key, limit, value, what) in min_checks {
         if let Some(limit) = limit {
             checks.push(at_least(format!("overall.{key}"), value, limit, what));
         }
     }
-    let max_checks: [(&str, Option<f64>, f64, &str); 9] = [
+    let max_checks: [(&str, Option<f64>, Option<f64>, &str); 8] = [
         ("motp_max_m", o.motp_max_m, metrics.overall.motp_m, "MOTP [m]"),
         (
             "switches_per_100_track_s_max",
             o.switches_per_100_track_s_max,
-            metrics.switches_per_100_track_s,
+            Some(metrics.switches_per_100_track_s),
             "id switches per 100 track-s",
         ),
         ("position_rmse_max_m", o.position_rmse_max_m, metrics.position_rmse_m, "position RMSE [m]"),
         ("position_p95_max_m", o.position_p95_max_m, metrics.position_p95_m, "position p95 [m]"),
         ("velocity_rmse_max_mps", o.velocity_rmse_max_mps, metrics.velocity_rmse_mps, "velocity RMSE [m/s]"),
         ("heading_rmse_max_deg", o.heading_rmse_max_deg, metrics.heading_rmse_deg, "heading RMSE [deg]"),
-        ("time_to_track_max_s", o.time_to_track_max_s, metrics.time_to_track_max_s, "longest time to track [s]"),
         (
             "false_tracks_per_min_max",
             o.false_tracks_per_min_max,
-            metrics.false_tracks_per_min,
+            Some(metrics.false_tracks_per_min),
             "false tracks per minute",
         ),
         (
             "broadcast_age_p99_max_s",
             o.broadcast_age_p99_max_s,
-            facts.broadcast_age_p99_s.unwrap_or(f64::NAN),
+            facts.broadcast_age_p99_s,
             "broadcast object age p99 [s]",
         ),
     ];
@@ -190,10 +243,13 @@ pub fn evaluate(criteria: &Criteria, metrics: &Metrics, facts: &ScenarioFacts) -
             checks.push(at_most(format!("overall.{key}"), value, limit, what));
         }
     }
+    if let Some(limit) = o.time_to_track_max_s {
+        checks.push(time_to_track_check(metrics, limit));
+    }
     if let Some(limit) = o.never_tracked_max {
         checks.push(at_most(
             "overall.never_tracked_max".into(),
-            metrics.never_tracked as f64,
+            Some(metrics.never_tracked as f64),
             limit as f64,
             "objects never tracked",
         ));
@@ -210,7 +266,7 @@ pub fn evaluate(criteria: &Criteria, metrics: &Metrics, facts: &ScenarioFacts) -
             continue;
         };
         if let Some(limit) = limits.mota_min {
-            checks.push(at_least(format!("per_class.{class}.mota_min"), m.mota, limit, &format!("{class} MOTA")));
+            checks.push(at_least(format!("per_class.{class}.mota_min"), Some(m.mota), limit, &format!("{class} MOTA")));
         }
         if let Some(limit) = limits.motp_max_m {
             checks.push(at_most(
@@ -238,23 +294,18 @@ fn evaluate_assertion(assertion: &Assertion, metrics: &Metrics, facts: &Scenario
             });
             let tracked_ns = metrics.first_matched_ns.get(object_id).copied();
             let name = format!("assertion.{name}");
+            let fail =
+                |message: String| Check { name: name.clone(), passed: false, value: f64::NAN, limit: *lead_s, message };
+            // The assertion applies only if the ego vehicle reaches the conflict point: otherwise
+            // it fails as not applicable, so a scenario that did not play out is never passed.
             match (tracked_ns, reach_ns) {
-                (None, _) => Check {
-                    name,
-                    passed: false,
-                    value: f64::NAN,
-                    limit: *lead_s,
-                    message: format!("object {object_id} was never tracked"),
-                },
-                (Some(_), None) => Check {
-                    name,
-                    passed: true,
-                    value: f64::INFINITY,
-                    limit: *lead_s,
-                    message: format!(
-                        "object {object_id} was tracked and {ego_v2x_id} never came within {radius_m} m of the conflict point"
-                    ),
-                },
+                _ if !facts.ego_tracks.contains_key(ego_v2x_id) => fail(format!(
+                    "not applicable: no ground-truth object carries V2X id {ego_v2x_id}, so the conflict cannot be timed"
+                )),
+                (_, None) => fail(format!(
+                    "not applicable: {ego_v2x_id} never came within {radius_m} m of the conflict point, so object {object_id}'s lead cannot be measured"
+                )),
+                (None, Some(_)) => fail(format!("object {object_id} was never tracked")),
                 (Some(tracked), Some(reach)) => {
                     let lead = (reach - tracked) as f64 * 1e-9;
                     let passed = lead >= *lead_s;
@@ -431,6 +482,84 @@ mod tests {
         assert!(c.per_class.contains_key(&ObjectClass::Pedestrian));
         assert_eq!(c.assertions.len(), 1);
         assert!(toml::from_str::<Criteria>("[overall]\nmota = 1").is_err(), "unknown keys are refused");
+    }
+
+    /// The metrics of a log with no frame, to set fields on.
+    fn empty_metrics() -> Metrics {
+        crate::scoring::Scorer::new(ScoringConfig::default()).finish()
+    }
+
+    fn only_check(criteria: &Criteria, metrics: &Metrics, facts: &ScenarioFacts) -> Check {
+        let mut checks = evaluate(criteria, metrics, facts);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        checks.remove(0)
+    }
+
+    #[test]
+    fn undefined_errors_fail_their_limits() {
+        let mut c = Criteria::default();
+        c.overall.position_rmse_max_m = Some(0.3);
+        // Nothing matched: no RMSE, and the limit is not met (it used to pass as 0).
+        let mut m = empty_metrics();
+        let check = only_check(&c, &m, &ScenarioFacts::default());
+        assert!(!check.passed && check.value.is_nan() && check.message.contains("n/a"), "{check:?}");
+        m.position_rmse_m = Some(0.2);
+        assert!(only_check(&c, &m, &ScenarioFacts::default()).passed);
+    }
+
+    #[test]
+    fn time_to_track_counts_objects_never_tracked() {
+        let mut c = Criteria::default();
+        c.overall.time_to_track_max_s = Some(1.5);
+        let facts = ScenarioFacts::default();
+        let mut m = empty_metrics();
+        // No object in coverage: nothing measured, fails.
+        assert!(!only_check(&c, &m, &facts).passed);
+        // Tracked ones within the limit, and object 7 in coverage 4 s untracked: fails on it.
+        m.time_to_track_max_s = Some(0.8);
+        m.never_tracked_in_coverage_s.insert(7, 4.0);
+        let check = only_check(&c, &m, &facts);
+        assert!(!check.passed && check.value == 4.0 && check.message.contains("object 7"), "{check:?}");
+        // Never tracked but in coverage only 0.3 s: the 1.5 s are not yet exceeded (that it was
+        // never tracked is `never_tracked_max`'s to judge); the message says so.
+        m.never_tracked_in_coverage_s.insert(7, 0.3);
+        let check = only_check(&c, &m, &facts);
+        assert!(check.passed && check.value == 0.8 && check.message.contains("1 object(s) never tracked"), "{check:?}");
+        // A tracked object too slow fails as before.
+        m.time_to_track_max_s = Some(2.0);
+        let check = only_check(&c, &m, &facts);
+        assert!(!check.passed && check.value == 2.0, "{check:?}");
+    }
+
+    #[test]
+    fn tracked_before_conflict_fails_when_the_conflict_never_happens() {
+        let c = Criteria {
+            assertions: vec![Assertion::TrackedBeforeConflict {
+                name: "ped".into(),
+                object_id: 3,
+                ego_v2x_id: "veh-1".into(),
+                conflict_point_m: [10.0, 0.0],
+                radius_m: 2.0,
+                lead_s: 3.0,
+            }],
+            ..Criteria::default()
+        };
+        let mut m = empty_metrics();
+        m.first_matched_ns.insert(3, 1_000_000_000);
+        let s = 1_000_000_000;
+        // The ego vehicle stops 5 m short: the assertion does not apply, and fails saying so
+        // (it used to pass with an infinite lead).
+        let mut facts = ScenarioFacts::default();
+        facts.ego_tracks.insert("veh-1".into(), vec![(0, 0.0, 0.0), (5 * s, 5.0, 0.0)]);
+        let check = only_check(&c, &m, &facts);
+        assert!(!check.passed && check.value.is_nan() && check.message.starts_with("not applicable"), "{check:?}");
+        // No vehicle of that V2X id: likewise.
+        let check = only_check(&c, &m, &ScenarioFacts::default());
+        assert!(!check.passed && check.message.contains("no ground-truth object carries"), "{check:?}");
+        // Reaching it 4 s after the object was tracked: a 4 s lead, passes.
+        facts.ego_tracks.insert("veh-1".into(), vec![(0, 0.0, 0.0), (5 * s, 9.0, 0.0)]);
+        let check = only_check(&c, &m, &facts);
+        assert!(check.passed && (check.value - 4.0).abs() < 1e-9, "{check:?}");
     }
 
     #[test]

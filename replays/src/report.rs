@@ -13,7 +13,9 @@ use crate::pipeline::ReplaySummary;
 use crate::scoring::Metrics;
 
 /// The report version; bumped when a field changes meaning or is removed.
-pub const REPORT_VERSION: u32 = 1;
+/// 2: MOTP, the state errors and the time-to-track summaries are `null` when undefined (nothing
+/// to measure them on) instead of 0; `num_transfers` and `never_tracked_in_coverage_s` added.
+pub const REPORT_VERSION: u32 = 2;
 
 /// The validation result of one log.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +96,11 @@ pub struct PlotData {
     pub ages_s: Vec<f64>,
     /// Sensor positions (east, north) [m] and ids.
     pub sensors: Vec<(String, [f64; 2])>,
+}
+
+/// `value` with `decimals` decimals, or `n/a` when undefined.
+pub fn or_na(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
 fn esc(s: &str) -> String {
@@ -365,23 +372,31 @@ fn html_section(report: &LogReport, plot: &PlotData) -> String {
     }
     let m = &report.metrics;
     s.push_str("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>");
-    let rows: [(&str, String); 16] = [
+    let never_tracked = match m.never_tracked_in_coverage_s.values().copied().reduce(f64::max) {
+        Some(longest_s) => format!("{} (longest in coverage {longest_s:.2} s)", m.never_tracked),
+        None => m.never_tracked.to_string(),
+    };
+    let rows: [(&str, String); 17] = [
         ("MOTA", format!("{:.4}", m.overall.mota)),
-        ("MOTP [m]", format!("{:.3}", m.overall.motp_m)),
+        ("MOTP [m]", or_na(m.overall.motp_m, 3)),
         ("IDF1", format!("{:.4}", m.idf1)),
         (
             "HOTA (DetA / AssA / LocA)",
             format!("{:.4} ({:.3} / {:.3} / {:.3})", m.hota.hota, m.hota.det_a, m.hota.ass_a, m.hota.loc_a),
         ),
         ("id switches", m.overall.num_switches.to_string()),
+        ("transfers (a track passed to another object)", m.overall.num_transfers.to_string()),
         ("id switches per 100 track-s", format!("{:.2}", m.switches_per_100_track_s)),
         ("fragmentations", m.overall.num_fragmentations.to_string()),
         ("misses / false positives", format!("{} / {}", m.overall.num_misses, m.overall.num_false_positives)),
-        ("position RMSE / p95 [m]", format!("{:.3} / {:.3}", m.position_rmse_m, m.position_p95_m)),
-        ("velocity RMSE / p95 [m/s]", format!("{:.3} / {:.3}", m.velocity_rmse_mps, m.velocity_p95_mps)),
-        ("heading RMSE / p95 [deg]", format!("{:.2} / {:.2}", m.heading_rmse_deg, m.heading_p95_deg)),
-        ("time to track median / max [s]", format!("{:.2} / {:.2}", m.time_to_track_median_s, m.time_to_track_max_s)),
-        ("objects never tracked", m.never_tracked.to_string()),
+        ("position RMSE / p95 [m]", format!("{} / {}", or_na(m.position_rmse_m, 3), or_na(m.position_p95_m, 3))),
+        ("velocity RMSE / p95 [m/s]", format!("{} / {}", or_na(m.velocity_rmse_mps, 3), or_na(m.velocity_p95_mps, 3))),
+        ("heading RMSE / p95 [deg]", format!("{} / {}", or_na(m.heading_rmse_deg, 2), or_na(m.heading_p95_deg, 2))),
+        (
+            "time to track median / max, tracked objects [s]",
+            format!("{} / {}", or_na(m.time_to_track_median_s, 2), or_na(m.time_to_track_max_s, 2)),
+        ),
+        ("objects never tracked", never_tracked),
         ("false tracks per minute", format!("{:.2}", m.false_tracks_per_min)),
         ("coverage", format!("{:.3}", m.coverage)),
         (
@@ -396,8 +411,13 @@ fn html_section(report: &LogReport, plot: &PlotData) -> String {
     for (class, c) in &m.per_class {
         let _ = write!(
             s,
-            "<tr><td>{class}</td><td>{}</td><td>{:.4}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            c.num_truths, c.mota, c.motp_m, c.num_misses, c.num_false_positives, c.num_switches
+            "<tr><td>{class}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            c.num_truths,
+            c.mota,
+            or_na(c.motp_m, 3),
+            c.num_misses,
+            c.num_false_positives,
+            c.num_switches
         );
     }
     s.push_str("</table><h2>Bird's-eye view</h2>");

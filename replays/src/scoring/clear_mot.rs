@@ -1,7 +1,8 @@
-//! CLEAR MOT (Bernardin & Stiefelhagen 2008) as py-motmetrics computes it: each frame keeps the
-//! previous frame's matches that are still within the gate, assigns the rest optimally (least
-//! total distance, as many matches as possible), then counts matches, misses, false positives,
-//! id switches and fragmentations per class, and the state errors of the matches.
+//! CLEAR MOT (Bernardin & Stiefelhagen 2008) as py-motmetrics 1.4's `MOTAccumulator` computes it:
+//! each frame first keeps every truth's last match ever (however many frames ago) when that
+//! hypothesis is present, not yet taken and within the gate, assigns the rest optimally (least
+//! total distance, as many matches as possible), then counts matches, misses, false positives, id
+//! switches, transfers and fragmentations per class, and the state errors of the matches.
 
 use std::cmp::Ordering;
 
@@ -21,6 +22,7 @@ pub(super) struct ClassCounts {
     pub(super) misses: u64,
     pub(super) false_positives: u64,
     pub(super) switches: u64,
+    pub(super) transfers: u64,
     pub(super) fragmentations: u64,
     pub(super) distance_sum_m: f64,
 }
@@ -41,13 +43,14 @@ pub(super) fn class_metrics(c: &ClassCounts) -> ClassMetrics {
         num_misses: c.misses,
         num_false_positives: c.false_positives,
         num_switches: c.switches,
+        num_transfers: c.transfers,
         num_fragmentations: c.fragmentations,
         mota: if c.truths == 0 {
             if c.false_positives == 0 { 1.0 } else { f64::NEG_INFINITY }
         } else {
             1.0 - (c.misses + c.false_positives + c.switches) as f64 / c.truths as f64
         },
-        motp_m: if c.matches == 0 { 0.0 } else { c.distance_sum_m / c.matches as f64 },
+        motp_m: (c.matches > 0).then(|| c.distance_sum_m / c.matches as f64),
     }
 }
 
@@ -61,25 +64,31 @@ impl Scorer {
     /// CLEAR MOT's matches of frame number `frame` into `f.matches`, `f.truth_used` and
     /// `f.hyp_used`, from the gated pairs that [`FrameScratch::gate`] found.
     pub(super) fn match_frame(&self, f: &mut FrameScratch, frame: u64) {
-        // 1. Keep last frame's matches that are still valid (py-motmetrics' behaviour).
+        // 1. Keep each truth's last match ever, as py-motmetrics 1.4 does: in the frame's truth
+        //    order, the first hypothesis of that id not yet taken, if within the gate. A gap (the
+        //    truth absent or missed) does not end the match, and neither does the hypothesis having
+        //    been matched to another truth since.
         let (n_truths, n_hyps) = (f.scored_at.len(), f.kept_hyps.len());
         f.truth_used.resize(n_truths, false);
         f.hyp_used.resize(n_hyps, false);
         for ti in 0..n_truths {
-            if let Some((hid, matched_in)) = self.truths[f.truth_slots[ti]].last_match
-                && matched_in + 1 == frame
-                && let Some(slot) = self.hyp_slots.get(hid)
-                && let Some((present_in, hi)) = self.hyps[slot].present
-                && present_in == frame
-                && !f.hyp_used[hi]
-                // Still within the gate: the pair is among the truth's gated pairs.
-                && let Some(&(_, _, d)) = f.pairs[f.pair_starts[ti]..f.pair_starts[ti + 1]].iter().find(|p| p.1 == hi)
-            {
+            let Some(hid) = self.truths[f.truth_slots[ti]].last_match.map(|(hid, _)| hid) else { continue };
+            let Some((present_in, first)) = self.hyp_slots.get(hid).and_then(|slot| self.hyps[slot].present) else {
+                continue;
+            };
+            if present_in != frame {
+                continue;
+            }
+            // Hypothesis ids are unique in a frame but for broken input; then the next of that id.
+            let Some(hi) = (first..n_hyps).find(|&hi| f.hyp_ids[hi] == hid && !f.hyp_used[hi]) else { continue };
+            // Still within the gate: the pair is among the truth's gated pairs.
+            if let Some(&(_, _, d)) = f.pairs[f.pair_starts[ti]..f.pair_starts[ti + 1]].iter().find(|p| p.1 == hi) {
                 f.matches.push((ti, hi, d));
                 f.truth_used[ti] = true;
                 f.hyp_used[hi] = true;
             }
         }
+        f.kept_matches = f.matches.len();
         // 2. Optimal assignment of the rest, minimising total distance within the gates.
         f.free_t.extend((0..n_truths).filter(|&i| !f.truth_used[i]));
         f.free_h.extend((0..n_hyps).filter(|&i| !f.hyp_used[i]));
@@ -134,12 +143,14 @@ impl Scorer {
         let kept = |hi: usize| &hyps[f.kept_hyps[hi]];
         let (n_truths, n_hyps) = (f.scored_at.len(), f.kept_hyps.len());
         // 3. Count.
-        for &(ti, hi, d) in &f.matches {
+        for (k, &(ti, hi, d)) in f.matches.iter().enumerate() {
             let (t, h) = (scored(ti), kept(hi));
             let counts = class_counts(&mut self.classes, t.class);
             counts.matches += 1;
             counts.distance_sum_m += d;
             let history = &mut self.truths[f.truth_slots[ti]];
+            // A switch: the truth's last match ever was another hypothesis (never so for a kept
+            // match).
             if let Some((prev, _)) = history.last_match
                 && prev != h.id
             {
@@ -149,7 +160,17 @@ impl Scorer {
                 counts.fragmentations += 1;
             }
             history.last_match = Some((h.id, frame));
-            self.hyps[f.hyp_slots[hi]].matched = true;
+            let hyp = &mut self.hyps[f.hyp_slots[hi]];
+            hyp.matched = true;
+            // A transfer: the hypothesis was last given to another truth. As py-motmetrics 1.4
+            // does, only the assignment (step 2) records whom a hypothesis was given to: a kept
+            // match (step 1) neither counts nor records one.
+            if k >= f.kept_matches {
+                if hyp.last_assigned.is_some_and(|prev| prev != t.id) {
+                    counts.transfers += 1;
+                }
+                hyp.last_assigned = Some(t.id);
+            }
             self.position_errors_m.push(d);
             let dv = (t.velocity_mps[0] - h.velocity_mps[0]).hypot(t.velocity_mps[1] - h.velocity_mps[1]);
             self.velocity_errors_mps.push(dv);
@@ -171,6 +192,7 @@ impl Scorer {
             // First seen and first tracked (a truth matched in the frame it first appears in is
             // tracked at once).
             let (_, first_tracked) = history.first_seen.get_or_insert((time, None));
+            history.last_seen = Some(time);
             if tracked {
                 first_tracked.get_or_insert(time);
             }

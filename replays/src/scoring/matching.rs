@@ -65,6 +65,8 @@ pub(super) struct FrameScratch {
     pub(super) hyp_slots: Vec<usize>,
     /// CLEAR MOT's matches (truth, hypothesis, distance [m]) and who is matched.
     pub(super) matches: Vec<(usize, usize, f64)>,
+    /// How many of `matches` (the first ones) are earlier matches kept, not assigned afresh.
+    pub(super) kept_matches: usize,
     pub(super) truth_used: Vec<bool>,
     pub(super) hyp_used: Vec<bool>,
     /// The truths and hypotheses left for the assignment, the column of each hypothesis among
@@ -93,6 +95,7 @@ impl FrameScratch {
             truth_slots,
             hyp_slots,
             matches,
+            kept_matches,
             truth_used,
             hyp_used,
             free_t,
@@ -115,6 +118,7 @@ impl FrameScratch {
         truth_ids.clear();
         hyp_ids.clear();
         cost.clear();
+        *kept_matches = 0;
     }
 }
 

@@ -139,8 +139,9 @@ pub struct Scorer {
 /// What the scorer remembers of one ground-truth object across frames.
 #[derive(Clone, Debug, Default)]
 struct TruthHistory {
-    /// The last hypothesis ever matched to it (id switches) and the number of the frame of that
-    /// match (a match of the previous frame is kept while still valid).
+    /// The last hypothesis ever matched to it and the number of the frame of that match: a
+    /// match to another is an id switch, and each frame keeps it while still valid (however many
+    /// frames ago it was made).
     last_match: Option<(u32, u64)>,
     /// Whether it was tracked in its previous scored frame (fragmentations).
     was_tracked: Option<bool>,
@@ -148,6 +149,8 @@ struct TruthHistory {
     frames: u64,
     /// First time in coverage, and first time matched after that frame.
     first_seen: Option<(Timestamp, Option<Timestamp>)>,
+    /// Last time in coverage (scored).
+    last_seen: Option<Timestamp>,
     /// Position in its previous scored frame (coverage).
     last_position_m: Option<[f64; 2]>,
     /// (hypothesis id, frames in which both were present and within the gate) for IDF1.
@@ -161,6 +164,9 @@ struct HypHistory {
     frames: u64,
     /// Whether it was ever matched (false tracks).
     matched: bool,
+    /// The truth id it was last given to by the assignment (transfers; py-motmetrics' record,
+    /// which kept matches do not update).
+    last_assigned: Option<u32>,
     /// The last frame it was present in (its number) and its first index among that frame's
     /// kept hypotheses.
     present: Option<(u64, usize)>,
@@ -186,14 +192,18 @@ pub struct ClassMetrics {
     pub num_misses: u64,
     /// Hypothesis instances matched to nothing.
     pub num_false_positives: u64,
-    /// Id switches.
+    /// Id switches: matches to a track other than the truth's last match ever.
     pub num_switches: u64,
+    /// Transfers (py-motmetrics' `num_transfer`): a track assigned to a truth other than the one
+    /// it was last assigned to.
+    #[serde(default)]
+    pub num_transfers: u64,
     /// Fragmentations: a tracked object becoming untracked and later tracked again.
     pub num_fragmentations: u64,
     /// 1 - (misses + false positives + switches) / truths.
     pub mota: f64,
-    /// Mean distance of matches [m].
-    pub motp_m: f64,
+    /// Mean distance of matches [m]; `None` (undefined) without matches.
+    pub motp_m: Option<f64>,
 }
 
 /// Everything [`Scorer::finish`] measures.
@@ -213,27 +223,33 @@ pub struct Metrics {
     pub idtp: u64,
     /// Id switches per 100 s of tracked ground truth (matches × frame interval).
     pub switches_per_100_track_s: f64,
-    /// Position error of matches: RMSE and 95th percentile [m].
-    pub position_rmse_m: f64,
+    /// Position error of matches: RMSE [m]. The state errors are `None` (undefined) when there is
+    /// no match to measure them on.
+    pub position_rmse_m: Option<f64>,
     /// 95th percentile position error [m].
-    pub position_p95_m: f64,
+    pub position_p95_m: Option<f64>,
     /// Velocity error of matches: RMSE [m/s].
-    pub velocity_rmse_mps: f64,
+    pub velocity_rmse_mps: Option<f64>,
     /// 95th percentile velocity error [m/s].
-    pub velocity_p95_mps: f64,
+    pub velocity_p95_mps: Option<f64>,
     /// Heading error of moving matches (speed ≥ 1 m/s): RMSE [deg].
-    pub heading_rmse_deg: f64,
+    pub heading_rmse_deg: Option<f64>,
     /// 95th percentile heading error [deg].
-    pub heading_p95_deg: f64,
-    /// Per truth object: time from first being in coverage to first matched [s]; objects never
-    /// matched are counted in `never_tracked`.
+    pub heading_p95_deg: Option<f64>,
+    /// Per truth object ever matched: time from first being in coverage to first matched [s];
+    /// objects never matched are in `never_tracked_in_coverage_s`.
     pub time_to_track_s: Vec<f64>,
-    /// Median of `time_to_track_s` [s].
-    pub time_to_track_median_s: f64,
-    /// Max of `time_to_track_s` [s].
-    pub time_to_track_max_s: f64,
+    /// Median of `time_to_track_s` [s]; `None` when no object was tracked.
+    pub time_to_track_median_s: Option<f64>,
+    /// Max of `time_to_track_s` [s]; `None` when no object was tracked. The criterion
+    /// `time_to_track_max_s` also counts the objects never tracked.
+    pub time_to_track_max_s: Option<f64>,
     /// Truth objects in coverage that were never matched.
     pub never_tracked: u64,
+    /// Per truth id never matched: the time from its first to its last scored timestamp [s], a
+    /// lower bound of its time to track.
+    #[serde(default)]
+    pub never_tracked_in_coverage_s: BTreeMap<u32, f64>,
     /// Hypothesis ids never matched to any truth, per minute of scored time.
     pub false_tracks_per_min: f64,
     /// Fraction of the distance travelled by in-coverage truth objects during which they were
@@ -331,6 +347,7 @@ impl Scorer {
             total.misses += c.misses;
             total.false_positives += c.false_positives;
             total.switches += c.switches;
+            total.transfers += c.transfers;
             total.fragmentations += c.fragmentations;
             total.distance_sum_m += c.distance_sum_m;
         }
@@ -354,23 +371,28 @@ impl Scorer {
         let frame_interval_s = if self.frames > 1 { duration_s / (self.frames - 1) as f64 } else { 0.0 };
         let track_s = total.matches as f64 * frame_interval_s;
         let mut time_to_track_s = Vec::new();
-        let mut never_tracked = 0;
+        let mut never_tracked_in_coverage_s = BTreeMap::new();
         let mut first_matched_ns = BTreeMap::new();
-        let first_seen = by_truth_id.iter().filter_map(|&(id, slot)| Some((id, self.truths[slot].first_seen?)));
-        for (id, (seen, matched)) in first_seen {
+        let seen = by_truth_id.iter().filter_map(|&(id, slot)| {
+            let t = &self.truths[slot];
+            Some((id, t.first_seen?, t.last_seen?))
+        });
+        for (id, (first, matched), last) in seen {
             match matched {
                 Some(m) => {
-                    time_to_track_s.push(m.secs_since(seen));
+                    time_to_track_s.push(m.secs_since(first));
                     first_matched_ns.insert(id, m.as_nanos());
                 }
-                None => never_tracked += 1,
+                None => {
+                    never_tracked_in_coverage_s.insert(id, last.secs_since(first));
+                }
             }
         }
         let false_tracks = self.hyps.iter().filter(|h| !h.matched).count();
         let minutes = duration_s / 60.0;
-        let (position_rmse_m, position_p95_m) = rmse_p95(self.position_errors_m);
-        let (velocity_rmse_mps, velocity_p95_mps) = rmse_p95(self.velocity_errors_mps);
-        let (heading_rmse, heading_p95) = rmse_p95(self.heading_errors_rad);
+        let position = rmse_p95(self.position_errors_m);
+        let velocity = rmse_p95(self.velocity_errors_mps);
+        let heading_deg = rmse_p95(self.heading_errors_rad).map(|(rmse, p95)| (rmse.to_degrees(), p95.to_degrees()));
         let mut sorted_ttt = time_to_track_s.clone();
         sorted_ttt.sort_by(f64::total_cmp);
         Metrics {
@@ -381,16 +403,17 @@ impl Scorer {
             idf1,
             idtp,
             switches_per_100_track_s: if track_s > 0.0 { total.switches as f64 * 100.0 / track_s } else { 0.0 },
-            position_rmse_m,
-            position_p95_m,
-            velocity_rmse_mps,
-            velocity_p95_mps,
-            heading_rmse_deg: heading_rmse.to_degrees(),
-            heading_p95_deg: heading_p95.to_degrees(),
+            position_rmse_m: position.map(|(rmse, _)| rmse),
+            position_p95_m: position.map(|(_, p95)| p95),
+            velocity_rmse_mps: velocity.map(|(rmse, _)| rmse),
+            velocity_p95_mps: velocity.map(|(_, p95)| p95),
+            heading_rmse_deg: heading_deg.map(|(rmse, _)| rmse),
+            heading_p95_deg: heading_deg.map(|(_, p95)| p95),
             time_to_track_median_s: percentile(&sorted_ttt, 0.5),
-            time_to_track_max_s: sorted_ttt.last().copied().unwrap_or(0.0),
+            time_to_track_max_s: sorted_ttt.last().copied(),
             time_to_track_s,
-            never_tracked,
+            never_tracked: never_tracked_in_coverage_s.len() as u64,
+            never_tracked_in_coverage_s,
             false_tracks_per_min: if minutes > 0.0 { false_tracks as f64 / minutes } else { 0.0 },
             coverage: if self.distance_total_m > 0.0 { self.distance_tracked_m / self.distance_total_m } else { 1.0 },
             first_matched_ns,
@@ -403,25 +426,28 @@ impl Scorer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn time_to_track_counts_from_first_visibility() {
-        let truth = |id: u32, x: f64| TruthObject {
+    fn truth(id: u32, x: f64) -> TruthObject {
+        TruthObject {
             id,
             class: ObjectClass::Car,
             position_m: [x, 0.0],
             velocity_mps: [0.0, 0.0],
             yaw_rad: 0.0,
             in_coverage: true,
-        };
-        let hyp = |id: u32, x: f64| Hypothesis {
-            id,
-            class: ObjectClass::Car,
-            position_m: [x, 0.3],
-            velocity_mps: [0.0, 0.0],
-            yaw_rad: 0.0,
-        };
+        }
+    }
+
+    fn hyp(id: u32, x: f64) -> Hypothesis {
+        Hypothesis { id, class: ObjectClass::Car, position_m: [x, 0.3], velocity_mps: [0.0, 0.0], yaw_rad: 0.0 }
+    }
+
+    fn at(s: f64) -> Timestamp {
+        Timestamp::from_nanos((s * 1e9) as i64)
+    }
+
+    #[test]
+    fn time_to_track_counts_from_first_visibility() {
         let mut scorer = Scorer::new(ScoringConfig::default());
-        let at = |s: f64| Timestamp::from_nanos((s * 1e9) as i64);
         // Truth 1 is tracked from its first frame on; truth 2 from its third frame (0.2 s); truth
         // 3 never.
         scorer.add_frame(at(0.0), &[truth(1, 0.0), truth(2, 50.0), truth(3, 100.0)], &[hyp(10, 0.0)]);
@@ -432,7 +458,42 @@ mod tests {
         ttt.sort_by(f64::total_cmp);
         assert_eq!(ttt.len(), 2, "{ttt:?}");
         assert!(ttt[0].abs() < 1e-9 && (ttt[1] - 0.2).abs() < 1e-9, "{ttt:?}");
+        assert_eq!(m.time_to_track_max_s, Some(ttt[1]));
         assert_eq!(m.never_tracked, 1);
+        // Truth 3 was in coverage 0.2 s untracked: its time to track is at least that.
+        let untracked: Vec<(u32, f64)> = m.never_tracked_in_coverage_s.into_iter().collect();
+        assert!(untracked.len() == 1 && untracked[0].0 == 3 && (untracked[0].1 - 0.2).abs() < 1e-9, "{untracked:?}");
         assert_eq!(m.first_matched_ns.get(&1), Some(&0));
+    }
+
+    #[test]
+    fn a_truth_keeps_its_last_match_across_a_gap() {
+        // py-motmetrics' MOTAccumulator: truth 1, matched to 10, is absent for a frame, then
+        // missed for one; when back, 10 is still its match although 11 is closer (not a switch;
+        // 11 is a false positive).
+        let mut scorer = Scorer::new(ScoringConfig::default());
+        scorer.add_frame(at(0.0), &[truth(1, 0.0)], &[hyp(10, 0.0)]);
+        scorer.add_frame(at(0.1), &[], &[]);
+        scorer.add_frame(at(0.2), &[truth(1, 2.0)], &[]);
+        scorer.add_frame(at(0.3), &[truth(1, 3.0)], &[hyp(10, 4.5), hyp(11, 3.0)]);
+        let o = scorer.finish().overall;
+        assert_eq!((o.num_matches, o.num_switches, o.num_false_positives, o.num_misses), (2, 0, 1, 1), "{o:?}");
+        assert_eq!(o.num_fragmentations, 1);
+    }
+
+    #[test]
+    fn errors_are_undefined_when_nothing_matched() {
+        // Truth and track 10 m apart: no match, so no error to average (not an error of 0).
+        let mut scorer = Scorer::new(ScoringConfig::default());
+        scorer.add_frame(at(0.0), &[truth(1, 0.0)], &[hyp(10, 10.0)]);
+        let m = scorer.finish();
+        assert_eq!(m.overall.num_matches, 0);
+        assert_eq!(m.overall.motp_m, None);
+        assert_eq!((m.position_rmse_m, m.position_p95_m), (None, None));
+        assert_eq!((m.velocity_rmse_mps, m.heading_rmse_deg), (None, None));
+        assert_eq!((m.time_to_track_median_s, m.time_to_track_max_s), (None, None));
+        // Undefined is `null` in the JSON report.
+        let json = serde_json::to_value(&m).expect("serialises");
+        assert!(json["position_rmse_m"].is_null() && json["overall"]["motp_m"].is_null(), "{json}");
     }
 }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use rsu_site::SiteSource;
 use v2x_replays::criteria::{self, Criteria, CriteriaSource};
 use v2x_replays::pipeline::{ReplayConfig, ReplayEvent, replay, rsu_id_for};
-use v2x_replays::report::{LogReport, PlotData, html_page};
+use v2x_replays::report::{LogReport, PlotData, html_page, or_na};
 use v2x_replays::validate::{validate_live, validate_log};
 use v2x_replays::{ReplayBody, ReplayReader, ReplayWriter};
 
@@ -261,13 +261,13 @@ pub fn live_lines(report: &LogReport) -> Vec<String> {
     let offline = &report.metrics;
     let versus = |m: &v2x_replays::scoring::Metrics| {
         format!(
-            "MOTA {:.3} ({:+.3} vs re-fused), IDF1 {:.3}, HOTA {:.3}, position RMSE {:.2} m (re-fused {:.2} m)",
+            "MOTA {:.3} ({:+.3} vs re-fused), IDF1 {:.3}, HOTA {:.3}, position RMSE {} m (re-fused {} m)",
             m.overall.mota,
             m.overall.mota - offline.overall.mota,
             m.idf1,
             m.hota.hota,
-            m.position_rmse_m,
-            offline.position_rmse_m
+            or_na(m.position_rmse_m, 2),
+            or_na(offline.position_rmse_m, 2)
         )
     };
     let mut lines = Vec::new();

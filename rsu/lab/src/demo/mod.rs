@@ -97,7 +97,8 @@ struct ReplayScore {
     mota: f64,
     idf1: f64,
     hota: f64,
-    position_rmse_m: f64,
+    /// `null` when nothing matched.
+    position_rmse_m: Option<f64>,
     messages: log::LogCounts,
 }
 
@@ -109,7 +110,8 @@ struct LiveScoreLine {
     mota: f64,
     idf1: f64,
     hota: f64,
-    position_rmse_m: f64,
+    /// `null` when nothing matched.
+    position_rmse_m: Option<f64>,
     frames: u64,
 }
 
@@ -353,11 +355,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     print_summary(&summary);
     println!(
-        "  demo.mcap re-fused (its inputs replayed through the fusion core at their capture times): MOTA {:.3}, IDF1 {:.3}, HOTA {:.3}, position RMSE {:.2} m, criteria {}",
+        "  demo.mcap re-fused (its inputs replayed through the fusion core at their capture times): MOTA {:.3}, IDF1 {:.3}, HOTA {:.3}, position RMSE {} m, criteria {}",
         summary.replay.mota,
         summary.replay.idf1,
         summary.replay.hota,
-        summary.replay.position_rmse_m,
+        v2x_replays::report::or_na(summary.replay.position_rmse_m, 2),
         if summary.replay.passed { "PASS" } else { "FAIL" }
     );
     for check in report.checks.iter().filter(|c| !c.passed) {
