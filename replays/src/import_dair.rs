@@ -357,6 +357,7 @@ pub fn write_scene(
         rsu_ids: vec![],
         start_time: first.time,
         end_time: last.time,
+        truth_ids_per_frame: false,
     };
     let mut writer = ReplayWriter::create(out, &meta)?;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);

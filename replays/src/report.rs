@@ -96,6 +96,12 @@ pub struct PlotData {
     pub sensors: Vec<(String, [f64; 2])>,
 }
 
+/// A metric that may not apply to the log (identity metrics of ground truth without persistent
+/// ids) with `decimals` decimals, or `n/a`.
+pub fn or_na<T: std::fmt::Display>(value: Option<T>, decimals: usize) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -314,11 +320,11 @@ pub fn html_page(logs: &[(LogReport, PlotData)], unreadable: &[(String, String)]
         let failing = r.checks.iter().filter(|c| !c.passed).count();
         let _ = write!(
             s,
-            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{class}\">{word}</td><td>{:.3}</td><td>{:.3}</td><td>{failing}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{class}\">{word}</td><td>{:.3}</td><td>{}</td><td>{failing}</td></tr>",
             esc(&r.file),
             esc(&r.scenario),
             r.metrics.overall.mota,
-            r.metrics.idf1
+            or_na(r.metrics.idf1, 3)
         );
     }
     for (file, error) in unreadable {
@@ -368,14 +374,20 @@ fn html_section(report: &LogReport, plot: &PlotData) -> String {
     let rows: [(&str, String); 16] = [
         ("MOTA", format!("{:.4}", m.overall.mota)),
         ("MOTP [m]", format!("{:.3}", m.overall.motp_m)),
-        ("IDF1", format!("{:.4}", m.idf1)),
+        ("IDF1", or_na(m.idf1, 4)),
         (
             "HOTA (DetA / AssA / LocA)",
-            format!("{:.4} ({:.3} / {:.3} / {:.3})", m.hota.hota, m.hota.det_a, m.hota.ass_a, m.hota.loc_a),
+            format!(
+                "{} ({:.3} / {} / {:.3})",
+                or_na(m.hota.hota, 4),
+                m.hota.det_a,
+                or_na(m.hota.ass_a, 3),
+                m.hota.loc_a
+            ),
         ),
-        ("id switches", m.overall.num_switches.to_string()),
-        ("id switches per 100 track-s", format!("{:.2}", m.switches_per_100_track_s)),
-        ("fragmentations", m.overall.num_fragmentations.to_string()),
+        ("id switches", or_na(m.overall.num_switches, 0)),
+        ("id switches per 100 track-s", or_na(m.switches_per_100_track_s, 2)),
+        ("fragmentations", or_na(m.overall.num_fragmentations, 0)),
         ("misses / false positives", format!("{} / {}", m.overall.num_misses, m.overall.num_false_positives)),
         ("position RMSE / p95 [m]", format!("{:.3} / {:.3}", m.position_rmse_m, m.position_p95_m)),
         ("velocity RMSE / p95 [m/s]", format!("{:.3} / {:.3}", m.velocity_rmse_mps, m.velocity_p95_mps)),
@@ -397,7 +409,12 @@ fn html_section(report: &LogReport, plot: &PlotData) -> String {
         let _ = write!(
             s,
             "<tr><td>{class}</td><td>{}</td><td>{:.4}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            c.num_truths, c.mota, c.motp_m, c.num_misses, c.num_false_positives, c.num_switches
+            c.num_truths,
+            c.mota,
+            c.motp_m,
+            c.num_misses,
+            c.num_false_positives,
+            or_na(c.num_switches, 0)
         );
     }
     s.push_str("</table><h2>Bird's-eye view</h2>");

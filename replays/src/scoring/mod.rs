@@ -11,6 +11,11 @@
 //! Usage: build a [`Scorer`], call [`Scorer::add_frame`] once per ground-truth timestamp with the
 //! hypotheses predicted to that time, then [`Scorer::finish`].
 //!
+//! Ground truth whose ids hold for one frame only (labels without track ids, see
+//! [`Scorer::with_truth_ids_per_frame`]) is scored at the detection level: MOTA (which then has
+//! no id switches), precision and recall through the counts, position errors; the identity
+//! metrics (IDF1, HOTA and its AssA, id switches, fragmentations) are `None`, not applicable.
+//!
 //! - [`matching`]: a frame's scored truths, kept hypotheses and gated pairs.
 //! - [`clear_mot`]: CLEAR MOT's per-frame matches and counts.
 //! - [`idf1`]: identity overlaps and the best global id assignment.
@@ -132,6 +137,8 @@ pub struct Scorer {
     distance_total_m: f64,
     distance_tracked_m: f64,
     hota: Hota,
+    /// Ground-truth ids hold for one frame only: identity metrics are not applicable.
+    truth_ids_per_frame: bool,
     /// Buffers of [`Scorer::add_frame_indexed`], kept between frames.
     scratch: FrameScratch,
 }
@@ -186,10 +193,11 @@ pub struct ClassMetrics {
     pub num_misses: u64,
     /// Hypothesis instances matched to nothing.
     pub num_false_positives: u64,
-    /// Id switches.
-    pub num_switches: u64,
-    /// Fragmentations: a tracked object becoming untracked and later tracked again.
-    pub num_fragmentations: u64,
+    /// Id switches (`None` when ground-truth ids hold for one frame only).
+    pub num_switches: Option<u64>,
+    /// Fragmentations: a tracked object becoming untracked and later tracked again (`None` when
+    /// ground-truth ids hold for one frame only).
+    pub num_fragmentations: Option<u64>,
     /// 1 - (misses + false positives + switches) / truths.
     pub mota: f64,
     /// Mean distance of matches [m].
@@ -207,12 +215,15 @@ pub struct Metrics {
     pub overall: ClassMetrics,
     /// CLEAR MOT per ground-truth class (false positives per hypothesis class).
     pub per_class: BTreeMap<ObjectClass, ClassMetrics>,
+    /// The ground truth's ids hold for one frame only, so the identity metrics are `None`.
+    #[serde(default)]
+    pub truth_ids_per_frame: bool,
     /// IDF1: 2 IDTP / (truth instances + hypothesis instances).
-    pub idf1: f64,
+    pub idf1: Option<f64>,
     /// Identity true positives of the best global truth↔track assignment.
-    pub idtp: u64,
+    pub idtp: Option<u64>,
     /// Id switches per 100 s of tracked ground truth (matches × frame interval).
-    pub switches_per_100_track_s: f64,
+    pub switches_per_100_track_s: Option<f64>,
     /// Position error of matches: RMSE and 95th percentile [m].
     pub position_rmse_m: f64,
     /// 95th percentile position error [m].
@@ -265,8 +276,17 @@ impl Scorer {
             distance_total_m: 0.0,
             distance_tracked_m: 0.0,
             hota: Hota::default(),
+            truth_ids_per_frame: false,
             scratch: FrameScratch::default(),
         }
+    }
+
+    /// This scorer for ground truth whose ids hold for one frame only (`per_frame`, e.g. labels
+    /// without track ids: a log whose `truth_ids_per_frame` is set): the identity metrics
+    /// are then `None` instead of figures that only measure the missing ids.
+    pub fn with_truth_ids_per_frame(mut self, per_frame: bool) -> Self {
+        self.truth_ids_per_frame = per_frame;
+        self
     }
 
     /// Scores one timestamp: `truths` at `time`, `hyps` predicted to `time`. Truths outside
@@ -322,8 +342,17 @@ impl Scorer {
         // In class order, as the per-class sums have always been taken.
         let classes =
             || ObjectClass::ALL.iter().zip(&self.classes).filter_map(|(c, counts)| Some((*c, counts.as_ref()?)));
+        // Identity metrics do not apply to ids that hold for one frame.
+        let identity = |m: ClassMetrics| {
+            if self.truth_ids_per_frame {
+                ClassMetrics { num_switches: None, num_fragmentations: None, ..m }
+            } else {
+                m
+            }
+        };
+        let applicable = !self.truth_ids_per_frame;
         let per_class: BTreeMap<ObjectClass, ClassMetrics> =
-            classes().map(|(c, counts)| (c, class_metrics(counts))).collect();
+            classes().map(|(c, counts)| (c, identity(class_metrics(counts)))).collect();
         let mut total = ClassCounts::default();
         for (_, c) in classes() {
             total.truths += c.truths;
@@ -376,11 +405,16 @@ impl Scorer {
         Metrics {
             num_frames: self.frames,
             duration_s,
-            overall: class_metrics(&total),
+            overall: identity(class_metrics(&total)),
             per_class,
-            idf1,
-            idtp,
-            switches_per_100_track_s: if track_s > 0.0 { total.switches as f64 * 100.0 / track_s } else { 0.0 },
+            truth_ids_per_frame: self.truth_ids_per_frame,
+            idf1: applicable.then_some(idf1),
+            idtp: applicable.then_some(idtp),
+            switches_per_100_track_s: applicable.then_some(if track_s > 0.0 {
+                total.switches as f64 * 100.0 / track_s
+            } else {
+                0.0
+            }),
             position_rmse_m,
             position_p95_m,
             velocity_rmse_mps,
@@ -394,7 +428,10 @@ impl Scorer {
             false_tracks_per_min: if minutes > 0.0 { false_tracks as f64 / minutes } else { 0.0 },
             coverage: if self.distance_total_m > 0.0 { self.distance_tracked_m / self.distance_total_m } else { 1.0 },
             first_matched_ns,
-            hota: self.hota.finish(),
+            hota: {
+                let hota = self.hota.finish();
+                HotaScores { hota: hota.hota.filter(|_| applicable), ass_a: hota.ass_a.filter(|_| applicable), ..hota }
+            },
         }
     }
 }
