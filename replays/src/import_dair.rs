@@ -196,7 +196,8 @@ pub(crate) fn number(path: &Path, v: &Value, field: &str) -> Result<f64, ImportE
 fn class_of(name: &str) -> ObjectClass {
     match name.to_ascii_lowercase().as_str() {
         "car" => ObjectClass::Car,
-        "truck" => ObjectClass::Truck,
+        // The dataset's own documentation spells the class "Trunk".
+        "truck" | "trunk" => ObjectClass::Truck,
         "van" => ObjectClass::Van,
         "bus" => ObjectClass::Bus,
         "pedestrian" => ObjectClass::Pedestrian,
