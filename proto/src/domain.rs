@@ -30,6 +30,10 @@ pub struct ReplayMeta {
     pub start_time: Timestamp,
     /// Last capture time in the log (`Timestamp::EPOCH` when unknown).
     pub end_time: Timestamp,
+    /// Ground-truth ids hold for one frame only (the source labels carry no track ids), so
+    /// identity metrics (IDF1, HOTA's association, id switches) do not apply to the log. False
+    /// when an id names one object for the whole log.
+    pub truth_ids_per_frame: bool,
 }
 
 /// The simulator's truth at one instant (topic `/ground_truth`).

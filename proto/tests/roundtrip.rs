@@ -69,6 +69,8 @@ fn replay_meta_and_ground_truth_round_trip_exactly() {
         rsu_ids: vec!["rsu-cityblock-1".into()],
         start_time: Timestamp::from_nanos(1_795_000_000_000_000_000),
         end_time: Timestamp::from_nanos(1_795_000_020_000_000_000),
+        // Set, so the round trip covers the field.
+        truth_ids_per_frame: true,
     };
     let back: ReplayMeta = decode::<ReplayMeta>(&encode(&meta)).expect("decodes");
     // Origin goes through 1e-7 degree fixed point; everything else is exact.

@@ -198,27 +198,45 @@ fn time_to_track_check(metrics: &Metrics, limit: f64) -> Check {
     }
 }
 
+/// A check of a metric that does not apply to the log (an identity metric of ground truth whose
+/// ids hold for one frame only): passed, not measured (NaN), saying so.
+fn not_applicable(name: String, limit: f64, what: &str) -> Check {
+    let message = format!("{what} not applicable: the ground truth has no persistent ids (not checked)");
+    Check { message, name, passed: true, value: f64::NAN, limit }
+}
+
 /// Evaluates `criteria` against `metrics`.
 pub fn evaluate(criteria: &Criteria, metrics: &Metrics, facts: &ScenarioFacts) -> Vec<Check> {
     let mut checks = Vec::new();
     let o = &criteria.overall;
+    // `None` values are metrics that do not apply to the log.
     let min_checks: [(&str, Option<f64>, Option<f64>, &str); 4] = [
         ("mota_min", o.mota_min, Some(metrics.overall.mota), "MOTA"),
-        ("idf1_min", o.idf1_min, Some(metrics.idf1), "IDF1"),
-        ("hota_min", o.hota_min, Some(metrics.hota.hota), "HOTA"),
+        ("idf1_min", o.idf1_min, metrics.idf1, "IDF1"),
+        ("hota_min", o.hota_min, metrics.hota.hota, "HOTA"),
         ("coverage_min", o.coverage_min, Some(metrics.coverage), "coverage"),
     ];
     for (key, limit, value, what) in min_checks {
         if let Some(limit) = limit {
-            checks.push(at_least(format!("overall.{key}"), value, limit, what));
+            checks.push(match value {
+                Some(value) => at_least(format!("overall.{key}"), Some(value), limit, what),
+                None => not_applicable(format!("overall.{key}"), limit, what),
+            });
         }
+    }
+    if let (Some(limit), None) = (o.switches_per_100_track_s_max, metrics.switches_per_100_track_s) {
+        checks.push(not_applicable(
+            "overall.switches_per_100_track_s_max".into(),
+            limit,
+            "id switches per 100 track-s",
+        ));
     }
     let max_checks: [(&str, Option<f64>, Option<f64>, &str); 8] = [
         ("motp_max_m", o.motp_max_m, metrics.overall.motp_m, "MOTP [m]"),
         (
             "switches_per_100_track_s_max",
-            o.switches_per_100_track_s_max,
-            Some(metrics.switches_per_100_track_s),
+            o.switches_per_100_track_s_max.filter(|_| metrics.switches_per_100_track_s.is_some()),
+            metrics.switches_per_100_track_s,
             "id switches per 100 track-s",
         ),
         ("position_rmse_max_m", o.position_rmse_max_m, metrics.position_rmse_m, "position RMSE [m]"),

@@ -18,7 +18,8 @@ use nalgebra::{Isometry3, Point3, Quaternion, UnitQuaternion};
 use rsu_fusion::{BoxSize, ObjectClass, Timestamp};
 
 use crate::import_dair::{
-    DairOptions, ImportError, Label, LabelledFrame, MAX_FRAMES, Scene, field_err, number, read_json, write_scene,
+    DairOptions, ImportError, ImportSummary, Label, LabelledFrame, MAX_FRAMES, Scene, field_err, number, read_json,
+    write_scene,
 };
 
 /// The class of an OpenLABEL (TUMTraf) object type.
@@ -73,6 +74,7 @@ fn frames_of(path: &Path) -> Result<Vec<LabelledFrame>, ImportError> {
                     center_in_lidar: Point3::new(n(0)?, n(1)?, n(2)?),
                     size,
                     yaw_rad: q.euler_angles().2,
+                    hidden: false,
                 });
             }
         }
@@ -98,8 +100,8 @@ fn files(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
     Ok(files)
 }
 
-/// Imports the OpenLABEL file or folder `path` into the log `out`. Returns the frames written.
-pub fn import_openlabel(path: &Path, out: &Path, options: &DairOptions) -> Result<usize, ImportError> {
+/// Imports the OpenLABEL file or folder `path` into the log `out`.
+pub fn import_openlabel(path: &Path, out: &Path, options: &DairOptions) -> Result<ImportSummary, ImportError> {
     let mut frames = Vec::new();
     for file in files(path)? {
         frames.extend(frames_of(&file)?);
@@ -115,6 +117,7 @@ pub fn import_openlabel(path: &Path, out: &Path, options: &DairOptions) -> Resul
         source: path.display().to_string(),
         world_from_sensor: Isometry3::identity(),
         sensor_id: SENSOR_ID,
+        notes: String::new(),
     };
     write_scene(out, &scene, &frames, options)
 }
@@ -157,7 +160,7 @@ mod tests {
         let input = fixture(dir.path());
         let out = dir.path().join("scene.mcap");
         let options = DairOptions { miss_probability: 0.0, ..DairOptions::default() };
-        assert_eq!(import_openlabel(dir.path(), &out, &options).expect("import"), 2);
+        assert_eq!(import_openlabel(dir.path(), &out, &options).expect("import").frames, 2);
         let reader = ReplayReader::open(&out).expect("open");
         assert_eq!(reader.meta().site.sensors[0].id, SENSOR_ID);
         let (mut truths, mut detections) = (Vec::new(), 0);

@@ -128,9 +128,9 @@ struct Accumulator {
 }
 
 impl Accumulator {
-    fn new(criteria: &Criteria) -> Self {
+    fn new(criteria: &Criteria, truth_ids_per_frame: bool) -> Self {
         Accumulator {
-            scorer: Scorer::new(criteria.scoring.clone()),
+            scorer: Scorer::new(criteria.scoring.clone()).with_truth_ids_per_frame(truth_ids_per_frame),
             current: None,
             pending: Vec::new(),
             frames: 0,
@@ -216,6 +216,7 @@ impl Accumulator {
 pub fn score_live(path: &Path, criteria: &Criteria, facts: &ScenarioFacts) -> Result<LiveSection, PipelineError> {
     let reader = ReplayReader::open_with(path, OpenOptions::default())?;
     let site = reader.meta().site.clone();
+    let truth_ids_per_frame = reader.meta().truth_ids_per_frame;
     let mut sent: Option<Accumulator> = None;
     let mut received: BTreeMap<String, Accumulator> = BTreeMap::new();
     // Truth frames wait until every message at their time has been read (ties in log time).
@@ -254,14 +255,16 @@ pub fn score_live(path: &Path, criteria: &Criteria, facts: &ScenarioFacts) -> Re
         }
         match message.body {
             ReplayBody::Roadside(frame) => {
-                let acc = sent.get_or_insert_with(|| Accumulator::new(criteria));
+                let acc = sent.get_or_insert_with(|| Accumulator::new(criteria, truth_ids_per_frame));
                 if let Some(age) = object_age_s(&frame) {
                     acc.object_ages_s.extend(std::iter::repeat_n((frame.time, age), frame.participants.len()));
                 }
                 acc.take(frame.time, frame);
             }
             ReplayBody::Received(r) => {
-                let acc = received.entry(r.vehicle_id.clone()).or_insert_with(|| Accumulator::new(criteria));
+                let acc = received
+                    .entry(r.vehicle_id.clone())
+                    .or_insert_with(|| Accumulator::new(criteria, truth_ids_per_frame));
                 acc.radius_m = r.subscription_radius_m;
                 acc.take(message.publish_time, r.frame);
             }

@@ -98,8 +98,9 @@ pub struct PlotData {
     pub sensors: Vec<(String, [f64; 2])>,
 }
 
-/// `value` with `decimals` decimals, or `n/a` when undefined.
-pub fn or_na(value: Option<f64>, decimals: usize) -> String {
+/// A metric that may not apply to the log (identity metrics of ground truth without persistent
+/// ids) with `decimals` decimals, or `n/a`.
+pub fn or_na<T: std::fmt::Display>(value: Option<T>, decimals: usize) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
@@ -321,11 +322,11 @@ pub fn html_page(logs: &[(LogReport, PlotData)], unreadable: &[(String, String)]
         let failing = r.checks.iter().filter(|c| !c.passed).count();
         let _ = write!(
             s,
-            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{class}\">{word}</td><td>{:.3}</td><td>{:.3}</td><td>{failing}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{class}\">{word}</td><td>{:.3}</td><td>{}</td><td>{failing}</td></tr>",
             esc(&r.file),
             esc(&r.scenario),
             r.metrics.overall.mota,
-            r.metrics.idf1
+            or_na(r.metrics.idf1, 3)
         );
     }
     for (file, error) in unreadable {
@@ -379,15 +380,21 @@ fn html_section(report: &LogReport, plot: &PlotData) -> String {
     let rows: [(&str, String); 17] = [
         ("MOTA", format!("{:.4}", m.overall.mota)),
         ("MOTP [m]", or_na(m.overall.motp_m, 3)),
-        ("IDF1", format!("{:.4}", m.idf1)),
+        ("IDF1", or_na(m.idf1, 4)),
         (
             "HOTA (DetA / AssA / LocA)",
-            format!("{:.4} ({:.3} / {:.3} / {:.3})", m.hota.hota, m.hota.det_a, m.hota.ass_a, m.hota.loc_a),
+            format!(
+                "{} ({:.3} / {} / {:.3})",
+                or_na(m.hota.hota, 4),
+                m.hota.det_a,
+                or_na(m.hota.ass_a, 3),
+                m.hota.loc_a
+            ),
         ),
-        ("id switches", m.overall.num_switches.to_string()),
+        ("id switches", or_na(m.overall.num_switches, 0)),
         ("transfers (a track passed to another object)", m.overall.num_transfers.to_string()),
-        ("id switches per 100 track-s", format!("{:.2}", m.switches_per_100_track_s)),
-        ("fragmentations", m.overall.num_fragmentations.to_string()),
+        ("id switches per 100 track-s", or_na(m.switches_per_100_track_s, 2)),
+        ("fragmentations", or_na(m.overall.num_fragmentations, 0)),
         ("misses / false positives", format!("{} / {}", m.overall.num_misses, m.overall.num_false_positives)),
         ("position RMSE / p95 [m]", format!("{} / {}", or_na(m.position_rmse_m, 3), or_na(m.position_p95_m, 3))),
         ("velocity RMSE / p95 [m/s]", format!("{} / {}", or_na(m.velocity_rmse_mps, 3), or_na(m.velocity_p95_mps, 3))),
@@ -417,7 +424,7 @@ fn html_section(report: &LogReport, plot: &PlotData) -> String {
             or_na(c.motp_m, 3),
             c.num_misses,
             c.num_false_positives,
-            c.num_switches
+            or_na(c.num_switches, 0)
         );
     }
     s.push_str("</table><h2>Bird's-eye view</h2>");

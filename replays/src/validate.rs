@@ -115,7 +115,7 @@ fn validate_log_facts(
     let reader = ReplayReader::open_with(path, OpenOptions::default())?;
     let meta = reader.meta().clone();
     let site = meta.site.clone();
-    let mut scorer = Scorer::new(criteria.scoring.clone());
+    let mut scorer = Scorer::new(criteria.scoring.clone()).with_truth_ids_per_frame(meta.truth_ids_per_frame);
     let mut plot = PlotData {
         sensors: site.sensors.iter().map(|s| (s.id.clone(), [s.position().x, s.position().y])).collect(),
         ..Default::default()

@@ -104,6 +104,7 @@ fn meta() -> ReplayMeta {
         rsu_ids: vec!["rsu-1".into()],
         start_time: at(0),
         end_time: at(3000),
+        truth_ids_per_frame: false,
     }
 }
 

@@ -25,6 +25,7 @@ fn meta() -> ReplayMeta {
         rsu_ids: vec!["rsu-cityblock-1".into()],
         start_time: Timestamp::from_nanos(T0),
         end_time: Timestamp::from_nanos(T0 + 200 * STEP),
+        truth_ids_per_frame: false,
     }
 }
 

@@ -157,6 +157,7 @@ impl Worker {
             rsu_ids: vec![self.rsu_id.clone()],
             start_time: now,
             end_time: Timestamp::EPOCH,
+            truth_ids_per_frame: false,
         };
         let writer = ReplayWriter::new(BufWriter::new(file), &path, &meta)?;
         sync.sync_data().with_context(|| format!("fsync {}", path.display()))?;

@@ -43,6 +43,7 @@ fn log_info_summarises_intact_logs_and_flags_damaged_ones() {
         rsu_ids: vec![],
         start_time: Timestamp::from_nanos(1_795_000_000_000_000_000),
         end_time: Timestamp::EPOCH,
+        truth_ids_per_frame: false,
     };
     let mut w = ReplayWriter::create(&path, &meta).expect("create");
     for k in 0..3000 {

@@ -217,6 +217,7 @@ fn main() -> anyhow::Result<()> {
                 let meta = ReplayMeta {
                     start_time: outcome.start,
                     end_time: outcome.start.add_secs(outcome.duration_s),
+                    truth_ids_per_frame: false,
                     ..meta
                 };
                 vehicle_sim::live::write_log(&path, &meta, &outcome)

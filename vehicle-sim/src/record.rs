@@ -276,6 +276,7 @@ pub fn replay_meta(scenario: &Scenario, seed: u64, duration_s: f64) -> ReplayMet
         rsu_ids: Vec::new(),
         start_time: start,
         end_time: start.add_secs(duration_s),
+        truth_ids_per_frame: false,
     }
 }
 

@@ -151,6 +151,7 @@ impl From<&ReplayMeta> for wire::ReplayMeta {
             rsu_ids: m.rsu_ids.clone(),
             start_time_ns: wire_time(m.start_time),
             end_time_ns: wire_time(m.end_time),
+            truth_ids_per_frame: m.truth_ids_per_frame,
         }
     }
 }
@@ -200,6 +201,7 @@ impl TryFrom<&wire::ReplayMeta> for ReplayMeta {
             rsu_ids: m.rsu_ids.iter().map(|id| id_string("rsu_ids", id)).collect::<Result<_>>()?,
             start_time: timestamp("start_time_ns", m.start_time_ns)?,
             end_time: timestamp("end_time_ns", m.end_time_ns)?,
+            truth_ids_per_frame: m.truth_ids_per_frame,
         })
     }
 }

@@ -42,9 +42,9 @@ pub(super) fn class_metrics(c: &ClassCounts) -> ClassMetrics {
         num_matches: c.matches,
         num_misses: c.misses,
         num_false_positives: c.false_positives,
-        num_switches: c.switches,
+        num_switches: Some(c.switches),
         num_transfers: c.transfers,
-        num_fragmentations: c.fragmentations,
+        num_fragmentations: Some(c.fragmentations),
         mota: if c.truths == 0 {
             if c.false_positives == 0 { 1.0 } else { f64::NEG_INFINITY }
         } else {

@@ -50,15 +50,16 @@ fn thresholds_met(s: f64, limits: &[f64; ALPHAS]) -> usize {
     n
 }
 
-/// HOTA and its parts, each averaged over the thresholds.
+/// HOTA and its parts, each averaged over the thresholds. HOTA and AssA are `None` (not
+/// applicable) for a log whose ground-truth ids hold for one frame only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HotaScores {
     /// HOTA.
-    pub hota: f64,
+    pub hota: Option<f64>,
     /// Detection accuracy.
     pub det_a: f64,
     /// Association accuracy.
-    pub ass_a: f64,
+    pub ass_a: Option<f64>,
     /// Localisation accuracy.
     pub loc_a: f64,
 }
@@ -369,7 +370,7 @@ impl Hota {
         // Association sums over pairs in (truth id, hypothesis id) order, so they are reproducible.
         let mut by_ids: Vec<usize> = (0..self.pairs.len()).collect();
         by_ids.sort_by_key(|&p| self.pairs[p].ids);
-        let mut sum = HotaScores::default();
+        let (mut hota, mut det_a_sum, mut ass_a_sum, mut loc_a_sum) = (0.0, 0.0, 0.0, 0.0);
         for a in 0..ALPHAS {
             let det_a = tp[a] / (tp[a] + fn_[a] + fp[a]).max(1.0);
             let ass: f64 = by_ids
@@ -381,13 +382,13 @@ impl Hota {
                 })
                 .sum();
             let ass_a = ass / tp[a].max(1.0);
-            sum.hota += (det_a * ass_a).sqrt();
-            sum.det_a += det_a;
-            sum.ass_a += ass_a;
-            sum.loc_a += loc[a].max(1e-10) / tp[a].max(1e-10);
+            hota += (det_a * ass_a).sqrt();
+            det_a_sum += det_a;
+            ass_a_sum += ass_a;
+            loc_a_sum += loc[a].max(1e-10) / tp[a].max(1e-10);
         }
         let n = ALPHAS as f64;
-        HotaScores { hota: sum.hota / n, det_a: sum.det_a / n, ass_a: sum.ass_a / n, loc_a: sum.loc_a / n }
+        HotaScores { hota: Some(hota / n), det_a: det_a_sum / n, ass_a: Some(ass_a_sum / n), loc_a: loc_a_sum / n }
     }
 }
 

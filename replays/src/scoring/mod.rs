@@ -11,6 +11,11 @@
 //! Usage: build a [`Scorer`], call [`Scorer::add_frame`] once per ground-truth timestamp with the
 //! hypotheses predicted to that time, then [`Scorer::finish`].
 //!
+//! Ground truth whose ids hold for one frame only (labels without track ids, see
+//! [`Scorer::with_truth_ids_per_frame`]) is scored at the detection level: MOTA (which then has
+//! no id switches), precision and recall through the counts, position errors; the identity
+//! metrics (IDF1, HOTA and its AssA, id switches, fragmentations) are `None`, not applicable.
+//!
 //! - [`matching`]: a frame's scored truths, kept hypotheses and gated pairs.
 //! - [`clear_mot`]: CLEAR MOT's per-frame matches and counts.
 //! - [`idf1`]: identity overlaps and the best global id assignment.
@@ -132,6 +137,8 @@ pub struct Scorer {
     distance_total_m: f64,
     distance_tracked_m: f64,
     hota: Hota,
+    /// Ground-truth ids hold for one frame only: identity metrics are not applicable.
+    truth_ids_per_frame: bool,
     /// Buffers of [`Scorer::add_frame_indexed`], kept between frames.
     scratch: FrameScratch,
 }
@@ -192,14 +199,16 @@ pub struct ClassMetrics {
     pub num_misses: u64,
     /// Hypothesis instances matched to nothing.
     pub num_false_positives: u64,
-    /// Id switches: matches to a track other than the truth's last match ever.
-    pub num_switches: u64,
+    /// Id switches: matches to a track other than the truth's last match ever (`None` when
+    /// ground-truth ids hold for one frame only).
+    pub num_switches: Option<u64>,
     /// Transfers (py-motmetrics' `num_transfer`): a track assigned to a truth other than the one
     /// it was last assigned to.
     #[serde(default)]
     pub num_transfers: u64,
-    /// Fragmentations: a tracked object becoming untracked and later tracked again.
-    pub num_fragmentations: u64,
+    /// Fragmentations: a tracked object becoming untracked and later tracked again (`None` when
+    /// ground-truth ids hold for one frame only).
+    pub num_fragmentations: Option<u64>,
     /// 1 - (misses + false positives + switches) / truths.
     pub mota: f64,
     /// Mean distance of matches [m]; `None` (undefined) without matches.
@@ -217,12 +226,15 @@ pub struct Metrics {
     pub overall: ClassMetrics,
     /// CLEAR MOT per ground-truth class (false positives per hypothesis class).
     pub per_class: BTreeMap<ObjectClass, ClassMetrics>,
+    /// The ground truth's ids hold for one frame only, so the identity metrics are `None`.
+    #[serde(default)]
+    pub truth_ids_per_frame: bool,
     /// IDF1: 2 IDTP / (truth instances + hypothesis instances).
-    pub idf1: f64,
+    pub idf1: Option<f64>,
     /// Identity true positives of the best global truth↔track assignment.
-    pub idtp: u64,
+    pub idtp: Option<u64>,
     /// Id switches per 100 s of tracked ground truth (matches × frame interval).
-    pub switches_per_100_track_s: f64,
+    pub switches_per_100_track_s: Option<f64>,
     /// Position error of matches: RMSE [m]. The state errors are `None` (undefined) when there is
     /// no match to measure them on.
     pub position_rmse_m: Option<f64>,
@@ -281,8 +293,17 @@ impl Scorer {
             distance_total_m: 0.0,
             distance_tracked_m: 0.0,
             hota: Hota::default(),
+            truth_ids_per_frame: false,
             scratch: FrameScratch::default(),
         }
+    }
+
+    /// This scorer for ground truth whose ids hold for one frame only (`per_frame`, e.g. labels
+    /// without track ids: a log whose `truth_ids_per_frame` is set): the identity metrics
+    /// are then `None` instead of figures that only measure the missing ids.
+    pub fn with_truth_ids_per_frame(mut self, per_frame: bool) -> Self {
+        self.truth_ids_per_frame = per_frame;
+        self
     }
 
     /// Scores one timestamp: `truths` at `time`, `hyps` predicted to `time`. Truths outside
@@ -338,8 +359,17 @@ impl Scorer {
         // In class order, as the per-class sums have always been taken.
         let classes =
             || ObjectClass::ALL.iter().zip(&self.classes).filter_map(|(c, counts)| Some((*c, counts.as_ref()?)));
+        // Identity metrics do not apply to ids that hold for one frame.
+        let identity = |m: ClassMetrics| {
+            if self.truth_ids_per_frame {
+                ClassMetrics { num_switches: None, num_fragmentations: None, ..m }
+            } else {
+                m
+            }
+        };
+        let applicable = !self.truth_ids_per_frame;
         let per_class: BTreeMap<ObjectClass, ClassMetrics> =
-            classes().map(|(c, counts)| (c, class_metrics(counts))).collect();
+            classes().map(|(c, counts)| (c, identity(class_metrics(counts)))).collect();
         let mut total = ClassCounts::default();
         for (_, c) in classes() {
             total.truths += c.truths;
@@ -398,11 +428,16 @@ impl Scorer {
         Metrics {
             num_frames: self.frames,
             duration_s,
-            overall: class_metrics(&total),
+            overall: identity(class_metrics(&total)),
             per_class,
-            idf1,
-            idtp,
-            switches_per_100_track_s: if track_s > 0.0 { total.switches as f64 * 100.0 / track_s } else { 0.0 },
+            truth_ids_per_frame: self.truth_ids_per_frame,
+            idf1: applicable.then_some(idf1),
+            idtp: applicable.then_some(idtp),
+            switches_per_100_track_s: applicable.then_some(if track_s > 0.0 {
+                total.switches as f64 * 100.0 / track_s
+            } else {
+                0.0
+            }),
             position_rmse_m: position.map(|(rmse, _)| rmse),
             position_p95_m: position.map(|(_, p95)| p95),
             velocity_rmse_mps: velocity.map(|(rmse, _)| rmse),
@@ -417,7 +452,10 @@ impl Scorer {
             false_tracks_per_min: if minutes > 0.0 { false_tracks as f64 / minutes } else { 0.0 },
             coverage: if self.distance_total_m > 0.0 { self.distance_tracked_m / self.distance_total_m } else { 1.0 },
             first_matched_ns,
-            hota: self.hota.finish(),
+            hota: {
+                let hota = self.hota.finish();
+                HotaScores { hota: hota.hota.filter(|_| applicable), ass_a: hota.ass_a.filter(|_| applicable), ..hota }
+            },
         }
     }
 }
@@ -477,8 +515,8 @@ mod tests {
         scorer.add_frame(at(0.2), &[truth(1, 2.0)], &[]);
         scorer.add_frame(at(0.3), &[truth(1, 3.0)], &[hyp(10, 4.5), hyp(11, 3.0)]);
         let o = scorer.finish().overall;
-        assert_eq!((o.num_matches, o.num_switches, o.num_false_positives, o.num_misses), (2, 0, 1, 1), "{o:?}");
-        assert_eq!(o.num_fragmentations, 1);
+        assert_eq!((o.num_matches, o.num_switches, o.num_false_positives, o.num_misses), (2, Some(0), 1, 1), "{o:?}");
+        assert_eq!(o.num_fragmentations, Some(1));
     }
 
     #[test]

@@ -261,11 +261,11 @@ pub fn live_lines(report: &LogReport) -> Vec<String> {
     let offline = &report.metrics;
     let versus = |m: &v2x_replays::scoring::Metrics| {
         format!(
-            "MOTA {:.3} ({:+.3} vs re-fused), IDF1 {:.3}, HOTA {:.3}, position RMSE {} m (re-fused {} m)",
+            "MOTA {:.3} ({:+.3} vs re-fused), IDF1 {}, HOTA {}, position RMSE {} m (re-fused {} m)",
             m.overall.mota,
             m.overall.mota - offline.overall.mota,
-            m.idf1,
-            m.hota.hota,
+            or_na(m.idf1, 3),
+            or_na(m.hota.hota, 3),
             or_na(m.position_rmse_m, 2),
             or_na(offline.position_rmse_m, 2)
         )
@@ -370,12 +370,12 @@ fn validate(
                 let (r, plot) = *b;
                 let failing: Vec<&str> = r.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
                 println!(
-                    "{name:<44} {:<24} {:>6} {:>7.3} {:>7.3} {:>7.3} {:>7.0}×  {}",
+                    "{name:<44} {:<24} {:>6} {:>7.3} {:>7} {:>7} {:>7.0}×  {}",
                     r.scenario,
                     if r.passed { "pass" } else { "FAIL" },
                     r.metrics.overall.mota,
-                    r.metrics.idf1,
-                    r.metrics.hota.hota,
+                    or_na(r.metrics.idf1, 3),
+                    or_na(r.metrics.hota.hota, 3),
                     r.speedup,
                     failing.join(", ")
                 );

@@ -64,6 +64,10 @@ fn import_validate_break_and_run() {
     let log_s = log.to_str().expect("utf-8 path");
     let out = rsu(&["replay", "import", "dair-v2x", data.to_str().expect("path"), "--out", log_s, "--seed", "3"]);
     assert!(out.status.success(), "{}", text(&out));
+    // One calibration for every frame: no spread; track ids: identities hold.
+    let t = text(&out);
+    assert!(t.contains("calibration: the mean of the frames' virtuallidar_to_world; frames within 0.000 m"), "{t}");
+    assert!(!t.contains("identities:"), "{t}");
 
     // Validates and passes the built-in criteria, with both reports written.
     let report = tmp.path().join("report.json");

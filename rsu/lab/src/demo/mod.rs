@@ -26,7 +26,7 @@ use serde::Serialize;
 use v2x_link::client::ClientSettings;
 use v2x_link::pki::{default_server_names, write_dev_pki};
 use v2x_replays::pipeline::ReplayConfig;
-use v2x_replays::report::html_page;
+use v2x_replays::report::{html_page, or_na};
 use v2x_replays::validate::validate_live;
 use v2x_replays::{ReplayBody, ReplayMessage};
 use vehicle_sim::connected::CarConfig;
@@ -95,8 +95,8 @@ struct ReplayScore {
     /// Whether the re-fused replay passes the criteria.
     passed: bool,
     mota: f64,
-    idf1: f64,
-    hota: f64,
+    idf1: Option<f64>,
+    hota: Option<f64>,
     /// `null` when nothing matched.
     position_rmse_m: Option<f64>,
     messages: log::LogCounts,
@@ -108,8 +108,8 @@ struct LiveScoreLine {
     /// Whether it passes the criteria (as sent only).
     passed: Option<bool>,
     mota: f64,
-    idf1: f64,
-    hota: f64,
+    idf1: Option<f64>,
+    hota: Option<f64>,
     /// `null` when nothing matched.
     position_rmse_m: Option<f64>,
     frames: u64,
@@ -355,11 +355,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     print_summary(&summary);
     println!(
-        "  demo.mcap re-fused (its inputs replayed through the fusion core at their capture times): MOTA {:.3}, IDF1 {:.3}, HOTA {:.3}, position RMSE {} m, criteria {}",
+        "  demo.mcap re-fused (its inputs replayed through the fusion core at their capture times): MOTA {:.3}, IDF1 {}, HOTA {}, position RMSE {} m, criteria {}",
         summary.replay.mota,
-        summary.replay.idf1,
-        summary.replay.hota,
-        v2x_replays::report::or_na(summary.replay.position_rmse_m, 2),
+        or_na(summary.replay.idf1, 3),
+        or_na(summary.replay.hota, 3),
+        or_na(summary.replay.position_rmse_m, 2),
         if summary.replay.passed { "PASS" } else { "FAIL" }
     );
     for check in report.checks.iter().filter(|c| !c.passed) {
