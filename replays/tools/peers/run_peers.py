@@ -23,8 +23,8 @@ class gate) and our fused tracks as the scorer sees them. This script then
 
 One command (makes its own venv with pinned packages under target/peers-venv on the first run):
 
-    python3 replays/tools/peers/run_peers.py            # builds rsu-lab (debug) with cargo
-    python3 replays/tools/peers/run_peers.py --release  # or a release build (faster replay)
+    python3 replays/tools/peers/run_peers.py            # builds rsu-lab: cargo test --workspace --no-run
+    python3 replays/tools/peers/run_peers.py --release  # or cargo build --release --bin rsu-lab
     python3 replays/tools/peers/run_peers.py --rsu-lab target/release/rsu-lab
 
 Exit code 1 when py-motmetrics does not reproduce our MOTA on some log (the table still prints).
@@ -69,8 +69,11 @@ def rsu_lab_binary(args) -> Path:
     """The rsu-lab binary: given, or built with cargo (a no-op when up to date)."""
     if args.rsu_lab:
         return Path(args.rsu_lab).resolve()
+    # Debug: the project's usual build (`cargo test --workspace --no-run`, which makes
+    # target/debug/rsu-lab for rsu-lab's own tests), so an up-to-date tree rebuilds nothing.
     profile = "release" if args.release else "debug"
-    command = ["cargo", "build", "--workspace"] + (["--release"] if args.release else [])
+    command = ["cargo", "build", "--release", "--bin", "rsu-lab"] if args.release else \
+        ["cargo", "test", "--workspace", "--no-run"]
     print(f"building: {' '.join(command)}", file=sys.stderr)
     subprocess.run(command, cwd=REPO, check=True)
     return REPO / "target" / profile / "rsu-lab"
@@ -370,7 +373,7 @@ def best(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--logs", default=str(REPO / "replays" / "logs"), help="folder of .mcap logs")
-    parser.add_argument("--rsu-lab", help="rsu-lab binary (default: cargo build)")
+    parser.add_argument("--rsu-lab", help="rsu-lab binary (default: built with cargo, see --release)")
     parser.add_argument("--release", action="store_true", help="build and use a release rsu-lab")
     parser.add_argument("--out", default=str(REPO / "target" / "peers"), help="exported files and results.json")
     parser.add_argument("--venv", default=str(REPO / "target" / "peers-venv"))
