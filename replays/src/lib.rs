@@ -6,6 +6,8 @@
 //!   time = arrival or receipt time, deterministic bytes).
 //! - [`pipeline`]: replaying a log through the fusion core, event by event.
 //! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
+//! - [`export`]: a replayed log as plain files (site-frame lidar detections, scored truths, our
+//!   tracks) for other trackers and scorers.
 //! - [`import_dair`]: DAIR-V2X / V2X-Seq annotations into replay logs.
 //! - [`import_openlabel`]: ASAM OpenLABEL (TUMTraf / A9) 3D box annotations into replay logs.
 //! - [`scoring`]: tracking metrics against ground truth (CLEAR MOT, IDF1, HOTA, state errors).
@@ -17,6 +19,7 @@
 //! The format is documented in `replays/README.md`.
 
 pub mod criteria;
+pub mod export;
 mod ids;
 pub mod import_dair;
 pub mod import_openlabel;

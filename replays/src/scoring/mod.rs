@@ -22,6 +22,7 @@
 //! - [`hota`]: HOTA, DetA, AssA and LocA as TrackEval computes them.
 //! - [`lap`]: the scorer's own assignment solver; [`components`]: independent groups of pairs.
 //! - [`distance`]: exact `hypot` gate decisions; [`stats`]: RMSE and percentiles.
+//! - [`selection`]: which truths and hypotheses of a frame are counted, for tools outside the scorer.
 
 use std::collections::BTreeMap;
 
@@ -39,7 +40,10 @@ pub mod hota;
 mod idf1;
 mod lap;
 mod matching;
+mod selection;
 mod stats;
+
+pub use selection::{FrameSelection, frame_selection, gate_for, match_family_name};
 
 use clear_mot::{ClassCounts, class_metrics};
 use hota::{Hota, HotaScores};

@@ -1,5 +1,6 @@
 //! `rsu-lab replay`: run recorded logs through the fusion core (`run`), score them against ground
-//! truth and pass or fail them (`validate`), and turn dataset annotations into logs (`import`).
+//! truth and pass or fail them (`validate`), write them as plain files for other trackers
+//! (`export`), and turn dataset annotations into logs (`import`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,6 +71,24 @@ pub enum ReplayCommand {
         #[arg(long)]
         live: bool,
     },
+    /// Replay a log and write it as plain files for other trackers and scorers (no protobuf):
+    /// `detections.jsonl` (every accepted lidar frame's detections in the site frame),
+    /// `scoring.jsonl` (at every ground-truth time, the truths with their gate and whether the
+    /// scorer counts them, and our tracks as the scorer sees them) and `summary.json` (counts
+    /// and our metrics). Used by `replays/tools/peers/run_peers.py`.
+    Export {
+        /// Input log.
+        file: PathBuf,
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Criteria (TOML) whose `[scoring]` gates apply. Default: as `validate` chooses.
+        #[arg(long)]
+        criteria: Option<PathBuf>,
+        /// Replay configuration (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Turn dataset annotations into a replay log.
     Import {
         #[command(subcommand)]
@@ -103,6 +122,9 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
             }
             let outputs = Outputs { report: report.as_deref(), html: html.as_deref() };
             validate(&path, criteria.as_deref(), outputs, &config, jobs, live)
+        }
+        ReplayCommand::Export { file, out, criteria, config } => {
+            export(&file, &out, criteria.as_deref(), &load_config(config.as_deref())?)
         }
         ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => import::import(&args, import::Format::DairV2x),
         ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => {
@@ -161,6 +183,32 @@ pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Resul
     if !summary.refused.is_empty() {
         println!("inputs refused by the fusion core: {:?}", summary.refused);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rsu-lab replay export`: writes `file` as plain files into `out`.
+fn export(file: &Path, out: &Path, criteria: Option<&Path>, config: &ReplayConfig) -> anyhow::Result<ExitCode> {
+    let (criteria, _) = criteria_for(file, criteria)?;
+    let started = Instant::now();
+    let s = v2x_replays::export::export_log(file, &criteria.scoring, config, out)
+        .with_context(|| format!("exporting {}", file.display()))?;
+    println!(
+        "exported {} in {:.2} s to {}: {} lidar frames ({} detections, {} refused), {} truth times \
+         ({} truths scored, {} outside coverage; {} tracks kept, {} on uncounted truths); MOTA {:.4}, IDF1 {}",
+        file.display(),
+        started.elapsed().as_secs_f64(),
+        out.display(),
+        s.lidar_frames,
+        s.detections,
+        s.lidar_frames_refused,
+        s.truth_frames,
+        s.scored_truths,
+        s.unscored_truths,
+        s.kept_tracks,
+        s.dropped_tracks,
+        s.metrics.overall.mota,
+        or_na(s.metrics.idf1, 4)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
