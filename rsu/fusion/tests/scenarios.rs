@@ -1,5 +1,5 @@
 //! Deterministic scenario tests with known ground truth: straight and turning vehicles, crossing
-//! pedestrians, two vehicles passing close, an occlusion gap, camera-only objects, lidar dropout,
+//! pedestrians, pedestrians walking side by side, two vehicles passing close, an occlusion gap, camera-only objects, lidar dropout,
 //! out-of-order and late frames, connected cars (V2X) seen and unseen by sensors, sensors far
 //! apart whose frames interleave, kinematic polls equal to full ones, and bit-for-bit
 //! determinism.
@@ -186,6 +186,23 @@ fn crossing_pedestrians_and_close_passing_cars_keep_their_ids() {
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), 4, "four distinct ids");
+}
+
+#[test]
+fn pedestrians_walking_side_by_side_are_two_tracks() {
+    // Two people 0.8 m apart walking abreast: each falls in the other's gate, and they move
+    // alike, but the lidar reports both in almost every frame, so they are two objects.
+    let site = site_2l2c(0.15, 3.0);
+    let actors = vec![
+        Actor::straight(1, ObjectClass::Pedestrian, (-12.0, -4.4), 0.0, 1.3, 10.0),
+        Actor::straight(2, ObjectClass::Pedestrian, (-12.0, -3.6), 0.0, 1.3, 10.0),
+    ];
+    let sim = quiet_sim(5, 10.0);
+    let mut fusion = new_fusion(&site);
+    let polls = run(&mut fusion, &simulate(&site, &actors, &sim), sim.duration_s, 0.1);
+    let (a, b) = (ids_for(&actors[0], &polls, 1.0, 0.4), ids_for(&actors[1], &polls, 1.0, 0.4));
+    let apart = a.iter().zip(&b).filter(|(x, y)| x.is_some() && y.is_some() && x != y).count();
+    assert!(apart as f64 >= 0.9 * a.len() as f64, "{apart} of {} polls with two tracks: {a:?} {b:?}", a.len());
 }
 
 #[test]
