@@ -18,7 +18,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nalgebra::{Isometry3, Vector3};
+use nalgebra::Isometry3;
+use rsu_fusion::calibration::heading_through;
 use rsu_fusion::{Detections, Ingest, LidarDetection, ObjectClass, ObjectKinematics, SiteConfig};
 use serde::Serialize;
 
@@ -75,13 +76,11 @@ pub struct SiteDetection {
 /// turned by the rotation (the direction of the box's x axis in the site frame).
 pub fn site_detection(world_from_lidar: &Isometry3<f64>, d: &LidarDetection) -> SiteDetection {
     let c = world_from_lidar * d.center_in_sensor;
-    let (sin_yaw, cos_yaw) = d.yaw_rad.sin_cos();
-    let heading = world_from_lidar.rotation * Vector3::new(cos_yaw, sin_yaw, 0.0);
     SiteDetection {
         x_m: c.x,
         y_m: c.y,
         z_m: c.z,
-        yaw_rad: heading.y.atan2(heading.x),
+        yaw_rad: heading_through(&world_from_lidar.rotation, d.yaw_rad),
         length_m: d.size.length_m,
         width_m: d.size.width_m,
         height_m: d.size.height_m,

@@ -31,7 +31,7 @@ use nalgebra::{Isometry3, Matrix3, Point3, Rotation3, Translation3, UnitQuaterni
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
-use rsu_fusion::calibration::{GroundModel, LidarNoise};
+use rsu_fusion::calibration::{GroundModel, LidarNoise, heading_through};
 use rsu_fusion::measurement::{Detections, LidarDetection, SensorFrame};
 use rsu_fusion::{BoxSize, ObjectClass, SensorCalibration, SensorModel, SiteConfig, Timestamp, Wgs84};
 use serde_json::Value;
@@ -365,13 +365,6 @@ pub fn mean_pose(poses: &[Isometry3<f64>]) -> Option<Isometry3<f64>> {
         .sum();
     let rotation = UnitQuaternion::try_new(nalgebra::Quaternion::from(sum), 1e-9)?;
     Some(Isometry3::from_parts(Translation3::from(translation), rotation))
-}
-
-/// A heading `yaw_rad` about one frame's z axis, seen from another frame `rotation` away:
-/// the heading vector turned by the rotation, projected on the new x-y plane [rad].
-fn heading_through(rotation: &UnitQuaternion<f64>, yaw_rad: f64) -> f64 {
-    let h = rotation * nalgebra::Vector3::new(yaw_rad.cos(), yaw_rad.sin(), 0.0);
-    h.y.atan2(h.x)
 }
 
 /// Imports the dataset folder `dir` into the log `out`.

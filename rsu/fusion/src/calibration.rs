@@ -189,6 +189,15 @@ impl GroundModel {
     }
 }
 
+/// A heading `yaw_rad` about one frame's z axis, seen from another frame `rotation` away: the
+/// heading vector turned by the rotation, projected on the new x-y plane [rad]. (The lidar update
+/// does the same with the rotation as a matrix, once per frame.)
+pub fn heading_through(rotation: &UnitQuaternion<f64>, yaw_rad: f64) -> f64 {
+    let (sin_yaw, cos_yaw) = yaw_rad.sin_cos();
+    let h = rotation * Vector3::new(cos_yaw, sin_yaw, 0.0);
+    h.y.atan2(h.x)
+}
+
 /// Even-odd point-in-polygon test.
 pub fn point_in_polygon(polygon: &[[f64; 2]], x: f64, y: f64) -> bool {
     let mut inside = false;
