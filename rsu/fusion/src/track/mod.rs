@@ -180,19 +180,9 @@ impl Track {
     /// Whether one sensor updated both tracks from the same frame the last time it updated
     /// each: two detections of one frame, so two objects (a sensor reports an object once).
     pub fn co_seen(&self, other: &Track) -> bool {
-        let (mut a, mut b) = (self.seen.iter().peekable(), other.seen.iter().peekable());
-        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
-            match x.0.cmp(&y.0) {
-                std::cmp::Ordering::Less => _ = a.next(),
-                std::cmp::Ordering::Greater => _ = b.next(),
-                std::cmp::Ordering::Equal if x.1 == y.1 => return true,
-                std::cmp::Ordering::Equal => {
-                    a.next();
-                    b.next();
-                }
-            }
-        }
-        false
+        self.seen
+            .iter()
+            .any(|&(sensor, t)| other.seen.binary_search_by_key(&sensor, |e| e.0).is_ok_and(|i| other.seen[i].1 == t))
     }
 
     /// Notes that sensor `sensor` updated the track with a measurement captured at `t`.
