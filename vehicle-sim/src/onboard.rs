@@ -9,6 +9,7 @@ use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
 use rand_chacha::ChaCha8Rng;
 use rsu_fusion::{Detections, LidarNoise, SensorCalibration, SensorFrame, SensorModel, SiteConfig, Timestamp};
 
+use crate::sensors::effects::DetectorMemory;
 use crate::sensors::lidar::{self, LidarParams};
 use crate::sensors::occlusion::OcclusionIndex;
 use crate::sensors::{Environment, gauss};
@@ -57,7 +58,8 @@ impl Default for OnboardParams {
             latency_mean_s: 0.08,
             latency_jitter_s: 0.01,
             noise: LidarNoise { position_sigma_m: 0.1, position_sigma_per_m: 0.004 },
-            detector: LidarParams { false_positives_per_frame: 0.05, ..LidarParams::default() },
+            detector: LidarParams { false_positives_per_frame: 0.05, ..LidarParams::default() }
+                .without_detector_effects(),
         }
     }
 }
@@ -78,6 +80,7 @@ pub struct OnboardFrame {
 pub struct OnboardSensor {
     /// Its parameters.
     pub params: OnboardParams,
+    memory: DetectorMemory,
     rng: ChaCha8Rng,
     sequence: u64,
     phase_s: f64,
@@ -87,7 +90,8 @@ impl OnboardSensor {
     /// A sensor on random stream `stream` of `seed`.
     pub fn new(params: OnboardParams, seed: u64, stream: u64) -> Self {
         let phase_s = params.frame_period_s * ((stream as f64 * 0.61).fract());
-        OnboardSensor { params, rng: rng_stream(seed, stream), sequence: 0, phase_s }
+        // No persistent clutter sites: they stand still in the world, and this sensor moves.
+        OnboardSensor { params, memory: DetectorMemory::default(), rng: rng_stream(seed, stream), sequence: 0, phase_s }
     }
 
     /// When the next frame is captured [s after start].
@@ -140,7 +144,8 @@ impl OnboardSensor {
         let eye = Point3::from(world_from_sensor.translation.vector);
         let index = OcclusionIndex::new(eye, &occluders).from_actor(ego.id);
         let p = &self.params;
-        let mut detections = lidar::detect(&calibration, &p.noise, &p.detector, env, &others, &index, &mut self.rng);
+        let mut detections =
+            lidar::detect(&calibration, &p.noise, &p.detector, env, &others, &index, &mut self.memory, &mut self.rng);
         for d in &mut detections {
             d.center_in_sensor = world_from_sensor.transform_point(&d.center_in_sensor);
             d.yaw_rad = wrap_angle(d.yaw_rad + ego_then.yaw_rad);

@@ -17,7 +17,7 @@ use v2x_replays::{ReplayError, ReplayWriter};
 use crate::gnss::SelfReporter;
 use crate::scenario::{self, Scenario, ScenarioError, ScenarioOptions};
 use crate::sensors::SensorSim;
-use crate::world::{ActorTruth, STEP_NS};
+use crate::world::{ActorTruth, STEP_NS, named_seed};
 use rsu_site::model::{SiteError, SiteModel};
 use rsu_site::signals::{LightPhase, LightState};
 
@@ -128,13 +128,16 @@ impl Simulation {
     /// Sets up sensors for every calibrated sensor of the site, with the scenario's outages.
     pub fn new(scenario: Scenario, seed: u64) -> Self {
         let site = scenario.world.site().clone();
+        // Each scenario's sensors draw their own noise: two scenarios on the same site and seed
+        // must not share detections (they would not be independent tests).
+        let sensor_seed = named_seed(seed, scenario.info.name);
         let sensors = site
             .config
             .sensors
             .iter()
             .enumerate()
             .map(|(i, calibration)| {
-                let mut sim = SensorSim::new(calibration.clone(), i, seed);
+                let mut sim = SensorSim::new(calibration.clone(), i, sensor_seed);
                 sim.outages = scenario
                     .outages
                     .iter()

@@ -789,3 +789,9 @@ pub fn rng_stream(seed: u64, stream: u64) -> ChaCha8Rng {
     rng.set_stream(stream);
     rng
 }
+
+/// `seed` mixed with `name` (FNV-1a over its bytes): streams keyed by it differ between names
+/// recorded with the same seed, e.g. the roadside sensors of two scenarios on one site.
+pub fn named_seed(seed: u64, name: &str) -> u64 {
+    name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}

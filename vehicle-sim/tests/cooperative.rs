@@ -47,9 +47,19 @@ fn hidden_pedestrian(seed: u64) {
     let (ga, gb) = (ha.min_gap_m.expect("in the path"), hb.min_gap_m.expect("in the path"));
     assert!(ga > gb, "closest {ga} m with V2X, {gb} m without");
     assert!(!a.collided, "with V2X the car stops in time");
-    // Without V2X only emergency braking was left.
-    assert!(b.events.iter().any(|e| e.kind == EventKind::BrakeStart && e.function == Function::Aeb));
-    assert!(a.max_decel_mps2 < b.max_decel_mps2, "{} vs {}", a.max_decel_mps2, b.max_decel_mps2);
+    // Without V2X only emergency braking for the pedestrian was left; with V2X the driver's
+    // braking was enough for it. (With the realistic roadside detections the car can still brake
+    // hard for the parked bus it passes: the RSU's bus box and the car's own merge brush its
+    // path at 7 to 8 s, so the hardest braking of the whole run is not compared.)
+    let aeb_for_pedestrian = |run: &vehicle_sim::cosim::CarOutcome| {
+        run.events.iter().any(|e| {
+            e.kind == EventKind::BrakeStart
+                && e.function == Function::Aeb
+                && e.cause.as_ref().is_some_and(|c| c.class == rsu_fusion::ObjectClass::Pedestrian)
+        })
+    };
+    assert!(aeb_for_pedestrian(b), "without V2X, emergency braking for the pedestrian");
+    assert!(!aeb_for_pedestrian(a), "with V2X, no emergency braking for the pedestrian");
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! Roadside sensor models. Every sensor runs on its own seeded random stream and its own frame
 //! clock: it triggers every `frame_period_s` (with a per-sensor phase and capture jitter), samples
 //! the world at that exact instant, runs its detector model ([`lidar`] or [`camera`]), and hands
-//! the frame over after a processing latency. Frames can be lost, and scripted outages silence a
+//! the frame over after a processing latency. The detector keeps per-object state between frames
+//! (bursts of misses, objects it finds ambiguous: [`effects`]) and its own persistent clutter sites. Frames can be lost, and scripted outages silence a
 //! sensor for a while; the frame counter keeps counting, so gaps show as sequence gaps.
 
 pub mod camera;
+pub mod effects;
 pub mod lidar;
 pub mod occlusion;
 
@@ -16,6 +18,7 @@ use rsu_fusion::{Detections, ObjectClass, SensorCalibration, SensorFrame, Sensor
 
 use crate::world::{ActorTruth, rng_stream};
 use camera::CameraParams;
+use effects::DetectorMemory;
 use lidar::LidarParams;
 use occlusion::OcclusionIndex;
 use rsu_site::geometry::Prism;
@@ -82,6 +85,7 @@ pub struct SensorSim {
     pub params: DetectorParams,
     /// Silent windows [s after start].
     pub outages: Vec<(f64, f64)>,
+    memory: DetectorMemory,
     rng: ChaCha8Rng,
     phase_s: f64,
     sequence: u64,
@@ -118,6 +122,7 @@ impl SensorSim {
             timing,
             params,
             outages: Vec::new(),
+            memory: DetectorMemory::default(),
             rng: rng_stream(seed, index as u64 + 1),
             phase_s,
             sequence: 0,
@@ -160,12 +165,15 @@ impl SensorSim {
         occluders.extend(scene.iter().map(ActorTruth::prism));
         let eye = Point3::from(self.calibration.world_from_sensor.translation.vector);
         let index = OcclusionIndex::new(eye, &occluders);
-        let detections = match (&self.params, &self.calibration.model) {
+        let (calibration, memory, rng) = (&self.calibration, &mut self.memory, &mut self.rng);
+        let detections = match (&self.params, &calibration.model) {
             (DetectorParams::Lidar(p), SensorModel::Lidar(noise)) => {
-                Detections::Lidar(lidar::detect(&self.calibration, noise, p, env, &scene, &index, &mut self.rng))
+                memory.sites.get_or_insert_with(|| lidar::place_clutter_sites(calibration, p, buildings, rng));
+                Detections::Lidar(lidar::detect(calibration, noise, p, env, &scene, &index, memory, rng))
             }
             (DetectorParams::Camera(p), SensorModel::Camera(cam)) => {
-                Detections::Camera(camera::detect(&self.calibration, cam, p, env, &scene, &index, &mut self.rng))
+                memory.sites.get_or_insert_with(|| camera::place_clutter_sites(cam, p, rng));
+                Detections::Camera(camera::detect(calibration, cam, p, env, &scene, &index, memory, rng))
             }
             // A calibration and a model of different kinds cannot be built by `new`.
             _ => return None,
