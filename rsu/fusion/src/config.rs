@@ -48,6 +48,22 @@ pub struct FusionConfig {
     pub confirm_hits: u32,
     /// Opportunities (sensor updates that cover the track) counted for confirmation, at most 32.
     pub confirm_window: u32,
+    /// A tentative track is confirmed only when the mean detector score of its hits is at least
+    /// this [0..1]: clutter that fires again and again at one place (a pole, a bush) scores lower
+    /// than real objects, so it stays tentative and dies. V2X-spawned tracks are not scored.
+    pub confirm_min_score: f64,
+
+    /// A place where at least this many tracks died as clutter (tentative after two or more
+    /// hits, or confirmed but gone within 2 s without moving) within `clutter_radius_m` in the
+    /// last `clutter_memory_s` is a clutter place: a track born there needs one more hit than
+    /// `confirm_hits` and a mean score of at least `clutter_confirm_min_score`. 0 turns it off.
+    pub clutter_deaths: u32,
+    /// Radius of a clutter place [m].
+    pub clutter_radius_m: f64,
+    /// How long clutter deaths are remembered [s].
+    pub clutter_memory_s: f64,
+    /// Mean detector score a track born in a clutter place needs to be confirmed [0..1].
+    pub clutter_confirm_min_score: f64,
     /// A tentative track not updated for this long is deleted [s].
     pub tentative_timeout_s: f64,
     /// A confirmed track not updated for this long is reported coasting [s].
@@ -89,6 +105,12 @@ pub struct FusionConfig {
 
     /// Lidar yaw measurement noise, 1 sigma [rad] (after resolving the pi ambiguity).
     pub lidar_yaw_sigma_rad: f64,
+    /// Factor on a lidar's calibrated position sigma: real detectors' errors have heavier tails
+    /// than the calibration's Gaussian core.
+    pub lidar_sigma_factor: f64,
+    /// Box-fit error of a lidar detection's centre, as a fraction of its half length: a box
+    /// fitted to a partly seen object moves by up to half its depth.
+    pub lidar_extent_sigma_frac: f64,
     /// Lidar detections with a score below this are ignored.
     pub lidar_min_score: f64,
     /// Camera detections whose best class score is below this are ignored.
@@ -148,6 +170,11 @@ impl Default for FusionConfig {
             max_gate_radius_m: 6.0,
             confirm_hits: 3,
             confirm_window: 6,
+            confirm_min_score: 0.55,
+            clutter_deaths: 1,
+            clutter_radius_m: 1.5,
+            clutter_memory_s: 60.0,
+            clutter_confirm_min_score: 0.7,
             tentative_timeout_s: 0.45,
             coast_after_s: 0.35,
             delete_after_s: 2.0,
@@ -165,6 +192,8 @@ impl Default for FusionConfig {
             init_pedestrian_speed_sigma_mps: 1.5,
             init_yaw_rate_sigma_rps: 0.3,
             lidar_yaw_sigma_rad: 0.08,
+            lidar_sigma_factor: 2.5,
+            lidar_extent_sigma_frac: 0.2,
             lidar_min_score: 0.2,
             camera_min_score: 0.2,
             camera_model_sigma_frac: 0.03,
@@ -210,6 +239,7 @@ impl FusionConfig {
             ("init_pedestrian_speed_sigma_mps", self.init_pedestrian_speed_sigma_mps),
             ("init_yaw_rate_sigma_rps", self.init_yaw_rate_sigma_rps),
             ("lidar_yaw_sigma_rad", self.lidar_yaw_sigma_rad),
+            ("lidar_sigma_factor", self.lidar_sigma_factor),
             ("v2x_speed_sigma_mps", self.v2x_speed_sigma_mps),
             ("v2x_yaw_sigma_rad", self.v2x_yaw_sigma_rad),
             ("v2x_min_position_sigma_m", self.v2x_min_position_sigma_m),
@@ -227,6 +257,9 @@ impl FusionConfig {
         let non_negative = [
             ("merge_distance_m", self.merge_distance_m),
             ("split_margin_m", self.split_margin_m),
+            ("lidar_extent_sigma_frac", self.lidar_extent_sigma_frac),
+            ("clutter_radius_m", self.clutter_radius_m),
+            ("clutter_memory_s", self.clutter_memory_s),
             ("merge_speed_diff_mps", self.merge_speed_diff_mps),
             ("management_interval_s", self.management_interval_s),
             ("camera_model_sigma_frac", self.camera_model_sigma_frac),
@@ -243,6 +276,8 @@ impl FusionConfig {
         let unit = [
             ("lidar_min_score", self.lidar_min_score),
             ("camera_min_score", self.camera_min_score),
+            ("confirm_min_score", self.confirm_min_score),
+            ("clutter_confirm_min_score", self.clutter_confirm_min_score),
             ("camera_only_confidence", self.camera_only_confidence),
         ];
         for (field, v) in unit {

@@ -125,6 +125,7 @@ impl Fusion {
             let y = m.bottom_px - proj.bottom_center_px;
             let cfg = &self.config;
             let track = &mut self.tracks[ti];
+            track.note_hit_score(m.scores.iter().map(|c| c.1).fold(0.0, f64::max));
             track.class_evidence.add(m.scores, cfg.camera_class_weight, cfg.class_evidence_decay);
             if !track.motion.update_position_like_with(&y, &proj.jacobian_px_per_m, &m.r, Guard::Deferred) {
                 self.stats.numeric_failures += 1;
@@ -140,7 +141,8 @@ impl Fusion {
             let in_view = projections[ti].is_some_and(|p| geometry.intrinsics().contains(&p.bottom_center_px));
             if matched[ti] || in_view {
                 let track = &mut self.tracks[ti];
-                self.stats.tracks_confirmed += u64::from(record_opportunity(track, matched[ti], &self.config));
+                self.stats.tracks_confirmed +=
+                    u64::from(record_opportunity(track, matched[ti], &self.config, &self.clutter, t));
             }
         }
         if !self.config.camera_spawns_tracks {
@@ -202,6 +204,7 @@ impl Fusion {
             let tag = u32::try_from(j).unwrap_or(u32::MAX);
             if let Some(ti) = self.spawn(t, motion, evidence, size, false, ground_pt.z, yaw, SourceSet::CAMERA, tag) {
                 self.tracks[ti].mark_seen(si, t);
+                self.tracks[ti].note_hit_score(m.scores.iter().map(|c| c.1).fold(0.0, f64::max));
                 if ti + 1 != self.tracks.len() {
                     // The vector was re-sorted (an id wrap, or a respawn after a rollback under
                     // an older id): the grid's indices are stale.

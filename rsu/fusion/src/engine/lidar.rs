@@ -10,7 +10,7 @@ use crate::class::{BoxSize, ObjectClass, SourceSet};
 use crate::measurement::LidarDetection;
 use crate::motion::{Guard, MotionState, nearest_branch, wrap_angle};
 use crate::time::Timestamp;
-use crate::track::ClassEvidence;
+use crate::track::{ClassEvidence, Track};
 
 use super::management::{family_of, record_opportunity};
 use super::{Fusion, Scratch, SensorKind, unmatched};
@@ -33,7 +33,47 @@ pub(super) struct LidarMeas {
     score: f64,
 }
 
+impl LidarMeas {
+    /// Whether the ground point `p` lies on the detection's box footprint.
+    fn holds(&self, p: &Vector2<f64>) -> bool {
+        let (sin_yaw, cos_yaw) = self.yaw_rad.sin_cos();
+        let d = p - self.pos;
+        let along_m = d.x * cos_yaw + d.y * sin_yaw;
+        let across_m = -d.x * sin_yaw + d.y * cos_yaw;
+        along_m.abs() <= 0.5 * self.size.length_m && across_m.abs() <= 0.5 * self.size.width_m
+    }
+}
+
 impl Fusion {
+    /// Whether an unclaimed detection shows part of objects already tracked rather than a new
+    /// one: it lies on the box of a larger confirmed track (a bus or truck the detector cut in
+    /// two), or its box holds the centres of two confirmed tracks (two objects it merged into one
+    /// box). Such a detection spawns nothing; the tracks coast through it.
+    fn part_of_tracked(&self, relevant: &[usize], m: &LidarMeas) -> bool {
+        let mut centres_held = 0;
+        for &ti in relevant {
+            let track = &self.tracks[ti];
+            if !track.confirmed {
+                continue;
+            }
+            let p = track.motion.position();
+            let d = p - m.pos;
+            if d.norm_squared() > 400.0 {
+                continue;
+            }
+            if track.size.length_m > m.size.length_m && track.box_holds(&m.pos, 0.0) {
+                return true;
+            }
+            if m.holds(&p) {
+                centres_held += 1;
+                if centres_held >= 2 {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     pub(super) fn update_lidar(&mut self, si: usize, t: Timestamp, dets: &[LidarDetection], sc: &mut Scratch) {
         let SensorKind::Lidar(noise) = self.sensors[si].kind else { return };
         let world_from_sensor = self.sensors[si].calib.world_from_sensor;
@@ -67,10 +107,12 @@ impl Fusion {
                     heading.y.atan2(heading.x)
                 }
             };
-            let sigma = noise.position_sigma_at(d.center_in_sensor.coords.norm());
+            let sigma_m = noise.position_sigma_at(d.center_in_sensor.coords.norm()) * self.config.lidar_sigma_factor;
+            let fit_sigma_m = self.config.lidar_extent_sigma_frac * 0.5 * d.size.length_m.max(d.size.width_m);
+            let var_m2 = sigma_m * sigma_m + fit_sigma_m * fit_sigma_m;
             meas.push(LidarMeas {
                 pos: Vector2::new(c.x, c.y),
-                r: Matrix2::new(sigma * sigma, 0.0, 0.0, sigma * sigma),
+                r: Matrix2::new(var_m2, 0.0, 0.0, var_m2),
                 z_ground_m: c.z - 0.5 * d.size.height_m,
                 yaw_rad,
                 size: d.size,
@@ -126,18 +168,23 @@ impl Fusion {
             let m = &meas[j];
             let cfg = &self.config;
             let track = &mut self.tracks[ti];
+            track.note_hit_score(m.score);
             track.class_evidence.add(&[(m.class, m.score)], cfg.lidar_class_weight, cfg.class_evidence_decay);
             self.refresh_family(ti, m.yaw_rad);
             let track = &mut self.tracks[ti];
             let yaw = nearest_branch(m.yaw_rad, track.motion.yaw(track.yaw_hint_rad));
             let yaw_var_rad2 = self.config.lidar_yaw_sigma_rad.powi(2);
-            if !track.motion.update_position_yaw_with(&m.pos, &m.r, yaw, yaw_var_rad2, Guard::Deferred) {
+            let part = partial_view_offset(track, j, meas);
+            let pos = m.pos - part.unwrap_or_else(Vector2::zeros);
+            if !track.motion.update_position_yaw_with(&pos, &m.r, yaw, yaw_var_rad2, Guard::Deferred) {
                 self.stats.numeric_failures += 1;
             }
             track.guard_due = true;
             let track = &mut self.tracks[ti];
             track.yaw_hint_rad = yaw;
-            track.smooth_size(&m.size, self.config.size_alpha);
+            if part.is_none() {
+                track.smooth_size(&m.size, self.config.size_alpha);
+            }
             track.z_ground_m += 0.3 * (m.z_ground_m - track.z_ground_m);
             track.sources_ever |= SourceSet::LIDAR;
             track.mark_seen(si, t);
@@ -148,7 +195,8 @@ impl Fusion {
             let track = &mut self.tracks[ti];
             let p = track.motion.position();
             if matched[ti] || coverage.covers(&Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m)) {
-                self.stats.tracks_confirmed += u64::from(record_opportunity(track, matched[ti], &self.config));
+                self.stats.tracks_confirmed +=
+                    u64::from(record_opportunity(track, matched[ti], &self.config, &self.clutter, t));
             }
         }
         // A detection no track took spawns a track unless it lies on the box of a track that took
@@ -166,7 +214,7 @@ impl Fusion {
             }
         }
         for (j, m) in meas.iter().enumerate() {
-            if gated[j] {
+            if gated[j] || self.part_of_tracked(relevant, m) {
                 continue;
             }
             let family = family_of(m.class);
@@ -185,7 +233,28 @@ impl Fusion {
                 self.spawn(t, motion, evidence, m.size, true, m.z_ground_m, m.yaw_rad, SourceSet::LIDAR, tag)
             {
                 self.tracks[ti].mark_seen(si, t);
+                self.tracks[ti].note_hit_score(m.score);
             }
         }
     }
+}
+
+/// When detection `j` of `meas` shows only part of a long tracked object (a bus or truck the
+/// detector cut in two: a box under 70 % of the track's measured length of 7 m or more, with
+/// another detection of the frame on the track's box), the offset from the object's centre to the
+/// part's centre along its heading [m]: the part lies at the end of the box nearest to it. `None`
+/// for a whole view, and for a box merely shortened because something hides part of the object
+/// (no second part in the frame: where the hidden part is, is not known).
+fn partial_view_offset(track: &Track, j: usize, meas: &[LidarMeas]) -> Option<Vector2<f64>> {
+    let (m, length_m) = (&meas[j], track.size.length_m);
+    if !track.size_measured || length_m < 7.0 || m.size.length_m >= 0.7 * length_m {
+        return None;
+    }
+    if !meas.iter().enumerate().any(|(k, other)| k != j && track.box_holds(&other.pos, 0.0)) {
+        return None;
+    }
+    let (sin_yaw, cos_yaw) = track.motion.yaw(track.yaw_hint_rad).sin_cos();
+    let heading = Vector2::new(cos_yaw, sin_yaw);
+    let along_m = (m.pos - track.motion.position()).dot(&heading);
+    Some(heading * (0.5 * (length_m - m.size.length_m)).copysign(along_m))
 }

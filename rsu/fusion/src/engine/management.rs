@@ -12,6 +12,7 @@ use crate::spatial::close_pairs;
 use crate::time::Timestamp;
 use crate::track::{ClassEvidence, PathHistory, Track};
 
+use super::clutter::ClutterMap;
 use super::window::predict_track;
 use super::{Fusion, SensorState};
 
@@ -121,6 +122,8 @@ impl Fusion {
             confirmed: self.config.confirm_hits <= 1,
             hit_bits: 1,
             opportunities: 1,
+            tentative_score_sum: 0.0,
+            tentative_scored_hits: 0,
             class_evidence,
             size,
             size_measured,
@@ -128,6 +131,7 @@ impl Fusion {
             yaw_hint_rad,
             sources_ever: source,
             seen: Vec::new(),
+            seen_before: Vec::new(),
             v2x: None,
             accel_mps2: 0.0,
             speed_ref: None,
@@ -150,6 +154,8 @@ impl Fusion {
         let (sensors, noise) = (&self.sensors, &self.noise);
         let mut removed_link = false;
         let mut deleted = 0;
+        let clutter = &mut self.clutter;
+        clutter.forget_before(t, cfg.clutter_memory_s);
         self.tracks.retain_mut(|track| {
             let idle_s = t.secs_since(track.last_update);
             let cov = track.motion.position_cov();
@@ -166,6 +172,9 @@ impl Fusion {
             if !keep {
                 deleted += 1;
                 removed_link |= track.v2x.is_some();
+                if died_as_clutter(track) {
+                    clutter.note(t, track.motion.position());
+                }
             }
             keep
         });
@@ -200,6 +209,58 @@ impl Fusion {
             self.merge_pairs(t, &scratch.pairs);
         }
         self.merge_scratch = scratch;
+        self.absorb_parts(t);
+    }
+
+    /// Removes confirmed tracks that are a part of a long tracked object (a bus's front or rear
+    /// the detector cut off and tracked on its own): shorter than 70 % of it, centre on its box,
+    /// moving with it, no V2X link. Unlike the merging of close tracks, being updated from one
+    /// frame does not keep them apart: a split detection gives both an update.
+    fn absorb_parts(&mut self, t: Timestamp) {
+        let long: Vec<usize> = (0..self.tracks.len())
+            .filter(|&i| self.tracks[i].confirmed && self.tracks[i].size.length_m >= 7.0)
+            .collect();
+        if long.is_empty() {
+            return;
+        }
+        let mut remove = vec![false; self.tracks.len()];
+        for &i in &long {
+            if remove[i] {
+                continue;
+            }
+            predict_track(&mut self.tracks[i], t, &self.noise);
+            let a = &self.tracks[i];
+            let near: Vec<usize> = (0..self.tracks.len())
+                .filter(|&j| {
+                    let b = &self.tracks[j];
+                    j != i
+                        && !remove[j]
+                        && b.confirmed
+                        && b.v2x.is_none()
+                        && b.size.length_m < 0.7 * a.size.length_m
+                        && (b.motion.position() - a.motion.position()).norm() <= 0.5 * a.size.length_m + 2.0
+                })
+                .collect();
+            for j in near {
+                predict_track(&mut self.tracks[j], t, &self.noise);
+                let (a, b) = (&self.tracks[i], &self.tracks[j]);
+                if a.box_holds(&b.motion.position(), 0.0)
+                    && (b.motion.velocity() - a.motion.velocity()).norm() <= self.config.merge_speed_diff_mps
+                {
+                    remove[j] = true;
+                }
+            }
+        }
+        let absorbed = remove.iter().filter(|r| **r).count();
+        if absorbed == 0 {
+            return;
+        }
+        let mut k = 0;
+        self.tracks.retain(|_| {
+            k += 1;
+            !remove[k - 1]
+        });
+        self.stats.tracks_merged += absorbed as u64;
     }
 
     /// Every pair of confirmed tracks that may be close enough to merge at `t`, each once, in
@@ -327,14 +388,44 @@ impl Fusion {
     }
 }
 
-/// Records a sensor's opportunity to see the track (`hit` when it did) and confirms a tentative
-/// track once it has enough hits at a plausible speed. Returns whether it was confirmed now.
-pub(super) fn record_opportunity(track: &mut Track, hit: bool, cfg: &FusionConfig) -> bool {
+/// Records a sensor's opportunity at `t` to see the track (`hit` when it did) and confirms a
+/// tentative track once it has enough hits, scored high enough on average, at a plausible speed; in a clutter place of `clutter` it needs one hit more and a higher
+/// mean score. Returns whether it was confirmed now.
+pub(super) fn record_opportunity(
+    track: &mut Track,
+    hit: bool,
+    cfg: &FusionConfig,
+    clutter: &ClutterMap,
+    t: Timestamp,
+) -> bool {
     track.record(hit);
-    let confirm =
-        hit && !track.confirmed && track.hits_in(cfg.confirm_window) >= cfg.confirm_hits && plausible_speed(track);
+    if !hit || track.confirmed || !plausible_speed(track) {
+        return false;
+    }
+    let (hits, score) = (track.hits_in(cfg.confirm_window), track.mean_tentative_score());
+    let mut confirm = hits >= cfg.confirm_hits && score >= cfg.confirm_min_score;
+    if confirm && cfg.clutter_deaths > 0 {
+        let deaths = clutter.count_near(t, &track.motion.position(), cfg.clutter_radius_m, cfg.clutter_memory_s);
+        if deaths >= cfg.clutter_deaths as usize {
+            confirm = hits > cfg.confirm_hits.min(cfg.confirm_window - 1) && score >= cfg.clutter_confirm_min_score;
+        }
+    }
     track.confirmed |= confirm;
     confirm
+}
+
+/// Whether a deleted track looks like clutter: tentative after at least two hits (a burst, not a
+/// stray detection), or confirmed but gone within 2 s of its birth without moving; never a track
+/// a V2X self-report fed.
+fn died_as_clutter(track: &Track) -> bool {
+    if track.sources_ever.bits() & SourceSet::V2X.bits() != 0 {
+        return false;
+    }
+    if track.confirmed {
+        track.last_update.secs_since(track.created) < 2.0 && track.motion.speed() < 0.5
+    } else {
+        track.hits_in(32) >= 2
+    }
 }
 
 /// Whether the track's speed suits its motion family (clutter that hops between chance

@@ -34,6 +34,7 @@ use crate::time::Timestamp;
 use crate::track::Track;
 
 mod camera;
+mod clutter;
 mod lidar;
 mod management;
 mod output;
@@ -215,6 +216,8 @@ pub struct Fusion {
     /// Newest `now` a caller passed.
     latest_now: Option<Timestamp>,
     v2x_links: BTreeMap<String, u32>,
+    /// Where tracks keep dying as clutter.
+    clutter: clutter::ClutterMap,
     stats: FusionStats,
     message_count: u32,
     grid: SpatialGrid,
@@ -284,6 +287,7 @@ impl Fusion {
             fused_until: None,
             latest_now: None,
             v2x_links: BTreeMap::new(),
+            clutter: clutter::ClutterMap::default(),
             stats: FusionStats::default(),
             message_count: 0,
             pruned_at: None,

@@ -64,6 +64,7 @@ const REACH_MARGIN_M: f64 = 1.0;
 pub(super) struct Checkpoint {
     tracks: Vec<Track>,
     v2x_links: BTreeMap<String, u32>,
+    clutter: super::clutter::ClutterMap,
     stats: FusionStats,
     fused_until: Option<Timestamp>,
     pruned_at: Option<Timestamp>,
@@ -315,6 +316,7 @@ impl Fusion {
         Checkpoint {
             tracks: self.tracks.clone(),
             v2x_links: self.v2x_links.clone(),
+            clutter: self.clutter.clone(),
             stats: self.stats.clone(),
             fused_until: self.fused_until,
             pruned_at: self.pruned_at,
@@ -325,6 +327,7 @@ impl Fusion {
     fn restore(&mut self, checkpoint: &Checkpoint) {
         self.tracks.clone_from(&checkpoint.tracks);
         self.v2x_links.clone_from(&checkpoint.v2x_links);
+        self.clutter.clone_from(&checkpoint.clutter);
         let arrivals = std::mem::replace(&mut self.stats, checkpoint.stats.clone());
         self.stats.keep_arrivals_from(&arrivals);
         self.fused_until = checkpoint.fused_until;

@@ -63,6 +63,10 @@ pub struct Track {
     pub hit_bits: u32,
     /// Opportunities recorded so far (saturating at 32).
     pub opportunities: u32,
+    /// Sum of the detector scores of its hits while tentative.
+    pub tentative_score_sum: f64,
+    /// Hits counted in `tentative_score_sum`.
+    pub tentative_scored_hits: u32,
     /// Class evidence.
     pub class_evidence: ClassEvidence,
     /// Smoothed box size [m].
@@ -77,6 +81,8 @@ pub struct Track {
     pub sources_ever: SourceSet,
     /// Per sensor index, the capture time of its newest update of this track (sorted by index).
     pub seen: Vec<(usize, Timestamp)>,
+    /// Per sensor index, the capture time of its update before the newest (sorted by index).
+    pub seen_before: Vec<(usize, Timestamp)>,
     /// The V2X self-report linked to this track.
     pub v2x: Option<V2xLink>,
     /// Smoothed longitudinal acceleration [m/s²].
@@ -161,6 +167,24 @@ impl Track {
         self.opportunities = (self.opportunities + 1).min(32);
     }
 
+    /// Notes the detector score of a hit; only a tentative track's count (for confirmation).
+    pub fn note_hit_score(&mut self, score: f64) {
+        if !self.confirmed {
+            self.tentative_score_sum += score;
+            self.tentative_scored_hits += 1;
+        }
+    }
+
+    /// The mean detector score of its hits while tentative (1 when none was scored: a track
+    /// spawned and fed by V2X self-reports).
+    pub fn mean_tentative_score(&self) -> f64 {
+        if self.tentative_scored_hits == 0 {
+            1.0
+        } else {
+            self.tentative_score_sum / f64::from(self.tentative_scored_hits)
+        }
+    }
+
     /// Hits among the last `window` opportunities.
     pub fn hits_in(&self, window: u32) -> u32 {
         let mask = if window >= 32 { u32::MAX } else { (1u32 << window) - 1 };
@@ -177,18 +201,32 @@ impl Track {
         along_m.abs() <= 0.5 * self.size.length_m + margin_m && across_m.abs() <= 0.5 * self.size.width_m + margin_m
     }
 
-    /// Whether one sensor updated both tracks from the same frame the last time it updated
-    /// each: two detections of one frame, so two objects (a sensor reports an object once).
+    /// Whether one sensor updated both tracks from the same frame in either of the last two
+    /// updates of each: two detections of one frame, so two objects (a sensor reports an object
+    /// once). Two updates, not one: a detector that merges two objects into one box every other
+    /// frame updates only one of them from that frame.
     pub fn co_seen(&self, other: &Track) -> bool {
-        self.seen
-            .iter()
-            .any(|&(sensor, t)| other.seen.binary_search_by_key(&sensor, |e| e.0).is_ok_and(|i| other.seen[i].1 == t))
+        let times = |track: &Track, sensor: usize| {
+            let find = |v: &[(usize, Timestamp)]| v.binary_search_by_key(&sensor, |e| e.0).ok().map(|i| v[i].1);
+            [find(&track.seen), find(&track.seen_before)]
+        };
+        self.seen.iter().any(|&(sensor, _)| {
+            let (mine, theirs) = (times(self, sensor), times(other, sensor));
+            mine.iter().flatten().any(|t| theirs.iter().flatten().any(|u| u == t))
+        })
     }
 
     /// Notes that sensor `sensor` updated the track with a measurement captured at `t`.
     pub fn mark_seen(&mut self, sensor: usize, t: Timestamp) {
         match self.seen.binary_search_by_key(&sensor, |e| e.0) {
-            Ok(i) => self.seen[i].1 = self.seen[i].1.max(t),
+            Ok(i) if t > self.seen[i].1 => {
+                let before = std::mem::replace(&mut self.seen[i].1, t);
+                match self.seen_before.binary_search_by_key(&sensor, |e| e.0) {
+                    Ok(j) => self.seen_before[j].1 = before,
+                    Err(j) => self.seen_before.insert(j, (sensor, before)),
+                }
+            }
+            Ok(_) => {}
             Err(i) => self.seen.insert(i, (sensor, t)),
         }
     }
@@ -262,6 +300,8 @@ mod tests {
             confirmed: false,
             hit_bits: 0,
             opportunities: 0,
+            tentative_score_sum: 0.0,
+            tentative_scored_hits: 0,
             class_evidence: ClassEvidence::default(),
             size: BoxSize::new(1.0, 1.0, 1.0),
             size_measured: false,
@@ -269,6 +309,7 @@ mod tests {
             yaw_hint_rad: 0.0,
             sources_ever: SourceSet::NONE,
             seen: Vec::new(),
+            seen_before: Vec::new(),
             v2x: None,
             accel_mps2: 0.0,
             speed_ref: None,
@@ -283,6 +324,7 @@ mod tests {
         t.mark_seen(1, Timestamp::from_nanos(7));
         t.mark_seen(3, Timestamp::from_nanos(9));
         assert_eq!(t.seen, vec![(1, Timestamp::from_nanos(7)), (3, Timestamp::from_nanos(9))]);
+        assert_eq!(t.seen_before, vec![(3, Timestamp::from_nanos(5))]);
         t.smooth_size(&BoxSize::new(4.0, 2.0, 1.5), 0.5);
         t.smooth_size(&BoxSize::new(6.0, 2.0, 1.5), 0.5);
         assert!((t.size.length_m - 5.0).abs() < 1e-12);
