@@ -20,7 +20,7 @@ declare -A DURATION_S=(
   [camera-night]=12
   [tunnel-exit-gnss]=20
 )
-cargo build -q -p vehicle-sim
+cargo build -q --workspace
 BIN="${CARGO_TARGET_DIR:-target}/debug/vehicle-sim"
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
