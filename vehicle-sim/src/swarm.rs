@@ -10,8 +10,10 @@
 //! vehicle a frame only when what it subscribed to changed (plus a heartbeat), so a gap is a
 //! frame the RSU *skipped* for this vehicle, not a loss: losses are judged against the daemon's
 //! own counters (`rsu-lab bench live` does). Every frame's latency goes into one histogram per
-//! measure: capture to receipt (the newest sensor capture the frame carries; needs sensors
-//! feeding the RSU) and frame time (when the RSU produced it) to receipt.
+//! measure: capture to receipt (the newest sensor capture the frame carries,
+//! `newest_capture`; needs sensors feeding the RSU) and frame time (when the RSU produced it) to
+//! receipt. Each vehicle keeps the RSU's sensor health as its frames tell it (sent only on
+//! change, [`RoadsideView`]) and counts the frames it received before it knew it.
 //!
 //! [`FrameReceiver::abandoned`]: v2x_link::client::FrameReceiver::abandoned
 
@@ -20,14 +22,13 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use nalgebra::Point3;
-use rsu_fusion::{BoxSize, ObjectClass, RoadsideFrame, Timestamp};
+use rsu_fusion::{BoxSize, ObjectClass, RoadsideFrame, RoadsideView, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use v2x_link::client::{ClientEndpoint, ClientError, ClientSettings, VehicleClient};
 use v2x_link::wall_now;
 use v2x_proto::domain::Subscription;
 
-use crate::connected::newest_capture;
 use crate::gnss::SelfReporter;
 use crate::world::ActorTruth;
 use rsu_site::model::SiteModel;
@@ -136,6 +137,10 @@ pub struct VehicleCounts {
     pub states_sent: u64,
     /// States that could not be sent.
     pub state_errors: u64,
+    /// Frames received before the vehicle knew the RSU's sensor health (the RSU sends it in a
+    /// vehicle's first frame, so this is 0 unless it is faulty).
+    #[serde(default)]
+    pub without_health: u64,
 }
 
 /// What the swarm measured.
@@ -159,6 +164,9 @@ pub struct SwarmReport {
     pub states_sent: u64,
     /// States that could not be sent.
     pub state_errors: u64,
+    /// Frames received before their vehicle knew the RSU's sensor health, all vehicles.
+    #[serde(default)]
+    pub without_health: u64,
     /// Capture-to-receipt latency.
     pub capture_to_receipt: LatencySummary,
     /// Frame-time-to-receipt latency.
@@ -181,6 +189,8 @@ struct Tally {
     capture_us: Histogram<u64>,
     frame_us: Histogram<u64>,
     last_count: Option<u32>,
+    /// The RSU as the vehicle's frames told it.
+    rsu: RoadsideView,
 }
 
 impl Tally {
@@ -190,10 +200,11 @@ impl Tally {
             capture_us: latency_histogram()?,
             frame_us: latency_histogram()?,
             last_count: None,
+            rsu: RoadsideView::default(),
         })
     }
 
-    fn on_frame(&mut self, frame: &RoadsideFrame, receipt: Timestamp) {
+    fn on_frame(&mut self, frame: RoadsideFrame, receipt: Timestamp) {
         self.counts.frames += 1;
         if let Some(last) = self.last_count {
             let gap = frame.message_count.wrapping_sub(last);
@@ -203,10 +214,14 @@ impl Tally {
             }
         }
         self.last_count = Some(frame.message_count);
-        if let Some(c) = newest_capture(frame) {
+        if let Some(c) = frame.newest_capture {
             record_latency(&mut self.capture_us, receipt.secs_since(c));
         }
         record_latency(&mut self.frame_us, receipt.secs_since(frame.time));
+        self.rsu.receive(frame);
+        if self.rsu.sensors().is_empty() {
+            self.counts.without_health += 1;
+        }
     }
 }
 
@@ -283,7 +298,7 @@ async fn drive(
                     .map_err(|e| ClientError::Protocol(format!("roadside frame: {e}")))?;
                 Ok((frame, receipt))
             }) {
-                Ok((frame, receipt)) => tally.on_frame(&frame, receipt),
+                Ok((frame, receipt)) => tally.on_frame(frame, receipt),
                 Err(e) => {
                     ended = Some(format!("{id}: session ended after {:.1} s: {e}", t0.elapsed().as_secs_f64()));
                     break;
@@ -325,6 +340,7 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
         skipped_by_rsu: 0,
         states_sent: 0,
         state_errors: 0,
+        without_health: 0,
         capture_to_receipt: LatencySummary::default(),
         frame_to_receipt: LatencySummary::default(),
         vehicles: Vec::with_capacity(n),
@@ -340,6 +356,7 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
                 report.skipped_by_rsu += t.counts.skipped_by_rsu;
                 report.states_sent += t.counts.states_sent;
                 report.state_errors += t.counts.state_errors;
+                report.without_health += t.counts.without_health;
                 // Same bounds everywhere: adding cannot fail.
                 let _ = capture.add(&t.capture_us);
                 let _ = frame.add(&t.frame_us);
@@ -364,13 +381,14 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
 /// The report as text: counts and a latency line per measure.
 pub fn render(report: &SwarmReport) -> String {
     let mut out = format!(
-        "{} vehicles connected ({} failed) on {} endpoint(s) (UDP receive buffer {} KiB), {:.1} s: {} frames received, {} skipped by the RSU, {} abandoned (reset by the RSU), {} states sent ({} failed)\n",
+        "{} vehicles connected ({} failed) on {} endpoint(s) (UDP receive buffer {} KiB), {:.1} s: {} frames received ({} before the sensor health), {} skipped by the RSU, {} abandoned (reset by the RSU), {} states sent ({} failed)\n",
         report.connected,
         report.failures.len(),
         report.endpoints,
         report.endpoint_recv_buffer_bytes.map_or_else(|| "?".to_owned(), |b| (b / 1024).to_string()),
         report.wall_s,
         report.frames,
+        report.without_health,
         report.skipped_by_rsu,
         report.abandoned,
         report.states_sent,
