@@ -650,14 +650,15 @@ async fn a_swarm_of_vehicles_is_served_and_measures_latency() {
     let fixture = Fixture::new("");
     let server = start(&fixture);
     let Feed { sensor: _, stop, feeder } = feed_lidar(&fixture, &server).await;
-    let site = rsu_site::SiteModel::embedded().expect("site");
+    let site = Arc::new(rsu_site::SiteModel::embedded().expect("site"));
     let setup = vehicle_sim::swarm::SwarmSetup {
         vehicles: common::VEHICLES.iter().map(|v| fixture.vehicle(server.addr, v)).collect(),
-        site: Arc::new(site),
+        site: site.clone(),
         duration_s: 3.0,
         radius_m: 300,
         seed: 1,
         endpoints: 1,
+        record: true,
     };
     let report = vehicle_sim::swarm::run(setup).await.expect("swarm");
     stop.cancel();
@@ -675,6 +676,23 @@ async fn a_swarm_of_vehicles_is_served_and_measures_latency() {
     let capture = &report.capture_to_receipt;
     assert!(capture.count >= 80, "frames carry the lidar's capture time: {text}");
     assert_eq!(report.without_health, 0, "every vehicle learns the sensor health in its first frame: {text}");
+
+    // What the vehicles received, recorded: every frame, by vehicle, with its receipt time.
+    let log = fixture.path().join("swarm.mcap");
+    vehicle_sim::swarm::write_log(&log, &site, 1, &report).expect("the swarm's log");
+    let reader = v2x_replays::ReplayReader::open(&log).expect("the log opens");
+    assert_eq!(reader.meta().scenario, "swarm");
+    let mut per_vehicle = std::collections::BTreeMap::<String, u64>::new();
+    for item in reader {
+        let message = item.expect("every message decodes");
+        let v2x_replays::ReplayBody::Received(r) = message.body else { continue };
+        assert_eq!(r.subscription_radius_m, Some(300));
+        assert!(message.publish_time >= r.frame.time, "received after it was made");
+        *per_vehicle.entry(r.vehicle_id).or_default() += 1;
+    }
+    let counted: std::collections::BTreeMap<String, u64> =
+        report.vehicles.iter().map(|v| (v.id.clone(), v.frames)).collect();
+    assert_eq!(per_vehicle, counted, "every frame each vehicle received is in the log");
     assert!(capture.p50_ms > 0.0 && capture.p99_ms < 1000.0, "{text}");
     assert!(text.contains("capture→receipt") && text.contains("p99.9"), "{text}");
     let taken = server.stats.vehicle_states_in.load(std::sync::atomic::Ordering::Relaxed);

@@ -13,7 +13,10 @@
 //! measure: capture to receipt (the newest sensor capture the frame carries,
 //! `newest_capture`; needs sensors feeding the RSU) and frame time (when the RSU produced it) to
 //! receipt. Each vehicle keeps the RSU's sensor health as its frames tell it (sent only on
-//! change, [`RoadsideView`]) and counts the frames it received before it knew it.
+//! change, [`RoadsideView`]) and counts the frames it received before it knew it. Asked to
+//! ([`SwarmSetup::record`]), every vehicle keeps each frame it received with its receipt time,
+//! and [`write_log`] writes them all into a replay log, as `vehicle-sim live` and the demo do
+//! for their cars.
 //!
 //! [`FrameReceiver::abandoned`]: v2x_link::client::FrameReceiver::abandoned
 
@@ -27,8 +30,10 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use v2x_link::client::{ClientEndpoint, ClientError, ClientSettings, VehicleClient};
 use v2x_link::wall_now;
-use v2x_proto::domain::Subscription;
+use v2x_proto::domain::{REPLAY_FORMAT_VERSION, ReplayMeta, Subscription};
+use v2x_replays::{Received, ReplayError, ReplayWriter};
 
+use crate::cosim::Receipt;
 use crate::gnss::SelfReporter;
 use crate::world::ActorTruth;
 use rsu_site::model::SiteModel;
@@ -62,6 +67,9 @@ pub struct SwarmSetup {
     pub seed: u64,
     /// QUIC endpoints (UDP sockets) the vehicles share, round robin; at least 1.
     pub endpoints: usize,
+    /// Whether every vehicle keeps each frame it received (decoded, with its receipt time) for
+    /// [`write_log`]; memory grows with vehicles × frames.
+    pub record: bool,
 }
 
 /// Latency quantiles of one histogram [ms].
@@ -175,6 +183,13 @@ pub struct SwarmReport {
     pub vehicles: Vec<VehicleCounts>,
     /// Wall time [s].
     pub wall_s: f64,
+    /// Every frame each vehicle received, as it decoded it, with its receipt time, in receipt
+    /// order (only with [`SwarmSetup::record`]).
+    #[serde(skip)]
+    pub received: Vec<Receipt>,
+    /// When the first vehicle started and the last one ended (UTC).
+    #[serde(skip)]
+    pub span: Option<(Timestamp, Timestamp)>,
 }
 
 /// Over how long `n` vehicles connect [s]: 50 per second, at least one second (TLS handshakes
@@ -191,16 +206,21 @@ struct Tally {
     last_count: Option<u32>,
     /// The RSU as the vehicle's frames told it.
     rsu: RoadsideView,
+    /// Every frame received with its receipt time, when recording: the radius subscribed.
+    received: Option<(u32, Vec<Receipt>)>,
 }
 
 impl Tally {
-    fn new(id: String) -> Result<Tally, hdrhistogram::CreationError> {
+    /// The tally of vehicle `id`, keeping every frame it receives when `record` (its
+    /// subscription radius [m]).
+    fn new(id: String, record: Option<u32>) -> Result<Tally, hdrhistogram::CreationError> {
         Ok(Tally {
             counts: VehicleCounts { id, ..VehicleCounts::default() },
             capture_us: latency_histogram()?,
             frame_us: latency_histogram()?,
             last_count: None,
             rsu: RoadsideView::default(),
+            received: record.map(|radius_m| (radius_m, Vec::new())),
         })
     }
 
@@ -218,6 +238,14 @@ impl Tally {
             record_latency(&mut self.capture_us, receipt.secs_since(c));
         }
         record_latency(&mut self.frame_us, receipt.secs_since(frame.time));
+        if let Some((radius_m, received)) = &mut self.received {
+            let vehicle_id = self.counts.id.clone();
+            let frame = frame.clone();
+            received.push(Receipt {
+                receipt,
+                received: Received { vehicle_id, subscription_radius_m: Some(*radius_m), frame },
+            });
+        }
         self.rsu.receive(frame);
         if self.rsu.sensors().is_empty() {
             self.counts.without_health += 1;
@@ -254,6 +282,7 @@ struct Common {
     /// [m]
     radius_m: u32,
     seed: u64,
+    record: bool,
 }
 
 /// Vehicle `i` of `n`: connects through `endpoint` after its share of the connect spread, runs
@@ -265,7 +294,7 @@ async fn drive(
     settings: ClientSettings,
     common: Common,
 ) -> Result<(Tally, Option<String>), String> {
-    let Common { site, duration_s, radius_m, seed } = common;
+    let Common { site, duration_s, radius_m, seed, record } = common;
     tokio::time::sleep(Duration::from_secs_f64(i as f64 / n as f64 * connect_spread_s(n))).await;
     let id = settings.identity.id.clone();
     let client = VehicleClient::connect_on(&endpoint, &settings, Some(Subscription::AroundMe { radius_m }))
@@ -273,7 +302,7 @@ async fn drive(
         .map_err(|e| format!("{id}: {e}"))?;
     let mut receiver = client.frame_receiver();
     let mut reporter = SelfReporter::new(id.clone(), seed, 5000 + i as u64);
-    let mut tally = Tally::new(id.clone()).map_err(|e| e.to_string())?;
+    let mut tally = Tally::new(id.clone(), record.then_some(radius_m)).map_err(|e| e.to_string())?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let t0 = Instant::now();
     let mut ended = None;
@@ -321,8 +350,14 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
     let endpoints = (0..setup.endpoints.clamp(1, n))
         .map(|_| ClientEndpoint::for_server(first.server_addr))
         .collect::<Result<Vec<_>, _>>()?;
-    let common =
-        Common { site: setup.site.clone(), duration_s: setup.duration_s, radius_m: setup.radius_m, seed: setup.seed };
+    let common = Common {
+        site: setup.site.clone(),
+        duration_s: setup.duration_s,
+        radius_m: setup.radius_m,
+        seed: setup.seed,
+        record: setup.record,
+    };
+    let start = wall_now();
     let mut tasks = JoinSet::new();
     for (i, settings) in setup.vehicles.iter().cloned().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
@@ -345,6 +380,8 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
         frame_to_receipt: LatencySummary::default(),
         vehicles: Vec::with_capacity(n),
         wall_s: 0.0,
+        received: Vec::new(),
+        span: None,
     };
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -360,6 +397,7 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
                 // Same bounds everywhere: adding cannot fail.
                 let _ = capture.add(&t.capture_us);
                 let _ = frame.add(&t.frame_us);
+                report.received.extend(t.received.into_iter().flat_map(|(_, r)| r));
                 report.vehicles.push(t.counts);
             }
             Ok(Err(reason)) => report.failures.push(reason),
@@ -375,7 +413,33 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
     report.capture_to_receipt = LatencySummary::of(&capture);
     report.frame_to_receipt = LatencySummary::of(&frame);
     report.wall_s = started.elapsed().as_secs_f64();
+    // Stable: one vehicle's receipts keep their order.
+    report.received.sort_by_key(|r| r.receipt);
+    report.span = Some((start, wall_now()));
     Ok(report)
+}
+
+/// Writes every frame the swarm's vehicles received (publish time = receipt time; run with
+/// [`SwarmSetup::record`]) into the replay log `path`, with `site` and `seed` in its metadata.
+/// Like `vehicle-sim live`'s log it has no broadcast as sent: that is in the RSU's recording.
+pub fn write_log(path: &std::path::Path, site: &SiteModel, seed: u64, report: &SwarmReport) -> Result<(), ReplayError> {
+    let (start, end) = report.span.unwrap_or((Timestamp::EPOCH, Timestamp::EPOCH));
+    let meta = ReplayMeta {
+        format_version: REPLAY_FORMAT_VERSION,
+        software_version: concat!("vehicle-sim ", env!("CARGO_PKG_VERSION")).to_owned(),
+        scenario: "swarm".to_owned(),
+        description: format!("{} connected vehicles circling the site (vehicle-sim swarm)", report.connected),
+        seed,
+        site: site.config.clone(),
+        rsu_ids: Vec::new(),
+        start_time: start,
+        end_time: end,
+        truth_ids_per_frame: false,
+    };
+    let mut writer = ReplayWriter::create(path, &meta)?;
+    writer.write_merged(&[&crate::live::receipt_messages(&report.received)])?;
+    writer.finish()?;
+    Ok(())
 }
 
 /// The report as text: counts and a latency line per measure.
