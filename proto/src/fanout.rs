@@ -1,6 +1,7 @@
 //! One roadside frame for many vehicles: the frame is encoded once, field by field, and each
 //! vehicle's frame is assembled from the parts it gets (the participants in its region, each
-//! with the path-history points the vehicle was not sent yet) by copying bytes instead of
+//! with the path-history points the vehicle was not sent yet, and the RSU's id, sensor health and
+//! perception regions when they are due, PROTOCOL.md §2.4) by copying bytes instead of
 //! building and encoding a filtered frame per vehicle. Protobuf allows a message's fields in any
 //! order and a repeated field's elements anywhere, so an assembled frame decodes exactly as the
 //! filtered frame would (`tests` below check it against the encoder and both decoders).
@@ -16,9 +17,12 @@ const PARTICIPANTS_FIELD: u32 = 5;
 /// A frame encoded once, ready to be cut per vehicle.
 #[derive(Clone, Debug)]
 pub struct FrameParts {
-    /// Every field but the participants and the perception regions.
+    /// Every field but the participants, the RSU's id and sensor health, and the perception
+    /// regions.
     head: Vec<u8>,
-    /// The perception regions (sent to a vehicle only when they changed, see `assemble`).
+    /// The RSU's id and the sensor health (sent to a vehicle only when due, see [`Sections`]).
+    health: Vec<u8>,
+    /// The perception regions (sent to a vehicle only when due).
     regions: Vec<u8>,
     /// All participants, each as a complete `participants` field (key, length, message) without
     /// its path history, one after the other.
@@ -27,11 +31,26 @@ pub struct FrameParts {
     ends: Vec<usize>,
 }
 
+/// Which of the parts sent only on change go into a vehicle's frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Sections {
+    /// The RSU's id and the sensor health (`rsu_id`, `sensors`).
+    pub health: bool,
+    /// The perception regions.
+    pub regions: bool,
+}
+
 impl FrameParts {
     /// Encodes `frame` in parts.
     pub fn new(frame: &RoadsideFrame) -> FrameParts {
         let mut message = wire::RoadsideFrame::from(frame);
         let all = std::mem::take(&mut message.participants);
+        let health = wire::RoadsideFrame {
+            rsu_id: std::mem::take(&mut message.rsu_id),
+            sensors: std::mem::take(&mut message.sensors),
+            ..Default::default()
+        }
+        .encode_to_vec();
         let regions = wire::RoadsideFrame {
             perception_regions: std::mem::take(&mut message.perception_regions),
             ..Default::default()
@@ -45,7 +64,7 @@ impl FrameParts {
             prost::encoding::message::encode(PARTICIPANTS_FIELD, &p, &mut participants);
             ends.push(participants.len());
         }
-        FrameParts { head, regions, participants, ends }
+        FrameParts { head, health, regions, participants, ends }
     }
 
     /// Participants in the frame.
@@ -60,16 +79,20 @@ impl FrameParts {
 
     /// Appends to `out` the encoding of `frame` (the frame these parts were made of) with only
     /// the participants `selected` names, by index, each with the path-history points given
-    /// (none: no history), and the perception regions only `with_regions`.
+    /// (none: no history), and of the RSU's id and sensor health and the perception regions the
+    /// `sections` given.
     pub fn assemble<'a>(
         &self,
         frame: &RoadsideFrame,
         selected: impl IntoIterator<Item = (usize, &'a [PathPoint])>,
-        with_regions: bool,
+        sections: Sections,
         out: &mut Vec<u8>,
     ) {
         out.extend_from_slice(&self.head);
-        if with_regions {
+        if sections.health {
+            out.extend_from_slice(&self.health);
+        }
+        if sections.regions {
             out.extend_from_slice(&self.regions);
         }
         for (i, history) in selected {
@@ -115,7 +138,8 @@ mod tests {
             })
             .collect();
         let mut bytes = Vec::new();
-        parts.assemble(&frame, picks.iter().map(|(i, h)| (*i, h.as_slice())), true, &mut bytes);
+        let all = Sections { health: true, regions: true };
+        parts.assemble(&frame, picks.iter().map(|(i, h)| (*i, h.as_slice())), all, &mut bytes);
 
         let mut filtered = frame.clone();
         filtered.participants = picks
@@ -130,10 +154,24 @@ mod tests {
         assert_eq!(via_prost.participants.len(), picks.len());
 
         let mut none = Vec::new();
-        parts.assemble(&frame, std::iter::empty(), false, &mut none);
+        parts.assemble(&frame, std::iter::empty(), Sections::default(), &mut none);
         let empty: RoadsideFrame = crate::decode(&none).expect("decodes");
-        assert!(empty.participants.is_empty() && empty.perception_regions.is_empty());
-        assert_eq!(empty.sensors, frame.sensors);
-        assert!(!frame.perception_regions.is_empty(), "the sample has regions to leave out");
+        assert!(empty.participants.is_empty() && empty.perception_regions.is_empty() && empty.sensors.is_empty());
+        assert!(empty.rsu_id.is_empty(), "the id goes with the health");
+        assert!(!frame.perception_regions.is_empty() && !frame.sensors.is_empty(), "the sample has both to leave out");
+        assert_eq!(empty.newest_capture, frame.newest_capture, "every frame says how fresh it is");
+        assert!(empty.newest_capture.is_some());
+        assert_eq!((empty.time, empty.message_count), (frame.time, frame.message_count));
+
+        // Each section alone is its field of the frame, whole.
+        for sections in [Sections { health: true, regions: false }, Sections { health: false, regions: true }] {
+            let mut bytes = Vec::new();
+            parts.assemble(&frame, std::iter::empty(), sections, &mut bytes);
+            let decoded: RoadsideFrame = crate::decode(&bytes).expect("decodes");
+            assert_eq!(decoded.sensors, if sections.health { frame.sensors.clone() } else { Vec::new() });
+            assert_eq!(decoded.rsu_id, if sections.health { frame.rsu_id.clone() } else { String::new() });
+            let regions = if sections.regions { frame.perception_regions.clone() } else { Vec::new() };
+            assert_eq!(decoded.perception_regions, regions);
+        }
     }
 }

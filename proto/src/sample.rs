@@ -98,6 +98,7 @@ pub fn intersection_frame(n: usize, seed: u64) -> RoadsideFrame {
             })
             .collect(),
         perception_regions: vec![vec![[-80.0, -80.0], [80.0, -80.0], [80.0, 80.0], [-80.0, 80.0]]],
+        newest_capture: Some(Timestamp::from_nanos(1_794_999_999_950_000_000)),
     }
 }
 

@@ -55,6 +55,54 @@ fn roadside_frame_round_trip_is_stable_on_the_grid() {
         assert!(b.age_s <= 12.7 + 1e-9);
     }
     assert_eq!(encode(&back), bytes);
+    assert_eq!((back.sensors.clone(), back.newest_capture), (frame.sensors.clone(), frame.newest_capture));
+}
+
+/// Protocol version 2 (PROTOCOL.md §2.4): the RSU's id and sensor health only on change, the
+/// frame's freshness as `newest_capture_age_us`; a version 1 frame's freshness is its newest
+/// sensor capture.
+#[test]
+fn roadside_frame_freshness_with_and_without_the_sensor_health() {
+    let full = sample::intersection_frame(5, 3);
+    let newest = full.newest_capture.expect("the sample carries its freshness");
+    // Without the id and health (as most version 2 frames go): the freshness stays, to the µs.
+    let bare =
+        RoadsideFrame { rsu_id: String::new(), sensors: Vec::new(), perception_regions: Vec::new(), ..full.clone() };
+    let back: RoadsideFrame = decode(&encode(&bare)).expect("decodes");
+    assert!(back.sensors.is_empty() && back.rsu_id.is_empty());
+    assert_eq!(back.newest_capture, Some(newest));
+    assert_eq!(back.participants.len(), 5);
+    assert!(encode(&bare).len() + 100 < encode(&full).len(), "the health is the bulk of the header");
+    let mut w = wire::RoadsideFrame::from(&bare);
+    assert_eq!(w.newest_capture_age_us, Some(50_000), "50 ms before the frame");
+    // Rounded down to the µs: never older than it was.
+    let odd = RoadsideFrame { newest_capture: Some(Timestamp::from_nanos(newest.as_nanos() - 999)), ..bare.clone() };
+    let back: RoadsideFrame = decode(&encode(&odd)).expect("decodes");
+    assert_eq!(back.newest_capture, Some(newest));
+    // A sensor clock ahead of the RSU's: a negative age.
+    let ahead = RoadsideFrame { newest_capture: Some(full.time.add_secs(0.002)), ..bare.clone() };
+    assert_eq!(decode::<RoadsideFrame>(&encode(&ahead)).expect("decodes").newest_capture, ahead.newest_capture);
+    // Present even when the age is 0 (proto3 `optional`).
+    let now = RoadsideFrame { newest_capture: Some(full.time), ..bare.clone() };
+    assert_eq!(decode::<RoadsideFrame>(&encode(&now)).expect("decodes").newest_capture, Some(full.time));
+
+    // A version 1 RSU's frame: no `newest_capture_age_us`, the id and the health of every
+    // sensor in every frame; the freshness is the newest sensor capture.
+    let mut v1 = wire::RoadsideFrame::from(&full);
+    v1.newest_capture_age_us = None;
+    let older = v1.sensors[0].last_capture_ns - 30_000_000;
+    v1.sensors[1].last_capture_ns = older;
+    let back = RoadsideFrame::try_from(&v1).expect("a version 1 frame decodes");
+    assert_eq!(back.newest_capture, Some(newest));
+    v1.sensors.iter_mut().for_each(|s| s.last_capture_ns = 0);
+    assert_eq!(RoadsideFrame::try_from(&v1).expect("decodes").newest_capture, None, "no capture yet");
+
+    // An age that puts the capture before 1970 is refused, with the field named.
+    w.newest_capture_age_us = Some(i64::MAX);
+    assert!(matches!(
+        RoadsideFrame::try_from(&w),
+        Err(ConvertError::OutOfRange { field: "newest_capture_age_us", .. })
+    ));
 }
 
 #[test]

@@ -103,11 +103,11 @@ fn aged(p: &Participant, dt_s: f64) -> Hypothesis {
 }
 
 /// Age of a frame's objects as the frame carries them [s]: the frame time minus the newest
-/// sensor capture it reports (its sensors' `last_capture`). A frame does not carry each
-/// object's own last measurement, so this is the age of the freshest information in it, a lower
-/// bound of each object's age (the offline `broadcast_age_s` measures each object's own).
+/// sensor capture it reports (`newest_capture`). A frame does not carry each object's own last
+/// measurement, so this is the age of the freshest information in it, a lower bound of each
+/// object's age (the offline `broadcast_age_s` measures each object's own).
 pub fn object_age_s(frame: &RoadsideFrame) -> Option<f64> {
-    let newest = frame.sensors.iter().filter_map(|s| s.last_capture).max()?;
+    let newest = frame.newest_capture?;
     Some(frame.time.secs_since(newest).max(0.0))
 }
 

@@ -90,6 +90,7 @@ fn frame(ms: i64) -> RoadsideFrame {
             last_capture: Some(at(ms - 40)),
         }],
         perception_regions: Vec::new(),
+        newest_capture: Some(at(ms - 40)),
     }
 }
 

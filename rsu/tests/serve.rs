@@ -14,13 +14,13 @@ use prost::Message;
 use rsu::config::ServeConfig;
 use rsu::serve::stats::{Reject, Stats};
 use rsu::serve::{Outputs, RunSummary, Server};
-use rsu_fusion::RoadsideFrame;
+use rsu_fusion::{RoadsideFrame, RoadsideView, SensorStatus, Timestamp};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use v2x_link::client::{ClientEndpoint, ClientError, SensorClient, VehicleClient};
 use v2x_link::tls::{CertKey, TransportLimits, client_tls, load_roots, quinn_client};
 use v2x_link::{ALPN, CloseCode};
-use v2x_proto::domain::{ClientHello, Role, Subscription};
+use v2x_proto::domain::{ClientHello, Role, ServerHello, Subscription};
 use v2x_proto::wire;
 
 /// Generous bound for anything that should happen within a few cycles on a loaded machine.
@@ -124,8 +124,9 @@ async fn sensor_frames_reach_vehicles_filtered_by_region() {
     let mut all = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0001"), Some(Subscription::Everything))
         .await
         .expect("vehicle connects");
+    let first = all.next_frame().await.expect("a first frame");
+    assert_eq!(first.rsu_id, "rsu-test", "a vehicle's first frame carries the RSU's id and sensor health");
     let frame = frame_with(&mut all, 2).await;
-    assert_eq!(frame.rsu_id, "rsu-test");
     assert_eq!(frame.participants.len(), 2, "two cars: {:?}", frame.participants);
     let near = frame.participants[0].position_m;
     let far = frame.participants[1].position_m;
@@ -209,6 +210,105 @@ async fn sensor_frames_reach_vehicles_filtered_by_region() {
     );
 }
 
+/// Receives frames for `window`, each with the view after it.
+async fn frames_for(vehicle: &mut VehicleClient, view: &mut RoadsideView, window: Duration) -> Vec<RoadsideFrame> {
+    let mut frames = Vec::new();
+    let end = tokio::time::Instant::now() + window;
+    while let Ok(frame) = tokio::time::timeout_at(end, vehicle.next_frame()).await {
+        let frame = frame.expect("frame");
+        view.receive(frame.clone());
+        frames.push(frame);
+    }
+    frames
+}
+
+/// PROTOCOL §2.4, version 2: the sensor health goes to a vehicle in its first frame, when a
+/// sensor's status changes (in the very frame that shows it) and once a second; every frame
+/// carries its freshness (`newest_capture`). A version 1 client gets the health in every frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensor_health_goes_on_change_to_every_vehicle_and_late_joiners_learn_it_at_once() {
+    let fixture = Fixture::new("");
+    let server = start(&fixture);
+    let Feed { sensor: _sensor, stop, feeder } = feed_lidar(&fixture, &server).await;
+    let site = v2x_proto::sample::site();
+    let sensors = site.sensors.len();
+    let lidar_period_s = site.sensor(LIDAR).expect("the lidar").frame_period_s;
+    let silent_after_s = rsu_fusion::FusionConfig::default().sensor_silent_after_periods * lidar_period_s;
+
+    let mut first = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0001"), Some(Subscription::Everything))
+        .await
+        .expect("vehicle connects");
+    assert_eq!(first.server_hello().version, v2x_link::PROTOCOL_VERSION);
+    frame_with(&mut first, 2).await;
+    let mut view = RoadsideView::default();
+    let frames = frames_for(&mut first, &mut view, Duration::from_millis(2500)).await;
+    // A late joiner (the first vehicle's frames do not carry the health now) learns it at once.
+    let mut late = VehicleClient::connect(&fixture.vehicle(server.addr, "veh-0002"), Some(Subscription::Everything))
+        .await
+        .expect("vehicle connects");
+    let joined = late.next_frame().await.expect("a first frame");
+    assert_eq!(joined.sensors.len(), sensors, "a vehicle's first frame carries every sensor's health: {joined:?}");
+
+    assert!(frames.len() >= 20, "heartbeats at 20 Hz: {}", frames.len());
+    assert!(frames.iter().all(|f| f.newest_capture.is_some()), "every frame says how fresh it is");
+    let with_health: Vec<&RoadsideFrame> = frames.iter().filter(|f| !f.sensors.is_empty()).collect();
+    assert!(
+        with_health.len() * 3 <= frames.len(),
+        "the health goes on change and once a second, not in every frame: {} of {}",
+        with_health.len(),
+        frames.len()
+    );
+    assert!(!with_health.is_empty(), "once a second even when nothing changed");
+    for pair in with_health.windows(2) {
+        let gap_s = pair[1].time.secs_since(pair[0].time);
+        let changed = pair[0].sensors.iter().zip(&pair[1].sensors).any(|(a, b)| a.status != b.status);
+        assert!(changed || (0.95..1.3).contains(&gap_s), "unchanged health repeats once a second, not {gap_s:.3} s");
+    }
+    let lidar = |view: &RoadsideView| view.sensors().iter().find(|s| s.sensor_id == LIDAR).map(|s| s.status);
+    assert!(lidar(&view).is_some_and(SensorStatus::is_live), "{:?}", view.sensors());
+    assert!(!view.regions().is_empty(), "the lidar's region is in force");
+
+    // A v1 client (it does not know the health is sent on change) gets it in every frame.
+    let roots = load_roots(&fixture.pki.ca_cert).expect("roots");
+    let (_, paths) = fixture.pki.vehicles.iter().find(|(v, _)| v == "veh-0003").expect("certificate");
+    let cert = CertKey::load(&paths.cert, &paths.key).expect("certificate");
+    let v1 = raw_endpoint(client_tls(roots, Some(&cert), &[ALPN]).expect("tls"));
+    let mut hello = vehicle_hello("veh-0003");
+    hello.subscription = Some(Subscription::Everything);
+    let v1 = raw_session(&v1, server.addr, &hello).await.expect("a version 1 client is served");
+    assert_eq!(v1.server_hello.version, 1);
+    for _ in 0..10 {
+        let mut stream =
+            tokio::time::timeout(PATIENCE, v1.connection.accept_uni()).await.expect("a frame").expect("stream");
+        let Ok(bytes) = stream.read_to_end(1 << 20).await else { continue };
+        let frame: RoadsideFrame = v2x_proto::decode(&bytes).expect("decodes");
+        assert_eq!(frame.sensors.len(), sensors, "version 1: the health in every frame");
+    }
+    v1.connection.close(0u32.into(), b"done");
+
+    // The lidar stops: the frame that first finds it silent (its newest capture older than the
+    // silence timeout) carries the change, and its region leaves with it.
+    stop.cancel();
+    feeder.await.expect("feeder");
+    let silent = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let frame = first.next_frame().await.expect("frame");
+            let stale_s = frame.time.secs_since(frame.newest_capture.unwrap_or(Timestamp::from_nanos(0)));
+            view.receive(frame.clone());
+            if stale_s > silent_after_s + 1e-6 {
+                return frame;
+            }
+            assert!(lidar(&view).is_some_and(SensorStatus::is_live), "not silent yet at {stale_s:.3} s");
+        }
+    })
+    .await
+    .expect("the lidar goes silent");
+    assert!(!silent.sensors.is_empty(), "the change goes in the frame that shows it: {silent:?}");
+    assert_eq!(lidar(&view), Some(SensorStatus::Silent));
+    assert!(view.regions().is_empty(), "no sensor live, no region: {:?}", view.regions());
+    server.stop().await;
+}
+
 /// A quinn client endpoint with an arbitrary TLS configuration.
 fn raw_endpoint(tls: rustls::ClientConfig) -> quinn::Endpoint {
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("endpoint");
@@ -233,8 +333,17 @@ fn refusal(connection: Option<&quinn::Connection>, text: impl ToString) -> Refus
     Refusal { code, text: reason.map_or_else(|| text.to_string(), |r| r.to_string()) }
 }
 
+/// A session a raw client established.
+#[derive(Debug)]
+struct RawSession {
+    connection: quinn::Connection,
+    server_hello: ServerHello,
+    /// The control stream, open for the session's life.
+    _control: (quinn::SendStream, quinn::RecvStream),
+}
+
 /// Connects and exchanges hellos with a raw client; Err when refused at any point.
-async fn raw_session(endpoint: &quinn::Endpoint, addr: SocketAddr, hello: &ClientHello) -> Result<(), Refusal> {
+async fn raw_session(endpoint: &quinn::Endpoint, addr: SocketAddr, hello: &ClientHello) -> Result<RawSession, Refusal> {
     let connecting = endpoint.connect(addr, "localhost").map_err(|e| refusal(None, e))?;
     let connection = connecting.await.map_err(|e| refusal(None, e))?;
     let (mut send, mut recv) = connection.open_bi().await.map_err(|e| refusal(Some(&connection), e))?;
@@ -243,7 +352,10 @@ async fn raw_session(endpoint: &quinn::Endpoint, addr: SocketAddr, hello: &Clien
         .await
         .map_err(|e| refusal(Some(&connection), e))?;
     match reply {
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(bytes)) => {
+            let server_hello = v2x_proto::decode(&bytes).map_err(|e| refusal(Some(&connection), e))?;
+            Ok(RawSession { connection, server_hello, _control: (send, recv) })
+        }
         Ok(None) => Err(refusal(Some(&connection), "no ServerHello")),
         Err(e) => Err(refusal(Some(&connection), e)),
     }
@@ -538,14 +650,15 @@ async fn a_swarm_of_vehicles_is_served_and_measures_latency() {
     let fixture = Fixture::new("");
     let server = start(&fixture);
     let Feed { sensor: _, stop, feeder } = feed_lidar(&fixture, &server).await;
-    let site = rsu_site::SiteModel::embedded().expect("site");
+    let site = Arc::new(rsu_site::SiteModel::embedded().expect("site"));
     let setup = vehicle_sim::swarm::SwarmSetup {
         vehicles: common::VEHICLES.iter().map(|v| fixture.vehicle(server.addr, v)).collect(),
-        site: Arc::new(site),
+        site: site.clone(),
         duration_s: 3.0,
         radius_m: 300,
         seed: 1,
         endpoints: 1,
+        record: true,
     };
     let report = vehicle_sim::swarm::run(setup).await.expect("swarm");
     stop.cancel();
@@ -562,6 +675,24 @@ async fn a_swarm_of_vehicles_is_served_and_measures_latency() {
     assert!(report.states_sent >= 4 * 20 && report.state_errors == 0, "{text}");
     let capture = &report.capture_to_receipt;
     assert!(capture.count >= 80, "frames carry the lidar's capture time: {text}");
+    assert_eq!(report.without_health, 0, "every vehicle learns the sensor health in its first frame: {text}");
+
+    // What the vehicles received, recorded: every frame, by vehicle, with its receipt time.
+    let log = fixture.path().join("swarm.mcap");
+    vehicle_sim::swarm::write_log(&log, &site, 1, &report).expect("the swarm's log");
+    let reader = v2x_replays::ReplayReader::open(&log).expect("the log opens");
+    assert_eq!(reader.meta().scenario, "swarm");
+    let mut per_vehicle = std::collections::BTreeMap::<String, u64>::new();
+    for item in reader {
+        let message = item.expect("every message decodes");
+        let v2x_replays::ReplayBody::Received(r) = message.body else { continue };
+        assert_eq!(r.subscription_radius_m, Some(300));
+        assert!(message.publish_time >= r.frame.time, "received after it was made");
+        *per_vehicle.entry(r.vehicle_id).or_default() += 1;
+    }
+    let counted: std::collections::BTreeMap<String, u64> =
+        report.vehicles.iter().map(|v| (v.id.clone(), v.frames)).collect();
+    assert_eq!(per_vehicle, counted, "every frame each vehicle received is in the log");
     assert!(capture.p50_ms > 0.0 && capture.p99_ms < 1000.0, "{text}");
     assert!(text.contains("capture→receipt") && text.contains("p99.9"), "{text}");
     let taken = server.stats.vehicle_states_in.load(std::sync::atomic::Ordering::Relaxed);

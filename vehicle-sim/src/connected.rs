@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use nalgebra::{Point2, Rotation2, Vector2};
 use rsu_fusion::measurement::{ActiveWarning, WarningKind};
-use rsu_fusion::{FusedObject, Fusion, FusionConfig, FusionError, RoadsideFrame, Timestamp, VehicleState};
+use rsu_fusion::{
+    FusedObject, Fusion, FusionConfig, FusionError, RoadsideFrame, RoadsideView, Timestamp, VehicleState,
+};
 
 use crate::adas::{Adas, AdasConfig, AdasEvent, AdasOutput, Ego, Function, Perceived, SeenBy};
 use crate::gnss::SelfReporter;
@@ -90,7 +92,8 @@ pub struct ConnectedCar {
     tracker: Fusion,
     pending: Vec<OnboardFrame>,
     reporter: SelfReporter,
-    rsu: Option<(RoadsideFrame, Timestamp)>,
+    /// The RSU as its frames told it: the newest frame, the sensor health and regions in force.
+    rsu: RoadsideView,
     adas: Adas,
     /// Link measurements.
     pub link: LinkStats,
@@ -118,7 +121,7 @@ impl ConnectedCar {
             tracker,
             pending: Vec::new(),
             reporter: SelfReporter::new(v2x_id, seed, 1000 + u64::from(actor_id)),
-            rsu: None,
+            rsu: RoadsideView::default(),
             adas: Adas::new(config.adas.clone()),
             link: LinkStats::default(),
             events: Vec::new(),
@@ -140,13 +143,17 @@ impl ConnectedCar {
             }
         }
         link.last_count = Some(frame.message_count);
-        if let Some(newest) = newest_capture(&frame) {
+        if let Some(newest) = frame.newest_capture {
             link.capture_to_receipt_s.push(receipt.secs_since(newest));
         }
         link.frame_to_receipt_s.push(receipt.secs_since(frame.time));
-        if self.rsu.as_ref().is_none_or(|(f, _)| f.time <= frame.time) {
-            self.rsu = Some((frame, receipt));
-        }
+        self.rsu.receive(frame);
+    }
+
+    /// The RSU as the frames received told it: the newest frame, with the sensor health and
+    /// perception regions in force (sent only when they change).
+    pub fn rsu_view(&self) -> &RoadsideView {
+        &self.rsu
     }
 
     /// Captures an onboard frame if one is due by `elapsed_s` [s after `start`].
@@ -226,8 +233,8 @@ impl ConnectedCar {
 
     /// The RSU's participants aged to `now`, without the car itself.
     fn rsu_objects(&mut self, now: Timestamp, ego: &ActorTruth) -> Vec<FusedLike> {
-        let Some((frame, _)) = &self.rsu else { return Vec::new() };
-        let Some(newest) = newest_capture(frame) else { return Vec::new() };
+        let Some(frame) = self.rsu.frame() else { return Vec::new() };
+        let Some(newest) = frame.newest_capture else { return Vec::new() };
         let age_s = now.secs_since(newest);
         if age_s > self.config.stale_after_s {
             return Vec::new();
@@ -298,11 +305,6 @@ impl From<&FusedObject> for FusedLike {
 fn ctrv(position: Point2<f64>, yaw_rad: f64, speed_mps: f64, yaw_rate_rps: f64, dt_s: f64) -> (Point2<f64>, f64) {
     let ([x, y], yaw) = v2x_replays::live::ctrv([position.x, position.y], yaw_rad, speed_mps, yaw_rate_rps, dt_s);
     (Point2::new(x, y), yaw)
-}
-
-/// The newest sensor capture a frame carries.
-pub fn newest_capture(frame: &RoadsideFrame) -> Option<Timestamp> {
-    frame.sensors.iter().filter_map(|s| s.last_capture).max()
 }
 
 /// Onboard tracks and RSU objects as one list in the car's frame: an RSU object of the same kind

@@ -184,15 +184,22 @@ pub fn write_log(path: &std::path::Path, meta: &ReplayMeta, outcome: &LiveOutcom
         .collect();
     // Stable: what shares a time keeps the order it was produced in.
     sent.sort_by_key(|m| m.publish_time);
-    let mut received: Vec<ReplayMessage> = outcome
-        .received
-        .iter()
-        .map(|r| ReplayMessage::new(ReplayBody::Received(Box::new(r.received.clone())), Some(r.receipt)))
-        .collect();
-    // Each car stamps its own receipts; across cars they reach the loop in about that order.
-    received.sort_by_key(|m| m.publish_time);
+    let received = receipt_messages(&outcome.received);
     let mut writer = ReplayWriter::create(path, meta)?;
     writer.write_merged(&[&sent, &received])?;
     writer.finish()?;
     Ok(())
+}
+
+/// The frames vehicles received as replay messages (publish time = receipt time), in receipt
+/// order: each vehicle stamps its own receipts; across vehicles they reach the caller in about
+/// that order.
+pub(crate) fn receipt_messages(received: &[Receipt]) -> Vec<ReplayMessage> {
+    let mut messages: Vec<ReplayMessage> = received
+        .iter()
+        .map(|r| ReplayMessage::new(ReplayBody::Received(Box::new(r.received.clone())), Some(r.receipt)))
+        .collect();
+    // Stable: one vehicle's receipts of the same time keep their order.
+    messages.sort_by_key(|m| m.publish_time);
+    messages
 }

@@ -142,6 +142,10 @@ enum Command {
         /// Also write the report (counts per vehicle, latency quantiles) as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write every frame each vehicle received, with its receipt time, into this replay
+        /// log (MCAP); kept in memory until the end.
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
 }
 
@@ -241,7 +245,7 @@ fn main() -> anyhow::Result<()> {
                 print_cars(&outcome.cars);
             }
         }
-        Command::Swarm { rsu, count, duration, radius, endpoints, json } => {
+        Command::Swarm { rsu, count, duration, radius, endpoints, json, log } => {
             let vehicles: Vec<ClientSettings> = rsu.clients("vehicles", Some(count))?.into_values().collect();
             if vehicles.len() < count {
                 anyhow::bail!(
@@ -250,17 +254,24 @@ fn main() -> anyhow::Result<()> {
                     vehicles.len()
                 );
             }
+            let site = site_model(None)?;
             let setup = vehicle_sim::swarm::SwarmSetup {
                 vehicles,
-                site: site_model(None)?,
+                site: site.clone(),
                 duration_s: duration,
                 radius_m: radius,
                 seed: 1,
                 endpoints,
+                record: log.is_some(),
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let report = runtime.block_on(vehicle_sim::swarm::run(setup)).context("swarm")?;
             print!("{}", vehicle_sim::swarm::render(&report));
+            if let Some(path) = log {
+                vehicle_sim::swarm::write_log(&path, &site, 1, &report)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}: {} received frames", path.display(), report.received.len());
+            }
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report).context("serialising the report")?;
                 std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -10,8 +10,13 @@
 //! vehicle a frame only when what it subscribed to changed (plus a heartbeat), so a gap is a
 //! frame the RSU *skipped* for this vehicle, not a loss: losses are judged against the daemon's
 //! own counters (`rsu-lab bench live` does). Every frame's latency goes into one histogram per
-//! measure: capture to receipt (the newest sensor capture the frame carries; needs sensors
-//! feeding the RSU) and frame time (when the RSU produced it) to receipt.
+//! measure: capture to receipt (the newest sensor capture the frame carries,
+//! `newest_capture`; needs sensors feeding the RSU) and frame time (when the RSU produced it) to
+//! receipt. Each vehicle keeps the RSU's sensor health as its frames tell it (sent only on
+//! change, [`RoadsideView`]) and counts the frames it received before it knew it. Asked to
+//! ([`SwarmSetup::record`]), every vehicle keeps each frame it received with its receipt time,
+//! and [`write_log`] writes them all into a replay log, as `vehicle-sim live` and the demo do
+//! for their cars.
 //!
 //! [`FrameReceiver::abandoned`]: v2x_link::client::FrameReceiver::abandoned
 
@@ -20,14 +25,15 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use nalgebra::Point3;
-use rsu_fusion::{BoxSize, ObjectClass, RoadsideFrame, Timestamp};
+use rsu_fusion::{BoxSize, ObjectClass, RoadsideFrame, RoadsideView, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use v2x_link::client::{ClientEndpoint, ClientError, ClientSettings, VehicleClient};
 use v2x_link::wall_now;
-use v2x_proto::domain::Subscription;
+use v2x_proto::domain::{REPLAY_FORMAT_VERSION, ReplayMeta, Subscription};
+use v2x_replays::{Received, ReplayError, ReplayWriter};
 
-use crate::connected::newest_capture;
+use crate::cosim::Receipt;
 use crate::gnss::SelfReporter;
 use crate::world::ActorTruth;
 use rsu_site::model::SiteModel;
@@ -61,6 +67,9 @@ pub struct SwarmSetup {
     pub seed: u64,
     /// QUIC endpoints (UDP sockets) the vehicles share, round robin; at least 1.
     pub endpoints: usize,
+    /// Whether every vehicle keeps each frame it received (decoded, with its receipt time) for
+    /// [`write_log`]; memory grows with vehicles × frames.
+    pub record: bool,
 }
 
 /// Latency quantiles of one histogram [ms].
@@ -136,6 +145,10 @@ pub struct VehicleCounts {
     pub states_sent: u64,
     /// States that could not be sent.
     pub state_errors: u64,
+    /// Frames received before the vehicle knew the RSU's sensor health (the RSU sends it in a
+    /// vehicle's first frame, so this is 0 unless it is faulty).
+    #[serde(default)]
+    pub without_health: u64,
 }
 
 /// What the swarm measured.
@@ -159,6 +172,9 @@ pub struct SwarmReport {
     pub states_sent: u64,
     /// States that could not be sent.
     pub state_errors: u64,
+    /// Frames received before their vehicle knew the RSU's sensor health, all vehicles.
+    #[serde(default)]
+    pub without_health: u64,
     /// Capture-to-receipt latency.
     pub capture_to_receipt: LatencySummary,
     /// Frame-time-to-receipt latency.
@@ -167,6 +183,13 @@ pub struct SwarmReport {
     pub vehicles: Vec<VehicleCounts>,
     /// Wall time [s].
     pub wall_s: f64,
+    /// Every frame each vehicle received, as it decoded it, with its receipt time, in receipt
+    /// order (only with [`SwarmSetup::record`]).
+    #[serde(skip)]
+    pub received: Vec<Receipt>,
+    /// When the first vehicle started and the last one ended (UTC).
+    #[serde(skip)]
+    pub span: Option<(Timestamp, Timestamp)>,
 }
 
 /// Over how long `n` vehicles connect [s]: 50 per second, at least one second (TLS handshakes
@@ -181,19 +204,27 @@ struct Tally {
     capture_us: Histogram<u64>,
     frame_us: Histogram<u64>,
     last_count: Option<u32>,
+    /// The RSU as the vehicle's frames told it.
+    rsu: RoadsideView,
+    /// Every frame received with its receipt time, when recording: the radius subscribed.
+    received: Option<(u32, Vec<Receipt>)>,
 }
 
 impl Tally {
-    fn new(id: String) -> Result<Tally, hdrhistogram::CreationError> {
+    /// The tally of vehicle `id`, keeping every frame it receives when `record` (its
+    /// subscription radius [m]).
+    fn new(id: String, record: Option<u32>) -> Result<Tally, hdrhistogram::CreationError> {
         Ok(Tally {
             counts: VehicleCounts { id, ..VehicleCounts::default() },
             capture_us: latency_histogram()?,
             frame_us: latency_histogram()?,
             last_count: None,
+            rsu: RoadsideView::default(),
+            received: record.map(|radius_m| (radius_m, Vec::new())),
         })
     }
 
-    fn on_frame(&mut self, frame: &RoadsideFrame, receipt: Timestamp) {
+    fn on_frame(&mut self, frame: RoadsideFrame, receipt: Timestamp) {
         self.counts.frames += 1;
         if let Some(last) = self.last_count {
             let gap = frame.message_count.wrapping_sub(last);
@@ -203,10 +234,22 @@ impl Tally {
             }
         }
         self.last_count = Some(frame.message_count);
-        if let Some(c) = newest_capture(frame) {
+        if let Some(c) = frame.newest_capture {
             record_latency(&mut self.capture_us, receipt.secs_since(c));
         }
         record_latency(&mut self.frame_us, receipt.secs_since(frame.time));
+        if let Some((radius_m, received)) = &mut self.received {
+            let vehicle_id = self.counts.id.clone();
+            let frame = frame.clone();
+            received.push(Receipt {
+                receipt,
+                received: Received { vehicle_id, subscription_radius_m: Some(*radius_m), frame },
+            });
+        }
+        self.rsu.receive(frame);
+        if self.rsu.sensors().is_empty() {
+            self.counts.without_health += 1;
+        }
     }
 }
 
@@ -239,6 +282,7 @@ struct Common {
     /// [m]
     radius_m: u32,
     seed: u64,
+    record: bool,
 }
 
 /// Vehicle `i` of `n`: connects through `endpoint` after its share of the connect spread, runs
@@ -250,7 +294,7 @@ async fn drive(
     settings: ClientSettings,
     common: Common,
 ) -> Result<(Tally, Option<String>), String> {
-    let Common { site, duration_s, radius_m, seed } = common;
+    let Common { site, duration_s, radius_m, seed, record } = common;
     tokio::time::sleep(Duration::from_secs_f64(i as f64 / n as f64 * connect_spread_s(n))).await;
     let id = settings.identity.id.clone();
     let client = VehicleClient::connect_on(&endpoint, &settings, Some(Subscription::AroundMe { radius_m }))
@@ -258,7 +302,7 @@ async fn drive(
         .map_err(|e| format!("{id}: {e}"))?;
     let mut receiver = client.frame_receiver();
     let mut reporter = SelfReporter::new(id.clone(), seed, 5000 + i as u64);
-    let mut tally = Tally::new(id.clone()).map_err(|e| e.to_string())?;
+    let mut tally = Tally::new(id.clone(), record.then_some(radius_m)).map_err(|e| e.to_string())?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let t0 = Instant::now();
     let mut ended = None;
@@ -283,7 +327,7 @@ async fn drive(
                     .map_err(|e| ClientError::Protocol(format!("roadside frame: {e}")))?;
                 Ok((frame, receipt))
             }) {
-                Ok((frame, receipt)) => tally.on_frame(&frame, receipt),
+                Ok((frame, receipt)) => tally.on_frame(frame, receipt),
                 Err(e) => {
                     ended = Some(format!("{id}: session ended after {:.1} s: {e}", t0.elapsed().as_secs_f64()));
                     break;
@@ -306,8 +350,14 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
     let endpoints = (0..setup.endpoints.clamp(1, n))
         .map(|_| ClientEndpoint::for_server(first.server_addr))
         .collect::<Result<Vec<_>, _>>()?;
-    let common =
-        Common { site: setup.site.clone(), duration_s: setup.duration_s, radius_m: setup.radius_m, seed: setup.seed };
+    let common = Common {
+        site: setup.site.clone(),
+        duration_s: setup.duration_s,
+        radius_m: setup.radius_m,
+        seed: setup.seed,
+        record: setup.record,
+    };
+    let start = wall_now();
     let mut tasks = JoinSet::new();
     for (i, settings) in setup.vehicles.iter().cloned().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
@@ -325,10 +375,13 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
         skipped_by_rsu: 0,
         states_sent: 0,
         state_errors: 0,
+        without_health: 0,
         capture_to_receipt: LatencySummary::default(),
         frame_to_receipt: LatencySummary::default(),
         vehicles: Vec::with_capacity(n),
         wall_s: 0.0,
+        received: Vec::new(),
+        span: None,
     };
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -340,9 +393,11 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
                 report.skipped_by_rsu += t.counts.skipped_by_rsu;
                 report.states_sent += t.counts.states_sent;
                 report.state_errors += t.counts.state_errors;
+                report.without_health += t.counts.without_health;
                 // Same bounds everywhere: adding cannot fail.
                 let _ = capture.add(&t.capture_us);
                 let _ = frame.add(&t.frame_us);
+                report.received.extend(t.received.into_iter().flat_map(|(_, r)| r));
                 report.vehicles.push(t.counts);
             }
             Ok(Err(reason)) => report.failures.push(reason),
@@ -358,19 +413,46 @@ pub async fn run(setup: SwarmSetup) -> Result<SwarmReport, SwarmError> {
     report.capture_to_receipt = LatencySummary::of(&capture);
     report.frame_to_receipt = LatencySummary::of(&frame);
     report.wall_s = started.elapsed().as_secs_f64();
+    // Stable: one vehicle's receipts keep their order.
+    report.received.sort_by_key(|r| r.receipt);
+    report.span = Some((start, wall_now()));
     Ok(report)
+}
+
+/// Writes every frame the swarm's vehicles received (publish time = receipt time; run with
+/// [`SwarmSetup::record`]) into the replay log `path`, with `site` and `seed` in its metadata.
+/// Like `vehicle-sim live`'s log it has no broadcast as sent: that is in the RSU's recording.
+pub fn write_log(path: &std::path::Path, site: &SiteModel, seed: u64, report: &SwarmReport) -> Result<(), ReplayError> {
+    let (start, end) = report.span.unwrap_or((Timestamp::EPOCH, Timestamp::EPOCH));
+    let meta = ReplayMeta {
+        format_version: REPLAY_FORMAT_VERSION,
+        software_version: concat!("vehicle-sim ", env!("CARGO_PKG_VERSION")).to_owned(),
+        scenario: "swarm".to_owned(),
+        description: format!("{} connected vehicles circling the site (vehicle-sim swarm)", report.connected),
+        seed,
+        site: site.config.clone(),
+        rsu_ids: Vec::new(),
+        start_time: start,
+        end_time: end,
+        truth_ids_per_frame: false,
+    };
+    let mut writer = ReplayWriter::create(path, &meta)?;
+    writer.write_merged(&[&crate::live::receipt_messages(&report.received)])?;
+    writer.finish()?;
+    Ok(())
 }
 
 /// The report as text: counts and a latency line per measure.
 pub fn render(report: &SwarmReport) -> String {
     let mut out = format!(
-        "{} vehicles connected ({} failed) on {} endpoint(s) (UDP receive buffer {} KiB), {:.1} s: {} frames received, {} skipped by the RSU, {} abandoned (reset by the RSU), {} states sent ({} failed)\n",
+        "{} vehicles connected ({} failed) on {} endpoint(s) (UDP receive buffer {} KiB), {:.1} s: {} frames received ({} before the sensor health), {} skipped by the RSU, {} abandoned (reset by the RSU), {} states sent ({} failed)\n",
         report.connected,
         report.failures.len(),
         report.endpoints,
         report.endpoint_recv_buffer_bytes.map_or_else(|| "?".to_owned(), |b| (b / 1024).to_string()),
         report.wall_s,
         report.frames,
+        report.without_health,
         report.skipped_by_rsu,
         report.abandoned,
         report.states_sent,

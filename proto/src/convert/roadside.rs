@@ -3,8 +3,8 @@
 //! regions.
 
 use nalgebra::Point3;
-use rsu_fusion::Wgs84;
 use rsu_fusion::{BoxSize, ObjectClass, Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus, SourceSet};
+use rsu_fusion::{Timestamp, Wgs84};
 
 use super::common::{
     checked_heading, checked_speed, class, convert_all, heading_from_yaw, id_string, limit, out_of_range,
@@ -136,6 +136,7 @@ impl From<&RoadsideFrame> for wire::RoadsideFrame {
                 })
                 .collect(),
             perception_regions: f.perception_regions.iter().map(|p| polygon_to_wire(p)).collect(),
+            newest_capture_age_us: f.newest_capture.map(|t| (f.time.as_nanos() - t.as_nanos()).div_euclid(1000)),
         }
     }
 }
@@ -146,32 +147,50 @@ impl TryFrom<&wire::RoadsideFrame> for RoadsideFrame {
         limit("participants", &f.participants, MAX_PARTICIPANTS)?;
         limit("sensors", &f.sensors, 256)?;
         limit("perception_regions", &f.perception_regions, 64)?;
+        let sensors: Vec<SensorHealth> = f
+            .sensors
+            .iter()
+            .map(|s| {
+                Ok(SensorHealth {
+                    sensor_id: id_string("sensors.sensor_id", &s.sensor_id)?,
+                    status: sensor_status_from_wire(s.status)?,
+                    last_capture: optional_time("sensors.last_capture_ns", s.last_capture_ns)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        // A frame of a version 1 RSU has no `newest_capture_age_us`, but the health of every
+        // sensor.
+        let time = timestamp("timestamp_ns", f.timestamp_ns)?;
+        let newest_capture = match f.newest_capture_age_us {
+            Some(age_us) => Some(
+                age_us
+                    .checked_mul(1000)
+                    .and_then(|age_ns| time.as_nanos().checked_sub(age_ns))
+                    .filter(|ns| *ns >= 0)
+                    .map(Timestamp::from_nanos)
+                    .ok_or_else(|| out_of_range("newest_capture_age_us", age_us, "at most timestamp_ns"))?,
+            ),
+            None => sensors.iter().filter_map(|s| s.last_capture).max(),
+        };
         Ok(RoadsideFrame {
-            rsu_id: id_string("rsu_id", &f.rsu_id)?,
+            // Since version 2 only in the frames that carry the health.
+            rsu_id: if f.rsu_id.is_empty() { String::new() } else { id_string("rsu_id", &f.rsu_id)? },
             message_count: f.message_count,
-            time: timestamp("timestamp_ns", f.timestamp_ns)?,
+            time,
             reference: Wgs84::try_from(required("reference", &f.reference)?)?,
             participants: convert_all(&f.participants, Participant::try_from)?,
-            sensors: f
-                .sensors
-                .iter()
-                .map(|s| {
-                    Ok(SensorHealth {
-                        sensor_id: id_string("sensors.sensor_id", &s.sensor_id)?,
-                        status: sensor_status_from_wire(s.status)?,
-                        last_capture: if s.last_capture_ns == 0 {
-                            None
-                        } else {
-                            Some(timestamp("sensors.last_capture_ns", s.last_capture_ns)?)
-                        },
-                    })
-                })
-                .collect::<Result<_>>()?,
+            sensors,
             perception_regions: f
                 .perception_regions
                 .iter()
                 .map(|p| polygon_from_wire("perception_regions", p))
                 .collect::<Result<_>>()?,
+            newest_capture,
         })
     }
+}
+
+/// A time field where 0 means none.
+fn optional_time(field: &'static str, ns: u64) -> Result<Option<rsu_fusion::Timestamp>> {
+    if ns == 0 { Ok(None) } else { timestamp(field, ns).map(Some) }
 }

@@ -34,7 +34,7 @@ pub mod time;
 pub mod track;
 pub mod union_find;
 
-pub use broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
+pub use broadcast::{Participant, PathPoint, RoadsideFrame, RoadsideView, SensorHealth, SensorStatus};
 pub use calibration::{
     CameraIntrinsics, CameraModel, ConfigError, GroundModel, LidarNoise, SensorCalibration, SensorCoverage, SensorMask,
     SensorModel, SiteConfig,

@@ -28,7 +28,7 @@ use crate::codes::{CloseCode, StreamCode};
 use crate::framing::{read_message, write_message};
 use crate::identity::{CertRole, Identity};
 use crate::tls::{CertKey, TlsError, TransportLimits, client_tls, load_roots, quinn_client};
-use crate::{ALPN, MAX_CONTROL_MESSAGE_BYTES, MAX_ROADSIDE_FRAME_BYTES, PROTOCOL_VERSION};
+use crate::{ALPN, MAX_CONTROL_MESSAGE_BYTES, MAX_ROADSIDE_FRAME_BYTES, PROTOCOL_VERSIONS};
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -280,7 +280,7 @@ impl VehicleClient {
             return Err(ClientError::WrongRole { found: settings.identity.clone(), expected: "vehicle" });
         }
         let hello = ClientHello {
-            versions: vec![PROTOCOL_VERSION],
+            versions: PROTOCOL_VERSIONS.to_vec(),
             role: Role::Vehicle,
             id: settings.identity.id.clone(),
             subscription,
@@ -412,7 +412,7 @@ impl SensorClient {
             return Err(ClientError::WrongRole { found: settings.identity.clone(), expected: "sensor" });
         }
         let hello = ClientHello {
-            versions: vec![PROTOCOL_VERSION],
+            versions: PROTOCOL_VERSIONS.to_vec(),
             role: Role::Sensor,
             id: settings.identity.id.clone(),
             subscription: None,

@@ -31,8 +31,19 @@ pub use identity::{Identity, IdentityError};
 /// The ALPN protocol id of this protocol version.
 pub const ALPN: &[u8] = b"v2x/1";
 
-/// The protocol version a client lists in `ClientHello.versions` (`PROTOCOL_VERSION_V1`).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest protocol version (`PROTOCOL_VERSION_V2`: the roadside frame's sensor health sent
+/// on change, its freshness in `newest_capture_ns`; PROTOCOL.md §5).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The protocol versions this implementation speaks, best first: what our clients list in
+/// `ClientHello.versions`, and what the RSU accepts.
+pub const PROTOCOL_VERSIONS: [u32; 2] = [PROTOCOL_VERSION, 1];
+
+/// The version a session runs: the first of the client's `offered` (best first) that this
+/// implementation speaks; `None` when it speaks none of them.
+pub fn negotiate(offered: &[u32]) -> Option<u32> {
+    offered.iter().copied().find(|v| PROTOCOL_VERSIONS.contains(v))
+}
 
 /// Largest control-stream message (ClientHello, ClientControl, ServerHello) [bytes], without its
 /// length prefix.
@@ -53,4 +64,19 @@ pub const MAX_ROADSIDE_FRAME_BYTES: usize = v2x_proto::MAX_MESSAGE_BYTES;
 pub fn wall_now() -> rsu_fusion::Timestamp {
     let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     rsu_fusion::Timestamp::from_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clients_best_version_spoken_is_chosen() {
+        assert_eq!(negotiate(&PROTOCOL_VERSIONS), Some(PROTOCOL_VERSION));
+        assert_eq!(negotiate(&[1]), Some(1), "a version 1 client is still served");
+        assert_eq!(negotiate(&[1, 2]), Some(1), "the client's order decides");
+        assert_eq!(negotiate(&[7, 2, 1]), Some(2));
+        assert_eq!(negotiate(&[7]), None);
+        assert_eq!(negotiate(&[]), None);
+    }
 }

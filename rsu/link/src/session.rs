@@ -10,7 +10,7 @@ use v2x_proto::domain::{ClientControl, ClientHello, Role, ServerHello, Subscript
 use crate::codes::CloseCode;
 use crate::framing::{FrameError, read_message, write_message};
 use crate::identity::{CertRole, Identity};
-use crate::{MAX_CONTROL_MESSAGE_BYTES, PROTOCOL_VERSION};
+use crate::{MAX_CONTROL_MESSAGE_BYTES, PROTOCOL_VERSIONS, negotiate};
 
 /// A handshake that failed; the connection has been closed with `code` and `reason`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +33,8 @@ pub struct Session {
     pub serial: Vec<u8>,
     /// The client's hello.
     pub hello: ClientHello,
+    /// The protocol version negotiated (see [`negotiate`]).
+    pub version: u32,
     /// Send half of the control stream.
     pub control_send: quinn::SendStream,
     /// Receive half of the control stream.
@@ -40,7 +42,8 @@ pub struct Session {
 }
 
 /// Runs the server side of the handshake on a freshly established `connection`. `decide` sees the
-/// verified identity and hello and returns the `ServerHello` to send or a refusal.
+/// verified identity and hello and returns the `ServerHello` to send (its `version` is replaced
+/// by the one negotiated) or a refusal.
 pub async fn accept_session(
     connection: quinn::Connection,
     hello_timeout: Duration,
@@ -70,12 +73,12 @@ pub async fn accept_session(
     };
     let hello: ClientHello = v2x_proto::decode_limited(&bytes, MAX_CONTROL_MESSAGE_BYTES)
         .map_err(|e| refuse(CloseCode::ProtocolError, format!("ClientHello: {e}")))?;
-    if !hello.versions.contains(&PROTOCOL_VERSION) {
+    let Some(version) = negotiate(&hello.versions) else {
         return Err(refuse(
             CloseCode::UnsupportedVersion,
-            format!("client speaks versions {:?}; this RSU speaks {PROTOCOL_VERSION}", hello.versions),
+            format!("client speaks versions {:?}; this RSU speaks {PROTOCOL_VERSIONS:?}", hello.versions),
         ));
-    }
+    };
     let hello_role = match hello.role {
         Role::Vehicle => CertRole::Vehicle,
         Role::Sensor => CertRole::Sensor,
@@ -89,11 +92,12 @@ pub async fn accept_session(
     if hello.role == Role::Sensor && hello.subscription.is_some() {
         return Err(refuse(CloseCode::ProtocolError, "a sensor cannot subscribe".into()));
     }
-    let server_hello = decide(&identity, &hello).map_err(|(code, reason)| refuse(code, reason))?;
+    let mut server_hello = decide(&identity, &hello).map_err(|(code, reason)| refuse(code, reason))?;
+    server_hello.version = version;
     write_message(&mut control_send, &server_hello)
         .await
         .map_err(|e| refuse(CloseCode::ProtocolError, format!("sending ServerHello: {e}")))?;
-    Ok(Session { connection, identity, serial, hello, control_send, control_recv })
+    Ok(Session { connection, identity, serial, hello, version, control_send, control_recv })
 }
 
 /// Why a control message was refused.

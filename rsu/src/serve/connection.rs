@@ -23,6 +23,7 @@ use v2x_link::identity::{CertRole, Identity};
 use v2x_link::session::{ControlError, Session, accept_session, read_control};
 use v2x_link::{CloseCode, StreamCode};
 use v2x_proto::domain::{Role, Subscription};
+use v2x_proto::fanout::Sections;
 
 use super::stats::{Reject, Stats, Undelivered};
 use super::{Broadcast, Event, Shared};
@@ -113,7 +114,8 @@ struct VehicleView {
 }
 
 async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
-    let Session { connection, identity, serial, hello, control_send: _control_send, mut control_recv } = session;
+    let Session { connection, identity, serial, hello, version, control_send: _control_send, mut control_recv } =
+        session;
     let (tx, rx) = watch::channel(None);
     let joined = Event::Joined {
         conn_id,
@@ -132,7 +134,7 @@ async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
     tokio::select! {
         () = vehicle_uplink(&connection, shared, &identity, &view) => {}
         () = control_loop(&connection, &mut control_recv, shared, &identity, Some(&view)) => {}
-        () = downlink(&connection, rx, shared, &view) => {}
+        () = downlink(&connection, rx, shared, &view, version) => {}
         () = refuse_streams(&connection, shared, &identity) => {}
     }
 }
@@ -339,23 +341,49 @@ struct Sent {
     frame_time: Option<Timestamp>,
     /// Per participant id, the time of the newest path-history point sent [ns].
     history: HashMap<u32, i64>,
-    /// Which sensors were live (their regions are the perception regions) in the frame that
-    /// last carried the regions, and that frame's time.
-    regions: Option<(u64, rsu_fusion::Timestamp)>,
+    /// The sensor health last sent: every sensor's status.
+    sensors: OnChange,
+    /// The perception regions last sent: which sensors were live (their regions are the
+    /// perception regions).
+    regions: OnChange,
 }
 
-/// Perception regions go to a vehicle again at least this often [s], unchanged or not.
-const REGIONS_REPEAT_S: f64 = 1.0;
+/// Sensor health and perception regions go to a vehicle again at least this often [s],
+/// unchanged or not (PROTOCOL §2.4).
+const REPEAT_S: f64 = 1.0;
 
-/// The sensors whose regions a frame's perception regions are (those not silent or unknown), as
-/// bits by sensor index: the regions change exactly when this does.
+/// A part of the frame sent to a vehicle only when it changed, in its first frame, and at
+/// least every [`REPEAT_S`]: its content's key and the time of the frame that last carried it.
+#[derive(Default)]
+struct OnChange(Option<(u64, Timestamp)>);
+
+impl OnChange {
+    /// Whether the part, now `key`, goes into the frame at `time`.
+    fn due(&self, key: u64, time: Timestamp) -> bool {
+        self.0.is_none_or(|(k, t)| k != key || time.secs_since(t) >= REPEAT_S)
+    }
+
+    /// Notes the part, now `key`, as sent in the frame at `time`.
+    fn sent(&mut self, key: u64, time: Timestamp) {
+        self.0 = Some((key, time));
+    }
+}
+
+/// The sensors whose regions a frame's perception regions are (those live), as bits by sensor
+/// index: the regions change exactly when this does.
 fn live_sensors(frame: &RoadsideFrame) -> u64 {
     frame
         .sensors
         .iter()
         .enumerate()
-        .filter(|(_, s)| matches!(s.status, rsu_fusion::SensorStatus::Ok | rsu_fusion::SensorStatus::Degraded))
+        .filter(|(_, s)| s.status.is_live())
         .fold(0, |bits, (i, _)| bits | (1u64 << (i % 64)))
+}
+
+/// Every sensor's status in a frame, as a key: the health changes when this does (the
+/// sensors' capture times change in every frame and go in `newest_capture`).
+fn sensor_states(frame: &RoadsideFrame) -> u64 {
+    frame.sensors.iter().fold(frame.sensors.len() as u64, |h, s| mix(h, s.status as u64))
 }
 
 /// A digest of what a vehicle's frame says that a fusion step can change: which participants
@@ -368,23 +396,20 @@ fn digest(broadcast: &Broadcast, selected: &[usize]) -> u64 {
         h = mix(h, u64::from(broadcast.frame.participants[i].id));
         h = mix(h, broadcast.updated_ns.get(i).copied().unwrap_or(0) as u64);
     }
-    for s in &broadcast.frame.sensors {
-        h = mix(h, s.status as u64);
-    }
-    mix(h, broadcast.frame.perception_regions.len() as u64)
+    mix(mix(h, sensor_states(&broadcast.frame)), broadcast.frame.perception_regions.len() as u64)
+}
+
+/// The time of path-history point `pt` of `frame` [ns].
+fn history_time_ns(frame: &RoadsideFrame, pt: &PathPoint) -> i64 {
+    frame.time.add_secs(-pt.dt_s).as_nanos()
 }
 
 /// How many of participant `p`'s path-history points (newest first, as in the frame) the vehicle
-/// was not sent yet, noting them as sent. Path history goes out as deltas: a receiver appends
-/// them to what it kept for that id (PROTOCOL §2.4).
-fn history_delta(frame: &RoadsideFrame, p: &rsu_fusion::Participant, sent: &mut HashMap<u32, i64>) -> usize {
-    let time_ns = |pt: &PathPoint| frame.time.add_secs(-pt.dt_s).as_nanos();
+/// was not sent yet. Path history goes out as deltas: a receiver appends them to what it kept
+/// for that id (PROTOCOL §2.4).
+fn history_delta(frame: &RoadsideFrame, p: &rsu_fusion::Participant, sent: &HashMap<u32, i64>) -> usize {
     let newest_sent = sent.get(&p.id).copied();
-    let fresh = p.path_history.iter().take_while(|pt| newest_sent.is_none_or(|n| time_ns(pt) > n)).count();
-    if let Some(newest) = p.path_history.first() {
-        sent.insert(p.id, time_ns(newest));
-    }
-    fresh
+    p.path_history.iter().take_while(|pt| newest_sent.is_none_or(|n| history_time_ns(frame, pt) > n)).count()
 }
 
 /// A multiply-rotate mix of `v` into the digest `h`: this runs over every participant for every
@@ -422,13 +447,17 @@ fn outcome(stopped: Result<Option<quinn::VarInt>, quinn::StoppedError>) -> Optio
 /// Sends the vehicle a frame whenever a fusion step changed what it subscribed to, at most
 /// `max_rate_hz` and at least `rate_hz` (a heartbeat), each on its own stream. A frame in flight
 /// is never cancelled by a newer one: it is reset only when its delivery deadline passes. Every
-/// frame is accounted for (see [`Undelivered`]). Returns when the connection or the loop ends.
+/// frame is accounted for (see [`Undelivered`]). The session's protocol `version` decides whether
+/// the sensor health goes in every frame (1) or on change (2). Returns when the connection or the
+/// loop ends.
 async fn downlink(
     connection: &quinn::Connection,
     mut rx: watch::Receiver<Option<Arc<Broadcast>>>,
     shared: &Shared,
     view: &Mutex<VehicleView>,
+    version: u32,
 ) {
+    let health_every_frame = version < 2;
     let stats = &shared.stats;
     let min_interval = Duration::from_secs_f64(1.0 / shared.max_rate_hz);
     let heartbeat_s = 1.0 / shared.rate_hz;
@@ -506,34 +535,29 @@ async fn downlink(
         if sent.digest == Some(d) && !heartbeat_due {
             continue;
         }
-        let taken = Some((broadcast, d));
-        let Some((broadcast, d)) = taken else { break };
         let frame = &broadcast.frame;
-        let live = live_sensors(frame);
-        let with_regions = sent.regions.is_none_or(|(l, t)| l != live || frame.time.secs_since(t) >= REGIONS_REPEAT_S);
-        if with_regions {
-            sent.regions = Some((live, frame.time));
-        }
+        // The RSU's id and sensor health, and the regions, when they changed or are due again
+        // (a version 1 vehicle gets the id and health in every frame).
+        let (states, live) = (sensor_states(frame), live_sensors(frame));
+        let sections = Sections {
+            health: health_every_frame || sent.sensors.due(states, frame.time),
+            regions: sent.regions.due(live, frame.time),
+        };
         // What goes into this vehicle's frame: its participants, the new history points of
-        // each, and the regions or not. Vehicles that had the same frames before get the same
-        // bytes: the frame is assembled once for all of them.
+        // each, and the health and regions or not. Vehicles that had the same frames before get
+        // the same bytes: the frame is assembled once for all of them.
         deltas.clear();
-        deltas.extend(selected.iter().map(|&i| history_delta(frame, &frame.participants[i], &mut sent.history)));
+        deltas.extend(selected.iter().map(|&i| history_delta(frame, &frame.participants[i], &sent.history)));
         // The key is exact (no digest): a collision would send a vehicle another's frame.
         let mut key = Vec::with_capacity(1 + 2 * selected.len());
-        key.push(u32::from(with_regions));
+        key.push(u32::from(sections.health) | u32::from(sections.regions) << 1);
         for (&i, &n) in selected.iter().zip(&deltas) {
             key.extend([u32::try_from(i).unwrap_or(u32::MAX), u32::try_from(n).unwrap_or(u32::MAX)]);
         }
         let bytes = broadcast.assembled(key, |parts| {
             let mut out = Vec::with_capacity(64 + 48 * selected.len());
             let history = |i: usize, n: usize| &frame.participants[i].path_history[..n];
-            parts.assemble(
-                frame,
-                selected.iter().zip(&deltas).map(|(&i, &n)| (i, history(i, n))),
-                with_regions,
-                &mut out,
-            );
+            parts.assemble(frame, selected.iter().zip(&deltas).map(|(&i, &n)| (i, history(i, n))), sections, &mut out);
             out
         });
         if sent.history.len() > 2 * selected.len() + 64 {
@@ -574,8 +598,22 @@ async fn downlink(
         let handed = Instant::now();
         Stats::bump(&stats.frames_sent);
         metrics::counter!("rsu_frames_sent_total").increment(1);
+        // Noted as sent only now that the frame is handed to QUIC: a frame given up before
+        // (superseded, refused) leaves them due for the next one.
         sent.digest = Some(d);
         sent.frame_time = Some(frame.time);
+        if sections.health {
+            sent.sensors.sent(states, frame.time);
+        }
+        if sections.regions {
+            sent.regions.sent(live, frame.time);
+        }
+        for &i in &selected {
+            let p = &frame.participants[i];
+            if let Some(newest) = p.path_history.first() {
+                sent.history.insert(p.id, history_time_ns(frame, newest));
+            }
+        }
         if let Some(arrived) = broadcast.newest_arrival.filter(|_| !broadcast.heartbeat) {
             metrics::histogram!("rsu_added_latency_seconds").record(handed.duration_since(arrived).as_secs_f64());
         }
@@ -633,5 +671,52 @@ impl Drop for InFlight<'_> {
             self.settle(done);
         }
         self.stats.undelivered(Undelivered::Closed, self.set.len() as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsu_fusion::{SensorHealth, SensorStatus};
+
+    fn frame_with(statuses: &[SensorStatus]) -> RoadsideFrame {
+        let mut frame = v2x_proto::sample::intersection_frame(1, 1);
+        frame.sensors = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, &status)| SensorHealth { sensor_id: format!("s{i}"), status, last_capture: None })
+            .collect();
+        frame
+    }
+
+    #[test]
+    fn health_is_due_first_on_a_status_change_and_once_a_second() {
+        use SensorStatus::{Degraded, Ok, Silent};
+        let at = |ms: i64| Timestamp::from_nanos(1_000_000_000_000 + ms * 1_000_000);
+        let mut health = OnChange::default();
+        let key = sensor_states(&frame_with(&[Ok, Ok]));
+        assert!(health.due(key, at(0)), "a vehicle's first frame");
+        health.sent(key, at(0));
+        assert!(!health.due(key, at(50)) && !health.due(key, at(999)), "unchanged within a second");
+        assert!(health.due(key, at(1000)), "repeated once a second");
+        // Any status change, live or not, is due at once; capture times are not a change.
+        for change in [[Ok, Degraded], [Ok, Silent], [Silent, Ok]] {
+            assert!(health.due(sensor_states(&frame_with(&change)), at(50)), "{change:?}");
+        }
+        let mut later = frame_with(&[Ok, Ok]);
+        later.sensors[0].last_capture = Some(at(40));
+        assert_eq!(sensor_states(&later), key);
+        // Not noted as sent (the frame was given up before QUIC took it): still due.
+        let changed = sensor_states(&frame_with(&[Ok, Silent]));
+        assert!(health.due(changed, at(60)) && health.due(changed, at(70)));
+    }
+
+    #[test]
+    fn regions_change_with_the_live_sensors_only() {
+        use SensorStatus::{Degraded, Ok, Silent, Unknown};
+        let live = |s: &[SensorStatus]| live_sensors(&frame_with(s));
+        assert_eq!(live(&[Ok, Degraded]), live(&[Degraded, Ok]), "degraded sensors still perceive");
+        assert_ne!(live(&[Ok, Ok]), live(&[Ok, Silent]));
+        assert_eq!(live(&[Silent, Unknown]), 0);
     }
 }

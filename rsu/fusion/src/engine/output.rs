@@ -5,7 +5,7 @@
 use nalgebra::{Matrix2, Point3, Vector2};
 use serde::{Deserialize, Serialize};
 
-use crate::broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth, SensorStatus};
+use crate::broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth};
 use crate::calibration::SensorMask;
 use crate::class::{BoxSize, ObjectClass, SourceSet};
 use crate::motion::{Matrix5, Vector5, wrap_angle};
@@ -259,9 +259,10 @@ impl Fusion {
         let perception_regions = sensors
             .iter()
             .zip(&self.sensors)
-            .filter(|(h, _)| matches!(h.status, SensorStatus::Ok | SensorStatus::Degraded))
+            .filter(|(h, _)| h.status.is_live())
             .map(|(_, s)| s.region.clone())
             .collect();
+        let newest_capture = sensors.iter().filter_map(|s| s.last_capture).max();
         RoadsideFrame {
             rsu_id: if self.config.rsu_id.is_empty() { self.site.site_id.clone() } else { self.config.rsu_id.clone() },
             message_count,
@@ -270,6 +271,7 @@ impl Fusion {
             participants: objects.iter().map(FusedObject::to_participant).collect(),
             sensors,
             perception_regions,
+            newest_capture,
         }
     }
 

@@ -138,6 +138,8 @@ pub fn load(args: &LoadArgs) -> anyhow::Result<()> {
         radius_m: args.radius,
         seed: 1,
         endpoints: args.endpoints,
+        // The bench measures; it keeps no frames.
+        record: false,
     };
     let report = runtime()?.block_on(vehicle_sim::swarm::run(setup)).context("swarm")?;
     print!("{}", vehicle_sim::swarm::render(&report));
