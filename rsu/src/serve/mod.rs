@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use v2x_link::identity::{CertRole, Identity};
 use v2x_link::revocation::Revocations;
-use v2x_link::tls::{CertKey, TransportLimits, bind_udp, load_roots, quinn_server, server_tls};
+use v2x_link::tls::{CertKey, TransportLimits, bind_udp, load_certs, load_roots, quinn_server, server_tls};
 use v2x_link::{CloseCode, PROTOCOL_VERSION};
 use v2x_proto::domain::ServerHello;
 use v2x_proto::fanout::FrameParts;
@@ -167,12 +167,14 @@ struct SessionEntry {
 /// The server's TLS configuration from the configured files, and the revocation list it checks
 /// (kept to poll the file for changes). Errors name the field whose file is at fault.
 pub fn server_crypto(tls: &crate::config::TlsConfig) -> anyhow::Result<(rustls::ServerConfig, Revocations)> {
+    let roots = load_roots(&tls.ca).context("tls.ca")?;
+    // A CRL must be signed by the CA the client certificates chain to.
+    let ca = load_certs(&tls.ca, "CA certificate").context("tls.ca")?;
     let revocations = match &tls.revocations {
-        Some(path) => Revocations::load(path).context("tls.revocations")?,
+        Some(path) => Revocations::load(path, &ca).context("tls.revocations")?,
         None => Revocations::none(),
     };
     let cert = CertKey::load(&tls.cert, &tls.key).context("tls.cert / tls.key")?;
-    let roots = load_roots(&tls.ca).context("tls.ca")?;
     let rustls = server_tls(&cert, roots, revocations.clone()).context("tls")?;
     Ok((rustls, revocations))
 }
