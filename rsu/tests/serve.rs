@@ -324,7 +324,10 @@ async fn bad_certificates_alpns_and_hellos_are_refused() {
 
     let tls_refusals = server.stats.rejected(Reject::TlsHandshake);
     assert!(tls_refusals >= 3, "no certificate, foreign CA, wrong ALPN, revoked: {tls_refusals}");
-    assert!(server.stats.rejected(Reject::Handshake) >= 3, "identity, version, unknown sensor");
+    // Each session refusal under the reason PROTOCOL.md lists for its close code.
+    assert_eq!(server.stats.rejected(Reject::IdentityMismatch), 1, "the hello claiming veh-0002");
+    assert_eq!(server.stats.rejected(Reject::UnsupportedVersion), 1);
+    assert_eq!(server.stats.rejected(Reject::UnknownSensor), 1);
     server.stop().await;
 }
 

@@ -68,7 +68,7 @@ pub(super) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, conn_
     let session = match session {
         Ok(s) => s,
         Err(e) => {
-            shared.stats.reject(Reject::Handshake, remote, e);
+            shared.stats.reject(Reject::of_close(e.code), remote, e);
             return;
         }
     };
