@@ -156,6 +156,17 @@ async fn sensor_frames_reach_vehicles_filtered_by_region() {
     let mut me = far;
     me.x += 2.0;
     let position = site.wgs84_from_enu(&me);
+    // A state the engine refuses (measured 3 s ago, beyond the fusion lag) places nothing:
+    // "around me" is where the last accepted state was.
+    let mut stale = state_of("veh-0003", position);
+    stale.time = stale.time.add_secs(-3.0);
+    around.send_state(&stale).expect("datagram");
+    wait_for("the stale state refused", || server.stats.rejected(Reject::Late) >= 1).await;
+    let after = Instant::now();
+    while after.elapsed() < Duration::from_millis(500) {
+        let frame = around.next_frame().await.expect("frame");
+        assert!(frame.participants.is_empty(), "placed by a refused state: {:?}", frame.participants);
+    }
     around.send_state(&state_of("veh-0003", position)).expect("datagram");
     let frame = tokio::time::timeout(PATIENCE, async {
         loop {

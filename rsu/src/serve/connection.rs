@@ -108,8 +108,30 @@ impl TokenBucket {
 /// What a vehicle asked for and where it is.
 struct VehicleView {
     subscription: Subscription,
-    /// Latest reported position (east, north) in the site frame [m].
-    position_m: Option<[f64; 2]>,
+    /// Where "around me" is centred.
+    position: Arc<VehiclePosition>,
+}
+
+/// Where a vehicle is for "around me": the position of its newest (by measurement time) state
+/// that the fusion engine accepted (PROTOCOL §2.3). The fusion loop sets it once the engine took
+/// the state in; a state it refused (late, from the future, invalid) moves nothing.
+#[derive(Debug, Default)]
+pub struct VehiclePosition(Mutex<Option<(Timestamp, [f64; 2])>>);
+
+impl VehiclePosition {
+    /// Notes the position (east, north) in the site frame [m] of a state measured at `time` that
+    /// the engine accepted, unless a newer one was accepted before.
+    pub(super) fn accept(&self, time: Timestamp, position_m: [f64; 2]) {
+        let mut newest = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if newest.is_none_or(|(t, _)| time >= t) {
+            *newest = Some((time, position_m));
+        }
+    }
+
+    /// The position (east, north) in the site frame [m], if the vehicle has one.
+    fn get(&self) -> Option<[f64; 2]> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).map(|(_, p)| p)
+    }
 }
 
 async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
@@ -127,7 +149,7 @@ async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
     }
     let view = Mutex::new(VehicleView {
         subscription: hello.subscription.unwrap_or(Subscription::AroundMe { radius_m: 0 }),
-        position_m: None,
+        position: Arc::default(),
     });
     tokio::select! {
         () = vehicle_uplink(&connection, shared, &identity, &view) => {}
@@ -201,9 +223,9 @@ async fn vehicle_uplink(
             );
             continue;
         }
-        let p = shared.enu.enu_from_wgs84(&state.position);
-        view.lock().unwrap_or_else(std::sync::PoisonError::into_inner).position_m = Some([p.x, p.y]);
-        forward(shared, Event::Vehicle { state, received: wall_now(), arrived: Instant::now() }, identity);
+        // The fusion loop moves the vehicle's position once the engine accepted the state.
+        let position = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner).position.clone();
+        forward(shared, Event::Vehicle { state, received: wall_now(), arrived: Instant::now(), position }, identity);
     }
 }
 
@@ -320,7 +342,7 @@ fn select(frame: &RoadsideFrame, view: &VehicleView, default_radius_m: u32, out:
         Subscription::AroundMe { radius_m } => {
             let r = f64::from(if *radius_m == 0 { default_radius_m } else { *radius_m });
             // Until the vehicle reports where it is, "around me" is nowhere.
-            if let Some([x, y]) = view.position_m {
+            if let Some([x, y]) = view.position.get() {
                 out.extend(all.filter(|(_, p)| (p.position_m.x - x).hypot(p.position_m.y - y) <= r).map(|(i, _)| i));
             }
         }

@@ -108,6 +108,8 @@ pub enum Event {
         received: Timestamp,
         /// Arrival instant (monotonic), for the added-latency metric.
         arrived: Instant,
+        /// The vehicle's position for "around me", moved if the engine accepts the state.
+        position: Arc<connection::VehiclePosition>,
     },
 }
 
@@ -515,7 +517,7 @@ fn handle_event(
                 reject_ingest(stats, verdict, &frame.sensor_id, frame.capture_time, received);
             }
         }
-        Event::Vehicle { state, received, arrived } => {
+        Event::Vehicle { state, received, arrived, position } => {
             let started = Instant::now();
             let verdict = fusion.handle_vehicle_state(received, &state);
             step.took(arrived, started);
@@ -526,6 +528,7 @@ fn handle_event(
                 Stats::bump(&stats.vehicle_states_in);
                 metrics::counter!("rsu_vehicle_states_total").increment(1);
                 let p = shared.enu.enu_from_wgs84(&state.position);
+                position.accept(state.time, [p.x, p.y]);
                 vehicles_seen.insert(state.vehicle_id.clone(), [p.x, p.y, p.z]);
             } else {
                 reject_ingest(stats, verdict, &state.vehicle_id, state.time, received);
