@@ -278,7 +278,7 @@ impl FusionConfig {
         if self.max_tracks == 0 || self.max_tracks > 1_000_000 {
             return Err(err("max_tracks", "must be within 1..=1000000"));
         }
-        if self.path_history_len > 64 {
+        if self.path_history_len > crate::broadcast::MAX_PATH_POINTS {
             return Err(err("path_history_len", "must be at most 64"));
         }
         Ok(())

@@ -547,17 +547,28 @@ async fn downlink(
         for (&i, &n) in selected.iter().zip(&deltas) {
             key.extend([u32::try_from(i).unwrap_or(u32::MAX), u32::try_from(n).unwrap_or(u32::MAX)]);
         }
-        let bytes = broadcast.assembled(key, |parts| {
+        let (bytes, taken) = broadcast.assembled(key, |parts| {
             let mut out = Vec::with_capacity(64 + 48 * selected.len());
             let history = |i: usize, n: usize| &frame.participants[i].path_history[..n];
-            parts.assemble(
+            let taken = parts.assemble(
                 frame,
                 selected.iter().zip(&deltas).map(|(&i, &n)| (i, history(i, n))),
                 with_regions,
+                v2x_link::MAX_ROADSIDE_FRAME_BYTES,
                 &mut out,
             );
-            out
+            (out, taken)
         });
+        if taken < selected.len() {
+            // Over the frame size limit (PROTOCOL §2.4): the participants that did not fit are
+            // left out of this frame, and their history is sent whole when they next fit.
+            let left_out = selected.len() - taken;
+            metrics::counter!("rsu_participants_left_out_total", "reason" => "frame_bytes").increment(left_out as u64);
+            for &i in &selected[taken..] {
+                sent.history.remove(&frame.participants[i].id);
+            }
+            selected.truncate(taken);
+        }
         if sent.history.len() > 2 * selected.len() + 64 {
             // Forget the ids the vehicle no longer gets (now and then: it is a full pass).
             let ids: std::collections::HashSet<u32> = selected.iter().map(|&i| frame.participants[i].id).collect();

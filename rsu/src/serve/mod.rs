@@ -60,8 +60,9 @@ pub struct Broadcast {
     /// The frame encoded in parts, made by the first vehicle task that sends it.
     parts: OnceLock<FrameParts>,
     /// Vehicle frames assembled from the parts, by what went into them: vehicles that get the
-    /// same participants with the same history share one encoding (and one buffer).
-    assembled: Mutex<HashMap<Vec<u32>, Bytes>>,
+    /// same participants with the same history share one encoding (and one buffer), with how
+    /// many of the participants asked for fit in it.
+    assembled: Mutex<HashMap<Vec<u32>, (Bytes, usize)>>,
     /// Capture time of the newest measurement fused into any participant.
     pub newest_capture: Option<Timestamp>,
     /// When the newest input fused into this frame arrived at the RSU.
@@ -383,15 +384,20 @@ impl Broadcast {
         self.parts.get_or_init(|| FrameParts::new(&self.frame))
     }
 
-    /// The vehicle frame named `key` (exactly what `assemble` puts in it), assembled by
-    /// `assemble` the first time it is asked for.
-    pub(crate) fn assembled(&self, key: Vec<u32>, assemble: impl FnOnce(&FrameParts) -> Vec<u8>) -> Bytes {
-        if let Some(bytes) = self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
-            return bytes.clone();
+    /// The vehicle frame named `key` (exactly what `assemble` puts in it) and the number of
+    /// participants that went in, assembled by `assemble` the first time it is asked for.
+    pub(crate) fn assembled(
+        &self,
+        key: Vec<u32>,
+        assemble: impl FnOnce(&FrameParts) -> (Vec<u8>, usize),
+    ) -> (Bytes, usize) {
+        if let Some(done) = self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+            return done.clone();
         }
-        let bytes = Bytes::from(assemble(self.parts()));
-        self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, bytes.clone());
-        bytes
+        let (bytes, taken) = assemble(self.parts());
+        let done = (Bytes::from(bytes), taken);
+        self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, done.clone());
+        done
     }
 }
 
@@ -423,6 +429,11 @@ fn make_frame(
     let now = wall_now();
     let objects = fusion.poll_objects(now);
     let frame = Arc::new(fusion.roadside_frame_from(now, &objects));
+    if frame.participants.len() < objects.len() {
+        // More confirmed objects than a frame carries (PROTOCOL §2.4): the newest are left out.
+        let left_out = (objects.len() - frame.participants.len()) as u64;
+        metrics::counter!("rsu_participants_left_out_total", "reason" => "participant_limit").increment(left_out);
+    }
     let newest_capture = objects.iter().map(|o| o.last_update).max();
     metrics::histogram!("rsu_fusion_step_seconds").record(step.ingest_s + started.elapsed().as_secs_f64());
     let broadcast = Arc::new(Broadcast {
