@@ -80,14 +80,21 @@ impl FrameParts {
     /// Appends to `out` the encoding of `frame` (the frame these parts were made of) with only
     /// the participants `selected` names, by index, each with the path-history points given
     /// (none: no history), and of the RSU's id and sensor health and the perception regions the
-    /// `sections` given.
+    /// `sections` given, in at most `max_bytes`: participants go in in the order given until the
+    /// next would not fit; it and all after it are left out. Returns how many of `selected` went
+    /// in (entries naming no participant count as in, adding nothing).
+    ///
+    /// The frame without participants (a few hundred bytes per sensor of the site, which has at
+    /// most 64) always goes in: `max_bytes` of a protocol limit leaves room for it.
     pub fn assemble<'a>(
         &self,
         frame: &RoadsideFrame,
         selected: impl IntoIterator<Item = (usize, &'a [PathPoint])>,
         sections: Sections,
+        max_bytes: usize,
         out: &mut Vec<u8>,
-    ) {
+    ) -> usize {
+        let start_len = out.len();
         out.extend_from_slice(&self.head);
         if sections.health {
             out.extend_from_slice(&self.health);
@@ -95,8 +102,13 @@ impl FrameParts {
         if sections.regions {
             out.extend_from_slice(&self.regions);
         }
+        let mut taken = 0;
         for (i, history) in selected {
-            let (Some(&end), Some(p)) = (self.ends.get(i), frame.participants.get(i)) else { continue };
+            let (Some(&end), Some(p)) = (self.ends.get(i), frame.participants.get(i)) else {
+                taken += 1;
+                continue;
+            };
+            let mark = out.len();
             if history.is_empty() {
                 let start = if i == 0 { 0 } else { self.ends[i - 1] };
                 out.extend_from_slice(&self.participants[start..end]);
@@ -105,7 +117,13 @@ impl FrameParts {
                 with_history.path_history = history.to_vec();
                 prost::encoding::message::encode(PARTICIPANTS_FIELD, &wire::Participant::from(&with_history), out);
             }
+            if out.len() - start_len > max_bytes {
+                out.truncate(mark);
+                break;
+            }
+            taken += 1;
         }
+        taken
     }
 }
 
@@ -139,7 +157,14 @@ mod tests {
             .collect();
         let mut bytes = Vec::new();
         let all = Sections { health: true, regions: true };
-        parts.assemble(&frame, picks.iter().map(|(i, h)| (*i, h.as_slice())), all, &mut bytes);
+        let taken = parts.assemble(
+            &frame,
+            picks.iter().map(|(i, h)| (*i, h.as_slice())),
+            all,
+            crate::MAX_MESSAGE_BYTES,
+            &mut bytes,
+        );
+        assert_eq!(taken, picks.len());
 
         let mut filtered = frame.clone();
         filtered.participants = picks
@@ -154,7 +179,7 @@ mod tests {
         assert_eq!(via_prost.participants.len(), picks.len());
 
         let mut none = Vec::new();
-        parts.assemble(&frame, std::iter::empty(), Sections::default(), &mut none);
+        assert_eq!(parts.assemble(&frame, std::iter::empty(), Sections::default(), 0, &mut none), 0);
         let empty: RoadsideFrame = crate::decode(&none).expect("decodes");
         assert!(empty.participants.is_empty() && empty.perception_regions.is_empty() && empty.sensors.is_empty());
         assert!(empty.rsu_id.is_empty(), "the id goes with the health");
@@ -166,12 +191,53 @@ mod tests {
         // Each section alone is its field of the frame, whole.
         for sections in [Sections { health: true, regions: false }, Sections { health: false, regions: true }] {
             let mut bytes = Vec::new();
-            parts.assemble(&frame, std::iter::empty(), sections, &mut bytes);
+            parts.assemble(&frame, std::iter::empty(), sections, usize::MAX, &mut bytes);
             let decoded: RoadsideFrame = crate::decode(&bytes).expect("decodes");
             assert_eq!(decoded.sensors, if sections.health { frame.sensors.clone() } else { Vec::new() });
             assert_eq!(decoded.rsu_id, if sections.health { frame.rsu_id.clone() } else { String::new() });
             let regions = if sections.regions { frame.perception_regions.clone() } else { Vec::new() };
             assert_eq!(decoded.perception_regions, regions);
         }
+    }
+
+    /// Health and regions both in.
+    const EVERY: Sections = Sections { health: true, regions: true };
+
+    #[test]
+    fn an_assembled_frame_stays_within_its_byte_limit() {
+        // The largest frame the engine makes: every participant with a full path history of
+        // points far apart (long varints), more bytes than the protocol allows a frame.
+        let mut frame = intersection_frame(crate::convert::MAX_PARTICIPANTS, 3);
+        for p in &mut frame.participants {
+            p.path_history = (0..crate::convert::MAX_PATH_POINTS)
+                .map(|j| PathPoint { offset_m: [-1.0e6 - j as f64, 1.0e6], dt_s: 3.0e5 + j as f64 })
+                .collect();
+        }
+        let parts = FrameParts::new(&frame);
+        let all: Vec<(usize, &[PathPoint])> =
+            frame.participants.iter().enumerate().map(|(i, p)| (i, p.path_history.as_slice())).collect();
+        let mut unlimited = Vec::new();
+        assert_eq!(parts.assemble(&frame, all.iter().copied(), EVERY, usize::MAX, &mut unlimited), all.len());
+        assert!(unlimited.len() > crate::MAX_MESSAGE_BYTES, "{} bytes: not beyond the limit", unlimited.len());
+        assert!(crate::decode::<RoadsideFrame>(&unlimited).is_err(), "a receiver refuses it");
+
+        // Within the limit: the participants that fit, in order, and a frame receivers accept.
+        let mut capped = Vec::new();
+        let taken = parts.assemble(&frame, all.iter().copied(), EVERY, crate::MAX_MESSAGE_BYTES, &mut capped);
+        assert!(taken > 0 && taken < all.len(), "{taken} of {}", all.len());
+        assert!(capped.len() <= crate::MAX_MESSAGE_BYTES);
+        let decoded: RoadsideFrame = crate::decode(&capped).expect("a capped frame decodes");
+        assert_eq!(decoded.participants.len(), taken);
+        assert_eq!(decoded.participants[taken - 1].id, frame.participants[taken - 1].id);
+
+        // Exactly at the limit: the participants that fit, all of them.
+        let mut exact = Vec::new();
+        assert_eq!(parts.assemble(&frame, all[..taken].iter().copied(), EVERY, capped.len(), &mut exact), taken);
+        assert_eq!(exact, capped);
+        let mut one_short = Vec::new();
+        assert_eq!(
+            parts.assemble(&frame, all[..taken].iter().copied(), EVERY, capped.len() - 1, &mut one_short),
+            taken - 1
+        );
     }
 }

@@ -252,3 +252,45 @@ fn broadcast_frame_fits_the_size_budget() {
     println!("200-participant RoadsideFrame: {bytes} bytes, {per:.1} bytes per participant");
     assert!(per <= 40.0, "{per:.1} bytes per participant");
 }
+
+#[test]
+fn the_fullest_frame_the_engine_makes_decodes() {
+    // More objects than a frame carries: 40 × 30 parked cars 4.5 m apart around the lidar, seen
+    // in five frames (confirmed after three).
+    let mut fusion = Fusion::new(sample::site(), FusionConfig::default()).expect("engine");
+    let cars: Vec<LidarDetection> = (0..40)
+        .flat_map(|i| {
+            (0..30).map(move |j| LidarDetection {
+                center_in_sensor: Point3::new(-87.75 + 4.5 * f64::from(i), -65.25 + 4.5 * f64::from(j), -5.0),
+                size: BoxSize::new(4.0, 1.8, 1.5),
+                yaw_rad: 0.0,
+                class: ObjectClass::Car,
+                score: 0.9,
+                point_count: Some(100),
+            })
+        })
+        .collect();
+    let t0 = sample::lidar_frame().capture_time;
+    for k in 0..5u32 {
+        let capture = t0.add_secs(0.1 * f64::from(k));
+        let frame = SensorFrame {
+            sensor_id: "lidar-ne".into(),
+            sequence: u64::from(k),
+            capture_time: capture,
+            detections: Detections::Lidar(cars.clone()),
+        };
+        assert_eq!(fusion.handle_sensor_frame(capture.add_secs(0.01), frame), Ingest::Accepted);
+    }
+    let at = t0.add_secs(0.45);
+    let objects = fusion.poll_objects(at);
+    let max = v2x_proto::convert::MAX_PARTICIPANTS;
+    assert!(objects.len() > max, "{} objects", objects.len());
+    let frame = fusion.roadside_frame_from(at, &objects);
+    assert_eq!(frame.participants.len(), max);
+    assert!(frame.participants.iter().zip(&objects).all(|(p, o)| p.id == o.id), "the oldest tracks, in order");
+    assert_eq!(fusion.stats().participants_left_out, (objects.len() - max) as u64);
+    let bytes = encode(&frame);
+    assert!(bytes.len() <= v2x_proto::MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
+    let decoded: RoadsideFrame = decode(&bytes).expect("a receiver accepts the fullest frame");
+    assert_eq!(decoded.participants.len(), max);
+}

@@ -196,10 +196,18 @@ impl<W: Write + Seek> ReplayWriter<W> {
         };
         let log_time = nanos(time, "capture time")?;
         let publish_time = nanos(publish, "arrival time")?;
+        let bytes = v2x_proto::encode(message);
+        if bytes.len() > v2x_proto::MAX_MESSAGE_BYTES {
+            // The reader would refuse it (and every reader of the protocol's messages).
+            return Err(ReplayError::Write {
+                what: topic.to_string(),
+                problem: format!("{} bytes, over the limit of {} bytes", bytes.len(), v2x_proto::MAX_MESSAGE_BYTES),
+            });
+        }
         let (channel_id, sequence) = self.channel(&topic)?;
         let header = MessageHeader { channel_id, sequence, log_time, publish_time };
         self.mcap
-            .write_to_known_channel(&header, &v2x_proto::encode(message))
+            .write_to_known_channel(&header, &bytes)
             .map_err(|cause| ReplayError::McapWrite { path: self.path.clone(), cause })
     }
 

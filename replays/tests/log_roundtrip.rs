@@ -227,6 +227,37 @@ fn arrival_times_and_file_order() {
 }
 
 #[test]
+fn the_writer_refuses_a_message_the_reader_would_refuse() {
+    // The most participants a frame may carry, each with the longest path history: within the
+    // participant limit, and still over the byte limit every reader of the protocol applies.
+    let mut big = sample::intersection_frame(v2x_proto::convert::MAX_PARTICIPANTS, 2);
+    big.rsu_id = "rsu-cityblock-1".into();
+    big.time = Timestamp::from_nanos(T0);
+    for p in &mut big.participants {
+        p.path_history = (0..v2x_proto::convert::MAX_PATH_POINTS)
+            .map(|j| rsu_fusion::PathPoint { offset_m: [-1.0e6 - j as f64, 1.0e6], dt_s: 3.0e5 + j as f64 })
+            .collect();
+    }
+    assert!(v2x_proto::encode(&big).len() > v2x_proto::MAX_MESSAGE_BYTES);
+    // Half of them fit.
+    let mut fits = big.clone();
+    fits.participants.truncate(big.participants.len() / 2);
+    fits.time = Timestamp::from_nanos(T0 + 100_000_000);
+    assert!(v2x_proto::encode(&fits).len() <= v2x_proto::MAX_MESSAGE_BYTES);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.mcap");
+    let mut w = ReplayWriter::create(&path, &meta()).expect("create");
+    let refused = w.write_roadside_frame(&big).expect_err("over the limit");
+    assert!(refused.to_string().contains("over the limit"), "{refused}");
+    w.write_roadside_frame(&fits).expect("within the limit");
+    w.finish().expect("finish");
+    let (read, error) = read_all(&path, ReadMode::Strict);
+    assert_eq!(error, None);
+    assert_eq!(read.iter().filter(|m| matches!(m.body, ReplayBody::Roadside(_))).count(), 1);
+}
+
+#[test]
 fn writing_twice_gives_identical_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = (dir.path().join("a.mcap"), dir.path().join("b.mcap"));

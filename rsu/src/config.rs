@@ -126,7 +126,8 @@ pub struct LimitsConfig {
     pub hello_timeout_s: f64,
     /// Largest VehicleState datagram [bytes]. Default 1024.
     pub max_vehicle_state_bytes: usize,
-    /// Largest SensorFrame stream [bytes]. Default 1048576.
+    /// Largest SensorFrame stream [bytes], at most 1048576 (the protocol's message limit).
+    /// Default 1048576.
     pub max_sensor_frame_bytes: usize,
     /// Sensor frame streams a sensor may have open at once. Default 16.
     pub max_sensor_streams: u32,
@@ -348,7 +349,13 @@ impl ServeConfig {
         range("limits.idle_timeout_s", l.idle_timeout_s, 0.5, 3600.0, "s")?;
         range("limits.hello_timeout_s", l.hello_timeout_s, 0.1, 600.0, "s")?;
         count("limits.max_vehicle_state_bytes", l.max_vehicle_state_bytes as u64, 64, 65_536)?;
-        count("limits.max_sensor_frame_bytes", l.max_sensor_frame_bytes as u64, 1024, 64 << 20)?;
+        // No larger than a message may be anywhere (a recording's reader refuses more).
+        count(
+            "limits.max_sensor_frame_bytes",
+            l.max_sensor_frame_bytes as u64,
+            1024,
+            v2x_proto::MAX_MESSAGE_BYTES as u64,
+        )?;
         count("limits.max_sensor_streams", u64::from(l.max_sensor_streams), 1, 1024)?;
         range("limits.max_vehicle_states_per_s", l.max_vehicle_states_per_s, 1.0, 10_000.0, "1/s")?;
         range("limits.max_sensor_frames_per_s", l.max_sensor_frames_per_s, 1.0, 10_000.0, "1/s")?;
@@ -424,6 +431,9 @@ mod tests {
             ("[broadcast]\nrate_hz = 60.0\n", "broadcast.rate_hz"),
             ("[limits]\nidle_timeout_s = -1.0\n", "limits.idle_timeout_s"),
             ("[limits]\nno_such_limit = 1\n", "no_such_limit"),
+            // Over the protocol's message limit: a recording of it would not read back.
+            ("[limits]\nmax_sensor_frame_bytes = 2097152\n", "limits.max_sensor_frame_bytes"),
+            ("[fusion]\nmax_gate_radius_m = 500.0\n", "max_gate_radius_m"),
             ("[fusion]\ngate_chi2 = -3.0\n", "gate_chi2"),
             ("[recording]\nfsync_interval_s = 0.0\n", "recording.fsync_interval_s"),
             ("rsu_id = \"bad id\"\n", "rsu_id"),

@@ -157,6 +157,17 @@ async fn sensor_frames_reach_vehicles_filtered_by_region() {
     let mut me = far;
     me.x += 2.0;
     let position = site.wgs84_from_enu(&me);
+    // A state the engine refuses (measured 3 s ago, beyond the fusion lag) places nothing:
+    // "around me" is where the last accepted state was.
+    let mut stale = state_of("veh-0003", position);
+    stale.time = stale.time.add_secs(-3.0);
+    around.send_state(&stale).expect("datagram");
+    wait_for("the stale state refused", || server.stats.rejected(Reject::Late) >= 1).await;
+    let after = Instant::now();
+    while after.elapsed() < Duration::from_millis(500) {
+        let frame = around.next_frame().await.expect("frame");
+        assert!(frame.participants.is_empty(), "placed by a refused state: {:?}", frame.participants);
+    }
     around.send_state(&state_of("veh-0003", position)).expect("datagram");
     let frame = tokio::time::timeout(PATIENCE, async {
         loop {
@@ -436,7 +447,10 @@ async fn bad_certificates_alpns_and_hellos_are_refused() {
 
     let tls_refusals = server.stats.rejected(Reject::TlsHandshake);
     assert!(tls_refusals >= 3, "no certificate, foreign CA, wrong ALPN, revoked: {tls_refusals}");
-    assert!(server.stats.rejected(Reject::Handshake) >= 3, "identity, version, unknown sensor");
+    // Each session refusal under the reason PROTOCOL.md lists for its close code.
+    assert_eq!(server.stats.rejected(Reject::IdentityMismatch), 1, "the hello claiming veh-0002");
+    assert_eq!(server.stats.rejected(Reject::UnsupportedVersion), 1);
+    assert_eq!(server.stats.rejected(Reject::UnknownSensor), 1);
     server.stop().await;
 }
 

@@ -49,12 +49,11 @@ pub(crate) use sensor::{check_image_size, sensor_frame_with};
 
 /// Most detections one sensor frame may carry.
 pub const MAX_DETECTIONS_PER_FRAME: usize = 4096;
-/// Most participants one roadside frame may carry (T/CSAE 157 SSM allows 512; we allow headroom).
-pub const MAX_PARTICIPANTS: usize = 1024;
+/// Most participants one roadside frame may carry, and most path-history points per participant:
+/// the fusion engine's limits, so that what it makes always decodes.
+pub use rsu_fusion::broadcast::{MAX_PARTICIPANTS, MAX_PATH_POINTS};
 /// Most class scores per camera box.
 pub const MAX_CLASS_SCORES: usize = 16;
-/// Most path-history points per participant.
-pub const MAX_PATH_POINTS: usize = 64;
 /// Most vertices of a polygon.
 pub const MAX_POLYGON_VERTICES: usize = 256;
 /// Most ground-truth objects per frame.

@@ -8,6 +8,15 @@ use crate::class::{BoxSize, ObjectClass, SourceSet};
 use crate::geo::Wgs84;
 use crate::time::Timestamp;
 
+/// Most participants one roadside frame carries (T/CSAE 157 SSM allows 512; this leaves headroom
+/// for the largest sites). One limit for both ends: the engine never puts more in a frame
+/// ([`crate::Fusion::roadside_frame_from`]) and receivers refuse more (`v2x_proto`'s decoder).
+pub const MAX_PARTICIPANTS: usize = 1024;
+
+/// Most path-history points per participant: `FusionConfig::path_history_len` is at most this,
+/// and receivers refuse more (`v2x_proto`'s decoder).
+pub const MAX_PATH_POINTS: usize = 64;
+
 /// One broadcast frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoadsideFrame {

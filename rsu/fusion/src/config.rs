@@ -41,7 +41,7 @@ pub struct FusionConfig {
     /// Chi-square gate on the squared Mahalanobis distance of 2-dof innovations (9.21 = 99%).
     pub gate_chi2: f64,
     /// Largest distance between a track and a measurement that can ever be associated [m]; also
-    /// the cell size of the spatial pre-filter grid.
+    /// the cell size of the spatial pre-filter grid. At most [`MAX_GATE_RADIUS_M`].
     pub max_gate_radius_m: f64,
 
     /// Updates ("hits") needed among the last `confirm_window` opportunities to confirm a track.
@@ -218,6 +218,11 @@ impl Default for FusionConfig {
     }
 }
 
+/// Upper bound of [`FusionConfig::max_gate_radius_m`] [m]: far beyond any position error worth
+/// associating (the default is 6 m), and a gate that wide would make every track a candidate for
+/// every detection of a frame.
+pub const MAX_GATE_RADIUS_M: f64 = 100.0;
+
 impl FusionConfig {
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), FusionConfigError> {
@@ -290,6 +295,9 @@ impl FusionConfig {
                 return Err(err(field, "must be within (0, 1]"));
             }
         }
+        if self.max_gate_radius_m > MAX_GATE_RADIUS_M {
+            return Err(err("max_gate_radius_m", "must be at most 100 m"));
+        }
         if self.confirm_window == 0 || self.confirm_window > 32 {
             return Err(err("confirm_window", "must be within 1..=32"));
         }
@@ -305,7 +313,7 @@ impl FusionConfig {
         if self.max_tracks == 0 || self.max_tracks > 1_000_000 {
             return Err(err("max_tracks", "must be within 1..=1000000"));
         }
-        if self.path_history_len > 64 {
+        if self.path_history_len > crate::broadcast::MAX_PATH_POINTS {
             return Err(err("path_history_len", "must be at most 64"));
         }
         Ok(())
@@ -329,6 +337,11 @@ mod tests {
         assert_eq!(bad.validate().expect_err("hits > window").field, "confirm_hits");
         let bad = FusionConfig { size_alpha: 0.0, ..FusionConfig::default() };
         assert_eq!(bad.validate().expect_err("alpha 0").field, "size_alpha");
+        FusionConfig { max_gate_radius_m: MAX_GATE_RADIUS_M, ..FusionConfig::default() }
+            .validate()
+            .expect("at the bound");
+        let bad = FusionConfig { max_gate_radius_m: 1.0e6, ..FusionConfig::default() };
+        assert_eq!(bad.validate().expect_err("gate of 1000 km").field, "max_gate_radius_m");
     }
 
     #[test]

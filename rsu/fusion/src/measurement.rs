@@ -80,20 +80,28 @@ pub struct CameraDetection {
     pub min_px: Point2<f64>,
     /// Bottom-right corner [px].
     pub max_px: Point2<f64>,
-    /// Class scores (each 0..1, sum at most 1), best first.
+    /// Class scores (each 0..1, sum at most 1), in any order (detectors usually put the best
+    /// first; nothing relies on it, see [`CameraDetection::best_class`]).
     pub class_scores: Vec<(ObjectClass, f64)>,
 }
 
 impl CameraDetection {
-    /// The best class and its score.
+    /// The best class and its score: the highest score, whatever the order of the list (the
+    /// first of equal scores); `(Unknown, 0)` without scores.
     pub fn best_class(&self) -> (ObjectClass, f64) {
-        self.class_scores.first().copied().unwrap_or((ObjectClass::Unknown, 0.0))
+        best_score(&self.class_scores)
     }
 
     /// Bottom-centre pixel: where the object touches the ground.
     pub fn bottom_center_px(&self) -> Point2<f64> {
         Point2::new(0.5 * (self.min_px.x + self.max_px.x), self.max_px.y)
     }
+}
+
+/// The highest of `scores` (the first of equal ones), `(Unknown, 0)` for none. A sensor that
+/// does not sort its scores must not have its best class, or a low-scoring box, mistaken.
+pub fn best_score(scores: &[(ObjectClass, f64)]) -> (ObjectClass, f64) {
+    scores.iter().copied().fold((ObjectClass::Unknown, 0.0), |best, s| if s.1 > best.1 { s } else { best })
 }
 
 /// A connected vehicle's own state report (BSM-like).

@@ -3,13 +3,15 @@
 //!
 //! [`SpatialGrid`] buckets points into square cells and answers two kinds of query:
 //! [`SpatialGrid::for_each_near`] visits the items of the cells a disc touches, in a fixed order
-//! and only for discs of a few cells (the tracker's gating, where the order is part of its
-//! determinism), and [`SpatialGrid::for_each_within`] visits a superset of the items within any
-//! distance, as `hypot` measures it (the scorer of the replays, whose gates come from a config).
+//! (the tracker's gating, where the order is part of its determinism; a disc of many cells costs
+//! a pass over the items instead of a lookup per cell), and [`SpatialGrid::for_each_within`]
+//! visits a superset of the items within any distance, as `hypot` measures it (the scorer of the
+//! replays, whose gates come from a config).
 //! [`close_pairs`] enumerates the pairs of points in the same or adjacent cells.
 
-/// Most cells a [`SpatialGrid::for_each_near`] query spans along an axis; a larger disc is no
-/// neighbourhood and finds nothing there.
+/// Most cells a [`SpatialGrid::for_each_near`] query on a sparse grid looks up one row at a time
+/// along an axis; a larger disc filters the sorted items in one pass instead (same items, same
+/// order).
 const MAX_QUERY_CELLS: i64 = 64;
 
 /// Relative widening of a [`SpatialGrid::for_each_within`] disc: far wider than the few ulps by
@@ -115,7 +117,7 @@ impl SpatialGrid {
     }
 
     /// Calls `visit` with the items [`SpatialGrid::query`] would return, in the same order,
-    /// without collecting them.
+    /// without collecting them. Any finite radius (nothing for a non-finite point or radius).
     #[inline]
     pub fn for_each_near(&self, x: f64, y: f64, radius_m: f64, mut visit: impl FnMut(usize)) {
         if !(x.is_finite() && y.is_finite() && radius_m.is_finite()) {
@@ -124,10 +126,16 @@ impl SpatialGrid {
         let r = radius_m.max(0.0);
         let (x0, x1) = (self.cell_of(x - r), self.cell_of(x + r));
         let (y0, y1) = (self.cell_of(y - r), self.cell_of(y + r));
-        if (x1 - x0) > MAX_QUERY_CELLS || (y1 - y0) > MAX_QUERY_CELLS {
+        if self.starts.is_empty() && ((x1 - x0) > MAX_QUERY_CELLS || (y1 - y0) > MAX_QUERY_CELLS) {
+            // Too many cells to look up one row at a time: one pass over the sorted entries
+            // visits the same items in the same (cell, index) order.
+            for e in self.entries.iter().filter(|e| (x0..=x1).contains(&e.0) && (y0..=y1).contains(&e.1)) {
+                visit(e.2 as usize);
+            }
             return;
         }
         if !self.starts.is_empty() {
+            // Dense: the loops below run over the grid's cells only, whatever the disc.
             let (gx1, gy1) = (self.x0 + self.width - 1, self.y0 + self.height - 1);
             let (y_lo, y_hi) = (y0.max(self.y0), y1.min(gy1));
             if y_lo > y_hi {
@@ -297,6 +305,34 @@ mod tests {
                 }
             }
             prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn discs_of_many_cells_find_everything_in_their_cells(
+            pts in proptest::collection::vec((-2000.0f64..2000.0, -2000.0f64..2000.0), 0..60),
+            far in proptest::option::of((-1.0e12f64..1.0e12, -1.0e12f64..1.0e12)),
+            q in (-2000.0f64..2000.0, -2000.0f64..2000.0, 0.0f64..3000.0),
+        ) {
+            // Cells of 5 m (the tracker's measurement grid): these discs span up to 1200 cells,
+            // far over the row-by-row lookup's limit, on dense and (with a far point) sparse grids.
+            let mut all = pts.clone();
+            all.extend(far);
+            let mut g = SpatialGrid::new(5.0);
+            g.rebuild(all.iter().copied());
+            let mut got = Vec::new();
+            g.query(q.0, q.1, q.2, &mut got);
+            let cell = |v: f64| (v * (1.0 / 5.0)).floor().clamp(-1.0e9, 1.0e9) as i64;
+            let (x0, x1, y0, y1) = (cell(q.0 - q.2), cell(q.0 + q.2), cell(q.1 - q.2), cell(q.1 + q.2));
+            let mut want: Vec<(i64, i64, usize)> = all
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (cell(p.0), cell(p.1), i))
+                .filter(|&(cx, cy, _)| (x0..=x1).contains(&cx) && (y0..=y1).contains(&cy))
+                .collect();
+            want.sort_unstable();
+            prop_assert_eq!(got, want.into_iter().map(|w| w.2).collect::<Vec<_>>());
         }
     }
 

@@ -8,7 +8,9 @@ mod synthetic;
 
 use nalgebra::{Point3, Vector2};
 use rsu_fusion::measurement::{AdasStatus, BrakeStatus, GnssStatus, PositionAccuracy, VehicleState};
-use rsu_fusion::{FusedObject, FusionStats, Ingest, ObjectClass, SensorStatus, SiteConfig, SourceSet, TrackStatus};
+use rsu_fusion::{
+    FusedObject, FusionConfig, FusionStats, Ingest, ObjectClass, SensorStatus, SiteConfig, SourceSet, TrackStatus,
+};
 use std::f64::consts::PI;
 use synthetic::*;
 
@@ -251,6 +253,37 @@ fn camera_only_objects_become_lower_confidence_tracks() {
         let err = (Vector2::new(o.position_m.x, o.position_m.y) - tr.pos).norm();
         assert!(err < 1.5, "actor {} camera-only error {err}", a.id);
     }
+}
+
+#[test]
+fn camera_scores_count_in_any_order() {
+    // Camera-only objects whose boxes list the confusable class (0.15, below `camera_min_score`)
+    // before the true one (0.75): the best class is the highest score, not the first entry, so
+    // the fused objects are those of the sorted lists, class for class.
+    let site = site_2l2c(0.15, 3.0);
+    let mut ped = Actor::straight(1, ObjectClass::Pedestrian, (-25.0, 4.0), 0.0, 1.2, 6.0);
+    ped.lidar_visible = false;
+    let mut car = Actor::straight(2, ObjectClass::Car, (-30.0, -1.75), 0.0, 8.0, 6.0);
+    car.lidar_visible = false;
+    let sorted = simulate(&site, &[ped, car], &quiet_sim(5, 6.0));
+    let mut reversed = sorted.clone();
+    let mut boxes = 0;
+    for a in &mut reversed {
+        if let rsu_fusion::measurement::Detections::Camera(c) = &mut a.frame.detections {
+            for b in &mut c.boxes {
+                b.class_scores.reverse();
+                assert!(b.class_scores[0].1 < FusionConfig::default().camera_min_score, "{:?}", b.class_scores);
+                boxes += 1;
+            }
+        }
+    }
+    assert!(boxes > 50, "{boxes} camera boxes");
+    let (want, want_stats) = final_state(&site, &sorted, Some(0.1));
+    let (got, got_stats) = final_state(&site, &reversed, Some(0.1));
+    assert_eq!(got_stats.detections_low_score, 0, "no box is below the minimum score");
+    assert_eq!(got_stats.detections_low_score, want_stats.detections_low_score);
+    assert!(want.contains("Pedestrian") && want.contains("Car"), "{want}");
+    assert_eq!(got, want);
 }
 
 #[test]

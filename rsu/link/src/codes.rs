@@ -174,6 +174,16 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_documents_every_close_code() {
+        let protocol = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../PROTOCOL.md"));
+        let table = &protocol[protocol.find("## 3. Error codes").expect("§3")..];
+        for code in CloseCode::ALL {
+            let row = format!("| {} | `{}` |", code.code(), code.name().to_uppercase());
+            assert!(table.contains(&row), "PROTOCOL.md §3 has no row {row:?}");
+        }
+    }
+
+    #[test]
     fn reasons_are_truncated_at_char_boundaries() {
         assert_eq!(truncate("abc", 10), "abc");
         assert_eq!(truncate("äää", 3), "ä");

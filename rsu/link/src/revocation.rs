@@ -1,10 +1,12 @@
 //! The revocation list: serial numbers of certificates the RSU refuses although they chain to the
 //! site CA. The file is either
 //!
-//! - text: one serial number per line in hex (`0a1b2c`, `0A:1B:2C` or `0x0a1b2c`), `#` starts a
-//!   comment, blank lines are ignored; or
-//! - an X.509 CRL in PEM (`-----BEGIN X509 CRL-----`) or DER; its revoked serial numbers are used.
-//!   The CRL is trusted as configuration: its signature is not checked.
+//! - text: one serial number per line in hex, either case (`0a1b2c`, `0A:1B:2C`, `0x0a1b2c` or
+//!   `0X0A1B2C`), leading zeros ignored, `#` starts a comment, blank lines are ignored; or
+//! - an X.509 CRL in PEM (`-----BEGIN X509 CRL-----`) or DER, whose signature must verify against
+//!   the site CA that issued it; its revoked serial numbers are used.
+//!
+//! PROTOCOL.md §1.2 specifies both formats.
 //!
 //! [`Revocations`] is shared by the TLS verifier and the daemon, which calls
 //! [`Revocations::reload_if_changed`] periodically so edits apply without a restart.
@@ -14,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use x509_parser::prelude::{CertificateRevocationList, FromDer};
+use rustls::pki_types::CertificateDer;
+use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 
 use crate::identity::normalise_serial;
 
@@ -39,7 +42,7 @@ pub enum RevocationError {
         /// What is wrong.
         problem: String,
     },
-    /// A CRL that cannot be parsed.
+    /// A CRL that cannot be parsed, or whose signature does not verify against the site CA.
     #[error("revocation list {path}: bad CRL: {problem}")]
     BadCrl {
         /// The file.
@@ -60,6 +63,8 @@ struct State {
 #[derive(Clone, Debug, Default)]
 pub struct Revocations {
     path: Option<PathBuf>,
+    /// The site CA certificates (DER) a CRL must be signed by.
+    issuers: Arc<Vec<CertificateDer<'static>>>,
     state: Arc<RwLock<State>>,
 }
 
@@ -69,9 +74,11 @@ impl Revocations {
         Revocations::default()
     }
 
-    /// Loads `path`.
-    pub fn load(path: &Path) -> Result<Self, RevocationError> {
-        let revocations = Revocations { path: Some(path.to_owned()), state: Arc::default() };
+    /// Loads `path`; a CRL must be signed by one of the site CA certificates `ca` (the trust
+    /// anchors of the client certificates).
+    pub fn load(path: &Path, ca: &[CertificateDer<'static>]) -> Result<Self, RevocationError> {
+        let revocations =
+            Revocations { path: Some(path.to_owned()), issuers: Arc::new(ca.to_vec()), state: Arc::default() };
         revocations.reload()?;
         Ok(revocations)
     }
@@ -87,7 +94,7 @@ impl Revocations {
         let io = |cause| RevocationError::Io { path: path.clone(), cause };
         let meta = std::fs::metadata(path).map_err(io)?;
         let bytes = std::fs::read(path).map_err(io)?;
-        let serials = parse(path, &bytes)?;
+        let serials = parse(path, &bytes, &self.issuers)?;
         let count = serials.len();
         let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         *state = State { serials, modified: meta.modified().ok(), len: meta.len() };
@@ -123,7 +130,7 @@ impl Revocations {
     }
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeSet<Vec<u8>>, RevocationError> {
+fn parse(path: &Path, bytes: &[u8], issuers: &[CertificateDer<'_>]) -> Result<BTreeSet<Vec<u8>>, RevocationError> {
     let text = std::str::from_utf8(bytes).ok();
     if let Some(text) = text
         && text.contains("-----BEGIN X509 CRL-----")
@@ -133,18 +140,35 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeSet<Vec<u8>>, RevocationError
         let der = CertificateRevocationListDer::from_pem_slice(bytes)
             .map(|crl| crl.to_vec())
             .map_err(|e| RevocationError::BadCrl { path: path.to_owned(), problem: e.to_string() })?;
-        return parse_crl(path, &der);
+        return parse_crl(path, &der, issuers);
     }
     match text {
         Some(text) => parse_text(path, text),
-        None => parse_crl(path, bytes),
+        None => parse_crl(path, bytes, issuers),
     }
 }
 
-fn parse_crl(path: &Path, der: &[u8]) -> Result<BTreeSet<Vec<u8>>, RevocationError> {
-    let (_, crl) = CertificateRevocationList::from_der(der)
-        .map_err(|e| RevocationError::BadCrl { path: path.to_owned(), problem: e.to_string() })?;
-    Ok(crl.iter_revoked_certificates().map(|r| normalise_serial(r.raw_serial())).collect())
+/// The serials of a DER CRL whose signature verifies against the key of the issuer it names,
+/// which must be one of `issuers`.
+fn parse_crl(path: &Path, der: &[u8], issuers: &[CertificateDer<'_>]) -> Result<BTreeSet<Vec<u8>>, RevocationError> {
+    let bad = |problem: String| RevocationError::BadCrl { path: path.to_owned(), problem };
+    let (_, crl) = CertificateRevocationList::from_der(der).map_err(|e| bad(e.to_string()))?;
+    let mut named = false;
+    for issuer in issuers {
+        let Ok((_, ca)) = X509Certificate::from_der(issuer) else { continue };
+        if ca.subject() != crl.issuer() {
+            continue;
+        }
+        named = true;
+        if crl.verify_signature(ca.public_key()).is_ok() {
+            return Ok(crl.iter_revoked_certificates().map(|r| normalise_serial(r.raw_serial())).collect());
+        }
+    }
+    Err(bad(if named {
+        format!("its signature does not verify with the key of the site CA ({})", crl.issuer())
+    } else {
+        format!("issued by {}, which is not the site CA", crl.issuer())
+    }))
 }
 
 fn parse_text(path: &Path, text: &str) -> Result<BTreeSet<Vec<u8>>, RevocationError> {
@@ -155,7 +179,8 @@ fn parse_text(path: &Path, text: &str) -> Result<BTreeSet<Vec<u8>>, RevocationEr
             continue;
         }
         let bad = |problem: String| RevocationError::BadLine { path: path.to_owned(), line: i + 1, problem };
-        let hex: String = content.trim_start_matches("0x").chars().filter(|c| *c != ':').collect();
+        let digits = content.strip_prefix("0x").or_else(|| content.strip_prefix("0X")).unwrap_or(content);
+        let hex: String = digits.chars().filter(|c| *c != ':').collect();
         if hex.is_empty() || hex.len() > 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(bad(format!("{content:?} is not a hex serial number of at most 20 bytes")));
         }
@@ -189,7 +214,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("revoked.txt");
         std::fs::write(&path, "# nothing\n").expect("write");
-        let list = Revocations::load(&path).expect("load");
+        let list = Revocations::load(&path, &[]).expect("load");
         assert!(list.is_empty());
         assert_eq!(list.reload_if_changed().expect("check"), None);
         std::fs::write(&path, "# one\n00ab12\n").expect("write");
@@ -202,17 +227,30 @@ mod tests {
     }
 
     #[test]
-    fn crls_are_read() {
-        use rcgen::{
-            CertificateParams, CertificateRevocationListParams, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-            RevokedCertParams, SerialNumber,
-        };
+    fn text_lists_ignore_case_prefixes_leading_zeros_and_comments() {
+        let set = parse_text(Path::new("x"), "0XAB12\n  0x00ab12  # same serial\n000000AB:12\n#0a\n").expect("ok");
+        assert_eq!(set, [vec![0xab, 0x12]].into_iter().collect::<BTreeSet<_>>());
+        for bad in ["0x", "0x0xab", "ab 12", "g1", &"1".repeat(41)] {
+            assert!(parse_text(Path::new("x"), bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    /// A CA (its certificate and an issuer to sign with) named `name`.
+    fn ca(name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::CrlSign, KeyUsagePurpose::KeyCertSign];
-        let issuer = Issuer::new(params, key);
-        let crl = CertificateRevocationListParams {
+        let cert = params.self_signed(&key).expect("CA certificate");
+        (cert, Issuer::new(params, key))
+    }
+
+    /// A CRL revoking serial 0x1234, signed by `issuer`, in PEM.
+    fn crl_pem(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) -> String {
+        use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+        CertificateRevocationListParams {
             this_update: rcgen::date_time_ymd(2026, 1, 1),
             next_update: rcgen::date_time_ymd(2027, 1, 1),
             crl_number: SerialNumber::from(1u64),
@@ -225,13 +263,48 @@ mod tests {
             }],
             key_identifier_method: KeyIdMethod::Sha256,
         }
-        .signed_by(&issuer)
-        .expect("crl");
+        .signed_by(issuer)
+        .expect("crl")
+        .pem()
+        .expect("pem")
+    }
+
+    #[test]
+    fn crls_signed_by_the_site_ca_are_read() {
+        use rustls::pki_types::pem::PemObject;
+        let (site_ca, site) = ca("site CA");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("site.crl");
-        std::fs::write(&path, crl.pem().expect("pem")).expect("write");
-        let list = Revocations::load(&path).expect("load");
+        std::fs::write(&path, crl_pem(&site)).expect("write");
+        let list = Revocations::load(&path, &[site_ca.der().clone()]).expect("load");
         assert!(list.is_revoked(&[0x12, 0x34]));
         assert_eq!(list.len(), 1);
+        // The same CRL as DER.
+        let der =
+            rustls::pki_types::CertificateRevocationListDer::from_pem_slice(crl_pem(&site).as_bytes()).expect("pem");
+        std::fs::write(&path, der.as_ref()).expect("write");
+        assert_eq!(list.reload().expect("DER CRL"), 1);
+    }
+
+    #[test]
+    fn crls_not_signed_by_the_site_ca_are_refused() {
+        let (site_ca, _) = ca("site CA");
+        // Another key under the site CA's name, and another CA altogether.
+        let (_, impostor) = ca("site CA");
+        let (_, other) = ca("other CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("site.crl");
+        for (issuer, expected) in [(&impostor, "signature does not verify"), (&other, "not the site CA")] {
+            std::fs::write(&path, crl_pem(issuer)).expect("write");
+            let err = Revocations::load(&path, &[site_ca.der().clone()]).expect_err("refused");
+            assert!(matches!(err, RevocationError::BadCrl { .. }), "{err}");
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+        // A good list stays in force when the file is replaced by a forged CRL.
+        std::fs::write(&path, "1234\n").expect("write");
+        let list = Revocations::load(&path, &[site_ca.der().clone()]).expect("text list");
+        std::fs::write(&path, crl_pem(&impostor)).expect("write");
+        assert!(list.reload().is_err());
+        assert!(list.is_revoked(&[0x12, 0x34]));
     }
 }

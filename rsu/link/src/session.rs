@@ -1,5 +1,6 @@
-//! The server side of the session handshake: wait for the client's control stream, read its
-//! `ClientHello`, check version, role and id against the certificate, let the caller decide, and
+//! The server side of the session handshake: check that the certificate carries a vehicle or
+//! sensor identity, wait for the client's control stream, read its `ClientHello`, check version,
+//! role and id against the certificate, let the caller decide, and
 //! answer with `ServerHello` — or close the connection with a [`CloseCode`] and reason.
 //! Also the reader of later control messages (`ClientControl`).
 
@@ -53,8 +54,16 @@ pub async fn accept_session(
         code.close(&connection, &reason);
         SessionError { code, reason }
     };
+    // The TLS handshake checked the chain and the revocation list; the identity is checked here,
+    // before anything is read, so that the client learns why it is refused.
     let (identity, serial) = crate::tls::peer_identity(&connection)
         .map_err(|e| refuse(CloseCode::NoIdentity, format!("client certificate: {e}")))?;
+    if !matches!(identity.role, CertRole::Vehicle | CertRole::Sensor) {
+        return Err(refuse(
+            CloseCode::NoIdentity,
+            format!("client certificate: {identity} is not a vehicle or sensor identity"),
+        ));
+    }
     let first = tokio::time::timeout(hello_timeout, async {
         let (send, mut recv) = connection.accept_bi().await.map_err(|e| (CloseCode::ProtocolError, e.to_string()))?;
         let bytes = read_message(&mut recv, MAX_CONTROL_MESSAGE_BYTES)

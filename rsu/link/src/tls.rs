@@ -1,7 +1,8 @@
 //! TLS and QUIC configuration for both ends: TLS 1.3 only, the ring crypto provider, ALPN
-//! `v2x/1`, and mutual authentication against the site CA. The server refuses a client
-//! certificate that does not chain to the CA, is revoked ([`Revocations`]) or carries no
-//! identity ([`crate::identity`]).
+//! `v2x/1`, and mutual authentication against the site CA. The server refuses in the handshake a
+//! client certificate that does not chain to the CA or is revoked ([`Revocations`]); whether it
+//! carries a vehicle or sensor identity ([`crate::identity`]) is checked right after, by the
+//! session handshake, which can tell the client why (close code `NO_IDENTITY`, PROTOCOL §3).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 use crate::ALPN;
-use crate::identity::{CertRole, Identity, cert_serial};
+use crate::identity::{Identity, cert_serial};
 use crate::revocation::Revocations;
 
 /// Why a TLS configuration cannot be built.
@@ -260,7 +261,8 @@ pub fn peer_identity(connection: &quinn::Connection) -> Result<(Identity, Vec<u8
 }
 
 /// Verifies client certificates: the webpki chain check against the site CA, then the revocation
-/// list, then the identity rules (a vehicle or sensor identity).
+/// list. The identity is the session's to check ([`crate::session::accept_session`]): a TLS
+/// alert could only say `access_denied`, the close code `NO_IDENTITY` says what is wrong.
 #[derive(Debug)]
 struct SiteClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
@@ -284,10 +286,7 @@ impl ClientCertVerifier for SiteClientVerifier {
         if self.revocations.is_revoked(&serial) {
             return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
         }
-        match Identity::from_cert_der(end_entity) {
-            Ok(Identity { role: CertRole::Vehicle | CertRole::Sensor, .. }) => Ok(ClientCertVerified::assertion()),
-            _ => Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)),
-        }
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

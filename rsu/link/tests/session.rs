@@ -127,3 +127,66 @@ async fn a_refusal_reaches_the_client_with_its_code() {
         Err(ClientError::WrongRole { .. })
     ));
 }
+
+/// A site PKI made here with rcgen, for certificates the development PKI does not issue: the CA
+/// (DER), the RSU's certificate, and a client certificate with the subjectAltNames `sans` (none
+/// with a v2x identity, or one naming a role clients may not have).
+fn custom_pki(sans: Vec<rcgen::SanType>) -> (rustls::pki_types::CertificateDer<'static>, CertKey, CertKey) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let certkey = |cert: &rcgen::Certificate, key: &KeyPair| CertKey {
+        chain: vec![cert.der().clone()],
+        key: rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca, ca_key);
+    let server_key = KeyPair::generate().expect("server key");
+    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server.signed_by(&server_key, &issuer).expect("server cert");
+    let client_key = KeyPair::generate().expect("client key");
+    let mut client = CertificateParams::default();
+    client.subject_alt_names = sans;
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client.signed_by(&client_key, &issuer).expect("client cert");
+    (ca_cert.der().clone(), certkey(&server_cert, &server_key), certkey(&client_cert, &client_key))
+}
+
+#[tokio::test]
+async fn a_certificate_without_a_usable_identity_gets_no_identity() {
+    use v2x_link::tls::{client_tls, quinn_client};
+    let dns = || rcgen::SanType::DnsName("veh-9.example".try_into().expect("dns"));
+    let rsu_uri = || rcgen::SanType::URI("v2x://rsu/rsu-9".try_into().expect("uri"));
+    let vehicle_uri = |id: &str| rcgen::SanType::URI(format!("v2x://vehicle/{id}").try_into().expect("uri"));
+    let cases = [
+        ("no v2x URI", vec![dns()]),
+        ("an RSU identity", vec![rsu_uri()]),
+        ("two identities", vec![vehicle_uri("veh-9"), vehicle_uri("veh-10")]),
+    ];
+    for (what, sans) in cases {
+        let (ca, server_cert, client_cert) = custom_pki(sans);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).expect("root");
+        let tls = server_tls(&server_cert, roots.clone(), Revocations::none()).expect("server tls");
+        let config = quinn_server(tls, &TransportLimits::server_default()).expect("quic");
+        let endpoint = quinn::Endpoint::server(config, SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+        let addr = endpoint.local_addr().expect("addr");
+        let server_side = tokio::spawn(async move { accept_one(&endpoint, Duration::from_secs(5)).await });
+        let client_tls = client_tls(roots, Some(&client_cert), &[v2x_link::ALPN]).expect("client tls");
+        let mut client = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("client");
+        client.set_default_client_config(quinn_client(client_tls, &TransportLimits::client_default()).expect("quic"));
+        // The TLS handshake succeeds (the chain is good); the session is refused with its reason.
+        let connection = client.connect(addr, "localhost").expect("connect").await.expect("TLS handshake");
+        match connection.closed().await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code.into_inner(), u64::from(CloseCode::NoIdentity.code()), "{what}");
+            }
+            other => panic!("{what}: expected NO_IDENTITY, got {other}"),
+        }
+        let err = server_side.await.expect("task").expect_err("refused");
+        assert_eq!(err.code, CloseCode::NoIdentity, "{what}: {err}");
+    }
+}

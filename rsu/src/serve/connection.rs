@@ -69,7 +69,7 @@ pub(super) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, conn_
     let session = match session {
         Ok(s) => s,
         Err(e) => {
-            shared.stats.reject(Reject::Handshake, remote, e);
+            shared.stats.reject(Reject::of_close(e.code), remote, e);
             return;
         }
     };
@@ -109,8 +109,30 @@ impl TokenBucket {
 /// What a vehicle asked for and where it is.
 struct VehicleView {
     subscription: Subscription,
-    /// Latest reported position (east, north) in the site frame [m].
-    position_m: Option<[f64; 2]>,
+    /// Where "around me" is centred.
+    position: Arc<VehiclePosition>,
+}
+
+/// Where a vehicle is for "around me": the position of its newest (by measurement time) state
+/// that the fusion engine accepted (PROTOCOL §2.3). The fusion loop sets it once the engine took
+/// the state in; a state it refused (late, from the future, invalid) moves nothing.
+#[derive(Debug, Default)]
+pub struct VehiclePosition(Mutex<Option<(Timestamp, [f64; 2])>>);
+
+impl VehiclePosition {
+    /// Notes the position (east, north) in the site frame [m] of a state measured at `time` that
+    /// the engine accepted, unless a newer one was accepted before.
+    pub(super) fn accept(&self, time: Timestamp, position_m: [f64; 2]) {
+        let mut newest = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if newest.is_none_or(|(t, _)| time >= t) {
+            *newest = Some((time, position_m));
+        }
+    }
+
+    /// The position (east, north) in the site frame [m], if the vehicle has one.
+    fn get(&self) -> Option<[f64; 2]> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).map(|(_, p)| p)
+    }
 }
 
 async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
@@ -129,7 +151,7 @@ async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
     }
     let view = Mutex::new(VehicleView {
         subscription: hello.subscription.unwrap_or(Subscription::AroundMe { radius_m: 0 }),
-        position_m: None,
+        position: Arc::default(),
     });
     tokio::select! {
         () = vehicle_uplink(&connection, shared, &identity, &view) => {}
@@ -203,9 +225,9 @@ async fn vehicle_uplink(
             );
             continue;
         }
-        let p = shared.enu.enu_from_wgs84(&state.position);
-        view.lock().unwrap_or_else(std::sync::PoisonError::into_inner).position_m = Some([p.x, p.y]);
-        forward(shared, Event::Vehicle { state, received: wall_now(), arrived: Instant::now() }, identity);
+        // The fusion loop moves the vehicle's position once the engine accepted the state.
+        let position = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner).position.clone();
+        forward(shared, Event::Vehicle { state, received: wall_now(), arrived: Instant::now(), position }, identity);
     }
 }
 
@@ -322,7 +344,7 @@ fn select(frame: &RoadsideFrame, view: &VehicleView, default_radius_m: u32, out:
         Subscription::AroundMe { radius_m } => {
             let r = f64::from(if *radius_m == 0 { default_radius_m } else { *radius_m });
             // Until the vehicle reports where it is, "around me" is nowhere.
-            if let Some([x, y]) = view.position_m {
+            if let Some([x, y]) = view.position.get() {
                 out.extend(all.filter(|(_, p)| (p.position_m.x - x).hypot(p.position_m.y - y) <= r).map(|(i, _)| i));
             }
         }
@@ -554,12 +576,28 @@ async fn downlink(
         for (&i, &n) in selected.iter().zip(&deltas) {
             key.extend([u32::try_from(i).unwrap_or(u32::MAX), u32::try_from(n).unwrap_or(u32::MAX)]);
         }
-        let bytes = broadcast.assembled(key, |parts| {
+        let (bytes, taken) = broadcast.assembled(key, |parts| {
             let mut out = Vec::with_capacity(64 + 48 * selected.len());
             let history = |i: usize, n: usize| &frame.participants[i].path_history[..n];
-            parts.assemble(frame, selected.iter().zip(&deltas).map(|(&i, &n)| (i, history(i, n))), sections, &mut out);
-            out
+            let taken = parts.assemble(
+                frame,
+                selected.iter().zip(&deltas).map(|(&i, &n)| (i, history(i, n))),
+                sections,
+                v2x_link::MAX_ROADSIDE_FRAME_BYTES,
+                &mut out,
+            );
+            (out, taken)
         });
+        if taken < selected.len() {
+            // Over the frame size limit (PROTOCOL §2.4): the participants that did not fit are
+            // left out of this frame, and their history is sent whole when they next fit.
+            let left_out = selected.len() - taken;
+            metrics::counter!("rsu_participants_left_out_total", "reason" => "frame_bytes").increment(left_out as u64);
+            for &i in &selected[taken..] {
+                sent.history.remove(&frame.participants[i].id);
+            }
+            selected.truncate(taken);
+        }
         if sent.history.len() > 2 * selected.len() + 64 {
             // Forget the ids the vehicle no longer gets (now and then: it is a full pass).
             let ids: std::collections::HashSet<u32> = selected.iter().map(|&i| frame.participants[i].id).collect();

@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use v2x_link::identity::{CertRole, Identity};
 use v2x_link::revocation::Revocations;
-use v2x_link::tls::{CertKey, TransportLimits, bind_udp, load_roots, quinn_server, server_tls};
+use v2x_link::tls::{CertKey, TransportLimits, bind_udp, load_certs, load_roots, quinn_server, server_tls};
 use v2x_link::{CloseCode, PROTOCOL_VERSION};
 use v2x_proto::domain::ServerHello;
 use v2x_proto::fanout::FrameParts;
@@ -60,8 +60,9 @@ pub struct Broadcast {
     /// The frame encoded in parts, made by the first vehicle task that sends it.
     parts: OnceLock<FrameParts>,
     /// Vehicle frames assembled from the parts, by what went into them: vehicles that get the
-    /// same participants with the same history share one encoding (and one buffer).
-    assembled: Mutex<HashMap<Vec<u32>, Bytes>>,
+    /// same participants with the same history share one encoding (and one buffer), with how
+    /// many of the participants asked for fit in it.
+    assembled: Mutex<HashMap<Vec<u32>, (Bytes, usize)>>,
     /// Capture time of the newest measurement fused into any participant.
     pub newest_capture: Option<Timestamp>,
     /// When the newest input fused into this frame arrived at the RSU.
@@ -108,6 +109,8 @@ pub enum Event {
         received: Timestamp,
         /// Arrival instant (monotonic), for the added-latency metric.
         arrived: Instant,
+        /// The vehicle's position for "around me", moved if the engine accepts the state.
+        position: Arc<connection::VehiclePosition>,
     },
 }
 
@@ -167,12 +170,14 @@ struct SessionEntry {
 /// The server's TLS configuration from the configured files, and the revocation list it checks
 /// (kept to poll the file for changes). Errors name the field whose file is at fault.
 pub fn server_crypto(tls: &crate::config::TlsConfig) -> anyhow::Result<(rustls::ServerConfig, Revocations)> {
+    let roots = load_roots(&tls.ca).context("tls.ca")?;
+    // A CRL must be signed by the CA the client certificates chain to.
+    let ca = load_certs(&tls.ca, "CA certificate").context("tls.ca")?;
     let revocations = match &tls.revocations {
-        Some(path) => Revocations::load(path).context("tls.revocations")?,
+        Some(path) => Revocations::load(path, &ca).context("tls.revocations")?,
         None => Revocations::none(),
     };
     let cert = CertKey::load(&tls.cert, &tls.key).context("tls.cert / tls.key")?;
-    let roots = load_roots(&tls.ca).context("tls.ca")?;
     let rustls = server_tls(&cert, roots, revocations.clone()).context("tls")?;
     Ok((rustls, revocations))
 }
@@ -379,15 +384,20 @@ impl Broadcast {
         self.parts.get_or_init(|| FrameParts::new(&self.frame))
     }
 
-    /// The vehicle frame named `key` (exactly what `assemble` puts in it), assembled by
-    /// `assemble` the first time it is asked for.
-    pub(crate) fn assembled(&self, key: Vec<u32>, assemble: impl FnOnce(&FrameParts) -> Vec<u8>) -> Bytes {
-        if let Some(bytes) = self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
-            return bytes.clone();
+    /// The vehicle frame named `key` (exactly what `assemble` puts in it) and the number of
+    /// participants that went in, assembled by `assemble` the first time it is asked for.
+    pub(crate) fn assembled(
+        &self,
+        key: Vec<u32>,
+        assemble: impl FnOnce(&FrameParts) -> (Vec<u8>, usize),
+    ) -> (Bytes, usize) {
+        if let Some(done) = self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+            return done.clone();
         }
-        let bytes = Bytes::from(assemble(self.parts()));
-        self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, bytes.clone());
-        bytes
+        let (bytes, taken) = assemble(self.parts());
+        let done = (Bytes::from(bytes), taken);
+        self.assembled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, done.clone());
+        done
     }
 }
 
@@ -419,6 +429,11 @@ fn make_frame(
     let now = wall_now();
     let objects = fusion.poll_objects(now);
     let frame = Arc::new(fusion.roadside_frame_from(now, &objects));
+    if frame.participants.len() < objects.len() {
+        // More confirmed objects than a frame carries (PROTOCOL §2.4): the newest are left out.
+        let left_out = (objects.len() - frame.participants.len()) as u64;
+        metrics::counter!("rsu_participants_left_out_total", "reason" => "participant_limit").increment(left_out);
+    }
     let newest_capture = objects.iter().map(|o| o.last_update).max();
     metrics::histogram!("rsu_fusion_step_seconds").record(step.ingest_s + started.elapsed().as_secs_f64());
     let broadcast = Arc::new(Broadcast {
@@ -513,7 +528,7 @@ fn handle_event(
                 reject_ingest(stats, verdict, &frame.sensor_id, frame.capture_time, received);
             }
         }
-        Event::Vehicle { state, received, arrived } => {
+        Event::Vehicle { state, received, arrived, position } => {
             let started = Instant::now();
             let verdict = fusion.handle_vehicle_state(received, &state);
             step.took(arrived, started);
@@ -524,6 +539,7 @@ fn handle_event(
                 Stats::bump(&stats.vehicle_states_in);
                 metrics::counter!("rsu_vehicle_states_total").increment(1);
                 let p = shared.enu.enu_from_wgs84(&state.position);
+                position.accept(state.time, [p.x, p.y]);
                 vehicles_seen.insert(state.vehicle_id.clone(), [p.x, p.y, p.z]);
             } else {
                 reject_ingest(stats, verdict, &state.vehicle_id, state.time, received);

@@ -36,17 +36,26 @@ pub enum Reject {
     QueueFull,
     /// A stream or datagram the client's role may not send.
     NotAllowed,
-    /// A failed session handshake (bad hello, identity mismatch, timeout...).
-    Handshake,
-    /// A failed QUIC/TLS handshake (no or bad client certificate, revoked, wrong ALPN).
+    /// A session refused with `PROTOCOL_ERROR`: no control stream, a malformed or oversized
+    /// `ClientHello`, a sensor subscribing.
+    ProtocolError,
+    /// A session refused with `HELLO_TIMEOUT`.
+    HelloTimeout,
+    /// A session refused with `UNSUPPORTED_VERSION`.
+    UnsupportedVersion,
+    /// A session refused with `NO_IDENTITY`: the certificate carries no vehicle or sensor
+    /// identity.
+    NoIdentity,
+    /// A failed QUIC/TLS handshake (no or bad client certificate, revoked, wrong ALPN, or the
+    /// client gave up).
     TlsHandshake,
-    /// Refused at the connection limit.
+    /// Refused at the connection limit (`SERVER_BUSY`).
     ConnectionLimit,
 }
 
 impl Reject {
     /// Every reason.
-    pub const ALL: [Reject; 14] = [
+    pub const ALL: [Reject; 17] = [
         Reject::Malformed,
         Reject::Invalid,
         Reject::Oversized,
@@ -58,7 +67,10 @@ impl Reject {
         Reject::RateLimited,
         Reject::QueueFull,
         Reject::NotAllowed,
-        Reject::Handshake,
+        Reject::ProtocolError,
+        Reject::HelloTimeout,
+        Reject::UnsupportedVersion,
+        Reject::NoIdentity,
         Reject::TlsHandshake,
         Reject::ConnectionLimit,
     ];
@@ -77,9 +89,27 @@ impl Reject {
             Reject::RateLimited => "rate_limited",
             Reject::QueueFull => "queue_full",
             Reject::NotAllowed => "not_allowed",
-            Reject::Handshake => "handshake",
+            Reject::ProtocolError => "protocol_error",
+            Reject::HelloTimeout => "hello_timeout",
+            Reject::UnsupportedVersion => "unsupported_version",
+            Reject::NoIdentity => "no_identity",
             Reject::TlsHandshake => "tls_handshake",
             Reject::ConnectionLimit => "connection_limit",
+        }
+    }
+
+    /// The reason a session refused with `code` is counted under.
+    pub fn of_close(code: v2x_link::CloseCode) -> Reject {
+        use v2x_link::CloseCode as C;
+        match code {
+            C::HelloTimeout => Reject::HelloTimeout,
+            C::UnsupportedVersion => Reject::UnsupportedVersion,
+            C::IdentityMismatch => Reject::IdentityMismatch,
+            C::NoIdentity => Reject::NoIdentity,
+            C::UnknownSensor => Reject::UnknownSensor,
+            C::ServerBusy => Reject::ConnectionLimit,
+            // The handshake refuses with no other code; anything else would be a protocol fault.
+            _ => Reject::ProtocolError,
         }
     }
 
@@ -243,6 +273,54 @@ mod tests {
         assert_eq!(stats.rejections(), vec![(Reject::Malformed, 1000), (Reject::Late, 1)]);
         let gate = stats.gates[Reject::Malformed.index()].lock().expect("lock");
         assert_eq!(gate.suppressed, 999, "only the first of a burst is logged");
+    }
+
+    /// PROTOCOL.md, the contract these counters are documented in.
+    const PROTOCOL: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../PROTOCOL.md"));
+
+    /// The text of the section whose heading starts with `heading`, up to the next heading.
+    fn section(heading: &str) -> &'static str {
+        let start = PROTOCOL.find(heading).unwrap_or_else(|| panic!("PROTOCOL.md has no {heading:?}"));
+        let body = &PROTOCOL[start + heading.len()..];
+        &body[..body.find("\n#").unwrap_or(body.len())]
+    }
+
+    #[test]
+    fn the_protocol_lists_every_rejection_reason_and_no_other() {
+        // The first column of the table of §2.7, in order.
+        let documented: Vec<&str> = section("### 2.7")
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let counted: Vec<&str> = Reject::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(documented, counted, "PROTOCOL.md §2.7 and `Reject` disagree");
+    }
+
+    #[test]
+    fn the_protocol_lists_every_undelivered_reason() {
+        let accounting = section("### 2.4");
+        let accounting = &accounting[accounting.find("**Accounting.**").expect("accounting paragraph")..];
+        for reason in Undelivered::ALL {
+            assert!(accounting.contains(&format!("`{}`", reason.name())), "§2.4 does not name {}", reason.name());
+        }
+    }
+
+    #[test]
+    fn session_refusals_are_counted_under_their_close_code() {
+        use v2x_link::CloseCode;
+        for (code, reason) in [
+            (CloseCode::ProtocolError, Reject::ProtocolError),
+            (CloseCode::HelloTimeout, Reject::HelloTimeout),
+            (CloseCode::UnsupportedVersion, Reject::UnsupportedVersion),
+            (CloseCode::IdentityMismatch, Reject::IdentityMismatch),
+            (CloseCode::NoIdentity, Reject::NoIdentity),
+            (CloseCode::UnknownSensor, Reject::UnknownSensor),
+            (CloseCode::ServerBusy, Reject::ConnectionLimit),
+        ] {
+            assert_eq!(Reject::of_close(code), reason, "{code}");
+            assert_eq!(code.name().replace("server_busy", "connection_limit"), reason.name());
+        }
     }
 
     #[test]

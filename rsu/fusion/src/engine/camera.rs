@@ -8,7 +8,7 @@ use nalgebra::{Matrix2, Point2, Vector2};
 
 use crate::assignment::{Candidate, assign_into};
 use crate::class::{ObjectClass, SourceSet};
-use crate::measurement::CameraDetections;
+use crate::measurement::{CameraDetections, best_score};
 use crate::motion::{Guard, MotionState, innovation_distance};
 use crate::time::Timestamp;
 use crate::track::ClassEvidence;
@@ -159,7 +159,7 @@ impl Fusion {
                 continue;
             }
             let Some((ground_pt, cov)) = geometry.back_project(&m.bottom_px, &ground, pixel_sigma_px) else { continue };
-            let class = m.scores.first().map_or(ObjectClass::Unknown, |s| s.0);
+            let class = best_score(m.scores).0;
             let size = class.typical_size();
             // The bottom centre of the box is the near edge of the object: move the centre away
             // from the camera by a typical half extent, and widen the covariance for it.

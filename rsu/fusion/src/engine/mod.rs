@@ -108,6 +108,10 @@ pub struct FusionStats {
     pub detections_rejected: u64,
     /// Detections below the score threshold, ignored.
     pub detections_low_score: u64,
+    /// Confirmed objects left out of broadcast frames over
+    /// [`MAX_PARTICIPANTS`](crate::broadcast::MAX_PARTICIPANTS) (counted per frame made).
+    #[serde(default)]
+    pub participants_left_out: u64,
     /// V2X reports handed in.
     pub vehicle_states_received: u64,
     /// V2X reports with invalid values, ignored.

@@ -5,7 +5,7 @@
 use nalgebra::{Matrix2, Point3, Vector2};
 use serde::{Deserialize, Serialize};
 
-use crate::broadcast::{Participant, PathPoint, RoadsideFrame, SensorHealth};
+use crate::broadcast::{MAX_PARTICIPANTS, Participant, PathPoint, RoadsideFrame, SensorHealth};
 use crate::calibration::SensorMask;
 use crate::class::{BoxSize, ObjectClass, SourceSet};
 use crate::motion::{Matrix5, Vector5, wrap_angle};
@@ -251,10 +251,14 @@ impl Fusion {
         self.roadside_frame_from(at, &objects)
     }
 
-    /// The broadcast frame at `at` for objects already polled at `at`.
+    /// The broadcast frame at `at` for objects already polled at `at` (sorted by id, as
+    /// [`Fusion::poll_objects`] returns them). A frame carries at most [`MAX_PARTICIPANTS`]: the
+    /// oldest tracks (lowest ids), so participant `i` is object `i`; those left out are counted
+    /// ([`FusionStats::participants_left_out`](super::FusionStats)).
     pub fn roadside_frame_from(&mut self, at: Timestamp, objects: &[FusedObject]) -> RoadsideFrame {
         let message_count = self.message_count;
         self.message_count = self.message_count.wrapping_add(1);
+        self.stats.participants_left_out += objects.len().saturating_sub(MAX_PARTICIPANTS) as u64;
         let sensors = self.sensor_health(at);
         let perception_regions = sensors
             .iter()
@@ -268,7 +272,7 @@ impl Fusion {
             message_count,
             time: at,
             reference: self.site.origin,
-            participants: objects.iter().map(FusedObject::to_participant).collect(),
+            participants: objects.iter().take(MAX_PARTICIPANTS).map(FusedObject::to_participant).collect(),
             sensors,
             perception_regions,
             newest_capture,
