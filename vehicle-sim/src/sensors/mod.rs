@@ -2,8 +2,9 @@
 //! clock: it triggers every `frame_period_s` (with a per-sensor phase and capture jitter), samples
 //! the world at that exact instant, runs its detector model ([`lidar`] or [`camera`]), and hands
 //! the frame over after a processing latency. The detector keeps per-object state between frames
-//! (bursts of misses, objects it finds ambiguous: [`effects`]) and its own persistent clutter sites. Frames can be lost, and scripted outages silence a
-//! sensor for a while; the frame counter keeps counting, so gaps show as sequence gaps.
+//! (bursts of misses, objects it finds ambiguous: [`effects`]) and its own persistent clutter
+//! sites. Frames can be lost, and scripted outages silence a sensor for a while; the frame counter
+//! keeps counting, so gaps show as sequence gaps.
 
 pub mod camera;
 pub mod effects;

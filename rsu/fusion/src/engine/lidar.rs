@@ -202,7 +202,8 @@ impl Fusion {
         // A detection no track took spawns a track unless it lies on the box of a track that took
         // another detection of this frame: then it is a second return of that object (a split
         // detection), not a new one. Merely lying in a track's gate is no reason: two
-        // pedestrians side by side fall in each other's gates.
+        // pedestrians side by side fall in each other's gates. Nor does one that shows part of
+        // tracked objects (`part_of_tracked`).
         let margin_m = self.config.split_margin_m;
         gated.fill(false);
         for &(_, j) in pairs {
@@ -247,7 +248,7 @@ impl Fusion {
 /// (no second part in the frame: where the hidden part is, is not known).
 fn partial_view_offset(track: &Track, j: usize, meas: &[LidarMeas]) -> Option<Vector2<f64>> {
     let (m, length_m) = (&meas[j], track.size.length_m);
-    if !track.size_measured || length_m < 7.0 || m.size.length_m >= 0.7 * length_m {
+    if !track.size_measured || !track.is_long() || !track.part_length(m.size.length_m) {
         return None;
     }
     if !meas.iter().enumerate().any(|(k, other)| k != j && track.box_holds(&other.pos, 0.0)) {

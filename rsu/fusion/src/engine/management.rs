@@ -217,9 +217,8 @@ impl Fusion {
     /// moving with it, no V2X link. Unlike the merging of close tracks, being updated from one
     /// frame does not keep them apart: a split detection gives both an update.
     fn absorb_parts(&mut self, t: Timestamp) {
-        let long: Vec<usize> = (0..self.tracks.len())
-            .filter(|&i| self.tracks[i].confirmed && self.tracks[i].size.length_m >= 7.0)
-            .collect();
+        let long: Vec<usize> =
+            (0..self.tracks.len()).filter(|&i| self.tracks[i].confirmed && self.tracks[i].is_long()).collect();
         if long.is_empty() {
             return;
         }
@@ -237,7 +236,7 @@ impl Fusion {
                         && !remove[j]
                         && b.confirmed
                         && b.v2x.is_none()
-                        && b.size.length_m < 0.7 * a.size.length_m
+                        && a.part_length(b.size.length_m)
                         && (b.motion.position() - a.motion.position()).norm() <= 0.5 * a.size.length_m + 2.0
                 })
                 .collect();

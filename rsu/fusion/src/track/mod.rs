@@ -160,7 +160,23 @@ impl<'de> Deserialize<'de> for PathHistory {
     }
 }
 
+/// Tracks at least this long (buses, trucks) may be seen in parts: a detector cuts them in two [m].
+pub const LONG_OBJECT_MIN_LENGTH_M: f64 = 7.0;
+/// A box shorter than this fraction of a long track's length is a part of it, not the whole.
+pub const PART_MAX_LENGTH_FRACTION: f64 = 0.7;
+
 impl Track {
+    /// Whether this (confirmed or not) is a long object whose parts a detector may report:
+    /// measured at [`LONG_OBJECT_MIN_LENGTH_M`] or more.
+    pub fn is_long(&self) -> bool {
+        self.size.length_m >= LONG_OBJECT_MIN_LENGTH_M
+    }
+
+    /// Whether a box `length_m` long is short enough to be only a part of this track.
+    pub fn part_length(&self, length_m: f64) -> bool {
+        length_m < PART_MAX_LENGTH_FRACTION * self.size.length_m
+    }
+
     /// Records an opportunity (a sensor update that covered the track): hit or miss.
     pub fn record(&mut self, hit: bool) {
         self.hit_bits = (self.hit_bits << 1) | u32::from(hit);
