@@ -48,9 +48,7 @@ fn hidden_pedestrian(seed: u64) {
     assert!(ga > gb, "closest {ga} m with V2X, {gb} m without");
     assert!(!a.collided, "with V2X the car stops in time");
     // Without V2X only emergency braking for the pedestrian was left; with V2X the driver's
-    // braking was enough for it. (With the realistic roadside detections the car can still brake
-    // hard for the parked bus it passes: the RSU's bus box and the car's own merge brush its
-    // path at 7 to 8 s, so the hardest braking of the whole run is not compared.)
+    // braking was enough for it.
     let aeb_for_pedestrian = |run: &vehicle_sim::cosim::CarOutcome| {
         run.events.iter().any(|e| {
             e.kind == EventKind::BrakeStart
@@ -60,6 +58,12 @@ fn hidden_pedestrian(seed: u64) {
     };
     assert!(aeb_for_pedestrian(b), "without V2X, emergency braking for the pedestrian");
     assert!(!aeb_for_pedestrian(a), "with V2X, no emergency braking for the pedestrian");
+    // And the RSU's objects bring no phantom: with V2X every warning and every braking is for
+    // the pedestrian (not for the parked bus the car passes, nor for a ghost of it).
+    for e in a.events.iter().filter(|e| matches!(e.kind, EventKind::Warning | EventKind::BrakeStart)) {
+        let class = e.cause.as_ref().map(|c| c.class);
+        assert_eq!(class, Some(rsu_fusion::ObjectClass::Pedestrian), "with V2X: {e:?}");
+    }
 }
 
 #[test]

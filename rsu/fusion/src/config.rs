@@ -70,6 +70,14 @@ pub struct FusionConfig {
     pub coast_after_s: f64,
     /// A confirmed track not updated for this long is deleted [s].
     pub delete_after_s: f64,
+    /// Longest coast of a confirmed moving track (vehicle or pedestrian model) as a fraction of
+    /// the time it was measured (first to last update), within [`coast_after_s`,
+    /// `delete_after_s`]: an object tracked for seconds is carried through an occlusion, a track
+    /// of a few frames that lost its object is not. Static tracks coast to `delete_after_s`.
+    ///
+    /// [`coast_after_s`]: FusionConfig::coast_after_s
+    /// [`delete_after_s`]: FusionConfig::delete_after_s
+    pub coast_fraction_of_life: f64,
     /// A track whose 1-sigma position uncertainty exceeds this is deleted [m].
     pub max_position_sigma_m: f64,
     /// Most tracks held at once; detections that would spawn beyond it are counted and ignored.
@@ -141,6 +149,10 @@ pub struct FusionConfig {
     pub class_evidence_decay: f64,
     /// Smoothing factor of box size updates from lidar (0..1], 1 = take the measurement.
     pub size_alpha: f64,
+    /// Widest box a road vehicle's track takes from lidar [m]. Vehicles are at most 2.55 m wide
+    /// (GB 1589-2016); a wider box is the vehicle merged with something beside it, and would
+    /// widen the track into the next lane.
+    pub vehicle_max_width_m: f64,
     /// Existence confidence reported for tracks only cameras have seen, 0..1.
     pub camera_only_confidence: f64,
 
@@ -178,6 +190,7 @@ impl Default for FusionConfig {
             tentative_timeout_s: 0.45,
             coast_after_s: 0.35,
             delete_after_s: 2.0,
+            coast_fraction_of_life: 1.0,
             max_position_sigma_m: 4.0,
             max_tracks: 4096,
             merge_distance_m: 1.0,
@@ -208,6 +221,7 @@ impl Default for FusionConfig {
             v2x_class_weight: 4.0,
             class_evidence_decay: 0.97,
             size_alpha: 0.15,
+            vehicle_max_width_m: 2.6,
             camera_only_confidence: 0.6,
             seen_window_s: 0.15,
             sources_window_s: 1.0,
@@ -253,6 +267,8 @@ impl FusionConfig {
             ("sources_window_s", self.sources_window_s),
             ("max_future_s", self.max_future_s),
             ("path_history_interval_s", self.path_history_interval_s),
+            ("vehicle_max_width_m", self.vehicle_max_width_m),
+            ("coast_fraction_of_life", self.coast_fraction_of_life),
         ];
         for (field, v) in positive {
             if !(v.is_finite() && v > 0.0) {

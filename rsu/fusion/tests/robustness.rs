@@ -1,7 +1,8 @@
 //! The tracker against the errors of real detectors, with handcrafted lidar frames: a bus the
 //! detector sometimes cuts in two stays one object, two pedestrians merged into one box do not
 //! become a third, clutter that keeps firing at one place with middling scores is never
-//! confirmed, and a place where clutter died asks more of the next track born there.
+//! confirmed, a place where clutter died asks more of the next track born there, and a track
+//! coasts through a gap in its detections only as long as its history warrants.
 
 mod synthetic;
 
@@ -149,4 +150,28 @@ fn where_clutter_died_a_new_track_needs_more_evidence() {
     assert!(polls.iter().all(|(_, objs)| objs.is_empty()), "confirmed where clutter died");
     let polls = run_frames(&site, 6.0, |seq, _| if seq < 15 { Vec::new() } else { clutter(seq, 0.6) });
     assert!(polls.iter().any(|(_, objs)| near(objs, 15.0, -6.0, 1.0) == 1), "a fresh place confirms it");
+}
+
+/// A car driving east at 8 m/s along y = 5, seen when `seen(t_s)`.
+fn car(t_s: f64, seen: bool) -> Vec<GroundBox> {
+    let size = BoxSize::new(4.5, 1.8, 1.5);
+    let b = GroundBox { x: -20.0 + 8.0 * t_s, y: 5.0, yaw_rad: 0.0, size, class: ObjectClass::Car, score: 0.9 };
+    if seen { vec![b] } else { Vec::new() }
+}
+
+#[test]
+fn a_track_of_a_few_frames_is_not_carried_on_but_a_long_one_coasts_through_an_occlusion() {
+    let site = one_lidar();
+    // Seen for 0.6 s, then never again (a chance track, or an object that left): gone within
+    // the coasting delay, not carried on for 2 s at the speed it guessed.
+    let polls = run_frames(&site, 3.0, |_, t_s| car(t_s, t_s < 0.6));
+    assert!(polls.iter().any(|(t, objs)| *t < 0.7 && objs.len() == 1), "the car is tracked");
+    let late: Vec<f64> = polls.iter().filter(|(t, objs)| *t > 1.1 && !objs.is_empty()).map(|(t, _)| *t).collect();
+    assert!(late.is_empty(), "a 0.6 s track still reported at {late:?}");
+    // Seen for 4 s, hidden for 1.5 s, seen again: reported all along, under one id.
+    let polls = run_frames(&site, 7.0, |_, t_s| car(t_s, !(4.0..5.5).contains(&t_s)));
+    let settled: Vec<&(f64, Vec<FusedObject>)> = polls.iter().filter(|(t, _)| *t > 1.0).collect();
+    let ids: Vec<Option<u32>> = settled.iter().map(|(_, objs)| objs.first().map(|o| o.id)).collect();
+    assert!(ids.iter().all(|id| *id == ids[0] && id.is_some()), "ids over time: {ids:?}");
+    assert!(settled.iter().all(|(_, objs)| objs.len() == 1));
 }

@@ -6,7 +6,7 @@
 use nalgebra::{Matrix2, Point3, Vector2};
 
 use crate::assignment::{Candidate, assign_into};
-use crate::class::{BoxSize, ObjectClass, SourceSet};
+use crate::class::{BoxSize, MotionFamily, ObjectClass, SourceSet};
 use crate::measurement::LidarDetection;
 use crate::motion::{Guard, MotionState, nearest_branch, wrap_angle};
 use crate::time::Timestamp;
@@ -183,7 +183,11 @@ impl Fusion {
             let track = &mut self.tracks[ti];
             track.yaw_hint_rad = yaw;
             if part.is_none() {
-                track.smooth_size(&m.size, self.config.size_alpha);
+                let max_width_m = match track.motion.family() {
+                    MotionFamily::Vehicle => self.config.vehicle_max_width_m,
+                    _ => f64::INFINITY,
+                };
+                track.smooth_size(&m.size, self.config.size_alpha, max_width_m);
             }
             track.z_ground_m += 0.3 * (m.z_ground_m - track.z_ground_m);
             track.sources_ever |= SourceSet::LIDAR;

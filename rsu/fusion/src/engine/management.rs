@@ -162,8 +162,20 @@ impl Fusion {
             let keep = track.motion.is_finite()
                 && cov.trace().sqrt() <= cfg.max_position_sigma_m
                 && if track.confirmed {
-                    // A coasting track that left every sensor's field of view is gone.
-                    idle_s <= cfg.delete_after_s && (idle_s <= cfg.coast_after_s || covered(sensors, track, t, noise))
+                    // A coasting track that left every sensor's field of view is gone. A moving
+                    // track coasts at most a fraction of the time it was measured: one of a few
+                    // frames that lost its object (a chance association, a part of a long
+                    // object) is not carried on for seconds at the speed it guessed, into a
+                    // lane where cars would brake for it. A static one (cones, barriers) cannot
+                    // drift, and is what passing traffic hides most: it coasts to the limit.
+                    let measured_s = track.last_update.secs_since(track.created);
+                    let coast_s = if track.motion.family() == MotionFamily::Static {
+                        cfg.delete_after_s
+                    } else {
+                        (cfg.coast_fraction_of_life * measured_s).max(cfg.coast_after_s)
+                    };
+                    idle_s <= cfg.delete_after_s.min(coast_s)
+                        && (idle_s <= cfg.coast_after_s || covered(sensors, track, t, noise))
                 } else {
                     idle_s <= cfg.tentative_timeout_s
                         && !(track.opportunities >= cfg.confirm_window

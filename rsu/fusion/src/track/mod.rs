@@ -259,19 +259,23 @@ impl Track {
     }
 
     /// Blends a measured size in with factor `alpha` (the first measured size is taken whole).
-    pub fn smooth_size(&mut self, measured: &BoxSize, alpha: f64) {
+    /// A width over `max_width_m` [m] is no view of one object (a box the detector merged with
+    /// something beside it, or a bad fit): it leaves the width as it is, and a first such box
+    /// gives the width `max_width_m`. Length and height are blended as usual.
+    pub fn smooth_size(&mut self, measured: &BoxSize, alpha: f64, max_width_m: f64) {
         if !measured.is_valid() {
             return;
         }
+        let too_wide = measured.width_m > max_width_m;
         if !self.size_measured {
-            self.size = *measured;
+            self.size = BoxSize::new(measured.length_m, measured.width_m.min(max_width_m), measured.height_m);
             self.size_measured = true;
             return;
         }
         let mix = |a: f64, b: f64| a + alpha * (b - a);
         self.size = BoxSize::new(
             mix(self.size.length_m, measured.length_m),
-            mix(self.size.width_m, measured.width_m),
+            if too_wide { self.size.width_m } else { mix(self.size.width_m, measured.width_m) },
             mix(self.size.height_m, measured.height_m),
         );
     }
@@ -304,9 +308,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<PathHistory>(&json).expect("parses"), polled);
     }
 
-    #[test]
-    fn hit_window_counts() {
-        let mut t = Track {
+    /// A tentative static track at the origin, never measured.
+    fn blank_track() -> Track {
+        Track {
             id: 1,
             motion: MotionState::Static { x: nalgebra::Vector2::zeros(), p: nalgebra::Matrix2::identity() },
             time: Timestamp::EPOCH,
@@ -330,7 +334,12 @@ mod tests {
             accel_mps2: 0.0,
             speed_ref: None,
             path: PathHistory::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn hit_window_counts() {
+        let mut t = blank_track();
         for hit in [true, false, true, true, false] {
             t.record(hit);
         }
@@ -341,8 +350,20 @@ mod tests {
         t.mark_seen(3, Timestamp::from_nanos(9));
         assert_eq!(t.seen, vec![(1, Timestamp::from_nanos(7)), (3, Timestamp::from_nanos(9))]);
         assert_eq!(t.seen_before, vec![(3, Timestamp::from_nanos(5))]);
-        t.smooth_size(&BoxSize::new(4.0, 2.0, 1.5), 0.5);
-        t.smooth_size(&BoxSize::new(6.0, 2.0, 1.5), 0.5);
+        t.smooth_size(&BoxSize::new(4.0, 2.0, 1.5), 0.5, f64::INFINITY);
+        t.smooth_size(&BoxSize::new(6.0, 2.0, 1.5), 0.5, f64::INFINITY);
         assert!((t.size.length_m - 5.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_box_wider_than_any_vehicle_leaves_the_width_alone() {
+        let mut t = blank_track();
+        t.smooth_size(&BoxSize::new(12.0, 4.6, 3.2), 0.5, 2.6);
+        assert_eq!((t.size.length_m, t.size.width_m), (12.0, 2.6), "a first merged box is cut to the limit");
+        t.smooth_size(&BoxSize::new(12.0, 2.4, 3.2), 0.5, 2.6);
+        assert!((t.size.width_m - 2.5).abs() < 1e-12);
+        t.smooth_size(&BoxSize::new(13.0, 4.2, 3.2), 0.5, 2.6);
+        assert!((t.size.width_m - 2.5).abs() < 1e-12, "width {}", t.size.width_m);
+        assert!((t.size.length_m - 12.5).abs() < 1e-12, "the length is still measured");
     }
 }
