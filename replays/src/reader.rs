@@ -7,8 +7,9 @@
 //! them as written, which for a daemon's recording is the order the daemon handled them in. Every message is decoded and
 //! validated through `v2x-proto`; its topic must agree with its content.
 //!
-//! Damage (truncation, corruption, invalid messages) is reported with the file, the byte offset
-//! and the last good message. In [`ReadMode::Strict`] the damage is an error item; in
+//! Damage (truncation, corruption, invalid messages, a data or summary section that fails its
+//! CRC, bytes after the end magic) is reported with the file, the byte offset, the last good
+//! message and, where the record structure shows it, what is damaged and where. In [`ReadMode::Strict`] the damage is an error item; in
 //! [`ReadMode::Recover`] the reader ends cleanly after yielding every intact message before the
 //! damage, and [`ReplayReader::damage`] says what was found.
 

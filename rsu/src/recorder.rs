@@ -167,6 +167,10 @@ impl Worker {
         };
         let writer = ReplayWriter::new(BufWriter::new(file), &path, &meta)?;
         sync.sync_data().with_context(|| format!("fsync {}", path.display()))?;
+        // The new name too, so a power cut cannot lose the file the data was synced into.
+        File::open(&self.config.dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("fsync the directory {}", self.config.dir.display()))?;
         tracing::info!(file = %path.display(), "recording");
         self.files.push(path.clone());
         self.current = Some(OpenFile { writer, sync, path, opened: Instant::now() });
