@@ -314,6 +314,13 @@ async fn sigterm_closes_sessions_finishes_the_recording_and_exits_0() {
     let (sensor_frames, roadside_frames) = count(&files[0], ReadMode::Strict);
     assert_eq!(sensor_frames, 10);
     assert!(roadside_frames > 0);
+    // The clean recording validates without ground truth: judged on what needs none, the rest
+    // not applicable.
+    let live = ValidateOptions { live: true, mode: ReadMode::Strict };
+    let (report, _) = validate(&files[0], &default_criteria(), &ReplayConfig::default(), live).expect("validates");
+    assert!(report.passed && report.replay.damage.is_none(), "{:#?}", report.checks);
+    assert!(report.checks.iter().any(|c| c.name == "log.inputs_accepted" && c.passed && c.value >= 10.0));
+    assert!(report.checks.iter().filter(|c| c.name.starts_with("overall.")).all(|c| c.is_not_applicable()));
 }
 
 #[test]
