@@ -205,6 +205,34 @@ fn not_applicable(name: String, limit: f64, what: &str) -> Check {
     Check { message, name, passed: true, value: f64::NAN, limit }
 }
 
+/// Whether the check named `name` needs ground truth to be measured: every check but the
+/// broadcast age (the replay's own output) and the `log.` checks of a log without truth.
+pub fn needs_truth(name: &str) -> bool {
+    !(name == "overall.broadcast_age_p99_max_s" || name.starts_with("log."))
+}
+
+impl Check {
+    /// This check, not applicable to a log without ground truth: passed as not checked (value
+    /// NaN), saying so. The figure it would judge needs truth to be measured at all.
+    pub fn without_truth(self) -> Check {
+        Check {
+            message: format!(
+                "not applicable: the log has no ground truth to measure it on (not checked; {})",
+                self.name
+            ),
+            passed: true,
+            value: f64::NAN,
+            ..self
+        }
+    }
+
+    /// Whether the check was not applicable to the log, so not checked (see [`Check::without_truth`] and the
+    /// identity metrics of truth without persistent ids).
+    pub fn is_not_applicable(&self) -> bool {
+        self.passed && self.value.is_nan() && self.message.contains("not applicable")
+    }
+}
+
 /// Evaluates `criteria` against `metrics`.
 pub fn evaluate(criteria: &Criteria, metrics: &Metrics, facts: &ScenarioFacts) -> Vec<Check> {
     let mut checks = Vec::new();

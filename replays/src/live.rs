@@ -28,7 +28,7 @@ use v2x_proto::domain::GroundTruthFrame;
 
 use crate::criteria::{Check, Criteria, ScenarioFacts, evaluate};
 use crate::pipeline::PipelineError;
-use crate::reader::{OpenOptions, ReplayBody, ReplayReader};
+use crate::reader::{OpenOptions, ReadMode, ReplayBody, ReplayReader};
 use crate::report::Distribution;
 use crate::scoring::{Hypothesis, Metrics, Scorer, TruthObject};
 use crate::validate::truth_objects;
@@ -214,7 +214,18 @@ impl Accumulator {
 /// tracks and first times in coverage, which depend on the truth only); the criteria judge the
 /// broadcast as sent.
 pub fn score_live(path: &Path, criteria: &Criteria, facts: &ScenarioFacts) -> Result<LiveSection, PipelineError> {
-    let reader = ReplayReader::open_with(path, OpenOptions::default())?;
+    score_live_with(path, criteria, facts, ReadMode::Strict)
+}
+
+/// [`score_live`] reading the log in `mode` ([`ReadMode::Recover`]: what is intact before any
+/// damage).
+pub fn score_live_with(
+    path: &Path,
+    criteria: &Criteria,
+    facts: &ScenarioFacts,
+    mode: ReadMode,
+) -> Result<LiveSection, PipelineError> {
+    let reader = ReplayReader::open_with(path, OpenOptions { mode, ..Default::default() })?;
     let site = reader.meta().site.clone();
     let truth_ids_per_frame = reader.meta().truth_ids_per_frame;
     let mut sent: Option<Accumulator> = None;

@@ -175,6 +175,10 @@ pub struct ReplaySummary {
     pub last_ns: i64,
     /// The engine's counters at the end.
     pub fusion: rsu_fusion::FusionStats,
+    /// Read in recover mode: the damage that ended the log early (everything before it was
+    /// replayed). Absent when the log was read to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
 }
 
 /// The RSU id a replay of `meta` broadcasts under.
@@ -274,6 +278,7 @@ pub fn replay_with<B, O: PolledObject, E: std::fmt::Display>(
         }
     }
     summary.fusion = fusion.stats().clone();
+    summary.damage = reader.damage().map(ToString::to_string);
     Ok(summary)
 }
 

@@ -7,8 +7,9 @@
 //! them as written, which for a daemon's recording is the order the daemon handled them in. Every message is decoded and
 //! validated through `v2x-proto`; its topic must agree with its content.
 //!
-//! Damage (truncation, corruption, invalid messages) is reported with the file, the byte offset
-//! and the last good message. In [`ReadMode::Strict`] the damage is an error item; in
+//! Damage (truncation, corruption, invalid messages, a data or summary section that fails its
+//! CRC, bytes after the end magic) is reported with the file, the byte offset, the last good
+//! message and, where the record structure shows it, what is damaged and where. In [`ReadMode::Strict`] the damage is an error item; in
 //! [`ReadMode::Recover`] the reader ends cleanly after yielding every intact message before the
 //! damage, and [`ReplayReader::damage`] says what was found.
 
@@ -176,6 +177,9 @@ struct McapFile {
     reader: mcap::sans_io::MessageReader,
     /// Bytes read from the file.
     offset: u64,
+    /// Sizes of the last two reads [bytes] (the newest last): the bytes the reader may not have
+    /// consumed yet when it reports an error lie within them.
+    recent_reads: [u64; 2],
     /// An I/O error or the end: nothing more is read.
     done: bool,
 }
@@ -202,6 +206,7 @@ impl McapFile {
                         }
                     };
                     self.offset += read as u64;
+                    self.recent_reads = [self.recent_reads[1], read as u64];
                     self.reader.notify_read(read);
                 }
                 Ok(MessageReadEvent::Message(message)) => return Some(Ok(message)),
@@ -214,12 +219,192 @@ impl McapFile {
         self.done = true;
         None
     }
+
+    /// Where damage found after the last message lies, for the causes that name a part of the
+    /// file after the data: the byte it is at or before, and what is damaged. Reads at most the
+    /// last two reads' bytes and the footer; `None` when the cause is another or the file does
+    /// not show where.
+    fn locate_tail_damage(&mut self, cause: &mcap::McapError) -> Option<(u64, String)> {
+        use mcap::McapError;
+        match cause {
+            McapError::BytesAfterEndMagic => {
+                // The end magic is within what the reader had not consumed: the last two reads
+                // and the footer before them.
+                let span = self.recent_reads[0] + self.recent_reads[1] + FOOTER_AND_MAGIC_BYTES;
+                let start = self.offset.saturating_sub(span);
+                let region = self.read_range(start, self.offset)?;
+                let end = start + find_mcap_end(&region)?;
+                let len = self.file.metadata().ok()?.len();
+                Some((
+                    end,
+                    format!(
+                        "{} bytes that are not MCAP follow the end of the MCAP file (its end magic ends at byte {end}): \
+                         appended data",
+                        len.saturating_sub(end)
+                    ),
+                ))
+            }
+            McapError::BadSummaryCrc { .. } => {
+                let len = self.file.metadata().ok()?.len();
+                let footer_at = len.checked_sub(FOOTER_AND_MAGIC_BYTES)?;
+                let tail = self.read_range(footer_at, len)?;
+                let summary_start = u64::from_le_bytes(tail.get(9..17)?.try_into().ok()?);
+                Some((
+                    footer_at,
+                    format!(
+                        "the summary section (bytes {summary_start}..{footer_at}: the schemas, channels, statistics \
+                         and indexes written after the last message) does not match its CRC; the messages before \
+                         it are intact"
+                    ),
+                ))
+            }
+            McapError::BadDataCrc { .. } => Some((
+                self.offset,
+                "the data section does not match its CRC (every chunk matched its own: the damage is between chunks)"
+                    .into(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Where the file's record structure breaks, found by walking its records from the start
+    /// by their length fields (9-byte headers read, contents skipped): the byte the damage is at
+    /// or before, and what it is. `None` when the structure is intact up to the footer (the
+    /// damage is inside a record, which the MCAP reader's own error names) or cannot be read.
+    fn locate_broken_structure(&mut self) -> Option<(u64, String)> {
+        use mcap::records::op;
+        let len = self.file.metadata().ok()?.len();
+        let mut at = mcap::MAGIC.len() as u64;
+        let mut after_data_end = false;
+        loop {
+            let section = if after_data_end { "summary section" } else { "data section" };
+            if at == len {
+                let missing = if after_data_end { "summary and footer" } else { "data end, summary and footer" };
+                return Some((
+                    at,
+                    format!(
+                        "the file ends at byte {at}, between two records of the {section}, without the {missing}: \
+                         cut short (a crash, or a copy that did not finish)"
+                    ),
+                ));
+            }
+            let Some(header) = self.read_range(at, at.saturating_add(9)).filter(|h| h.len() == 9) else {
+                return Some((len, format!("the file ends inside the header of the record at byte {at}: cut short")));
+            };
+            let opcode = header[0];
+            let record_len = u64::from_le_bytes(header[1..9].try_into().ok()?);
+            if opcode == op::FOOTER {
+                return None;
+            }
+            if opcode == 0 || opcode > op::DATA_END {
+                return Some((
+                    at,
+                    format!(
+                        "the bytes at {at} in the {section} are no MCAP record (opcode 0x{opcode:02x}{}): corrupt",
+                        if opcode == 0 { ", zeroed bytes?" } else { "" }
+                    ),
+                ));
+            }
+            if opcode == op::CHUNK && record_len == u64::MAX {
+                // A writer streams a chunk to the file behind a placeholder length, written when
+                // the chunk ends.
+                return Some((
+                    at,
+                    format!(
+                        "the chunk at byte {at} in the {section} was never finished (its length is still the \
+                         writer's placeholder) and the file ends inside it: cut short (a crash)"
+                    ),
+                ));
+            }
+            let end = at.checked_add(9).and_then(|e| e.checked_add(record_len));
+            match end {
+                Some(end) if end <= len => {
+                    after_data_end |= opcode == op::DATA_END;
+                    at = end;
+                }
+                Some(end) if record_len <= MAX_RECORD_BYTES as u64 => {
+                    return Some((
+                        len,
+                        format!(
+                            "the file ends inside the {} record at byte {at} in the {section} ({} of its {} bytes \
+                             missing): cut short (a crash, or a copy that did not finish)",
+                            record_name(opcode),
+                            end - len,
+                            record_len + 9
+                        ),
+                    ));
+                }
+                _ => {
+                    return Some((
+                        at,
+                        format!(
+                            "the {} record at byte {at} in the {section} claims {record_len} bytes, more than the file \
+                             holds: a corrupt length",
+                            record_name(opcode)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Bytes `start..end` of the file (reading is over: the position no longer matters).
+    fn read_range(&mut self, start: u64, end: u64) -> Option<Vec<u8>> {
+        use std::io::{Seek, SeekFrom};
+        self.file.seek(SeekFrom::Start(start)).ok()?;
+        let mut out = Vec::new();
+        (&mut self.file).take(end.checked_sub(start)?).read_to_end(&mut out).ok()?;
+        Some(out)
+    }
+}
+
+/// The MCAP specification's name of a record opcode.
+fn record_name(opcode: u8) -> &'static str {
+    use mcap::records::op;
+    match opcode {
+        op::HEADER => "header",
+        op::FOOTER => "footer",
+        op::SCHEMA => "schema",
+        op::CHANNEL => "channel",
+        op::MESSAGE => "message",
+        op::CHUNK => "chunk",
+        op::MESSAGE_INDEX => "message index",
+        op::CHUNK_INDEX => "chunk index",
+        op::ATTACHMENT => "attachment",
+        op::ATTACHMENT_INDEX => "attachment index",
+        op::STATISTICS => "statistics",
+        op::METADATA => "metadata",
+        op::METADATA_INDEX => "metadata index",
+        op::SUMMARY_OFFSET => "summary offset",
+        op::DATA_END => "data end",
+        _ => "unknown",
+    }
+}
+
+/// A footer record (opcode, length, 20 bytes) and the end magic [bytes].
+const FOOTER_AND_MAGIC_BYTES: u64 = 1 + 8 + 20 + 8;
+
+/// The end of the MCAP file in `region`: the end of the first footer record followed by the end
+/// magic.
+fn find_mcap_end(region: &[u8]) -> Option<u64> {
+    let n = FOOTER_AND_MAGIC_BYTES as usize;
+    region
+        .windows(n)
+        .position(|w| w[0] == mcap::records::op::FOOTER && w[1..9] == 20u64.to_le_bytes() && &w[29..] == mcap::MAGIC)
+        .map(|i| (i + n) as u64)
 }
 
 /// MCAP's reader settings for `mode`: records bounded by [`MAX_RECORD_BYTES`]; chunk CRCs
 /// checked before any of a chunk's messages in strict mode, as they are read in recover mode.
+/// The data section's and the summary's CRCs are checked, and bytes after the end magic are
+/// damage, in both modes: they come after every message, so recover mode has yielded everything
+/// by then and only reports them.
 fn linear_options(mode: ReadMode) -> LinearReaderOptions {
-    let options = LinearReaderOptions::default().with_record_length_limit(MAX_RECORD_BYTES);
+    let options = LinearReaderOptions::default()
+        .with_record_length_limit(MAX_RECORD_BYTES)
+        .with_validate_data_section_crc(true)
+        .with_validate_summary_section_crc(true)
+        .with_check_finishes_after_end_magic(true);
     match mode {
         ReadMode::Strict => options.with_prevalidate_chunk_crcs(true),
         ReadMode::Recover => options.with_validate_chunk_crcs(true),
@@ -304,7 +489,7 @@ impl ReplayReader {
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Self, ReplayError> {
         let file = File::open(path).map_err(|cause| ReplayError::Io { path: path.to_owned(), cause })?;
         let reader = mcap::sans_io::MessageReader::new_with_options(linear_options(options.mode));
-        let mcap = McapFile { file, reader, offset: 0, done: false };
+        let mcap = McapFile { file, reader, offset: 0, recent_reads: [0; 2], done: false };
         let mut source = Source { path: path.to_owned(), mcap, last_good: None, index: 0, stats: ReadStats::default() };
         // The first message must be the metadata.
         let first = match source.read_one() {
@@ -401,13 +586,13 @@ impl Source {
         loop {
             let raw = match self.mcap.next()? {
                 Ok(raw) => raw,
-                Err(source) => {
-                    return Some(Err(ReplayError::Container {
-                        path: self.path.clone(),
-                        offset: self.mcap.offset,
-                        context: self.context(),
-                        cause: source,
-                    }));
+                Err(cause) => {
+                    let located = self.mcap.locate_tail_damage(&cause).or_else(|| self.mcap.locate_broken_structure());
+                    let (offset, context) = match located {
+                        Some((offset, what)) => (offset, format!("{}; {what}", self.context())),
+                        None => (self.mcap.offset, self.context()),
+                    };
+                    return Some(Err(ReplayError::Container { path: self.path.clone(), offset, context, cause }));
                 }
             };
             self.stats.messages += 1;
@@ -612,7 +797,7 @@ mod tests {
                 std::fs::write(&path, bytes).expect("write");
                 let reader = mcap::sans_io::MessageReader::new_with_options(options.clone());
                 let file = File::open(&path).expect("open");
-                let mut ours = McapFile { file, reader, offset: 0, done: false };
+                let mut ours = McapFile { file, reader, offset: 0, recent_reads: [0; 2], done: false };
                 let ours = collect(|| ours.next());
                 let mut theirs =
                     mcap::io::MessageReader::new_with_options(File::open(&path).expect("open"), options.clone());

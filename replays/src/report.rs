@@ -361,6 +361,17 @@ fn html_section(report: &LogReport, plot: &PlotData) -> String {
         report.wall_time_s,
         report.speedup
     );
+    if let Some(damage) = &report.replay.damage {
+        let _ = write!(s, "<p class=\"fail\">Recovered: validated what precedes the damage: {}</p>", esc(damage));
+    }
+    if report.replay.truth_frames == 0 {
+        let na = report.checks.iter().filter(|c| c.is_not_applicable()).count();
+        let _ = write!(
+            s,
+            "<p>No ground truth: only what needs none is judged (broadcast age, inputs accepted); {na} criteria \
+             are not applicable and the tracking metrics below are not measured.</p>"
+        );
+    }
     let failing: Vec<&Check> = report.checks.iter().filter(|c| !c.passed).collect();
     if failing.is_empty() {
         let _ = write!(s, "<p class=\"pass\">All {} criteria passed.</p>", report.checks.len());

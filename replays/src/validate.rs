@@ -9,10 +9,10 @@ use rsu_fusion::spatial::SpatialGrid;
 use rsu_fusion::{ObjectKinematics, SensorCalibration, SensorCoverage, SiteConfig};
 use v2x_proto::domain::GroundTruthFrame;
 
-use crate::criteria::{Criteria, ScenarioFacts, evaluate};
+use crate::criteria::{Check, Criteria, ScenarioFacts, evaluate, needs_truth};
 use crate::ids::IdMap;
 use crate::pipeline::{PipelineError, ReplayConfig, ReplayEvent, replay_with};
-use crate::reader::{OpenOptions, ReplayReader};
+use crate::reader::{OpenOptions, ReadMode, ReplayReader};
 use crate::report::{Distribution, LogReport, PlotData, REPORT_VERSION};
 use crate::scoring::distance::compare_hypot;
 use crate::scoring::{Hypothesis, Scorer, TruthObject};
@@ -80,6 +80,16 @@ fn push_thinned(points: &mut Vec<[f64; 2]>, p: [f64; 2]) {
     }
 }
 
+/// How a log is validated.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ValidateOptions {
+    /// Also score the recorded live broadcast ([`validate_live`]).
+    pub live: bool,
+    /// [`ReadMode::Recover`]: validate what is intact before any damage (a crashed recording),
+    /// and name the damage in the report (`replay.damage`) instead of failing to read the log.
+    pub mode: ReadMode,
+}
+
 /// Replays and scores one log. `wall_time_s` and `speedup` of the report are left at 0 for the
 /// caller, which owns the clock.
 pub fn validate_log(
@@ -87,7 +97,7 @@ pub fn validate_log(
     criteria: &Criteria,
     config: &ReplayConfig,
 ) -> Result<(LogReport, PlotData), PipelineError> {
-    validate_log_facts(path, criteria, config).map(|(report, plot, _)| (report, plot))
+    validate(path, criteria, config, ValidateOptions::default())
 }
 
 /// [`validate_log`] and then the live scores of the log ([`crate::live`]): the report's `live`
@@ -97,13 +107,58 @@ pub fn validate_live(
     criteria: &Criteria,
     config: &ReplayConfig,
 ) -> Result<(LogReport, PlotData), PipelineError> {
-    let (mut report, plot, facts) = validate_log_facts(path, criteria, config)?;
-    let live = crate::live::score_live(path, criteria, &facts)?;
-    if let Some(sent) = &live.as_sent {
-        report.passed &= sent.passed;
+    validate(path, criteria, config, ValidateOptions { live: true, ..Default::default() })
+}
+
+/// [`validate_log`] or [`validate_live`] as `options` say, reading the log in their mode.
+///
+/// A log without ground truth (a daemon's own recording) is scored on what needs none: the
+/// broadcast age limit, when the criteria set one, and `log.inputs_accepted` (the fusion core
+/// accepted some of its inputs); every other check is not applicable, passed as not checked
+/// and saying so ([`Check::without_truth`]).
+pub fn validate(
+    path: &Path,
+    criteria: &Criteria,
+    config: &ReplayConfig,
+    options: ValidateOptions,
+) -> Result<(LogReport, PlotData), PipelineError> {
+    let (mut report, plot, facts) = validate_log_facts(path, criteria, config, options.mode)?;
+    if options.live {
+        let mut live = crate::live::score_live_with(path, criteria, &facts, options.mode)?;
+        if let Some(sent) = &mut live.as_sent {
+            if report.replay.truth_frames == 0 {
+                sent.checks =
+                    sent.checks.drain(..).map(|c| if needs_truth(&c.name) { c.without_truth() } else { c }).collect();
+                sent.passed = sent.checks.iter().all(|c| c.passed);
+            }
+            report.passed &= sent.passed;
+        }
+        report.live = Some(live);
     }
-    report.live = Some(live);
     Ok((report, plot))
+}
+
+/// The check of a log without ground truth that its inputs were taken: at least one sensor
+/// frame or vehicle state accepted by the fusion core.
+fn inputs_check(summary: &crate::pipeline::ReplaySummary) -> Check {
+    let inputs = summary.sensor_frames + summary.vehicle_states;
+    let refused: u64 = summary.refused.values().sum();
+    let accepted = inputs.saturating_sub(refused);
+    let reasons = if summary.refused.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = summary.refused.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        format!(" (refused: {})", list.join(", "))
+    };
+    Check {
+        name: "log.inputs_accepted".into(),
+        passed: accepted > 0,
+        value: accepted as f64,
+        limit: 1.0,
+        message: format!(
+            "{accepted} of {inputs} inputs (sensor frames and vehicle states) accepted by the fusion core{reasons}"
+        ),
+    }
 }
 
 /// [`validate_log`] with the scenario facts gathered from the truth.
@@ -111,8 +166,9 @@ fn validate_log_facts(
     path: &Path,
     criteria: &Criteria,
     config: &ReplayConfig,
+    mode: ReadMode,
 ) -> Result<(LogReport, PlotData, ScenarioFacts), PipelineError> {
-    let reader = ReplayReader::open_with(path, OpenOptions::default())?;
+    let reader = ReplayReader::open_with(path, OpenOptions { mode, ..Default::default() })?;
     let meta = reader.meta().clone();
     let site = meta.site.clone();
     let mut scorer = Scorer::new(criteria.scoring.clone()).with_truth_ids_per_frame(meta.truth_ids_per_frame);
@@ -222,18 +278,12 @@ fn validate_log_facts(
     let ages = Distribution::of(&plot.ages_s);
     facts.broadcast_age_p99_s = (ages.count > 0).then_some(ages.p99);
     let metrics = scorer.finish();
-    let checks = evaluate(criteria, &metrics, &facts);
-    let passed = checks.iter().all(|c| c.passed) && summary.truth_frames > 0;
-    let mut checks = checks;
+    let mut checks = evaluate(criteria, &metrics, &facts);
     if summary.truth_frames == 0 {
-        checks.push(crate::criteria::Check {
-            name: "log.ground_truth".into(),
-            passed: false,
-            value: 0.0,
-            limit: 1.0,
-            message: "the log has no /ground_truth messages, so nothing can be scored".into(),
-        });
+        checks = checks.into_iter().map(|c| if needs_truth(&c.name) { c.without_truth() } else { c }).collect();
+        checks.push(inputs_check(&summary));
     }
+    let passed = checks.iter().all(|c| c.passed);
     let report = LogReport {
         report_version: REPORT_VERSION,
         file: path.display().to_string(),

@@ -18,9 +18,9 @@ struct TopicSummary {
     last_ns: i64,
 }
 
+/// What the log's `/meta` says (absent when the log cannot be opened).
 #[derive(Serialize)]
-struct LogSummary {
-    file: String,
+struct MetaSummary {
     scenario: String,
     description: String,
     seed: u64,
@@ -28,6 +28,13 @@ struct LogSummary {
     site_id: String,
     representative: bool,
     sensors: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct LogSummary {
+    file: String,
+    #[serde(flatten)]
+    meta: Option<MetaSummary>,
     topics: BTreeMap<String, TopicSummary>,
     messages: u64,
     duration_s: f64,
@@ -38,7 +45,9 @@ struct LogSummary {
 #[derive(clap::Subcommand)]
 pub enum LogCommand {
     /// Summarise a replay log: scenario, site, sensors, topics with message counts and time
-    /// ranges, and any damage. Exit code 2 when the log is damaged.
+    /// ranges, and any damage (truncation, corrupt chunks or messages, a summary section that
+    /// fails its CRC, bytes appended after the end). Exit code 2 when the log is damaged; with
+    /// `--json` a JSON document is printed even when the log cannot be opened at all.
     Info {
         /// The log.
         file: std::path::PathBuf,
@@ -60,8 +69,30 @@ pub fn run(command: LogCommand) -> anyhow::Result<ExitCode> {
 
 fn info(file: &Path, recover: bool, json: bool) -> anyhow::Result<ExitCode> {
     let mode = if recover { ReadMode::Recover } else { ReadMode::Strict };
-    let mut reader = ReplayReader::open_with(file, OpenOptions { mode, ..Default::default() })
-        .with_context(|| format!("opening {}", file.display()))?;
+    let summary = match ReplayReader::open_with(file, OpenOptions { mode, ..Default::default() }) {
+        Ok(reader) => summarise(file, reader),
+        // A log whose start is damaged is summarised as such in JSON, so a script always gets
+        // a document; in text it is an error naming the damage.
+        Err(e) if json => LogSummary {
+            file: file.display().to_string(),
+            meta: None,
+            topics: BTreeMap::new(),
+            messages: 0,
+            duration_s: 0.0,
+            damage: Some(e.to_string()),
+        },
+        Err(e) => return Err(e).with_context(|| format!("opening {}", file.display())),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary).context("serialising the summary")?);
+    } else {
+        print_text(&summary);
+    }
+    Ok(if summary.damage.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// Reads every message of `reader` into a summary, with the damage that ended it, if any.
+fn summarise(file: &Path, mut reader: ReplayReader) -> LogSummary {
     let meta = reader.meta().clone();
     let mut topics: BTreeMap<String, TopicSummary> = BTreeMap::new();
     let mut damage = None;
@@ -87,15 +118,17 @@ fn info(file: &Path, recover: bool, json: bool) -> anyhow::Result<ExitCode> {
     if let Some(d) = reader.damage() {
         damage = Some(d.to_string());
     }
-    let summary = LogSummary {
+    LogSummary {
         file: file.display().to_string(),
-        scenario: meta.scenario,
-        description: meta.description,
-        seed: meta.seed,
-        software_version: meta.software_version,
-        site_id: meta.site.site_id,
-        representative: meta.site.representative,
-        sensors: meta.site.sensors.iter().map(|s| s.id.clone()).collect(),
+        meta: Some(MetaSummary {
+            scenario: meta.scenario,
+            description: meta.description,
+            seed: meta.seed,
+            software_version: meta.software_version,
+            site_id: meta.site.site_id,
+            representative: meta.site.representative,
+            sensors: meta.site.sensors.iter().map(|s| s.id.clone()).collect(),
+        }),
         messages: topics.values().map(|t| t.messages).sum(),
         duration_s: match (first, last) {
             (Some(f), Some(l)) => l.secs_since(f),
@@ -103,25 +136,21 @@ fn info(file: &Path, recover: bool, json: bool) -> anyhow::Result<ExitCode> {
         },
         topics,
         damage,
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary).context("serialising the summary")?);
-    } else {
-        print_text(&summary);
     }
-    Ok(if summary.damage.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
 fn print_text(s: &LogSummary) {
     println!("{}", s.file);
-    println!("  scenario   {} (seed {})", s.scenario, s.seed);
-    if !s.description.is_empty() {
-        println!("             {}", s.description);
+    if let Some(m) = &s.meta {
+        println!("  scenario   {} (seed {})", m.scenario, m.seed);
+        if !m.description.is_empty() {
+            println!("             {}", m.description);
+        }
+        println!("  written by {}", m.software_version);
+        let label = if m.representative { " (representative, not surveyed)" } else { "" };
+        println!("  site       {}{label}", m.site_id);
+        println!("  sensors    {}", m.sensors.join(", "));
     }
-    println!("  written by {}", s.software_version);
-    let label = if s.representative { " (representative, not surveyed)" } else { "" };
-    println!("  site       {}{label}", s.site_id);
-    println!("  sensors    {}", s.sensors.join(", "));
     println!("  messages   {} over {:.1} s", s.messages, s.duration_s);
     for (topic, t) in &s.topics {
         let span = (t.last_ns - t.first_ns) as f64 * 1e-9;

@@ -3,8 +3,12 @@
 //! by a bounded queue (a full queue drops and counts, never blocks the fusion loop).
 //!
 //! Files are named `<rsu_id>-<UTC start yyyymmddThhmmssZ>-<n>.mcap` and rotated by size or
-//! age. Every `fsync_interval_s` the current chunk is ended, flushed and the file fsynced, so a
-//! crash loses at most that interval and the file before it stays readable (in recover mode).
+//! age. A file is only ever created, never opened for writing if it exists: `<n>` is the first
+//! number from the next one this recorder would use that names no file yet, so a daemon started
+//! again within the same second (or two daemons sharing the directory) never overwrites an
+//! earlier recording. Every `fsync_interval_s` the current chunk is ended, written out and the
+//! file fsynced, so a crash (`kill -9`, power cut) loses at most that interval of records (plus
+//! what waits in the queue) and the file before it stays readable in recover mode.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -103,6 +107,10 @@ impl Drop for Recorder {
     }
 }
 
+/// Names tried for one file before giving up (each taken name was created by someone else
+/// within the same second).
+const MAX_NAME_ATTEMPTS: u32 = 10_000;
+
 struct OpenFile {
     writer: ReplayWriter<BufWriter<File>>,
     sync: File,
@@ -143,9 +151,7 @@ impl Worker {
 
     fn open(&mut self) -> anyhow::Result<()> {
         let now = wall_now();
-        self.sequence += 1;
-        let path = self.config.dir.join(format!("{}-{}-{}.mcap", self.rsu_id, now.utc_stamp(), self.sequence));
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let (file, path) = self.create_new(&now.utc_stamp())?;
         let sync = file.try_clone().with_context(|| format!("cloning the handle of {}", path.display()))?;
         let meta = ReplayMeta {
             format_version: REPLAY_FORMAT_VERSION,
@@ -161,10 +167,35 @@ impl Worker {
         };
         let writer = ReplayWriter::new(BufWriter::new(file), &path, &meta)?;
         sync.sync_data().with_context(|| format!("fsync {}", path.display()))?;
+        // The new name too, so a power cut cannot lose the file the data was synced into.
+        File::open(&self.config.dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("fsync the directory {}", self.config.dir.display()))?;
         tracing::info!(file = %path.display(), "recording");
         self.files.push(path.clone());
         self.current = Some(OpenFile { writer, sync, path, opened: Instant::now() });
         Ok(())
+    }
+
+    /// Creates the next file of stamp `stamp` exclusively (`create_new`): the first sequence
+    /// number after the last one used whose name is free.
+    fn create_new(&mut self, stamp: &str) -> anyhow::Result<(File, PathBuf)> {
+        for _ in 0..MAX_NAME_ATTEMPTS {
+            self.sequence += 1;
+            let path = self.config.dir.join(format!("{}-{stamp}-{}.mcap", self.rsu_id, self.sequence));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((file, path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    tracing::debug!(file = %path.display(), "exists, not overwritten: trying the next number");
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+        anyhow::bail!(
+            "creating a recording in {}: {MAX_NAME_ATTEMPTS} names {}-{stamp}-<n>.mcap in a row exist",
+            self.config.dir.display(),
+            self.rsu_id
+        )
     }
 
     fn write(&mut self, record: &Record) {
@@ -329,6 +360,89 @@ mod tests {
             })
             .collect();
         assert_eq!(counts, (0..120).collect::<Vec<u32>>(), "every frame once, in order, across the files");
+    }
+
+    /// Two recorders started on one directory within the same second (a daemon restarted at once)
+    /// each create files of their own: the earlier recording is never overwritten.
+    #[test]
+    fn a_restart_in_the_same_second_never_overwrites_a_recording() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordingConfig {
+            enabled: true,
+            dir: dir.path().to_owned(),
+            rotate_bytes: 1 << 30,
+            rotate_s: 3600.0,
+            fsync_interval_s: 0.05,
+        };
+        let frame = |count: u32| {
+            let mut frame = v2x_proto::sample::intersection_frame(3, u64::from(count));
+            frame.rsu_id = "rsu-1".into();
+            frame.message_count = count;
+            Record::Roadside(Arc::new(frame))
+        };
+        let mut runs = Vec::new();
+        let started = std::time::SystemTime::now();
+        for run in 0..3u32 {
+            let stats = Arc::new(Stats::default());
+            let recorder = Recorder::start(&config, &v2x_proto::sample::site(), "rsu-1", 64, stats).expect("start");
+            recorder.record(frame(run));
+            runs.push(recorder.finish().expect("finish"));
+        }
+        let same_second = started.elapsed().map(|e| e.as_secs_f64() < 1.0).unwrap_or(false);
+        let all: Vec<&PathBuf> = runs.iter().flatten().collect();
+        assert_eq!(all.len(), 3, "{runs:?}");
+        let unique: std::collections::BTreeSet<&PathBuf> = all.iter().copied().collect();
+        assert_eq!(unique.len(), 3, "one file per run: {runs:?}");
+        for (run, files) in (0u32..).zip(&runs) {
+            let counts: Vec<u32> = read_all(files)
+                .iter()
+                .filter_map(|b| match b {
+                    ReplayBody::Roadside(f) => Some(f.message_count),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(counts, vec![run], "run {run}'s file holds its own frame: {files:?}");
+        }
+        if same_second {
+            // The name clashes were real: all three share a stamp.
+            let stamps: std::collections::BTreeSet<String> = all
+                .iter()
+                .filter_map(|p| p.file_name()?.to_str()?.rsplit_once('-').map(|(head, _)| head.to_owned()))
+                .collect();
+            assert!(stamps.len() <= 2, "{stamps:?}");
+        }
+    }
+
+    /// A file that exists under the next name is left alone; creation moves on to a free name.
+    #[test]
+    fn an_existing_file_is_never_opened_for_writing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordingConfig {
+            enabled: true,
+            dir: dir.path().to_owned(),
+            rotate_bytes: 1 << 30,
+            rotate_s: 3600.0,
+            fsync_interval_s: 0.05,
+        };
+        let mut worker = Worker {
+            config,
+            site: v2x_proto::sample::site(),
+            rsu_id: "rsu-1".into(),
+            current: None,
+            files: Vec::new(),
+            sequence: 0,
+            stats: Arc::new(Stats::default()),
+            last_failure: None,
+        };
+        for n in 1..=3 {
+            std::fs::write(dir.path().join(format!("rsu-1-20261207T170000Z-{n}.mcap")), b"earlier").expect("write");
+        }
+        let (_, path) = worker.create_new("20261207T170000Z").expect("a free name");
+        assert_eq!(path, dir.path().join("rsu-1-20261207T170000Z-4.mcap"));
+        for n in 1..=3 {
+            let earlier = std::fs::read(dir.path().join(format!("rsu-1-20261207T170000Z-{n}.mcap"))).expect("read");
+            assert_eq!(earlier, b"earlier");
+        }
     }
 
     /// Every message of `files`, read strictly, in order.

@@ -78,3 +78,122 @@ fn log_info_summarises_intact_logs_and_flags_damaged_ones() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.mcap"));
 }
+
+/// A committed log (the smallest), to damage copies of.
+fn committed_log() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../replays/logs/stopped-vehicle.mcap")
+}
+
+/// `rsu log info [--recover] --json FILE`: exit code and the JSON it printed.
+fn info_json(file: &std::path::Path, recover: bool) -> (Option<i32>, serde_json::Value) {
+    let mut command = rsu();
+    command.args(["log", "info", "--json"]);
+    if recover {
+        command.arg("--recover");
+    }
+    let out = command.arg(file).output().expect("runs");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{}: no JSON ({e}): stdout {:?}", file.display(), String::from_utf8_lossy(&out.stdout))
+    });
+    (out.status.code(), json)
+}
+
+#[test]
+fn bytes_appended_to_a_log_are_damage_named_with_their_place() {
+    let intact = std::fs::read(committed_log()).expect("committed log");
+    let (code, json) = info_json(&committed_log(), false);
+    assert_eq!(code, Some(0), "{json}");
+    let messages = json["messages"].as_u64().expect("count");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, garbage) in [
+        ("one-zero-byte", vec![0u8]),
+        ("text", b"garbage after the end\n".to_vec()),
+        ("4k-ff", vec![0xff; 4096]),
+        ("64k-pattern", (0..64 * 1024).map(|i| (i * 7 % 251) as u8).collect()),
+        ("300k-zeros", vec![0; 300 * 1024]),
+    ] {
+        let path = dir.path().join(format!("{name}.mcap"));
+        std::fs::write(&path, [intact.as_slice(), garbage.as_slice()].concat()).expect("write");
+        for recover in [false, true] {
+            let (code, json) = info_json(&path, recover);
+            assert_eq!(code, Some(2), "{name} (recover {recover}) passes as intact: {json}");
+            let damage = json["damage"].as_str().expect("damage named");
+            let place = format!(
+                "{} bytes that are not MCAP follow the end of the MCAP file (its end magic ends at byte {})",
+                garbage.len(),
+                intact.len()
+            );
+            assert!(damage.contains(&place) && damage.contains(name), "{name}: {damage}");
+            // Every message is still read.
+            assert_eq!(json["messages"].as_u64(), Some(messages), "{name}");
+        }
+        let out = rsu().args(["log", "info"]).arg(&path).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("DAMAGED") && !text.contains("intact\n"), "{text}");
+    }
+}
+
+#[test]
+fn a_zeroed_block_in_the_summary_section_is_damage() {
+    let intact = std::fs::read(committed_log()).expect("committed log");
+    // The footer (opcode, length, summary start, summary offset start, CRC) before the end magic.
+    let footer_at = intact.len() - 37;
+    let summary_start = u64::from_le_bytes(intact[footer_at + 9..footer_at + 17].try_into().expect("8 bytes"));
+    let summary_start = usize::try_from(summary_start).expect("offset");
+    assert!(summary_start > 0 && summary_start < footer_at, "the committed log has a summary section");
+    let (_, json) = info_json(&committed_log(), false);
+    let messages = json["messages"].as_u64().expect("count");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary_len = footer_at - summary_start;
+    let mut checked = 0;
+    for block in [16usize, 64, 512] {
+        for k in 0..8 {
+            let at = summary_start + (summary_len.saturating_sub(block)) * k / 7;
+            let end = (at + block).min(footer_at);
+            let mut damaged = intact.clone();
+            damaged[at..end].fill(0);
+            if damaged == intact {
+                continue; // already zeros there
+            }
+            let path = dir.path().join(format!("zeroed-{block}-{k}.mcap"));
+            std::fs::write(&path, &damaged).expect("write");
+            for recover in [false, true] {
+                let (code, json) = info_json(&path, recover);
+                assert_eq!(code, Some(2), "zeros at {at}..{end} (recover {recover}) pass as intact: {json}");
+                let damage = json["damage"].as_str().expect("damage named");
+                assert!(damage.contains(&format!("zeroed-{block}-{k}.mcap")), "{damage}");
+                assert!(damage.contains("summary section"), "zeros at {at}..{end}: {damage}");
+                // The damage is after every message: all of them are read.
+                assert_eq!(json["messages"].as_u64(), Some(messages), "zeros at {at}..{end}: {json}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} damaged copies");
+}
+
+#[test]
+fn damage_in_the_first_record_still_prints_json() {
+    let intact = std::fs::read(committed_log()).expect("committed log");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The header record follows the 8-byte magic; then the meta chunk.
+    for (name, range) in [("header", 8..40), ("meta-chunk", 60..200), ("magic", 0..8)] {
+        let mut damaged = intact.clone();
+        damaged[range.clone()].iter_mut().for_each(|b| *b ^= 0xa5);
+        let path = dir.path().join(format!("{name}.mcap"));
+        std::fs::write(&path, &damaged).expect("write");
+        for recover in [false, true] {
+            let (code, json) = info_json(&path, recover);
+            assert_eq!(code, Some(2), "{name}");
+            assert_eq!(json["messages"].as_u64(), Some(0), "{name}: {json}");
+            let damage = json["damage"].as_str().expect("damage named");
+            assert!(damage.contains(&format!("{name}.mcap")), "{name}: {damage}");
+            assert!(json["file"].as_str().is_some_and(|f| f.ends_with(&format!("{name}.mcap"))));
+        }
+        // In text, an error naming the file.
+        let out = rsu().args(["log", "info", "--recover"]).arg(&path).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{name}.mcap")));
+    }
+}

@@ -14,8 +14,8 @@ use rsu_site::SiteSource;
 use v2x_replays::criteria::{self, Criteria, CriteriaSource};
 use v2x_replays::pipeline::{ReplayConfig, ReplayEvent, replay, rsu_id_for};
 use v2x_replays::report::{LogReport, PlotData, html_page, or_na};
-use v2x_replays::validate::{validate_live, validate_log};
-use v2x_replays::{ReplayBody, ReplayReader, ReplayWriter};
+use v2x_replays::validate::ValidateOptions;
+use v2x_replays::{ReadMode, ReplayBody, ReplayReader, ReplayWriter};
 
 use crate::import;
 
@@ -34,6 +34,10 @@ pub enum ReplayCommand {
         /// Replay configuration (TOML: `broadcast_rate_hz`, `[fusion]` tuning).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Read the input in recover mode: replay what is intact before any damage (a recording
+        /// cut short by a crash) into a clean, complete log, and say where the input ended.
+        #[arg(long)]
+        recover: bool,
     },
     /// Replay logs, score them against their ground truth and pass or fail them. Exit code 0 when
     /// every log passes, 1 when any fails its criteria, 2 when a log cannot be read.
@@ -70,6 +74,11 @@ pub enum ReplayCommand {
         /// the criteria too. Printed next to the re-fused score and in the report's `live`.
         #[arg(long)]
         live: bool,
+        /// Read each log in recover mode: validate what is intact before any damage (a
+        /// recording cut short by a crash or power cut) and name the damage, instead of
+        /// refusing the log as unreadable.
+        #[arg(long)]
+        recover: bool,
     },
     /// Replay a log and write it as plain files for other trackers and scorers (no protobuf):
     /// `detections.jsonl` (every accepted lidar frame's detections in the site frame),
@@ -110,8 +119,11 @@ pub enum ImportFormat {
 /// Runs a replay subcommand.
 pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ReplayCommand::Run { file, out, config } => run_log(&file, &out, &load_config(config.as_deref())?),
-        ReplayCommand::Validate { path, criteria, report, html, config, rrd, site, jobs, live } => {
+        ReplayCommand::Run { file, out, config, recover } => {
+            let mode = if recover { ReadMode::Recover } else { ReadMode::Strict };
+            run_log(&file, &out, &load_config(config.as_deref())?, mode)
+        }
+        ReplayCommand::Validate { path, criteria, report, html, config, rrd, site, jobs, live, recover } => {
             let config = load_config(config.as_deref())?;
             if let Some(rrd) = &rrd {
                 if path.is_dir() {
@@ -121,7 +133,8 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
                 write_review(&path, rrd, &SiteSource::from_option(site), &config, &criteria.scoring)?;
             }
             let outputs = Outputs { report: report.as_deref(), html: html.as_deref() };
-            validate(&path, criteria.as_deref(), outputs, &config, jobs, live)
+            let mode = if recover { ReadMode::Recover } else { ReadMode::Strict };
+            validate(&path, criteria.as_deref(), outputs, &config, jobs, ValidateOptions { live, mode })
         }
         ReplayCommand::Export { file, out, criteria, config } => {
             export(&file, &out, criteria.as_deref(), &load_config(config.as_deref())?)
@@ -142,11 +155,12 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<ReplayConfig> {
 }
 
 /// `rsu-lab replay run`: replays `input` into `out` (input messages plus fused frames).
-pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Result<ExitCode> {
+pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig, mode: ReadMode) -> anyhow::Result<ExitCode> {
     if input == out {
         bail!("--out must differ from the input log");
     }
-    let reader = ReplayReader::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let options = v2x_replays::OpenOptions { mode, ..Default::default() };
+    let reader = ReplayReader::open_with(input, options).with_context(|| format!("opening {}", input.display()))?;
     let mut meta = reader.meta().clone();
     let rsu_id = rsu_id_for(&meta, config);
     if !meta.rsu_ids.contains(&rsu_id) {
@@ -182,6 +196,9 @@ pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig) -> anyhow::Resul
     );
     if !summary.refused.is_empty() {
         println!("inputs refused by the fusion core: {:?}", summary.refused);
+    }
+    if let Some(damage) = &summary.damage {
+        println!("recovered: the input ends at damage, everything before it was replayed: {damage}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -302,6 +319,22 @@ struct Outputs<'a> {
     html: Option<&'a Path>,
 }
 
+/// What was and was not judged in a log without ground truth, as one printed line.
+fn no_truth_line(report: &LogReport) -> String {
+    let (na, scored): (Vec<_>, Vec<_>) = report.checks.iter().partition(|c| c.is_not_applicable());
+    let scored: Vec<String> = scored.iter().map(|c| format!("{} ({})", c.name, c.message)).collect();
+    let na: Vec<&str> = na.iter().map(|c| c.name.as_str()).collect();
+    let age = &report.broadcast_age_s;
+    format!(
+        "no ground truth: scored {}; broadcast age p50/p99 {:.0}/{:.0} ms over {} objects; not applicable (need truth): {}",
+        if scored.is_empty() { "nothing".to_owned() } else { scored.join(", ") },
+        age.p50 * 1e3,
+        age.p99 * 1e3,
+        age.count,
+        if na.is_empty() { "none".to_owned() } else { na.join(", ") }
+    )
+}
+
 /// The live scores of `report` as printed lines (none without `--live`): as sent and as
 /// received per vehicle, each next to the re-fused (offline) score, or why it is missing.
 pub fn live_lines(report: &LogReport) -> Vec<String> {
@@ -352,7 +385,7 @@ fn validate(
     outputs: Outputs<'_>,
     config: &ReplayConfig,
     jobs: Option<usize>,
-    live: bool,
+    options: ValidateOptions,
 ) -> anyhow::Result<ExitCode> {
     let (report_path, html_path) = (outputs.report, outputs.html);
     let logs: Vec<PathBuf> = if path.is_dir() {
@@ -385,13 +418,18 @@ fn validate(
                     Err(e) => Outcome::Unreadable(format!("{e:#}")),
                     Ok((c, source)) => {
                         let started = Instant::now();
-                        let validated =
-                            if live { validate_live(log, &c, config) } else { validate_log(log, &c, config) };
+                        let validated = v2x_replays::validate::validate(log, &c, config, options);
                         match validated {
                             Ok((mut report, plot)) => {
                                 report.criteria = Some(source);
                                 report.wall_time_s = started.elapsed().as_secs_f64();
-                                report.speedup = report.metrics.duration_s / report.wall_time_s.max(1e-9);
+                                // The log's duration: of its truth, else (no truth) of its messages.
+                                let duration_s = if report.replay.truth_frames > 0 {
+                                    report.metrics.duration_s
+                                } else {
+                                    (report.replay.last_ns - report.replay.first_ns) as f64 * 1e-9
+                                };
+                                report.speedup = duration_s / report.wall_time_s.max(1e-9);
                                 Outcome::Scored(Box::new((report, plot)))
                             }
                             Err(e) => Outcome::Unreadable(e.to_string()),
@@ -417,16 +455,23 @@ fn validate(
             Outcome::Scored(b) => {
                 let (r, plot) = *b;
                 let failing: Vec<&str> = r.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+                let truth = r.replay.truth_frames > 0;
                 println!(
-                    "{name:<44} {:<24} {:>6} {:>7.3} {:>7} {:>7} {:>7.0}×  {}",
+                    "{name:<44} {:<24} {:>6} {:>7} {:>7} {:>7} {:>7.0}×  {}",
                     r.scenario,
                     if r.passed { "pass" } else { "FAIL" },
-                    r.metrics.overall.mota,
-                    or_na(r.metrics.idf1, 3),
-                    or_na(r.metrics.hota.hota, 3),
+                    or_na(truth.then_some(r.metrics.overall.mota), 3),
+                    or_na(r.metrics.idf1.filter(|_| truth), 3),
+                    or_na(r.metrics.hota.hota.filter(|_| truth), 3),
                     r.speedup,
                     failing.join(", ")
                 );
+                if let Some(damage) = &r.replay.damage {
+                    println!("    recovered: validated what precedes the damage: {damage}");
+                }
+                if !truth {
+                    println!("    {}", no_truth_line(&r));
+                }
                 if let Some(source @ (CriteriaSource::Defaults | CriteriaSource::Embedded(_))) = &r.criteria {
                     println!("    criteria: {source}");
                 }

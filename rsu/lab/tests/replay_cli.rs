@@ -180,3 +180,88 @@ fn openlabel_import_validates() {
     let out = rsu(&["log", "info", log.to_str().expect("path")]);
     assert!(text(&out).contains("/sensors/openlabel-lidar"), "{}", text(&out));
 }
+
+/// A committed log with its ground truth left out, as a daemon's own recording is: every other
+/// message as recorded, arrival times included.
+fn without_truth(from: &Path, to: &Path) {
+    use v2x_replays::{ReplayBody, ReplayReader, ReplayWriter};
+    let reader = ReplayReader::open(from).expect("committed log");
+    let mut writer = ReplayWriter::create(to, reader.meta()).expect("create");
+    for message in reader {
+        let message = message.expect("intact");
+        if !matches!(message.body, ReplayBody::GroundTruth(_) | ReplayBody::Meta(_)) {
+            writer.write_message(&message).expect("write");
+        }
+    }
+    writer.finish().expect("finish");
+}
+
+#[test]
+fn a_log_without_truth_is_scored_on_what_needs_none_and_a_cut_one_with_recover() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../replays/logs/stopped-vehicle.mcap");
+    let log = tmp.path().join("live.mcap");
+    without_truth(&committed, &log);
+    let log_s = log.to_str().expect("path");
+
+    // Passes on what needs no truth (its scenario's broadcast age limit, inputs accepted) and
+    // lists the rest as not applicable.
+    let report = tmp.path().join("report.json");
+    let out = rsu(&["replay", "validate", log_s, "--report", report.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("no ground truth: scored overall.broadcast_age_p99_max_s"), "{t}");
+    assert!(t.contains("not applicable (need truth): overall.mota_min, overall.idf1_min"), "{t}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let checks = json["logs"][0]["checks"].as_array().expect("checks");
+    let check = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("{name} listed"));
+    assert!(check("overall.mota_min")["message"].as_str().is_some_and(|m| m.starts_with("not applicable")));
+    assert!(check("overall.mota_min")["value"].is_null());
+    let age = check("overall.broadcast_age_p99_max_s");
+    assert!(age["passed"] == true && age["value"].as_f64().is_some_and(|v| v > 0.0), "{age}");
+    let inputs = check("log.inputs_accepted");
+    assert!(inputs["passed"] == true && inputs["value"].as_f64().is_some_and(|v| v > 1000.0), "{inputs}");
+
+    // What needs no truth can still fail.
+    let strict = tmp.path().join("strict.toml");
+    std::fs::write(&strict, "[overall]\nmota_min = 0.9\nbroadcast_age_p99_max_s = 0.001\n").expect("criteria");
+    let out = rsu(&["replay", "validate", log_s, "--criteria", strict.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("broadcast object age p99 [s]") && text(&out).contains("exceeds"), "{}", text(&out));
+
+    // Cut short as by a crash: unreadable as it is; validated up to the damage with --recover,
+    // which names it; `replay run --recover` makes a complete log of what is intact.
+    let bytes = std::fs::read(&log).expect("log");
+    let cut = tmp.path().join("cut.mcap");
+    std::fs::write(&cut, &bytes[..bytes.len() * 3 / 5]).expect("cut");
+    let cut_s = cut.to_str().expect("path");
+    let out = rsu(&["replay", "validate", cut_s]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let report = tmp.path().join("recovered.json");
+    let out = rsu(&["replay", "validate", "--recover", cut_s, "--report", report.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("recovered: validated what precedes the damage") && t.contains("cut short"), "{t}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert!(json["logs"][0]["replay"]["damage"].as_str().is_some_and(|d| d.contains("cut.mcap")));
+    let recovered_inputs = json["logs"][0]["replay"]["sensor_frames"].as_u64().expect("count");
+    assert!(recovered_inputs > 100, "{recovered_inputs} sensor frames recovered");
+
+    let fixed = tmp.path().join("fixed.mcap");
+    let out = rsu(&["replay", "run", "--recover", cut_s, "--out", fixed.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("recovered: the input ends at damage"), "{}", text(&out));
+    let out = rsu(&["log", "info", "--json", fixed.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let sensor_frames: u64 = info["topics"]
+        .as_object()
+        .expect("topics")
+        .iter()
+        .filter(|(topic, _)| topic.starts_with("/sensors/"))
+        .filter_map(|(_, t)| t["messages"].as_u64())
+        .sum();
+    assert_eq!(sensor_frames, recovered_inputs, "every recovered frame in the complete log");
+}

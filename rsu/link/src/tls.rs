@@ -34,15 +34,39 @@ pub enum TlsError {
         /// What is wrong.
         problem: String,
     },
-    /// rustls refused the configuration.
+    /// The private key is not the key of the certificate.
+    #[error(
+        "the private key {key} does not belong to the certificate {cert} (their public keys differ): give the key \
+         the certificate was issued for"
+    )]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// rustls refused the configuration. The cause is part of the message and not a `source`
+    /// too, so a chain of contexts prints it once.
     #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// The client verifier could not be built.
+    Rustls(rustls::Error),
+    /// The client verifier could not be built (the cause printed once, as for `Rustls`).
     #[error("client certificate verifier: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
+    Verifier(rustls::server::VerifierBuilderError),
     /// quinn refused the TLS configuration.
     #[error("QUIC TLS configuration: {0}")]
     Quic(String),
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        TlsError::Rustls(e)
+    }
+}
+
+impl From<rustls::server::VerifierBuilderError> for TlsError {
+    fn from(e: rustls::server::VerifierBuilderError) -> Self {
+        TlsError::Verifier(e)
+    }
 }
 
 /// A certificate chain and its private key, loaded from PEM.
@@ -56,15 +80,25 @@ pub struct CertKey {
 
 impl CertKey {
     /// Loads a certificate chain (PEM, one or more certificates) and a private key (PEM, PKCS#8,
-    /// PKCS#1 or SEC1).
+    /// PKCS#1 or SEC1), and checks that the key is the end-entity certificate's
+    /// ([`TlsError::KeyMismatch`] names both files when it is not).
     pub fn load(cert: &Path, key: &Path) -> Result<CertKey, TlsError> {
         let chain = load_certs(cert, "certificate")?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
-            what: "private key",
-            path: key.to_owned(),
-            problem: e.to_string(),
-        })?;
-        Ok(CertKey { chain, key })
+        let key_pem = |problem: String| TlsError::Pem { what: "private key", path: key.to_owned(), problem };
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| key_pem(e.to_string()))?;
+        let signing =
+            provider().key_provider.load_private_key(key_der.clone_key()).map_err(|e| key_pem(e.to_string()))?;
+        match rustls::sign::CertifiedKey::new(chain.clone(), signing).keys_match() {
+            // `Unknown`: the key cannot tell its public key; rustls checks it in the handshake.
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                return Err(TlsError::KeyMismatch { cert: cert.to_owned(), key: key.to_owned() });
+            }
+            Err(e) => {
+                return Err(TlsError::Pem { what: "certificate", path: cert.to_owned(), problem: e.to_string() });
+            }
+        }
+        Ok(CertKey { chain, key: key_der })
     }
 
     /// The identity of the end-entity certificate.
