@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod flood;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
