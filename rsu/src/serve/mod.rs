@@ -174,6 +174,18 @@ struct SessionEntry {
     downlink: Option<watch::Sender<Option<Arc<Broadcast>>>>,
 }
 
+/// The daemon's QUIC transport settings from its limits.
+pub fn server_transport(limits: &LimitsConfig) -> TransportLimits {
+    TransportLimits {
+        idle_timeout_s: limits.idle_timeout_s,
+        keep_alive_s: None,
+        max_uni_streams: limits.max_sensor_streams,
+        max_bi_streams: 1,
+        datagram_receive_buffer_bytes: limits.datagram_buffer_bytes,
+        stream_receive_window_bytes: u32::try_from(limits.max_sensor_frame_bytes.max(64 * 1024)).unwrap_or(u32::MAX),
+    }
+}
+
 /// The server's TLS configuration from the configured files, and the revocation list it checks
 /// (kept to poll the file for changes). Errors name the field whose file is at fault.
 pub fn server_crypto(tls: &crate::config::TlsConfig) -> anyhow::Result<(rustls::ServerConfig, Revocations)> {
@@ -195,16 +207,7 @@ impl Server {
     pub fn bind(loaded: LoadedConfig) -> anyhow::Result<Server> {
         let (rustls, revocations) = server_crypto(&loaded.config.tls)?;
         let limits = &loaded.config.limits;
-        let transport = TransportLimits {
-            idle_timeout_s: limits.idle_timeout_s,
-            keep_alive_s: None,
-            max_uni_streams: limits.max_sensor_streams,
-            max_bi_streams: 1,
-            datagram_receive_buffer_bytes: limits.datagram_buffer_bytes,
-            stream_receive_window_bytes: u32::try_from(limits.max_sensor_frame_bytes.max(64 * 1024))
-                .unwrap_or(u32::MAX),
-        };
-        let server_config = quinn_server(rustls, &transport).context("tls")?;
+        let server_config = quinn_server(rustls, &server_transport(limits)).context("tls")?;
         let listen = loaded.config.listen;
         let (socket, granted) =
             bind_udp(listen, limits.udp_recv_buffer_bytes).with_context(|| format!("listen: binding UDP {listen}"))?;

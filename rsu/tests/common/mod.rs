@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod flood;
+pub mod link;
 pub mod relay;
 
 use std::net::SocketAddr;
