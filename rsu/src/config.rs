@@ -131,6 +131,9 @@ pub struct LimitsConfig {
     /// answered with a stateless QUIC Retry instead of a handshake (0: always), counted as
     /// `retry`. Default 16.
     pub max_unvalidated_handshakes: usize,
+    /// Handshakes in progress at once from one IP address; an Initial beyond this is dropped
+    /// unanswered (the client retransmits it) and counted as `handshake_limit`. Default 8.
+    pub max_handshakes_per_ip: usize,
     /// A QUIC/TLS handshake not finished this long after its first Initial is abandoned and
     /// counted as `handshake_timeout` [s]. Default 5.
     pub handshake_timeout_s: f64,
@@ -169,6 +172,7 @@ impl Default for LimitsConfig {
             hello_timeout_s: 5.0,
             max_handshakes: 64,
             max_unvalidated_handshakes: 16,
+            max_handshakes_per_ip: 8,
             handshake_timeout_s: 5.0,
             max_vehicle_state_bytes: v2x_link::MAX_VEHICLE_STATE_BYTES,
             max_sensor_frame_bytes: v2x_link::MAX_SENSOR_FRAME_BYTES,
@@ -363,6 +367,7 @@ impl ServeConfig {
         range("limits.hello_timeout_s", l.hello_timeout_s, 0.1, 600.0, "s")?;
         count("limits.max_handshakes", l.max_handshakes as u64, 1, 100_000)?;
         count("limits.max_unvalidated_handshakes", l.max_unvalidated_handshakes as u64, 0, l.max_handshakes as u64)?;
+        count("limits.max_handshakes_per_ip", l.max_handshakes_per_ip as u64, 1, l.max_handshakes as u64)?;
         range("limits.handshake_timeout_s", l.handshake_timeout_s, 0.1, 600.0, "s")?;
         count("limits.max_vehicle_state_bytes", l.max_vehicle_state_bytes as u64, 64, 65_536)?;
         // No larger than a message may be anywhere (a recording's reader refuses more).

@@ -307,7 +307,14 @@ async fn rss_over_floods(limits: &str) -> Vec<u64> {
     let mut daemon = spawn(&fixture.config);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut rss = vec![rss_kib(&daemon)];
-    let plan = FloodPlan { burst: 600, burst_s: 1.0, trickle_per_s: 0.0, sources: 64 };
+    let plan = FloodPlan {
+        burst: 600,
+        burst_s: 1.0,
+        trickle_per_s: 0.0,
+        sources: 64,
+        source_ip: [127, 0, 0, 1],
+        answer_retries: false,
+    };
     for _ in 0..3 {
         let flood = Flood::start(daemon.addr, fixture.vehicle(daemon.addr, "veh-0002").quic, plan);
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -38,21 +38,23 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Decrements the handshakes-in-progress count when the handshake ends.
-struct HandshakeGuard<'a>(&'a Shared);
+/// Ends a handshake (from a validated IP address or not) in the handshakes-in-progress count
+/// when dropped.
+struct HandshakeGuard<'a>(&'a Shared, Option<std::net::IpAddr>);
 
 impl Drop for HandshakeGuard<'_> {
     fn drop(&mut self) {
-        let now = self.0.handshakes.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        let now = self.0.handshakes.end(self.1);
         metrics::gauge!("rsu_handshakes").set(now as f64);
     }
 }
 
-/// Runs one incoming connection, admitted and counted in `active` and `handshakes`, to its end.
-pub(super) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, conn_id: u64) {
+/// Runs one incoming connection, admitted and counted in `active` and `handshakes` (by address
+/// when `validated`), to its end.
+pub(super) async fn handle(incoming: quinn::Incoming, validated: bool, shared: Arc<Shared>, conn_id: u64) {
     let _guard = ActiveGuard(shared.clone());
-    let handshake = HandshakeGuard(&shared);
     let remote = incoming.remote_address();
+    let handshake = HandshakeGuard(&shared, validated.then_some(remote.ip()));
     let timeout = Duration::from_secs_f64(shared.limits.handshake_timeout_s);
     let connection = match incoming.accept() {
         // Dropping an unfinished handshake closes it and frees its state.

@@ -132,8 +132,8 @@ pub(crate) struct Shared {
     pub(crate) frame_deadline_s: f64,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) active: AtomicUsize,
-    /// QUIC/TLS handshakes in progress (counted in `active` too).
-    pub(crate) handshakes: AtomicUsize,
+    /// QUIC/TLS handshakes in progress (counted in `active` too), in total and by IP address.
+    pub(crate) handshakes: admission::Handshakes,
     /// Vehicles whose rate interval is over, waiting for their next frame: while there are
     /// some, every fusion step makes a frame at once.
     pub(crate) ready: AtomicUsize,
@@ -268,7 +268,7 @@ impl Server {
             frame_deadline_s: config.broadcast.frame_deadline_s,
             events: events_tx,
             active: AtomicUsize::new(0),
-            handshakes: AtomicUsize::new(0),
+            handshakes: admission::Handshakes::default(),
             ready: AtomicUsize::new(0),
         });
         if let Some(live) = &outputs.live {
@@ -300,9 +300,9 @@ impl Server {
                 }
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    let Some(incoming) = admit(incoming, &shared) else { continue };
+                    let Some((incoming, validated)) = admit(incoming, &shared) else { continue };
                     let conn_id = next_conn.fetch_add(1, Ordering::Relaxed);
-                    tasks.spawn(connection::handle(incoming, shared.clone(), conn_id));
+                    tasks.spawn(connection::handle(incoming, validated, shared.clone(), conn_id));
                 }
                 _ = revocation_poll.tick() => {
                     match revocations.reload_if_changed() {
@@ -368,20 +368,22 @@ impl Server {
 }
 
 /// Admits a new connection attempt against the limits (PROTOCOL §1.3): the attempt to start a
-/// handshake for, counted in [`Shared::active`] and [`Shared::handshakes`], or `None` when it
-/// was answered with a Retry, refused or ignored (and counted).
-fn admit(incoming: quinn::Incoming, shared: &Shared) -> Option<quinn::Incoming> {
+/// handshake for (and whether its address was validated), counted in [`Shared::active`] and
+/// [`Shared::handshakes`], or `None` when it was answered with a Retry, refused or ignored (and
+/// counted).
+fn admit(incoming: quinn::Incoming, shared: &Shared) -> Option<(quinn::Incoming, bool)> {
     let stats = &shared.stats;
     let remote = incoming.remote_address();
-    let handshakes = shared.handshakes.load(Ordering::Relaxed);
+    let (handshakes, from_ip) = shared.handshakes.count(remote.ip());
     let active = shared.active.load(Ordering::Relaxed);
-    match admission::admit(incoming.remote_address_validated(), handshakes, active, &shared.limits) {
+    let validated = incoming.remote_address_validated();
+    match admission::admit(validated, handshakes, from_ip, active, &shared.limits) {
         admission::Admission::Accept => {
             shared.active.fetch_add(1, Ordering::Relaxed);
-            let now = shared.handshakes.fetch_add(1, Ordering::Relaxed) + 1;
+            let now = shared.handshakes.begin(validated.then_some(remote.ip()));
             stats.handshakes_peak.fetch_max(now as u64, Ordering::Relaxed);
             metrics::gauge!("rsu_handshakes").set(now as f64);
-            return Some(incoming);
+            return Some((incoming, validated));
         }
         admission::Admission::Retry => match incoming.retry() {
             Ok(()) => {
@@ -398,7 +400,11 @@ fn admit(incoming: quinn::Incoming, shared: &Shared) -> Option<quinn::Incoming> 
             incoming.refuse();
         }
         admission::Admission::Ignore => {
-            stats.reject(Reject::HandshakeLimit, remote, format_args!("{handshakes} handshakes in progress: ignored"));
+            stats.reject(
+                Reject::HandshakeLimit,
+                remote,
+                format_args!("{handshakes} handshakes in progress, {from_ip} from this address: ignored"),
+            );
             incoming.ignore();
         }
     }

@@ -1,8 +1,11 @@
 //! A handshake flood: QUIC Initial packets, each a complete ClientHello made by quinn's sans-IO
 //! client, sent raw over UDP from sockets that never read an answer, as a sender with spoofed
 //! source addresses does. Every Initial asks the RSU for a new handshake that can never finish.
+//! A flood that answers Retries ([`FloodPlan::answer_retries`]) is a sender at a real address:
+//! it sends each Initial again with the RSU's token, then goes silent.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -17,8 +20,12 @@ pub struct FloodPlan {
     pub burst_s: f64,
     /// After the burst, Initials per second until stopped (0: none).
     pub trickle_per_s: f64,
-    /// Source addresses (UDP sockets on 127.0.0.1) the Initials are spread over.
+    /// Source addresses (UDP sockets on `source_ip`) the Initials are spread over.
     pub sources: usize,
+    /// The IP address the sockets bind (any of 127.0.0.0/8).
+    pub source_ip: [u8; 4],
+    /// Answer each Retry with the Initial again, carrying the token (then say nothing more).
+    pub answer_retries: bool,
 }
 
 /// A running flood; [`Flood::stop`] ends it.
@@ -34,13 +41,22 @@ impl Flood {
     pub fn start(server: SocketAddr, client: quinn::ClientConfig, plan: FloodPlan) -> Flood {
         let sent = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let sockets: Vec<UdpSocket> =
-            (0..plan.sources.max(1)).map(|_| UdpSocket::bind("127.0.0.1:0").expect("flood socket")).collect();
+        let ip = IpAddr::from(plan.source_ip);
+        let sockets: Vec<UdpSocket> = (0..plan.sources.max(1))
+            .map(|_| {
+                let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).expect("flood socket");
+                socket.set_nonblocking(true).expect("non-blocking");
+                socket
+            })
+            .collect();
         let (count, halt) = (sent.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut endpoint = quinn_proto::Endpoint::new(Arc::default(), None, false, None);
             let started = Instant::now();
             let mut buf = Vec::with_capacity(1500);
+            // Connections waiting for a Retry, and the socket each sends from.
+            let mut waiting: HashMap<quinn_proto::ConnectionHandle, (quinn_proto::Connection, usize)> = HashMap::new();
+            let mut datagram = [0u8; 1500];
             for i in 0usize.. {
                 if halt.load(Ordering::Relaxed) {
                     break;
@@ -53,18 +69,29 @@ impl Flood {
                 } else {
                     break;
                 };
-                let wait = Duration::from_secs_f64(due_s).saturating_sub(started.elapsed());
-                if !wait.is_zero() {
-                    std::thread::sleep(wait);
+                let due = started + Duration::from_secs_f64(due_s);
+                loop {
+                    if plan.answer_retries {
+                        answer_retries(&sockets, server, &mut endpoint, &mut waiting, &mut datagram, &mut buf, &count);
+                    }
+                    let wait = due.saturating_duration_since(Instant::now());
+                    if wait.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(wait.min(Duration::from_millis(1)));
                 }
                 let now = Instant::now();
-                let Ok((_, mut connection)) = endpoint.connect(now, client.clone(), server, "localhost") else {
+                let Ok((handle, mut connection)) = endpoint.connect(now, client.clone(), server, "localhost") else {
                     break;
                 };
                 buf.clear();
                 let Some(transmit) = connection.poll_transmit(now, 1, &mut buf) else { continue };
-                if sockets[i % sockets.len()].send_to(&buf[..transmit.size], server).is_ok() {
+                let socket = i % sockets.len();
+                if sockets[socket].send_to(&buf[..transmit.size], server).is_ok() {
                     count.fetch_add(1, Ordering::Relaxed);
+                }
+                if plan.answer_retries {
+                    waiting.insert(handle, (connection, socket));
                 }
             }
         });
@@ -83,5 +110,39 @@ impl Flood {
             let _ = thread.join();
         }
         self.sent()
+    }
+}
+
+/// Reads what the RSU sent the flood's sockets: each Retry goes to its connection, which sends
+/// its Initial again with the token from the same socket; then the connection is forgotten (it
+/// never answers again). Everything else is dropped.
+fn answer_retries(
+    sockets: &[UdpSocket],
+    server: SocketAddr,
+    endpoint: &mut quinn_proto::Endpoint,
+    waiting: &mut HashMap<quinn_proto::ConnectionHandle, (quinn_proto::Connection, usize)>,
+    datagram: &mut [u8],
+    buf: &mut Vec<u8>,
+    count: &AtomicU64,
+) {
+    for socket in sockets {
+        while let Ok(n) = socket.recv(datagram) {
+            // A long-header Retry packet (QUIC v1: form, fixed bit, type 3).
+            if n == 0 || datagram[0] & 0xF0 != 0xF0 {
+                continue;
+            }
+            let now = Instant::now();
+            buf.clear();
+            let event = endpoint.handle(now, server, None, None, bytes::BytesMut::from(&datagram[..n]), buf);
+            let Some(quinn_proto::DatagramEvent::ConnectionEvent(handle, event)) = event else { continue };
+            let Some((mut connection, from)) = waiting.remove(&handle) else { continue };
+            connection.handle_event(event);
+            buf.clear();
+            if let Some(transmit) = connection.poll_transmit(now, 1, buf)
+                && sockets[from].send_to(&buf[..transmit.size], server).is_ok()
+            {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
