@@ -124,6 +124,19 @@ pub struct LimitsConfig {
     pub idle_timeout_s: f64,
     /// A client must send its ClientHello within this time after connecting [s]. Default 5.
     pub hello_timeout_s: f64,
+    /// QUIC/TLS handshakes in progress at once; an Initial beyond this is dropped unanswered
+    /// (the client retransmits it) and counted as `handshake_limit`. Default 64.
+    pub max_handshakes: usize,
+    /// Handshakes in progress beyond which an Initial from an address not yet validated is
+    /// answered with a stateless QUIC Retry instead of a handshake (0: always), counted as
+    /// `retry`. Default 16.
+    pub max_unvalidated_handshakes: usize,
+    /// Handshakes in progress at once from one IP address; an Initial beyond this is dropped
+    /// unanswered (the client retransmits it) and counted as `handshake_limit`. Default 8.
+    pub max_handshakes_per_ip: usize,
+    /// A QUIC/TLS handshake not finished this long after its first Initial is abandoned and
+    /// counted as `handshake_timeout` [s]. Default 5.
+    pub handshake_timeout_s: f64,
     /// Largest VehicleState datagram [bytes]. Default 1024.
     pub max_vehicle_state_bytes: usize,
     /// Largest SensorFrame stream [bytes], at most 1048576 (the protocol's message limit).
@@ -157,6 +170,10 @@ impl Default for LimitsConfig {
             max_connections: 256,
             idle_timeout_s: 10.0,
             hello_timeout_s: 5.0,
+            max_handshakes: 64,
+            max_unvalidated_handshakes: 16,
+            max_handshakes_per_ip: 8,
+            handshake_timeout_s: 5.0,
             max_vehicle_state_bytes: v2x_link::MAX_VEHICLE_STATE_BYTES,
             max_sensor_frame_bytes: v2x_link::MAX_SENSOR_FRAME_BYTES,
             max_sensor_streams: 16,
@@ -348,6 +365,10 @@ impl ServeConfig {
         count("limits.max_connections", l.max_connections as u64, 1, 100_000)?;
         range("limits.idle_timeout_s", l.idle_timeout_s, 0.5, 3600.0, "s")?;
         range("limits.hello_timeout_s", l.hello_timeout_s, 0.1, 600.0, "s")?;
+        count("limits.max_handshakes", l.max_handshakes as u64, 1, 100_000)?;
+        count("limits.max_unvalidated_handshakes", l.max_unvalidated_handshakes as u64, 0, l.max_handshakes as u64)?;
+        count("limits.max_handshakes_per_ip", l.max_handshakes_per_ip as u64, 1, l.max_handshakes as u64)?;
+        range("limits.handshake_timeout_s", l.handshake_timeout_s, 0.1, 600.0, "s")?;
         count("limits.max_vehicle_state_bytes", l.max_vehicle_state_bytes as u64, 64, 65_536)?;
         // No larger than a message may be anywhere (a recording's reader refuses more).
         count(

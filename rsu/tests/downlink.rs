@@ -8,87 +8,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::relay::{Impairment, Relay};
 use common::{Fixture, LIDAR, two_cars};
 use rsu::config::ServeConfig;
 use rsu::serve::stats::{Stats, Undelivered};
 use rsu::serve::{Outputs, Server};
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use v2x_link::client::{SensorClient, VehicleClient};
 use v2x_proto::domain::Subscription;
-use v2x_proto::sample::SplitMix;
-
-/// What the relay does to every datagram, both ways.
-#[derive(Clone, Copy, Debug)]
-struct Link {
-    /// One-way delay [ms].
-    delay_ms: f64,
-    /// Uniform jitter on the delay, ± [ms] (reorders datagrams).
-    jitter_ms: f64,
-    /// Probability that a datagram is dropped.
-    loss: f64,
-}
-
-/// Forwards datagrams between a client (whoever sends to the returned address) and `server`
-/// through `link`, until `stop`.
-async fn relay(server: SocketAddr, link: Link, stop: CancellationToken) -> SocketAddr {
-    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("relay front"));
-    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("relay back"));
-    back.connect(server).await.expect("relay connect");
-    let addr = front.local_addr().expect("relay addr");
-    let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-    let rng = Arc::new(Mutex::new(SplitMix(7)));
-    // The delay of the next datagram, or None when it is lost.
-    let fate = move || {
-        let mut rng = rng.lock().expect("rng");
-        if rng.range(0.0, 1.0) < link.loss {
-            return None;
-        }
-        let ms = link.delay_ms + rng.range(-link.jitter_ms, link.jitter_ms);
-        Some(Duration::from_secs_f64(ms.max(0.0) / 1e3))
-    };
-    let (up_fate, down_fate) = (fate.clone(), fate);
-    let (f, b, c, s) = (front.clone(), back.clone(), client.clone(), stop.clone());
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let (n, from) = tokio::select! {
-                _ = s.cancelled() => return,
-                r = f.recv_from(&mut buf) => match r { Ok(r) => r, Err(_) => return },
-            };
-            *c.lock().expect("client") = Some(from);
-            if let Some(delay) = up_fate() {
-                let (b, datagram) = (b.clone(), buf[..n].to_vec());
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = b.send(&datagram).await;
-                });
-            }
-        }
-    });
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let n = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = back.recv(&mut buf) => match r { Ok(n) => n, Err(_) => return },
-            };
-            let Some(to) = *client.lock().expect("client") else { continue };
-            if let Some(delay) = down_fate() {
-                let (f, datagram) = (front.clone(), buf[..n].to_vec());
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = f.send_to(&datagram, to).await;
-                });
-            }
-        }
-    });
-    addr
-}
 
 /// What one run through the relay counted, on both ends.
 #[derive(Debug)]
@@ -101,7 +30,7 @@ struct Tally {
 
 /// Serves one vehicle through `link` for `seconds` while a lidar (connected directly) sends
 /// frames at 10 Hz, then closes the vehicle and the daemon and returns the counts.
-async fn through(link: Link, seconds: f64) -> Tally {
+async fn through(link: Impairment, seconds: f64) -> Tally {
     let fixture = Fixture::new("");
     let loaded = ServeConfig::load(&fixture.config).expect("config");
     let server = Server::bind(loaded).expect("bind");
@@ -111,7 +40,7 @@ async fn through(link: Link, seconds: f64) -> Tally {
     let daemon = tokio::spawn(server.run(Outputs::default(), shutdown.clone()));
 
     let stop = CancellationToken::new();
-    let relayed = relay(addr, link, stop.clone()).await;
+    let relay = Relay::start(addr, link, 7).await;
     let sensor = SensorClient::connect(&fixture.sensor(addr, LIDAR)).await.expect("sensor");
     let feeding = {
         let stop = stop.clone();
@@ -128,7 +57,7 @@ async fn through(link: Link, seconds: f64) -> Tally {
             }
         })
     };
-    let mut vehicle = VehicleClient::connect(&fixture.vehicle(relayed, "veh-0001"), Some(Subscription::Everything))
+    let mut vehicle = VehicleClient::connect(&fixture.vehicle(relay.addr, "veh-0001"), Some(Subscription::Everything))
         .await
         .expect("vehicle connects through the relay");
     let mut received = 0u64;
@@ -157,7 +86,7 @@ async fn through(link: Link, seconds: f64) -> Tally {
     }
 }
 
-fn check(name: &str, link: Link, tally: &Tally, min_delivered: f64) {
+fn check(name: &str, link: Impairment, tally: &Tally, min_delivered: f64) {
     let undelivered_sent: u64 =
         tally.undelivered.iter().filter(|(r, _)| *r != Undelivered::Superseded).map(|(_, n)| n).sum();
     println!(
@@ -173,7 +102,7 @@ fn check(name: &str, link: Link, tally: &Tally, min_delivered: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_survive_a_link_whose_round_trip_is_the_frame_interval() {
-    let link = Link { delay_ms: 50.0, jitter_ms: 0.0, loss: 0.0 };
+    let link = Impairment { delay_ms: 50.0, ..Impairment::default() };
     let tally = through(link, 3.0).await;
     check("50 ms", link, &tally, 0.97);
     let expired = tally.undelivered.iter().find(|(r, _)| *r == Undelivered::Expired).map_or(0, |(_, n)| *n);
@@ -182,8 +111,8 @@ async fn frames_survive_a_link_whose_round_trip_is_the_frame_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_survive_jitter_and_loss() {
-    let link = Link { delay_ms: 50.0, jitter_ms: 20.0, loss: 0.0 };
+    let link = Impairment { delay_ms: 50.0, jitter_ms: 20.0, ..Impairment::default() };
     check("50 ± 20 ms", link, &through(link, 3.0).await, 0.95);
-    let link = Link { delay_ms: 50.0, jitter_ms: 20.0, loss: 0.1 };
+    let link = Impairment { delay_ms: 50.0, jitter_ms: 20.0, loss: 0.1, ..Impairment::default() };
     check("50 ± 20 ms, 10 % loss", link, &through(link, 3.0).await, 0.85);
 }

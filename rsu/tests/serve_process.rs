@@ -457,3 +457,66 @@ async fn rerun_connect_streams_the_live_view_to_a_rerun_server() {
         assert!(stats.entities.contains(entity), "{entity} in {:?}", stats.entities);
     }
 }
+
+/// The daemon's resident memory [KiB] (Linux `/proc`).
+fn rss_kib(daemon: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// The `rsu serve` binary's resident memory [KiB] before and after each of three floods of 600
+/// Initials in a second from addresses that never answer, with `limits` (keys of `[limits]`) in
+/// the configuration; each flood is followed by the handshake timeout and a second.
+async fn rss_over_floods(limits: &str) -> Vec<u64> {
+    use common::flood::{Flood, FloodPlan};
+    let fixture = Fixture::new(limits);
+    let text = std::fs::read_to_string(&fixture.config).expect("config") + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&fixture.config, text).expect("config");
+    let mut daemon = spawn(&fixture.config);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut rss = vec![rss_kib(&daemon)];
+    let plan = FloodPlan {
+        burst: 600,
+        burst_s: 1.0,
+        trickle_per_s: 0.0,
+        sources: 64,
+        source_ip: [127, 0, 0, 1],
+        answer_retries: false,
+    };
+    for _ in 0..3 {
+        let flood = Flood::start(daemon.addr, fixture.vehicle(daemon.addr, "veh-0002").quic, plan);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        flood.stop();
+        rss.push(rss_kib(&daemon));
+        // Whatever the flood opened times out (the handshake timeout, or the idle timeout).
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        rss.push(rss_kib(&daemon));
+    }
+    daemon.child.kill().expect("SIGKILL");
+    daemon.child.wait().expect("reaped");
+    println!("RSS [KiB] at start, then after each flood and 11 s later: {rss:?}");
+    rss
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_floods_do_not_grow_the_daemon() {
+    let rss = rss_over_floods("").await;
+    let (start, end) = (rss[0], rss[rss.len() - 1]);
+    let peak = rss.iter().max().copied().unwrap_or(0);
+    // Measured: about +1 MiB (the unprotected daemon: +20 MiB, kept).
+    assert!(peak < start + 6 * 1024, "RSS {start} KiB grew to {peak} KiB under the floods: {rss:?}");
+    assert!(end < start + 6 * 1024, "RSS {start} KiB ended at {end} KiB: {rss:?}");
+}
+
+/// The same floods with the handshake limits lifted (as before they existed): for the figures
+/// in BENCHMARKS.md (`cargo test --workspace --test serve_process -- --ignored unprotected --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of the unprotected daemon"]
+async fn unprotected_daemon_under_handshake_floods() {
+    let limits = "max_handshakes = 100000\nmax_unvalidated_handshakes = 100000\nhandshake_timeout_s = 600.0\n";
+    rss_over_floods(limits).await;
+}

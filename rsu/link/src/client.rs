@@ -321,7 +321,9 @@ impl VehicleClient {
         write_message(&mut self.control_send, &control).await.map_err(|e| closed_or(&self.connection, e))
     }
 
-    /// The next roadside frame (frames the RSU abandoned are skipped).
+    /// The next roadside frame (frames the RSU abandoned are skipped). Not cancel-safe: a call
+    /// dropped while a frame's stream is half read (e.g. in a `select!` or under a timeout)
+    /// loses that frame; read in a task of its own ([`VehicleClient::frame_receiver`]).
     pub async fn next_frame(&mut self) -> Result<RoadsideFrame, ClientError> {
         self.frames.next().await
     }
@@ -361,6 +363,7 @@ impl FrameReceiver {
     /// The next complete roadside frame. Streams the RSU reset (a newer frame superseded them)
     /// are skipped and counted in [`FrameReceiver::abandoned`]. Errors when the connection ends
     /// ([`ClientError::Closed`] with the RSU's code when it closed it) or a frame is invalid.
+    /// Not cancel-safe: a call dropped while a frame's stream is half read loses that frame.
     pub async fn next(&mut self) -> Result<RoadsideFrame, ClientError> {
         let bytes = self.next_bytes().await?;
         v2x_proto::decode_limited::<RoadsideFrame>(&bytes, self.max_frame_bytes)

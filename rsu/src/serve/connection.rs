@@ -38,18 +38,38 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Runs one incoming connection to its end.
-pub(super) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, conn_id: u64) {
+/// Ends a handshake (from a validated IP address or not) in the handshakes-in-progress count
+/// when dropped.
+struct HandshakeGuard<'a>(&'a Shared, Option<std::net::IpAddr>);
+
+impl Drop for HandshakeGuard<'_> {
+    fn drop(&mut self) {
+        let now = self.0.handshakes.end(self.1);
+        metrics::gauge!("rsu_handshakes").set(now as f64);
+    }
+}
+
+/// Runs one incoming connection, admitted and counted in `active` and `handshakes` (by address
+/// when `validated`), to its end.
+pub(super) async fn handle(incoming: quinn::Incoming, validated: bool, shared: Arc<Shared>, conn_id: u64) {
     let _guard = ActiveGuard(shared.clone());
     let remote = incoming.remote_address();
+    let handshake = HandshakeGuard(&shared, validated.then_some(remote.ip()));
+    let timeout = Duration::from_secs_f64(shared.limits.handshake_timeout_s);
     let connection = match incoming.accept() {
-        Ok(connecting) => connecting.await,
-        Err(e) => Err(e),
+        // Dropping an unfinished handshake closes it and frees its state.
+        Ok(connecting) => tokio::time::timeout(timeout, connecting).await,
+        Err(e) => Ok(Err(e)),
     };
+    drop(handshake);
     let connection = match connection {
-        Ok(c) => c,
-        Err(e) => {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             shared.stats.reject(Reject::TlsHandshake, remote, e);
+            return;
+        }
+        Err(_) => {
+            shared.stats.reject(Reject::HandshakeTimeout, remote, format_args!("no handshake within {timeout:?}"));
             return;
         }
     };

@@ -13,11 +13,16 @@
 //! input, a heartbeat frame is made every `1 / rate_hz`. Every frame made is recorded, so a
 //! recording replayed at its arrival and frame times reproduces the broadcast exactly.
 //!
+//! New connections are admitted against the handshake limits ([`admission`], PROTOCOL §1.3):
+//! beyond a few handshakes in progress an address not yet validated gets a stateless QUIC Retry,
+//! so a flood of Initials from spoofed addresses cannot hold the RSU's connection slots.
+//!
 //! Each connection runs in its own task ([`connection`]): handshake, uplink decoding and
 //! validation (bound to the certificate identity), and for vehicles the downlink writer that
 //! filters each frame to the vehicle's region and sends it on its own stream when it changed
 //! what the vehicle sees. A slow vehicle only delays itself.
 
+mod admission;
 mod connection;
 pub mod stats;
 
@@ -127,6 +132,8 @@ pub(crate) struct Shared {
     pub(crate) frame_deadline_s: f64,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) active: AtomicUsize,
+    /// QUIC/TLS handshakes in progress (counted in `active` too), in total and by IP address.
+    pub(crate) handshakes: admission::Handshakes,
     /// Vehicles whose rate interval is over, waiting for their next frame: while there are
     /// some, every fusion step makes a frame at once.
     pub(crate) ready: AtomicUsize,
@@ -167,6 +174,18 @@ struct SessionEntry {
     downlink: Option<watch::Sender<Option<Arc<Broadcast>>>>,
 }
 
+/// The daemon's QUIC transport settings from its limits.
+pub fn server_transport(limits: &LimitsConfig) -> TransportLimits {
+    TransportLimits {
+        idle_timeout_s: limits.idle_timeout_s,
+        keep_alive_s: None,
+        max_uni_streams: limits.max_sensor_streams,
+        max_bi_streams: 1,
+        datagram_receive_buffer_bytes: limits.datagram_buffer_bytes,
+        stream_receive_window_bytes: u32::try_from(limits.max_sensor_frame_bytes.max(64 * 1024)).unwrap_or(u32::MAX),
+    }
+}
+
 /// The server's TLS configuration from the configured files, and the revocation list it checks
 /// (kept to poll the file for changes). Errors name the field whose file is at fault.
 pub fn server_crypto(tls: &crate::config::TlsConfig) -> anyhow::Result<(rustls::ServerConfig, Revocations)> {
@@ -188,16 +207,7 @@ impl Server {
     pub fn bind(loaded: LoadedConfig) -> anyhow::Result<Server> {
         let (rustls, revocations) = server_crypto(&loaded.config.tls)?;
         let limits = &loaded.config.limits;
-        let transport = TransportLimits {
-            idle_timeout_s: limits.idle_timeout_s,
-            keep_alive_s: None,
-            max_uni_streams: limits.max_sensor_streams,
-            max_bi_streams: 1,
-            datagram_receive_buffer_bytes: limits.datagram_buffer_bytes,
-            stream_receive_window_bytes: u32::try_from(limits.max_sensor_frame_bytes.max(64 * 1024))
-                .unwrap_or(u32::MAX),
-        };
-        let server_config = quinn_server(rustls, &transport).context("tls")?;
+        let server_config = quinn_server(rustls, &server_transport(limits)).context("tls")?;
         let listen = loaded.config.listen;
         let (socket, granted) =
             bind_udp(listen, limits.udp_recv_buffer_bytes).with_context(|| format!("listen: binding UDP {listen}"))?;
@@ -258,6 +268,7 @@ impl Server {
             frame_deadline_s: config.broadcast.frame_deadline_s,
             events: events_tx,
             active: AtomicUsize::new(0),
+            handshakes: admission::Handshakes::default(),
             ready: AtomicUsize::new(0),
         });
         if let Some(live) = &outputs.live {
@@ -289,16 +300,9 @@ impl Server {
                 }
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    let active = shared.active.load(Ordering::Relaxed);
-                    if active >= 2 * config.limits.max_connections {
-                        // Far over the limit (a flood): refuse before spending a TLS handshake.
-                        stats.reject(Reject::ConnectionLimit, incoming.remote_address(), "refused before the handshake");
-                        incoming.refuse();
-                        continue;
-                    }
+                    let Some((incoming, validated)) = admit(incoming, &shared) else { continue };
                     let conn_id = next_conn.fetch_add(1, Ordering::Relaxed);
-                    shared.active.fetch_add(1, Ordering::Relaxed);
-                    tasks.spawn(connection::handle(incoming, shared.clone(), conn_id));
+                    tasks.spawn(connection::handle(incoming, validated, shared.clone(), conn_id));
                 }
                 _ = revocation_poll.tick() => {
                     match revocations.reload_if_changed() {
@@ -361,6 +365,50 @@ impl Server {
         tracing::info!(cycles, files = recordings.len(), "stopped");
         Ok(RunSummary { recordings, cycles })
     }
+}
+
+/// Admits a new connection attempt against the limits (PROTOCOL §1.3): the attempt to start a
+/// handshake for (and whether its address was validated), counted in [`Shared::active`] and
+/// [`Shared::handshakes`], or `None` when it was answered with a Retry, refused or ignored (and
+/// counted).
+fn admit(incoming: quinn::Incoming, shared: &Shared) -> Option<(quinn::Incoming, bool)> {
+    let stats = &shared.stats;
+    let remote = incoming.remote_address();
+    let (handshakes, from_ip) = shared.handshakes.count(remote.ip());
+    let active = shared.active.load(Ordering::Relaxed);
+    let validated = incoming.remote_address_validated();
+    match admission::admit(validated, handshakes, from_ip, active, &shared.limits) {
+        admission::Admission::Accept => {
+            shared.active.fetch_add(1, Ordering::Relaxed);
+            let now = shared.handshakes.begin(validated.then_some(remote.ip()));
+            stats.handshakes_peak.fetch_max(now as u64, Ordering::Relaxed);
+            metrics::gauge!("rsu_handshakes").set(now as f64);
+            return Some((incoming, validated));
+        }
+        admission::Admission::Retry => match incoming.retry() {
+            Ok(()) => {
+                stats.reject(Reject::Retry, remote, format_args!("{handshakes} handshakes in progress: sent a Retry"))
+            }
+            // Only an Initial that already carries a token cannot be retried; it is validated.
+            Err(e) => {
+                stats.reject(Reject::HandshakeLimit, remote, "cannot send a Retry: ignored");
+                e.into_incoming().ignore();
+            }
+        },
+        admission::Admission::Refuse => {
+            stats.reject(Reject::ConnectionLimit, remote, "refused before the handshake");
+            incoming.refuse();
+        }
+        admission::Admission::Ignore => {
+            stats.reject(
+                Reject::HandshakeLimit,
+                remote,
+                format_args!("{handshakes} handshakes in progress, {from_ip} from this address: ignored"),
+            );
+            incoming.ignore();
+        }
+    }
+    None
 }
 
 /// Inputs taken from the queue into one fusion step at most (the rest wait for the next).

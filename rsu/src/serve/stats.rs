@@ -49,13 +49,20 @@ pub enum Reject {
     /// A failed QUIC/TLS handshake (no or bad client certificate, revoked, wrong ALPN, or the
     /// client gave up).
     TlsHandshake,
+    /// An Initial from an address not yet validated while many handshakes were in progress,
+    /// answered with a stateless QUIC Retry instead of a handshake.
+    Retry,
+    /// An Initial dropped unanswered: the handshake limit was reached.
+    HandshakeLimit,
+    /// A handshake not finished within the handshake timeout, abandoned.
+    HandshakeTimeout,
     /// Refused at the connection limit (`SERVER_BUSY`).
     ConnectionLimit,
 }
 
 impl Reject {
     /// Every reason.
-    pub const ALL: [Reject; 17] = [
+    pub const ALL: [Reject; 20] = [
         Reject::Malformed,
         Reject::Invalid,
         Reject::Oversized,
@@ -72,6 +79,9 @@ impl Reject {
         Reject::UnsupportedVersion,
         Reject::NoIdentity,
         Reject::TlsHandshake,
+        Reject::Retry,
+        Reject::HandshakeLimit,
+        Reject::HandshakeTimeout,
         Reject::ConnectionLimit,
     ];
 
@@ -94,6 +104,9 @@ impl Reject {
             Reject::UnsupportedVersion => "unsupported_version",
             Reject::NoIdentity => "no_identity",
             Reject::TlsHandshake => "tls_handshake",
+            Reject::Retry => "retry",
+            Reject::HandshakeLimit => "handshake_limit",
+            Reject::HandshakeTimeout => "handshake_timeout",
             Reject::ConnectionLimit => "connection_limit",
         }
     }
@@ -144,6 +157,8 @@ pub struct Stats {
     pub records_dropped: AtomicU64,
     /// Sessions established.
     pub sessions: AtomicU64,
+    /// The most QUIC/TLS handshakes in progress at once so far.
+    pub handshakes_peak: AtomicU64,
 }
 
 impl Default for Stats {
@@ -159,6 +174,7 @@ impl Default for Stats {
             undelivered: std::array::from_fn(|_| AtomicU64::new(0)),
             records_dropped: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
+            handshakes_peak: AtomicU64::new(0),
         }
     }
 }

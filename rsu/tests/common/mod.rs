@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod flood;
+pub mod link;
+pub mod relay;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
