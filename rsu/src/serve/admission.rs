@@ -1,5 +1,5 @@
 //! Who gets a QUIC handshake. A handshake costs the RSU a connection's state and a TLS signature
-//! until it finishes or times out, so Initials are admitted against two bounds (PROTOCOL §3.1):
+//! until it finishes or times out, so Initials are admitted against two bounds (PROTOCOL §1.3):
 //! one from an address not yet validated only while few handshakes are in progress (beyond
 //! that it gets a stateless QUIC Retry, RFC 9000 §8.1: a real client comes straight back with
 //! the token, a sender with a spoofed address never does), and none at all beyond the
