@@ -70,10 +70,11 @@ pub struct FusionConfig {
     pub coast_after_s: f64,
     /// A confirmed track not updated for this long is deleted [s].
     pub delete_after_s: f64,
-    /// Longest coast of a confirmed moving track (vehicle or pedestrian model) as a fraction of
-    /// the time it was measured (first to last update), within [`coast_after_s`,
-    /// `delete_after_s`]: an object tracked for seconds is carried through an occlusion, a track
-    /// of a few frames that lost its object is not. Static tracks coast to `delete_after_s`.
+    /// Longest coast of a confirmed track as a fraction of the time it was measured (first to
+    /// last update), within [`coast_after_s`, `delete_after_s`]: an object tracked for seconds
+    /// is carried through an occlusion, a track of a few frames that lost its object is not. A
+    /// static track that traffic hides from every working sensor covering it coasts to
+    /// `delete_after_s`.
     ///
     /// [`coast_after_s`]: FusionConfig::coast_after_s
     /// [`delete_after_s`]: FusionConfig::delete_after_s

@@ -3,8 +3,9 @@
 //! from the measurement paths, which call into it: these rules decide a track's lifecycle
 //! whatever the source of its measurements.
 
-use nalgebra::Point3;
+use nalgebra::{Point3, Vector2};
 
+use crate::broadcast::SensorStatus;
 use crate::class::{BoxSize, MotionFamily, ObjectClass, SourceSet};
 use crate::config::FusionConfig;
 use crate::motion::{MotionState, ProcessNoise};
@@ -150,6 +151,7 @@ impl Fusion {
     /// Deletes and (with `merge`) merges duplicate tracks at time `t`. (Tracks are confirmed as
     /// their hits are recorded.)
     pub(super) fn maintain(&mut self, t: Timestamp, merge: bool) {
+        let hidden = self.hidden_static_tracks(t);
         let cfg = &self.config;
         let (sensors, noise) = (&self.sensors, &self.noise);
         let mut removed_link = false;
@@ -162,14 +164,15 @@ impl Fusion {
             let keep = track.motion.is_finite()
                 && cov.trace().sqrt() <= cfg.max_position_sigma_m
                 && if track.confirmed {
-                    // A coasting track that left every sensor's field of view is gone. A moving
-                    // track coasts at most a fraction of the time it was measured: one of a few
+                    // A coasting track that left every sensor's field of view is gone. A track
+                    // coasts at most a fraction of the time it was measured: one of a few
                     // frames that lost its object (a chance association, a part of a long
-                    // object) is not carried on for seconds at the speed it guessed, into a
-                    // lane where cars would brake for it. A static one (cones, barriers) cannot
-                    // drift, and is what passing traffic hides most: it coasts to the limit.
+                    // object, clutter) is not carried on for seconds, at a speed it guessed
+                    // into a lane where cars would brake for it. A static one (a cone, a
+                    // barrier: it cannot drift) that traffic hides from every working sensor
+                    // that covers it coasts to the limit.
                     let measured_s = track.last_update.secs_since(track.created);
-                    let coast_s = if track.motion.family() == MotionFamily::Static {
+                    let coast_s = if hidden.binary_search(&track.id).is_ok() {
                         cfg.delete_after_s
                     } else {
                         (cfg.coast_fraction_of_life * measured_s).max(cfg.coast_after_s)
@@ -197,6 +200,43 @@ impl Fusion {
         if merge {
             self.merge_duplicates(t);
         }
+    }
+
+    /// Ids (ascending) of the confirmed static tracks coasting at `t` that every working sensor
+    /// covering them sees only through a confirmed vehicle track's box: hidden by traffic, not
+    /// missed by a sensor that could see them.
+    fn hidden_static_tracks(&self, t: Timestamp) -> Vec<u32> {
+        let cfg = &self.config;
+        let mut hidden = Vec::new();
+        for track in &self.tracks {
+            if !track.confirmed
+                || track.motion.family() != MotionFamily::Static
+                || t.secs_since(track.last_update) <= cfg.coast_after_s
+            {
+                continue;
+            }
+            let p = track.motion.position();
+            let at = Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m);
+            let mut watching = (0..self.sensors.len())
+                .filter(|&i| {
+                    self.sensors[i].calib.covers(&at)
+                        && matches!(self.sensor_status(i, t), SensorStatus::Ok | SensorStatus::Degraded)
+                })
+                .peekable();
+            if watching.peek().is_none() {
+                continue;
+            }
+            let blocked = watching.all(|i| {
+                let from = self.sensors[i].calib.position().xy().coords;
+                self.tracks
+                    .iter()
+                    .any(|o| o.confirmed && o.motion.family() == MotionFamily::Vehicle && blocks_line(o, &from, &p))
+            });
+            if blocked {
+                hidden.push(track.id);
+            }
+        }
+        hidden
     }
 
     /// Forgets V2X links whose track is gone or no longer names that vehicle.
@@ -457,6 +497,39 @@ fn covered(sensors: &[SensorState], track: &Track, t: Timestamp, noise: &Process
     let p = motion.position();
     let c = Point3::new(p.x, p.y, track.z_ground_m + 0.5 * track.size.height_m);
     sensors.iter().any(|s| s.calib.covers(&c))
+}
+
+/// Whether `track`'s box (grown by 0.2 m) lies across the line of sight from `from` to `to`
+/// (site frame [m]), short of the last 0.5 m before `to`.
+fn blocks_line(track: &Track, from: &Vector2<f64>, to: &Vector2<f64>) -> bool {
+    let (sin, cos) = track.motion.yaw(track.yaw_hint_rad).sin_cos();
+    let centre = track.motion.position();
+    // Both ends in the box's frame (x along its heading).
+    let local = |p: &Vector2<f64>| {
+        let d = p - centre;
+        Vector2::new(cos * d.x + sin * d.y, -sin * d.x + cos * d.y)
+    };
+    let (a, b) = (local(from), local(to));
+    let length_m = (b - a).norm();
+    if length_m <= 0.5 {
+        return false;
+    }
+    let half = [0.5 * track.size.length_m + 0.2, 0.5 * track.size.width_m + 0.2];
+    // Slab test of the segment a + s (b - a), s in [0, 1 - 0.5 / length], against the box.
+    let (mut lo, mut hi) = (0.0_f64, 1.0 - 0.5 / length_m);
+    for axis in 0..2 {
+        let (start, step) = (a[axis], b[axis] - a[axis]);
+        if step.abs() < 1e-12 {
+            if start.abs() > half[axis] {
+                return false;
+            }
+        } else {
+            let (s0, s1) = ((-half[axis] - start) / step, (half[axis] - start) / step);
+            lo = lo.max(s0.min(s1));
+            hi = hi.min(s0.max(s1));
+        }
+    }
+    lo <= hi
 }
 
 /// The motion family for a detected class (unknown objects move like vehicles).
