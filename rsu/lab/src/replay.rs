@@ -186,11 +186,11 @@ pub fn run_log(input: &Path, out: &Path, config: &ReplayConfig, mode: ReadMode) 
     let wall = started.elapsed().as_secs_f64();
     let log_s = (summary.last_ns - summary.first_ns) as f64 * 1e-9;
     println!(
-        "replayed {} messages ({:.1} s of log) in {:.2} s ({:.0}× real time): {} fused frames written to {}",
+        "replayed {} messages ({:.1} s of log) in {:.2} s ({} real time): {} fused frames written to {}",
         summary.messages,
         log_s,
         wall,
-        log_s / wall.max(1e-9),
+        v2x_replays::report::times(log_s / wall.max(1e-9)),
         summary.broadcasts,
         out.display()
     );
@@ -457,13 +457,13 @@ fn validate(
                 let failing: Vec<&str> = r.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
                 let truth = r.replay.truth_frames > 0;
                 println!(
-                    "{name:<44} {:<24} {:>6} {:>7} {:>7} {:>7} {:>7.0}×  {}",
+                    "{name:<44} {:<24} {:>6} {:>7} {:>7} {:>7} {:>8}  {}",
                     r.scenario,
                     if r.passed { "pass" } else { "FAIL" },
                     or_na(truth.then_some(r.metrics.overall.mota), 3),
                     or_na(r.metrics.idf1.filter(|_| truth), 3),
                     or_na(r.metrics.hota.hota.filter(|_| truth), 3),
-                    r.speedup,
+                    v2x_replays::report::times(r.speedup),
                     failing.join(", ")
                 );
                 if let Some(damage) = &r.replay.damage {
