@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::relay::{Impairment, Relay};
-use common::{Fixture, LIDAR, two_cars};
+use common::{Fixture, LIDAR};
 use rsu::config::ServeConfig;
 use rsu::serve::stats::{Stats, Undelivered};
 use rsu::serve::{Outputs, Server};
@@ -42,21 +42,7 @@ async fn through(link: Impairment, seconds: f64) -> Tally {
     let stop = CancellationToken::new();
     let relay = Relay::start(addr, link, 7).await;
     let sensor = SensorClient::connect(&fixture.sensor(addr, LIDAR)).await.expect("sensor");
-    let feeding = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            for sequence in 1.. {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                if sensor.send_frame(&two_cars(sequence)).await.is_err() {
-                    break;
-                }
-            }
-        })
-    };
+    let feeding = common::feed_two_cars(sensor, stop.clone());
     let mut vehicle = VehicleClient::connect(&fixture.vehicle(relay.addr, "veh-0001"), Some(Subscription::Everything))
         .await
         .expect("vehicle connects through the relay");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::relay::{Impairment, Relay};
-use common::{Fixture, LIDAR, now, two_cars};
+use common::{Fixture, LIDAR, now};
 use rsu::config::ServeConfig;
 use rsu::serve::stats::{Stats, Undelivered};
 use rsu::serve::{Outputs, Server};
@@ -49,21 +49,7 @@ async fn a_session_survives_reordering_duplication_and_a_5_s_blackout() {
     // A lidar on the wire (not through the relay) at 10 Hz: frames keep changing.
     let stop = CancellationToken::new();
     let sensor = SensorClient::connect(&fixture.sensor(addr, LIDAR)).await.expect("sensor");
-    let feeding = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            for sequence in 1.. {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                if sensor.send_frame(&two_cars(sequence)).await.is_err() {
-                    break;
-                }
-            }
-        })
-    };
+    let feeding = common::feed_two_cars(sensor, stop.clone());
     // The most frames in flight to the vehicle at once, sampled every 50 ms.
     let peak_in_flight = {
         let (stats, stop) = (Arc::clone(&stats), stop.clone());

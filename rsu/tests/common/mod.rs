@@ -94,6 +94,26 @@ pub fn two_cars(sequence: u64) -> SensorFrame {
     frame
 }
 
+/// Sends [`two_cars`] frames from `sensor` at 10 Hz until `stop` is cancelled or the
+/// connection ends: frames that keep changing, so the daemon keeps making new ones.
+pub fn feed_two_cars(
+    sensor: v2x_link::client::SensorClient,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        for sequence in 1.. {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if sensor.send_frame(&two_cars(sequence)).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
 /// Percentile (0..=100) of `values` (sorted in place).
 pub fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
