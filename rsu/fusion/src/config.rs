@@ -406,6 +406,10 @@ mod tests {
         FusionConfig { max_gate_radius_m: MAX_GATE_RADIUS_M, ..FusionConfig::default() }
             .validate()
             .expect("at the bound");
+        let bad = FusionConfig { misbehaviour_lidar_mismatch_reports: 0, ..FusionConfig::default() };
+        assert_eq!(bad.validate().expect_err("no reports").field, "misbehaviour_lidar_mismatch_reports");
+        let bad = FusionConfig { misbehaviour_hold_s: -1.0, ..FusionConfig::default() };
+        assert_eq!(bad.validate().expect_err("negative hold").field, "misbehaviour_hold_s");
         let bad = FusionConfig { max_gate_radius_m: 1.0e6, ..FusionConfig::default() };
         assert_eq!(bad.validate().expect_err("gate of 1000 km").field, "max_gate_radius_m");
     }
