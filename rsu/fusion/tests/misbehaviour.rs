@@ -9,6 +9,9 @@ use nalgebra::Vector2;
 use rsu_fusion::{Fusion, FusionConfig, Ingest, MisbehaviourReason, VehicleState};
 use synthetic::*;
 
+/// A change that makes a report lie.
+type Lie = dyn Fn(&mut VehicleState);
+
 /// A car driving east at 10 m/s from (200, 200) [m] (far from every sensor), reporting every
 /// 100 ms.
 fn honest(site: &rsu_fusion::SiteConfig, t: f64) -> VehicleState {
@@ -17,12 +20,12 @@ fn honest(site: &rsu_fusion::SiteConfig, t: f64) -> VehicleState {
 
 /// Hands in the reports of `t` = 0.1 .. `end_s` (arriving when measured), the one at `lie_at_s`
 /// changed by `lie`, reading objects after each.
-fn drive(fusion: &mut Fusion, end_s: f64, lie_at_s: f64, lie: &dyn Fn(&mut VehicleState)) {
+fn drive(fusion: &mut Fusion, end_s: f64, lie_at_s: f64, lie: &Lie) {
     drive_from(fusion, 0.1, end_s, lie_at_s, lie);
 }
 
 /// [`drive`] from `start_s`.
-fn drive_from(fusion: &mut Fusion, start_s: f64, end_s: f64, lie_at_s: f64, lie: &dyn Fn(&mut VehicleState)) {
+fn drive_from(fusion: &mut Fusion, start_s: f64, end_s: f64, lie_at_s: f64, lie: &Lie) {
     let site = fusion.site().clone();
     for k in (start_s * 10.0).round() as i32..=(end_s * 10.0).round() as i32 {
         let t = 0.1 * f64::from(k);
@@ -38,7 +41,7 @@ fn drive_from(fusion: &mut Fusion, start_s: f64, end_s: f64, lie_at_s: f64, lie:
 #[test]
 fn each_kind_of_lie_flags_the_vehicle_for_its_reason() {
     let site = site_2l2c(0.15, 3.0);
-    let lies: [(&str, &dyn Fn(&mut VehicleState), MisbehaviourReason); 5] = [
+    let lies: [(&str, &Lie, MisbehaviourReason); 5] = [
         ("jump 30 m", &|s| s.position = site_jump(s, 30.0), MisbehaviourReason::Teleport),
         ("300 km/h", &|s| s.speed_mps = 83.0, MisbehaviourReason::Speed),
         ("braking at 3 g", &|s| s.accel_long_mps2 = -30.0, MisbehaviourReason::Acceleration),
