@@ -295,7 +295,7 @@ impl Fusion {
                 if !mismatch {
                     record.mismatches = 0;
                 } else if off_m > mismatch_m {
-                    record.mismatches += 1;
+                    record.mismatches = record.mismatches.saturating_add(1);
                     if finding.is_none() && record.mismatches >= needed {
                         finding = Some(Finding {
                             reason: MisbehaviourReason::LidarMismatch,
