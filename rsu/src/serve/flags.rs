@@ -21,9 +21,11 @@ pub struct FlagWatch {
 }
 
 impl FlagWatch {
-    /// Reports what changed in `fusion`'s flags at `now`, recording new flags in `recorder`.
-    pub fn update(&mut self, fusion: &Fusion, now: Timestamp, recorder: Option<&Recorder>) {
+    /// Reports what changed in `fusion`'s flags at `now`, recording new flags in `recorder`;
+    /// the number of new flags.
+    pub fn update(&mut self, fusion: &Fusion, now: Timestamp, recorder: Option<&Recorder>) -> usize {
         let flags = fusion.misbehaving_vehicles(now);
+        let mut new = 0;
         for flag in &flags {
             // A flag re-raised by a rollback keeps its time: it is not new.
             if self.known.get(&flag.vehicle_id) == Some(&flag.since) {
@@ -38,6 +40,7 @@ impl FlagWatch {
                 until = %flag.until,
                 "misbehaviour: vehicle flagged, its reports are not fused"
             );
+            new += 1;
             metrics::counter!("rsu_misbehaviour_flags_total", "reason" => flag.reason.name()).increment(1);
             if let Some(recorder) = recorder {
                 recorder.record(Record::Event(EVENT_NAME, event_fields(flag)));
@@ -48,6 +51,7 @@ impl FlagWatch {
         }
         self.known = flags.iter().map(|f| (f.vehicle_id.clone(), f.since)).collect();
         metrics::gauge!("rsu_misbehaving_vehicles").set(self.known.len() as f64);
+        new
     }
 }
 
@@ -65,4 +69,36 @@ pub fn event_fields(flag: &MisbehaviourFlag) -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsu_fusion::FusionConfig;
+
+    #[test]
+    fn a_flag_is_reported_once_and_its_lapse_is_noticed() {
+        let site = v2x_proto::sample::site();
+        let config = FusionConfig { misbehaviour_hold_s: 1.0, ..FusionConfig::default() };
+        let mut fusion = Fusion::new(site, config).expect("engine");
+        let mut watch = FlagWatch::default();
+        let honest = v2x_proto::sample::vehicle_state();
+        let t0 = honest.time;
+        let mut new_flags = 0;
+        // One report claiming 250 km/h (over the 70 m/s limit), then honest ones every 100 ms.
+        for k in 0..30 {
+            let mut state = honest.clone();
+            state.time = t0.add_secs(0.1 * f64::from(k));
+            // The reported position stays put, so the honest reports say it stands still.
+            state.speed_mps = if k == 5 { 71.0 } else { 0.0 };
+            fusion.handle_vehicle_state(state.time, &state);
+            fusion.poll_objects(state.time);
+            new_flags += watch.update(&fusion, state.time, None);
+            let flagged = watch.known.contains_key(&honest.vehicle_id);
+            // Flagged at 0.5 s; the deceleration implied at 0.6 s renews it until 1.6 s.
+            assert_eq!(flagged, (5..=16).contains(&k), "at report {k}");
+        }
+        assert_eq!(new_flags, 1, "logged, counted and recorded once");
+        assert_eq!(fusion.stats().misbehaviour.speed, 1);
+    }
 }
