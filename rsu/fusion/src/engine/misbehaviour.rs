@@ -229,14 +229,23 @@ impl Monitor {
         self.vehicles.retain(|_, v| v.last.is_some_and(|l| t.secs_since(l.time) <= keep_s));
     }
 
-    fn record(&mut self, vehicle_id: &str) -> &mut VehicleRecord {
-        if !self.vehicles.contains_key(vehicle_id) && self.vehicles.len() >= CAPACITY {
+    /// Takes the record of `vehicle_id` out (a fresh one for a vehicle not known, forgetting the
+    /// one heard from longest ago when full), with its key: give it back with [`Monitor::put`].
+    fn take(&mut self, vehicle_id: &str) -> (String, VehicleRecord) {
+        if let Some(entry) = self.vehicles.remove_entry(vehicle_id) {
+            return entry;
+        }
+        if self.vehicles.len() >= CAPACITY {
             let oldest = self.vehicles.iter().min_by_key(|(_, v)| v.last.map(|l| l.time)).map(|(id, _)| id.clone());
             if let Some(id) = oldest {
                 self.vehicles.remove(&id);
             }
         }
-        self.vehicles.entry(vehicle_id.to_owned()).or_default()
+        (vehicle_id.to_owned(), VehicleRecord::default())
+    }
+
+    fn put(&mut self, key: String, record: VehicleRecord) {
+        self.vehicles.insert(key, record);
     }
 }
 
@@ -254,7 +263,7 @@ impl Fusion {
     ) -> bool {
         let cfg = &self.config;
         let mut finding = physical_finding(cfg, state);
-        let record = self.misbehaviour.record(&state.vehicle_id);
+        let (key, mut record) = self.misbehaviour.take(&state.vehicle_id);
         if let Some(last) = record.last {
             let dt = t.secs_since(last.time);
             if finding.is_none() && dt > 0.0 && dt <= MAX_JUMP_GAP_S {
@@ -283,56 +292,43 @@ impl Fusion {
         if record.last.is_none_or(|l| t > l.time) {
             record.last = Some(LastReport { time: t, position_m, speed_mps: state.speed_mps, sigma_m });
         }
-        let anchor = record.anchor;
         let mut mismatch = false;
-        match anchor.and_then(|id| self.anchor_residual(id, t, position_m, r)) {
+        match record.anchor.and_then(|id| self.anchor_residual(id, t, position_m, r)) {
             Some((off_m, d2)) => {
                 self.stats.misbehaviour.lidar_compared += 1;
-                let mismatch_m = self.config.misbehaviour_lidar_mismatch_m;
-                let needed = self.config.misbehaviour_lidar_mismatch_reports;
                 mismatch = d2 > self.config.gate_chi2;
-                let record = self.misbehaviour.record(&state.vehicle_id);
                 if !mismatch {
                     record.mismatches = 0;
-                } else if off_m > mismatch_m {
+                } else if off_m > self.config.misbehaviour_lidar_mismatch_m {
                     record.mismatches = record.mismatches.saturating_add(1);
-                    if finding.is_none() && record.mismatches >= needed {
+                    if finding.is_none() && record.mismatches >= self.config.misbehaviour_lidar_mismatch_reports {
                         finding = Some(Finding {
                             reason: MisbehaviourReason::LidarMismatch,
                             measured: off_m,
-                            limit: mismatch_m,
+                            limit: self.config.misbehaviour_lidar_mismatch_m,
                         });
                     }
                 }
             }
             None => {
-                let record = self.misbehaviour.record(&state.vehicle_id);
                 record.anchor = None;
                 record.mismatches = 0;
             }
         }
-        let hold_s = self.config.misbehaviour_hold_s;
-        let record = self.misbehaviour.record(&state.vehicle_id);
-        let active = record.flag.is_some_and(|f| t.secs_since(f.last_evidence) <= hold_s);
-        if !active {
+        if record.flag.is_some_and(|f| t.secs_since(f.last_evidence) > self.config.misbehaviour_hold_s) {
             record.flag = None;
         }
-        let mut newly_flagged = false;
-        if let Some(finding) = finding {
-            match &mut record.flag {
-                Some(flag) => flag.last_evidence = flag.last_evidence.max(t),
-                None => {
-                    record.flag = Some(Flag { first: finding, since: t, last_evidence: t });
-                    newly_flagged = true;
-                }
+        match (finding, &mut record.flag) {
+            (Some(_), Some(flag)) => flag.last_evidence = flag.last_evidence.max(t),
+            (Some(finding), None) => {
+                record.flag = Some(Flag { first: finding, since: t, last_evidence: t });
+                self.stats.misbehaviour.bump(finding.reason);
+                self.unlink_vehicle(&state.vehicle_id);
             }
+            (None, _) => {}
         }
-        let flagged = record.flag.is_some();
-        if newly_flagged && let Some(finding) = finding {
-            self.stats.misbehaviour.bump(finding.reason);
-            self.unlink_vehicle(&state.vehicle_id);
-        }
-        let fuse = !flagged && !mismatch;
+        let fuse = record.flag.is_none() && !mismatch;
+        self.misbehaviour.put(key, record);
         if !fuse {
             self.stats.misbehaviour.reports_withheld += 1;
         }
@@ -344,7 +340,7 @@ impl Fusion {
     pub(super) fn note_fused_report(&mut self, vehicle_id: &str, ti: usize, t: Timestamp) {
         let id = self.tracks[ti].id;
         let live = self.lidar_measured(ti, t);
-        let record = self.misbehaviour.record(vehicle_id);
+        let Some(record) = self.misbehaviour.vehicles.get_mut(vehicle_id) else { return };
         if live {
             record.anchor = Some(id);
             record.mismatches = 0;
@@ -433,4 +429,25 @@ fn physical_finding(cfg: &crate::config::FusionConfig, state: &VehicleState) -> 
         .into_iter()
         .find(|(_, measured, limit)| measured.is_finite() && measured > limit)
         .map(|(reason, measured, limit)| Finding { reason, measured, limit })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_at_most_its_capacity_forgetting_the_longest_silent() {
+        let mut monitor = Monitor::default();
+        let t0 = Timestamp::from_nanos(1_000_000_000_000);
+        for i in 0..(CAPACITY + 10) {
+            let (key, mut record) = monitor.take(&format!("veh-{i}"));
+            let time = t0.add_secs(i as f64 * 0.001);
+            record.last = Some(LastReport { time, position_m: Vector2::zeros(), speed_mps: 0.0, sigma_m: 0.3 });
+            monitor.put(key, record);
+        }
+        assert_eq!(monitor.vehicles.len(), CAPACITY);
+        assert!(!monitor.vehicles.contains_key("veh-0") && monitor.vehicles.contains_key("veh-10"));
+        monitor.forget_before(t0.add_secs((CAPACITY + 10) as f64 * 0.001), 1.0);
+        assert!(monitor.vehicles.len() < CAPACITY);
+    }
 }
