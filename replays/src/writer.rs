@@ -138,6 +138,15 @@ impl<W: Write + Seek> ReplayWriter<W> {
         self.write(Topic::Received(id), received.frame.time, receipt, &received.frame)
     }
 
+    /// Writes an event for the operator (e.g. a vehicle flagged for misbehaviour) as an MCAP
+    /// metadata record named `name` with `fields`: readers of the replay format skip it, MCAP
+    /// tools list it (`mcap info`, `mcap get metadata`). It ends the current chunk, so it suits
+    /// rare events only.
+    pub fn write_event(&mut self, name: &str, fields: BTreeMap<String, String>) -> Result<(), ReplayError> {
+        let metadata = mcap::records::Metadata { name: name.to_owned(), metadata: fields };
+        self.mcap.write_metadata(&metadata).map_err(|cause| ReplayError::McapWrite { path: self.path.clone(), cause })
+    }
+
     /// Writes a message as read from a log, with its log and publish times (`/meta` is written
     /// by [`ReplayWriter::new`] and skipped here).
     pub fn write_message(&mut self, message: &ReplayMessage) -> Result<(), ReplayError> {

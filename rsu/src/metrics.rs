@@ -10,7 +10,9 @@
 //! `connected_sensors`, `frames_sent_total`, `frames_delivered_total`,
 //! `frames_undelivered_total{reason}`, `ingest_dropped_total`, `rejected_total{reason}`, `sensor_status{sensor}` (0 unknown, 1 ok,
 //! 2 degraded, 3 silent), `sensor_last_capture_age_seconds{sensor}`, `tracks`,
-//! `recorder_dropped_total`, `recorder_errors_total`, `sessions_total`, `revocations`.
+//! `recorder_dropped_total`, `recorder_errors_total`, `sessions_total`, `revocations`,
+//! `misbehaviour_flags_total{reason}` (vehicles flagged for implausible self-reports) and
+//! `misbehaving_vehicles` (flagged now; see `serve::flags`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

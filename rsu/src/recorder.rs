@@ -1,5 +1,6 @@
 //! The recorder: everything the daemon takes in (sensor frames, vehicle states) and sends out
-//! (roadside frames) goes to MCAP replay logs in the replay format, on a thread of its own fed
+//! (roadside frames), and events for the operator (misbehaviour flags, as MCAP metadata
+//! records), goes to MCAP replay logs in the replay format, on a thread of its own fed
 //! by a bounded queue (a full queue drops and counts, never blocks the fusion loop).
 //!
 //! Files are named `<rsu_id>-<UTC start yyyymmddThhmmssZ>-<n>.mcap` and rotated by size or
@@ -10,6 +11,7 @@
 //! file fsynced, so a crash (`kill -9`, power cut) loses at most that interval of records (plus
 //! what waits in the queue) and the file before it stays readable in recover mode.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,9 @@ pub enum Record {
     Vehicle(VehicleState, Timestamp),
     /// A roadside frame sent out (before the per-vehicle region filter).
     Roadside(Arc<RoadsideFrame>),
+    /// An event for the operator (a vehicle flagged for misbehaviour), written as an MCAP
+    /// metadata record: its name and fields.
+    Event(&'static str, BTreeMap<String, String>),
 }
 
 /// The handle the fusion loop records through.
@@ -215,6 +220,7 @@ impl Worker {
             Record::Sensor(f, arrival) => file.writer.write_sensor_frame_at(f, *arrival),
             Record::Vehicle(s, arrival) => file.writer.write_vehicle_state_at(s, *arrival),
             Record::Roadside(f) => file.writer.write_roadside_frame(f),
+            Record::Event(name, fields) => file.writer.write_event(name, fields.clone()),
         };
         if let Err(e) = result {
             // A message the format refuses (e.g. an id that cannot name a topic) is dropped.
@@ -322,6 +328,51 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, vec!["sensor", "vehicle", "roadside"]);
+    }
+
+    #[test]
+    fn events_are_recorded_as_metadata_and_the_log_still_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordingConfig {
+            enabled: true,
+            dir: dir.path().to_owned(),
+            rotate_bytes: 1 << 20,
+            rotate_s: 3600.0,
+            fsync_interval_s: 0.1,
+        };
+        let stats = Arc::new(Stats::default());
+        let recorder = Recorder::start(&config, &v2x_proto::sample::site(), "rsu-1", 64, stats).expect("start");
+        let state = v2x_proto::sample::vehicle_state();
+        recorder.record(Record::Vehicle(state.clone(), state.time));
+        let flag = rsu_fusion::MisbehaviourFlag {
+            vehicle_id: state.vehicle_id.clone(),
+            reason: rsu_fusion::MisbehaviourReason::Teleport,
+            measured: 12.5,
+            limit: 4.25,
+            since: state.time,
+            last_evidence: state.time,
+            until: state.time.add_secs(10.0),
+        };
+        let fields = crate::serve::flags::event_fields(&flag);
+        recorder.record(Record::Event(crate::serve::flags::EVENT_NAME, fields.clone()));
+        recorder.record(Record::Vehicle(state.clone(), state.time.add_secs(0.1)));
+        let files = recorder.finish().expect("finish");
+        assert_eq!(files.len(), 1);
+        // Readers of the replay format skip the event.
+        assert_eq!(read_all(&files).iter().filter(|b| matches!(b, ReplayBody::Vehicle(_))).count(), 2);
+        let bytes = std::fs::read(&files[0]).expect("read");
+        let events: Vec<mcap::records::Metadata> = mcap::read::LinearReader::new(&bytes)
+            .expect("mcap")
+            .filter_map(|r| match r.expect("record") {
+                mcap::records::Record::Metadata(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].name, "misbehaviour");
+        assert_eq!(events[0].metadata, fields);
+        assert_eq!(events[0].metadata["reason"], "teleport");
+        assert_eq!(events[0].metadata["measured"], "12.500");
     }
 
     #[test]

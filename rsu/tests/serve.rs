@@ -1,7 +1,8 @@
 //! The daemon in-process on 127.0.0.1 with real QUIC, real TLS and certificates from the
 //! development PKI: frames flow from a sensor to vehicles filtered by region; bad certificates,
 //! ALPNs, identities and messages are refused and counted while good traffic goes on; a stalled
-//! vehicle does not slow the others.
+//! vehicle does not slow the others; a lying vehicle is flagged in the recording and dropped from
+//! the broadcast.
 
 mod common;
 
@@ -741,4 +742,72 @@ async fn silent_clients_time_out_and_live_ones_stay() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(alive.connection().close_reason().is_none(), "a client sending keep-alives is not idle");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_vehicle_is_flagged_in_the_recording_and_its_reports_not_fused() {
+    let rec = tempfile::tempdir().expect("tempdir");
+    let fixture = Fixture::new(&format!(
+        "[recording]\nenabled = true\ndir = {:?}\nfsync_interval_s = 0.1\n",
+        rec.path().display().to_string()
+    ));
+    let loaded = ServeConfig::load(&fixture.config).expect("config");
+    let server = Server::bind(loaded.clone()).expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let stats = server.stats();
+    let recorder =
+        rsu::recorder::Recorder::start(&loaded.config.recording, &loaded.site, &loaded.rsu_id, 256, stats.clone())
+            .expect("recorder");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(Outputs { recorder: Some(recorder), ..Outputs::default() }, shutdown.clone()));
+    let running = Running { addr, stats, shutdown, task };
+    let mut vehicle = VehicleClient::connect(&fixture.vehicle(addr, "veh-0001"), Some(Subscription::Everything))
+        .await
+        .expect("connects");
+    let position = v2x_proto::sample::vehicle_state().position;
+    let named = |f: &RoadsideFrame| f.participants.iter().any(|p| p.v2x_id.as_deref() == Some("veh-0001"));
+    // Standing still for 1 s: fused, the vehicle is named in the broadcast.
+    for _ in 0..10 {
+        vehicle.send_state(&state_of("veh-0001", position)).expect("state");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::timeout(PATIENCE, async { while !named(&vehicle.next_frame().await.expect("frame")) {} })
+        .await
+        .expect("the honest vehicle is named");
+    // One report claiming 255 km/h (over the 70 m/s limit), then standing still again.
+    for k in 0..10 {
+        let mut state = state_of("veh-0001", position);
+        if k == 0 {
+            state.speed_mps = 71.0;
+        }
+        vehicle.send_state(&state).expect("state");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The frames after the lie no longer name the vehicle (it is flagged for 10 s).
+    let frame = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let f = vehicle.next_frame().await.expect("frame");
+            if f.time > now().add_secs(-0.05) {
+                return f;
+            }
+        }
+    })
+    .await
+    .expect("a fresh frame");
+    assert!(!named(&frame), "the flagged vehicle is not fused: {frame:?}");
+    vehicle.close().await;
+    let summary = running.stop().await;
+    let mut events = Vec::new();
+    for file in &summary.recordings {
+        let bytes = std::fs::read(file).expect("recording");
+        for record in mcap::read::LinearReader::new(&bytes).expect("mcap") {
+            if let mcap::records::Record::Metadata(m) = record.expect("record") {
+                events.push(m);
+            }
+        }
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].name, rsu::serve::flags::EVENT_NAME);
+    assert_eq!(events[0].metadata["vehicle_id"], "veh-0001");
+    assert_eq!(events[0].metadata["reason"], "speed");
 }

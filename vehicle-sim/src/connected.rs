@@ -131,6 +131,11 @@ impl ConnectedCar {
         })
     }
 
+    /// Makes its self-reports lie as `spoof` says (`None`: honest).
+    pub fn set_spoof(&mut self, spoof: Option<crate::gnss::Spoof>) {
+        self.reporter.spoof = spoof;
+    }
+
     /// Takes a roadside frame received at `receipt`.
     pub fn on_roadside_frame(&mut self, frame: RoadsideFrame, receipt: Timestamp) {
         let link = &mut self.link;

@@ -221,12 +221,9 @@ impl CoSim {
                     streaks: [None, None],
                 })
                 .collect();
-            cars.push(CarRun {
-                car: ConnectedCar::new(&id, truth.id, site, seed, car.clone())?,
-                hazards,
-                collided: false,
-                max_decel_mps2: 0.0,
-            });
+            let mut connected = ConnectedCar::new(&id, truth.id, site, seed, car.clone())?;
+            connected.set_spoof(scenario.spoof_of(&id));
+            cars.push(CarRun { car: connected, hazards, collided: false, max_decel_mps2: 0.0 });
         }
         let env = scenario.environment;
         let mut sim = Simulation::new(scenario, seed);
@@ -452,6 +449,19 @@ pub fn run_offline(
     duration_s: f64,
     car: &CarConfig,
 ) -> Result<RunOutcome, OfflineError> {
+    run_offline_observed(site, name, seed, duration_s, car, |_, _| {})
+}
+
+/// [`run_offline`], showing `observe` the RSU's fusion core with every roadside frame it makes
+/// (before the frame goes out), for tests that judge the RSU itself.
+pub fn run_offline_observed(
+    site: &std::sync::Arc<SiteModel>,
+    name: &str,
+    seed: u64,
+    duration_s: f64,
+    car: &CarConfig,
+    mut observe: impl FnMut(&rsu_fusion::Fusion, &RoadsideFrame),
+) -> Result<RunOutcome, OfflineError> {
     let scenario = crate::scenario::build(name, site.clone(), seed)?;
     let start = scenario.world.start_time();
     let mut cosim = CoSim::new(scenario, seed, site, car, duration_s, start)?;
@@ -476,7 +486,9 @@ pub fn run_offline(
             rsu.handle_vehicle_state(now, s);
         }
         if cosim.steps().is_multiple_of(10) {
-            link.push_back((now.add_secs(OFFLINE_LINK_S), rsu.roadside_frame(now)));
+            let frame = rsu.roadside_frame(now);
+            observe(&rsu, &frame);
+            link.push_back((now.add_secs(OFFLINE_LINK_S), frame));
         }
     }
     Ok(cosim.finish(|_| 0, 0))

@@ -3,7 +3,8 @@
 //! no fix and the vehicle dead-reckons with an error growing with the distance driven; after the
 //! tunnel exit the receiver needs a while without fix, then reports standalone, differential and
 //! finally RTK again, each with a first-order Gauss-Markov error of its own size (a change of fix
-//! kind starts a fresh error).
+//! kind starts a fresh error). A spoofing vehicle ([`Spoof`]) adds a lie of its own to the
+//! position it reports, claiming its usual accuracy.
 
 use nalgebra::{Point2, Point3, Vector2};
 use rand::Rng;
@@ -61,6 +62,33 @@ impl Default for GnssParams {
     }
 }
 
+/// A lie a spoofing vehicle tells in its self-reports: from `from_s` on, it reports itself
+/// `offset_m` away from where it is (the whole offset at once when `ramp_s` is 0, or growing
+/// linearly to it over `ramp_s`), claiming its usual accuracy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spoof {
+    /// The lying vehicle's V2X id.
+    pub vehicle_id: String,
+    /// When the lie starts [s after start].
+    pub from_s: f64,
+    /// The offset of the reported position from the true one, (east, north) [m].
+    pub offset_m: [f64; 2],
+    /// Time over which the offset grows to its full size [s]; 0 for a jump.
+    pub ramp_s: f64,
+}
+
+impl Spoof {
+    /// The offset at `elapsed_s` [m].
+    pub fn offset_at(&self, elapsed_s: f64) -> Vector2<f64> {
+        let since = elapsed_s - self.from_s;
+        if since < 0.0 {
+            return Vector2::zeros();
+        }
+        let share = if self.ramp_s > 0.0 { (since / self.ramp_s).min(1.0) } else { 1.0 };
+        Vector2::new(self.offset_m[0], self.offset_m[1]) * share
+    }
+}
+
 /// Produces one connected vehicle's self-reports.
 #[derive(Clone, Debug)]
 pub struct SelfReporter {
@@ -68,6 +96,8 @@ pub struct SelfReporter {
     pub vehicle_id: String,
     /// Noise parameters.
     pub params: GnssParams,
+    /// The lie it tells, if it spoofs.
+    pub spoof: Option<Spoof>,
     rng: ChaCha8Rng,
     message_count: u32,
     error_m: Vector2<f64>,
@@ -85,6 +115,7 @@ impl SelfReporter {
         SelfReporter {
             vehicle_id: vehicle_id.into(),
             params: GnssParams::default(),
+            spoof: None,
             rng: rng_stream(seed, stream),
             message_count: 0,
             error_m: Vector2::zeros(),
@@ -149,7 +180,8 @@ impl SelfReporter {
         };
         self.last_status = gnss;
         let ground = truth.center.z - 0.5 * truth.size.height_m;
-        let reported = Point3::new(here.x + self.error_m.x, here.y + self.error_m.y, ground);
+        let lie = self.spoof.as_ref().map_or_else(Vector2::zeros, |s| s.offset_at(elapsed_s));
+        let reported = Point3::new(here.x + self.error_m.x + lie.x, here.y + self.error_m.y + lie.y, ground);
         let accel = truth.accel_mps2;
         let message_count = self.message_count;
         self.message_count = (self.message_count + 1) % 128;

@@ -208,8 +208,12 @@ impl Simulation {
             for t in truth.iter().filter(|t| t.v2x_id.is_some()) {
                 let id = t.v2x_id.clone().unwrap_or_default();
                 let stream = 1000 + u64::from(t.id);
-                let reporter =
-                    self.reporters.entry(id.clone()).or_insert_with(|| SelfReporter::new(id, self.seed, stream));
+                let spoof = self.scenario.spoof_of(&id);
+                let reporter = self.reporters.entry(id.clone()).or_insert_with(|| {
+                    let mut reporter = SelfReporter::new(id, self.seed, stream);
+                    reporter.spoof = spoof;
+                    reporter
+                });
                 summary.vehicle_states += 1;
                 emit(Output::Vehicle(reporter.report(&site, t, now, elapsed_s)))?;
             }

@@ -9,6 +9,7 @@ use rand::Rng;
 use rsu_fusion::{ObjectClass, Timestamp};
 
 use crate::actors::{DriverParams, Motion};
+use crate::gnss::Spoof;
 use crate::sensors::{Environment, Outage};
 use crate::world::{Action, Spawner, VehicleSpec, World};
 use rsu_site::geometry::Polyline;
@@ -30,7 +31,7 @@ pub struct ScenarioInfo {
 }
 
 /// Every scenario, the default demo (`bus-pedestrian`) first.
-pub const CATALOGUE: [ScenarioInfo; 10] = [
+pub const CATALOGUE: [ScenarioInfo; 11] = [
     ScenarioInfo {
         name: "bus-pedestrian",
         summary: "VRU collision warning: a pedestrian steps out from behind a bus parked at the kerb",
@@ -137,6 +138,21 @@ pub const CATALOGUE: [ScenarioInfo; 10] = [
             are far better than the self-reports until RTK returns.",
         default_duration_s: 20.0,
     },
+    ScenarioInfo {
+        name: "v2x-spoofing",
+        summary: "Misbehaviour: two connected cars lie about where they are, two honest ones do not",
+        description: "On the avenue west of the city-block intersection, in lidar-sw's and lidar-ne's view, four \
+            connected cars drive through. spoof-jump (eastbound, outer lane) reports honestly, then from 5 s on \
+            reports itself 7 m north, in the westbound inner lane: its position jumps. spoof-drift (westbound, \
+            outer lane) reports honestly, then from 4 s on slides its reported position south at 5 m/s to 7 m off, \
+            a ghost crossing into the eastbound lanes. cv-honest-1 and cv-honest-2 report honestly throughout; \
+            unconnected traffic and pedestrians share the road.",
+        expected_outcome: "The RSU flags spoof-jump for a teleport on its first lying report and keeps it flagged \
+            (lidar mismatch) while it lies; it flags spoof-drift for a lidar mismatch well within 1 s of its lie \
+            exceeding 2.5 m; neither lie reaches the broadcast (reports that disagree with the lidar track are \
+            withheld); the honest cars are never flagged.",
+        default_duration_s: 12.0,
+    },
 ];
 
 /// Why a scenario could not be built.
@@ -165,6 +181,15 @@ pub struct Scenario {
     /// warned of (the pedestrian behind the bus, the red-light runner, ...). Empty for traffic
     /// and stress scenarios.
     pub hazards: Vec<u32>,
+    /// Connected vehicles that lie in their self-reports (their ids start with `spoof-`).
+    pub spoofs: Vec<Spoof>,
+}
+
+impl Scenario {
+    /// The lie vehicle `vehicle_id` tells, if it spoofs.
+    pub fn spoof_of(&self, vehicle_id: &str) -> Option<Spoof> {
+        self.spoofs.iter().find(|s| s.vehicle_id == vehicle_id).cloned()
+    }
 }
 
 /// Start of daytime runs: 2026-07-16 10:00 Beijing time (02:00 UTC).
@@ -214,8 +239,11 @@ pub fn build_with(
 fn build_catalogued(name: &str, site: Arc<SiteModel>, seed: u64) -> Result<Scenario, ScenarioError> {
     let info = *find(name).ok_or_else(|| ScenarioError::Unknown(name.to_owned()))?;
     let night = name == "camera-night";
-    let mut b =
-        Builder { world: World::new(site, if night { NIGHT_START } else { DAY_START }, seed), hazards: Vec::new() };
+    let mut b = Builder {
+        world: World::new(site, if night { NIGHT_START } else { DAY_START }, seed),
+        hazards: Vec::new(),
+        spoofs: Vec::new(),
+    };
     let mut outages = Vec::new();
     match name {
         "bus-pedestrian" => b.bus_pedestrian()?,
@@ -238,15 +266,24 @@ fn build_catalogued(name: &str, site: Arc<SiteModel>, seed: u64) -> Result<Scena
             }
         }
         "tunnel-exit-gnss" => b.tunnel_exit()?,
+        "v2x-spoofing" => b.spoofing()?,
         _ => return Err(ScenarioError::Unknown(name.to_owned())),
     }
-    Ok(Scenario { info, world: b.world, environment: Environment { night, rain: false }, outages, hazards: b.hazards })
+    Ok(Scenario {
+        info,
+        world: b.world,
+        environment: Environment { night, rain: false },
+        outages,
+        hazards: b.hazards,
+        spoofs: b.spoofs,
+    })
 }
 
 /// Scenario set-up helpers over a world.
 struct Builder {
     world: World,
     hazards: Vec<u32>,
+    spoofs: Vec<Spoof>,
 }
 
 /// Arc length on `path` nearest to (x, y).
@@ -554,5 +591,27 @@ impl Builder {
             self.world.add_vehicle(VehicleSpec::new(ObjectClass::Car, eb.clone(), s).speed(16.7));
         }
         Ok(())
+    }
+
+    fn spoofing(&mut self) -> Result<(), ScenarioError> {
+        self.world.set_signal_offset(0.0);
+        let (eb1, eb2, wb1, wb2) = (self.path("eb-1")?, self.path("eb-2")?, self.path("wb-1")?, self.path("wb-2")?);
+        let connected = [
+            (&eb2, -110.0, -5.25, 11.1, "spoof-jump"),
+            (&wb2, 40.0, 5.25, 11.0, "spoof-drift"),
+            (&eb1, -95.0, -1.75, 12.0, "cv-honest-1"),
+            (&wb1, 60.0, 1.75, 12.5, "cv-honest-2"),
+        ];
+        for (path, x, y, v, id) in connected {
+            let s = s_at(path, x, y);
+            self.world.add_vehicle(VehicleSpec::new(ObjectClass::Car, path.clone(), s).speed(v).connected(id));
+        }
+        self.spoofs.push(Spoof { vehicle_id: "spoof-jump".into(), from_s: 5.0, offset_m: [0.0, 7.0], ramp_s: 0.0 });
+        self.spoofs.push(Spoof { vehicle_id: "spoof-drift".into(), from_s: 4.0, offset_m: [0.0, -7.0], ramp_s: 1.4 });
+        for (path, x, y) in [(&eb1, -140.0, -1.75), (&wb2, 110.0, 5.25)] {
+            let s = s_at(path, x, y);
+            self.world.add_vehicle(VehicleSpec::new(ObjectClass::Car, path.clone(), s).speed(11.0));
+        }
+        self.walkers(&["walk-avenue-south", "walk-south-eb", "walk-west-nb"], 6)
     }
 }

@@ -140,6 +140,34 @@ pub struct FusionConfig {
     /// A V2X report older than this (relative to the poll time) no longer names a track [s].
     pub v2x_timeout_s: f64,
 
+    /// How long a vehicle flagged for misbehaviour stays flagged after its last implausible
+    /// report [s]: its reports are checked but not fused meanwhile (see `engine::misbehaviour`).
+    pub misbehaviour_hold_s: f64,
+    /// Jump between two consecutive reports of a vehicle allowed on top of the travel its
+    /// speeds and [`FusionConfig::misbehaviour_max_accel_mps2`] explain and 3 sigma of both
+    /// reports' claimed accuracy [m]; a longer jump is a teleport.
+    pub misbehaviour_jump_margin_m: f64,
+    /// Highest plausible speed of a vehicle (cars, trucks, riders) [m/s].
+    pub misbehaviour_max_vehicle_speed_mps: f64,
+    /// Highest plausible speed of a pedestrian [m/s].
+    pub misbehaviour_max_pedestrian_speed_mps: f64,
+    /// Highest plausible longitudinal acceleration or deceleration, reported or implied by two
+    /// consecutive reports' speeds [m/s²].
+    pub misbehaviour_max_accel_mps2: f64,
+    /// Highest plausible yaw rate [rad/s].
+    pub misbehaviour_max_yaw_rate_rps: f64,
+    /// Highest plausible lateral acceleration, speed times yaw rate [m/s²].
+    pub misbehaviour_max_lateral_accel_mps2: f64,
+    /// A report outside the gate ([`FusionConfig::gate_chi2`]) of the lidar track its vehicle
+    /// was last fused with is withheld; it counts towards a flag when it also lies further than
+    /// this from that track [m].
+    pub misbehaviour_lidar_mismatch_m: f64,
+    /// Consecutive reports disagreeing with the lidar track that flag the vehicle.
+    pub misbehaviour_lidar_mismatch_reports: u32,
+    /// A track counts as seen by lidar when a lidar updated it at most this long before the
+    /// report [s].
+    pub misbehaviour_lidar_recent_s: f64,
+
     /// Weight of a lidar detection's class evidence (log-likelihood multiplier).
     pub lidar_class_weight: f64,
     /// Weight of a camera detection's class evidence.
@@ -217,6 +245,16 @@ impl Default for FusionConfig {
             v2x_yaw_sigma_rad: 0.05,
             v2x_min_position_sigma_m: 0.3,
             v2x_timeout_s: 1.0,
+            misbehaviour_hold_s: 10.0,
+            misbehaviour_jump_margin_m: 3.0,
+            misbehaviour_max_vehicle_speed_mps: 70.0,
+            misbehaviour_max_pedestrian_speed_mps: 12.0,
+            misbehaviour_max_accel_mps2: 15.0,
+            misbehaviour_max_yaw_rate_rps: 2.5,
+            misbehaviour_max_lateral_accel_mps2: 12.0,
+            misbehaviour_lidar_mismatch_m: 2.5,
+            misbehaviour_lidar_mismatch_reports: 3,
+            misbehaviour_lidar_recent_s: 1.0,
             lidar_class_weight: 1.0,
             camera_class_weight: 0.8,
             v2x_class_weight: 4.0,
@@ -270,6 +308,13 @@ impl FusionConfig {
             ("path_history_interval_s", self.path_history_interval_s),
             ("vehicle_max_width_m", self.vehicle_max_width_m),
             ("coast_fraction_of_life", self.coast_fraction_of_life),
+            ("misbehaviour_hold_s", self.misbehaviour_hold_s),
+            ("misbehaviour_max_vehicle_speed_mps", self.misbehaviour_max_vehicle_speed_mps),
+            ("misbehaviour_max_pedestrian_speed_mps", self.misbehaviour_max_pedestrian_speed_mps),
+            ("misbehaviour_max_accel_mps2", self.misbehaviour_max_accel_mps2),
+            ("misbehaviour_max_yaw_rate_rps", self.misbehaviour_max_yaw_rate_rps),
+            ("misbehaviour_max_lateral_accel_mps2", self.misbehaviour_max_lateral_accel_mps2),
+            ("misbehaviour_lidar_recent_s", self.misbehaviour_lidar_recent_s),
         ];
         for (field, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -289,6 +334,8 @@ impl FusionConfig {
             ("lidar_class_weight", self.lidar_class_weight),
             ("camera_class_weight", self.camera_class_weight),
             ("v2x_class_weight", self.v2x_class_weight),
+            ("misbehaviour_jump_margin_m", self.misbehaviour_jump_margin_m),
+            ("misbehaviour_lidar_mismatch_m", self.misbehaviour_lidar_mismatch_m),
         ];
         for (field, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {
@@ -324,6 +371,9 @@ impl FusionConfig {
         if self.delete_after_s < self.coast_after_s {
             return Err(err("delete_after_s", "must not be shorter than coast_after_s"));
         }
+        if self.misbehaviour_lidar_mismatch_reports == 0 {
+            return Err(err("misbehaviour_lidar_mismatch_reports", "must be at least 1"));
+        }
         if self.max_window_inputs == 0 {
             return Err(err("max_window_inputs", "must be at least 1"));
         }
@@ -357,6 +407,10 @@ mod tests {
         FusionConfig { max_gate_radius_m: MAX_GATE_RADIUS_M, ..FusionConfig::default() }
             .validate()
             .expect("at the bound");
+        let bad = FusionConfig { misbehaviour_lidar_mismatch_reports: 0, ..FusionConfig::default() };
+        assert_eq!(bad.validate().expect_err("no reports").field, "misbehaviour_lidar_mismatch_reports");
+        let bad = FusionConfig { misbehaviour_hold_s: -1.0, ..FusionConfig::default() };
+        assert_eq!(bad.validate().expect_err("negative hold").field, "misbehaviour_hold_s");
         let bad = FusionConfig { max_gate_radius_m: 1.0e6, ..FusionConfig::default() };
         assert_eq!(bad.validate().expect_err("gate of 1000 km").field, "max_gate_radius_m");
     }

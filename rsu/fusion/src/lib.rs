@@ -41,7 +41,10 @@ pub use calibration::{
 };
 pub use class::{BoxSize, ObjectClass, ParticipantType, SourceSet};
 pub use config::{FusionConfig, FusionConfigError};
-pub use engine::{ConfidenceEllipse, FusedObject, Fusion, FusionError, FusionStats, Ingest, ObjectKinematics};
+pub use engine::{
+    ConfidenceEllipse, FusedObject, Fusion, FusionError, FusionStats, Ingest, MisbehaviourCounts, MisbehaviourFlag,
+    MisbehaviourReason, ObjectKinematics,
+};
 pub use geo::{EnuFrame, Wgs84};
 pub use measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame, VehicleState};
 pub use time::Timestamp;

@@ -6,8 +6,7 @@
 
 mod synthetic;
 
-use nalgebra::{Point3, Vector2};
-use rsu_fusion::measurement::{AdasStatus, BrakeStatus, GnssStatus, PositionAccuracy, VehicleState};
+use nalgebra::Vector2;
 use rsu_fusion::{
     FusedObject, FusionConfig, FusionStats, Ingest, ObjectClass, SensorStatus, SiteConfig, SourceSet, TrackStatus,
 };
@@ -405,35 +404,6 @@ fn out_of_sequence_frames_fuse_exactly_like_in_order_and_late_ones_are_dropped()
     let mut unknown = in_order[0].frame.clone();
     unknown.sensor_id = "nobody".into();
     assert_eq!(f.handle_sensor_frame(ts(2.0), unknown.clone()), Ingest::UnknownSensor);
-}
-
-fn vehicle_state(
-    site: &rsu_fusion::SiteConfig,
-    id: &str,
-    t: f64,
-    pos: Vector2<f64>,
-    yaw: f64,
-    speed: f64,
-) -> VehicleState {
-    VehicleState {
-        vehicle_id: id.into(),
-        message_count: (t * 10.0) as u32,
-        time: ts(t),
-        position: site.frame().wgs84_from_enu(&Point3::new(pos.x, pos.y, 0.0)),
-        accuracy: PositionAccuracy { semi_major_m: 0.5, semi_minor_m: 0.5, orientation_rad: 0.0 },
-        speed_mps: speed,
-        yaw_rad: yaw,
-        steering_rad: 0.0,
-        yaw_rate_rps: 0.0,
-        accel_long_mps2: 0.0,
-        accel_lat_mps2: 0.0,
-        brakes: BrakeStatus::default(),
-        size: ObjectClass::Car.typical_size(),
-        class: ObjectClass::Car,
-        adas: AdasStatus::default(),
-        warnings: Vec::new(),
-        gnss: GnssStatus::RtkFixed,
-    }
 }
 
 #[test]

@@ -24,6 +24,7 @@
 
 mod admission;
 mod connection;
+pub mod flags;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
@@ -276,6 +277,7 @@ impl Server {
         }
         let heartbeat = Duration::from_secs_f64(1.0 / config.broadcast.rate_hz);
         let mut step = Step::new();
+        let mut flag_watch = flags::FlagWatch::default();
         let mut revocation_poll = tokio::time::interval(Duration::from_secs_f64(config.tls.revocation_poll_s));
         revocation_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut tasks = JoinSet::new();
@@ -296,7 +298,7 @@ impl Server {
                 _ = shutdown.cancelled() => break,
                 () = tokio::time::sleep_until((step.last_frame + heartbeat).into()) => {
                     cycles += 1;
-                    make_frame(&mut fusion, &mut step, &sessions, &vehicles_seen, &outputs, &stats);
+                    make_frame(&mut fusion, &mut step, &mut flag_watch, &sessions, &vehicles_seen, &outputs, &stats);
                 }
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
@@ -335,7 +337,7 @@ impl Server {
                     // otherwise the inputs wait for the next step or the heartbeat.
                     if step.inputs > 0 && shared.ready.load(Ordering::Relaxed) > 0 {
                         cycles += 1;
-                        make_frame(&mut fusion, &mut step, &sessions, &vehicles_seen, &outputs, &stats);
+                        make_frame(&mut fusion, &mut step, &mut flag_watch, &sessions, &vehicles_seen, &outputs, &stats);
                     }
                 }
             }
@@ -468,6 +470,7 @@ impl Step {
 fn make_frame(
     fusion: &mut Fusion,
     step: &mut Step,
+    flag_watch: &mut flags::FlagWatch,
     sessions: &BTreeMap<u64, SessionEntry>,
     vehicles_seen: &BTreeMap<String, [f64; 3]>,
     outputs: &Outputs,
@@ -507,6 +510,7 @@ fn make_frame(
         live.log_cycle(now, &objects, vehicles_seen);
     }
     metrics::gauge!("rsu_tracks").set(fusion.track_count() as f64);
+    flag_watch.update(fusion, now, outputs.recorder.as_ref());
     for h in &frame.sensors {
         let status = match h.status {
             SensorStatus::Unknown => 0.0,

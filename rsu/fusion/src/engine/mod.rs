@@ -13,6 +13,7 @@
 //! - `window`: time and the fusion window (what is fused when, out-of-sequence inputs, the
 //!   management after each input, predicting tracks to an input);
 //! - `lidar`, `camera`, `v2x`: the three measurement updates;
+//! - `misbehaviour`: plausibility checks of V2X self-reports, flagging vehicles that lie;
 //! - `management`: spawning, confirmation, deletion and merging of tracks;
 //! - `output`: [`FusedObject`], [`ObjectKinematics`], sensor health and the roadside frame.
 
@@ -37,10 +38,12 @@ mod camera;
 mod clutter;
 mod lidar;
 mod management;
+mod misbehaviour;
 mod output;
 mod v2x;
 mod window;
 
+pub use misbehaviour::{MisbehaviourCounts, MisbehaviourFlag, MisbehaviourReason};
 pub use output::{ConfidenceEllipse, FusedObject, ObjectKinematics};
 
 use camera::PIXEL_GRID_CELL_PX;
@@ -129,6 +132,10 @@ pub struct FusionStats {
     /// Filter updates skipped because of a singular or non-finite innovation (or a V2X state
     /// whose position cannot be placed in the site frame).
     pub numeric_failures: u64,
+    /// Vehicles flagged for misbehaviour by reason, and their reports withheld (see
+    /// [`Fusion::misbehaving_vehicles`]).
+    #[serde(default)]
+    pub misbehaviour: MisbehaviourCounts,
 }
 
 #[derive(Clone, Debug)]
@@ -222,6 +229,8 @@ pub struct Fusion {
     v2x_links: BTreeMap<String, u32>,
     /// Where tracks keep dying as clutter.
     clutter: clutter::ClutterMap,
+    /// What the plausibility checks know of each vehicle.
+    misbehaviour: misbehaviour::Monitor,
     stats: FusionStats,
     message_count: u32,
     grid: SpatialGrid,
@@ -292,6 +301,7 @@ impl Fusion {
             latest_now: None,
             v2x_links: BTreeMap::new(),
             clutter: clutter::ClutterMap::default(),
+            misbehaviour: misbehaviour::Monitor::default(),
             stats: FusionStats::default(),
             message_count: 0,
             pruned_at: None,

@@ -1,7 +1,8 @@
 //! The V2X update: a connected vehicle's self-report (WGS84 position, heading, speed, accuracy
 //! ellipse) as a measurement of the track it names, or of the nearest free track it gates with,
 //! or as a new track. Kept apart from the sensor frames: a report is one identified object, so it
-//! is linked to a track by the vehicle's id instead of being assigned.
+//! is linked to a track by the vehicle's id instead of being assigned. A report that fails the
+//! plausibility checks (`misbehaviour`) is not fused.
 
 use nalgebra::{Matrix2, Vector2};
 
@@ -27,6 +28,9 @@ impl Fusion {
         let r = rot * Matrix2::new(a * a, 0.0, 0.0, b * b) * rot.transpose();
         if !pos.iter().all(|v| v.is_finite()) || !r.iter().all(|v| v.is_finite()) {
             self.stats.numeric_failures += 1;
+            return;
+        }
+        if !self.check_plausible(t, state, pos, &r, a) {
             return;
         }
         // The track this vehicle already names, if it still agrees.
@@ -141,5 +145,6 @@ impl Fusion {
             self.stats.tracks_confirmed += 1;
         }
         self.after_update(ti, t);
+        self.note_fused_report(&state.vehicle_id, ti, t);
     }
 }

@@ -65,6 +65,7 @@ pub(super) struct Checkpoint {
     tracks: Vec<Track>,
     v2x_links: BTreeMap<String, u32>,
     clutter: super::clutter::ClutterMap,
+    misbehaviour: super::misbehaviour::Monitor,
     stats: FusionStats,
     fused_until: Option<Timestamp>,
     pruned_at: Option<Timestamp>,
@@ -317,6 +318,7 @@ impl Fusion {
             tracks: self.tracks.clone(),
             v2x_links: self.v2x_links.clone(),
             clutter: self.clutter.clone(),
+            misbehaviour: self.misbehaviour.clone(),
             stats: self.stats.clone(),
             fused_until: self.fused_until,
             pruned_at: self.pruned_at,
@@ -328,6 +330,7 @@ impl Fusion {
         self.tracks.clone_from(&checkpoint.tracks);
         self.v2x_links.clone_from(&checkpoint.v2x_links);
         self.clutter.clone_from(&checkpoint.clutter);
+        self.misbehaviour.clone_from(&checkpoint.misbehaviour);
         let arrivals = std::mem::replace(&mut self.stats, checkpoint.stats.clone());
         self.stats.keep_arrivals_from(&arrivals);
         self.fused_until = checkpoint.fused_until;
@@ -356,6 +359,8 @@ impl Fusion {
         }
         if self.managed_at.is_none_or(|m| t.secs_since(m) >= self.config.management_interval_s) {
             self.maintain(t, true);
+            // A vehicle silent for longer than its flag could last is forgotten.
+            self.misbehaviour.forget_before(t, self.config.misbehaviour_hold_s + 2.0);
             self.managed_at = Some(t);
             self.pruned_at = Some(t);
         } else if has_frame {

@@ -13,7 +13,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use rsu_fusion::calibration::{CameraIntrinsics, CameraModel, GroundModel, LidarNoise, SensorCalibration, SensorModel};
 use rsu_fusion::camera::{CameraGeometry, box_corners, camera_pose};
-use rsu_fusion::measurement::{CameraDetection, CameraDetections, Detections, LidarDetection, SensorFrame};
+use rsu_fusion::measurement::{
+    AdasStatus, BrakeStatus, CameraDetection, CameraDetections, Detections, GnssStatus, LidarDetection,
+    PositionAccuracy, SensorFrame, VehicleState,
+};
 use rsu_fusion::{BoxSize, FusedObject, Fusion, FusionConfig, ObjectClass, SiteConfig, Timestamp, Wgs84};
 
 /// Start of every scenario (an arbitrary UTC time).
@@ -399,4 +402,35 @@ pub fn new_fusion(site: &SiteConfig) -> Fusion {
 /// Seeded RNG for tests that need one directly.
 pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// A connected car's honest self-report: at (`pos`) [m], heading `yaw` [rad], `speed` [m/s],
+/// 0.5 m accuracy, at `t` [s].
+pub fn vehicle_state(
+    site: &rsu_fusion::SiteConfig,
+    id: &str,
+    t: f64,
+    pos: Vector2<f64>,
+    yaw: f64,
+    speed: f64,
+) -> VehicleState {
+    VehicleState {
+        vehicle_id: id.into(),
+        message_count: (t * 10.0) as u32,
+        time: ts(t),
+        position: site.frame().wgs84_from_enu(&Point3::new(pos.x, pos.y, 0.0)),
+        accuracy: PositionAccuracy { semi_major_m: 0.5, semi_minor_m: 0.5, orientation_rad: 0.0 },
+        speed_mps: speed,
+        yaw_rad: yaw,
+        steering_rad: 0.0,
+        yaw_rate_rps: 0.0,
+        accel_long_mps2: 0.0,
+        accel_lat_mps2: 0.0,
+        brakes: BrakeStatus::default(),
+        size: ObjectClass::Car.typical_size(),
+        class: ObjectClass::Car,
+        adas: AdasStatus::default(),
+        warnings: Vec::new(),
+        gnss: GnssStatus::RtkFixed,
+    }
 }
