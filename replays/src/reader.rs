@@ -33,7 +33,10 @@ use crate::topics::Topic;
 use crate::writer::SUBSCRIPTION_RADIUS_KEY;
 
 /// Largest MCAP record or chunk the reader accepts [bytes]; protects against corrupt lengths.
-pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+/// Our writer's chunks hold about 512 KiB and a message at most 1 MiB
+/// ([`v2x_proto::MAX_MESSAGE_BYTES`]), so 16 MiB leaves a wide margin while bounding what a
+/// damaged length inside a chunk can make MCAP allocate.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 /// How the reader treats damage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -226,6 +229,19 @@ impl McapFile {
         next
     }
 
+    /// How many bytes to read when MCAP asks for `need`: at least [`READ_AHEAD_BYTES`], and no
+    /// more than that or the bytes left in the file, whichever is larger. MCAP zero-fills its
+    /// buffer to the size asked, so a damaged record length (up to [`MAX_RECORD_BYTES`]) would
+    /// otherwise cost that much memory even in a file of a few bytes.
+    fn read_size(&self, need: usize) -> usize {
+        if need <= READ_AHEAD_BYTES {
+            return READ_AHEAD_BYTES;
+        }
+        // The file's length now (a recording may still be growing).
+        let left = self.file.metadata().map_or(u64::MAX, |m| m.len().saturating_sub(self.offset));
+        need.min(usize::try_from(left).unwrap_or(usize::MAX).max(READ_AHEAD_BYTES))
+    }
+
     /// [`Self::next`] before it marks the end: `mcap::sans_io::MessageReader`'s loop, with every
     /// record's length fields checked ([`check_field_lengths`]) before MCAP parses it.
     fn next_inner(&mut self) -> Option<mcap::McapResult<mcap::Message<'static>>> {
@@ -284,7 +300,7 @@ impl McapFile {
                     continue;
                 }
             };
-            let buffer = self.reader.insert(need.max(READ_AHEAD_BYTES));
+            let buffer = self.reader.insert(self.read_size(need));
             // `Read` asks for a retry on `Interrupted`; zero bytes read means the end.
             let read = loop {
                 match self.file.read(buffer) {
@@ -997,6 +1013,24 @@ mod tests {
             // Every cut and most corruptions are found.
             assert!(damaged > 45, "{mode:?}: {damaged} damaged");
         }
+    }
+
+    /// A record claiming [`MAX_RECORD_BYTES`] in a file of a few hundred bytes is read with a
+    /// buffer of the file's size, not the claim (found by `fuzz/`: 250 MB zero-filled).
+    #[test]
+    fn a_record_longer_than_the_file_costs_no_more_than_the_file() {
+        let mut bytes = chunked_mcap();
+        bytes.truncate(8 + 9 + 600);
+        // The header record claims the limit.
+        bytes[9..17].copy_from_slice(&(MAX_RECORD_BYTES as u64).to_le_bytes());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.mcap");
+        std::fs::write(&path, &bytes).expect("write");
+        let file = McapFile::new(File::open(&path).expect("open"), ReadMode::Strict);
+        assert_eq!(file.read_size(MAX_RECORD_BYTES + 9), READ_AHEAD_BYTES);
+        assert_eq!(file.read_size(10), READ_AHEAD_BYTES);
+        let mut file = file;
+        assert!(matches!(file.next(), Some(Err(mcap::McapError::UnexpectedEof))), "cut short");
     }
 
     /// A record whose string claims more bytes than the record holds is damage, found before
