@@ -122,7 +122,7 @@ impl Default for Scratch {
 /// file has bytes (that would be a loop).
 pub fn replay_log(scratch: &Scratch, bytes: &[u8], mode: ReadMode) {
     let path = scratch.write("log.mcap", bytes);
-    let order = if bytes.len() % 2 == 0 { ReadOrder::LogTime } else { ReadOrder::File };
+    let order = if bytes.len().is_multiple_of(2) { ReadOrder::LogTime } else { ReadOrder::File };
     let Ok(reader) = ReplayReader::open_with(&path, OpenOptions { mode, order, ..OpenOptions::default() }) else {
         return;
     };
