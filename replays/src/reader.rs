@@ -476,6 +476,13 @@ fn check_field_lengths(opcode: u8, body: &[u8]) -> Result<(), String> {
             fields.string("message encoding")?;
             fields.string_map("metadata")?;
         }
+        // A chunk record reaches the parser only where the record reader does not open it
+        // itself (inside another chunk, or after the data end).
+        op::CHUNK => {
+            fields.skip(28, "times, size and CRC")?;
+            fields.string("compression")?;
+            fields.prefixed(8, "records")?;
+        }
         op::CHUNK_INDEX => {
             fields.skip(32, "times and offsets")?;
             fields.prefixed(4, "message index offsets")?;
@@ -1081,6 +1088,12 @@ mod tests {
         let attachment = [&[0; 16][..], &string("n"), &string("t"), &u64::MAX.to_le_bytes()].concat();
         assert!(check_field_lengths(op::ATTACHMENT, &attachment).is_err());
         assert_eq!(check_field_lengths(op::MESSAGE, &[0xff; 30]), Ok(()));
+        // A chunk whose compression name claims 303 MB (found by `fuzz/`, `replay_log_recover`).
+        let chunk = [&[0; 28][..], &string("lz4"), &2u64.to_le_bytes(), b"xy"].concat();
+        assert_eq!(check_field_lengths(op::CHUNK, &chunk), Ok(()));
+        let mut long_name = chunk;
+        long_name[28..32].copy_from_slice(&303_612_578u32.to_le_bytes());
+        assert!(check_field_lengths(op::CHUNK, &long_name).is_err());
     }
 
     /// A message at `ns` whose topic names its file `index`.
