@@ -20,7 +20,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mcap::sans_io::{LinearReaderOptions, MessageReadEvent};
+use std::borrow::Cow;
+
+use mcap::read::ChannelAccumulator;
+use mcap::sans_io::{LinearReader, LinearReaderOptions};
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
 use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
 use v2x_proto::{DecodeError, decode};
@@ -30,7 +33,10 @@ use crate::topics::Topic;
 use crate::writer::SUBSCRIPTION_RADIUS_KEY;
 
 /// Largest MCAP record or chunk the reader accepts [bytes]; protects against corrupt lengths.
-pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+/// Our writer's chunks hold about 512 KiB and a message at most 1 MiB
+/// ([`v2x_proto::MAX_MESSAGE_BYTES`]), so 16 MiB leaves a wide margin while bounding what a
+/// damaged length inside a chunk can make MCAP allocate.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 /// How the reader treats damage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -169,12 +175,24 @@ pub struct ReadStats {
 /// bounded: this, plus the largest record or chunk.
 const READ_AHEAD_BYTES: usize = 256 * 1024;
 
-/// Drives MCAP's sans-io message reader over the file, as `mcap::io::MessageReader` does, but
-/// reading ahead straight into the reader's own buffer (no `BufReader` to copy every byte from)
-/// and counting the bytes read for error locations.
+/// Drives MCAP's sans-io record reader over the file and links messages to their channels, as
+/// `mcap::io::MessageReader` does, but reading ahead straight into the reader's own buffer (no
+/// `BufReader` to copy every byte from), counting the bytes read for error locations, and
+/// checking every record's length fields before MCAP parses it: MCAP reserves a string's or byte
+/// array's claimed length (up to 4 GiB) before reading it, so a few damaged bytes could make it
+/// ask for gigabytes.
+///
+/// One difference from MCAP's reader: a data end record inside a chunk (which MCAP forbids)
+/// ends the data section here, where MCAP's reader skips it.
 struct McapFile {
     file: File,
-    reader: mcap::sans_io::MessageReader,
+    reader: LinearReader,
+    /// Schemas and channels seen so far.
+    channels: ChannelAccumulator<'static>,
+    /// A data end record has been read: the summary follows.
+    past_data_end: bool,
+    /// Which record field ran past its record, when that ended reading.
+    field_damage: Option<String>,
     /// Bytes read from the file.
     offset: u64,
     /// Sizes of the last two reads [bytes] (the newest last): the bytes the reader may not have
@@ -185,39 +203,116 @@ struct McapFile {
 }
 
 impl McapFile {
+    /// A reader of `file` with MCAP's reader settings for `mode`.
+    fn new(file: File, mode: ReadMode) -> McapFile {
+        McapFile {
+            file,
+            reader: LinearReader::new_with_options(linear_options(mode).with_emit_chunks(false)),
+            channels: ChannelAccumulator::default(),
+            past_data_end: false,
+            field_damage: None,
+            offset: 0,
+            recent_reads: [0; 2],
+            done: false,
+        }
+    }
+
     /// The next message in file order, an error (then `None` ever after) or `None` at the end.
     fn next(&mut self) -> Option<mcap::McapResult<mcap::Message<'static>>> {
         if self.done {
             return None;
         }
-        while let Some(event) = self.reader.next_event() {
-            match event {
-                Ok(MessageReadEvent::ReadRequest(need)) => {
-                    let buffer = self.reader.insert(need.max(READ_AHEAD_BYTES));
-                    // `Read` asks for a retry on `Interrupted`; zero bytes read means the end.
-                    let read = loop {
-                        match self.file.read(buffer) {
-                            Ok(n) => break n,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(e) => {
-                                self.done = true;
-                                return Some(Err(e.into()));
+        let next = self.next_inner();
+        if !matches!(next, Some(Ok(_))) {
+            self.done = true;
+        }
+        next
+    }
+
+    /// How many bytes to read when MCAP asks for `need`: at least [`READ_AHEAD_BYTES`], and no
+    /// more than that or the bytes left in the file, whichever is larger. MCAP zero-fills its
+    /// buffer to the size asked, so a damaged record length (up to [`MAX_RECORD_BYTES`]) would
+    /// otherwise cost that much memory even in a file of a few bytes.
+    fn read_size(&self, need: usize) -> usize {
+        if need <= READ_AHEAD_BYTES {
+            return READ_AHEAD_BYTES;
+        }
+        // The file's length now (a recording may still be growing).
+        let left = self.file.metadata().map_or(u64::MAX, |m| m.len().saturating_sub(self.offset));
+        need.min(usize::try_from(left).unwrap_or(usize::MAX).max(READ_AHEAD_BYTES))
+    }
+
+    /// [`Self::next`] before it marks the end: `mcap::sans_io::MessageReader`'s loop, with every
+    /// record's length fields checked ([`check_field_lengths`]) before MCAP parses it.
+    fn next_inner(&mut self) -> Option<mcap::McapResult<mcap::Message<'static>>> {
+        use mcap::records::{Record, op};
+        use mcap::sans_io::LinearReadEvent;
+        loop {
+            let need = match self.reader.next_event()? {
+                Err(e) => return Some(Err(e)),
+                Ok(LinearReadEvent::ReadRequest(need)) => need,
+                // The summary repeats schemas and channels: read on to the end magic without
+                // re-checking them.
+                Ok(LinearReadEvent::Record { opcode: op::DATA_END, .. }) => {
+                    self.past_data_end = true;
+                    continue;
+                }
+                Ok(LinearReadEvent::Record { opcode, data }) => {
+                    if let Err(problem) = check_field_lengths(opcode, data) {
+                        self.field_damage = Some(format!("a {} record {problem}", record_name(opcode)));
+                        return Some(Err(mcap::McapError::Io(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "record field longer than its record",
+                        ))));
+                    }
+                    let record = match mcap::parse_record(opcode, data) {
+                        Ok(record) => record,
+                        Err(e) => return Some(Err(e)),
+                    };
+                    if self.past_data_end {
+                        continue;
+                    }
+                    match record {
+                        Record::Schema { header, data } => {
+                            if let Err(e) = self.channels.add_schema(header, Cow::Owned(data.into_owned())) {
+                                return Some(Err(e));
                             }
                         }
-                    };
-                    self.offset += read as u64;
-                    self.recent_reads = [self.recent_reads[1], read as u64];
-                    self.reader.notify_read(read);
+                        Record::Channel(channel) => {
+                            if let Err(e) = self.channels.add_channel(channel) {
+                                return Some(Err(e));
+                            }
+                        }
+                        Record::Message { header, data } => {
+                            let Some(channel) = self.channels.get(header.channel_id) else {
+                                return Some(Err(mcap::McapError::UnknownChannel(header.sequence, header.channel_id)));
+                            };
+                            return Some(Ok(mcap::Message {
+                                channel,
+                                sequence: header.sequence,
+                                log_time: header.log_time,
+                                publish_time: header.publish_time,
+                                data: Cow::Owned(data.into_owned()),
+                            }));
+                        }
+                        _ => {}
+                    }
+                    continue;
                 }
-                Ok(MessageReadEvent::Message(message)) => return Some(Ok(message)),
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
+            };
+            let buffer = self.reader.insert(self.read_size(need));
+            // `Read` asks for a retry on `Interrupted`; zero bytes read means the end.
+            let read = loop {
+                match self.file.read(buffer) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Some(Err(e.into())),
                 }
-            }
+            };
+            self.offset += read as u64;
+            self.recent_reads = [self.recent_reads[1], read as u64];
+            self.reader.notify_read(read);
         }
-        self.done = true;
-        None
     }
 
     /// Where damage found after the last message lies, for the causes that name a part of the
@@ -358,6 +453,119 @@ impl McapFile {
     }
 }
 
+/// Checks that every length-prefixed string, map and byte array of the MCAP record `body` (of
+/// type `opcode`) fits in the record; records of fixed layout, and those whose byte array runs
+/// to the record's end, always pass. Layouts from the MCAP specification.
+fn check_field_lengths(opcode: u8, body: &[u8]) -> Result<(), String> {
+    use mcap::records::op;
+    let mut fields = Fields { body, at: 0 };
+    match opcode {
+        op::HEADER => {
+            fields.string("profile")?;
+            fields.string("library")?;
+        }
+        op::SCHEMA => {
+            fields.skip(2, "id")?;
+            fields.string("name")?;
+            fields.string("encoding")?;
+            fields.prefixed(4, "data")?;
+        }
+        op::CHANNEL => {
+            fields.skip(4, "ids")?;
+            fields.string("topic")?;
+            fields.string("message encoding")?;
+            fields.string_map("metadata")?;
+        }
+        // A chunk record reaches the parser only where the record reader does not open it
+        // itself (inside another chunk, or after the data end).
+        op::CHUNK => {
+            fields.skip(28, "times, size and CRC")?;
+            fields.string("compression")?;
+            fields.prefixed(8, "records")?;
+        }
+        op::CHUNK_INDEX => {
+            fields.skip(32, "times and offsets")?;
+            fields.prefixed(4, "message index offsets")?;
+            fields.skip(8, "message index length")?;
+            fields.string("compression")?;
+        }
+        op::ATTACHMENT => {
+            fields.skip(16, "times")?;
+            fields.string("name")?;
+            fields.string("media type")?;
+            fields.prefixed(8, "data")?;
+        }
+        op::ATTACHMENT_INDEX => {
+            fields.skip(40, "offsets, times and size")?;
+            fields.string("name")?;
+            fields.string("media type")?;
+        }
+        op::METADATA => {
+            fields.string("name")?;
+            fields.string_map("metadata")?;
+        }
+        op::METADATA_INDEX => {
+            fields.skip(16, "offset and length")?;
+            fields.string("name")?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A cursor over a record's fields for [`check_field_lengths`].
+struct Fields<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl Fields<'_> {
+    fn left(&self) -> usize {
+        self.body.len().saturating_sub(self.at)
+    }
+
+    fn skip(&mut self, n: usize, what: &str) -> Result<(), String> {
+        if n > self.left() {
+            return Err(format!("ends inside its {what} ({} bytes left)", self.left()));
+        }
+        self.at += n;
+        Ok(())
+    }
+
+    /// A length of `width` bytes (little-endian), then that many bytes.
+    fn prefixed(&mut self, width: usize, what: &str) -> Result<(), String> {
+        let start = self.at;
+        self.skip(width, what)?;
+        let mut word = [0u8; 8];
+        word[..width].copy_from_slice(&self.body[start..start + width]);
+        let len = u64::from_le_bytes(word);
+        match usize::try_from(len) {
+            Ok(len) if len <= self.left() => {
+                self.at += len;
+                Ok(())
+            }
+            _ => Err(format!("claims {len} bytes for its {what}, {} are left in the record", self.left())),
+        }
+    }
+
+    fn string(&mut self, what: &str) -> Result<(), String> {
+        self.prefixed(4, what)
+    }
+
+    /// A map of strings to strings: its length in bytes, then key and value strings.
+    fn string_map(&mut self, what: &str) -> Result<(), String> {
+        let start = self.at;
+        self.prefixed(4, what)?;
+        let end = self.at;
+        self.at = start + 4;
+        while self.at < end {
+            self.string(what)?;
+            self.string(what)?;
+        }
+        Ok(())
+    }
+}
+
 /// The MCAP specification's name of a record opcode.
 fn record_name(opcode: u8) -> &'static str {
     use mcap::records::op;
@@ -488,8 +696,7 @@ impl ReplayReader {
     /// Opens a log; reads and checks its `/meta` message.
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Self, ReplayError> {
         let file = File::open(path).map_err(|cause| ReplayError::Io { path: path.to_owned(), cause })?;
-        let reader = mcap::sans_io::MessageReader::new_with_options(linear_options(options.mode));
-        let mcap = McapFile { file, reader, offset: 0, recent_reads: [0; 2], done: false };
+        let mcap = McapFile::new(file, options.mode);
         let mut source = Source { path: path.to_owned(), mcap, last_good: None, index: 0, stats: ReadStats::default() };
         // The first message must be the metadata.
         let first = match source.read_one() {
@@ -587,7 +794,10 @@ impl Source {
             let raw = match self.mcap.next()? {
                 Ok(raw) => raw,
                 Err(cause) => {
-                    let located = self.mcap.locate_tail_damage(&cause).or_else(|| self.mcap.locate_broken_structure());
+                    let located = match self.mcap.field_damage.take() {
+                        Some(what) => Some((self.mcap.offset, what)),
+                        None => self.mcap.locate_tail_damage(&cause).or_else(|| self.mcap.locate_broken_structure()),
+                    };
                     let (offset, context) = match located {
                         Some((offset, what)) => (offset, format!("{}; {what}", self.context())),
                         None => (self.mcap.offset, self.context()),
@@ -795,9 +1005,7 @@ mod tests {
             let mut damaged = 0;
             for (i, bytes) in variants.iter().enumerate() {
                 std::fs::write(&path, bytes).expect("write");
-                let reader = mcap::sans_io::MessageReader::new_with_options(options.clone());
-                let file = File::open(&path).expect("open");
-                let mut ours = McapFile { file, reader, offset: 0, recent_reads: [0; 2], done: false };
+                let mut ours = McapFile::new(File::open(&path).expect("open"), mode);
                 let ours = collect(|| ours.next());
                 let mut theirs =
                     mcap::io::MessageReader::new_with_options(File::open(&path).expect("open"), options.clone());
@@ -812,6 +1020,80 @@ mod tests {
             // Every cut and most corruptions are found.
             assert!(damaged > 45, "{mode:?}: {damaged} damaged");
         }
+    }
+
+    /// A record claiming [`MAX_RECORD_BYTES`] in a file of a few hundred bytes is read with a
+    /// buffer of the file's size, not the claim (found by `fuzz/`: 250 MB zero-filled).
+    #[test]
+    fn a_record_longer_than_the_file_costs_no_more_than_the_file() {
+        let mut bytes = chunked_mcap();
+        bytes.truncate(8 + 9 + 600);
+        // The header record claims the limit.
+        bytes[9..17].copy_from_slice(&(MAX_RECORD_BYTES as u64).to_le_bytes());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.mcap");
+        std::fs::write(&path, &bytes).expect("write");
+        let file = McapFile::new(File::open(&path).expect("open"), ReadMode::Strict);
+        assert_eq!(file.read_size(MAX_RECORD_BYTES + 9), READ_AHEAD_BYTES);
+        assert_eq!(file.read_size(10), READ_AHEAD_BYTES);
+        let mut file = file;
+        assert!(matches!(file.next(), Some(Err(mcap::McapError::UnexpectedEof))), "cut short");
+    }
+
+    /// A record whose string claims more bytes than the record holds is damage, found before
+    /// MCAP reserves the claimed length (4 GiB here; found by `fuzz/`, target
+    /// `replay_log_strict`).
+    #[test]
+    fn a_field_longer_than_its_record_is_damage_not_an_allocation() {
+        let mut bytes = chunked_mcap();
+        // The header record follows the magic: opcode, length, then the profile string.
+        assert_eq!(bytes[8], mcap::records::op::HEADER);
+        bytes[17..21].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.mcap");
+        std::fs::write(&path, &bytes).expect("write");
+        for mode in [ReadMode::Strict, ReadMode::Recover] {
+            let mut file = McapFile::new(File::open(&path).expect("open"), mode);
+            assert!(matches!(file.next(), Some(Err(_))), "{mode:?}");
+            assert!(file.next().is_none());
+            let what = file.field_damage.as_deref().expect("the field is named");
+            assert!(what.starts_with("a header record claims 4294967280 bytes for its profile"), "{what}");
+            let Err(e) = ReplayReader::open_with(&path, OpenOptions { mode, ..OpenOptions::default() }) else {
+                panic!("{mode:?}: opened")
+            };
+            assert!(e.to_string().contains("profile"), "{e}");
+        }
+    }
+
+    #[test]
+    fn record_fields_are_checked_against_the_record() {
+        use mcap::records::op;
+        let string = |s: &str| [&(s.len() as u32).to_le_bytes()[..], s.as_bytes()].concat();
+        let channel = |map: Vec<u8>| [&[1, 0, 1, 0][..], &string("/a"), &string("protobuf"), &map].concat();
+        let pair = [string("k"), string("v")].concat();
+        let map = [&(pair.len() as u32).to_le_bytes()[..], &pair].concat();
+        assert_eq!(check_field_lengths(op::CHANNEL, &channel(map.clone())), Ok(()));
+        // A map whose byte length covers more than the record, or whose last value overruns.
+        let mut long_map = map.clone();
+        long_map[0] += 1;
+        assert!(check_field_lengths(op::CHANNEL, &channel(long_map)).is_err());
+        let mut overrun = map;
+        let last = overrun.len() - 5;
+        overrun[last] = 200;
+        assert!(check_field_lengths(op::CHANNEL, &channel(overrun)).is_err());
+        // A cut schema, an attachment claiming 2^64 - 1 bytes; messages and chunks pass.
+        let schema = [&[1, 0][..], &string("s"), &string("protobuf"), &3u32.to_le_bytes(), b"abc"].concat();
+        assert_eq!(check_field_lengths(op::SCHEMA, &schema), Ok(()));
+        assert!(check_field_lengths(op::SCHEMA, &schema[..schema.len() - 1]).is_err());
+        let attachment = [&[0; 16][..], &string("n"), &string("t"), &u64::MAX.to_le_bytes()].concat();
+        assert!(check_field_lengths(op::ATTACHMENT, &attachment).is_err());
+        assert_eq!(check_field_lengths(op::MESSAGE, &[0xff; 30]), Ok(()));
+        // A chunk whose compression name claims 303 MB (found by `fuzz/`, `replay_log_recover`).
+        let chunk = [&[0; 28][..], &string("lz4"), &2u64.to_le_bytes(), b"xy"].concat();
+        assert_eq!(check_field_lengths(op::CHUNK, &chunk), Ok(()));
+        let mut long_name = chunk;
+        long_name[28..32].copy_from_slice(&303_612_578u32.to_le_bytes());
+        assert!(check_field_lengths(op::CHUNK, &long_name).is_err());
     }
 
     /// A message at `ns` whose topic names its file `index`.

@@ -1,0 +1,196 @@
+//! The seed corpus of every target, built from what the repository commits: the messages inside
+//! the replay logs (`replays/logs/*.mcap`), small logs rewritten from them, the logs' criteria,
+//! the Yancheng site folder, the packaged daemon config and the DAIR-V2X / OpenLABEL fixtures of
+//! `fuzz/seeds/`. Multi-file inputs (a site folder, a DAIR-V2X sequence) are one byte string of
+//! the files joined by [`FILE_SEPARATOR`], so a mutation can also merge, drop or split files.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use v2x_proto::domain::{ClientControl, ClientHello, Role, Subscription};
+use v2x_replays::{OpenOptions, ReadMode, ReadOrder, ReplayBody, ReplayMessage, ReplayReader, ReplayWriter, Topic};
+
+/// Separates the files of a multi-file input.
+pub const FILE_SEPARATOR: u8 = 0;
+
+/// Messages of each topic taken from each committed log for the message seeds.
+const MESSAGES_PER_TOPIC: usize = 4;
+
+/// Messages (after the metadata) in each small log rewritten from a committed log.
+const MESSAGES_PER_SMALL_LOG: usize = 24;
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// The committed replay logs, in name order.
+pub fn committed_logs() -> Vec<PathBuf> {
+    files_with_extension(&repo_root().join("replays/logs"), "mcap")
+}
+
+fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|x| x == extension));
+    files.sort();
+    files
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("seed {}: {e}", path.display()))
+}
+
+/// Every committed log's metadata and its first messages of each topic (file order, intact
+/// prefix).
+fn log_messages() -> Vec<(ReplayMessage, Vec<ReplayMessage>)> {
+    let options = OpenOptions { mode: ReadMode::Recover, order: ReadOrder::File, ..OpenOptions::default() };
+    committed_logs()
+        .iter()
+        .map(|path| {
+            let reader = ReplayReader::open_with(path, options).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let meta = ReplayMessage::new(ReplayBody::Meta(Box::new(reader.meta().clone())), None);
+            let mut per_topic = std::collections::BTreeMap::<Topic, usize>::new();
+            let mut first = Vec::new();
+            for message in reader.flatten() {
+                let n = per_topic.entry(message.topic.clone()).or_default();
+                if *n < MESSAGES_PER_TOPIC {
+                    *n += 1;
+                    first.push(message);
+                }
+            }
+            (meta, first)
+        })
+        .collect()
+}
+
+/// The wire encoding of a message's body.
+fn encoded(body: &ReplayBody) -> Vec<u8> {
+    match body {
+        ReplayBody::Meta(meta) => v2x_proto::encode(meta.as_ref()),
+        ReplayBody::Sensor(frame) => v2x_proto::encode(frame.as_ref()),
+        ReplayBody::GroundTruth(frame) => v2x_proto::encode(frame),
+        ReplayBody::Vehicle(state) => v2x_proto::encode(state),
+        ReplayBody::Roadside(frame) => v2x_proto::encode(frame),
+        ReplayBody::Received(received) => v2x_proto::encode(&received.frame),
+    }
+}
+
+/// The seeds of every target, built once.
+pub struct Seeds {
+    /// `v2x.v1` messages: every topic's first messages of every committed log, and the samples.
+    pub messages: Vec<Vec<u8>>,
+    /// Control streams: hellos, subscriptions and vehicle states, length-delimited.
+    pub control: Vec<Vec<u8>>,
+    /// Small logs rewritten from the committed logs, and the head of each committed log (a log
+    /// cut short).
+    pub logs: Vec<Vec<u8>>,
+    /// Site folders: `site.toml`, `signal_plan.toml` and one GeoJSON map, joined.
+    pub sites: Vec<Vec<u8>>,
+    /// Daemon configs.
+    pub configs: Vec<Vec<u8>>,
+    /// Validation criteria.
+    pub criteria: Vec<Vec<u8>>,
+    /// DAIR-V2X sequences: `data_info.json`, then each frame's label and calibration, joined.
+    pub dair: Vec<Vec<u8>>,
+    /// OpenLABEL files.
+    pub openlabel: Vec<Vec<u8>>,
+}
+
+impl Seeds {
+    /// Reads the repository's files into seeds (panics naming a file that cannot be read: the
+    /// corpus is part of the repository).
+    pub fn load() -> Seeds {
+        let root = repo_root();
+        let logs = log_messages();
+
+        let mut messages: Vec<Vec<u8>> = logs
+            .iter()
+            .flat_map(|(meta, first)| std::iter::once(meta).chain(first))
+            .map(|m| encoded(&m.body))
+            .collect();
+        messages.push(v2x_proto::encode(&v2x_proto::sample::lidar_frame()));
+        messages.push(v2x_proto::encode(&v2x_proto::sample::camera_frame()));
+        messages.push(v2x_proto::encode(&v2x_proto::sample::vehicle_state()));
+        messages.push(v2x_proto::encode(&v2x_proto::sample::intersection_frame(8, 3)));
+        messages.sort();
+        messages.dedup();
+
+        let hello = |role, id: &str, subscription| ClientHello { versions: vec![1], role, id: id.into(), subscription };
+        let mut control = vec![
+            v2x_proto::encode_length_delimited(&hello(Role::Sensor, "lidar-1", None)),
+            [
+                v2x_proto::encode_length_delimited(&hello(
+                    Role::Vehicle,
+                    "cv-7",
+                    Some(Subscription::AroundMe { radius_m: 150 }),
+                )),
+                v2x_proto::encode_length_delimited(&ClientControl::Subscribe(Subscription::Polygon(vec![
+                    [0.0, 0.0],
+                    [40.0, 0.0],
+                    [40.0, 30.0],
+                ]))),
+                v2x_proto::encode_length_delimited(&ClientControl::Subscribe(Subscription::Everything)),
+            ]
+            .concat(),
+        ];
+        for (_, first) in &logs {
+            let states: Vec<u8> = first
+                .iter()
+                .filter_map(|m| match &m.body {
+                    ReplayBody::Vehicle(state) => Some(v2x_proto::encode_length_delimited(state)),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            if !states.is_empty() {
+                let mut stream = v2x_proto::encode_length_delimited(&hello(Role::Vehicle, "cv-1", None));
+                stream.extend(states);
+                control.push(stream);
+            }
+        }
+
+        let mut small_logs = Vec::new();
+        for ((meta, first), path) in logs.iter().zip(committed_logs()) {
+            let ReplayBody::Meta(meta) = &meta.body else { unreachable!("built as metadata above") };
+            let mut writer = ReplayWriter::new(Cursor::new(Vec::new()), &path, meta).expect("in-memory log");
+            for message in first.iter().take(MESSAGES_PER_SMALL_LOG) {
+                writer.write_message(message).expect("in-memory log");
+            }
+            small_logs.push(writer.finish().expect("in-memory log").into_inner());
+            // The head of the committed log: a log cut short inside its first data chunk.
+            let mut head = read(&path);
+            head.truncate(16 * 1024);
+            small_logs.push(head);
+        }
+
+        let site_dir = root.join("rsu/site/yancheng");
+        let site_toml = read(&site_dir.join("site.toml"));
+        let plan = read(&site_dir.join("signal_plan.toml"));
+        let sites = files_with_extension(&site_dir, "geojson")
+            .iter()
+            .map(|map| joined(&[site_toml.clone(), plan.clone(), read(map)]))
+            .collect();
+
+        let configs = vec![read(&root.join("rsu/packaging/rsu.toml"))];
+        let criteria = files_with_extension(&root.join("replays/logs"), "toml").iter().map(|p| read(p)).collect();
+
+        let dair_dir = root.join("fuzz/seeds/dair");
+        let mut dair_files = vec![read(&dair_dir.join("data_info.json"))];
+        for frame in 0..3 {
+            dair_files.push(read(&dair_dir.join(format!("label/virtuallidar/{frame}.json"))));
+            dair_files.push(read(&dair_dir.join(format!("calib/virtuallidar_to_world/{frame}.json"))));
+        }
+        let dair = vec![joined(&dair_files)];
+        let openlabel =
+            files_with_extension(&root.join("fuzz/seeds/openlabel"), "json").iter().map(|p| read(p)).collect();
+
+        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel }
+    }
+}
+
+/// `files` joined by [`FILE_SEPARATOR`].
+pub fn joined(files: &[Vec<u8>]) -> Vec<u8> {
+    files.join(&FILE_SEPARATOR)
+}
