@@ -289,6 +289,12 @@ mod tests {
     use super::*;
     use v2x_replays::{OpenOptions, ReadMode, ReplayBody, ReplayReader};
 
+    /// Recording on into `dir`, rotating at `rotate_bytes` or `rotate_s` [s], synced every
+    /// `fsync_interval_s` [s].
+    fn recording_in(dir: &std::path::Path, rotate_bytes: u64, rotate_s: f64, fsync_interval_s: f64) -> RecordingConfig {
+        RecordingConfig { enabled: true, dir: dir.to_owned(), rotate_bytes, rotate_s, fsync_interval_s }
+    }
+
     #[test]
     fn utc_stamps() {
         assert_eq!(Timestamp::from_nanos(0).utc_stamp(), "19700101T000000Z");
@@ -298,13 +304,7 @@ mod tests {
     #[test]
     fn records_are_written_rotated_and_readable() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = RecordingConfig {
-            enabled: true,
-            dir: dir.path().to_owned(),
-            rotate_bytes: 1 << 20,
-            rotate_s: 0.3,
-            fsync_interval_s: 0.1,
-        };
+        let config = recording_in(dir.path(), 1 << 20, 0.3, 0.1);
         let stats = Arc::new(Stats::default());
         let recorder = Recorder::start(&config, &v2x_proto::sample::site(), "rsu-1", 64, stats).expect("start");
         let lidar = v2x_proto::sample::lidar_frame();
@@ -333,13 +333,7 @@ mod tests {
     #[test]
     fn events_are_recorded_as_metadata_and_the_log_still_reads() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = RecordingConfig {
-            enabled: true,
-            dir: dir.path().to_owned(),
-            rotate_bytes: 1 << 20,
-            rotate_s: 3600.0,
-            fsync_interval_s: 0.1,
-        };
+        let config = recording_in(dir.path(), 1 << 20, 3600.0, 0.1);
         let stats = Arc::new(Stats::default());
         let recorder = Recorder::start(&config, &v2x_proto::sample::site(), "rsu-1", 64, stats).expect("start");
         let state = v2x_proto::sample::vehicle_state();
@@ -378,13 +372,7 @@ mod tests {
     #[test]
     fn recordings_rotate_by_size_and_lose_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = RecordingConfig {
-            enabled: true,
-            dir: dir.path().to_owned(),
-            rotate_bytes: 16 * 1024,
-            rotate_s: 3600.0,
-            fsync_interval_s: 0.05,
-        };
+        let config = recording_in(dir.path(), 16 * 1024, 3600.0, 0.05);
         let stats = Arc::new(Stats::default());
         let recorder = Recorder::start(&config, &v2x_proto::sample::site(), "rsu-1", 1024, stats).expect("start");
         for count in 0..120u32 {
@@ -418,13 +406,7 @@ mod tests {
     #[test]
     fn a_restart_in_the_same_second_never_overwrites_a_recording() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = RecordingConfig {
-            enabled: true,
-            dir: dir.path().to_owned(),
-            rotate_bytes: 1 << 30,
-            rotate_s: 3600.0,
-            fsync_interval_s: 0.05,
-        };
+        let config = recording_in(dir.path(), 1 << 30, 3600.0, 0.05);
         let frame = |count: u32| {
             let mut frame = v2x_proto::sample::intersection_frame(3, u64::from(count));
             frame.rsu_id = "rsu-1".into();
@@ -468,13 +450,7 @@ mod tests {
     #[test]
     fn an_existing_file_is_never_opened_for_writing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = RecordingConfig {
-            enabled: true,
-            dir: dir.path().to_owned(),
-            rotate_bytes: 1 << 30,
-            rotate_s: 3600.0,
-            fsync_interval_s: 0.05,
-        };
+        let config = recording_in(dir.path(), 1 << 30, 3600.0, 0.05);
         let mut worker = Worker {
             config,
             site: v2x_proto::sample::site(),
