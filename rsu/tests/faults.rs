@@ -34,13 +34,11 @@ fn in_flight(stats: &Stats) -> u64 {
     Stats::get(&stats.frames_sent).saturating_sub(settled)
 }
 
-/// Ignored until the defect it found is fixed: in one CI run of 2026-12-07 (clean clone, 2 busy
-/// cores) a frame made 0.1 s before the blackout reached the vehicle 1.7 s after it, 6.9 s old,
-/// although its stream is reset at the 0.5 s delivery deadline (every other frame after the
-/// blackout was fresh). Passed in every other run (helper's, and 3 local runs, one under load).
-/// Run it with `cargo test --workspace --test faults -- --ignored --nocapture`.
+/// In one CI run of 2026-12-07 (before the fix) a frame made 0.1 s before the blackout reached
+/// the vehicle 1.7 s after it, 6.9 s old: the client read one stream at a time, so a complete
+/// frame waited behind an earlier stream that lost its last packet to the blackout, until that
+/// stream's reset arrived with the link. `FrameReceiver` now reads streams concurrently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a frame 6.9 s old once arrived after the blackout (see the doc comment); open defect"]
 async fn a_session_survives_reordering_duplication_and_a_5_s_blackout() {
     let fixture = Fixture::new("");
     let loaded = ServeConfig::load(&fixture.config).expect("config");

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
+use tokio::task::JoinSet;
 use v2x_proto::domain::{ClientControl, ClientHello, Role, ServerHello, Subscription};
 
 use crate::codes::{CloseCode, StreamCode};
@@ -321,9 +322,8 @@ impl VehicleClient {
         write_message(&mut self.control_send, &control).await.map_err(|e| closed_or(&self.connection, e))
     }
 
-    /// The next roadside frame (frames the RSU abandoned are skipped). Not cancel-safe: a call
-    /// dropped while a frame's stream is half read (e.g. in a `select!` or under a timeout)
-    /// loses that frame; read in a task of its own ([`VehicleClient::frame_receiver`]).
+    /// The next roadside frame (frames the RSU abandoned are skipped), in the order frames
+    /// complete (see [`FrameReceiver`]). Cancel-safe.
     pub async fn next_frame(&mut self) -> Result<RoadsideFrame, ClientError> {
         self.frames.next().await
     }
@@ -348,22 +348,48 @@ impl VehicleClient {
 }
 
 /// Receives roadside frames from a vehicle session's server-opened unidirectional streams.
-#[derive(Clone)]
+///
+/// Streams are read concurrently, each by a task of its own, and a frame is handed out as soon
+/// as its stream is complete (PROTOCOL §2.4: frames may complete out of order). Reading one
+/// stream at a time would hold a complete frame behind an earlier one that lost a packet: after
+/// a radio blackout that earlier stream's reset arrives only when the link is back, and the
+/// complete frame behind it would then be handed out seconds old.
 pub struct FrameReceiver {
     connection: quinn::Connection,
     max_frame_bytes: usize,
     abandoned: Arc<AtomicU64>,
+    /// Streams accepted and still being read (at most the session's concurrent stream limit).
+    reading: JoinSet<(quinn::RecvStream, Result<Vec<u8>, quinn::ReadToEndError>)>,
+}
+
+impl Clone for FrameReceiver {
+    /// Another receiver on the same session: it shares the abandoned count and reads the streams
+    /// it accepts itself.
+    fn clone(&self) -> Self {
+        FrameReceiver {
+            connection: self.connection.clone(),
+            max_frame_bytes: self.max_frame_bytes,
+            abandoned: Arc::clone(&self.abandoned),
+            reading: JoinSet::new(),
+        }
+    }
 }
 
 impl FrameReceiver {
     fn new(connection: quinn::Connection) -> Self {
-        FrameReceiver { connection, max_frame_bytes: MAX_ROADSIDE_FRAME_BYTES, abandoned: Arc::default() }
+        FrameReceiver {
+            connection,
+            max_frame_bytes: MAX_ROADSIDE_FRAME_BYTES,
+            abandoned: Arc::default(),
+            reading: JoinSet::new(),
+        }
     }
 
-    /// The next complete roadside frame. Streams the RSU reset (a newer frame superseded them)
-    /// are skipped and counted in [`FrameReceiver::abandoned`]. Errors when the connection ends
-    /// ([`ClientError::Closed`] with the RSU's code when it closed it) or a frame is invalid.
-    /// Not cancel-safe: a call dropped while a frame's stream is half read loses that frame.
+    /// The next complete roadside frame, in the order frames complete. Streams the RSU reset
+    /// (at their delivery deadline) are skipped and counted in [`FrameReceiver::abandoned`].
+    /// Errors when the connection ends ([`ClientError::Closed`] with the RSU's code when it
+    /// closed it) or a frame is invalid. Cancel-safe: streams being read are kept by the
+    /// receiver, so a call dropped half-way loses nothing.
     pub async fn next(&mut self) -> Result<RoadsideFrame, ClientError> {
         let bytes = self.next_bytes().await?;
         v2x_proto::decode_limited::<RoadsideFrame>(&bytes, self.max_frame_bytes)
@@ -374,22 +400,34 @@ impl FrameReceiver {
     /// undecoded (for relays that pass frames on unchanged).
     pub async fn next_bytes(&mut self) -> Result<Vec<u8>, ClientError> {
         loop {
-            let mut stream = self.connection.accept_uni().await.map_err(ClientError::from_connection)?;
-            let bytes = match stream.read_to_end(self.max_frame_bytes).await {
-                Ok(bytes) => bytes,
-                Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_))) => {
-                    self.abandoned.fetch_add(1, Ordering::Relaxed);
-                    continue;
+            tokio::select! {
+                biased;
+                Some(read) = self.reading.join_next(), if !self.reading.is_empty() => {
+                    let (mut stream, result) =
+                        read.map_err(|e| ClientError::Protocol(format!("roadside frame reader: {e}")))?;
+                    match result {
+                        Ok(bytes) => return Ok(bytes),
+                        Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_))) => {
+                            self.abandoned.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(e))) => {
+                            return Err(ClientError::from_connection(e));
+                        }
+                        Err(e) => {
+                            let _ = stream.stop(StreamCode::MessageTooLarge.varint());
+                            return Err(ClientError::Protocol(format!("roadside frame stream: {e}")));
+                        }
+                    }
                 }
-                Err(quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(e))) => {
-                    return Err(ClientError::from_connection(e));
+                accepted = self.connection.accept_uni() => {
+                    let mut stream = accepted.map_err(ClientError::from_connection)?;
+                    let max_frame_bytes = self.max_frame_bytes;
+                    self.reading.spawn(async move {
+                        let result = stream.read_to_end(max_frame_bytes).await;
+                        (stream, result)
+                    });
                 }
-                Err(e) => {
-                    let _ = stream.stop(StreamCode::MessageTooLarge.varint());
-                    return Err(ClientError::Protocol(format!("roadside frame stream: {e}")));
-                }
-            };
-            return Ok(bytes);
+            }
         }
     }
 

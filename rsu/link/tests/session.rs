@@ -190,3 +190,55 @@ async fn a_certificate_without_a_usable_identity_gets_no_identity() {
         assert_eq!(err.code, CloseCode::NoIdentity, "{what}: {err}");
     }
 }
+
+/// A frame whose stream is complete is handed out at once, even while an earlier frame's stream
+/// is still incomplete (its last packet lost, say): frames are read concurrently, never one
+/// stream behind another (PROTOCOL §2.4). The earlier stream, reset later, counts as abandoned.
+#[tokio::test]
+async fn a_complete_frame_is_not_held_behind_an_incomplete_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = pki(dir.path());
+    let endpoint = server(&files);
+    let addr = endpoint.local_addr().expect("addr");
+    let frame = |count: u32| {
+        v2x_proto::encode(&rsu_fusion::RoadsideFrame {
+            rsu_id: "rsu-for-veh-1".to_owned(),
+            message_count: count,
+            time: rsu_fusion::Timestamp::from_nanos(1_795_940_530_000_000_000 + i64::from(count) * 50_000_000),
+            reference: v2x_proto::sample::SAMPLE_ORIGIN,
+            participants: Vec::new(),
+            sensors: Vec::new(),
+            perception_regions: Vec::new(),
+            newest_capture: None,
+        })
+    };
+    let (reset_now, reset) = tokio::sync::oneshot::channel::<()>();
+    let (first, second) = (frame(1), frame(2));
+    let server_side = tokio::spawn(async move {
+        let session = accept_one(&endpoint, Duration::from_secs(5)).await.expect("session");
+        // Frame 1: all but its last byte, and no FIN.
+        let mut stalled = session.connection.open_uni().await.expect("stream 1");
+        stalled.write_all(&first[..first.len() - 1]).await.expect("write 1");
+        // Frame 2: complete.
+        let mut complete = session.connection.open_uni().await.expect("stream 2");
+        complete.write_all(&second).await.expect("write 2");
+        complete.finish().expect("finish 2");
+        reset.await.expect("the client had frame 2");
+        stalled.reset(v2x_link::StreamCode::FrameSuperseded.varint()).expect("reset 1");
+        session.connection.closed().await;
+    });
+    let client = VehicleClient::connect(&settings(&files, addr, true), None).await.expect("connects");
+    let mut frames = client.frame_receiver();
+    let got = tokio::time::timeout(Duration::from_secs(3), frames.next())
+        .await
+        .expect("frame 2 arrives while frame 1 is still incomplete")
+        .expect("a frame");
+    assert_eq!(got.message_count, 2);
+    reset_now.send(()).expect("server waits");
+    // The reset stream is skipped: nothing else comes, and it is counted.
+    let more = tokio::time::timeout(Duration::from_millis(500), frames.next()).await;
+    assert!(more.is_err(), "no other frame: {more:?}");
+    assert_eq!(frames.abandoned(), 1);
+    client.close().await;
+    server_side.await.expect("server side");
+}
