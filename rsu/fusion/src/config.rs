@@ -131,6 +131,10 @@ pub struct FusionConfig {
     pub camera_border_margin_px: f64,
     /// Whether camera boxes no track claims spawn (lower-confidence) tracks.
     pub camera_spawns_tracks: bool,
+    /// Weight of each confirmed track's innovation in the running estimate of a camera's pixel
+    /// noise, which replaces the calibration's `pixel_sigma_px` when larger (night, rain) [0..1];
+    /// 0 keeps the calibration's.
+    pub camera_noise_learn_weight: f64,
     /// V2X speed noise, 1 sigma [m/s].
     pub v2x_speed_sigma_mps: f64,
     /// V2X heading noise, 1 sigma [rad].
@@ -241,6 +245,7 @@ impl Default for FusionConfig {
             camera_model_sigma_frac: 0.03,
             camera_border_margin_px: 4.0,
             camera_spawns_tracks: true,
+            camera_noise_learn_weight: 0.01,
             v2x_speed_sigma_mps: 0.3,
             v2x_yaw_sigma_rad: 0.05,
             v2x_min_position_sigma_m: 0.3,
@@ -348,6 +353,7 @@ impl FusionConfig {
             ("confirm_min_score", self.confirm_min_score),
             ("clutter_confirm_min_score", self.clutter_confirm_min_score),
             ("camera_only_confidence", self.camera_only_confidence),
+            ("camera_noise_learn_weight", self.camera_noise_learn_weight),
         ];
         for (field, v) in unit {
             if !(0.0..=1.0).contains(&v) {

@@ -3,7 +3,8 @@
 //! become a third, clutter that keeps firing at one place with middling scores is never
 //! confirmed, a place where clutter died asks more of the next track born there, and a track
 //! coasts through a gap in its detections only as long as its history warrants, or as long as
-//! traffic hides it.
+//! traffic hides it; and, with simulated camera boxes, cameras whose boxes scatter more than
+//! their calibration says (night) still give one track per object.
 
 mod synthetic;
 
@@ -11,7 +12,7 @@ use std::f64::consts::FRAC_PI_2;
 
 use nalgebra::{Point3, Vector2};
 use rsu_fusion::measurement::{Detections, LidarDetection, SensorFrame};
-use rsu_fusion::{BoxSize, FusedObject, Fusion, ObjectClass, SiteConfig};
+use rsu_fusion::{BoxSize, FusedObject, Fusion, FusionConfig, ObjectClass, SiteConfig, TrackStatus};
 use synthetic::*;
 
 /// One lidar site: a 360° lidar at the origin, 5 m up, 5 cm noise.
@@ -217,4 +218,59 @@ fn a_cone_hidden_by_a_passing_bus_coasts_but_one_merely_missed_does_not() {
     // track of 0.75 s is not carried on for 1.5 s.
     let ids = cone_ids(&run_frames(&site, 4.5, |_, t_s| cone_behind_bus(t_s, false)));
     assert!(ids.iter().any(Option::is_none), "cone ids, missed in the open: {ids:?}");
+}
+
+/// Camera-only objects seen by cameras whose boxes scatter `pixel_sigma_px` per edge while
+/// their calibration says 2 px (night): per actor, the id of the confirmed object nearest to it
+/// (within a gate) at each poll after a 1.5 s warm-up.
+fn night_cameras(pixel_sigma_px: f64, config: FusionConfig) -> Vec<Vec<Option<u32>>> {
+    let mut site = site_2l2c(0.1, 2.0);
+    site.sensors.retain(|s| s.id.starts_with("cam"));
+    let mut actors = vec![
+        Actor::straight(1, ObjectClass::Car, (-30.0, -1.75), 0.0, 8.0, 8.0),
+        Actor::straight(2, ObjectClass::Car, (25.0, 1.75), std::f64::consts::PI, 6.0, 8.0),
+        Actor::straight(3, ObjectClass::Pedestrian, (-10.0, 6.0), 0.0, 1.3, 8.0),
+    ];
+    for a in &mut actors {
+        a.lidar_visible = false;
+    }
+    let mut sim = SimConfig::new(7, 8.0);
+    sim.pixel_sigma_px = pixel_sigma_px;
+    let mut fusion = Fusion::new(site.clone(), config).expect("valid config");
+    let polls = run(&mut fusion, &simulate(&site, &actors, &sim), 8.0, 0.1);
+    actors
+        .iter()
+        .map(|a| {
+            let gate_m = if a.class == ObjectClass::Pedestrian { 1.5 } else { 3.0 };
+            polls
+                .iter()
+                .filter(|(t, _)| *t >= 1.5 && *t <= a.end_s())
+                .filter_map(|(t, objs)| {
+                    let tr = a.truth(*t)?;
+                    let dist = |o: &FusedObject| (Vector2::new(o.position_m.x, o.position_m.y) - tr.pos).norm();
+                    Some(
+                        objs.iter()
+                            .filter(|o| o.status == TrackStatus::Confirmed && dist(o) <= gate_m)
+                            .min_by(|a, b| dist(a).total_cmp(&dist(b)))
+                            .map(|o| o.id),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn cameras_noisier_than_their_calibration_keep_their_tracks() {
+    // The boxes scatter 4 times the calibration's pixel noise, as at night. Trusting the
+    // calibration, the tracker lost the objects between its gates and replaced their tracks
+    // again and again (3 to 9 ids per object, gaps); learning each camera's noise from the
+    // innovations of its confirmed tracks, it keeps them. (A second confirmed track beside an
+    // object still happens at times: at most 2 ids, not 1, are asked for.)
+    for (k, ids) in night_cameras(8.0, FusionConfig::default()).iter().enumerate() {
+        let tracked = ids.iter().filter(|i| i.is_some()).count();
+        assert!(tracked * 100 >= ids.len() * 95, "actor {k}: tracked in {tracked} of {} polls", ids.len());
+        let distinct: std::collections::BTreeSet<u32> = ids.iter().flatten().copied().collect();
+        assert!(distinct.len() <= 2, "actor {k}: ids {ids:?}");
+    }
 }

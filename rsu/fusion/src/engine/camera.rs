@@ -19,6 +19,8 @@ use super::{Fusion, Scratch, SensorKind, unmatched};
 /// A valid camera box.
 struct CameraMeas<'a> {
     bottom_px: Point2<f64>,
+    /// Box-model part of `r` (per axis) [px²].
+    model_var_px2: f64,
     r: Matrix2<f64>,
     scores: &'a [(ObjectClass, f64)],
     truncated: bool,
@@ -41,6 +43,7 @@ impl Fusion {
         let pixel_sigma_px = *pixel_sigma_px;
         let (w, h) = (f64::from(geometry.intrinsics().width_px), f64::from(geometry.intrinsics().height_px));
         let margin = self.config.camera_border_margin_px;
+        let pixel_var_px2 = self.pixel_noise.variance_px2(si, pixel_sigma_px);
         let mut meas = Vec::with_capacity(dets.boxes.len());
         for d in &dets.boxes {
             let finite = [d.min_px.x, d.min_px.y, d.max_px.x, d.max_px.y].iter().all(|v| v.is_finite())
@@ -56,7 +59,8 @@ impl Fusion {
             let model_sigma = self.config.camera_model_sigma_frac * (d.max_px.y - d.min_px.y);
             meas.push(CameraMeas {
                 bottom_px: d.bottom_center_px(),
-                r: Matrix2::identity() * (pixel_sigma_px.powi(2) + model_sigma.powi(2)),
+                model_var_px2: model_sigma.powi(2),
+                r: Matrix2::identity() * (pixel_var_px2 + model_sigma.powi(2)),
                 scores: &d.class_scores,
                 truncated: d.min_px.x < margin || d.max_px.x > w - margin || d.max_px.y > h - margin,
             });
@@ -125,6 +129,10 @@ impl Fusion {
             let y = m.bottom_px - proj.bottom_center_px;
             let cfg = &self.config;
             let track = &mut self.tracks[ti];
+            if track.confirmed {
+                let jpj = proj.jacobian_px_per_m * track.motion.position_cov() * proj.jacobian_px_per_m.transpose();
+                self.pixel_noise.observe(si, pixel_sigma_px, &y, &jpj, m.model_var_px2, cfg.camera_noise_learn_weight);
+            }
             track.note_hit_score(m.scores.iter().map(|c| c.1).fold(0.0, f64::max));
             track.class_evidence.add(m.scores, cfg.camera_class_weight, cfg.class_evidence_decay);
             if !track.motion.update_position_like_with(&y, &proj.jacobian_px_per_m, &m.r, Guard::Deferred) {
@@ -158,7 +166,9 @@ impl Fusion {
             if gated[j] || m.truncated {
                 continue;
             }
-            let Some((ground_pt, cov)) = geometry.back_project(&m.bottom_px, &ground, pixel_sigma_px) else { continue };
+            let Some((ground_pt, cov)) = geometry.back_project(&m.bottom_px, &ground, pixel_var_px2.sqrt()) else {
+                continue;
+            };
             let class = best_score(m.scores).0;
             let size = class.typical_size();
             // The bottom centre of the box is the near edge of the object: move the centre away

@@ -40,6 +40,7 @@ mod lidar;
 mod management;
 mod misbehaviour;
 mod output;
+mod pixel_noise;
 mod v2x;
 mod window;
 
@@ -229,6 +230,8 @@ pub struct Fusion {
     v2x_links: BTreeMap<String, u32>,
     /// Where tracks keep dying as clutter.
     clutter: clutter::ClutterMap,
+    /// Each camera's pixel noise as its boxes show it.
+    pixel_noise: pixel_noise::PixelNoise,
     /// What the plausibility checks know of each vehicle.
     misbehaviour: misbehaviour::Monitor,
     stats: FusionStats,
@@ -284,6 +287,10 @@ impl Fusion {
             pedestrian_accel_sigma_mps2: config.pedestrian_accel_sigma_mps2,
             static_position_walk_mps: config.static_position_walk_mps,
         };
+        let pixel_noise = pixel_noise::PixelNoise::new(sensors.iter().map(|s| match &s.kind {
+            SensorKind::Camera { pixel_sigma_px, .. } => *pixel_sigma_px,
+            SensorKind::Lidar(_) => 0.0,
+        }));
         Ok(Fusion {
             grid: SpatialGrid::new(config.max_gate_radius_m),
             meas_grid: SpatialGrid::new(MEAS_GRID_CELL_M),
@@ -301,6 +308,7 @@ impl Fusion {
             latest_now: None,
             v2x_links: BTreeMap::new(),
             clutter: clutter::ClutterMap::default(),
+            pixel_noise,
             misbehaviour: misbehaviour::Monitor::default(),
             stats: FusionStats::default(),
             message_count: 0,

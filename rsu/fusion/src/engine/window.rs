@@ -65,6 +65,7 @@ pub(super) struct Checkpoint {
     tracks: Vec<Track>,
     v2x_links: BTreeMap<String, u32>,
     clutter: super::clutter::ClutterMap,
+    pixel_noise: super::pixel_noise::PixelNoise,
     misbehaviour: super::misbehaviour::Monitor,
     stats: FusionStats,
     fused_until: Option<Timestamp>,
@@ -318,6 +319,7 @@ impl Fusion {
             tracks: self.tracks.clone(),
             v2x_links: self.v2x_links.clone(),
             clutter: self.clutter.clone(),
+            pixel_noise: self.pixel_noise.clone(),
             misbehaviour: self.misbehaviour.clone(),
             stats: self.stats.clone(),
             fused_until: self.fused_until,
@@ -330,6 +332,7 @@ impl Fusion {
         self.tracks.clone_from(&checkpoint.tracks);
         self.v2x_links.clone_from(&checkpoint.v2x_links);
         self.clutter.clone_from(&checkpoint.clutter);
+        self.pixel_noise.clone_from(&checkpoint.pixel_noise);
         self.misbehaviour.clone_from(&checkpoint.misbehaviour);
         let arrivals = std::mem::replace(&mut self.stats, checkpoint.stats.clone());
         self.stats.keep_arrivals_from(&arrivals);
