@@ -10,13 +10,13 @@
 //! Accepted inputs go to the fusion loop with `try_send`: when its queue is full they are dropped
 //! and counted, so no client can make the loop wait.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rsu_fusion::calibration::point_in_polygon;
 use rsu_fusion::{PathPoint, RoadsideFrame, SensorFrame, Timestamp, VehicleState};
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use v2x_link::identity::{CertRole, Identity};
@@ -365,7 +365,11 @@ fn select(frame: &RoadsideFrame, view: &VehicleView, default_radius_m: u32, out:
             let r = f64::from(if *radius_m == 0 { default_radius_m } else { *radius_m });
             // Until the vehicle reports where it is, "around me" is nowhere.
             if let Some([x, y]) = view.position.get() {
-                out.extend(all.filter(|(_, p)| (p.position_m.x - x).hypot(p.position_m.y - y) <= r).map(|(i, _)| i));
+                let within = |p: &rsu_fusion::Participant| {
+                    let (dx, dy) = (p.position_m.x - x, p.position_m.y - y);
+                    dx * dx + dy * dy <= r * r
+                };
+                out.extend(all.filter(|(_, p)| within(p)).map(|(i, _)| i));
             }
         }
         Subscription::Polygon(polygon) => {
@@ -382,7 +386,7 @@ struct Sent {
     /// The previous frame's time.
     frame_time: Option<Timestamp>,
     /// Per participant id, the time of the newest path-history point sent [ns].
-    history: HashMap<u32, i64>,
+    history: FxHashMap<u32, i64>,
     /// The sensor health last sent: every sensor's status.
     sensors: OnChange,
     /// The perception regions last sent: which sensors were live (their regions are the
@@ -442,16 +446,21 @@ fn digest(broadcast: &Broadcast, selected: &[usize]) -> u64 {
 }
 
 /// The time of path-history point `pt` of `frame` [ns].
-fn history_time_ns(frame: &RoadsideFrame, pt: &PathPoint) -> i64 {
+pub(super) fn history_time_ns(frame: &RoadsideFrame, pt: &PathPoint) -> i64 {
     frame.time.add_secs(-pt.dt_s).as_nanos()
 }
 
-/// How many of participant `p`'s path-history points (newest first, as in the frame) the vehicle
+/// How many of participant `i`'s path-history points (newest first, as in the frame) the vehicle
 /// was not sent yet. Path history goes out as deltas: a receiver appends them to what it kept
-/// for that id (PROTOCOL §2.4).
-fn history_delta(frame: &RoadsideFrame, p: &rsu_fusion::Participant, sent: &HashMap<u32, i64>) -> usize {
-    let newest_sent = sent.get(&p.id).copied();
-    p.path_history.iter().take_while(|pt| newest_sent.is_none_or(|n| history_time_ns(frame, pt) > n)).count()
+/// for that id (PROTOCOL §2.4). Usually none: the newest point was sent already.
+fn history_delta(broadcast: &Broadcast, i: usize, sent: &FxHashMap<u32, i64>) -> usize {
+    let (frame, p) = (&broadcast.frame, &broadcast.frame.participants[i]);
+    let Some(newest_ns) = broadcast.newest_history_ns.get(i).copied().flatten() else { return 0 };
+    match sent.get(&p.id).copied() {
+        Some(sent_ns) if newest_ns <= sent_ns => 0,
+        Some(sent_ns) => p.path_history.iter().take_while(|pt| history_time_ns(frame, pt) > sent_ns).count(),
+        None => p.path_history.len(),
+    }
 }
 
 /// A multiply-rotate mix of `v` into the digest `h`: this runs over every participant for every
@@ -589,7 +598,7 @@ async fn downlink(
         // each, and the health and regions or not. Vehicles that had the same frames before get
         // the same bytes: the frame is assembled once for all of them.
         deltas.clear();
-        deltas.extend(selected.iter().map(|&i| history_delta(frame, &frame.participants[i], &sent.history)));
+        deltas.extend(selected.iter().map(|&i| history_delta(&broadcast, i, &sent.history)));
         // The key is exact (no digest): a collision would send a vehicle another's frame.
         let mut key = Vec::with_capacity(1 + 2 * selected.len());
         key.push(u32::from(sections.health) | u32::from(sections.regions) << 1);
@@ -666,10 +675,10 @@ async fn downlink(
         if sections.regions {
             sent.regions.sent(live, frame.time);
         }
-        for &i in &selected {
-            let p = &frame.participants[i];
-            if let Some(newest) = p.path_history.first() {
-                sent.history.insert(p.id, history_time_ns(frame, newest));
+        // Only points not sent before move the mark (with none new it already holds the newest).
+        for (&i, _) in selected.iter().zip(&deltas).filter(|(_, n)| **n > 0) {
+            if let Some(newest_ns) = broadcast.newest_history_ns.get(i).copied().flatten() {
+                sent.history.insert(frame.participants[i].id, newest_ns);
             }
         }
         if let Some(arrived) = broadcast.newest_arrival.filter(|_| !broadcast.heartbeat) {

@@ -28,7 +28,7 @@ pub mod flags;
 mod quic_runtime;
 pub mod stats;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use rsu_fusion::{Fusion, Ingest, RoadsideFrame, SensorFrame, SensorStatus, Timestamp, VehicleState};
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -64,12 +65,15 @@ pub struct Broadcast {
     pub frame: Arc<RoadsideFrame>,
     /// Per participant (by index), the capture time of its newest measurement [ns].
     pub updated_ns: Vec<i64>,
+    /// Per participant (by index), the time of its newest path-history point [ns], if it has
+    /// one: computed once here rather than by every vehicle's downlink.
+    pub newest_history_ns: Vec<Option<i64>>,
     /// The frame encoded in parts, made by the first vehicle task that sends it.
     parts: OnceLock<FrameParts>,
     /// Vehicle frames assembled from the parts, by what went into them: vehicles that get the
     /// same participants with the same history share one encoding (and one buffer), with how
     /// many of the participants asked for fit in it.
-    assembled: Mutex<HashMap<Vec<u32>, (Bytes, usize)>>,
+    assembled: Mutex<FxHashMap<Vec<u32>, (Bytes, usize)>>,
     /// Capture time of the newest measurement fused into any participant.
     pub newest_capture: Option<Timestamp>,
     /// When the newest input fused into this frame arrived at the RSU.
@@ -492,6 +496,11 @@ fn make_frame(
     let broadcast = Arc::new(Broadcast {
         frame: frame.clone(),
         updated_ns: objects.iter().map(|o| o.last_update.as_nanos()).collect(),
+        newest_history_ns: frame
+            .participants
+            .iter()
+            .map(|p| p.path_history.first().map(|pt| connection::history_time_ns(&frame, pt)))
+            .collect(),
         parts: OnceLock::new(),
         assembled: Mutex::default(),
         newest_capture,
