@@ -162,11 +162,6 @@ pub struct LimitsConfig {
     /// kernel caps it at `net.core.rmem_max` (a warning says so). Default 8 MiB: hundreds of
     /// vehicles' states and acknowledgments arrive in bursts.
     pub udp_recv_buffer_bytes: usize,
-    /// Threads of the runtime that drives QUIC (packet I/O, encryption, acknowledgments,
-    /// timers), apart from the fusion loop and the per-vehicle downlink tasks, 0..=64 (0: on
-    /// their runtime). Default 1: handing frames to QUIC then never waits behind the packets of
-    /// frames already handed over.
-    pub quic_threads: usize,
 }
 
 impl Default for LimitsConfig {
@@ -188,7 +183,6 @@ impl Default for LimitsConfig {
             datagram_buffer_bytes: 64 * 1024,
             recorder_queue: 8192,
             udp_recv_buffer_bytes: 8 << 20,
-            quic_threads: 1,
         }
     }
 }
@@ -390,7 +384,6 @@ impl ServeConfig {
         count("limits.datagram_buffer_bytes", l.datagram_buffer_bytes as u64, 4096, 64 << 20)?;
         count("limits.udp_recv_buffer_bytes", l.udp_recv_buffer_bytes as u64, 64 << 10, 256 << 20)?;
         count("limits.recorder_queue", l.recorder_queue as u64, 16, 1 << 20)?;
-        count("limits.quic_threads", l.quic_threads as u64, 0, 64)?;
         let r = &self.recording;
         count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;
         range("recording.rotate_s", r.rotate_s, 1.0, 7.0 * 86_400.0, "s")?;

@@ -25,7 +25,6 @@
 mod admission;
 mod connection;
 pub mod flags;
-mod quic_runtime;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -171,8 +170,6 @@ pub struct Server {
     loaded: LoadedConfig,
     revocations: Revocations,
     stats: Arc<Stats>,
-    /// Drives QUIC; kept until the run ends.
-    quic: quic_runtime::QuicThreads,
 }
 
 struct SessionEntry {
@@ -226,11 +223,14 @@ impl Server {
                 "the kernel granted a smaller UDP receive buffer (raise net.core.rmem_max)"
             );
         }
-        let quic = quic_runtime::QuicThreads::start(limits.quic_threads).context("starting the QUIC threads")?;
-        let endpoint =
-            quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server_config), socket, quic.quinn_runtime())
-                .with_context(|| format!("listen: UDP {listen}"))?;
-        Ok(Server { endpoint, loaded, revocations, stats: Arc::new(Stats::default()), quic })
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .with_context(|| format!("listen: UDP {listen}"))?;
+        Ok(Server { endpoint, loaded, revocations, stats: Arc::new(Stats::default()) })
     }
 
     /// The bound UDP address.
@@ -251,7 +251,7 @@ impl Server {
     /// Runs the event loop until `shutdown` is cancelled, then closes every connection with
     /// [`CloseCode::Shutdown`], finishes the recording and returns.
     pub async fn run(self, mut outputs: Outputs, shutdown: CancellationToken) -> anyhow::Result<RunSummary> {
-        let Server { endpoint, loaded, revocations, stats, quic } = self;
+        let Server { endpoint, loaded, revocations, stats } = self;
         let config = &loaded.config;
         let mut fusion = Fusion::new(loaded.site.clone(), config.fusion.clone()).context("fusion")?;
         let (events_tx, mut events) = mpsc::channel(config.limits.ingest_queue);
@@ -369,8 +369,6 @@ impl Server {
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         tracing::info!(cycles, files = recordings.len(), "stopped");
-        drop(endpoint);
-        drop(quic);
         Ok(RunSummary { recordings, cycles })
     }
 }

@@ -72,10 +72,6 @@ pub struct LiveArgs {
     /// QUIC endpoints (UDP sockets) the load generator's vehicles share.
     #[arg(long, default_value_t = 1)]
     pub endpoints: usize,
-    /// The daemon's `limits.quic_threads` (threads driving QUIC apart from fusion and the
-    /// downlink tasks; 0: on their runtime). Default: the daemon's default.
-    #[arg(long)]
-    pub quic_threads: Option<usize>,
     /// Skip the Mosquitto peer.
     #[arg(long)]
     pub no_peer: bool,
@@ -267,12 +263,7 @@ fn udp_socket_drops(port: u16) -> Option<u64> {
 
 /// The daemon's configuration: loopback, the embedded site, metrics on a free port, room for
 /// every client.
-fn daemon_config(
-    dir: &Path,
-    pki: &v2x_link::pki::DevPkiFiles,
-    max_connections: usize,
-    quic_threads: Option<usize>,
-) -> anyhow::Result<PathBuf> {
+fn daemon_config(dir: &Path, pki: &v2x_link::pki::DevPkiFiles, max_connections: usize) -> anyhow::Result<PathBuf> {
     let path_text = |p: &Path| p.to_str().map(str::to_owned).with_context(|| format!("{} is not UTF-8", p.display()));
     let mut tls = toml::Table::new();
     tls.insert("ca".into(), path_text(&pki.ca_cert)?.into());
@@ -280,9 +271,6 @@ fn daemon_config(
     tls.insert("key".into(), path_text(&pki.server.key)?.into());
     let mut limits = toml::Table::new();
     limits.insert("max_connections".into(), i64::try_from(max_connections).context("max connections")?.into());
-    if let Some(threads) = quic_threads {
-        limits.insert("quic_threads".into(), i64::try_from(threads).context("QUIC threads")?.into());
-    }
     let mut metrics = toml::Table::new();
     metrics.insert("enabled".into(), true.into());
     metrics.insert("listen".into(), "127.0.0.1:0".into());
@@ -383,15 +371,13 @@ fn measure(args: &LiveArgs, work: &Path) -> anyhow::Result<BenchResult> {
     let pki = write_dev_pki(&pki_dir, RSU_ID, &default_server_names(), &vehicle_ids, &sensor_ids)
         .context("creating the development PKI")?;
     println!(
-        "bench live: {} vehicles for {:.0} s, sensors of {} ({} of them, no connected cars), {build} build, {cores} cores, \
-         daemon QUIC threads {}",
+        "bench live: {} vehicles for {:.0} s, sensors of {} ({} of them, no connected cars), {build} build, {cores} cores",
         args.vehicles,
         args.duration,
         args.scenario,
-        sensor_ids.len(),
-        args.quic_threads.map_or_else(|| "default".to_owned(), |n| n.to_string()),
+        sensor_ids.len()
     );
-    let config = daemon_config(work, &pki, args.vehicles + sensor_ids.len() + 16, args.quic_threads)?;
+    let config = daemon_config(work, &pki, args.vehicles + sensor_ids.len() + 16)?;
     let mut daemon = Proc::start_lab("rsu", &["serve", "--config", &arg(&config)], work, false)?;
     let lines =
         daemon.wait_lines(&["rsu serve listening on ", "rsu serve metrics on http://"], Duration::from_secs(30))?;
