@@ -1,0 +1,620 @@
+//! Calibration check from a log: for each roadside sensor, the error of its declared extrinsic
+//! calibration in the ground plane (dx, dy, dyaw), estimated from where its detections fall
+//! against the fused tracks of the *other* sensors and the vehicles' V2X self-reports, with an
+//! uncertainty, a drift verdict against thresholds, and the corrected calibration.
+//!
+//! Method, per sensor S:
+//! 1. Replay the log through the fusion core with S excluded ([`ReplayConfig::exclude_sensors`]):
+//!    the tracks are the other sensors' and the V2X self-reports' (a connected vehicle is a track
+//!    fed by its own reports). At every broadcast tick the objects updated within
+//!    [`MAX_REFERENCE_AGE_S`] are kept as references.
+//! 2. Each frame of S is paired with the references at its capture time (linear interpolation of
+//!    a track between the ticks around it, extrapolation by its velocity when it is in one only).
+//! 3. Iteratively (ICP): map S's detections into the site frame with the current pose (at first
+//!    the declared one), associate each to its nearest reference within a gate that shrinks from
+//!    [`INITIAL_GATE_M`] to [`FINAL_GATE_M`] (mutual nearest, unambiguous), and solve the 2D rigid
+//!    correction about the sensor's position by weighted Procrustes with Huber weights (IRLS).
+//! 4. The covariance of (dx, dy, dyaw) is the sandwich estimate clustered by reference track
+//!    (pairs of one track are correlated in time), or the plain least-squares one when that is
+//!    larger; the ± reported is 2 sigma.
+//!
+//! Sign convention: the estimate is the error of the declared pose in the convention of
+//! [`CalibrationOffset`]: the declared `world_from_sensor` equals the true one turned by `dyaw`
+//! about the sensor's position and shifted by (dx, dy). So replaying a log with
+//! `calibration_offsets.S = { translation_m = [dx, dy, 0], yaw_deg = dyaw }` makes this check
+//! report (dx, dy, dyaw), and the corrected pose is the declared one with the inverse offset
+//! applied. Height, roll and pitch are not estimated (the ground plane does not show them).
+//!
+//! Lidars are checked; cameras are reported as not supported yet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use nalgebra::{Isometry3, Matrix3, Point3, Rotation2, Vector2, Vector3};
+use rsu_fusion::calibration::PoseConfig;
+use rsu_fusion::{Detections, ObjectKinematics, SensorModel, SiteConfig, Timestamp};
+use serde::Serialize;
+
+use crate::pipeline::{CalibrationOffset, PipelineError, ReplayConfig, ReplayEvent, replay_with, site_for};
+use crate::reader::{OpenOptions, ReadMode, ReplayBody, ReplayReader};
+
+/// Gate of the first association [m]: the largest error (at the ranges where the pairs are) that
+/// the check can find.
+pub const INITIAL_GATE_M: f64 = 3.0;
+/// Gate of the final associations [m].
+pub const FINAL_GATE_M: f64 = 1.5;
+/// A detection is paired only when the second-nearest reference is at least this much farther
+/// than the nearest [m].
+pub const AMBIGUITY_MARGIN_M: f64 = 1.0;
+/// A reference object must have been updated (by a sensor or a self-report) this recently [s].
+pub const MAX_REFERENCE_AGE_S: f64 = 0.3;
+/// The largest gap between the broadcast ticks a reference is interpolated between, and the
+/// farthest it is extrapolated [s].
+pub const MAX_REFERENCE_GAP_S: f64 = 0.25;
+/// Fewest pairs for an estimate.
+pub const MIN_PAIRS: usize = 30;
+/// Fewest distinct reference tracks for an estimate.
+pub const MIN_TRACKS: usize = 4;
+/// Smallest RMS spread of the pairs about their centroid [m]: below it the yaw is not observable.
+pub const MIN_SPREAD_M: f64 = 3.0;
+/// ICP iterations at most.
+const MAX_ITERATIONS: usize = 40;
+/// Uncertainties are reported as this many standard deviations.
+pub const SIGMAS: f64 = 2.0;
+
+/// Why a check could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibError {
+    /// The log could not be read or replayed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A requested sensor is not in the log's site.
+    #[error("sensor {0:?} is not in the log's site (its sensors: {1})")]
+    UnknownSensor(String, String),
+    /// The thresholds are unusable.
+    #[error("thresholds must be positive and finite (got {0} m, {1} deg)")]
+    Thresholds(f64, f64),
+}
+
+/// What to check and how.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Fusion tuning and the calibration under test (`sensor_poses`, `calibration_offsets` applied
+    /// to the log's declared one).
+    pub replay: ReplayConfig,
+    /// Sensors to check; empty: every sensor of the site with frames in the log.
+    pub sensors: Vec<String>,
+    /// Translation drift threshold [m].
+    pub threshold_m: f64,
+    /// Yaw drift threshold [deg].
+    pub threshold_deg: f64,
+    /// How the log is read (recover: check what precedes any damage).
+    pub mode: ReadMode,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            replay: ReplayConfig { poll_at_truth: false, ..ReplayConfig::default() },
+            sensors: Vec::new(),
+            threshold_m: 0.2,
+            threshold_deg: 0.5,
+            mode: ReadMode::Strict,
+        }
+    }
+}
+
+/// The verdict on one sensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Estimated, within the thresholds (or not beyond them by more than its uncertainty).
+    Ok,
+    /// Beyond a threshold by more than the estimate's uncertainty: recalibrate.
+    Drift,
+    /// Too few or too poorly spread pairs for an estimate.
+    Insufficient,
+    /// The sensor kind is not checked.
+    Unsupported,
+}
+
+/// The estimated error of one sensor's declared calibration (see the module's sign convention).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Estimate {
+    /// East error of the declared position [m].
+    pub dx_m: f64,
+    /// North error of the declared position [m].
+    pub dy_m: f64,
+    /// Yaw error of the declared pose, counter-clockwise [deg].
+    pub dyaw_deg: f64,
+    /// Uncertainty of `dx_m` ([`SIGMAS`] sigma) [m].
+    pub dx_uncertainty_m: f64,
+    /// Uncertainty of `dy_m` [m].
+    pub dy_uncertainty_m: f64,
+    /// Uncertainty of `dyaw_deg` [deg].
+    pub dyaw_uncertainty_deg: f64,
+    /// |(dx, dy)| [m].
+    pub offset_m: f64,
+    /// Uncertainty of `offset_m` along the estimate's direction [m].
+    pub offset_uncertainty_m: f64,
+    /// Covariance of (dx [m], dy [m], dyaw [deg]) (units squared).
+    pub covariance: [[f64; 3]; 3],
+    /// RMS distance of the paired detections from their references after correction [m].
+    pub rms_residual_m: f64,
+    /// ICP iterations run.
+    pub iterations: usize,
+}
+
+/// The check of one sensor.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SensorCheck {
+    /// The sensor.
+    pub sensor_id: String,
+    /// `lidar` or `camera`.
+    pub kind: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why the verdict is what it is, in words.
+    pub reason: String,
+    /// Frames of the sensor read.
+    pub frames: u64,
+    /// Detections in them.
+    pub detections: u64,
+    /// Detection–reference pairs of the final association.
+    pub pairs: usize,
+    /// Of those, pairs whose reference carried a V2X self-report.
+    pub pairs_v2x: usize,
+    /// Distinct reference tracks in the pairs.
+    pub tracks: usize,
+    /// The estimate (absent when there were too few pairs or the kind is unsupported).
+    pub estimate: Option<Estimate>,
+    /// The declared pose (the log's, with the replay configuration's changes).
+    pub declared: PoseConfig,
+    /// The declared pose corrected by the estimate.
+    pub corrected: Option<PoseConfig>,
+}
+
+/// The check of a log.
+#[derive(Clone, Debug, Serialize)]
+pub struct CalibReport {
+    /// The log.
+    pub file: String,
+    /// Its site.
+    pub site_id: String,
+    /// Translation threshold [m].
+    pub threshold_m: f64,
+    /// Yaw threshold [deg].
+    pub threshold_deg: f64,
+    /// How many sigmas the uncertainties are.
+    pub sigmas: f64,
+    /// One entry per checked sensor.
+    pub sensors: Vec<SensorCheck>,
+    /// Recover mode: the damage that ended the log early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
+    /// The declared site with the pose of every drifting sensor corrected, for writing as a
+    /// `site.toml`.
+    #[serde(skip)]
+    pub corrected_site: SiteConfig,
+}
+
+impl CalibReport {
+    /// Whether any sensor drifts.
+    pub fn any_drift(&self) -> bool {
+        self.sensors.iter().any(|s| s.verdict == Verdict::Drift)
+    }
+}
+
+/// A reference object at one broadcast tick.
+#[derive(Clone, Debug)]
+struct RefObject {
+    id: u32,
+    xy: Vector2<f64>,
+    velocity: Vector2<f64>,
+    v2x: bool,
+}
+
+/// The reference objects at every broadcast tick, in time order.
+struct References {
+    ticks: Vec<(Timestamp, Vec<RefObject>)>,
+}
+
+impl References {
+    /// The references at `t`: interpolated between the ticks around it, else extrapolated from
+    /// the nearest within [`MAX_REFERENCE_GAP_S`].
+    fn at(&self, t: Timestamp) -> Vec<RefObject> {
+        let after = self.ticks.partition_point(|(at, _)| *at < t);
+        let before = after.checked_sub(1).map(|i| &self.ticks[i]);
+        let next = self.ticks.get(after);
+        let within = |tick: &Timestamp| (t.as_nanos() - tick.as_nanos()).unsigned_abs() as f64 * 1e-9;
+        let extrapolate = |(at, objects): &(Timestamp, Vec<RefObject>)| -> Vec<RefObject> {
+            let dt_s = (t.as_nanos() - at.as_nanos()) as f64 * 1e-9;
+            objects.iter().map(|o| RefObject { xy: o.xy + o.velocity * dt_s, ..o.clone() }).collect()
+        };
+        match (before, next) {
+            (Some(b), Some(n)) if (n.0.as_nanos() - b.0.as_nanos()) as f64 * 1e-9 <= MAX_REFERENCE_GAP_S => {
+                let span = (n.0.as_nanos() - b.0.as_nanos()).max(1) as f64;
+                let f = (t.as_nanos() - b.0.as_nanos()) as f64 / span;
+                let next_by_id: BTreeMap<u32, &RefObject> = n.1.iter().map(|o| (o.id, o)).collect();
+                let mut out: Vec<RefObject> =
+                    b.1.iter()
+                        .map(|o| match next_by_id.get(&o.id) {
+                            Some(m) => RefObject { xy: o.xy + (m.xy - o.xy) * f, ..o.clone() },
+                            None => RefObject { xy: o.xy + o.velocity * (f * span * 1e-9), ..o.clone() },
+                        })
+                        .collect();
+                let seen: BTreeSet<u32> = b.1.iter().map(|o| o.id).collect();
+                let back_s = (t.as_nanos() - n.0.as_nanos()) as f64 * 1e-9;
+                out.extend(
+                    n.1.iter()
+                        .filter(|o| !seen.contains(&o.id))
+                        .map(|o| RefObject { xy: o.xy + o.velocity * back_s, ..o.clone() }),
+                );
+                out
+            }
+            (Some(b), _) if within(&b.0) <= MAX_REFERENCE_GAP_S => extrapolate(b),
+            (_, Some(n)) if within(&n.0) <= MAX_REFERENCE_GAP_S => extrapolate(n),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One frame of the sensor under test with the references at its capture time.
+struct FrameSample {
+    /// Detection positions in the sensor frame [m].
+    detections_in_sensor: Vec<Point3<f64>>,
+    references: Vec<RefObject>,
+}
+
+/// A detection paired with a reference, both relative to the sensor's current position [m].
+#[derive(Clone, Copy, Debug)]
+struct Pair {
+    /// Detection, mapped with the current pose.
+    a: Vector2<f64>,
+    /// Reference.
+    b: Vector2<f64>,
+    track: u32,
+    v2x: bool,
+}
+
+/// Pairs each detection (mapped with `world_from_sensor`) with its nearest reference within
+/// `gate_m`: mutual nearest, and the second-nearest reference at least [`AMBIGUITY_MARGIN_M`]
+/// farther.
+fn associate(world_from_sensor: &Isometry3<f64>, frames: &[FrameSample], gate_m: f64) -> Vec<Pair> {
+    let c = world_from_sensor.translation.vector.xy();
+    let mut pairs = Vec::new();
+    for frame in frames {
+        let mapped: Vec<Vector2<f64>> =
+            frame.detections_in_sensor.iter().map(|p| (world_from_sensor * p).coords.xy()).collect();
+        // For each reference, its nearest detection.
+        let nearest_detection: Vec<Option<usize>> = frame
+            .references
+            .iter()
+            .map(|r| {
+                mapped
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (i, (d - r.xy).norm_squared()))
+                    .min_by(|x, y| x.1.total_cmp(&y.1))
+                    .map(|(i, _)| i)
+            })
+            .collect();
+        for (i, d) in mapped.iter().enumerate() {
+            let mut best: Option<(usize, f64)> = None;
+            let mut second = f64::INFINITY;
+            for (j, r) in frame.references.iter().enumerate() {
+                let dist = (d - r.xy).norm();
+                match best {
+                    Some((_, b)) if dist >= b => second = second.min(dist),
+                    _ => {
+                        if let Some((_, b)) = best {
+                            second = second.min(b);
+                        }
+                        best = Some((j, dist));
+                    }
+                }
+            }
+            let Some((j, dist)) = best else { continue };
+            if dist <= gate_m && second >= dist + AMBIGUITY_MARGIN_M && nearest_detection[j] == Some(i) {
+                let r = &frame.references[j];
+                pairs.push(Pair { a: d - c, b: r.xy - c, track: r.id, v2x: r.v2x });
+            }
+        }
+    }
+    pairs
+}
+
+/// Huber weights for the pairs' residual lengths, with the threshold at 1.5 times their median.
+fn huber_weights(pairs: &[Pair]) -> Vec<f64> {
+    let mut lengths: Vec<f64> = pairs.iter().map(|p| (p.b - p.a).norm()).collect();
+    let residuals = lengths.clone();
+    lengths.sort_by(f64::total_cmp);
+    let median = lengths.get(lengths.len() / 2).copied().unwrap_or(0.0);
+    let delta = (1.5 * median).max(0.05);
+    residuals.iter().map(|r| if *r <= delta { 1.0 } else { delta / r }).collect()
+}
+
+/// The weighted 2D rigid motion (rotation θ about the origin, then translation u) that best maps
+/// each `a` onto its `b`: (u [m], θ [rad]).
+fn procrustes(pairs: &[Pair], weights: &[f64]) -> (Vector2<f64>, f64) {
+    let total: f64 = weights.iter().sum();
+    let mean = |f: &dyn Fn(&Pair) -> Vector2<f64>| {
+        pairs.iter().zip(weights).map(|(p, w)| f(p) * *w).sum::<Vector2<f64>>() / total
+    };
+    let (a_bar, b_bar) = (mean(&|p| p.a), mean(&|p| p.b));
+    let (mut s_cos, mut s_sin) = (0.0, 0.0);
+    for (p, w) in pairs.iter().zip(weights) {
+        let (a, b) = (p.a - a_bar, p.b - b_bar);
+        s_cos += w * a.dot(&b);
+        s_sin += w * (a.x * b.y - a.y * b.x);
+    }
+    let theta = s_sin.atan2(s_cos);
+    (b_bar - Rotation2::new(theta) * a_bar, theta)
+}
+
+/// Covariance of the correction (u_x [m], u_y [m], θ [rad]) at a converged solution: the larger
+/// (by trace) of the sandwich estimate clustered by track and the plain least-squares one.
+fn covariance(pairs: &[Pair], weights: &[f64]) -> Option<Matrix3<f64>> {
+    let jacobian = |p: &Pair| nalgebra::Matrix2x3::new(1.0, 0.0, -p.a.y, 0.0, 1.0, p.a.x);
+    let mut h = Matrix3::zeros();
+    let mut by_track: BTreeMap<u32, Vector3<f64>> = BTreeMap::new();
+    let mut sum_sq = 0.0;
+    for (p, w) in pairs.iter().zip(weights) {
+        let j = jacobian(p);
+        let e = p.b - p.a;
+        h += j.transpose() * j * *w;
+        *by_track.entry(p.track).or_insert_with(Vector3::zeros) += j.transpose() * e * *w;
+        sum_sq += w * e.norm_squared();
+    }
+    let h_inv = h.try_inverse()?;
+    let clusters = by_track.len() as f64;
+    let meat: Matrix3<f64> = by_track.values().map(|g| g * g.transpose()).sum::<Matrix3<f64>>();
+    let sandwich = h_inv * meat * h_inv * (clusters / (clusters - 1.0).max(1.0));
+    let dof = (2 * pairs.len()).saturating_sub(3).max(1) as f64;
+    let plain = h_inv * (sum_sq / dof);
+    let cov = if sandwich.trace() >= plain.trace() { sandwich } else { plain };
+    cov.iter().all(|v| v.is_finite()).then_some(cov)
+}
+
+/// The outcome of the ICP for one sensor.
+struct Solution {
+    /// The corrected `world_from_sensor`.
+    corrected: Isometry3<f64>,
+    pairs: Vec<Pair>,
+    estimate: Option<Estimate>,
+    reason: String,
+}
+
+/// Runs the ICP from `declared` and estimates the declared pose's error.
+fn solve(declared: &Isometry3<f64>, frames: &[FrameSample]) -> Solution {
+    let mut pose = *declared;
+    let mut gate_m = INITIAL_GATE_M;
+    let mut iterations = 0;
+    let insufficient =
+        |pairs: Vec<Pair>, why: String| Solution { corrected: *declared, pairs, estimate: None, reason: why };
+    loop {
+        iterations += 1;
+        let pairs = associate(&pose, frames, gate_m);
+        let tracks = pairs.iter().map(|p| p.track).collect::<BTreeSet<_>>().len();
+        if pairs.len() < MIN_PAIRS || tracks < MIN_TRACKS {
+            return insufficient(
+                pairs,
+                format!(
+                    "too few pairs with the other sensors' tracks and V2X self-reports (need {MIN_PAIRS} pairs on \
+                     {MIN_TRACKS} tracks)"
+                ),
+            );
+        }
+        let weights = huber_weights(&pairs);
+        let (u, theta) = procrustes(&pairs, &weights);
+        let step = CalibrationOffset { translation_m: [u.x, u.y, 0.0], yaw_deg: theta.to_degrees() };
+        pose = step.apply(&pose);
+        let small = u.norm() < 1e-4 && theta.abs() < 1e-6;
+        if (gate_m <= FINAL_GATE_M && small) || iterations >= MAX_ITERATIONS {
+            break;
+        }
+        gate_m = (gate_m * 0.8).max(FINAL_GATE_M);
+    }
+    // The final association and its statistics, at the converged pose.
+    let pairs = associate(&pose, frames, FINAL_GATE_M);
+    let weights = huber_weights(&pairs);
+    let total_w: f64 = weights.iter().sum();
+    let centroid = pairs.iter().zip(&weights).map(|(p, w)| p.a * *w).sum::<Vector2<f64>>() / total_w.max(1e-12);
+    let spread_m = (pairs.iter().zip(&weights).map(|(p, w)| w * (p.a - centroid).norm_squared()).sum::<f64>()
+        / total_w.max(1e-12))
+    .sqrt();
+    if pairs.len() < MIN_PAIRS || spread_m < MIN_SPREAD_M {
+        return insufficient(
+            pairs,
+            format!(
+                "the pairs are too few or too close together (spread {spread_m:.1} m, need {MIN_SPREAD_M} m) for the yaw"
+            ),
+        );
+    }
+    let Some(cov) = covariance(&pairs, &weights) else {
+        return insufficient(pairs, "the pairs do not determine the pose (singular normal equations)".into());
+    };
+    // The whole correction about the declared position: the position moved by u, the yaw by θ.
+    let u = (pose.translation.vector - declared.translation.vector).xy();
+    let theta = (pose.rotation * declared.rotation.inverse()).euler_angles().2;
+    // The declared pose's error is the inverse correction (module docs).
+    let (dx, dy, dyaw_deg) = (-u.x, -u.y, -theta.to_degrees());
+    let deg = 180.0 / std::f64::consts::PI;
+    let scale = Matrix3::from_diagonal(&Vector3::new(1.0, 1.0, deg));
+    let cov_deg = scale * cov * scale;
+    let offset_m = dx.hypot(dy);
+    let direction = if offset_m > 1e-9 { Vector2::new(dx, dy) / offset_m } else { Vector2::new(1.0, 0.0) };
+    let cov_xy = cov_deg.fixed_view::<2, 2>(0, 0);
+    let along_var = if offset_m > 1e-9 {
+        (direction.transpose() * cov_xy * direction)[(0, 0)]
+    } else {
+        cov_xy.symmetric_eigenvalues().max()
+    };
+    let rms_residual_m = (pairs.iter().map(|p| (p.b - p.a).norm_squared()).sum::<f64>() / pairs.len() as f64).sqrt();
+    let estimate = Estimate {
+        dx_m: dx,
+        dy_m: dy,
+        dyaw_deg,
+        dx_uncertainty_m: SIGMAS * cov_deg[(0, 0)].max(0.0).sqrt(),
+        dy_uncertainty_m: SIGMAS * cov_deg[(1, 1)].max(0.0).sqrt(),
+        dyaw_uncertainty_deg: SIGMAS * cov_deg[(2, 2)].max(0.0).sqrt(),
+        offset_m,
+        offset_uncertainty_m: SIGMAS * along_var.max(0.0).sqrt(),
+        covariance: std::array::from_fn(|r| std::array::from_fn(|c| cov_deg[(r, c)])),
+        rms_residual_m,
+        iterations,
+    };
+    Solution { corrected: pose, pairs, estimate: Some(estimate), reason: String::new() }
+}
+
+/// The verdict on an estimate and why.
+fn judge(e: &Estimate, threshold_m: f64, threshold_deg: f64) -> (Verdict, String) {
+    let translation = e.offset_m - e.offset_uncertainty_m > threshold_m;
+    let yaw = e.dyaw_deg.abs() - e.dyaw_uncertainty_deg > threshold_deg;
+    let mut why = Vec::new();
+    if translation {
+        why.push(format!("offset {:.2} ± {:.2} m exceeds {threshold_m} m", e.offset_m, e.offset_uncertainty_m));
+    }
+    if yaw {
+        why.push(format!("yaw error {:+.2} ± {:.2}° exceeds {threshold_deg}°", e.dyaw_deg, e.dyaw_uncertainty_deg));
+    }
+    if why.is_empty() {
+        (
+            Verdict::Ok,
+            format!("within {threshold_m} m and {threshold_deg}° (or not beyond by more than the uncertainty)"),
+        )
+    } else {
+        (Verdict::Drift, why.join("; "))
+    }
+}
+
+/// Checks the calibration of the sensors of the log at `path` (see the module docs).
+pub fn check_log(path: &Path, options: &CheckOptions) -> Result<CalibReport, CalibError> {
+    let usable = |v: f64| v > 0.0 && v.is_finite();
+    if !usable(options.threshold_m) || !usable(options.threshold_deg) {
+        return Err(CalibError::Thresholds(options.threshold_m, options.threshold_deg));
+    }
+    let open = || ReplayReader::open_with(path, OpenOptions { mode: options.mode, ..OpenOptions::default() });
+    let reader = open().map_err(PipelineError::from)?;
+    let site = site_for(reader.meta(), &options.replay)?;
+    let all_ids = || site.sensors.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ");
+    if let Some(id) = options.sensors.iter().find(|id| site.sensor(id).is_none()) {
+        return Err(CalibError::UnknownSensor(id.clone(), all_ids()));
+    }
+    drop(reader);
+    let mut corrected_site = site.clone();
+    let mut checks = Vec::new();
+    let mut damage = None;
+    for sensor in &site.sensors {
+        if !options.sensors.is_empty() && !options.sensors.contains(&sensor.id) {
+            continue;
+        }
+        let declared = PoseConfig::from_isometry(&sensor.world_from_sensor);
+        let mut check = SensorCheck {
+            sensor_id: sensor.id.clone(),
+            kind: match sensor.model {
+                SensorModel::Lidar(_) => "lidar".into(),
+                SensorModel::Camera(_) => "camera".into(),
+            },
+            verdict: Verdict::Insufficient,
+            reason: String::new(),
+            frames: 0,
+            detections: 0,
+            pairs: 0,
+            pairs_v2x: 0,
+            tracks: 0,
+            estimate: None,
+            declared,
+            corrected: None,
+        };
+        if !matches!(sensor.model, SensorModel::Lidar(_)) {
+            check.verdict = Verdict::Unsupported;
+            check.reason = "cameras are not checked yet (lidars only)".into();
+            checks.push(check);
+            continue;
+        }
+        // Replay without this sensor, keeping its frames and the others' objects.
+        let mut config = options.replay.clone();
+        config.poll_at_truth = false;
+        config.exclude_sensors.insert(sensor.id.clone());
+        let mut frames: Vec<(Timestamp, Vec<Point3<f64>>)> = Vec::new();
+        let mut ticks = Vec::new();
+        let summary = replay_with(
+            open().map_err(PipelineError::from)?,
+            &config,
+            |_, at, _: &[ObjectKinematics]| at,
+            |event| -> Result<(), std::convert::Infallible> {
+                match event {
+                    ReplayEvent::Input { message, .. } => {
+                        if let ReplayBody::Sensor(frame) = &message.body
+                            && frame.sensor_id == sensor.id
+                        {
+                            check.frames += 1;
+                            check.detections += frame.detections.len() as u64;
+                            if let Detections::Lidar(boxes) = &frame.detections {
+                                let points = boxes.iter().map(|b| b.center_in_sensor).collect();
+                                frames.push((frame.capture_time, points));
+                            }
+                        }
+                    }
+                    ReplayEvent::Broadcast { frame: at, objects } => {
+                        let fresh = objects
+                            .iter()
+                            .filter(|o| (at.as_nanos() - o.last_update.as_nanos()) as f64 * 1e-9 <= MAX_REFERENCE_AGE_S)
+                            .map(|o| RefObject {
+                                id: o.id,
+                                xy: o.position_m.coords.xy(),
+                                velocity: o.velocity_mps,
+                                v2x: o.v2x_id.is_some(),
+                            })
+                            .collect();
+                        ticks.push((*at, fresh));
+                    }
+                    ReplayEvent::Truth { .. } => {}
+                }
+                Ok(())
+            },
+        )?;
+        damage = damage.or(summary.damage);
+        if check.frames == 0 {
+            check.reason = "no frames of this sensor in the log".into();
+            checks.push(check);
+            continue;
+        }
+        let references = References { ticks };
+        let samples: Vec<FrameSample> = frames
+            .into_iter()
+            .map(|(t, detections_in_sensor)| FrameSample { detections_in_sensor, references: references.at(t) })
+            .collect();
+        let solution = solve(&sensor.world_from_sensor, &samples);
+        check.pairs = solution.pairs.len();
+        check.pairs_v2x = solution.pairs.iter().filter(|p| p.v2x).count();
+        check.tracks = solution.pairs.iter().map(|p| p.track).collect::<BTreeSet<_>>().len();
+        match &solution.estimate {
+            Some(e) => {
+                let (verdict, reason) = judge(e, options.threshold_m, options.threshold_deg);
+                check.verdict = verdict;
+                check.reason = reason;
+                check.corrected = Some(PoseConfig::from_isometry(&solution.corrected));
+                if verdict == Verdict::Drift
+                    && let Some(s) = corrected_site.sensors.iter_mut().find(|s| s.id == sensor.id)
+                {
+                    s.world_from_sensor = solution.corrected;
+                }
+            }
+            None => check.reason = solution.reason,
+        }
+        check.estimate = solution.estimate;
+        checks.push(check);
+    }
+    Ok(CalibReport {
+        file: path.display().to_string(),
+        site_id: site.site_id.clone(),
+        threshold_m: options.threshold_m,
+        threshold_deg: options.threshold_deg,
+        sigmas: SIGMAS,
+        sensors: checks,
+        damage,
+        corrected_site,
+    })
+}
