@@ -618,3 +618,116 @@ pub fn check_log(path: &Path, options: &CheckOptions) -> Result<CalibReport, Cal
         corrected_site,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::{Translation3, UnitQuaternion};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A lidar 6 m up at (-9.5, -9.5) looking west, pitched down a little.
+    fn true_pose() -> Isometry3<f64> {
+        Isometry3::from_parts(
+            Translation3::new(-9.5, -9.5, 6.0),
+            UnitQuaternion::from_euler_angles(0.0, 5f64.to_radians(), 180f64.to_radians()),
+        )
+    }
+
+    /// Frames of objects scattered around the sensor, each seen by the true sensor with noise
+    /// (detections in its frame) and known to the reference exactly.
+    fn frames(rng: &mut ChaCha8Rng) -> Vec<FrameSample> {
+        let truth = true_pose();
+        (0..40)
+            .map(|f| {
+                let references: Vec<RefObject> = (0..12)
+                    .map(|i| RefObject {
+                        id: i,
+                        xy: Vector2::new(
+                            -9.5 - 5.0 - 4.0 * f64::from(i) - 0.3 * f64::from(f),
+                            -9.5 + 7.0 * f64::from(i % 4) - 10.0,
+                        ),
+                        velocity: Vector2::zeros(),
+                        v2x: i == 0,
+                    })
+                    .collect();
+                let detections_in_sensor = references
+                    .iter()
+                    .map(|r| {
+                        let noise = Vector3::new(rng.random_range(-0.1..0.1), rng.random_range(-0.1..0.1), 0.0);
+                        truth.inverse_transform_point(&Point3::new(r.xy.x, r.xy.y, 0.8)) + noise
+                    })
+                    .collect();
+                FrameSample { detections_in_sensor, references }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_offset_declared_pose_gives_the_offset_back_with_its_sign() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let samples = frames(&mut rng);
+        for (dx, dy, dyaw) in [(0.5, 0.4, 1.5), (-0.8, 0.3, -2.0), (0.0, 0.0, 0.0), (1.2, -1.0, 0.7)] {
+            let offset = CalibrationOffset { translation_m: [dx, dy, 0.0], yaw_deg: dyaw };
+            let declared = offset.apply(&true_pose());
+            let solution = solve(&declared, &samples);
+            let e = solution.estimate.expect("an estimate");
+            assert!((e.dx_m - dx).abs() < 0.03 && (e.dy_m - dy).abs() < 0.03, "{dx} {dy}: {e:?}");
+            assert!((e.dyaw_deg - dyaw).abs() < 0.05, "{dyaw}: {e:?}");
+            // The uncertainty covers the error, and is small for 480 clean pairs.
+            assert!(e.dx_uncertainty_m < 0.05 && e.dyaw_uncertainty_deg < 0.1, "{e:?}");
+            // The corrected pose is the true one; roll and pitch are kept.
+            let back = solution.corrected;
+            assert!((back.translation.vector - true_pose().translation.vector).norm() < 0.03, "{back:?}");
+            assert!(back.rotation.angle_to(&true_pose().rotation).to_degrees() < 0.05);
+            // Undoing the estimated offset is the correction.
+            let undo = CalibrationOffset { translation_m: [e.dx_m, e.dy_m, 0.0], yaw_deg: e.dyaw_deg }.inverse();
+            assert!((undo.apply(&declared).translation.vector - back.translation.vector).norm() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn offsets_apply_about_the_sensor_and_invert() {
+        let offset = CalibrationOffset { translation_m: [0.5, -0.2, 0.1], yaw_deg: 90.0 };
+        let pose = true_pose();
+        let moved = offset.apply(&pose);
+        // The position moves by the translation only: the turn is about the sensor itself.
+        let shift = moved.translation.vector - pose.translation.vector;
+        assert!((shift - Vector3::new(0.5, -0.2, 0.1)).norm() < 1e-12);
+        // The yaw turns counter-clockwise: what was ahead (west) is now south.
+        let ahead = moved.rotation * Vector3::new(1.0, 0.0, 0.0);
+        assert!(ahead.y < -0.99, "{ahead:?}");
+        let back = offset.inverse().apply(&moved);
+        assert!((back.to_homogeneous() - pose.to_homogeneous()).norm() < 1e-12);
+    }
+
+    #[test]
+    fn too_few_or_clustered_pairs_give_no_estimate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let few: Vec<FrameSample> = frames(&mut rng).into_iter().take(2).collect();
+        assert!(solve(&true_pose(), &few).estimate.is_none());
+        // Every object at one spot: the yaw is not observable.
+        let mut one_spot = frames(&mut rng);
+        for f in &mut one_spot {
+            f.references.truncate(1);
+            f.detections_in_sensor.truncate(1);
+        }
+        let solution = solve(&true_pose(), &one_spot);
+        assert!(solution.estimate.is_none(), "{}", solution.reason);
+    }
+
+    #[test]
+    fn references_interpolate_between_ticks_and_extrapolate_at_the_ends() {
+        let object =
+            |id, x: f64| RefObject { id, xy: Vector2::new(x, 0.0), velocity: Vector2::new(10.0, 0.0), v2x: false };
+        let t = |ms: i64| Timestamp::from_nanos(ms * 1_000_000);
+        let refs =
+            References { ticks: vec![(t(0), vec![object(1, 0.0), object(2, 5.0)]), (t(100), vec![object(1, 2.0)])] };
+        let at = refs.at(t(25));
+        assert_eq!(at.len(), 2);
+        assert!((at[0].xy.x - 0.5).abs() < 1e-12, "interpolated between the ticks: {:?}", at[0]);
+        assert!((at[1].xy.x - 5.25).abs() < 1e-12, "extrapolated by its velocity: {:?}", at[1]);
+        assert!((refs.at(t(150))[0].xy.x - 2.5).abs() < 1e-12, "after the last tick");
+        assert!(refs.at(t(1000)).is_empty(), "too far from any tick");
+    }
+}
