@@ -25,14 +25,20 @@
 //! report (dx, dy, dyaw), and the corrected pose is the declared one with the inverse offset
 //! applied. Height, roll and pitch are not estimated (the ground plane does not show them).
 //!
-//! Lidars are checked; cameras are reported as not supported yet.
+//! Lidars compare their box centres with the references' centres. Cameras compare ground points:
+//! the bottom-centre pixel of each detected box back-projected to the ground, against the same for
+//! each reference's box projected into the camera (both with the current pose), so the camera's
+//! view of an object (its near bottom edge, not its centre) is compared like with like. A yaw or
+//! horizontal shift of the camera moves its ground points rigidly about its position, so the same
+//! 2D solution applies.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use nalgebra::{Isometry3, Matrix3, Point3, Rotation2, Vector2, Vector3};
+use nalgebra::{Isometry3, Matrix3, Point2, Point3, Rotation2, Vector2, Vector3};
 use rsu_fusion::calibration::PoseConfig;
-use rsu_fusion::{Detections, ObjectKinematics, SensorModel, SiteConfig, Timestamp};
+use rsu_fusion::camera::CameraGeometry;
+use rsu_fusion::{BoxSize, CameraModel, Detections, FusedObject, GroundModel, SensorModel, SiteConfig, Timestamp};
 use serde::Serialize;
 
 use crate::pipeline::{CalibrationOffset, PipelineError, ReplayConfig, ReplayEvent, replay_with, site_for};
@@ -114,8 +120,6 @@ pub enum Verdict {
     Drift,
     /// Too few or too poorly spread pairs for an estimate.
     Insufficient,
-    /// The sensor kind is not checked.
-    Unsupported,
 }
 
 /// The estimated error of one sensor's declared calibration (see the module's sign convention).
@@ -166,7 +170,7 @@ pub struct SensorCheck {
     pub pairs_v2x: usize,
     /// Distinct reference tracks in the pairs.
     pub tracks: usize,
-    /// The estimate (absent when there were too few pairs or the kind is unsupported).
+    /// The estimate (absent when there were too few pairs).
     pub estimate: Option<Estimate>,
     /// The declared pose (the log's, with the replay configuration's changes).
     pub declared: PoseConfig,
@@ -209,9 +213,14 @@ impl CalibReport {
 #[derive(Clone, Debug)]
 struct RefObject {
     id: u32,
+    /// Ground-contact centre [m].
     xy: Vector2<f64>,
     velocity: Vector2<f64>,
     v2x: bool,
+    /// Ground height under it [m], heading [rad] and box: what a camera sees of it.
+    ground_z_m: f64,
+    yaw_rad: f64,
+    size: BoxSize,
 }
 
 /// The reference objects at every broadcast tick, in time order.
@@ -261,9 +270,64 @@ impl References {
 
 /// One frame of the sensor under test with the references at its capture time.
 struct FrameSample {
-    /// Detection positions in the sensor frame [m].
-    detections_in_sensor: Vec<Point3<f64>>,
+    detections: SampleDetections,
     references: Vec<RefObject>,
+}
+
+/// What of a frame's detections the check uses.
+enum SampleDetections {
+    /// Lidar box centres in the sensor frame [m].
+    Lidar(Vec<Point3<f64>>),
+    /// Camera boxes' bottom-centre pixels (where the object meets the ground) [px].
+    Camera(Vec<Point2<f64>>),
+}
+
+/// How a sensor's detections and the references compare in the ground plane for a candidate pose.
+enum SensorView<'a> {
+    /// Detections mapped by the pose; references as they are.
+    Lidar,
+    /// Detections back-projected to the ground by the camera at the pose; each reference's box
+    /// projected by the same camera and its bottom-centre pixel back-projected likewise, so both
+    /// name the ground point under the box's bottom edge in the image (not the object's centre,
+    /// which a camera does not see).
+    Camera { model: &'a CameraModel, max_range_m: f64, ground: &'a GroundModel },
+}
+
+impl SensorView<'_> {
+    /// Ground positions [m] of the frame's detections and of its references (with their indices
+    /// into `frame.references`) for the pose `world_from_sensor`; what does not map is left out.
+    fn map(
+        &self,
+        world_from_sensor: &Isometry3<f64>,
+        frame: &FrameSample,
+    ) -> (Vec<Vector2<f64>>, Vec<(usize, Vector2<f64>)>) {
+        match (self, &frame.detections) {
+            (SensorView::Lidar, SampleDetections::Lidar(points)) => (
+                points.iter().map(|p| (world_from_sensor * p).coords.xy()).collect(),
+                frame.references.iter().enumerate().map(|(j, r)| (j, r.xy)).collect(),
+            ),
+            (SensorView::Camera { model, max_range_m, ground }, SampleDetections::Camera(pixels)) => {
+                let camera = CameraGeometry::new(model.intrinsics.clone(), *world_from_sensor, *max_range_m);
+                let detections =
+                    pixels.iter().filter_map(|px| camera.ground_point(px, ground)).map(|p| p.coords.xy()).collect();
+                let references = frame
+                    .references
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, r)| {
+                        let projected = camera.project_box(&r.xy, r.ground_z_m, r.yaw_rad, &r.size)?;
+                        let px = projected.bottom_center_px;
+                        if !camera.intrinsics().contains(&px) {
+                            return None;
+                        }
+                        Some((j, camera.ground_point(&px, ground)?.coords.xy()))
+                    })
+                    .collect();
+                (detections, references)
+            }
+            _ => (Vec::new(), Vec::new()),
+        }
+    }
 }
 
 /// A detection paired with a reference, both relative to the sensor's current position [m].
@@ -277,24 +341,27 @@ struct Pair {
     v2x: bool,
 }
 
-/// Pairs each detection (mapped with `world_from_sensor`) with its nearest reference within
-/// `gate_m`: mutual nearest, and the second-nearest reference at least [`AMBIGUITY_MARGIN_M`]
-/// farther.
-fn associate(world_from_sensor: &Isometry3<f64>, frames: &[FrameSample], gate_m: f64) -> Vec<Pair> {
+/// Pairs each detection (mapped by `view` with `world_from_sensor`) with its nearest reference
+/// within `gate_m`: mutual nearest, and the second-nearest reference at least
+/// [`AMBIGUITY_MARGIN_M`] farther.
+fn associate(
+    view: &SensorView<'_>,
+    world_from_sensor: &Isometry3<f64>,
+    frames: &[FrameSample],
+    gate_m: f64,
+) -> Vec<Pair> {
     let c = world_from_sensor.translation.vector.xy();
     let mut pairs = Vec::new();
     for frame in frames {
-        let mapped: Vec<Vector2<f64>> =
-            frame.detections_in_sensor.iter().map(|p| (world_from_sensor * p).coords.xy()).collect();
+        let (mapped, references) = view.map(world_from_sensor, frame);
         // For each reference, its nearest detection.
-        let nearest_detection: Vec<Option<usize>> = frame
-            .references
+        let nearest_detection: Vec<Option<usize>> = references
             .iter()
-            .map(|r| {
+            .map(|(_, r)| {
                 mapped
                     .iter()
                     .enumerate()
-                    .map(|(i, d)| (i, (d - r.xy).norm_squared()))
+                    .map(|(i, d)| (i, (d - r).norm_squared()))
                     .min_by(|x, y| x.1.total_cmp(&y.1))
                     .map(|(i, _)| i)
             })
@@ -302,22 +369,23 @@ fn associate(world_from_sensor: &Isometry3<f64>, frames: &[FrameSample], gate_m:
         for (i, d) in mapped.iter().enumerate() {
             let mut best: Option<(usize, f64)> = None;
             let mut second = f64::INFINITY;
-            for (j, r) in frame.references.iter().enumerate() {
-                let dist = (d - r.xy).norm();
+            for (k, (_, r)) in references.iter().enumerate() {
+                let dist = (d - r).norm();
                 match best {
                     Some((_, b)) if dist >= b => second = second.min(dist),
                     _ => {
                         if let Some((_, b)) = best {
                             second = second.min(b);
                         }
-                        best = Some((j, dist));
+                        best = Some((k, dist));
                     }
                 }
             }
-            let Some((j, dist)) = best else { continue };
-            if dist <= gate_m && second >= dist + AMBIGUITY_MARGIN_M && nearest_detection[j] == Some(i) {
-                let r = &frame.references[j];
-                pairs.push(Pair { a: d - c, b: r.xy - c, track: r.id, v2x: r.v2x });
+            let Some((k, dist)) = best else { continue };
+            if dist <= gate_m && second >= dist + AMBIGUITY_MARGIN_M && nearest_detection[k] == Some(i) {
+                let (j, r) = references[k];
+                let object = &frame.references[j];
+                pairs.push(Pair { a: d - c, b: r - c, track: object.id, v2x: object.v2x });
             }
         }
     }
@@ -386,7 +454,7 @@ struct Solution {
 }
 
 /// Runs the ICP from `declared` and estimates the declared pose's error.
-fn solve(declared: &Isometry3<f64>, frames: &[FrameSample]) -> Solution {
+fn solve(view: &SensorView<'_>, declared: &Isometry3<f64>, frames: &[FrameSample]) -> Solution {
     let mut pose = *declared;
     let mut gate_m = INITIAL_GATE_M;
     let mut iterations = 0;
@@ -394,7 +462,7 @@ fn solve(declared: &Isometry3<f64>, frames: &[FrameSample]) -> Solution {
         |pairs: Vec<Pair>, why: String| Solution { corrected: *declared, pairs, estimate: None, reason: why };
     loop {
         iterations += 1;
-        let pairs = associate(&pose, frames, gate_m);
+        let pairs = associate(view, &pose, frames, gate_m);
         let tracks = pairs.iter().map(|p| p.track).collect::<BTreeSet<_>>().len();
         if pairs.len() < MIN_PAIRS || tracks < MIN_TRACKS {
             return insufficient(
@@ -416,7 +484,7 @@ fn solve(declared: &Isometry3<f64>, frames: &[FrameSample]) -> Solution {
         gate_m = (gate_m * 0.8).max(FINAL_GATE_M);
     }
     // The final association and its statistics, at the converged pose.
-    let pairs = associate(&pose, frames, FINAL_GATE_M);
+    let pairs = associate(view, &pose, frames, FINAL_GATE_M);
     let weights = huber_weights(&pairs);
     let total_w: f64 = weights.iter().sum();
     let centroid = pairs.iter().zip(&weights).map(|(p, w)| p.a * *w).sum::<Vector2<f64>>() / total_w.max(1e-12);
@@ -527,22 +595,16 @@ pub fn check_log(path: &Path, options: &CheckOptions) -> Result<CalibReport, Cal
             declared,
             corrected: None,
         };
-        if !matches!(sensor.model, SensorModel::Lidar(_)) {
-            check.verdict = Verdict::Unsupported;
-            check.reason = "cameras are not checked yet (lidars only)".into();
-            checks.push(check);
-            continue;
-        }
         // Replay without this sensor, keeping its frames and the others' objects.
         let mut config = options.replay.clone();
         config.poll_at_truth = false;
         config.exclude_sensors.insert(sensor.id.clone());
-        let mut frames: Vec<(Timestamp, Vec<Point3<f64>>)> = Vec::new();
+        let mut frames: Vec<(Timestamp, SampleDetections)> = Vec::new();
         let mut ticks = Vec::new();
         let summary = replay_with(
             open().map_err(PipelineError::from)?,
             &config,
-            |_, at, _: &[ObjectKinematics]| at,
+            |_, at, _: &[FusedObject]| at,
             |event| -> Result<(), std::convert::Infallible> {
                 match event {
                     ReplayEvent::Input { message, .. } => {
@@ -551,10 +613,15 @@ pub fn check_log(path: &Path, options: &CheckOptions) -> Result<CalibReport, Cal
                         {
                             check.frames += 1;
                             check.detections += frame.detections.len() as u64;
-                            if let Detections::Lidar(boxes) = &frame.detections {
-                                let points = boxes.iter().map(|b| b.center_in_sensor).collect();
-                                frames.push((frame.capture_time, points));
-                            }
+                            let detections = match &frame.detections {
+                                Detections::Lidar(boxes) => {
+                                    SampleDetections::Lidar(boxes.iter().map(|b| b.center_in_sensor).collect())
+                                }
+                                Detections::Camera(c) => {
+                                    SampleDetections::Camera(c.boxes.iter().map(|b| b.bottom_center_px()).collect())
+                                }
+                            };
+                            frames.push((frame.capture_time, detections));
                         }
                     }
                     ReplayEvent::Broadcast { frame: at, objects } => {
@@ -566,6 +633,9 @@ pub fn check_log(path: &Path, options: &CheckOptions) -> Result<CalibReport, Cal
                                 xy: o.position_m.coords.xy(),
                                 velocity: o.velocity_mps,
                                 v2x: o.v2x_id.is_some(),
+                                ground_z_m: o.position_m.z,
+                                yaw_rad: o.yaw_rad,
+                                size: o.size,
                             })
                             .collect();
                         ticks.push((*at, fresh));
@@ -584,9 +654,15 @@ pub fn check_log(path: &Path, options: &CheckOptions) -> Result<CalibReport, Cal
         let references = References { ticks };
         let samples: Vec<FrameSample> = frames
             .into_iter()
-            .map(|(t, detections_in_sensor)| FrameSample { detections_in_sensor, references: references.at(t) })
+            .map(|(t, detections)| FrameSample { detections, references: references.at(t) })
             .collect();
-        let solution = solve(&sensor.world_from_sensor, &samples);
+        let view = match &sensor.model {
+            SensorModel::Lidar(_) => SensorView::Lidar,
+            SensorModel::Camera(model) => {
+                SensorView::Camera { model, max_range_m: sensor.max_range_m, ground: &site.ground }
+            }
+        };
+        let solution = solve(&view, &sensor.world_from_sensor, &samples);
         check.pairs = solution.pairs.len();
         check.pairs_v2x = solution.pairs.iter().filter(|p| p.v2x).count();
         check.tracks = solution.pairs.iter().map(|p| p.track).collect::<BTreeSet<_>>().len();
@@ -649,16 +725,19 @@ mod tests {
                         ),
                         velocity: Vector2::zeros(),
                         v2x: i == 0,
+                        ground_z_m: 0.0,
+                        yaw_rad: 0.0,
+                        size: BoxSize { length_m: 4.5, width_m: 1.8, height_m: 1.5 },
                     })
                     .collect();
-                let detections_in_sensor = references
+                let detections = references
                     .iter()
                     .map(|r| {
                         let noise = Vector3::new(rng.random_range(-0.1..0.1), rng.random_range(-0.1..0.1), 0.0);
                         truth.inverse_transform_point(&Point3::new(r.xy.x, r.xy.y, 0.8)) + noise
                     })
                     .collect();
-                FrameSample { detections_in_sensor, references }
+                FrameSample { detections: SampleDetections::Lidar(detections), references }
             })
             .collect()
     }
@@ -670,7 +749,7 @@ mod tests {
         for (dx, dy, dyaw) in [(0.5, 0.4, 1.5), (-0.8, 0.3, -2.0), (0.0, 0.0, 0.0), (1.2, -1.0, 0.7)] {
             let offset = CalibrationOffset { translation_m: [dx, dy, 0.0], yaw_deg: dyaw };
             let declared = offset.apply(&true_pose());
-            let solution = solve(&declared, &samples);
+            let solution = solve(&SensorView::Lidar, &declared, &samples);
             let e = solution.estimate.expect("an estimate");
             assert!((e.dx_m - dx).abs() < 0.03 && (e.dy_m - dy).abs() < 0.03, "{dx} {dy}: {e:?}");
             assert!((e.dyaw_deg - dyaw).abs() < 0.05, "{dyaw}: {e:?}");
@@ -705,21 +784,30 @@ mod tests {
     fn too_few_or_clustered_pairs_give_no_estimate() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let few: Vec<FrameSample> = frames(&mut rng).into_iter().take(2).collect();
-        assert!(solve(&true_pose(), &few).estimate.is_none());
+        assert!(solve(&SensorView::Lidar, &true_pose(), &few).estimate.is_none());
         // Every object at one spot: the yaw is not observable.
         let mut one_spot = frames(&mut rng);
         for f in &mut one_spot {
             f.references.truncate(1);
-            f.detections_in_sensor.truncate(1);
+            if let SampleDetections::Lidar(d) = &mut f.detections {
+                d.truncate(1);
+            }
         }
-        let solution = solve(&true_pose(), &one_spot);
+        let solution = solve(&SensorView::Lidar, &true_pose(), &one_spot);
         assert!(solution.estimate.is_none(), "{}", solution.reason);
     }
 
     #[test]
     fn references_interpolate_between_ticks_and_extrapolate_at_the_ends() {
-        let object =
-            |id, x: f64| RefObject { id, xy: Vector2::new(x, 0.0), velocity: Vector2::new(10.0, 0.0), v2x: false };
+        let object = |id, x: f64| RefObject {
+            id,
+            xy: Vector2::new(x, 0.0),
+            velocity: Vector2::new(10.0, 0.0),
+            v2x: false,
+            ground_z_m: 0.0,
+            yaw_rad: 0.0,
+            size: BoxSize { length_m: 1.0, width_m: 1.0, height_m: 1.0 },
+        };
         let t = |ms: i64| Timestamp::from_nanos(ms * 1_000_000);
         let refs =
             References { ticks: vec![(t(0), vec![object(1, 0.0), object(2, 5.0)]), (t(100), vec![object(1, 2.0)])] };

@@ -149,6 +149,5 @@ fn verdict_word(v: Verdict) -> &'static str {
         Verdict::Ok => "ok",
         Verdict::Drift => "DRIFT",
         Verdict::Insufficient => "insufficient data",
-        Verdict::Unsupported => "not checked",
     }
 }

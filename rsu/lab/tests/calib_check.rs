@@ -1,5 +1,5 @@
 //! `rsu-lab replay calib-check` end to end with the real binary on committed logs: no drift is
-//! found where there is none; a lidar whose declared calibration is offset (the replay's
+//! found where there is none; a lidar or camera whose declared calibration is offset (the replay's
 //! `calibration_offsets`, the log's detections untouched) is flagged with the offset recovered,
 //! sign included; the corrected calibration it writes brings the pose back and passes; a damaged
 //! log is an error with exit code 2, never a panic.
@@ -57,11 +57,11 @@ fn write_offset(dir: &Path, sensor: &str, dx: f64, dy: f64, dyaw: f64) -> PathBu
 
 #[test]
 fn committed_logs_show_no_drift() {
-    for (name, sensors) in
-        [("congested-intersection.mcap", ["lidar-ne", "lidar-sw"]), ("bus-pedestrian.mcap", ["lidar-ne", "lidar-sw"])]
-    {
-        let (code, report) = check(&log(name), &["--sensor", sensors[0], "--sensor", sensors[1]]);
-        for sensor in sensors {
+    let all = ["lidar-ne", "lidar-sw", "cam-ne", "cam-sw"];
+    for name in ["congested-intersection.mcap", "bus-pedestrian.mcap"] {
+        let args: Vec<&str> = all.iter().flat_map(|s| ["--sensor", s]).collect();
+        let (code, report) = check(&log(name), &args);
+        for sensor in all {
             let (dx, dy, dyaw, verdict) = estimate(&report, sensor);
             println!("{name} {sensor}: dx {dx:+.3} m, dy {dy:+.3} m, dyaw {dyaw:+.3} deg: {verdict}");
             assert_eq!(verdict, "ok", "{report}");
@@ -105,6 +105,18 @@ fn an_offset_lidar_is_flagged_recovered_and_corrected() {
     let (ex, ey, eyaw, verdict) = estimate(&report, "lidar-sw");
     assert_eq!((code, verdict.as_str()), (Some(0), "ok"), "{report}");
     assert!(ex.hypot(ey) < 0.2 && eyaw.abs() < 0.5, "{report}");
+}
+
+#[test]
+fn an_offset_camera_is_flagged_and_recovered() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dx, dy, dyaw) = (0.5, 0.4, 1.5);
+    let config = write_offset(tmp.path(), "cam-sw", dx, dy, dyaw);
+    let (code, report) = check(&log("congested-intersection.mcap"), &["--sensor", "cam-sw", "--config", path(&config)]);
+    let (ex, ey, eyaw, verdict) = estimate(&report, "cam-sw");
+    println!("cam-sw: applied ({dx}, {dy}, {dyaw}), recovered ({ex:+.3}, {ey:+.3}, {eyaw:+.3})");
+    assert_eq!((code, verdict.as_str()), (Some(1), "drift"), "{report}");
+    assert!((ex - dx).hypot(ey - dy) < 0.2 && (eyaw - dyaw).abs() < 0.5, "{report}");
 }
 
 #[test]
