@@ -293,14 +293,14 @@ enum SensorView<'a> {
     Camera { model: &'a CameraModel, max_range_m: f64, ground: &'a GroundModel },
 }
 
+/// A frame's detections and references in the ground plane [m] (references with their index
+/// into the frame's).
+type GroundPoints = (Vec<Vector2<f64>>, Vec<(usize, Vector2<f64>)>);
+
 impl SensorView<'_> {
     /// Ground positions [m] of the frame's detections and of its references (with their indices
     /// into `frame.references`) for the pose `world_from_sensor`; what does not map is left out.
-    fn map(
-        &self,
-        world_from_sensor: &Isometry3<f64>,
-        frame: &FrameSample,
-    ) -> (Vec<Vector2<f64>>, Vec<(usize, Vector2<f64>)>) {
+    fn map(&self, world_from_sensor: &Isometry3<f64>, frame: &FrameSample) -> GroundPoints {
         match (self, &frame.detections) {
             (SensorView::Lidar, SampleDetections::Lidar(points)) => (
                 points.iter().map(|p| (world_from_sensor * p).coords.xy()).collect(),
