@@ -5,6 +5,8 @@
 //! - [`writer`]: [`ReplayWriter`], a typed writer (LZ4 chunks, log time = capture time, publish
 //!   time = arrival or receipt time, deterministic bytes).
 //! - [`pipeline`]: replaying a log through the fusion core, event by event.
+//! - [`calib`]: checking each sensor's extrinsic calibration against the others' tracks and
+//!   the V2X self-reports, with the corrected calibration.
 //! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
 //! - [`export`]: a replayed log as plain files (site-frame lidar detections, scored truths, our
 //!   tracks) for other trackers and scorers.
@@ -18,6 +20,7 @@
 //!
 //! The format is documented in `replays/README.md`.
 
+pub mod calib;
 pub mod criteria;
 pub mod export;
 mod ids;

@@ -13,10 +13,11 @@
 //! (`tests/pipeline.rs` checks this on a log), and a poll is the costliest call after fusing a
 //! frame.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use nalgebra::{Isometry3, Translation3, UnitQuaternion, Vector3};
+use rsu_fusion::calibration::PoseConfig;
 use rsu_fusion::{
     FusedObject, Fusion, FusionConfig, FusionError, Ingest, ObjectKinematics, RoadsideFrame, SiteConfig, Timestamp,
 };
@@ -39,9 +40,18 @@ pub struct ReplayConfig {
     /// Perturbations of the log's calibration by sensor id, for sensitivity studies and to check
     /// that validation catches a bad calibration.
     pub calibration_offsets: BTreeMap<String, CalibrationOffset>,
+    /// Replacement `world_from_sensor` poses by sensor id, applied before `calibration_offsets`:
+    /// a corrected calibration (such as the one `rsu-lab replay calib-check` proposes) to replay
+    /// the log with instead of the one it declares.
+    pub sensor_poses: BTreeMap<String, PoseConfig>,
+    /// Sensors whose frames are read but not handed to the engine (the handler still sees them,
+    /// with no verdict): the fusion of the other sensors and the V2X self-reports alone, which is
+    /// what a sensor's calibration is checked against.
+    pub exclude_sensors: BTreeSet<String>,
 }
 
-/// A change applied to one sensor's `world_from_sensor` before replaying.
+/// A change applied to one sensor's `world_from_sensor` before replaying: its yaw turned about
+/// its own position, then its position shifted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CalibrationOffset {
@@ -51,6 +61,25 @@ pub struct CalibrationOffset {
     pub yaw_deg: f64,
 }
 
+impl CalibrationOffset {
+    /// `world_from_sensor` with this offset applied: turned by `yaw_deg` about the sensor's own
+    /// position (the site's up axis through it), then shifted by `translation_m`.
+    pub fn apply(&self, world_from_sensor: &Isometry3<f64>) -> Isometry3<f64> {
+        let [x, y, z] = self.translation_m;
+        let yaw = UnitQuaternion::from_axis_angle(&Vector3::z_axis(), self.yaw_deg.to_radians());
+        let position = world_from_sensor.translation.vector;
+        let to_origin = Isometry3::from_parts(Translation3::from(-position), UnitQuaternion::identity());
+        let back = Isometry3::from_parts(Translation3::from(position + Vector3::new(x, y, z)), yaw);
+        back * to_origin * world_from_sensor
+    }
+
+    /// The offset that undoes this one: `inverse().apply(&self.apply(p)) == p` (up to rounding).
+    pub fn inverse(&self) -> CalibrationOffset {
+        let [x, y, z] = self.translation_m;
+        CalibrationOffset { translation_m: [-x, -y, -z], yaw_deg: -self.yaw_deg }
+    }
+}
+
 impl Default for ReplayConfig {
     fn default() -> Self {
         ReplayConfig {
@@ -58,26 +87,27 @@ impl Default for ReplayConfig {
             broadcast_rate_hz: 10.0,
             poll_at_truth: true,
             calibration_offsets: BTreeMap::new(),
+            sensor_poses: BTreeMap::new(),
+            exclude_sensors: BTreeSet::new(),
         }
     }
 }
 
-/// The log's site with `config`'s calibration offsets applied.
+/// The log's site with `config`'s replacement poses, then its calibration offsets, applied.
 pub fn site_for(meta: &ReplayMeta, config: &ReplayConfig) -> Result<SiteConfig, PipelineError> {
     let mut site = meta.site.clone();
+    let unknown = |what: &str, id: &str| PipelineError::Config(format!("{what} names unknown sensor {id:?}"));
+    for (id, pose) in &config.sensor_poses {
+        let sensor = site.sensors.iter_mut().find(|s| &s.id == id).ok_or_else(|| unknown("sensor_poses", id))?;
+        sensor.world_from_sensor =
+            pose.to_isometry().map_err(|e| PipelineError::Config(format!("sensor_poses.{id}: {e}")))?;
+    }
     for (id, offset) in &config.calibration_offsets {
-        let sensor = site
-            .sensors
-            .iter_mut()
-            .find(|s| &s.id == id)
-            .ok_or_else(|| PipelineError::Config(format!("calibration_offsets names unknown sensor {id:?}")))?;
-        let [x, y, z] = offset.translation_m;
-        let yaw = UnitQuaternion::from_axis_angle(&Vector3::z_axis(), offset.yaw_deg.to_radians());
-        let position = sensor.world_from_sensor.translation.vector;
-        // Rotate about the sensor's own position, then shift it.
-        let to_origin = Isometry3::from_parts(Translation3::from(-position), UnitQuaternion::identity());
-        let back = Isometry3::from_parts(Translation3::from(position + Vector3::new(x, y, z)), yaw);
-        sensor.world_from_sensor = back * to_origin * sensor.world_from_sensor;
+        let sensor = site.sensors.iter_mut().find(|s| &s.id == id).ok_or_else(|| unknown("calibration_offsets", id))?;
+        sensor.world_from_sensor = offset.apply(&sensor.world_from_sensor);
+    }
+    if let Some(id) = config.exclude_sensors.iter().find(|id| site.sensor(id).is_none()) {
+        return Err(unknown("exclude_sensors", id));
     }
     Ok(site)
 }
@@ -249,6 +279,7 @@ pub fn replay_with<B, O: PolledObject, E: std::fmt::Display>(
         }
         let now = message.log_time;
         let ingest = match &message.body {
+            ReplayBody::Sensor(frame) if config.exclude_sensors.contains(&frame.sensor_id) => None,
             ReplayBody::Sensor(frame) => {
                 summary.sensor_frames += 1;
                 Some(fusion.handle_sensor_frame(now, Arc::clone(frame)))

@@ -7,6 +7,7 @@
 //! The roadside daemon itself is the separate `rsu` binary, which links none of this.
 
 mod bench;
+mod calib_check;
 mod demo;
 mod import;
 mod replay;

@@ -1,6 +1,7 @@
 //! `rsu-lab replay`: run recorded logs through the fusion core (`run`), score them against ground
 //! truth and pass or fail them (`validate`), write them as plain files for other trackers
-//! (`export`), and turn dataset annotations into logs (`import`).
+//! (`export`), check the sensors' calibration (`calib-check`), and turn dataset annotations into
+//! logs (`import`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -98,6 +99,11 @@ pub enum ReplayCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check each sensor's extrinsic calibration (dx, dy, yaw) against the tracks of the other
+    /// sensors and the V2X self-reports: the estimated error with its uncertainty, a drift verdict
+    /// against the thresholds and the corrected calibration. Exit code 0 when no sensor drifts, 1
+    /// when one does, 2 when the log cannot be read.
+    CalibCheck(crate::calib_check::CalibCheckArgs),
     /// Turn dataset annotations into a replay log.
     Import {
         #[command(subcommand)]
@@ -138,6 +144,10 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
         }
         ReplayCommand::Export { file, out, criteria, config } => {
             export(&file, &out, criteria.as_deref(), &load_config(config.as_deref())?)
+        }
+        ReplayCommand::CalibCheck(args) => {
+            let config = load_config(args.config.as_deref())?;
+            crate::calib_check::run(&args, config)
         }
         ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => import::import(&args, import::Format::DairV2x),
         ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => {
