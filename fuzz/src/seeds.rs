@@ -74,6 +74,8 @@ fn encoded(body: &ReplayBody) -> Vec<u8> {
         ReplayBody::Vehicle(state) => v2x_proto::encode(state),
         ReplayBody::Roadside(frame) => v2x_proto::encode(frame),
         ReplayBody::Received(received) => v2x_proto::encode(&received.frame),
+        ReplayBody::Signal(state) => v2x_proto::encode(state),
+        ReplayBody::Spat(spat) => v2x_proto::encode(spat),
     }
 }
 

@@ -9,7 +9,9 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
-use v2x_proto::domain::{ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, ServerHello};
+use v2x_proto::domain::{
+    ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, RoadsideDatagram, ServerHello, SignalControllerState,
+};
 use v2x_proto::{MAX_MESSAGE_BYTES, decode, decode_outcome, decode_reference, wire};
 use v2x_replays::import_dair::DairOptions;
 use v2x_replays::{OpenOptions, ReadMode, ReadOrder, ReplayReader};
@@ -26,6 +28,8 @@ pub fn wire_messages(bytes: &[u8]) {
     let _ = decode::<ClientHello>(bytes);
     let _ = decode::<ServerHello>(bytes);
     let _ = decode::<ClientControl>(bytes);
+    let _ = decode::<SignalControllerState>(bytes);
+    let _ = decode::<RoadsideDatagram>(bytes);
     if bytes.len() <= MAX_MESSAGE_BYTES {
         let fast = decode::<SensorFrame>(bytes);
         let reference = decode_reference::<wire::SensorFrame, SensorFrame>(bytes);
