@@ -1,0 +1,232 @@
+//! Signals end to end, the daemon in-process on 127.0.0.1 (PROTOCOL §2.8): a signal controller
+//! sends its state over QUIC and another pushes NTCIP 1202 SPaT blobs over UDP; a vehicle of
+//! protocol version 3 receives each intersection's SPaT as datagrams about ten times a second
+//! with exactly the phases and end times sent; malformed, inconsistent and unknown-controller
+//! inputs are dropped and counted by reason while the rest keeps working; the recording holds
+//! the controllers' states and the SPaT.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Fixture, now};
+use rsu::config::ServeConfig;
+use rsu::ntcip::{BlobBuilder, Colour};
+use rsu::serve::stats::{Reject, Stats};
+use rsu::serve::{Outputs, Server};
+use rsu_fusion::Timestamp;
+use tokio_util::sync::CancellationToken;
+use v2x_link::CloseCode;
+use v2x_link::client::{ClientError, SignalControllerClient, VehicleClient};
+use v2x_proto::domain::{MovementPhase, MovementState, SignalControllerState, Spat, Subscription};
+use v2x_replays::{ReplayBody, ReplayReader};
+
+/// Generous bound for anything that should happen within a few SPaT periods on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Signal group 2 green since 3 s before `t0`, ending 5..=30 s after it (likely 12 s); group 4
+/// red, ending 5.5..=30.5 s after `t0`.
+fn movements(t0: Timestamp) -> Vec<MovementState> {
+    vec![
+        MovementState {
+            signal_group: 2,
+            phase: MovementPhase::ProtectedMovementAllowed,
+            start: Some(t0.add_secs(-3.0)),
+            min_end: t0.add_secs(5.0),
+            max_end: Some(t0.add_secs(30.0)),
+            likely: Some(t0.add_secs(12.0)),
+        },
+        MovementState {
+            signal_group: 4,
+            phase: MovementPhase::StopAndRemain,
+            start: None,
+            min_end: t0.add_secs(5.5),
+            max_end: Some(t0.add_secs(30.5)),
+            likely: None,
+        },
+    ]
+}
+
+/// The next SPaT of `intersection` the vehicle receives.
+async fn next_spat_of(vehicle: &VehicleClient, intersection: u16) -> Spat {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let spat = vehicle.next_spat().await.expect("a SPaT datagram");
+            if spat.intersection_id == intersection {
+                return spat;
+            }
+        }
+    })
+    .await
+    .expect("a SPaT of the intersection")
+}
+
+/// Waits until `stats` counts at least `n` rejections for `reason`.
+async fn counted(stats: &Stats, reason: Reject, n: u64) {
+    tokio::time::timeout(PATIENCE, async {
+        while stats.rejected(reason) < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} rejections counted: {}", reason.name(), stats.rejected(reason)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_state_reaches_vehicles_as_spat_and_bad_input_is_counted() {
+    let rec = tempfile::tempdir().expect("tempdir");
+    // A free UDP port for the NTCIP adapter (the daemon binds it once this socket is gone).
+    let ntcip_port = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp").local_addr().expect("addr").port();
+    let fixture = Fixture::new(&format!(
+        "[recording]\nenabled = true\ndir = {:?}\nfsync_interval_s = 0.1\n\n\
+         [signals]\nspat_rate_hz = 10.0\n\
+         [[signals.controllers]]\nid = \"tsc-1\"\nintersection_id = 1201\n\
+         [[signals.controllers]]\nid = \"tsc-2\"\nintersection_id = 1202\n\
+         ntcip_listen = \"127.0.0.1:{ntcip_port}\"\nntcip_source = \"127.0.0.1\"\n",
+        rec.path().display().to_string()
+    ));
+    let loaded = ServeConfig::load(&fixture.config).expect("config");
+    let server = Server::bind(loaded.clone()).expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let stats = server.stats();
+    let recorder =
+        rsu::recorder::Recorder::start(&loaded.config.recording, &loaded.site, &loaded.rsu_id, 1024, stats.clone())
+            .expect("recorder");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(Outputs { recorder: Some(recorder), ..Outputs::default() }, shutdown.clone()));
+
+    let vehicle = VehicleClient::connect(&fixture.vehicle(addr, "veh-0001"), Some(Subscription::Everything))
+        .await
+        .expect("vehicle connects");
+    assert_eq!(vehicle.server_hello().version, 3);
+    let controller =
+        SignalControllerClient::connect(&fixture.signal(addr, "tsc-1")).await.expect("controller connects");
+    assert_eq!(controller.server_hello().version, 3);
+
+    // The controller sends its state at 10 Hz; the end times stay put (absolute instants).
+    let t0 = now();
+    let stop = CancellationToken::new();
+    let sender = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while !stop.is_cancelled() {
+                tick.tick().await;
+                let state =
+                    SignalControllerState { controller_id: "tsc-1".into(), time: now(), movements: movements(t0) };
+                controller.send_state(&state).expect("state sent");
+            }
+            controller
+        })
+    };
+
+    // The vehicle gets the intersection's SPaT with exactly the phases and times sent.
+    let first = next_spat_of(&vehicle, 1201).await;
+    assert_eq!(first.movements, movements(t0));
+    assert!(first.time >= first.controller_time, "made after the state it carries");
+    assert!(now().secs_since(first.controller_time) < 1.0, "from a fresh state");
+    // About ten a second (counted over 2 s, on a loaded machine).
+    let started = now();
+    let mut n = 0u32;
+    let mut revisions = std::collections::BTreeSet::new();
+    while now().secs_since(started) < 2.0 {
+        let spat = next_spat_of(&vehicle, 1201).await;
+        revisions.insert(spat.revision);
+        n += 1;
+    }
+    assert!((12..=26).contains(&n), "{n} SPaT in 2 s at 10 Hz");
+    assert_eq!(revisions.len(), 1, "the movements did not change, nor did the revision: {revisions:?}");
+
+    // Bad input from the controller: not protobuf, and a phase that ends before it starts, on a
+    // new session of the same controller (it replaces the first).
+    stop.cancel();
+    let first_session = sender.await.expect("sender");
+    let bad = SignalControllerClient::connect(&fixture.signal(addr, "tsc-1")).await.expect("controller reconnects");
+    drop(first_session);
+    bad.send_bytes(&[0xff, 0xff, 0xff]).expect("sent");
+    counted(&stats, Reject::Malformed, 1).await;
+    let mut backwards = movements(t0);
+    backwards[0].start = Some(t0.add_secs(6.0));
+    let inconsistent = SignalControllerState { controller_id: "tsc-1".into(), time: now(), movements: backwards };
+    bad.send_state(&inconsistent).expect("sent");
+    counted(&stats, Reject::Inconsistent, 1).await;
+    // A controller with a certificate but not in the configuration is refused.
+    match SignalControllerClient::connect(&fixture.signal(addr, "tsc-x")).await {
+        Err(ClientError::Closed { code, .. }) => assert_eq!(code, CloseCode::UnknownController),
+        Ok(_) => panic!("an unknown controller was admitted"),
+        Err(e) => panic!("unexpected refusal: {e}"),
+    }
+    counted(&stats, Reject::UnknownController, 1).await;
+
+    // The rest keeps working: the good states of the same session still reach the vehicle
+    // unchanged.
+    for _ in 0..5 {
+        let state = SignalControllerState { controller_id: "tsc-1".into(), time: now(), movements: movements(t0) };
+        bad.send_state(&state).expect("sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = next_spat_of(&vehicle, 1201).await;
+    assert_eq!(after.movements, movements(t0));
+    assert!(now().secs_since(after.controller_time) < 1.0);
+
+    // The NTCIP adapter: a good blob from the controller's address becomes intersection 1202's
+    // SPaT; a short blob, one with a phase both red and green, and one from another address are
+    // dropped and counted.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+    let target = ("127.0.0.1", ntcip_port);
+    let blob =
+        BlobBuilder::default().phase(2, false, Colour::Green, 50, 300).phase(4, false, Colour::Red, 80, 330).build();
+    let malformed_before = stats.rejected(Reject::Malformed);
+    let inconsistent_before = stats.rejected(Reject::Inconsistent);
+    let sent_at = now();
+    udp.send_to(&blob, target).await.expect("blob sent");
+    let spat = next_spat_of(&vehicle, 1202).await;
+    let groups: Vec<(u8, MovementPhase)> = spat.movements.iter().map(|m| (m.signal_group, m.phase)).collect();
+    assert_eq!(groups, vec![(2, MovementPhase::ProtectedMovementAllowed), (4, MovementPhase::StopAndRemain)]);
+    // Times to change count from the blob's arrival: 5 s and 30 s after it was sent.
+    let min_end_s = spat.movements[0].min_end.secs_since(sent_at);
+    let max_end_s = spat.movements[0].max_end.expect("max end").secs_since(sent_at);
+    assert!((5.0..5.5).contains(&min_end_s) && (30.0..30.5).contains(&max_end_s), "{min_end_s} {max_end_s}");
+    udp.send_to(&blob[..100], target).await.expect("sent");
+    counted(&stats, Reject::Malformed, malformed_before + 1).await;
+    let mut two_colours = blob;
+    two_colours[211] |= 0x02; // phase 2 red as well as green
+    udp.send_to(&two_colours, target).await.expect("sent");
+    counted(&stats, Reject::Inconsistent, inconsistent_before + 1).await;
+    let unknown_before = stats.rejected(Reject::UnknownController);
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.2:0").await.expect("udp on 127.0.0.2");
+    stranger.send_to(&blob, target).await.expect("sent");
+    counted(&stats, Reject::UnknownController, unknown_before + 1).await;
+    udp.send_to(&blob, target).await.expect("blob sent");
+    let again = next_spat_of(&vehicle, 1202).await;
+    assert_eq!(again.movements.len(), 2, "the adapter keeps working");
+
+    assert!(stats.signal_states_in.load(Ordering::Relaxed) >= 10);
+    assert!(stats.spat_sent.load(Ordering::Relaxed) >= 12);
+    vehicle.close().await;
+    bad.close().await;
+    shutdown.cancel();
+    let summary = task.await.expect("server task").expect("server run");
+
+    // The recording holds both controllers' states and the SPaT of both intersections.
+    let mut counts = std::collections::BTreeMap::<String, u32>::new();
+    for file in &summary.recordings {
+        for item in ReplayReader::open(file).expect("recording opens") {
+            let message = item.expect("decodes");
+            if matches!(message.body, ReplayBody::Signal(_) | ReplayBody::Spat(_)) {
+                *counts.entry(message.topic.to_string()).or_default() += 1;
+            }
+            if let ReplayBody::Spat(spat) = &message.body
+                && spat.intersection_id == 1201
+            {
+                assert_eq!(spat.movements, movements(t0));
+            }
+        }
+    }
+    let count = |topic: &str| counts.get(topic).copied().unwrap_or(0);
+    assert!(count("/signals/tsc-1/state") >= 15, "{counts:?}");
+    assert!(count("/signals/tsc-2/state") >= 2, "{counts:?}");
+    assert!(count("/intersections/1201/spat") >= 12, "{counts:?}");
+    assert!(count("/intersections/1202/spat") >= 1, "{counts:?}");
+}
