@@ -46,7 +46,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CertsCommand {
-    /// Create a development PKI: CA, RSU server certificate, vehicle and sensor certificates.
+    /// Create a development PKI: CA, RSU server certificate, vehicle, sensor and signal
+    /// controller certificates.
     Init {
         /// Output directory (created if missing).
         #[arg(long)]

@@ -230,3 +230,52 @@ async fn controller_state_reaches_vehicles_as_spat_and_bad_input_is_counted() {
     assert!(count("/intersections/1201/spat") >= 12, "{counts:?}");
     assert!(count("/intersections/1202/spat") >= 1, "{counts:?}");
 }
+
+/// `vehicle-sim live` with a signal controller certificate: the site's fixed-time plan reaches a
+/// vehicle as SPaT, one signal group per plan group, each phase between its start and its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_controller_sends_the_signal_plan() {
+    let fixture = Fixture::new("[[signals.controllers]]\nid = \"tsc-1\"\nintersection_id = 7\n");
+    let loaded = ServeConfig::load(&fixture.config).expect("config");
+    let server = Server::bind(loaded).expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(Outputs::default(), shutdown.clone()));
+    let vehicle = VehicleClient::connect(&fixture.vehicle(addr, "veh-0001"), None).await.expect("vehicle connects");
+
+    let site = std::sync::Arc::new(rsu_site::SiteModel::embedded().expect("site"));
+    let plan = site.signal_plan.clone();
+    assert!(!plan.groups.is_empty(), "the embedded site has a signal plan");
+    let setup = vehicle_sim::live::LiveSetup {
+        scenario: "bus-pedestrian".into(),
+        seed: 1,
+        duration_s: 3.0,
+        site,
+        car: vehicle_sim::connected::CarConfig { use_v2x: false, ..Default::default() },
+        sensors: Default::default(),
+        vehicles: Default::default(),
+        subscription_radius_m: 300,
+        signals: [("tsc-1".to_owned(), fixture.signal(addr, "tsc-1"))].into(),
+    };
+    let live = tokio::spawn(vehicle_sim::live::run(setup, |_| {}));
+    let spat = next_spat_of(&vehicle, 7).await;
+    let groups: Vec<u8> = spat.movements.iter().map(|m| m.signal_group).collect();
+    assert_eq!(groups, (1..=plan.groups.len() as u8).collect::<Vec<_>>());
+    for (m, group) in spat.movements.iter().zip(&plan.groups) {
+        let start = m.start.expect("a fixed-time plan knows when the phase started");
+        assert!(start <= spat.controller_time && spat.controller_time <= m.min_end, "{m:?}");
+        assert_eq!((m.max_end, m.likely), (Some(m.min_end), Some(m.min_end)), "fixed time: one end");
+        let length_s = m.min_end.secs_since(start);
+        let expected = match m.phase {
+            MovementPhase::ProtectedMovementAllowed => group.green_s,
+            MovementPhase::ProtectedClearance => group.yellow_s,
+            MovementPhase::StopAndRemain => plan.cycle_s - group.green_s - group.yellow_s,
+            other => panic!("a fixed-time plan shows no {other:?}"),
+        };
+        assert!((length_s - expected).abs() < 1e-6, "{}: {length_s} s, plan {expected} s", group.signal_id);
+    }
+    live.await.expect("live task").expect("live run");
+    vehicle.close().await;
+    shutdown.cancel();
+    task.await.expect("server task").expect("server run");
+}
