@@ -18,8 +18,11 @@ use rsu::serve::{Outputs, Server};
 use rsu_fusion::Timestamp;
 use tokio_util::sync::CancellationToken;
 use v2x_link::CloseCode;
+use v2x_link::client::ClientSettings;
 use v2x_link::client::{ClientError, SignalControllerClient, VehicleClient};
-use v2x_proto::domain::{MovementPhase, MovementState, SignalControllerState, Spat, Subscription};
+use v2x_proto::domain::{
+    ClientHello, MovementPhase, MovementState, Role, ServerHello, SignalControllerState, Spat, Subscription,
+};
 use v2x_replays::{ReplayBody, ReplayReader};
 
 /// Generous bound for anything that should happen within a few SPaT periods on a loaded machine.
@@ -60,6 +63,34 @@ async fn next_spat_of(vehicle: &VehicleClient, intersection: u16) -> Spat {
     })
     .await
     .expect("a SPaT of the intersection")
+}
+
+/// A session opened by hand with `versions` in its hello (our clients always offer every
+/// version): the connection with its control stream and the server's hello, or the close code
+/// the RSU refused it with.
+async fn session_speaking(
+    settings: &ClientSettings,
+    role: Role,
+    versions: Vec<u32>,
+) -> Result<(quinn::Connection, (quinn::SendStream, quinn::RecvStream), ServerHello), Option<u64>> {
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    let connecting = endpoint.connect_with(settings.quic.clone(), settings.server_addr, "localhost").expect("connect");
+    let connection = connecting.await.expect("handshake");
+    let code = |c: &quinn::Connection| match c.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(close)) => Some(close.error_code.into_inner()),
+        _ => None,
+    };
+    let (mut send, mut recv) = connection.open_bi().await.expect("control stream");
+    let hello = ClientHello { versions, role, id: settings.identity.id.clone(), subscription: None };
+    v2x_link::framing::write_message(&mut send, &hello).await.expect("hello");
+    match v2x_link::framing::read_message(&mut recv, 65536).await {
+        Ok(Some(bytes)) => Ok((connection, (send, recv), v2x_proto::decode(&bytes).expect("ServerHello"))),
+        _ => {
+            // Wait for the close to arrive.
+            let _ = connection.closed().await;
+            Err(code(&connection))
+        }
+    }
 }
 
 /// Waits until `stats` counts at least `n` rejections for `reason`.
@@ -103,6 +134,13 @@ async fn controller_state_reaches_vehicles_as_spat_and_bad_input_is_counted() {
     let controller =
         SignalControllerClient::connect(&fixture.signal(addr, "tsc-1")).await.expect("controller connects");
     assert_eq!(controller.server_hello().version, 3);
+    // A vehicle that speaks only version 2 is served as before, without SPaT; a controller
+    // needs version 3.
+    let (old_vehicle, _control, old_hello) =
+        session_speaking(&fixture.vehicle(addr, "veh-0002"), Role::Vehicle, vec![2, 1]).await.expect("served");
+    assert_eq!(old_hello.version, 2);
+    let refused = session_speaking(&fixture.signal(addr, "tsc-2"), Role::SignalController, vec![2]).await;
+    assert_eq!(refused.err(), Some(Some(u64::from(CloseCode::UnsupportedVersion.code()))));
 
     // The controller sends its state at 10 Hz; the end times stay put (absolute instants).
     let t0 = now();
@@ -136,6 +174,9 @@ async fn controller_state_reaches_vehicles_as_spat_and_bad_input_is_counted() {
         n += 1;
     }
     assert!((12..=26).contains(&n), "{n} SPaT in 2 s at 10 Hz");
+    // The version 2 vehicle got none of them (received datagrams would be waiting).
+    let none = tokio::time::timeout(Duration::from_millis(50), old_vehicle.read_datagram()).await;
+    assert!(none.is_err(), "a version 2 vehicle got a datagram: {none:?}");
     assert_eq!(revisions.len(), 1, "the movements did not change, nor did the revision: {revisions:?}");
 
     // Bad input from the controller: not protobuf, and a phase that ends before it starts, on a
