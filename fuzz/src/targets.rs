@@ -40,6 +40,18 @@ pub fn wire_messages(bytes: &[u8]) {
     }
 }
 
+/// An NTCIP 1202 SPaT blob through the daemon's parser: what parses is consistent and within
+/// the blob's 32 signal groups.
+pub fn ntcip_blob(bytes: &[u8]) {
+    let arrival = rsu_fusion::Timestamp::from_nanos(1_795_000_000_000_000_000);
+    if let Ok(blob) = rsu::ntcip::parse(bytes, arrival) {
+        assert!(blob.movements.len() <= 2 * rsu::ntcip::PHASES, "more signal groups than the blob has");
+        for m in &blob.movements {
+            assert!(m.check_order().is_ok(), "an inconsistent movement parsed: {m:?}");
+        }
+    }
+}
+
 /// Runs a future that never waits (reads from memory) to its end.
 fn now<F: Future>(future: F) -> F::Output {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
