@@ -10,6 +10,7 @@ const FILES: &[&str] = &[
     "v2x/v1/vehicle.proto",
     "v2x/v1/session.proto",
     "v2x/v1/replay.proto",
+    "v2x/v1/signal.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

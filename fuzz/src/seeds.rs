@@ -7,7 +7,12 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use v2x_proto::domain::{ClientControl, ClientHello, Role, Subscription};
+use rsu::ntcip::{BlobBuilder, Colour};
+use rsu_fusion::Timestamp;
+use v2x_proto::domain::{
+    ClientControl, ClientHello, MovementPhase, MovementState, RoadsideDatagram, Role, SignalControllerState, Spat,
+    Subscription,
+};
 use v2x_replays::{OpenOptions, ReadMode, ReadOrder, ReplayBody, ReplayMessage, ReplayReader, ReplayWriter, Topic};
 
 /// Separates the files of a multi-file input.
@@ -74,6 +79,8 @@ fn encoded(body: &ReplayBody) -> Vec<u8> {
         ReplayBody::Vehicle(state) => v2x_proto::encode(state),
         ReplayBody::Roadside(frame) => v2x_proto::encode(frame),
         ReplayBody::Received(received) => v2x_proto::encode(&received.frame),
+        ReplayBody::Signal(state) => v2x_proto::encode(state),
+        ReplayBody::Spat(spat) => v2x_proto::encode(spat),
     }
 }
 
@@ -96,6 +103,8 @@ pub struct Seeds {
     pub dair: Vec<Vec<u8>>,
     /// OpenLABEL files.
     pub openlabel: Vec<Vec<u8>>,
+    /// NTCIP 1202 SPaT blobs (`rsu::ntcip`).
+    pub ntcip: Vec<Vec<u8>>,
 }
 
 impl Seeds {
@@ -114,6 +123,16 @@ impl Seeds {
         messages.push(v2x_proto::encode(&v2x_proto::sample::camera_frame()));
         messages.push(v2x_proto::encode(&v2x_proto::sample::vehicle_state()));
         messages.push(v2x_proto::encode(&v2x_proto::sample::intersection_frame(8, 3)));
+        let controller_state = signal_state();
+        let spat = Spat {
+            intersection_id: 1201,
+            revision: 3,
+            time: controller_state.time,
+            controller_time: controller_state.time,
+            movements: controller_state.movements.clone(),
+        };
+        messages.push(v2x_proto::encode(&controller_state));
+        messages.push(v2x_proto::encode(&RoadsideDatagram::Spat(spat)));
         messages.sort();
         messages.dedup();
 
@@ -186,11 +205,36 @@ impl Seeds {
         let openlabel =
             files_with_extension(&root.join("fuzz/seeds/openlabel"), "json").iter().map(|p| read(p)).collect();
 
-        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel }
+        let ntcip = vec![
+            BlobBuilder::default().build().to_vec(),
+            BlobBuilder::default()
+                .phase(2, false, Colour::Green, 50, 325)
+                .phase(4, false, Colour::Red, 120, 400)
+                .phase(6, false, Colour::Yellow, 30, 30)
+                .phase(1, true, Colour::Green, 50, 325)
+                .sequence(42)
+                .build()
+                .to_vec(),
+        ];
+        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel, ntcip }
     }
 }
 
 /// `files` joined by [`FILE_SEPARATOR`].
 pub fn joined(files: &[Vec<u8>]) -> Vec<u8> {
     files.join(&FILE_SEPARATOR)
+}
+
+/// A signal controller state with every field set (a seed of the message targets).
+fn signal_state() -> SignalControllerState {
+    let t0 = Timestamp::from_nanos(1_795_000_000_000_000_000);
+    let movement = MovementState {
+        signal_group: 2,
+        phase: MovementPhase::ProtectedMovementAllowed,
+        start: Some(t0.add_secs(-3.0)),
+        min_end: t0.add_secs(5.0),
+        max_end: Some(t0.add_secs(30.0)),
+        likely: Some(t0.add_secs(12.0)),
+    };
+    SignalControllerState { controller_id: "tsc-1".into(), time: t0, movements: vec![movement] }
 }

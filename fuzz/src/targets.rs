@@ -9,7 +9,9 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
-use v2x_proto::domain::{ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, ServerHello};
+use v2x_proto::domain::{
+    ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, RoadsideDatagram, ServerHello, SignalControllerState,
+};
 use v2x_proto::{MAX_MESSAGE_BYTES, decode, decode_outcome, decode_reference, wire};
 use v2x_replays::import_dair::DairOptions;
 use v2x_replays::{OpenOptions, ReadMode, ReadOrder, ReplayReader};
@@ -26,6 +28,8 @@ pub fn wire_messages(bytes: &[u8]) {
     let _ = decode::<ClientHello>(bytes);
     let _ = decode::<ServerHello>(bytes);
     let _ = decode::<ClientControl>(bytes);
+    let _ = decode::<SignalControllerState>(bytes);
+    let _ = decode::<RoadsideDatagram>(bytes);
     if bytes.len() <= MAX_MESSAGE_BYTES {
         let fast = decode::<SensorFrame>(bytes);
         let reference = decode_reference::<wire::SensorFrame, SensorFrame>(bytes);
@@ -33,6 +37,18 @@ pub fn wire_messages(bytes: &[u8]) {
         let fast = decode::<GroundTruthFrame>(bytes);
         let reference = decode_reference::<wire::GroundTruthFrame, GroundTruthFrame>(bytes);
         assert_eq!(decode_outcome(&fast), decode_outcome(&reference), "the GroundTruthFrame decoders disagree");
+    }
+}
+
+/// An NTCIP 1202 SPaT blob through the daemon's parser: what parses is consistent and within
+/// the blob's 32 signal groups.
+pub fn ntcip_blob(bytes: &[u8]) {
+    let arrival = rsu_fusion::Timestamp::from_nanos(1_795_000_000_000_000_000);
+    if let Ok(blob) = rsu::ntcip::parse(bytes, arrival) {
+        assert!(blob.movements.len() <= 2 * rsu::ntcip::PHASES, "more signal groups than the blob has");
+        for m in &blob.movements {
+            assert!(m.check_order().is_ok(), "an inconsistent movement parsed: {m:?}");
+        }
     }
 }
 

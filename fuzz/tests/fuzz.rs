@@ -163,6 +163,11 @@ fn openlabel_import() {
     fuzz("openlabel_import", &seeds().openlabel, |bytes| targets::openlabel_import(&scratch, bytes));
 }
 
+#[test]
+fn ntcip_blob() {
+    fuzz("ntcip_blob", &seeds().ntcip, targets::ntcip_blob);
+}
+
 /// Every checked-in regression input names a target that exists.
 #[test]
 fn regression_folders_name_targets() {
@@ -176,6 +181,7 @@ fn regression_folders_name_targets() {
         "criteria",
         "dair_import",
         "openlabel_import",
+        "ntcip_blob",
     ];
     let dir = repo_root().join("fuzz/regressions");
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

@@ -1,5 +1,6 @@
 //! Domain types that exist only at the edges of the stack: a replay log's metadata, the
-//! simulator's ground truth, and the QUIC session handshake. (Sensor frames, vehicle states and
+//! simulator's ground truth, the QUIC session handshake, and traffic signals (a controller's
+//! state, the SPaT broadcast). (Sensor frames, vehicle states and
 //! the broadcast frame are the fusion core's own types, in `rsu_fusion`.)
 
 use nalgebra::Point3;
@@ -105,6 +106,8 @@ pub enum Role {
     Vehicle,
     /// A roadside sensor.
     Sensor,
+    /// A traffic signal controller (protocol version 3).
+    SignalController,
 }
 
 /// What a vehicle wants to receive.
@@ -155,4 +158,101 @@ pub struct ServerHello {
 pub enum ClientControl {
     /// Replaces the vehicle's subscription.
     Subscribe(Subscription),
+}
+
+/// What a signal group shows: SAE J2735 `MovementPhaseState` (same names, same numbers on the
+/// wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementPhase {
+    /// Not known.
+    Unavailable,
+    /// The signal head is off.
+    Dark,
+    /// Flashing red: stop, then proceed when safe.
+    StopThenProceed,
+    /// Red.
+    StopAndRemain,
+    /// Red and yellow before green.
+    PreMovement,
+    /// Green, yielding to conflicting traffic.
+    PermissiveMovementAllowed,
+    /// Green, no conflicting traffic.
+    ProtectedMovementAllowed,
+    /// Yellow after a permissive green.
+    PermissiveClearance,
+    /// Yellow after a protected green.
+    ProtectedClearance,
+    /// Flashing yellow.
+    CautionConflictingTraffic,
+}
+
+/// One signal group's phase and when it ends (J2735 `MovementState` with its first
+/// `MovementEvent`), as absolute instants (UTC). Valid values satisfy `start <= min_end <=
+/// likely <= max_end` for those given ([`MovementState::check_order`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovementState {
+    /// J2735 `SignalGroupID`, 1..=255.
+    pub signal_group: u8,
+    /// What it shows.
+    pub phase: MovementPhase,
+    /// When the phase started, if known.
+    pub start: Option<Timestamp>,
+    /// The earliest the phase may end.
+    pub min_end: Timestamp,
+    /// The latest the phase may end, if known.
+    pub max_end: Option<Timestamp>,
+    /// When the phase most likely ends, if known.
+    pub likely: Option<Timestamp>,
+}
+
+impl MovementState {
+    /// Checks `start <= min_end <= likely <= max_end` (for the times given); the error says
+    /// which pair is out of order.
+    pub fn check_order(&self) -> Result<(), &'static str> {
+        if self.start.is_some_and(|s| s > self.min_end) {
+            return Err("the phase ends (min_end_time) before it starts (start_time)");
+        }
+        if self.max_end.is_some_and(|m| m < self.min_end) {
+            return Err("max_end_time is before min_end_time");
+        }
+        if self.likely.is_some_and(|l| l < self.min_end || self.max_end.is_some_and(|m| l > m)) {
+            return Err("likely_time is outside min_end_time..=max_end_time");
+        }
+        Ok(())
+    }
+}
+
+/// A signal controller's state at one instant (uplink).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalControllerState {
+    /// The controller's id (its certificate's).
+    pub controller_id: String,
+    /// When the controller took this state.
+    pub time: Timestamp,
+    /// Every signal group, each once, 1..=[`crate::convert::MAX_MOVEMENTS`].
+    pub movements: Vec<MovementState>,
+}
+
+/// The signal phase and timing of one intersection (downlink, J2735 / CSAE 53 SPAT with one
+/// `IntersectionState`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spat {
+    /// J2735 `IntersectionReferenceID.id`.
+    pub intersection_id: u16,
+    /// Increments (modulo 128) whenever the movements change.
+    pub revision: u8,
+    /// When the RSU made this message.
+    pub time: Timestamp,
+    /// The time of the controller state it comes from.
+    pub controller_time: Timestamp,
+    /// Every signal group, each once.
+    pub movements: Vec<MovementState>,
+}
+
+/// A datagram from the RSU to a vehicle (protocol version 3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoadsideDatagram {
+    /// One intersection's signal phase and timing.
+    Spat(Spat),
 }

@@ -26,7 +26,9 @@ pub mod sample;
 use std::borrow::Cow;
 
 pub use convert::ConvertError;
-use domain::{ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, ServerHello};
+use domain::{
+    ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, RoadsideDatagram, ServerHello, SignalControllerState,
+};
 use prost::Message as _;
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
 
@@ -45,6 +47,11 @@ pub const PACKAGE: &str = "v2x.v1";
 /// Largest encoded message [bytes] [`decode`] accepts (a 1024-participant frame with path history
 /// stays well below).
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Largest message sent as one QUIC datagram [bytes] (`SignalControllerState` uplink,
+/// `RoadsideDatagram` downlink): what a QUIC datagram carries on a path of the minimum IPv6 MTU
+/// (1280 bytes) with room for the packet's headers and AEAD tag.
+pub const MAX_DATAGRAM_BYTES: usize = 1150;
 
 /// Why bytes could not become a domain value. The variants are the classes the daemon counts
 /// rejections by (oversized, malformed, invalid), whichever decoder ran.
@@ -133,6 +140,9 @@ wire_message!(ReplayMeta, ReplayMeta, decode_reference::<wire::ReplayMeta, _>);
 wire_message!(ClientHello, ClientHello, decode_reference::<wire::ClientHello, _>);
 wire_message!(ServerHello, ServerHello, decode_reference::<wire::ServerHello, _>);
 wire_message!(ClientControl, ClientControl, decode_reference::<wire::ClientControl, _>);
+wire_message!(SignalControllerState, SignalControllerState, decode_reference::<wire::SignalControllerState, _>);
+wire_message!(RoadsideDatagram, RoadsideDatagram, decode_reference::<wire::RoadsideDatagram, _>);
+wire_message!(domain::Spat, Spat, decode_reference::<wire::Spat, _>);
 
 /// The protobuf encoding of `value`.
 pub fn encode<D: WireMessage>(value: &D) -> Vec<u8> {

@@ -283,7 +283,8 @@ pub fn score_live_with(
             ReplayBody::Sensor(_) | ReplayBody::Vehicle(_) => {
                 last_input = last_input.max(Some(message.publish_time));
             }
-            ReplayBody::Meta(_) => {}
+            // Signals are not scored against the truth (yet).
+            ReplayBody::Meta(_) | ReplayBody::Signal(_) | ReplayBody::Spat(_) => {}
         }
     }
     score_waiting(&mut waiting, &mut sent, &mut received);

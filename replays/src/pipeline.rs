@@ -377,7 +377,12 @@ pub fn replay_recorded<E: std::fmt::Display>(
                 summary.identical_frames += u64::from(reproduced == *recorded);
                 handler(recorded, &reproduced).map_err(|e| PipelineError::Handler(e.to_string()))?;
             }
-            ReplayBody::Meta(_) | ReplayBody::GroundTruth(_) | ReplayBody::Received(_) => {}
+            // SPaT does not go through fusion.
+            ReplayBody::Meta(_)
+            | ReplayBody::GroundTruth(_)
+            | ReplayBody::Received(_)
+            | ReplayBody::Signal(_)
+            | ReplayBody::Spat(_) => {}
         }
     }
     Ok(summary)

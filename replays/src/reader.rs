@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use mcap::read::ChannelAccumulator;
 use mcap::sans_io::{LinearReader, LinearReaderOptions};
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
-use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
+use v2x_proto::domain::{GroundTruthFrame, ReplayMeta, SignalControllerState, Spat};
 use v2x_proto::{DecodeError, decode};
 
 use crate::ReplayError;
@@ -108,6 +108,10 @@ pub enum ReplayBody {
     /// A broadcast frame as one vehicle received it (its receipt time is the message's
     /// publish time).
     Received(Box<Received>),
+    /// A signal controller's state (its arrival at the RSU is the publish time).
+    Signal(SignalControllerState),
+    /// The SPaT of an intersection as the RSU broadcast it.
+    Spat(Spat),
 }
 
 impl ReplayBody {
@@ -121,6 +125,8 @@ impl ReplayBody {
             ReplayBody::Vehicle(v) => v.time,
             ReplayBody::Roadside(r) => r.time,
             ReplayBody::Received(r) => r.frame.time,
+            ReplayBody::Signal(s) => s.time,
+            ReplayBody::Spat(s) => s.time,
         }
     }
 
@@ -133,6 +139,8 @@ impl ReplayBody {
             ReplayBody::Vehicle(v) => Topic::Vehicle(v.vehicle_id.clone()),
             ReplayBody::Roadside(r) => Topic::Roadside(r.rsu_id.clone()),
             ReplayBody::Received(r) => Topic::Received(r.vehicle_id.clone()),
+            ReplayBody::Signal(s) => Topic::Signal(s.controller_id.clone()),
+            ReplayBody::Spat(s) => Topic::Spat(s.intersection_id.to_string()),
         }
     }
 }
@@ -874,6 +882,8 @@ impl Source {
                 subscription_radius_m: channel.metadata.get(SUBSCRIPTION_RADIUS_KEY).and_then(|r| r.parse().ok()),
                 frame: decode::<RoadsideFrame>(data)?,
             })),
+            Topic::Signal(_) => ReplayBody::Signal(decode::<SignalControllerState>(data)?),
+            Topic::Spat(_) => ReplayBody::Spat(decode::<Spat>(data)?),
         })
     }
 }
@@ -884,6 +894,14 @@ fn inconsistency(m: &ReplayMessage) -> Option<String> {
         (Topic::Sensor(id), ReplayBody::Sensor(f)) => (id, &f.sensor_id, f.capture_time),
         (Topic::Vehicle(id), ReplayBody::Vehicle(s)) => (id, &s.vehicle_id, s.time),
         (Topic::Roadside(id), ReplayBody::Roadside(f)) => (id, &f.rsu_id, f.time),
+        (Topic::Signal(id), ReplayBody::Signal(s)) => (id, &s.controller_id, s.time),
+        (Topic::Spat(id), ReplayBody::Spat(s)) => {
+            if *id != s.intersection_id.to_string() {
+                return Some(format!("the topic names {id:?} but the SPaT is of intersection {}", s.intersection_id));
+            }
+            return (s.time != m.log_time)
+                .then(|| format!("log time {} differs from the SPaT's time {}", m.log_time, s.time));
+        }
         (Topic::GroundTruth, ReplayBody::GroundTruth(g)) => {
             return (g.time != m.log_time)
                 .then(|| format!("log time {} differs from the frame's time {}", m.log_time, g.time));

@@ -8,6 +8,8 @@
 //! | `/vehicles/<vehicle_id>/state` | `v2x.v1.VehicleState` |
 //! | `/rsu/<rsu_id>/frame` | `v2x.v1.RoadsideFrame` |
 //! | `/vehicles/<vehicle_id>/received` | `v2x.v1.RoadsideFrame` (as that vehicle received it) |
+//! | `/signals/<controller_id>/state` | `v2x.v1.SignalControllerState` |
+//! | `/intersections/<intersection_id>/spat` | `v2x.v1.Spat` (as the RSU broadcast it) |
 
 /// A parsed topic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,6 +26,11 @@ pub enum Topic {
     Roadside(String),
     /// `/vehicles/<vehicle_id>/received`: the roadside frames a vehicle received.
     Received(String),
+    /// `/signals/<controller_id>/state`: a signal controller's states.
+    Signal(String),
+    /// `/intersections/<intersection_id>/spat`: the SPaT broadcast for an intersection (its
+    /// id in decimal).
+    Spat(String),
 }
 
 impl Topic {
@@ -50,6 +57,12 @@ impl Topic {
         if let Some(id) = name.strip_prefix("/rsu/").and_then(|rest| rest.strip_suffix("/frame")) {
             return valid_id(id).then(|| Topic::Roadside(id.to_owned()));
         }
+        if let Some(id) = name.strip_prefix("/signals/").and_then(|rest| rest.strip_suffix("/state")) {
+            return valid_id(id).then(|| Topic::Signal(id.to_owned()));
+        }
+        if let Some(id) = name.strip_prefix("/intersections/").and_then(|rest| rest.strip_suffix("/spat")) {
+            return valid_id(id).then(|| Topic::Spat(id.to_owned()));
+        }
         None
     }
 
@@ -61,6 +74,8 @@ impl Topic {
             Topic::GroundTruth => "v2x.v1.GroundTruthFrame",
             Topic::Vehicle(_) => "v2x.v1.VehicleState",
             Topic::Roadside(_) | Topic::Received(_) => "v2x.v1.RoadsideFrame",
+            Topic::Signal(_) => "v2x.v1.SignalControllerState",
+            Topic::Spat(_) => "v2x.v1.Spat",
         }
     }
 }
@@ -74,6 +89,8 @@ impl std::fmt::Display for Topic {
             Topic::Vehicle(id) => write!(f, "/vehicles/{id}/state"),
             Topic::Roadside(id) => write!(f, "/rsu/{id}/frame"),
             Topic::Received(id) => write!(f, "/vehicles/{id}/received"),
+            Topic::Signal(id) => write!(f, "/signals/{id}/state"),
+            Topic::Spat(id) => write!(f, "/intersections/{id}/spat"),
         }
     }
 }
@@ -91,6 +108,8 @@ mod tests {
             Topic::Vehicle("veh-7".into()),
             Topic::Roadside("rsu-1".into()),
             Topic::Received("veh-7".into()),
+            Topic::Signal("tsc-1201".into()),
+            Topic::Spat("1201".into()),
         ] {
             assert_eq!(Topic::parse(&t.to_string()), Some(t));
         }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use mcap::records::MessageHeader;
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
-use v2x_proto::domain::{GroundTruthFrame, ReplayMeta};
+use v2x_proto::domain::{GroundTruthFrame, ReplayMeta, SignalControllerState, Spat};
 use v2x_proto::{FILE_DESCRIPTOR_SET, WireMessage};
 
 use crate::ReplayError;
@@ -114,6 +114,23 @@ impl<W: Write + Seek> ReplayWriter<W> {
         self.write(topic, frame.time, frame.time, frame)
     }
 
+    /// Writes a signal controller's state that reached the RSU at `arrival` on
+    /// `/signals/<controller_id>/state`: log time = its time, publish time = `arrival`.
+    pub fn write_signal_state_at(
+        &mut self,
+        state: &SignalControllerState,
+        arrival: Timestamp,
+    ) -> Result<(), ReplayError> {
+        let topic = Topic::Signal(checked_id("signal controller state", &state.controller_id)?);
+        self.write(topic, state.time, arrival, state)
+    }
+
+    /// Writes the SPaT the RSU broadcast on `/intersections/<intersection_id>/spat`; log time =
+    /// publish time = its time.
+    pub fn write_spat(&mut self, spat: &Spat) -> Result<(), ReplayError> {
+        self.write(Topic::Spat(spat.intersection_id.to_string()), spat.time, spat.time, spat)
+    }
+
     /// Writes a roadside frame as a vehicle received it, on `/vehicles/<vehicle_id>/received`:
     /// log time = the frame's time, publish time = `receipt`. The first frame of a vehicle
     /// creates its channel with the subscription radius as channel metadata; a later frame with
@@ -158,6 +175,8 @@ impl<W: Write + Seek> ReplayWriter<W> {
             ReplayBody::Vehicle(v) => self.write_vehicle_state_at(v, at),
             ReplayBody::Roadside(r) => self.write_roadside_frame(r),
             ReplayBody::Received(r) => self.write_received_frame(r, at),
+            ReplayBody::Signal(s) => self.write_signal_state_at(s, at),
+            ReplayBody::Spat(s) => self.write_spat(s),
         }
     }
 

@@ -104,6 +104,8 @@ fn write_log(path: &Path, bodies: &[ReplayBody]) {
             ReplayBody::Roadside(f) => w.write_roadside_frame(f),
             // Received 20 ms after it was made.
             ReplayBody::Received(r) => w.write_received_frame(r, r.frame.time.add_nanos(20_000_000)),
+            ReplayBody::Signal(s) => w.write_signal_state_at(s, s.time),
+            ReplayBody::Spat(s) => w.write_spat(s),
             ReplayBody::Meta(_) => unreachable!("meta is written by create"),
         }
         .expect("write");

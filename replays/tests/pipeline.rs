@@ -40,7 +40,11 @@ fn polling_again_at_the_same_instant_changes_nothing() {
                 assert_eq!(single, again, "after an earlier extra poll, at {}", truth.time);
                 polls += 1;
             }
-            ReplayBody::Meta(_) | ReplayBody::Roadside(_) | ReplayBody::Received(_) => {}
+            ReplayBody::Meta(_)
+            | ReplayBody::Roadside(_)
+            | ReplayBody::Received(_)
+            | ReplayBody::Signal(_)
+            | ReplayBody::Spat(_) => {}
         }
     }
     assert_eq!(once.stats(), twice.stats());

@@ -18,6 +18,14 @@
 //!
 //! [fusion]                         # FusionConfig; every field optional
 //! max_lag_s = 0.5
+//!
+//! [signals]                        # traffic signal controllers and the SPaT broadcast
+//! spat_rate_hz = 10.0
+//! [[signals.controllers]]
+//! id = "tsc-1201"                  # its certificate: v2x://signal/tsc-1201
+//! intersection_id = 1201
+//! ntcip_listen = "0.0.0.0:6053"    # optional: NTCIP 1202 v03 SPaT blobs over UDP
+//! ntcip_source = "192.0.2.10"      # optional: the controller's IP address
 //! ```
 //!
 //! Relative paths are relative to the directory of the configuration file.
@@ -68,6 +76,50 @@ pub struct ServeConfig {
     /// Live view.
     #[serde(default)]
     pub rerun: RerunConfig,
+    /// Traffic signal controllers and the SPaT broadcast.
+    #[serde(default)]
+    pub signals: SignalsConfig,
+}
+
+/// Traffic signal controllers and the SPaT broadcast (PROTOCOL.md §2.8).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsConfig {
+    /// SPaT datagrams per second to each vehicle of protocol version 3 [Hz], 1..=50. Default 10
+    /// (the SAE J2735 SPaT rate).
+    pub spat_rate_hz: f64,
+    /// A controller state is broadcast for at most this long after its time, and one older
+    /// than this when it arrives is refused as `late` [s], 0.1..=10. Default 1.
+    pub stale_after_s: f64,
+    /// Controller states per second one controller may send; more are dropped and counted
+    /// [1/s], 1..=1000. Default 20.
+    pub max_states_per_s: f64,
+    /// The controllers the RSU accepts; any other is refused (`unknown_controller`).
+    pub controllers: Vec<ControllerConfig>,
+}
+
+impl Default for SignalsConfig {
+    fn default() -> Self {
+        SignalsConfig { spat_rate_hz: 10.0, stale_after_s: 1.0, max_states_per_s: 20.0, controllers: Vec::new() }
+    }
+}
+
+/// One traffic signal controller.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// Its id: the certificate `v2x://signal/<id>` of a controller that connects over QUIC.
+    pub id: String,
+    /// The intersection it controls (J2735 `IntersectionReferenceID.id`), in its SPaT.
+    pub intersection_id: u16,
+    /// A UDP address to receive the controller's NTCIP 1202 v03 SPaT blobs on (README, "Signal
+    /// controllers"). Optional.
+    #[serde(default)]
+    pub ntcip_listen: Option<SocketAddr>,
+    /// The controller's IP address: blobs from any other source are refused
+    /// (`unknown_controller`). Optional; without it any source is taken.
+    #[serde(default)]
+    pub ntcip_source: Option<std::net::IpAddr>,
 }
 
 /// Certificate files (PEM).
@@ -139,6 +191,8 @@ pub struct LimitsConfig {
     pub handshake_timeout_s: f64,
     /// Largest VehicleState datagram [bytes]. Default 1024.
     pub max_vehicle_state_bytes: usize,
+    /// Largest SignalControllerState datagram [bytes]. Default 1150.
+    pub max_signal_state_bytes: usize,
     /// Largest SensorFrame stream [bytes], at most 1048576 (the protocol's message limit).
     /// Default 1048576.
     pub max_sensor_frame_bytes: usize,
@@ -175,6 +229,7 @@ impl Default for LimitsConfig {
             max_handshakes_per_ip: 8,
             handshake_timeout_s: 5.0,
             max_vehicle_state_bytes: v2x_link::MAX_VEHICLE_STATE_BYTES,
+            max_signal_state_bytes: v2x_link::MAX_SIGNAL_STATE_BYTES,
             max_sensor_frame_bytes: v2x_link::MAX_SENSOR_FRAME_BYTES,
             max_sensor_streams: 16,
             max_vehicle_states_per_s: 50.0,
@@ -370,6 +425,7 @@ impl ServeConfig {
         count("limits.max_handshakes_per_ip", l.max_handshakes_per_ip as u64, 1, l.max_handshakes as u64)?;
         range("limits.handshake_timeout_s", l.handshake_timeout_s, 0.1, 600.0, "s")?;
         count("limits.max_vehicle_state_bytes", l.max_vehicle_state_bytes as u64, 64, 65_536)?;
+        count("limits.max_signal_state_bytes", l.max_signal_state_bytes as u64, 64, 65_536)?;
         // No larger than a message may be anywhere (a recording's reader refuses more).
         count(
             "limits.max_sensor_frame_bytes",
@@ -384,6 +440,20 @@ impl ServeConfig {
         count("limits.datagram_buffer_bytes", l.datagram_buffer_bytes as u64, 4096, 64 << 20)?;
         count("limits.udp_recv_buffer_bytes", l.udp_recv_buffer_bytes as u64, 64 << 10, 256 << 20)?;
         count("limits.recorder_queue", l.recorder_queue as u64, 16, 1 << 20)?;
+        let sig = &self.signals;
+        range("signals.spat_rate_hz", sig.spat_rate_hz, 1.0, 50.0, "Hz")?;
+        range("signals.stale_after_s", sig.stale_after_s, 0.1, 10.0, "s")?;
+        range("signals.max_states_per_s", sig.max_states_per_s, 1.0, 1000.0, "1/s")?;
+        for (i, c) in sig.controllers.iter().enumerate() {
+            v2x_link::identity::check_id(&c.id)
+                .map_err(|problem| anyhow::anyhow!("signals.controllers[{i}].id: {:?}: {problem}", c.id))?;
+            if sig.controllers[..i].iter().any(|o| o.id == c.id) {
+                bail!("signals.controllers[{i}].id: {:?} is listed twice", c.id);
+            }
+            if sig.controllers[..i].iter().any(|o| o.ntcip_listen.is_some() && o.ntcip_listen == c.ntcip_listen) {
+                bail!("signals.controllers[{i}].ntcip_listen: another controller listens on it");
+            }
+        }
         let r = &self.recording;
         count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;
         range("recording.rotate_s", r.rotate_s, 1.0, 7.0 * 86_400.0, "s")?;
@@ -458,6 +528,12 @@ mod tests {
             ("[fusion]\ngate_chi2 = -3.0\n", "gate_chi2"),
             ("[recording]\nfsync_interval_s = 0.0\n", "recording.fsync_interval_s"),
             ("rsu_id = \"bad id\"\n", "rsu_id"),
+            ("[signals]\nspat_rate_hz = 0.0\n", "signals.spat_rate_hz"),
+            ("[[signals.controllers]]\nid = \"a b\"\nintersection_id = 1\n", "signals.controllers[0].id"),
+            (
+                "[[signals.controllers]]\nid = \"t\"\nintersection_id = 1\n[[signals.controllers]]\nid = \"t\"\nintersection_id = 2\n",
+                "signals.controllers[1].id",
+            ),
         ];
         for (extra, field) in cases {
             // Top-level keys must precede the tables.

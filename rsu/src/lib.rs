@@ -10,6 +10,7 @@
 //!   rerun, and asking for a live view is a configuration error).
 //! - [`certs`]: `rsu certs init`, the development PKI.
 //! - [`log_info`]: `log info`, a summary of a replay log or recording.
+//! - [`ntcip`]: the parser of the NTCIP 1202 v03 SPaT blob signal controllers push over UDP.
 
 pub mod certs;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod live_view;
 pub mod log_info;
 pub mod metrics;
+pub mod ntcip;
 pub mod recorder;
 pub mod serve;
 

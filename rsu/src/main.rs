@@ -46,7 +46,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CertsCommand {
-    /// Create a development PKI: CA, RSU server certificate, vehicle and sensor certificates.
+    /// Create a development PKI: CA, RSU server certificate, vehicle, sensor and signal
+    /// controller certificates.
     Init {
         /// Output directory (created if missing).
         #[arg(long)]
@@ -64,6 +65,9 @@ enum CertsCommand {
         /// Sensor ids, comma-separated (they must match the site's sensor ids).
         #[arg(long, value_delimiter = ',')]
         sensors: Vec<String>,
+        /// Signal controller ids, comma-separated (they must match `[[signals.controllers]]`).
+        #[arg(long, value_delimiter = ',')]
+        signals: Vec<String>,
         /// Extra DNS names or IP addresses for the RSU certificate.
         #[arg(long, value_delimiter = ',')]
         server_names: Vec<String>,
@@ -78,10 +82,9 @@ fn main() -> ExitCode {
         Command::Log { command } => rsu::log_info::run(command),
         Command::Serve(args) => rsu::run_serve(&args).map(|()| ExitCode::SUCCESS),
         Command::Certs {
-            command: CertsCommand::Init { out, rsu_id, vehicles, vehicle_ids, sensors, server_names },
-        } => {
-            rsu::certs::init(&out, &rsu_id, vehicles, &vehicle_ids, &sensors, &server_names).map(|()| ExitCode::SUCCESS)
-        }
+            command: CertsCommand::Init { out, rsu_id, vehicles, vehicle_ids, sensors, signals, server_names },
+        } => rsu::certs::init(&out, &rsu_id, vehicles, &vehicle_ids, &sensors, &signals, &server_names)
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,8 @@
 //! (histogram: arrival of the newest input in a frame to the frame handed to QUIC),
 //! `broadcast_latency_seconds` (histogram, capture of the newest fused measurement to the frame
 //! handed to QUIC), `frame_participant_bytes` (histogram), `connected_vehicles`,
-//! `connected_sensors`, `frames_sent_total`, `frames_delivered_total`,
+//! `connected_sensors`, `connected_signal_controllers`, `signal_states_total{controller}`,
+//! `spat_sent_total`, `spat_unsent_total{reason}`, `frames_sent_total`, `frames_delivered_total`,
 //! `frames_undelivered_total{reason}`, `ingest_dropped_total`, `rejected_total{reason}`, `sensor_status{sensor}` (0 unknown, 1 ok,
 //! 2 degraded, 3 silent), `sensor_last_capture_age_seconds{sensor}`, `tracks`,
 //! `recorder_dropped_total`, `recorder_errors_total`, `sessions_total`, `revocations`,

@@ -1,5 +1,5 @@
-//! The recorder: everything the daemon takes in (sensor frames, vehicle states) and sends out
-//! (roadside frames), and events for the operator (misbehaviour flags, as MCAP metadata
+//! The recorder: everything the daemon takes in (sensor frames, vehicle states, signal
+//! controller states) and sends out (roadside frames, SPaT), and events for the operator (misbehaviour flags, as MCAP metadata
 //! records), goes to MCAP replay logs in the replay format, on a thread of its own fed
 //! by a bounded queue (a full queue drops and counts, never blocks the fusion loop).
 //!
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rsu_fusion::{RoadsideFrame, SensorFrame, SiteConfig, Timestamp, VehicleState};
-use v2x_proto::domain::{REPLAY_FORMAT_VERSION, ReplayMeta};
+use v2x_proto::domain::{REPLAY_FORMAT_VERSION, ReplayMeta, SignalControllerState, Spat};
 use v2x_replays::ReplayWriter;
 
 use crate::config::RecordingConfig;
@@ -38,6 +38,11 @@ pub enum Record {
     Vehicle(VehicleState, Timestamp),
     /// A roadside frame sent out (before the per-vehicle region filter).
     Roadside(Arc<RoadsideFrame>),
+    /// A signal controller's state taken in (checked for consistency, not yet for age) and its
+    /// arrival time.
+    Signal(SignalControllerState, Timestamp),
+    /// A SPaT sent out.
+    Spat(Spat),
     /// An event for the operator (a vehicle flagged for misbehaviour), written as an MCAP
     /// metadata record: its name and fields.
     Event(&'static str, BTreeMap<String, String>),
@@ -220,6 +225,8 @@ impl Worker {
             Record::Sensor(f, arrival) => file.writer.write_sensor_frame_at(f, *arrival),
             Record::Vehicle(s, arrival) => file.writer.write_vehicle_state_at(s, *arrival),
             Record::Roadside(f) => file.writer.write_roadside_frame(f),
+            Record::Signal(s, arrival) => file.writer.write_signal_state_at(s, *arrival),
+            Record::Spat(s) => file.writer.write_spat(s),
             Record::Event(name, fields) => file.writer.write_event(name, fields.clone()),
         };
         if let Err(e) = result {

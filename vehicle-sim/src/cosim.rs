@@ -277,6 +277,13 @@ impl CoSim {
         self.sim.scenario.world.time()
     }
 
+    /// The site's signal controller state now, as controller `controller_id` sends it
+    /// ([`crate::signals::controller_state`]).
+    pub fn signal_state(&self, controller_id: &str) -> v2x_proto::domain::SignalControllerState {
+        let world = &self.sim.scenario.world;
+        crate::signals::controller_state(&world.site().signal_plan, world.cycle_time_s(), world.time(), controller_id)
+    }
+
     /// Whether the last step has been taken.
     pub fn finished(&self) -> bool {
         self.steps() > self.total_steps

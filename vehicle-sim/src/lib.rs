@@ -29,5 +29,6 @@ pub mod pki_dir;
 pub mod record;
 pub mod scenario;
 pub mod sensors;
+pub mod signals;
 pub mod swarm;
 pub mod world;

@@ -2,7 +2,8 @@
 //! (10 ms steps paced by the wall clock, which is also the simulation's clock). Every roadside
 //! sensor is a QUIC client that sends its frames when they arrive; every connected car is a QUIC
 //! client (with V2X) that subscribes around itself, sends its state at 10 Hz and takes the RSU's
-//! frames, or relies on its own sensor (without V2X).
+//! frames, or relies on its own sensor (without V2X). Every signal controller with a certificate
+//! is a QUIC client that sends the site's signal plan state at 10 Hz (PROTOCOL.md §2.8).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rsu_fusion::{RoadsideFrame, Timestamp};
 use tokio::sync::mpsc;
-use v2x_link::client::{ClientError, ClientSettings, SensorClient, VehicleClient};
+use v2x_link::client::{ClientError, ClientSettings, SensorClient, SignalControllerClient, VehicleClient};
 use v2x_link::wall_now;
 use v2x_proto::domain::{ReplayMeta, Subscription};
 use v2x_replays::{ReplayBody, ReplayError, ReplayMessage, ReplayWriter};
@@ -66,6 +67,9 @@ pub struct LiveSetup {
     pub vehicles: BTreeMap<String, ClientSettings>,
     /// Radius the cars subscribe to around themselves [m].
     pub subscription_radius_m: u32,
+    /// Client settings of the signal controllers, by controller id: each sends the site's
+    /// signal plan state at 10 Hz.
+    pub signals: BTreeMap<String, ClientSettings>,
 }
 
 /// Runs `setup` in real time; `progress` hears about it every 100 ms.
@@ -80,6 +84,13 @@ pub async fn run(setup: LiveSetup, mut progress: impl FnMut(&Status)) -> Result<
             .await
             .map_err(|cause| LiveError::Connect { who: format!("sensor {id}"), cause })?;
         sensors.insert(id.clone(), Arc::new(client));
+    }
+    let mut controllers = Vec::new();
+    for (id, settings) in &setup.signals {
+        let client = SignalControllerClient::connect(settings)
+            .await
+            .map_err(|cause| LiveError::Connect { who: format!("signal controller {id}"), cause })?;
+        controllers.push(client);
     }
     let mut cosim = CoSim::new(scenario, setup.seed, &setup.site, &setup.car, setup.duration_s, wall_now())?;
     let (frames_tx, mut frames_rx) = mpsc::channel::<(usize, RoadsideFrame, Timestamp)>(1024);
@@ -148,6 +159,13 @@ pub async fn run(setup: LiveSetup, mut progress: impl FnMut(&Status)) -> Result<
             },
         );
         while in_flight.try_join_next().is_some() {}
+        if step.is_multiple_of(10) {
+            for controller in &controllers {
+                if let Err(e) = controller.send_state(&cosim.signal_state(controller.id())) {
+                    tracing::warn!(controller = %controller.id(), "sending the signal state failed: {e}");
+                }
+            }
+        }
         if step.is_multiple_of(10) || cosim.finished() {
             progress(cosim.status());
         }
@@ -155,6 +173,9 @@ pub async fn run(setup: LiveSetup, mut progress: impl FnMut(&Status)) -> Result<
     while in_flight.join_next().await.is_some() {}
     for client in clients.into_iter().flatten() {
         client.close().await;
+    }
+    for controller in controllers {
+        controller.close().await;
     }
     for s in sensors.into_values() {
         if let Ok(client) = Arc::try_unwrap(s) {

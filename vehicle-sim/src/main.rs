@@ -46,7 +46,8 @@ struct RsuArgs {
     /// The RSU's UDP address.
     #[arg(long)]
     rsu: SocketAddr,
-    /// PKI folder made by `rsu certs init` (ca.pem, sensors/<id>.pem, vehicles/<id>.pem).
+    /// PKI folder made by `rsu certs init` (ca.pem, sensors/<id>.pem, vehicles/<id>.pem and,
+    /// optionally, signals/<id>.pem).
     #[arg(long, default_value = "pki")]
     pki: PathBuf,
     /// Name the RSU's certificate is valid for.
@@ -58,6 +59,14 @@ impl RsuArgs {
     /// Client settings for every certificate in `<pki>/<sub>/`, by id; at most `limit`.
     fn clients(&self, sub: &str, limit: Option<usize>) -> anyhow::Result<BTreeMap<String, ClientSettings>> {
         Ok(vehicle_sim::pki_dir::client_settings(&self.pki, sub, self.rsu, &self.server_name, limit)?)
+    }
+
+    /// [`RsuArgs::clients`] for a folder that may be absent (none then).
+    fn optional_clients(&self, sub: &str) -> anyhow::Result<BTreeMap<String, ClientSettings>> {
+        if !self.pki.join(sub).is_dir() {
+            return Ok(BTreeMap::new());
+        }
+        self.clients(sub, None)
     }
 }
 
@@ -201,6 +210,7 @@ fn main() -> anyhow::Result<()> {
                 sensors: rsu.clients("sensors", None)?,
                 vehicles: rsu.clients("vehicles", None)?,
                 subscription_radius_m: 300,
+                signals: rsu.optional_clients("signals")?,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let outcome = runtime

@@ -320,7 +320,12 @@ impl World {
 
     /// Signal states now.
     pub fn lights(&self) -> Vec<LightState> {
-        self.site.signal_plan.states(self.elapsed_s() + self.signal_offset_s)
+        self.site.signal_plan.states(self.cycle_time_s())
+    }
+
+    /// Where in the signal cycle the run is now [s] (not wrapped at the cycle length).
+    pub fn cycle_time_s(&self) -> f64 {
+        self.elapsed_s() + self.signal_offset_s
     }
 
     /// The phase of one signal group now (`Green` for unknown groups).

@@ -45,7 +45,11 @@ fn recording_twice_gives_identical_bytes_and_the_log_decodes() {
                 vehicles += 1;
                 assert_eq!(v.vehicle_id, "cv-bus-ped");
             }
-            ReplayBody::Meta(_) | ReplayBody::Roadside(_) | ReplayBody::Received(_) => {}
+            ReplayBody::Meta(_)
+            | ReplayBody::Roadside(_)
+            | ReplayBody::Received(_)
+            | ReplayBody::Signal(_)
+            | ReplayBody::Spat(_) => {}
         }
     }
     assert_eq!(sensors.len(), site.config.sensors.len());

@@ -12,7 +12,8 @@
 //! - `vehicle`: `VehicleState`;
 //! - `roadside`: `RoadsideFrame` and its participants;
 //! - `replay`: `ReplayMeta` (site, calibration) and `GroundTruthFrame`;
-//! - `session`: `ClientHello`, `ServerHello`, `ClientControl`, subscriptions.
+//! - `session`: `ClientHello`, `ServerHello`, `ClientControl`, subscriptions;
+//! - `signal`: `SignalControllerState`, `Spat`, `RoadsideDatagram` (traffic signals).
 
 /// Maps a domain enum onto its wire enum variant by variant (same variant names), both ways: `$to`
 /// converts domain → wire; `$from` converts a wire value → domain and rejects values the domain
@@ -40,6 +41,7 @@ mod replay;
 mod roadside;
 mod sensor;
 mod session;
+mod signal;
 mod vehicle;
 
 pub(crate) use common::limit_len;
@@ -60,6 +62,12 @@ pub const MAX_POLYGON_VERTICES: usize = 256;
 pub const MAX_TRUTH_OBJECTS: usize = 8192;
 /// Most traffic signals per ground-truth frame.
 pub const MAX_SIGNALS: usize = 1024;
+/// Most signal groups (movements) one controller state or SPaT message may carry: a SPaT of
+/// this many fits one QUIC datagram (PROTOCOL.md §2.8).
+pub const MAX_MOVEMENTS: usize = 24;
+/// Largest distance of a signal time from its message's time [s] (J2735's TimeMark spans one
+/// hour).
+pub const MAX_SIGNAL_HORIZON_S: i64 = 3600;
 /// Longest id string (sensor, vehicle, RSU, signal) [bytes].
 pub const MAX_ID_LEN: usize = 64;
 
@@ -102,6 +110,15 @@ pub enum ConvertError {
         field: &'static str,
         /// The value received.
         value: i32,
+    },
+    /// Values that are each in range but contradict each other (a phase that ends before it
+    /// starts, a signal group listed twice).
+    #[error("field `{field}` is inconsistent: {problem}")]
+    Inconsistent {
+        /// Dotted field path.
+        field: &'static str,
+        /// What contradicts what.
+        problem: String,
     },
     /// A list longer than its limit.
     #[error("field `{field}` has {len} entries (at most {max})")]

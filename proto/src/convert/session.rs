@@ -9,7 +9,7 @@ use crate::ConvertError;
 use crate::domain::{ClientControl, ClientHello, Role, ServerHello, Subscription};
 use crate::wire;
 
-enum_mapping!(role_to_wire, role_from_wire, Role, Role, "role", [Vehicle, Sensor]);
+enum_mapping!(role_to_wire, role_from_wire, Role, Role, "role", [Vehicle, Sensor, SignalController]);
 
 impl From<&Subscription> for wire::Subscription {
     fn from(s: &Subscription) -> Self {

@@ -5,6 +5,9 @@
 //!   [`RoadsideFrame`]s (through [`FrameReceiver`], which can live in another task).
 //! - [`SensorClient`]: connects with a sensor certificate and sends each [`SensorFrame`] on its
 //!   own unidirectional stream.
+//! - [`SignalControllerClient`]: connects with a signal controller certificate and sends its
+//!   [`SignalControllerState`] as datagrams. A vehicle receives the SPaT the RSU makes of them
+//!   with [`VehicleClient::next_spat`].
 //!
 //! Both start from a [`ClientSettings`]: the RSU's address and server name, the site CA, the
 //! client's certificate and transport limits.
@@ -23,7 +26,9 @@ use std::time::Duration;
 
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
 use tokio::task::JoinSet;
-use v2x_proto::domain::{ClientControl, ClientHello, Role, ServerHello, Subscription};
+use v2x_proto::domain::{
+    ClientControl, ClientHello, RoadsideDatagram, Role, ServerHello, SignalControllerState, Spat, Subscription,
+};
 
 use crate::codes::{CloseCode, StreamCode};
 use crate::framing::{read_message, write_message};
@@ -339,6 +344,17 @@ impl VehicleClient {
         &self.connection
     }
 
+    /// The next SPaT the RSU sent (protocol version 3, PROTOCOL.md §2.8), from the session's
+    /// datagrams. A datagram that is not a valid `RoadsideDatagram` is an error (the RSU broke
+    /// the protocol); the session goes on and the next call reads the next one. Cancel-safe.
+    pub async fn next_spat(&self) -> Result<Spat, ClientError> {
+        let bytes = self.connection.read_datagram().await.map_err(ClientError::from_connection)?;
+        match v2x_proto::decode_limited::<RoadsideDatagram>(&bytes, v2x_proto::MAX_DATAGRAM_BYTES) {
+            Ok(RoadsideDatagram::Spat(spat)) => Ok(spat),
+            Err(e) => Err(ClientError::Protocol(format!("roadside datagram: {e}"))),
+        }
+    }
+
     /// Closes the session normally. On an endpoint of its own it waits (up to 1 s) for the close
     /// to reach the RSU; on a shared one the endpoint's owner waits with
     /// [`ClientEndpoint::wait_idle`].
@@ -510,6 +526,66 @@ impl SensorClient {
 
     /// Closes the session normally. Frames whose streams are not yet delivered may be lost; use
     /// [`SensorClient::send_frame_acked`] for the last one when that matters.
+    pub async fn close(self) {
+        close_session(&self.connection, Some(&self.endpoint)).await;
+    }
+}
+
+/// A traffic signal controller's session with the RSU (protocol version 3).
+pub struct SignalControllerClient {
+    endpoint: ClientEndpoint,
+    connection: quinn::Connection,
+    _control: (quinn::SendStream, quinn::RecvStream),
+    server: ServerHello,
+    id: String,
+}
+
+impl SignalControllerClient {
+    /// Connects as the signal controller named in the certificate of `settings`.
+    pub async fn connect(settings: &ClientSettings) -> Result<Self, ClientError> {
+        if settings.identity.role != CertRole::Signal {
+            return Err(ClientError::WrongRole { found: settings.identity.clone(), expected: "signal controller" });
+        }
+        let hello = ClientHello {
+            versions: PROTOCOL_VERSIONS.to_vec(),
+            role: Role::SignalController,
+            id: settings.identity.id.clone(),
+            subscription: None,
+        };
+        let endpoint = ClientEndpoint::bind(settings.bind_addr)?;
+        let (connection, send, recv, server) = settings.handshake(&endpoint.endpoint, &hello).await?;
+        Ok(SignalControllerClient { endpoint, connection, _control: (send, recv), server, id: hello.id })
+    }
+
+    /// The RSU's hello.
+    pub fn server_hello(&self) -> &ServerHello {
+        &self.server
+    }
+
+    /// This controller's id (from its certificate).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Sends the controller's state as one datagram. Its `controller_id` must be this
+    /// controller's id or the RSU drops it. Datagrams are unreliable: send the next state.
+    pub fn send_state(&self, state: &SignalControllerState) -> Result<(), ClientError> {
+        self.send_bytes(&v2x_proto::encode(state))
+    }
+
+    /// Sends raw bytes as one uplink datagram (for tools and tests of the RSU's input
+    /// validation).
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.connection.send_datagram(bytes.to_vec().into())?;
+        Ok(())
+    }
+
+    /// The underlying QUIC connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
+    /// Closes the session normally, waiting (up to 1 s) for the close to reach the RSU.
     pub async fn close(self) {
         close_session(&self.connection, Some(&self.endpoint)).await;
     }

@@ -28,11 +28,13 @@ pub enum CloseCode {
     Replaced,
     /// The RSU's connection limit is reached.
     ServerBusy,
+    /// A signal controller the RSU's configuration does not know.
+    UnknownController,
 }
 
 impl CloseCode {
     /// Every close code, in wire order.
-    pub const ALL: [CloseCode; 11] = [
+    pub const ALL: [CloseCode; 12] = [
         CloseCode::NoError,
         CloseCode::Shutdown,
         CloseCode::ProtocolError,
@@ -44,6 +46,7 @@ impl CloseCode {
         CloseCode::Revoked,
         CloseCode::Replaced,
         CloseCode::ServerBusy,
+        CloseCode::UnknownController,
     ];
 
     /// The wire value.
@@ -60,6 +63,7 @@ impl CloseCode {
             CloseCode::Revoked => 8,
             CloseCode::Replaced => 9,
             CloseCode::ServerBusy => 10,
+            CloseCode::UnknownController => 11,
         }
     }
 
@@ -87,6 +91,7 @@ impl CloseCode {
             CloseCode::Revoked => "revoked",
             CloseCode::Replaced => "replaced",
             CloseCode::ServerBusy => "server_busy",
+            CloseCode::UnknownController => "unknown_controller",
         }
     }
 
@@ -161,6 +166,7 @@ mod tests {
             (CloseCode::Revoked, Wire::Revoked),
             (CloseCode::Replaced, Wire::Replaced),
             (CloseCode::ServerBusy, Wire::ServerBusy),
+            (CloseCode::UnknownController, Wire::UnknownController),
         ];
         assert_eq!(pairs.len(), CloseCode::ALL.len());
         for (ours, wire) in pairs {

@@ -1,6 +1,6 @@
 //! Identities in certificates: every certificate of the site PKI names its holder's role and id
 //! in exactly one subjectAltName URI of the form `v2x://<role>/<id>`, where `<role>` is
-//! `vehicle`, `sensor` or `rsu` and `<id>` is 1..=64 characters from `[A-Za-z0-9._-]`. Examples:
+//! `vehicle`, `sensor`, `signal` (a traffic signal controller) or `rsu` and `<id>` is 1..=64 characters from `[A-Za-z0-9._-]`. Examples:
 //! `v2x://vehicle/veh-0007`, `v2x://sensor/lidar-ne`, `v2x://rsu/rsu-1`. Other SAN entries (DNS
 //! names, IP addresses) are allowed and ignored here; the subject name is not used.
 
@@ -22,6 +22,8 @@ pub enum CertRole {
     Vehicle,
     /// A roadside sensor.
     Sensor,
+    /// A traffic signal controller.
+    Signal,
     /// A roadside unit (server certificates).
     Rsu,
 }
@@ -32,6 +34,7 @@ impl CertRole {
         match self {
             CertRole::Vehicle => "vehicle",
             CertRole::Sensor => "sensor",
+            CertRole::Signal => "signal",
             CertRole::Rsu => "rsu",
         }
     }
@@ -40,6 +43,7 @@ impl CertRole {
         match s {
             "vehicle" => Some(CertRole::Vehicle),
             "sensor" => Some(CertRole::Sensor),
+            "signal" => Some(CertRole::Signal),
             "rsu" => Some(CertRole::Rsu),
             _ => None,
         }
@@ -51,7 +55,7 @@ impl CertRole {
 pub struct Identity {
     /// Role.
     pub role: CertRole,
-    /// Id (vehicle id, sensor id or RSU id).
+    /// Id (vehicle id, sensor id, signal controller id or RSU id).
     pub id: String,
 }
 
@@ -88,6 +92,11 @@ impl Identity {
         Identity { role: CertRole::Sensor, id: id.into() }
     }
 
+    /// A signal controller identity.
+    pub fn signal(id: impl Into<String>) -> Self {
+        Identity { role: CertRole::Signal, id: id.into() }
+    }
+
     /// An RSU identity.
     pub fn rsu(id: impl Into<String>) -> Self {
         Identity { role: CertRole::Rsu, id: id.into() }
@@ -103,7 +112,7 @@ impl Identity {
         let invalid = |problem| IdentityError::Invalid { uri: uri.to_owned(), problem };
         let rest = uri.strip_prefix(URI_PREFIX).ok_or_else(|| invalid("does not start with v2x://"))?;
         let (role, id) = rest.split_once('/').ok_or_else(|| invalid("no /<id> after the role"))?;
-        let role = CertRole::parse(role).ok_or_else(|| invalid("role is not vehicle, sensor or rsu"))?;
+        let role = CertRole::parse(role).ok_or_else(|| invalid("role is not vehicle, sensor, signal or rsu"))?;
         check_id(id).map_err(invalid)?;
         Ok(Identity { role, id: id.to_owned() })
     }
@@ -162,7 +171,12 @@ mod tests {
 
     #[test]
     fn uris_round_trip() {
-        for identity in [Identity::vehicle("veh-0007"), Identity::sensor("lidar.ne_1"), Identity::rsu("rsu-1")] {
+        for identity in [
+            Identity::vehicle("veh-0007"),
+            Identity::sensor("lidar.ne_1"),
+            Identity::signal("tsc-1201"),
+            Identity::rsu("rsu-1"),
+        ] {
             assert_eq!(Identity::from_uri(&identity.uri()), Ok(identity));
         }
     }

@@ -31,13 +31,16 @@ pub use identity::{Identity, IdentityError};
 /// The ALPN protocol id of this protocol version.
 pub const ALPN: &[u8] = b"v2x/1";
 
-/// The newest protocol version (`PROTOCOL_VERSION_V2`: the roadside frame's sensor health sent
-/// on change, its freshness in `newest_capture_ns`; PROTOCOL.md §5).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// The newest protocol version (`PROTOCOL_VERSION_V3`: signal controllers and the SPaT datagram
+/// downlink, on top of version 2's sensor health on change; PROTOCOL.md §5).
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The first protocol version with signal controllers and SPaT datagrams to vehicles.
+pub const SPAT_VERSION: u32 = 3;
 
 /// The protocol versions this implementation speaks, best first: what our clients list in
 /// `ClientHello.versions`, and what the RSU accepts.
-pub const PROTOCOL_VERSIONS: [u32; 2] = [PROTOCOL_VERSION, 1];
+pub const PROTOCOL_VERSIONS: [u32; 3] = [PROTOCOL_VERSION, 2, 1];
 
 /// The version a session runs: the first of the client's `offered` (best first) that this
 /// implementation speaks; `None` when it speaks none of them.
@@ -51,6 +54,9 @@ pub const MAX_CONTROL_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Largest `VehicleState` datagram the RSU accepts by default [bytes].
 pub const MAX_VEHICLE_STATE_BYTES: usize = 1024;
+
+/// Largest `SignalControllerState` datagram the RSU accepts by default [bytes].
+pub const MAX_SIGNAL_STATE_BYTES: usize = v2x_proto::MAX_DATAGRAM_BYTES;
 
 /// Largest `SensorFrame` stream the RSU accepts by default [bytes].
 pub const MAX_SENSOR_FRAME_BYTES: usize = 1 << 20;
@@ -75,7 +81,8 @@ mod tests {
         assert_eq!(negotiate(&PROTOCOL_VERSIONS), Some(PROTOCOL_VERSION));
         assert_eq!(negotiate(&[1]), Some(1), "a version 1 client is still served");
         assert_eq!(negotiate(&[1, 2]), Some(1), "the client's order decides");
-        assert_eq!(negotiate(&[7, 2, 1]), Some(2));
+        assert_eq!(negotiate(&[7, 2, 1]), Some(2), "a version 2 client is still served");
+        assert_eq!(negotiate(&[7, 3]), Some(3));
         assert_eq!(negotiate(&[7]), None);
         assert_eq!(negotiate(&[]), None);
     }

@@ -1,5 +1,5 @@
-//! A development PKI generated with rcgen: a site CA, the RSU's server certificate and vehicle and
-//! sensor client certificates, each carrying its identity as described in [`crate::identity`].
+//! A development PKI generated with rcgen: a site CA, the RSU's server certificate and vehicle,
+//! sensor and signal controller client certificates, each carrying its identity as described in [`crate::identity`].
 //! Keys are ECDSA P-256. Production certificates from a real CA work the same way as long as they
 //! carry the `v2x://<role>/<id>` SAN URI (and, for the RSU, the DNS name clients connect to).
 
@@ -175,6 +175,8 @@ pub struct DevPkiFiles {
     pub vehicles: Vec<(String, CertKeyPaths)>,
     /// `sensors/<id>.pem` / `.key`, by sensor id.
     pub sensors: Vec<(String, CertKeyPaths)>,
+    /// `signals/<id>.pem` / `.key`, by signal controller id.
+    pub signals: Vec<(String, CertKeyPaths)>,
     /// `serials.txt` lines: `<role>/<id> <serial hex>` of every issued certificate.
     pub serials: PathBuf,
 }
@@ -193,7 +195,20 @@ pub fn write_dev_pki(
     vehicle_ids: &[String],
     sensor_ids: &[String],
 ) -> Result<DevPkiFiles, PkiError> {
-    for sub in [dir.to_owned(), dir.join("vehicles"), dir.join("sensors")] {
+    write_dev_pki_with_signals(dir, rsu_id, server_names, vehicle_ids, sensor_ids, &[])
+}
+
+/// [`write_dev_pki`] with a signal controller certificate (`v2x://signal/<id>`, in
+/// `signals/`) per id in `signal_ids`.
+pub fn write_dev_pki_with_signals(
+    dir: &Path,
+    rsu_id: &str,
+    server_names: &[String],
+    vehicle_ids: &[String],
+    sensor_ids: &[String],
+    signal_ids: &[String],
+) -> Result<DevPkiFiles, PkiError> {
+    for sub in [dir.to_owned(), dir.join("vehicles"), dir.join("sensors"), dir.join("signals")] {
         std::fs::create_dir_all(&sub).map_err(|cause| PkiError::Io { path: sub.clone(), cause })?;
     }
     let mut ca = DevCa::generate(&format!("{rsu_id} development site CA"))?;
@@ -215,6 +230,7 @@ pub fn write_dev_pki(
     };
     let vehicles = issue_all(CertRole::Vehicle, vehicle_ids, "vehicles")?;
     let sensors = issue_all(CertRole::Sensor, sensor_ids, "sensors")?;
+    let signals = issue_all(CertRole::Signal, signal_ids, "signals")?;
     let revocations = dir.join("revoked.txt");
     write_file(
         &revocations,
@@ -223,7 +239,7 @@ pub fn write_dev_pki(
     )?;
     let serials_path = dir.join("serials.txt");
     write_file(&serials_path, &serials, false)?;
-    Ok(DevPkiFiles { ca_cert, ca_key, server, revocations, vehicles, sensors, serials: serials_path })
+    Ok(DevPkiFiles { ca_cert, ca_key, server, revocations, vehicles, sensors, signals, serials: serials_path })
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -300,5 +316,22 @@ mod tests {
         assert!(files.sensors[1].1.cert.ends_with("sensors/cam-n.pem"));
         let serials = std::fs::read_to_string(&files.serials).expect("serials");
         assert_eq!(serials.lines().count(), 4);
+        assert!(files.signals.is_empty());
+        let with_signals = write_dev_pki_with_signals(
+            &dir.path().join("signals"),
+            "rsu-1",
+            &default_server_names(),
+            &[],
+            &[],
+            &["tsc-1201".to_owned()],
+        )
+        .expect("pki");
+        let (id, paths) = &with_signals.signals[0];
+        assert!(id == "tsc-1201" && paths.cert.ends_with("signals/tsc-1201.pem"));
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let pem = std::fs::read(&paths.cert).expect("cert");
+        let der = CertificateDer::from_pem_slice(&pem).expect("PEM").to_vec();
+        assert_eq!(Identity::from_cert_der(&der), Ok(Identity::signal("tsc-1201")));
     }
 }

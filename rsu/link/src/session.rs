@@ -1,5 +1,5 @@
-//! The server side of the session handshake: check that the certificate carries a vehicle or
-//! sensor identity, wait for the client's control stream, read its `ClientHello`, check version,
+//! The server side of the session handshake: check that the certificate carries a vehicle,
+//! sensor or signal controller identity, wait for the client's control stream, read its `ClientHello`, check version,
 //! role and id against the certificate, let the caller decide, and
 //! answer with `ServerHello` — or close the connection with a [`CloseCode`] and reason.
 //! Also the reader of later control messages (`ClientControl`).
@@ -58,10 +58,10 @@ pub async fn accept_session(
     // before anything is read, so that the client learns why it is refused.
     let (identity, serial) = crate::tls::peer_identity(&connection)
         .map_err(|e| refuse(CloseCode::NoIdentity, format!("client certificate: {e}")))?;
-    if !matches!(identity.role, CertRole::Vehicle | CertRole::Sensor) {
+    if !matches!(identity.role, CertRole::Vehicle | CertRole::Sensor | CertRole::Signal) {
         return Err(refuse(
             CloseCode::NoIdentity,
-            format!("client certificate: {identity} is not a vehicle or sensor identity"),
+            format!("client certificate: {identity} is not a vehicle, sensor or signal controller identity"),
         ));
     }
     let first = tokio::time::timeout(hello_timeout, async {
@@ -91,6 +91,7 @@ pub async fn accept_session(
     let hello_role = match hello.role {
         Role::Vehicle => CertRole::Vehicle,
         Role::Sensor => CertRole::Sensor,
+        Role::SignalController => CertRole::Signal,
     };
     if hello_role != identity.role || hello.id != identity.id {
         return Err(refuse(
@@ -98,8 +99,14 @@ pub async fn accept_session(
             format!("hello claims {}/{} but the certificate is {identity}", hello_role.as_str(), hello.id),
         ));
     }
-    if hello.role == Role::Sensor && hello.subscription.is_some() {
-        return Err(refuse(CloseCode::ProtocolError, "a sensor cannot subscribe".into()));
+    if hello.role != Role::Vehicle && hello.subscription.is_some() {
+        return Err(refuse(CloseCode::ProtocolError, "only a vehicle can subscribe".into()));
+    }
+    if hello.role == Role::SignalController && version < crate::SPAT_VERSION {
+        return Err(refuse(
+            CloseCode::UnsupportedVersion,
+            format!("a signal controller needs protocol version 3; the client chose {version}"),
+        ));
     }
     let mut server_hello = decide(&identity, &hello).map_err(|(code, reason)| refuse(code, reason))?;
     server_hello.version = version;

@@ -6,6 +6,8 @@
 //!   given up only at its delivery deadline).
 //! - Sensors: one unidirectional stream per SensorFrame (size limit, rate limit, decode, identity
 //!   check), each read in its own task so a stalled stream delays nothing else.
+//! - Signal controllers: SignalControllerState datagrams in (size limit, rate limit, decode with
+//!   the consistency checks, identity check).
 //!
 //! Accepted inputs go to the fusion loop with `try_send`: when its queue is full they are dropped
 //! and counted, so no client can make the loop wait.
@@ -22,6 +24,7 @@ use tokio::task::JoinSet;
 use v2x_link::identity::{CertRole, Identity};
 use v2x_link::session::{ControlError, Session, accept_session, read_control};
 use v2x_link::{CloseCode, StreamCode};
+use v2x_proto::domain::SignalControllerState;
 use v2x_proto::domain::{Role, Subscription};
 use v2x_proto::fanout::Sections;
 
@@ -83,6 +86,12 @@ pub(super) async fn handle(incoming: quinn::Incoming, validated: bool, shared: A
         if identity.role == CertRole::Sensor && !shared.sensor_ids.contains(&identity.id) {
             return Err((CloseCode::UnknownSensor, format!("sensor {} is not in the site configuration", identity.id)));
         }
+        if identity.role == CertRole::Signal && !shared.controller_ids.contains(&identity.id) {
+            return Err((
+                CloseCode::UnknownController,
+                format!("signal controller {} is not in the configuration", identity.id),
+            ));
+        }
         Ok(shared.server_hello.clone())
     })
     .await;
@@ -96,24 +105,24 @@ pub(super) async fn handle(incoming: quinn::Incoming, validated: bool, shared: A
     let role = session.hello.role;
     match role {
         Role::Vehicle => run_vehicle(session, &shared, conn_id).await,
-        Role::Sensor => run_sensor(session, &shared, conn_id).await,
+        Role::Sensor | Role::SignalController => run_uplink(session, &shared, conn_id).await,
     }
     let _ = shared.events.send(Event::Left { conn_id }).await;
 }
 
 /// A token bucket: `rate` tokens per second, at most `rate` (one second of burst) stored.
-struct TokenBucket {
+pub(super) struct TokenBucket {
     rate: f64,
     tokens: f64,
     last: Instant,
 }
 
 impl TokenBucket {
-    fn new(rate: f64) -> Self {
+    pub(super) fn new(rate: f64) -> Self {
         TokenBucket { rate, tokens: rate, last: Instant::now() }
     }
 
-    fn take(&mut self) -> bool {
+    pub(super) fn take(&mut self) -> bool {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
         self.last = now;
@@ -165,6 +174,7 @@ async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
         serial,
         connection: connection.clone(),
         downlink: Some(tx),
+        version,
     };
     if shared.events.send(joined).await.is_err() {
         return;
@@ -181,22 +191,39 @@ async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
     }
 }
 
-async fn run_sensor(session: Session, shared: &Arc<Shared>, conn_id: u64) {
-    let Session { connection, identity, serial, control_send: _control_send, mut control_recv, .. } = session;
-    let joined =
-        Event::Joined { conn_id, identity: identity.clone(), serial, connection: connection.clone(), downlink: None };
+/// A sensor's or signal controller's session: its uplink (sensor frames on streams, controller
+/// states in datagrams), the control stream, and refusal of what the role may not send.
+async fn run_uplink(session: Session, shared: &Arc<Shared>, conn_id: u64) {
+    let Session { connection, identity, serial, version, control_send: _control_send, mut control_recv, .. } = session;
+    let joined = Event::Joined {
+        conn_id,
+        identity: identity.clone(),
+        serial,
+        connection: connection.clone(),
+        downlink: None,
+        version,
+    };
     if shared.events.send(joined).await.is_err() {
         return;
     }
-    tokio::select! {
-        () = sensor_uplink(&connection, shared, &identity) => {}
-        () = control_loop(&connection, &mut control_recv, shared, &identity, None) => {}
-        () = refuse_datagrams(&connection, shared, &identity) => {}
+    let control = control_loop(&connection, &mut control_recv, shared, &identity, None);
+    if identity.role == CertRole::Signal {
+        tokio::select! {
+            () = signal_uplink(&connection, shared, &identity) => {}
+            () = control => {}
+            () = refuse_streams(&connection, shared, &identity) => {}
+        }
+    } else {
+        tokio::select! {
+            () = sensor_uplink(&connection, shared, &identity) => {}
+            () = control => {}
+            () = refuse_datagrams(&connection, shared, &identity) => {}
+        }
     }
 }
 
 /// Hands an input to the fusion loop, or drops and counts it when the loop's queue is full.
-fn forward(shared: &Shared, event: Event, from: &Identity) {
+pub(super) fn forward(shared: &Shared, event: Event, from: &(impl std::fmt::Display + ?Sized)) {
     match shared.events.try_send(event) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
@@ -212,7 +239,41 @@ fn decode_reject(e: &v2x_proto::DecodeError) -> Reject {
     match e {
         v2x_proto::DecodeError::TooLarge { .. } => Reject::Oversized,
         v2x_proto::DecodeError::Malformed(_) => Reject::Malformed,
+        v2x_proto::DecodeError::Invalid(v2x_proto::ConvertError::Inconsistent { .. }) => Reject::Inconsistent,
         v2x_proto::DecodeError::Invalid(_) => Reject::Invalid,
+    }
+}
+
+/// A signal controller's states, one per datagram: size and rate limits, decoding with the
+/// consistency checks, and the identity binding; the fusion loop checks age and takes it in.
+async fn signal_uplink(connection: &quinn::Connection, shared: &Shared, identity: &Identity) {
+    let stats = &shared.stats;
+    let max = shared.limits.max_signal_state_bytes;
+    let mut bucket = TokenBucket::new(shared.max_signal_states_per_s);
+    while let Ok(bytes) = connection.read_datagram().await {
+        if !bucket.take() {
+            stats.reject(Reject::RateLimited, identity, "SignalControllerState rate limit exceeded");
+            continue;
+        }
+        let state = match v2x_proto::decode_limited::<SignalControllerState>(&bytes, max) {
+            Ok(s) => s,
+            Err(e) => {
+                stats.reject(decode_reject(&e), identity, format_args!("SignalControllerState: {e}"));
+                continue;
+            }
+        };
+        if state.controller_id != identity.id {
+            stats.reject(
+                Reject::IdentityMismatch,
+                identity,
+                format_args!(
+                    "SignalControllerState of {:?} from the certificate of {}",
+                    state.controller_id, identity.id
+                ),
+            );
+            continue;
+        }
+        forward(shared, Event::Signal { state, received: wall_now() }, identity);
     }
 }
 
@@ -301,8 +362,8 @@ async fn read_sensor_frame(mut stream: quinn::RecvStream, shared: Arc<Shared>, i
     forward(&shared, Event::Sensor { frame, received: wall_now(), arrived: Instant::now() }, &identity);
 }
 
-/// Reads control messages: subscription changes for vehicles; anything from a sensor is a
-/// protocol error. Returns when the connection ends or was closed for a protocol error.
+/// Reads control messages: subscription changes for vehicles; anything from a sensor or signal
+/// controller is a protocol error. Returns when the connection ends or was closed for a protocol error.
 async fn control_loop(
     connection: &quinn::Connection,
     recv: &mut quinn::RecvStream,
@@ -318,8 +379,8 @@ async fn control_loop(
                     view.lock().unwrap_or_else(std::sync::PoisonError::into_inner).subscription = subscription;
                 }
                 None => {
-                    shared.stats.reject(Reject::NotAllowed, identity, "a sensor sent a subscription");
-                    CloseCode::ProtocolError.close(connection, "a sensor cannot subscribe");
+                    shared.stats.reject(Reject::NotAllowed, identity, "a sensor or controller sent a subscription");
+                    CloseCode::ProtocolError.close(connection, "only a vehicle can subscribe");
                     return;
                 }
             },
@@ -340,11 +401,12 @@ async fn control_loop(
     }
 }
 
-/// Vehicles may not open unidirectional streams: each is stopped and counted.
+/// Vehicles and signal controllers may not open unidirectional streams: each is stopped and
+/// counted.
 async fn refuse_streams(connection: &quinn::Connection, shared: &Shared, identity: &Identity) {
     while let Ok(mut stream) = connection.accept_uni().await {
         let _ = stream.stop(StreamCode::NotAllowed.varint());
-        shared.stats.reject(Reject::NotAllowed, identity, "a vehicle opened a unidirectional stream");
+        shared.stats.reject(Reject::NotAllowed, identity, "a vehicle or controller opened a unidirectional stream");
     }
 }
 

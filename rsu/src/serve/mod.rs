@@ -21,10 +21,17 @@
 //! validation (bound to the certificate identity), and for vehicles the downlink writer that
 //! filters each frame to the vehicle's region and sends it on its own stream when it changed
 //! what the vehicle sees. A slow vehicle only delays itself.
+//!
+//! Signal controllers' states (over QUIC, or NTCIP 1202 blobs over UDP, [`ntcip`]) go through
+//! the same queue into the [`spat::SpatTable`]; a timer of its own (`signals.spat_rate_hz`) sends
+//! every vehicle of protocol version 3 each intersection's SPaT as a QUIC datagram. SPaT does not
+//! go through fusion and makes no frame.
 
 mod admission;
 mod connection;
 pub mod flags;
+mod ntcip;
+pub mod spat;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -45,7 +52,7 @@ use v2x_link::identity::{CertRole, Identity};
 use v2x_link::revocation::Revocations;
 use v2x_link::tls::{CertKey, TransportLimits, bind_udp, load_certs, load_roots, quinn_server, server_tls};
 use v2x_link::{CloseCode, PROTOCOL_VERSION};
-use v2x_proto::domain::ServerHello;
+use v2x_proto::domain::{RoadsideDatagram, ServerHello, SignalControllerState};
 use v2x_proto::fanout::FrameParts;
 
 use crate::config::{LimitsConfig, LoadedConfig};
@@ -96,6 +103,8 @@ pub enum Event {
         connection: quinn::Connection,
         /// Vehicles: where to put each new frame (latest wins).
         downlink: Option<watch::Sender<Option<Arc<Broadcast>>>>,
+        /// The protocol version of the session (SPaT datagrams from version 3).
+        version: u32,
     },
     /// A session ended.
     Left {
@@ -122,6 +131,14 @@ pub enum Event {
         /// The vehicle's position for "around me", moved if the engine accepts the state.
         position: Arc<connection::VehiclePosition>,
     },
+    /// A decoded, consistent, identity-checked signal controller state (from a QUIC session or
+    /// the NTCIP adapter).
+    Signal {
+        /// The state.
+        state: SignalControllerState,
+        /// Arrival time (wall clock).
+        received: Timestamp,
+    },
 }
 
 /// What connection tasks share.
@@ -130,6 +147,8 @@ pub(crate) struct Shared {
     pub(crate) limits: LimitsConfig,
     pub(crate) enu: rsu_fusion::EnuFrame,
     pub(crate) sensor_ids: Vec<String>,
+    pub(crate) controller_ids: Vec<String>,
+    pub(crate) max_signal_states_per_s: f64,
     pub(crate) server_hello: ServerHello,
     pub(crate) default_radius_m: u32,
     pub(crate) rate_hz: f64,
@@ -177,6 +196,7 @@ struct SessionEntry {
     serial: Vec<u8>,
     connection: quinn::Connection,
     downlink: Option<watch::Sender<Option<Arc<Broadcast>>>>,
+    version: u32,
 }
 
 /// The daemon's QUIC transport settings from its limits.
@@ -260,6 +280,8 @@ impl Server {
             limits: config.limits.clone(),
             enu: loaded.site.frame(),
             sensor_ids: loaded.site.sensors.iter().map(|s| s.id.clone()).collect(),
+            controller_ids: config.signals.controllers.iter().map(|c| c.id.clone()).collect(),
+            max_signal_states_per_s: config.signals.max_states_per_s,
             server_hello: ServerHello {
                 version: PROTOCOL_VERSION,
                 rsu_id: loaded.rsu_id.clone(),
@@ -290,6 +312,15 @@ impl Server {
         let next_conn = AtomicU64::new(1);
         let mut revocation_error_logged = false;
         let mut cycles = 0u64;
+        let mut spat_table = spat::SpatTable::new(&config.signals, config.fusion.max_future_s);
+        let mut spat_tick = tokio::time::interval(Duration::from_secs_f64(1.0 / config.signals.spat_rate_hz));
+        spat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        for controller in config.signals.controllers.iter().filter(|c| c.ntcip_listen.is_some()) {
+            let listener = ntcip::Listener::bind(controller, shared.clone())
+                .await
+                .with_context(|| format!("signals.controllers {:?}: ntcip_listen", controller.id))?;
+            tasks.spawn(listener.run(shutdown.clone()));
+        }
         tracing::info!(
             addr = %endpoint.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
             rsu_id = %loaded.rsu_id,
@@ -329,13 +360,21 @@ impl Server {
                         Err(_) => {}
                     }
                 }
+                _ = spat_tick.tick() => send_spat(&spat_table, &sessions, &outputs, &stats),
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 Some(event) = events.recv() => {
-                    handle_event(event, &mut fusion, &mut step, &mut sessions, &mut vehicles_seen, &outputs, &shared);
+                    let mut state = LoopState {
+                        fusion: &mut fusion,
+                        step: &mut step,
+                        sessions: &mut sessions,
+                        vehicles_seen: &mut vehicles_seen,
+                        spat: &mut spat_table,
+                    };
+                    handle_event(event, &mut state, &outputs, &shared);
                     // Everything else already queued joins this fusion step.
                     for _ in 1..MAX_STEP_INPUTS {
                         let Ok(event) = events.try_recv() else { break };
-                        handle_event(event, &mut fusion, &mut step, &mut sessions, &mut vehicles_seen, &outputs, &shared);
+                        handle_event(event, &mut state, &outputs, &shared);
                     }
                     // A frame now if some vehicle can take one (its rate interval is over);
                     // otherwise the inputs wait for the next step or the heartbeat.
@@ -536,18 +575,64 @@ fn make_frame(
     outputs.health.beat();
 }
 
-fn handle_event(
-    event: Event,
-    fusion: &mut Fusion,
-    step: &mut Step,
-    sessions: &mut BTreeMap<u64, SessionEntry>,
-    vehicles_seen: &mut BTreeMap<String, [f64; 3]>,
-    outputs: &Outputs,
-    shared: &Shared,
-) {
+/// What the event loop's inputs change.
+struct LoopState<'a> {
+    fusion: &'a mut Fusion,
+    step: &'a mut Step,
+    sessions: &'a mut BTreeMap<u64, SessionEntry>,
+    vehicles_seen: &'a mut BTreeMap<String, [f64; 3]>,
+    spat: &'a mut spat::SpatTable,
+}
+
+/// Sends every vehicle of protocol version 3 the SPaT of each intersection with a fresh
+/// controller state, one QUIC datagram per intersection, and records each SPaT once.
+fn send_spat(table: &spat::SpatTable, sessions: &BTreeMap<u64, SessionEntry>, outputs: &Outputs, stats: &Stats) {
+    for spat in table.spats(wall_now()) {
+        let bytes = Bytes::from(v2x_proto::encode(&RoadsideDatagram::Spat(spat.clone())));
+        let vehicles =
+            sessions.values().filter(|s| s.identity.role == CertRole::Vehicle && s.version >= v2x_link::SPAT_VERSION);
+        for s in vehicles {
+            match s.connection.send_datagram(bytes.clone()) {
+                Ok(()) => {
+                    Stats::bump(&stats.spat_sent);
+                    metrics::counter!("rsu_spat_sent_total").increment(1);
+                }
+                // The session is ending: nothing to count.
+                Err(quinn::SendDatagramError::ConnectionLost(_)) => {}
+                Err(e) => {
+                    let reason = match e {
+                        quinn::SendDatagramError::TooLarge => "too_large",
+                        _ => "unsupported",
+                    };
+                    metrics::counter!("rsu_spat_unsent_total", "reason" => reason).increment(1);
+                    tracing::debug!(client = %s.identity, "SPaT not sent: {e}");
+                }
+            }
+        }
+        if let Some(recorder) = &outputs.recorder {
+            recorder.record(Record::Spat(spat));
+        }
+    }
+}
+
+fn handle_event(event: Event, state: &mut LoopState<'_>, outputs: &Outputs, shared: &Shared) {
     let stats = &shared.stats;
+    let LoopState { fusion, step, sessions, vehicles_seen, spat } = state;
     match event {
-        Event::Joined { conn_id, identity, serial, connection, downlink } => {
+        Event::Signal { state, received } => {
+            if let Some(recorder) = &outputs.recorder {
+                recorder.record(Record::Signal(state.clone(), received));
+            }
+            let controller = state.controller_id.clone();
+            match spat.ingest(received, state) {
+                Ok(()) => {
+                    Stats::bump(&stats.signal_states_in);
+                    metrics::counter!("rsu_signal_states_total", "controller" => controller).increment(1);
+                }
+                Err(refused) => stats.reject(refused.reason, controller, refused.detail),
+            }
+        }
+        Event::Joined { conn_id, identity, serial, connection, downlink, version } => {
             let replaced: Vec<u64> =
                 sessions.iter().filter(|(_, s)| s.identity == identity).map(|(id, _)| *id).collect();
             for id in replaced {
@@ -559,7 +644,7 @@ fn handle_event(
             tracing::info!(client = %identity, remote = %connection.remote_address(), "session established");
             Stats::bump(&stats.sessions);
             metrics::counter!("rsu_sessions_total").increment(1);
-            sessions.insert(conn_id, SessionEntry { identity, serial, connection, downlink });
+            sessions.insert(conn_id, SessionEntry { identity, serial, connection, downlink, version });
             export_connected(sessions);
         }
         Event::Left { conn_id } => {
@@ -624,8 +709,10 @@ fn reject_ingest(stats: &Stats, verdict: Ingest, from: &str, captured: Timestamp
 fn export_connected(sessions: &BTreeMap<u64, SessionEntry>) {
     let vehicles = sessions.values().filter(|s| s.identity.role == CertRole::Vehicle).count();
     let sensors = sessions.values().filter(|s| s.identity.role == CertRole::Sensor).count();
+    let controllers = sessions.values().filter(|s| s.identity.role == CertRole::Signal).count();
     metrics::gauge!("rsu_connected_vehicles").set(vehicles as f64);
     metrics::gauge!("rsu_connected_sensors").set(sensors as f64);
+    metrics::gauge!("rsu_connected_signal_controllers").set(controllers as f64);
 }
 
 /// Binds and runs the daemon from a loaded configuration, with the recorder, metrics endpoint and

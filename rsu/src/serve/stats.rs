@@ -26,6 +26,12 @@ pub enum Reject {
     UnknownSensor,
     /// Lidar detections from a camera or the other way round.
     WrongKind,
+    /// A signal controller not in the configuration (a session, a controller state or an
+    /// NTCIP blob from an unexpected source).
+    UnknownController,
+    /// A controller state whose values contradict each other (a phase that ends before it
+    /// starts, a signal group listed twice).
+    Inconsistent,
     /// Captured too long ago to be fused.
     Late,
     /// Captured too far in the future.
@@ -62,13 +68,15 @@ pub enum Reject {
 
 impl Reject {
     /// Every reason.
-    pub const ALL: [Reject; 20] = [
+    pub const ALL: [Reject; 22] = [
         Reject::Malformed,
         Reject::Invalid,
         Reject::Oversized,
         Reject::IdentityMismatch,
         Reject::UnknownSensor,
         Reject::WrongKind,
+        Reject::UnknownController,
+        Reject::Inconsistent,
         Reject::Late,
         Reject::FromFuture,
         Reject::RateLimited,
@@ -94,6 +102,8 @@ impl Reject {
             Reject::IdentityMismatch => "identity_mismatch",
             Reject::UnknownSensor => "unknown_sensor",
             Reject::WrongKind => "wrong_kind",
+            Reject::UnknownController => "unknown_controller",
+            Reject::Inconsistent => "inconsistent",
             Reject::Late => "late",
             Reject::FromFuture => "from_future",
             Reject::RateLimited => "rate_limited",
@@ -120,6 +130,7 @@ impl Reject {
             C::IdentityMismatch => Reject::IdentityMismatch,
             C::NoIdentity => Reject::NoIdentity,
             C::UnknownSensor => Reject::UnknownSensor,
+            C::UnknownController => Reject::UnknownController,
             C::ServerBusy => Reject::ConnectionLimit,
             // The handshake refuses with no other code; anything else would be a protocol fault.
             _ => Reject::ProtocolError,
@@ -145,6 +156,10 @@ pub struct Stats {
     pub sensor_frames_in: AtomicU64,
     /// Vehicle states handed to the fusion core.
     pub vehicle_states_in: AtomicU64,
+    /// Signal controller states taken in.
+    pub signal_states_in: AtomicU64,
+    /// SPaT datagrams handed to QUIC (all vehicles).
+    pub spat_sent: AtomicU64,
     /// Fusion cycles run.
     pub cycles: AtomicU64,
     /// Roadside frames completely handed to QUIC (all vehicles).
@@ -168,6 +183,8 @@ impl Default for Stats {
             gates: std::array::from_fn(|_| Mutex::new(LogGate::default())),
             sensor_frames_in: AtomicU64::new(0),
             vehicle_states_in: AtomicU64::new(0),
+            signal_states_in: AtomicU64::new(0),
+            spat_sent: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             frames_sent: AtomicU64::new(0),
             frames_delivered: AtomicU64::new(0),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rsu_fusion::{Detections, SensorFrame};
 use v2x_link::client::ClientSettings;
-use v2x_link::pki::{DevPkiFiles, default_server_names, write_dev_pki};
+use v2x_link::pki::{DevPkiFiles, default_server_names, write_dev_pki_with_signals};
 
 /// A temporary site: PKI, site file and configuration.
 pub struct Fixture {
@@ -27,6 +27,8 @@ pub struct Fixture {
 
 /// Vehicles with certificates.
 pub const VEHICLES: [&str; 4] = ["veh-0001", "veh-0002", "veh-0003", "veh-0004"];
+/// Signal controllers with certificates.
+pub const SIGNALS: [&str; 3] = ["tsc-1", "tsc-2", "tsc-x"];
 /// The sample site's lidar.
 pub const LIDAR: &str = "lidar-ne";
 
@@ -37,8 +39,17 @@ impl Fixture {
         let vehicles: Vec<String> = VEHICLES.iter().map(|v| (*v).to_owned()).collect();
         // "lidar-x" has a certificate but is not in the site.
         let sensors = vec![LIDAR.to_owned(), "cam-n".to_owned(), "lidar-x".to_owned()];
-        let pki = write_dev_pki(&dir.path().join("pki"), "rsu-test", &default_server_names(), &vehicles, &sensors)
-            .expect("pki");
+        // Signal controllers: none is configured unless a test's `extra` lists it.
+        let signals = SIGNALS.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let pki = write_dev_pki_with_signals(
+            &dir.path().join("pki"),
+            "rsu-test",
+            &default_server_names(),
+            &vehicles,
+            &sensors,
+            &signals,
+        )
+        .expect("pki");
         let site = toml::to_string(&v2x_proto::sample::site()).expect("site toml");
         std::fs::write(dir.path().join("site.toml"), site).expect("site");
         let config = dir.path().join("rsu.toml");
@@ -62,6 +73,12 @@ impl Fixture {
     /// Client settings for a sensor.
     pub fn sensor(&self, addr: SocketAddr, id: &str) -> ClientSettings {
         let (_, paths) = self.pki.sensors.iter().find(|(s, _)| s == id).expect("sensor certificate");
+        ClientSettings::from_files(addr, "localhost", &self.pki.ca_cert, &paths.cert, &paths.key).expect("settings")
+    }
+
+    /// Client settings for a signal controller.
+    pub fn signal(&self, addr: SocketAddr, id: &str) -> ClientSettings {
+        let (_, paths) = self.pki.signals.iter().find(|(s, _)| s == id).expect("signal certificate");
         ClientSettings::from_files(addr, "localhost", &self.pki.ca_cert, &paths.cert, &paths.key).expect("settings")
     }
 

@@ -74,6 +74,7 @@ pub fn sensors(args: &SensorsArgs) -> anyhow::Result<()> {
         sensors: client_settings(&args.rsu.pki, "sensors", args.rsu.rsu, SERVER_NAME, None)?,
         vehicles: Default::default(),
         subscription_radius_m: 300,
+        signals: Default::default(),
     };
     let mut announced = false;
     let mut worst_ms = 0.0_f64;

@@ -65,7 +65,8 @@ pub fn write(
     let mut counts = LogCounts::default();
     for m in recorded.iter().chain(&receipts).chain(&truth) {
         let counter = match m.body {
-            ReplayBody::Meta(_) => continue,
+            // The demo runs no signal controller.
+            ReplayBody::Meta(_) | ReplayBody::Signal(_) | ReplayBody::Spat(_) => continue,
             ReplayBody::Sensor(_) => &mut counts.sensor_frames,
             ReplayBody::GroundTruth(_) => &mut counts.truth_frames,
             ReplayBody::Vehicle(_) => &mut counts.vehicle_states,

@@ -247,6 +247,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             sensors: settings(&sensor_ids, &pki.sensors)?,
             vehicles: settings(&vehicle_ids, &pki.vehicles)?,
             subscription_radius_m: 300,
+            // The demo's daemon configures no signal controller.
+            signals: Default::default(),
         };
         let bar = ProgressBar::new((duration_s * 10.0).round() as u64);
         bar.set_style(
