@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::pipeline::{PipelineError, ReplayConfig, ReplayEvent, replay_with, site_for};
 use crate::reader::{OpenOptions, ReplayBody, ReplayReader};
 use crate::scoring::{Metrics, Scorer, ScoringConfig, frame_selection, gate_for, match_family_name};
-use crate::validate::{hypotheses, truth_objects};
+use crate::validate::{Coverage, fill_truth_objects, hypotheses};
 
 /// Version of the exported files' layout.
 pub const EXPORT_VERSION: u32 = 1;
@@ -206,6 +206,8 @@ pub fn export_log(
     // judged on the log's site, as the validation judges it.
     let fused_site: SiteConfig = site_for(&meta, config)?;
     let coverage_site = meta.site.clone();
+    let mut coverage = Coverage::new(&coverage_site);
+    let mut truths = Vec::new();
     let (mut detections_out, detections_path) = create(out_dir.join("detections.jsonl"))?;
     let (mut scoring_out, scoring_path) = create(out_dir.join("scoring.jsonl"))?;
     let mut scorer = Scorer::new(scoring.clone());
@@ -234,6 +236,7 @@ pub fn export_log(
         match event {
             ReplayEvent::Input { message, ingest } => {
                 let ReplayBody::Sensor(frame) = &message.body else { return Ok(()) };
+                coverage.heard(&frame.sensor_id);
                 let Detections::Lidar(dets) = &frame.detections else { return Ok(()) };
                 let calib = fused_site.sensor(&frame.sensor_id);
                 let (Some(Ingest::Accepted), Some(calib)) = (ingest, calib) else {
@@ -255,7 +258,7 @@ pub fn export_log(
                 write_json(&mut detections_out, &detections_path, &line)
             }
             ReplayEvent::Truth { truth, objects } => {
-                let truths = truth_objects(truth, &coverage_site);
+                fill_truth_objects(truth, &coverage, &mut truths);
                 let hyps = hypotheses(objects);
                 let selection = frame_selection(scoring, &truths, &hyps);
                 scorer.add_frame(truth.time, &truths, &hyps);

@@ -31,7 +31,7 @@ use crate::pipeline::PipelineError;
 use crate::reader::{OpenOptions, ReadMode, ReplayBody, ReplayReader};
 use crate::report::Distribution;
 use crate::scoring::{Hypothesis, Metrics, Scorer, TruthObject};
-use crate::validate::truth_objects;
+use crate::validate::{Coverage, fill_truth_objects};
 
 /// The live scores of a log (the `live` section of its report).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -233,11 +233,15 @@ pub fn score_live_with(
     // Truth frames wait until every message at their time has been read (ties in log time).
     let mut waiting: Vec<GroundTruthFrame> = Vec::new();
     let mut last_input: Option<Timestamp> = None;
-    let score_waiting = |waiting: &mut Vec<GroundTruthFrame>,
-                         sent: &mut Option<Accumulator>,
-                         received: &mut BTreeMap<String, Accumulator>| {
+    // Scored as the re-fused replay is: coverage from each sensor's first frame on.
+    let mut coverage = Coverage::new(&site);
+    let mut truths: Vec<TruthObject> = Vec::new();
+    let mut score_waiting = |waiting: &mut Vec<GroundTruthFrame>,
+                             sent: &mut Option<Accumulator>,
+                             received: &mut BTreeMap<String, Accumulator>,
+                             coverage: &Coverage<'_>| {
         for truth in waiting.drain(..) {
-            let truths = truth_objects(&truth, &site);
+            fill_truth_objects(&truth, coverage, &mut truths);
             if let Some(acc) = sent.as_mut() {
                 acc.score(truth.time, &truths);
             }
@@ -262,7 +266,7 @@ pub fn score_live_with(
     for item in reader {
         let message = item?;
         if waiting.first().is_some_and(|w| w.time < message.log_time) {
-            score_waiting(&mut waiting, &mut sent, &mut received);
+            score_waiting(&mut waiting, &mut sent, &mut received, &coverage);
         }
         match message.body {
             ReplayBody::Roadside(frame) => {
@@ -280,14 +284,18 @@ pub fn score_live_with(
                 acc.take(message.publish_time, r.frame);
             }
             ReplayBody::GroundTruth(truth) => waiting.push(truth),
-            ReplayBody::Sensor(_) | ReplayBody::Vehicle(_) => {
+            ReplayBody::Sensor(frame) => {
+                coverage.heard(&frame.sensor_id);
+                last_input = last_input.max(Some(message.publish_time));
+            }
+            ReplayBody::Vehicle(_) => {
                 last_input = last_input.max(Some(message.publish_time));
             }
             // Signals are not scored against the truth (yet).
             ReplayBody::Meta(_) | ReplayBody::Signal(_) | ReplayBody::Spat(_) => {}
         }
     }
-    score_waiting(&mut waiting, &mut sent, &mut received);
+    score_waiting(&mut waiting, &mut sent, &mut received, &coverage);
     let mut notes = Vec::new();
     if sent.is_none() {
         notes.push(

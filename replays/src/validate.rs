@@ -12,7 +12,7 @@ use v2x_proto::domain::GroundTruthFrame;
 use crate::criteria::{Check, Criteria, ScenarioFacts, evaluate, needs_truth};
 use crate::ids::IdMap;
 use crate::pipeline::{PipelineError, ReplayConfig, ReplayEvent, replay_with};
-use crate::reader::{OpenOptions, ReadMode, ReplayReader};
+use crate::reader::{OpenOptions, ReadMode, ReplayBody, ReplayReader};
 use crate::report::{Distribution, LogReport, PlotData, REPORT_VERSION};
 use crate::scoring::distance::compare_hypot;
 use crate::scoring::{Hypothesis, Scorer, TruthObject};
@@ -21,20 +21,53 @@ use crate::scoring::{Hypothesis, Scorer, TruthObject};
 const MAX_PLOT_POINTS: usize = 400;
 
 /// Ground-truth objects of a frame as the scorer sees them: ground-plane centre, velocity from
-/// speed and heading, and whether any sensor covers the object.
+/// speed and heading, and whether any sensor of `site` covers the object (every calibrated
+/// sensor, heard or not: see [`Coverage`] for the rule the log tools apply).
 pub fn truth_objects(truth: &GroundTruthFrame, site: &SiteConfig) -> Vec<TruthObject> {
     let mut out = Vec::new();
-    fill_truth_objects(truth, &coverages(site), &mut out);
+    fill_truth_objects(truth, &Coverage::all(site), &mut out);
     out
 }
 
-/// The sensors' coverage tests of `site`, built once per log.
-fn coverages(site: &SiteConfig) -> Vec<SensorCoverage<'_>> {
-    site.sensors.iter().map(SensorCalibration::coverage).collect()
+/// The ground the scorer counts as covered: each sensor's range and field of view (no occlusion
+/// test) from its first frame in the log on. A sensor never heard from covers nothing: the
+/// lidars of a camera-only night log are in the site's calibration but send nothing all run,
+/// and no tracker can see what only they would have. One that goes silent later keeps its
+/// coverage, so what only it saw counts as missed while it is out.
+pub struct Coverage<'a> {
+    sensors: Vec<(&'a str, SensorCoverage<'a>)>,
+    heard: Vec<bool>,
 }
 
-/// [`truth_objects`] into `out` (cleared first), with the coverages of the log's sensors.
-fn fill_truth_objects(truth: &GroundTruthFrame, sensors: &[SensorCoverage<'_>], out: &mut Vec<TruthObject>) {
+impl<'a> Coverage<'a> {
+    /// The sensors of `site`, none heard yet.
+    pub fn new(site: &'a SiteConfig) -> Self {
+        let sensors: Vec<_> = site.sensors.iter().map(|s| (s.id.as_str(), SensorCalibration::coverage(s))).collect();
+        Coverage { heard: vec![false; sensors.len()], sensors }
+    }
+
+    /// Every sensor of `site`, as if heard (for scoring without the sensor stream).
+    pub fn all(site: &'a SiteConfig) -> Self {
+        let mut coverage = Coverage::new(site);
+        coverage.heard.fill(true);
+        coverage
+    }
+
+    /// Notes a frame from `sensor_id` (ids not in the site are ignored).
+    pub fn heard(&mut self, sensor_id: &str) {
+        if let Some(i) = self.sensors.iter().position(|(id, _)| *id == sensor_id) {
+            self.heard[i] = true;
+        }
+    }
+
+    /// Whether a site-frame point [m] is covered by a sensor heard so far.
+    pub fn covers(&self, p: &Point3<f64>) -> bool {
+        self.sensors.iter().zip(&self.heard).any(|((_, s), heard)| *heard && s.covers(p))
+    }
+}
+
+/// [`truth_objects`] into `out` (cleared first), with `coverage` deciding what is scored.
+pub(crate) fn fill_truth_objects(truth: &GroundTruthFrame, coverage: &Coverage<'_>, out: &mut Vec<TruthObject>) {
     out.clear();
     out.extend(truth.objects.iter().map(|o| {
         let p = Point3::new(o.center_m.x, o.center_m.y, o.center_m.z);
@@ -44,7 +77,7 @@ fn fill_truth_objects(truth: &GroundTruthFrame, sensors: &[SensorCoverage<'_>], 
             position_m: [o.center_m.x, o.center_m.y],
             velocity_mps: [o.speed_mps * o.yaw_rad.cos(), o.speed_mps * o.yaw_rad.sin()],
             yaw_rad: o.yaw_rad,
-            in_coverage: sensors.iter().any(|s| s.covers(&p)),
+            in_coverage: coverage.covers(&p),
         }
     }));
 }
@@ -187,7 +220,7 @@ fn validate_log_facts(
     // Per truth of a frame, the distance [m] to the nearest hypothesis within the vehicle gate.
     let mut nearest_m: Vec<Option<f64>> = Vec::new();
     // Each frame's truths as the scorer sees them, filled in place.
-    let sensors = coverages(&site);
+    let mut coverage = Coverage::new(&site);
     let mut truths: Vec<TruthObject> = Vec::new();
     // Per broadcast tick, its time [ns] and how many ages had been collected after it; and the
     // newest input's time [ns]. Ticks after the last input are the replay running on past the
@@ -207,7 +240,7 @@ fn validate_log_facts(
                 ReplayEvent::Truth { truth, objects } => {
                     let t_ns = truth.time.as_nanos();
                     let start = *first_truth_ns.get_or_insert(t_ns);
-                    fill_truth_objects(truth, &sensors, &mut truths);
+                    fill_truth_objects(truth, &coverage, &mut truths);
                     let hyps = hypotheses(objects);
                     // One grid of the hypotheses for the scorer and for the plots' nearest errors.
                     grid.rebuild(hyps.iter().map(|h| (h.position_m[0], h.position_m[1])));
@@ -260,10 +293,14 @@ fn validate_log_facts(
                     }
                     tick_ends.push((at.as_nanos(), plot.ages_s.len()));
                 }
-                ReplayEvent::Input { message, ingest: Some(_) } => {
-                    last_input_ns = last_input_ns.max(message.log_time.as_nanos());
+                ReplayEvent::Input { message, ingest } => {
+                    if let ReplayBody::Sensor(frame) = &message.body {
+                        coverage.heard(&frame.sensor_id);
+                    }
+                    if ingest.is_some() {
+                        last_input_ns = last_input_ns.max(message.log_time.as_nanos());
+                    }
                 }
-                ReplayEvent::Input { .. } => {}
             }
             Ok(())
         },
@@ -300,4 +337,52 @@ fn validate_log_facts(
         speedup: 0.0,
     };
     Ok((report, plot, facts))
+}
+
+#[cfg(test)]
+mod coverage_tests {
+    use std::path::Path;
+
+    use nalgebra::Point3;
+    use rsu_fusion::SensorModel;
+
+    use super::Coverage;
+    use crate::reader::ReplayReader;
+
+    /// Ground points over the site's sensors' reach, every 5 m.
+    fn grid() -> Vec<Point3<f64>> {
+        let steps = -40..=40;
+        steps
+            .clone()
+            .flat_map(|i| steps.clone().map(move |j| Point3::new(5.0 * f64::from(i), 5.0 * f64::from(j), 0.0)))
+            .collect()
+    }
+
+    #[test]
+    fn only_sensors_heard_from_count_as_coverage() {
+        let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("logs/camera-night.mcap");
+        let site = ReplayReader::open(&log).expect("log").meta().site.clone();
+        let points = grid();
+        let all = Coverage::all(&site);
+        let mut coverage = Coverage::new(&site);
+        assert!(points.iter().all(|p| !coverage.covers(p)), "nothing is covered before any frame");
+        coverage.heard("no-such-sensor");
+        assert!(points.iter().all(|p| !coverage.covers(p)), "an unknown sensor covers nothing");
+        let cameras: Vec<_> = site.sensors.iter().filter(|s| matches!(s.model, SensorModel::Camera(_))).collect();
+        assert!(!cameras.is_empty() && cameras.len() < site.sensors.len());
+        for camera in &cameras {
+            coverage.heard(&camera.id);
+        }
+        // With only the cameras heard, exactly the cameras' ground is covered, and the lidars'
+        // own ground (covered when every sensor counts) is not.
+        for p in &points {
+            assert_eq!(coverage.covers(p), cameras.iter().any(|c| c.covers(p)), "{p}");
+        }
+        let lidar_only = points.iter().filter(|p| all.covers(p) && !coverage.covers(p)).count();
+        assert!(lidar_only > 100, "{lidar_only} points only the lidars cover");
+        for sensor in &site.sensors {
+            coverage.heard(&sensor.id);
+        }
+        assert!(points.iter().all(|p| coverage.covers(p) == all.covers(p)), "every sensor heard: all of it");
+    }
 }
