@@ -10,11 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Fixture, LIDAR, now, percentile, two_cars};
+use common::{Fixture, LIDAR, Running, now, percentile, two_cars};
 use prost::Message;
-use rsu::config::ServeConfig;
 use rsu::serve::stats::{Reject, Stats};
-use rsu::serve::{Outputs, RunSummary, Server};
 use rsu_fusion::{RoadsideFrame, RoadsideView, SensorStatus, Timestamp};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,28 +25,8 @@ use v2x_proto::wire;
 /// Generous bound for anything that should happen within a few cycles on a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-struct Running {
-    addr: SocketAddr,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<RunSummary>>,
-}
-
-impl Running {
-    async fn stop(self) -> RunSummary {
-        self.shutdown.cancel();
-        self.task.await.expect("server task").expect("server run")
-    }
-}
-
 fn start(fixture: &Fixture) -> Running {
-    let loaded = ServeConfig::load(&fixture.config).expect("config");
-    let server = Server::bind(loaded).expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let stats = server.stats();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(Outputs::default(), shutdown.clone()));
-    Running { addr, stats, shutdown, task }
+    Running::start(fixture, None)
 }
 
 /// The lidar connected to `server` and fed with two-car frames until `stop` is cancelled.
@@ -751,16 +729,8 @@ async fn a_lying_vehicle_is_flagged_in_the_recording_and_its_reports_not_fused()
         "[recording]\nenabled = true\ndir = {:?}\nfsync_interval_s = 0.1\n",
         rec.path().display().to_string()
     ));
-    let loaded = ServeConfig::load(&fixture.config).expect("config");
-    let server = Server::bind(loaded.clone()).expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let stats = server.stats();
-    let recorder =
-        rsu::recorder::Recorder::start(&loaded.config.recording, &loaded.site, &loaded.rsu_id, 256, stats.clone())
-            .expect("recorder");
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(Outputs { recorder: Some(recorder), ..Outputs::default() }, shutdown.clone()));
-    let running = Running { addr, stats, shutdown, task };
+    let running = Running::start(&fixture, Some(256));
+    let addr = running.addr;
     let mut vehicle = VehicleClient::connect(&fixture.vehicle(addr, "veh-0001"), Some(Subscription::Everything))
         .await
         .expect("connects");

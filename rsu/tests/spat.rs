@@ -10,11 +10,9 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Fixture, now};
-use rsu::config::ServeConfig;
+use common::{Fixture, Running, now};
 use rsu::ntcip::{BlobBuilder, Colour};
 use rsu::serve::stats::{Reject, Stats};
-use rsu::serve::{Outputs, Server};
 use rsu_fusion::Timestamp;
 use tokio_util::sync::CancellationToken;
 use v2x_link::CloseCode;
@@ -117,15 +115,8 @@ async fn controller_state_reaches_vehicles_as_spat_and_bad_input_is_counted() {
          ntcip_listen = \"127.0.0.1:{ntcip_port}\"\nntcip_source = \"127.0.0.1\"\n",
         rec.path().display().to_string()
     ));
-    let loaded = ServeConfig::load(&fixture.config).expect("config");
-    let server = Server::bind(loaded.clone()).expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let stats = server.stats();
-    let recorder =
-        rsu::recorder::Recorder::start(&loaded.config.recording, &loaded.site, &loaded.rsu_id, 1024, stats.clone())
-            .expect("recorder");
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(Outputs { recorder: Some(recorder), ..Outputs::default() }, shutdown.clone()));
+    let running = Running::start(&fixture, Some(1024));
+    let (addr, stats) = (running.addr, running.stats.clone());
 
     let vehicle = VehicleClient::connect(&fixture.vehicle(addr, "veh-0001"), Some(Subscription::Everything))
         .await
@@ -247,8 +238,7 @@ async fn controller_state_reaches_vehicles_as_spat_and_bad_input_is_counted() {
     assert!(stats.spat_sent.load(Ordering::Relaxed) >= 12);
     vehicle.close().await;
     bad.close().await;
-    shutdown.cancel();
-    let summary = task.await.expect("server task").expect("server run");
+    let summary = running.stop().await;
 
     // The recording holds both controllers' states and the SPaT of both intersections.
     let mut counts = std::collections::BTreeMap::<String, u32>::new();
@@ -277,11 +267,8 @@ async fn controller_state_reaches_vehicles_as_spat_and_bad_input_is_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_controller_sends_the_signal_plan() {
     let fixture = Fixture::new("[[signals.controllers]]\nid = \"tsc-1\"\nintersection_id = 7\n");
-    let loaded = ServeConfig::load(&fixture.config).expect("config");
-    let server = Server::bind(loaded).expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(Outputs::default(), shutdown.clone()));
+    let running = Running::start(&fixture, None);
+    let addr = running.addr;
     let vehicle = VehicleClient::connect(&fixture.vehicle(addr, "veh-0001"), None).await.expect("vehicle connects");
 
     let site = std::sync::Arc::new(rsu_site::SiteModel::embedded().expect("site"));
@@ -317,6 +304,5 @@ async fn the_simulated_controller_sends_the_signal_plan() {
     }
     live.await.expect("live task").expect("live run");
     vehicle.close().await;
-    shutdown.cancel();
-    task.await.expect("server task").expect("server run");
+    running.stop().await;
 }

@@ -10,6 +10,13 @@ pub mod relay;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rsu::config::ServeConfig;
+use rsu::serve::stats::Stats;
+use rsu::serve::{Outputs, RunSummary, Server};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use rsu_fusion::{Detections, SensorFrame};
 use v2x_link::client::ClientSettings;
@@ -136,4 +143,37 @@ pub fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     let i = ((p / 100.0) * (values.len().saturating_sub(1)) as f64).round() as usize;
     values.get(i).copied().unwrap_or(f64::NAN)
+}
+
+/// A daemon running in-process on the fixture's configuration.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<RunSummary>>,
+}
+
+impl Running {
+    /// Starts the daemon of `fixture`, recording when `recorder_queue` is given (messages the
+    /// recorder may hold), as `rsu serve` does. Must be called inside a tokio runtime.
+    pub fn start(fixture: &Fixture, recorder_queue: Option<usize>) -> Running {
+        let loaded = ServeConfig::load(&fixture.config).expect("config");
+        let server = Server::bind(loaded.clone()).expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let stats = server.stats();
+        let recorder = recorder_queue.map(|queue| {
+            let c = &loaded.config;
+            rsu::recorder::Recorder::start(&c.recording, &loaded.site, &loaded.rsu_id, queue, stats.clone())
+                .expect("recorder")
+        });
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.run(Outputs { recorder, ..Outputs::default() }, shutdown.clone()));
+        Running { addr, stats, shutdown, task }
+    }
+
+    /// Stops the daemon and returns what its run did.
+    pub async fn stop(self) -> RunSummary {
+        self.shutdown.cancel();
+        self.task.await.expect("server task").expect("server run")
+    }
 }
