@@ -217,6 +217,16 @@ pub fn score_live(path: &Path, criteria: &Criteria, facts: &ScenarioFacts) -> Re
     score_live_with(path, criteria, facts, ReadMode::Strict)
 }
 
+/// Whether the log holds any sensor frame (read until the first one).
+fn has_sensor_frames(path: &Path, mode: ReadMode) -> Result<bool, PipelineError> {
+    for item in ReplayReader::open_with(path, OpenOptions { mode, ..Default::default() })? {
+        if matches!(item?.body, ReplayBody::Sensor(_)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// [`score_live`] reading the log in `mode` ([`ReadMode::Recover`]: what is intact before any
 /// damage).
 pub fn score_live_with(
@@ -233,8 +243,10 @@ pub fn score_live_with(
     // Truth frames wait until every message at their time has been read (ties in log time).
     let mut waiting: Vec<GroundTruthFrame> = Vec::new();
     let mut last_input: Option<Timestamp> = None;
-    // Scored as the re-fused replay is: coverage from each sensor's first frame on.
-    let mut coverage = Coverage::new(&site);
+    // Scored as the re-fused replay is: coverage from each sensor's first frame on; a recording
+    // of the broadcast alone (no sensor stream: another RSU tested as a black box) counts every
+    // calibrated sensor, since which of them worked cannot be seen.
+    let mut coverage = if has_sensor_frames(path, mode)? { Coverage::new(&site) } else { Coverage::all(&site) };
     let mut truths: Vec<TruthObject> = Vec::new();
     let mut score_waiting = |waiting: &mut Vec<GroundTruthFrame>,
                              sent: &mut Option<Accumulator>,
