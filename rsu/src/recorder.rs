@@ -281,13 +281,21 @@ impl Worker {
 
 pub use v2x_link::wall_now;
 
-/// The files of a recording directory, oldest first.
+/// The files of a recording directory, oldest first: by their `<rsu_id>-<UTC start>` and then
+/// by sequence number as a number (`-10` after `-9`, for ten or more files started in one
+/// second).
 pub fn recordings_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "mcap"))
         .collect();
-    files.sort();
+    files.sort_by_cached_key(|p| {
+        let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        match stem.rsplit_once('-').map(|(start, n)| (start.to_owned(), n.parse::<u64>())) {
+            Some((start, Ok(n))) => (start, Some(n), stem),
+            _ => (stem.clone(), None, stem),
+        }
+    });
     Ok(files)
 }
 
@@ -306,6 +314,37 @@ mod tests {
     fn utc_stamps() {
         assert_eq!(Timestamp::from_nanos(0).utc_stamp(), "19700101T000000Z");
         assert_eq!(Timestamp::from_nanos(1_795_950_245_000_000_000).utc_stamp(), "20261129T110405Z");
+    }
+
+    #[test]
+    fn recordings_are_listed_by_start_and_then_by_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = [
+            "rsu-1-20261207T170000Z-2.mcap",
+            "rsu-1-20261207T170000Z-10.mcap",
+            "rsu-1-20261207T165959Z-1.mcap",
+            "rsu-1-20261207T170000Z-9.mcap",
+            "rsu-1-20261207T170001Z-11.mcap",
+            "notes.txt",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"").expect("write");
+        }
+        let listed: Vec<String> = recordings_in(dir.path())
+            .expect("list")
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "rsu-1-20261207T165959Z-1.mcap",
+                "rsu-1-20261207T170000Z-2.mcap",
+                "rsu-1-20261207T170000Z-9.mcap",
+                "rsu-1-20261207T170000Z-10.mcap",
+                "rsu-1-20261207T170001Z-11.mcap",
+            ]
+        );
     }
 
     #[test]
