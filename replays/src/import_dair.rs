@@ -367,6 +367,15 @@ pub fn mean_pose(poses: &[Isometry3<f64>]) -> Option<Isometry3<f64>> {
     Some(Isometry3::from_parts(Translation3::from(translation), rotation))
 }
 
+/// `relative` under `dir`, if it is a relative path that stays inside it (no root, drive or
+/// `..`): `data_info.json` is untrusted input and must not make the importer read other files.
+fn inside(dir: &Path, relative: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let path = Path::new(relative);
+    let plain = path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    (plain && path.components().next().is_some()).then(|| dir.join(path))
+}
+
 /// Imports the dataset folder `dir` into the log `out`.
 pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<ImportSummary, ImportError> {
     check_options(options)?;
@@ -381,7 +390,10 @@ pub fn import_dair(dir: &Path, out: &Path, options: &DairOptions) -> Result<Impo
     for (i, e) in entries.iter().enumerate() {
         let t = timestamp(&info_path, &e["pointcloud_timestamp"], &format!("[{i}].pointcloud_timestamp"))?;
         let rel = |k: &str| -> Result<PathBuf, ImportError> {
-            e[k].as_str().map(|p| dir.join(p)).ok_or_else(|| field_err(&info_path, format!("[{i}].{k}"), "missing"))
+            let field = || format!("[{i}].{k}");
+            let p = e[k].as_str().ok_or_else(|| field_err(&info_path, field(), "missing"))?;
+            inside(dir, p)
+                .ok_or_else(|| field_err(&info_path, field(), format!("{p:?} is not a path inside the dataset folder")))
         };
         frames.push((t, rel("label_lidar_std_path")?, rel("calib_virtuallidar_to_world_path")?, i));
     }
@@ -725,6 +737,25 @@ mod tests {
             .enumerate()
             .map(|(k, labels)| LabelledFrame { time: Timestamp::from_nanos(k as i64 * 100_000_000), labels })
             .collect()
+    }
+
+    #[test]
+    fn dataset_paths_stay_inside_the_dataset_folder() {
+        let dir = Path::new("/data/dair");
+        assert_eq!(inside(dir, "label/virtuallidar/000001.json"), Some(dir.join("label/virtuallidar/000001.json")));
+        assert_eq!(inside(dir, "./calib/000001.json"), Some(dir.join("./calib/000001.json")));
+        for escaping in ["../secret.json", "label/../../x.json", "/etc/passwd", ""] {
+            assert_eq!(inside(dir, escaping), None, "{escaping:?}");
+        }
+        // And the importer says which entry is at fault, reading nothing outside.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let info = r#"[{"pointcloud_timestamp": "1626155123881356",
+            "label_lidar_std_path": "../../etc/passwd",
+            "calib_virtuallidar_to_world_path": "calib/1.json"}]"#;
+        std::fs::write(tmp.path().join("data_info.json"), info).expect("write");
+        let err = import_dair(tmp.path(), &tmp.path().join("out.mcap"), &DairOptions::default()).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("[0].label_lidar_std_path") && text.contains("not a path inside"), "{text}");
     }
 
     #[test]
