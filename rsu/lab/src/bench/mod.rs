@@ -271,6 +271,10 @@ fn daemon_config(dir: &Path, pki: &v2x_link::pki::DevPkiFiles, max_connections: 
     tls.insert("key".into(), path_text(&pki.server.key)?.into());
     let mut limits = toml::Table::new();
     limits.insert("max_connections".into(), i64::try_from(max_connections).context("max connections")?.into());
+    // Every vehicle of the load generator connects from 127.0.0.1: the per-address handshake
+    // limit, which keeps one host from holding the RSU's handshake slots, would make them queue
+    // (and, on a loaded daemon, time out) as no real fleet does.
+    limits.insert("max_handshakes_per_ip".into(), 64.into());
     let mut metrics = toml::Table::new();
     metrics.insert("enabled".into(), true.into());
     metrics.insert("listen".into(), "127.0.0.1:0".into());
