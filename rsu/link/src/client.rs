@@ -453,8 +453,9 @@ impl FrameReceiver {
     }
 }
 
-/// A roadside sensor's session with the RSU.
-pub struct SensorClient {
+/// The session of a client that only sends (a sensor, a signal controller): its own endpoint,
+/// the control stream held open, the RSU's hello and the id its certificate names.
+struct UplinkSession {
     endpoint: ClientEndpoint,
     connection: quinn::Connection,
     _control: (quinn::SendStream, quinn::RecvStream),
@@ -462,31 +463,55 @@ pub struct SensorClient {
     id: String,
 }
 
-impl SensorClient {
-    /// Connects as the sensor named in the certificate of `settings`.
-    pub async fn connect(settings: &ClientSettings) -> Result<Self, ClientError> {
-        if settings.identity.role != CertRole::Sensor {
-            return Err(ClientError::WrongRole { found: settings.identity.clone(), expected: "sensor" });
+impl UplinkSession {
+    /// Connects as the client of `settings`, whose certificate must be of `cert_role`
+    /// (`expected` names it in the error), announcing `role`.
+    async fn connect(
+        settings: &ClientSettings,
+        cert_role: CertRole,
+        role: Role,
+        expected: &'static str,
+    ) -> Result<Self, ClientError> {
+        if settings.identity.role != cert_role {
+            return Err(ClientError::WrongRole { found: settings.identity.clone(), expected });
         }
         let hello = ClientHello {
             versions: PROTOCOL_VERSIONS.to_vec(),
-            role: Role::Sensor,
+            role,
             id: settings.identity.id.clone(),
             subscription: None,
         };
         let endpoint = ClientEndpoint::bind(settings.bind_addr)?;
         let (connection, send, recv, server) = settings.handshake(&endpoint.endpoint, &hello).await?;
-        Ok(SensorClient { endpoint, connection, _control: (send, recv), server, id: hello.id })
+        Ok(UplinkSession { endpoint, connection, _control: (send, recv), server, id: hello.id })
+    }
+
+    /// Closes the session normally, waiting (up to 1 s) for the close to reach the RSU.
+    async fn close(self) {
+        close_session(&self.connection, Some(&self.endpoint)).await;
+    }
+}
+
+/// A roadside sensor's session with the RSU.
+pub struct SensorClient {
+    session: UplinkSession,
+}
+
+impl SensorClient {
+    /// Connects as the sensor named in the certificate of `settings`.
+    pub async fn connect(settings: &ClientSettings) -> Result<Self, ClientError> {
+        let session = UplinkSession::connect(settings, CertRole::Sensor, Role::Sensor, "sensor").await?;
+        Ok(SensorClient { session })
     }
 
     /// The RSU's hello.
     pub fn server_hello(&self) -> &ServerHello {
-        &self.server
+        &self.session.server
     }
 
     /// This sensor's id (from its certificate).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.session.id
     }
 
     /// Sends one frame on its own unidirectional stream. The frame's `sensor_id` must be this
@@ -498,7 +523,7 @@ impl SensorClient {
     /// Sends raw bytes as one uplink message stream (for tools and tests of the RSU's input
     /// validation).
     pub async fn send_bytes(&self, bytes: &[u8]) -> Result<(), ClientError> {
-        let mut stream = self.connection.open_uni().await.map_err(ClientError::from_connection)?;
+        let mut stream = self.session.connection.open_uni().await.map_err(ClientError::from_connection)?;
         stream.write_all(bytes).await?;
         // Finishing only fails when the stream is already closed, which the write reports.
         let _ = stream.finish();
@@ -507,13 +532,13 @@ impl SensorClient {
 
     /// The underlying QUIC connection.
     pub fn connection(&self) -> &quinn::Connection {
-        &self.connection
+        &self.session.connection
     }
 
     /// Sends one frame and waits until the RSU has received all of it (acknowledged) or stopped
     /// the stream; slower than [`SensorClient::send_frame`] by a round trip.
     pub async fn send_frame_acked(&self, frame: &SensorFrame) -> Result<(), ClientError> {
-        let mut stream = self.connection.open_uni().await.map_err(ClientError::from_connection)?;
+        let mut stream = self.session.connection.open_uni().await.map_err(ClientError::from_connection)?;
         stream.write_all(&v2x_proto::encode(frame)).await?;
         let _ = stream.finish();
         match stream.stopped().await {
@@ -527,44 +552,31 @@ impl SensorClient {
     /// Closes the session normally. Frames whose streams are not yet delivered may be lost; use
     /// [`SensorClient::send_frame_acked`] for the last one when that matters.
     pub async fn close(self) {
-        close_session(&self.connection, Some(&self.endpoint)).await;
+        self.session.close().await;
     }
 }
 
 /// A traffic signal controller's session with the RSU (protocol version 3).
 pub struct SignalControllerClient {
-    endpoint: ClientEndpoint,
-    connection: quinn::Connection,
-    _control: (quinn::SendStream, quinn::RecvStream),
-    server: ServerHello,
-    id: String,
+    session: UplinkSession,
 }
 
 impl SignalControllerClient {
     /// Connects as the signal controller named in the certificate of `settings`.
     pub async fn connect(settings: &ClientSettings) -> Result<Self, ClientError> {
-        if settings.identity.role != CertRole::Signal {
-            return Err(ClientError::WrongRole { found: settings.identity.clone(), expected: "signal controller" });
-        }
-        let hello = ClientHello {
-            versions: PROTOCOL_VERSIONS.to_vec(),
-            role: Role::SignalController,
-            id: settings.identity.id.clone(),
-            subscription: None,
-        };
-        let endpoint = ClientEndpoint::bind(settings.bind_addr)?;
-        let (connection, send, recv, server) = settings.handshake(&endpoint.endpoint, &hello).await?;
-        Ok(SignalControllerClient { endpoint, connection, _control: (send, recv), server, id: hello.id })
+        let session =
+            UplinkSession::connect(settings, CertRole::Signal, Role::SignalController, "signal controller").await?;
+        Ok(SignalControllerClient { session })
     }
 
     /// The RSU's hello.
     pub fn server_hello(&self) -> &ServerHello {
-        &self.server
+        &self.session.server
     }
 
     /// This controller's id (from its certificate).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.session.id
     }
 
     /// Sends the controller's state as one datagram. Its `controller_id` must be this
@@ -576,17 +588,17 @@ impl SignalControllerClient {
     /// Sends raw bytes as one uplink datagram (for tools and tests of the RSU's input
     /// validation).
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.connection.send_datagram(bytes.to_vec().into())?;
+        self.session.connection.send_datagram(bytes.to_vec().into())?;
         Ok(())
     }
 
     /// The underlying QUIC connection.
     pub fn connection(&self) -> &quinn::Connection {
-        &self.connection
+        &self.session.connection
     }
 
     /// Closes the session normally, waiting (up to 1 s) for the close to reach the RSU.
     pub async fn close(self) {
-        close_session(&self.connection, Some(&self.endpoint)).await;
+        self.session.close().await;
     }
 }

@@ -244,72 +244,85 @@ fn decode_reject(e: &v2x_proto::DecodeError) -> Reject {
     }
 }
 
-/// A signal controller's states, one per datagram: size and rate limits, decoding with the
-/// consistency checks, and the identity binding; the fusion loop checks age and takes it in.
-async fn signal_uplink(connection: &quinn::Connection, shared: &Shared, identity: &Identity) {
+/// A client's uplink datagrams, each a `name` message: within the rate limit `per_s`, decoded
+/// within `max_bytes` (with the message's own checks) and sent by the certificate's identity
+/// (`claimed` names the sender the message gives); every rejection counted and logged, what
+/// passes handed to `take`.
+async fn datagram_uplink<M: v2x_proto::WireMessage>(
+    connection: &quinn::Connection,
+    shared: &Shared,
+    identity: &Identity,
+    (name, max_bytes, per_s): (&str, usize, f64),
+    claimed: impl Fn(&M) -> &str,
+    mut take: impl FnMut(M),
+) {
     let stats = &shared.stats;
-    let max = shared.limits.max_signal_state_bytes;
-    let mut bucket = TokenBucket::new(shared.max_signal_states_per_s);
+    let mut bucket = TokenBucket::new(per_s);
     while let Ok(bytes) = connection.read_datagram().await {
         if !bucket.take() {
-            stats.reject(Reject::RateLimited, identity, "SignalControllerState rate limit exceeded");
+            stats.reject(Reject::RateLimited, identity, format_args!("{name} rate limit exceeded"));
             continue;
         }
-        let state = match v2x_proto::decode_limited::<SignalControllerState>(&bytes, max) {
-            Ok(s) => s,
+        let message = match v2x_proto::decode_limited::<M>(&bytes, max_bytes) {
+            Ok(m) => m,
             Err(e) => {
-                stats.reject(decode_reject(&e), identity, format_args!("SignalControllerState: {e}"));
+                stats.reject(decode_reject(&e), identity, format_args!("{name}: {e}"));
                 continue;
             }
         };
-        if state.controller_id != identity.id {
+        if claimed(&message) != identity.id {
             stats.reject(
                 Reject::IdentityMismatch,
                 identity,
-                format_args!(
-                    "SignalControllerState of {:?} from the certificate of {}",
-                    state.controller_id, identity.id
-                ),
+                format_args!("{name} of {:?} from the certificate of {}", claimed(&message), identity.id),
             );
             continue;
         }
-        forward(shared, Event::Signal { state, received: wall_now() }, identity);
+        take(message);
     }
 }
 
+/// A signal controller's states, one per datagram; the fusion loop checks age and takes them in.
+async fn signal_uplink(connection: &quinn::Connection, shared: &Shared, identity: &Identity) {
+    let limits = ("SignalControllerState", shared.limits.max_signal_state_bytes, shared.max_signal_states_per_s);
+    datagram_uplink(
+        connection,
+        shared,
+        identity,
+        limits,
+        |s: &SignalControllerState| &s.controller_id,
+        |state| {
+            forward(shared, Event::Signal { state, received: wall_now() }, identity);
+        },
+    )
+    .await;
+}
+
+/// A vehicle's states, one per datagram, to the fusion loop with the vehicle's position for
+/// "around me" (moved once the engine accepted the state).
 async fn vehicle_uplink(
     connection: &quinn::Connection,
     shared: &Shared,
     identity: &Identity,
     view: &Mutex<VehicleView>,
 ) {
-    let stats = &shared.stats;
-    let max = shared.limits.max_vehicle_state_bytes;
-    let mut bucket = TokenBucket::new(shared.limits.max_vehicle_states_per_s);
-    while let Ok(bytes) = connection.read_datagram().await {
-        if !bucket.take() {
-            stats.reject(Reject::RateLimited, identity, "VehicleState rate limit exceeded");
-            continue;
-        }
-        let state = match v2x_proto::decode_limited::<VehicleState>(&bytes, max) {
-            Ok(s) => s,
-            Err(e) => {
-                stats.reject(decode_reject(&e), identity, format_args!("VehicleState: {e}"));
-                continue;
-            }
-        };
-        if state.vehicle_id != identity.id {
-            stats.reject(
-                Reject::IdentityMismatch,
+    let limits = ("VehicleState", shared.limits.max_vehicle_state_bytes, shared.limits.max_vehicle_states_per_s);
+    datagram_uplink(
+        connection,
+        shared,
+        identity,
+        limits,
+        |s: &VehicleState| &s.vehicle_id,
+        |state| {
+            let position = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner).position.clone();
+            forward(
+                shared,
+                Event::Vehicle { state, received: wall_now(), arrived: Instant::now(), position },
                 identity,
-                format_args!("VehicleState for {:?} from the certificate of {}", state.vehicle_id, identity.id),
             );
-            continue;
-        }
-        // The fusion loop moves the vehicle's position once the engine accepted the state.
-        let position = view.lock().unwrap_or_else(std::sync::PoisonError::into_inner).position.clone();
-        forward(shared, Event::Vehicle { state, received: wall_now(), arrived: Instant::now(), position }, identity);
-    }
+        },
+    )
+    .await;
 }
 
 async fn sensor_uplink(connection: &quinn::Connection, shared: &Arc<Shared>, identity: &Identity) {
