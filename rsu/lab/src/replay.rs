@@ -165,6 +165,10 @@ pub enum ImportFormat {
     /// ASAM OpenLABEL 3D boxes (TUMTraf / A9): one JSON file or a folder of them, with
     /// `frame_properties.timestamp` and `object_data.cuboid.val = [x,y,z,qx,qy,qz,qw,l,w,h]`.
     Openlabel(import::DairArgs),
+    /// Autoware rosbag2 (MCAP, ROS 2 CDR): `autoware_perception_msgs` DetectedObjects topics
+    /// as roadside lidars (poses from `--calibration` or `/tf_static`) and a TrackedObjects
+    /// topic as ground truth.
+    Autoware(import::AutowareArgs),
 }
 
 /// Runs a replay subcommand.
@@ -196,6 +200,7 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
             crate::calib_check::run(&args, config)
         }
         ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => import::import(&args, import::Format::DairV2x),
+        ReplayCommand::Import { format: ImportFormat::Autoware(args) } => import::import_autoware(&args),
         ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => {
             import::import(&args, import::Format::OpenLabel)
         }
