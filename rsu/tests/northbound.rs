@@ -20,8 +20,8 @@ use rsu::serve::stats::Stats;
 use rsu_fusion::RoadsideFrame;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
-use v2x_link::client::{SensorClient, VehicleClient};
-use v2x_proto::domain::Subscription;
+use v2x_link::client::{SensorClient, SignalControllerClient, VehicleClient};
+use v2x_proto::domain::{MovementPhase, MovementState, SignalControllerState, Spat, Subscription};
 use v2x_proto::wire;
 
 /// Generous bound for anything that should happen within a few periods on a loaded machine.
@@ -133,8 +133,9 @@ async fn the_platform_gets_info_heartbeats_and_frames_and_drives_settings_and_ro
     let broker_dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::start(broker_dir.path(), "allow_anonymous true");
     let fixture = Fixture::new(&format!(
-        "{}\n[recording]\nenabled = true\ndir = \"rec\"\nfsync_interval_s = 0.1\n",
-        northbound_config(broker.port, "rsm_rate_hz = 5.0\nheartbeat_interval_s = 1.0\n")
+        "{}\n[recording]\nenabled = true\ndir = \"rec\"\nfsync_interval_s = 0.1\n\n\
+         [[signals.controllers]]\nid = \"tsc-1\"\nintersection_id = 1201\n",
+        northbound_config(broker.port, "rsm_rate_hz = 5.0\nspat_rate_hz = 2.0\nheartbeat_interval_s = 1.0\n")
     ));
     let platform = Platform::connect(Platform::options("platform", broker.port, false));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -142,6 +143,25 @@ async fn the_platform_gets_info_heartbeats_and_frames_and_drives_settings_and_ro
     let sensor = SensorClient::connect(&fixture.sensor(server.addr, LIDAR)).await.expect("sensor connects");
     let stop_feed = CancellationToken::new();
     let feed = feed_two_cars(sensor, stop_feed.clone());
+    let controller =
+        SignalControllerClient::connect(&fixture.signal(server.addr, "tsc-1")).await.expect("controller connects");
+    let stop_signals = stop_feed.clone();
+    let signals = tokio::spawn(async move {
+        while !stop_signals.is_cancelled() {
+            let t = now();
+            let green = MovementState {
+                signal_group: 2,
+                phase: MovementPhase::ProtectedMovementAllowed,
+                start: Some(t.add_secs(-3.0)),
+                min_end: t.add_secs(5.0),
+                max_end: None,
+                likely: None,
+            };
+            let state = SignalControllerState { controller_id: "tsc-1".into(), time: t, movements: vec![green] };
+            controller.send_state(&state).expect("state sent");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
 
     // INFO (retained), heartbeats with counters, fused frames with the two cars.
     let info =
@@ -150,6 +170,7 @@ async fn the_platform_gets_info_heartbeats_and_frames_and_drives_settings_and_ro
     assert!(info.software_version.starts_with("rsu "), "{info:?}");
     assert!(info.sensors.iter().any(|s| s.sensor_id == LIDAR && s.kind == "lidar"), "{info:?}");
     assert_eq!(info.settings.as_ref().and_then(|s| s.rsm_rate_hz), Some(5.0));
+    assert_eq!(info.intersection_ids, vec![1201]);
     let frame: RoadsideFrame = platform
         .wait_for("/RSM/UP", "a frame with both cars", |m| {
             m.iter().filter_map(|p| v2x_proto::decode::<RoadsideFrame>(p).ok()).find(|f| f.participants.len() == 2)
@@ -165,6 +186,16 @@ async fn the_platform_gets_info_heartbeats_and_frames_and_drives_settings_and_ro
         .await;
     assert!(hb.frames_made > 0 && hb.northbound_published > 0, "{hb:?}");
     assert!(hb.sensors.iter().any(|s| s.sensor_id == LIDAR), "{hb:?}");
+    // SPaT of the intersection, at its own rate (2 Hz, not the vehicles' 10 Hz).
+    let spat: Spat = platform
+        .wait_for("/SPAT/UP", "SPaT of intersection 1201", |m| m.iter().find_map(|p| v2x_proto::decode::<Spat>(p).ok()))
+        .await;
+    assert_eq!(spat.intersection_id, 1201);
+    assert_eq!(spat.movements[0].phase, MovementPhase::ProtectedMovementAllowed);
+    let before = platform.on("/SPAT/UP").len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spat_in_2_s = platform.on("/SPAT/UP").len() - before;
+    assert!((2..=6).contains(&spat_in_2_s), "{spat_in_2_s} SPaT in 2 s at spat_rate_hz 2");
 
     // RSM at about 5 Hz, not the broadcast rate (20 Hz): over 2 s, 6..=14 frames.
     let before = platform.on("/RSM/UP").len();
@@ -259,6 +290,7 @@ async fn the_platform_gets_info_heartbeats_and_frames_and_drives_settings_and_ro
 
     stop_feed.cancel();
     feed.await.expect("feed");
+    signals.await.expect("signals");
     let stats = server.stats.clone();
     let summary = server.stop().await;
     // The goodbye: the retained INFO says offline.
