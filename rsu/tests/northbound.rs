@@ -242,6 +242,9 @@ async fn the_platform_gets_info_heartbeats_and_frames_and_drives_settings_and_ro
     assert_eq!((ack.ok, ack.reason.as_str()), (false, "wrong_rsu"), "{ack:?}");
     let ack = platform.request("CONFIG/DOWN", "", vec![0x0a, 0xff, 0xff, 0xff]).await;
     assert_eq!((ack.ok, ack.reason.as_str()), (false, "malformed"), "{ack:?}");
+    let ack = platform.request("CONFIG/DOWN", "", vec![0u8; 70_000]).await;
+    assert_eq!((ack.ok, ack.reason.as_str()), (false, "oversized"), "{ack:?}");
+    assert_eq!(nb.rejected(Refusal::Oversized), 1);
     assert_eq!(nb.rejected(Refusal::OutOfRange), 1);
     assert_eq!(nb.rejected(Refusal::WrongRsu), 1);
     assert_eq!(nb.rejected(Refusal::Malformed), 1);

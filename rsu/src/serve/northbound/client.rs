@@ -53,8 +53,11 @@ pub fn options(config: &NorthboundConfig, rsu_id: &str, will: LastWill) -> anyho
     // after the reconnection when the broker kept the session.
     options.set_clean_session(false);
     options.set_inflight(INFLIGHT);
+    // Packets up to the protocol's message limit either way: a downlink message over
+    // `max_downlink_bytes` is then refused with an ACK (`oversized`) rather than by dropping the
+    // connection, which the broker would answer by delivering the same message again.
     let max_packet = v2x_proto::MAX_MESSAGE_BYTES + 4096;
-    options.set_max_packet_size(config.max_downlink_bytes.max(1024) + 4096, max_packet);
+    options.set_max_packet_size(max_packet, max_packet);
     options.set_last_will(will);
     if let (Some(user), Some(file)) = (&config.username, &config.password_file) {
         let text = std::fs::read_to_string(file)
