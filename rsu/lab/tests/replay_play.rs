@@ -99,6 +99,7 @@ fn a_log_played_into_a_daemon_is_scored_as_the_observer_received_it() {
         metrics: MetricsConfig { enabled: false, ..MetricsConfig::default() },
         rerun: Default::default(),
         signals: Default::default(),
+        northbound: Default::default(),
     };
     let config_path = dir.path().join("rsu.toml");
     std::fs::write(&config_path, toml::to_string(&config).expect("config")).expect("write config");
