@@ -81,6 +81,7 @@ fn encoded(body: &ReplayBody) -> Vec<u8> {
         ReplayBody::Received(received) => v2x_proto::encode(&received.frame),
         ReplayBody::Signal(state) => v2x_proto::encode(state),
         ReplayBody::Spat(spat) => v2x_proto::encode(spat),
+        ReplayBody::Rsi(event) => v2x_proto::encode(event),
     }
 }
 

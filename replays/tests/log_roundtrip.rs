@@ -106,6 +106,7 @@ fn write_log(path: &Path, bodies: &[ReplayBody]) {
             ReplayBody::Received(r) => w.write_received_frame(r, r.frame.time.add_nanos(20_000_000)),
             ReplayBody::Signal(s) => w.write_signal_state_at(s, s.time),
             ReplayBody::Spat(s) => w.write_spat(s),
+            ReplayBody::Rsi(e) => w.write_rsi(e),
             ReplayBody::Meta(_) => unreachable!("meta is written by create"),
         }
         .expect("write");

@@ -26,6 +26,12 @@
 //! intersection_id = 1201
 //! ntcip_listen = "0.0.0.0:6053"    # optional: NTCIP 1202 v03 SPaT blobs over UDP
 //! ntcip_source = "192.0.2.10"      # optional: the controller's IP address
+//!
+//! [map]                            # the MAP and RSI events (protocol version 4)
+//! site_dir = "site"                # a site folder with GeoJSON; default: the embedded site's
+//!                                  # map when the daemon serves the embedded site, else none
+//! [rsi]                            # RsiConfig thresholds; every field optional
+//! stopped_after_s = 5.0
 //! ```
 //!
 //! Relative paths are relative to the directory of the configuration file.
@@ -79,6 +85,22 @@ pub struct ServeConfig {
     /// Traffic signal controllers and the SPaT broadcast.
     #[serde(default)]
     pub signals: SignalsConfig,
+    /// Where the MAP comes from (PROTOCOL.md §2.9).
+    #[serde(default)]
+    pub map: MapConfig,
+    /// Road safety information events (PROTOCOL.md §2.10).
+    #[serde(default)]
+    pub rsi: rsu_site::rsi::RsiConfig,
+}
+
+/// Where the MAP (and the lanes RSI detection works on) comes from.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MapConfig {
+    /// A site folder (`site.toml` with the same origin as the daemon's site, GeoJSON with lanes,
+    /// crosswalks and `intersection` areas). Default: the embedded site's map when the daemon
+    /// serves the embedded site; otherwise no MAP and no RSI.
+    pub site_dir: Option<PathBuf>,
 }
 
 /// Traffic signal controllers and the SPaT broadcast (PROTOCOL.md §2.8).
@@ -373,6 +395,9 @@ impl ServeConfig {
         if let Some(p) = &mut self.rerun.save {
             abs(p);
         }
+        if let Some(p) = &mut self.map.site_dir {
+            abs(p);
+        }
         let (site, site_source) = match (&mut self.site_file, &self.site) {
             (Some(_), Some(_)) => bail!("site_file and [site]: give only one of them"),
             (None, None) => (rsu_site::embedded_site_config().context("the embedded site")?, SiteOrigin::Embedded),
@@ -454,6 +479,7 @@ impl ServeConfig {
                 bail!("signals.controllers[{i}].ntcip_listen: another controller listens on it");
             }
         }
+        self.rsi.validate().map_err(|problem| anyhow::anyhow!(problem))?;
         let r = &self.recording;
         count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;
         range("recording.rotate_s", r.rotate_s, 1.0, 7.0 * 86_400.0, "s")?;
