@@ -176,6 +176,8 @@ struct Corridor {
     half_width_m: f64,
     /// A travel lane (not a route).
     travel: bool,
+    /// A lane with no turn.
+    straight: bool,
     stop_at_m: Option<f64>,
 }
 
@@ -262,6 +264,7 @@ impl RsiDetector {
                 line: p.line.clone(),
                 half_width_m: p.width_m / 2.0,
                 travel: p.kind == PathKind::Lane,
+                straight: p.turn.is_none(),
                 stop_at_m: p.stop.as_ref().map(|s| s.stop_at_m),
             })
             .collect();
@@ -410,12 +413,14 @@ impl RsiDetector {
             }
             let travel: Vec<&OnLane<'_>> = lanes.iter().filter(|l| l.corridor.travel).collect();
             // The lane it drives in: the best-fitting direction when moving, else the nearest
-            // centreline; lanes within a tolerance of the best (a through lane and the turn lanes
-            // sharing its approach) go to the first by id, so one physical lane is one lane here.
+            // centreline. Among lanes within a tolerance of the best (a through lane and the turn
+            // lanes that share its approach or its exit) the first straight one by id, else the
+            // first by id: one physical lane is one lane here.
             let fit = |l: &OnLane<'_>| if moving { l.angle_rad } else { l.lateral_m.abs() };
             let tolerance = if moving { 0.05 } else { 0.1 };
             let best_fit = travel.iter().map(|l| fit(l)).fold(f64::INFINITY, f64::min);
-            let Some(best) = travel.iter().find(|l| fit(l) <= best_fit + tolerance) else { continue };
+            let fitting = || travel.iter().filter(|l| fit(l) <= best_fit + tolerance);
+            let Some(best) = fitting().find(|l| l.corridor.straight).or_else(|| fitting().next()) else { continue };
             let in_box = self.in_intersection(&p);
             let segment_m = c.congestion_segment_m;
             let segment = match best.corridor.stop_at_m {
