@@ -1,7 +1,8 @@
 //! `rsu-lab replay rsi`: runs the RSU's road safety information detector (`rsu_site::rsi`) over
 //! the tracks re-fused from logs, at the broadcast ticks, exactly as the daemon runs it on each
 //! fusion step, and lists the events it raises: type, start and end (seconds into the log), lane,
-//! place, confidence and the tracks behind each. With `--json` the events are printed as JSON.
+//! place, confidence and the tracks behind each, and (in logs with ground truth) the true object
+//! nearest to where each event started. With `--json` the events are printed as JSON.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,9 +14,9 @@ use rsu_fusion::{FusedObject, Timestamp};
 use rsu_site::rsi::{RsiConfig, RsiDetector, RsiTrack};
 use rsu_site::{SiteModel, SiteSource};
 use serde::Serialize;
-use v2x_proto::domain::{RsiEvent, RsiEventPhase};
-use v2x_replays::ReplayReader;
+use v2x_proto::domain::{GroundTruthFrame, GroundTruthObject, RsiEvent, RsiEventPhase};
 use v2x_replays::pipeline::{ReplayConfig, ReplayEvent, replay_with};
+use v2x_replays::{ReplayBody, ReplayReader};
 
 /// Arguments of `rsu-lab replay rsi`.
 #[derive(Args)]
@@ -55,6 +56,9 @@ pub struct LoggedEvent {
     pub confidence_pct: u8,
     /// Every track behind it over its life.
     pub track_ids: Vec<u32>,
+    /// The ground-truth object nearest to where it started, at the newest truth time before its
+    /// start: class, id, speed [m/s], heading [deg] and distance [m].
+    pub nearest_truth: Option<String>,
 }
 
 /// The events of one log.
@@ -80,17 +84,31 @@ pub fn log_events(path: &Path, site: &SiteModel, rsi: &RsiConfig) -> anyhow::Res
     }
     let mut detector = RsiDetector::new(site, rsi.clone());
     let config = ReplayConfig { poll_at_truth: false, ..ReplayConfig::default() };
-    let mut raised: Vec<RsiEvent> = Vec::new();
+    let mut raised: Vec<(RsiEvent, Option<String>)> = Vec::new();
+    let mut truth: Option<GroundTruthFrame> = None;
     let mut steps = 0u64;
     let summary = replay_with(
         reader,
         &config,
         |_, at, _: &[FusedObject]| at,
         |event: ReplayEvent<'_, Timestamp, FusedObject>| {
-            if let ReplayEvent::Broadcast { frame: at, objects } = event {
-                steps += 1;
-                let tracks: Vec<RsiTrack> = objects.iter().map(RsiTrack::from).collect();
-                raised.extend(detector.step(*at, &tracks));
+            match event {
+                ReplayEvent::Broadcast { frame: at, objects } => {
+                    steps += 1;
+                    let tracks: Vec<RsiTrack> = objects.iter().map(RsiTrack::from).collect();
+                    for e in detector.step(*at, &tracks) {
+                        let nearest = truth.as_ref().filter(|_| e.phase == RsiEventPhase::Start).and_then(|t| {
+                            nearest_truth(t, [f64::from(e.position_dm[0]) / 10.0, f64::from(e.position_dm[1]) / 10.0])
+                        });
+                        raised.push((e, nearest));
+                    }
+                }
+                ReplayEvent::Input { message, .. } => {
+                    if let ReplayBody::GroundTruth(t) = &message.body {
+                        truth = Some(t.clone());
+                    }
+                }
+                ReplayEvent::Truth { .. } => {}
             }
             Ok::<(), std::convert::Infallible>(())
         },
@@ -99,7 +117,7 @@ pub fn log_events(path: &Path, site: &SiteModel, rsi: &RsiConfig) -> anyhow::Res
     let first = Timestamp::from_nanos(summary.first_ns);
     let into = |t: Timestamp| (t.secs_since(first) * 10.0).round() / 10.0;
     let mut events: BTreeMap<u32, LoggedEvent> = BTreeMap::new();
-    for e in raised {
+    for (e, nearest) in raised {
         match e.phase {
             RsiEventPhase::Start => {
                 events.insert(
@@ -114,6 +132,7 @@ pub fn log_events(path: &Path, site: &SiteModel, rsi: &RsiConfig) -> anyhow::Res
                         position_m: [f64::from(e.position_dm[0]) / 10.0, f64::from(e.position_dm[1]) / 10.0],
                         confidence_pct: e.confidence_pct,
                         track_ids: e.track_ids.clone(),
+                        nearest_truth: nearest,
                     },
                 );
             }
@@ -137,6 +156,20 @@ pub fn log_events(path: &Path, site: &SiteModel, rsi: &RsiConfig) -> anyhow::Res
         steps,
         events: events.into_values().collect(),
     })
+}
+
+/// The true object of `truth` nearest to `at` [m], described.
+fn nearest_truth(truth: &GroundTruthFrame, at: [f64; 2]) -> Option<String> {
+    let distance = |o: &GroundTruthObject| (o.center_m.x - at[0]).hypot(o.center_m.y - at[1]);
+    let o = truth.objects.iter().min_by(|a, b| distance(a).total_cmp(&distance(b)))?;
+    Some(format!(
+        "{} #{} {:.1} m/s heading {:.0} deg, {:.1} m away",
+        o.class.name(),
+        o.id,
+        o.speed_mps,
+        o.yaw_rad.to_degrees(),
+        distance(o)
+    ))
 }
 
 /// The logs named: files as given, folders' `*.mcap` files in name order.
@@ -195,6 +228,9 @@ pub fn run(args: &RsiArgs) -> anyhow::Result<ExitCode> {
                     e.confidence_pct,
                     e.track_ids
                 );
+                if let Some(truth) = &e.nearest_truth {
+                    println!("        nearest true object: {truth}");
+                }
             }
         }
         all.push(report);

@@ -15,7 +15,10 @@
 //!   by `crosswalk_margin_m`), for `pedestrian_after_s`.
 //! - **Wrong-way vehicle**: a vehicle at `wrong_way_speed_mps` or more in a travel lane, outside
 //!   intersection areas, whose direction of travel is more than `wrong_way_angle_deg` off the
-//!   direction of every travel lane it is in, for `wrong_way_after_s`.
+//!   direction of every travel lane it is in, for `wrong_way_after_s`, having moved at least
+//!   `wrong_way_min_travel_m` since (a track whose velocity estimate swings round in a dense queue
+//!   has not), and with fewer than two other vehicles within 1.5 `queue_gap_m` in its lane that
+//!   stand or go the lane's way (in a dense queue a track can hop from car to car backwards).
 //! - **Congestion**: a lane segment (`congestion_segment_m` long, counted back from the lane's
 //!   stop line, or from its start) holding `congestion_min_vehicles` vehicles or more whose mean
 //!   speed is under `congestion_speed_mps`, for `congestion_after_s`. A vehicle counts in one
@@ -61,6 +64,8 @@ pub struct RsiConfig {
     pub wrong_way_angle_deg: f64,
     /// How long a vehicle must drive the wrong way before it is reported [s].
     pub wrong_way_after_s: f64,
+    /// How far it must have driven the wrong way before it is reported [m].
+    pub wrong_way_min_travel_m: f64,
     /// Mean speed under which a lane segment is congested [m/s].
     pub congestion_speed_mps: f64,
     /// Fewest vehicles in a congested segment.
@@ -90,8 +95,9 @@ impl Default for RsiConfig {
             wrong_way_speed_mps: 3.0,
             wrong_way_angle_deg: 135.0,
             wrong_way_after_s: 2.0,
+            wrong_way_min_travel_m: 15.0,
             congestion_speed_mps: 2.0,
-            congestion_min_vehicles: 6,
+            congestion_min_vehicles: 8,
             congestion_segment_m: 100.0,
             congestion_after_s: 5.0,
             end_after_s: 2.0,
@@ -104,7 +110,7 @@ impl Default for RsiConfig {
 impl RsiConfig {
     /// Checks every threshold; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(&str, f64, f64, f64); 15] = [
+        let checks: [(&str, f64, f64, f64); 16] = [
             ("stopped_speed_mps", self.stopped_speed_mps, 0.01, 5.0),
             ("stopped_after_s", self.stopped_after_s, 0.1, 3600.0),
             ("stop_line_zone_m", self.stop_line_zone_m, 0.0, 500.0),
@@ -114,6 +120,7 @@ impl RsiConfig {
             ("wrong_way_speed_mps", self.wrong_way_speed_mps, 0.5, 70.0),
             ("wrong_way_angle_deg", self.wrong_way_angle_deg, 90.0, 180.0),
             ("wrong_way_after_s", self.wrong_way_after_s, 0.0, 3600.0),
+            ("wrong_way_min_travel_m", self.wrong_way_min_travel_m, 0.0, 1000.0),
             ("congestion_speed_mps", self.congestion_speed_mps, 0.1, 30.0),
             ("congestion_segment_m", self.congestion_segment_m, 10.0, 2000.0),
             ("congestion_after_s", self.congestion_after_s, 0.0, 3600.0),
@@ -212,8 +219,8 @@ pub struct RsiDetector {
     corridors: Vec<Corridor>,
     crosswalks: Vec<Vec<Point2<f64>>>,
     intersections: Vec<Vec<Point2<f64>>>,
-    /// When each condition not yet an event began to hold.
-    pending: BTreeMap<Key, Timestamp>,
+    /// When and where each condition not yet an event began to hold.
+    pending: BTreeMap<Key, (Timestamp, Point2<f64>)>,
     active: BTreeMap<Key, Active>,
     next_id: u32,
 }
@@ -324,7 +331,11 @@ impl RsiDetector {
                 RsiEventType::WrongWayVehicle => self.config.wrong_way_after_s,
                 RsiEventType::Congestion => self.config.congestion_after_s,
             };
-            let since = *self.pending.entry(o.key.clone()).or_insert(now);
+            let (since, from) = *self.pending.entry(o.key.clone()).or_insert((now, o.position_m));
+            // A wrong-way vehicle must also have covered some ground: a track whose velocity
+            // estimate swings round in a dense queue has not.
+            let far_enough = o.event_type != RsiEventType::WrongWayVehicle
+                || (o.position_m - from).norm() >= self.config.wrong_way_min_travel_m;
             let fields = |event: &mut RsiEvent| {
                 event.position_dm = [dm(o.position_m.x), dm(o.position_m.y)];
                 event.confidence_pct = (o.confidence * 100.0).round().clamp(1.0, 100.0) as u8;
@@ -342,7 +353,7 @@ impl RsiDetector {
                         out.push(active.event.clone());
                     }
                 }
-                None if now.secs_since(since) >= onset_s => {
+                None if now.secs_since(since) >= onset_s && far_enough => {
                     let mut event = RsiEvent {
                         event_id: self.next_id,
                         event_type: o.event_type,
@@ -432,7 +443,23 @@ impl RsiDetector {
                 continue;
             }
             let wrong_way_rad = c.wrong_way_angle_deg.to_radians();
-            if moving && travel.iter().all(|l| l.angle_rad > wrong_way_rad) {
+            // In a dense queue a track can hop from one car to the next one back and seem to
+            // drive the wrong way: not while other vehicles in its lane close by go the lane's
+            // way or stand.
+            let in_queue = || {
+                let lane_heading = best.corridor.line.pose_at(best.s_m).heading_rad;
+                let others = tracks.iter().filter(|o| {
+                    o.id != t.id
+                        && is_vehicle(o.class)
+                        && (o.position_m - p).norm() <= c.queue_gap_m * 1.5
+                        && best.corridor.line.project(&o.position_m).1.abs() <= best.corridor.half_width_m
+                        && (o.speed_mps() < c.wrong_way_speed_mps
+                            || wrong_way_rad
+                                > wrap_angle(o.velocity_mps.y.atan2(o.velocity_mps.x) - lane_heading).abs())
+                });
+                others.count() >= 2
+            };
+            if moving && travel.iter().all(|l| l.angle_rad > wrong_way_rad) && !in_queue() {
                 out.push(Observation {
                     key: Key::Track(RsiEventType::WrongWayVehicle, t.id),
                     event_type: RsiEventType::WrongWayVehicle,
@@ -614,14 +641,22 @@ mod tests {
     fn a_vehicle_against_its_lane_is_a_wrong_way_vehicle_and_one_with_it_is_not() {
         let mut d = detector();
         let events = run(&mut d, 40, |t| {
-            vec![
-                // Westbound in eb-1 (eastbound) at 10 m/s.
-                track(21, ObjectClass::Car, -50.0 - 10.0 * t, -1.75, -10.0, 0.0),
-                // Westbound in wb-1, eastbound in eb-2, northbound in nb-1: all right.
-                track(22, ObjectClass::Car, 100.0 - 10.0 * t, 1.75, -10.0, 0.0),
-                track(23, ObjectClass::Car, -150.0 + 10.0 * t, -5.25, 10.0, 0.0),
-                track(24, ObjectClass::Truck, 1.75, -150.0 + 10.0 * t, 0.0, 10.0),
-            ]
+            let queue =
+                (0..12).map(|k| track(80 + k, ObjectClass::Car, -200.0 + 7.0 * f64::from(k) + t, -5.25, 1.0, 0.0));
+            queue
+                .chain([
+                    // Westbound in eb-1 (eastbound) at 10 m/s.
+                    track(21, ObjectClass::Car, -50.0 - 10.0 * t, -1.75, -10.0, 0.0),
+                    // Westbound in wb-1, eastbound in eb-2, northbound in nb-1: all right.
+                    track(22, ObjectClass::Car, 100.0 - 10.0 * t, 1.75, -10.0, 0.0),
+                    track(23, ObjectClass::Car, -150.0 + 10.0 * t, -5.25, 10.0, 0.0),
+                    track(24, ObjectClass::Truck, 1.75, -150.0 + 10.0 * t, 0.0, 10.0),
+                    // A queued car whose velocity estimate points backwards but which goes nowhere.
+                    track(25, ObjectClass::Car, -100.0, -5.25 + 0.1 * (t * 7.0).sin(), -4.0, 0.0),
+                    // A track hopping backwards along a queue creeping east in eb-2 (x -200..-120).
+                    track(26, ObjectClass::Car, -125.0 - 7.0 * t, -5.25, -7.0, 0.0),
+                ])
+                .collect()
         });
         let starts = of(&events, RsiEventType::WrongWayVehicle, RsiEventPhase::Start);
         assert_eq!(starts.len(), 1, "{events:?}");
