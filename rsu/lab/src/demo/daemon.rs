@@ -58,6 +58,7 @@ impl Daemon {
             signals: Default::default(),
             map: Default::default(),
             rsi: Default::default(),
+            northbound: Default::default(),
         };
         let config_path = dir.join("rsu.toml");
         let text = toml::to_string(&config).context("serialising the daemon configuration")?;
