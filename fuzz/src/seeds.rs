@@ -81,6 +81,7 @@ fn encoded(body: &ReplayBody) -> Vec<u8> {
         ReplayBody::Received(received) => v2x_proto::encode(&received.frame),
         ReplayBody::Signal(state) => v2x_proto::encode(state),
         ReplayBody::Spat(spat) => v2x_proto::encode(spat),
+        ReplayBody::Rsi(event) => v2x_proto::encode(event),
     }
 }
 
@@ -135,6 +136,13 @@ impl Seeds {
         };
         messages.push(v2x_proto::encode(&controller_state));
         messages.push(v2x_proto::encode(&RoadsideDatagram::Spat(spat)));
+        // The embedded site's MAP, as a version 4 vehicle gets it on its control stream.
+        if let Ok(map) = rsu_site::SiteModel::embedded()
+            .map_err(|e| e.to_string())
+            .and_then(|site| rsu_site::mapdata::map_data(&site, 0, controller_state.time).map_err(|e| e.to_string()))
+        {
+            messages.push(v2x_proto::encode(&v2x_proto::domain::ServerControl::Map(map)));
+        }
         messages.sort();
         messages.dedup();
 

@@ -10,7 +10,8 @@ use std::task::{Context, Poll, Waker};
 
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
 use v2x_proto::domain::{
-    ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, RoadsideDatagram, ServerHello, SignalControllerState,
+    ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, RoadsideDatagram, ServerControl, ServerHello,
+    SignalControllerState,
 };
 use v2x_proto::{MAX_MESSAGE_BYTES, decode, decode_outcome, decode_reference, wire};
 use v2x_replays::import_dair::DairOptions;
@@ -30,6 +31,7 @@ pub fn wire_messages(bytes: &[u8]) {
     let _ = decode::<ClientControl>(bytes);
     let _ = decode::<SignalControllerState>(bytes);
     let _ = decode::<RoadsideDatagram>(bytes);
+    let _ = decode::<ServerControl>(bytes);
     if bytes.len() <= MAX_MESSAGE_BYTES {
         let fast = decode::<SensorFrame>(bytes);
         let reference = decode_reference::<wire::SensorFrame, SensorFrame>(bytes);
@@ -89,6 +91,7 @@ pub fn control_stream(bytes: &[u8]) {
                     let _ = decode::<ClientHello>(&body);
                     let _ = decode::<ClientControl>(&body);
                     let _ = decode::<ServerHello>(&body);
+                    let _ = decode::<ServerControl>(&body);
                     let _ = decode::<VehicleState>(&body);
                     let _ = decode::<SensorFrame>(&body);
                     let _ = decode::<RoadsideFrame>(&body);

@@ -143,6 +143,9 @@ wire_message!(ClientControl, ClientControl, decode_reference::<wire::ClientContr
 wire_message!(SignalControllerState, SignalControllerState, decode_reference::<wire::SignalControllerState, _>);
 wire_message!(RoadsideDatagram, RoadsideDatagram, decode_reference::<wire::RoadsideDatagram, _>);
 wire_message!(domain::Spat, Spat, decode_reference::<wire::Spat, _>);
+wire_message!(domain::ServerControl, ServerControl, decode_reference::<wire::ServerControl, _>);
+wire_message!(domain::MapData, MapData, decode_reference::<wire::MapData, _>);
+wire_message!(domain::RsiEvent, RsiEvent, decode_reference::<wire::RsiEvent, _>);
 
 /// The protobuf encoding of `value`.
 pub fn encode<D: WireMessage>(value: &D) -> Vec<u8> {

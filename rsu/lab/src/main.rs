@@ -11,6 +11,7 @@ mod calib_check;
 mod demo;
 mod import;
 mod replay;
+mod rsi_check;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `rsu-lab replay`: run recorded logs through the fusion core (`run`), score them against ground
 //! truth and pass or fail them (`validate`), write them as plain files for other trackers
-//! (`export`), check the sensors' calibration (`calib-check`), and turn dataset annotations into
-//! logs (`import`).
+//! (`export`), check the sensors' calibration (`calib-check`), list the road safety information
+//! events the RSU would raise on them (`rsi`), and turn dataset annotations into logs (`import`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -128,6 +128,10 @@ pub enum ReplayCommand {
     /// against the thresholds and the corrected calibration. Exit code 0 when no sensor drifts, 1
     /// when one does, 2 when the log cannot be read.
     CalibCheck(crate::calib_check::CalibCheckArgs),
+    /// Run the road safety information detector (stopped vehicle, pedestrian in the roadway,
+    /// wrong-way vehicle, congestion) over each log's re-fused tracks, as the daemon runs it, and
+    /// list the events it raises.
+    Rsi(crate::rsi_check::RsiArgs),
     /// Turn dataset annotations into a replay log.
     Import {
         #[command(subcommand)]
@@ -219,6 +223,7 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
             let config = load_config(args.config.as_deref())?;
             crate::calib_check::run(&args, config)
         }
+        ReplayCommand::Rsi(args) => crate::rsi_check::run(&args),
         ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => import::import(&args, import::Format::DairV2x),
         ReplayCommand::Import { format: ImportFormat::Autoware(args) } => import::import_autoware(&args),
         ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => {

@@ -56,6 +56,8 @@ impl Daemon {
             metrics: MetricsConfig { enabled: false, ..MetricsConfig::default() },
             rerun: Default::default(),
             signals: Default::default(),
+            map: Default::default(),
+            rsi: Default::default(),
             northbound: Default::default(),
         };
         let config_path = dir.join("rsu.toml");
