@@ -171,6 +171,28 @@ pub fn decode<D: WireMessage>(bytes: &[u8]) -> Result<D, DecodeError> {
     decode_limited(bytes, MAX_MESSAGE_BYTES)
 }
 
+/// A generated message (`wire::…`) used as is, with no domain type: the northbound MQTT
+/// messages, whose users build and read the generated types directly. Other crates name this
+/// bound rather than prost's traits (only this crate depends on prost).
+pub trait WireOnly: prost::Message + prost::Name + Default {}
+
+impl<W: prost::Message + prost::Name + Default> WireOnly for W {}
+
+/// The protobuf bytes of generated message `message`.
+pub fn encode_wire<W: WireOnly>(message: &W) -> Vec<u8> {
+    message.encode_to_vec()
+}
+
+/// Generated message `W` from `bytes` (no size limit: the caller bounds what it reads).
+pub fn decode_wire<W: WireOnly>(bytes: &[u8]) -> Result<W, DecodeError> {
+    Ok(W::decode(bytes)?)
+}
+
+/// The full protobuf name of generated message `W` (`v2x.v1.RoadEvent`).
+pub fn wire_name<W: WireOnly>() -> String {
+    W::full_name()
+}
+
 /// Decodes `bytes` as wire message `W` with prost, then converts it to domain type `D`: how
 /// [`decode`] decodes the messages without a hand-written decoder, and the reference those
 /// decoders are tested against (same value, same error class). No size limit.
