@@ -108,7 +108,7 @@ impl Route {
     /// A route through `line`.
     pub fn new(id: impl Into<String>, source: impl Into<String>, line: Polyline) -> Result<Route, RouteError> {
         let id = id.into();
-        if !(line.length_m() <= MAX_ROUTE_LENGTH_M) {
+        if line.length_m() > MAX_ROUTE_LENGTH_M {
             return Err(RouteError::Invalid {
                 source_name: id,
                 problem: format!("{:.0} m long; at most {MAX_ROUTE_LENGTH_M:.0} m", line.length_m()),
