@@ -105,6 +105,8 @@ pub struct Seeds {
     pub openlabel: Vec<Vec<u8>>,
     /// NTCIP 1202 SPaT blobs (`rsu::ntcip`).
     pub ntcip: Vec<Vec<u8>>,
+    /// Route validation inputs: the site's GeoJSON maps (routes among them) and route criteria.
+    pub routes: Vec<Vec<u8>>,
 }
 
 impl Seeds {
@@ -216,7 +218,13 @@ impl Seeds {
                 .build()
                 .to_vec(),
         ];
-        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel, ntcip }
+        let mut routes: Vec<Vec<u8>> = files_with_extension(&site_dir, "geojson").iter().map(|p| read(p)).collect();
+        routes.extend(files_with_extension(&root.join("replays/routes"), "toml").iter().map(|p| read(p)));
+        routes.push(
+            br#"{"type":"LineString","coordinates":[[120.4862,33.1995],[120.4872,33.1995],[120.4872,33.2005]]}"#
+                .to_vec(),
+        );
+        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel, ntcip, routes }
     }
 }
 
