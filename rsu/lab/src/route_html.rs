@@ -550,6 +550,7 @@ pub fn coverage_svg(report: &RouteReport) -> anyhow::Result<String> {
             .x_desc("chainage [m]")
             .x_label_formatter(&|v| format!("{v:.0}"))
             .y_desc("observations")
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(WHITE)
             .draw()
             .map_err(&err)?;
@@ -669,6 +670,10 @@ pub fn html_page(report: &RouteReport, route: &Route, site: &SiteModel) -> anyho
     h.push_str(&map_legend(report));
     h.push_str("<h2>Along the route</h2>");
     h.push_str(&detection);
+    h.push_str(
+        "<p style=\"font-size:13px\">Dots: matched / observed per segment and group, whiskers: its 95 % Wilson \
+         interval; the band along the bottom is each segment's verdict (green pass, amber insufficient data, red fail).</p>",
+    );
     h.push_str(&position);
     h.push_str(&coverage);
     h.push_str("<h2>Failing segments</h2>");
