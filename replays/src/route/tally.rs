@@ -271,6 +271,115 @@ impl Visit {
     }
 }
 
+/// A truth of a frame near the route, as the segments count it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Observation {
+    /// Truth id.
+    id: u32,
+    /// Index into [`GROUPS`].
+    group: usize,
+    /// The segment of its chainage.
+    segment: usize,
+    /// Matched to a track in this frame.
+    matched: bool,
+}
+
+/// One log's bookkeeping across its truth frames: observations, distinct objects, visits to the
+/// corridor and their times to track.
+struct LogBook {
+    visits: HashMap<u32, Visit>,
+    seen_here: HashSet<(u32, usize)>,
+    /// Truth frames so far; during [`LogBook::add_frame`], the number of the frame being added.
+    frame_no: u64,
+    segments_seen: Vec<bool>,
+    observations: u64,
+    matched: u64,
+}
+
+impl LogBook {
+    fn new(segments: usize) -> Self {
+        LogBook {
+            visits: HashMap::new(),
+            seen_here: HashSet::new(),
+            frame_no: 0,
+            segments_seen: vec![false; segments],
+            observations: 0,
+            matched: 0,
+        }
+    }
+
+    /// Counts one truth frame at `time` (every truth frame, also those with nothing near the
+    /// route: an object absent from a frame has left the corridor).
+    fn add_frame(&mut self, time: Timestamp, observed: &[Observation], segments: &mut [SegmentTally]) {
+        self.frame_no += 1;
+        let frame_no = self.frame_no;
+        for o in observed {
+            let k = o.segment;
+            self.segments_seen[k] = true;
+            let g = &mut segments[k].groups[o.group];
+            g.observations += 1;
+            self.observations += 1;
+            if o.matched {
+                g.matched += 1;
+                self.matched += 1;
+            }
+            if self.seen_here.insert((o.id, k)) {
+                g.objects += 1;
+            }
+            // The visit it is on, or a new one (it just came near the route).
+            let visit = match self.visits.remove(&o.id) {
+                Some(v) if v.last_frame + 1 == frame_no => v,
+                ended => {
+                    if let Some(v) = ended {
+                        v.close(segments);
+                    }
+                    // Objects already near the route in the log's first frame did not enter it.
+                    let counts = frame_no > 1;
+                    if counts {
+                        segments[k].groups[o.group].entries += 1;
+                    }
+                    Visit {
+                        segment: k,
+                        group: o.group,
+                        entered: time,
+                        last_seen: time,
+                        last_frame: frame_no,
+                        tracked: false,
+                        counts,
+                    }
+                }
+            };
+            let mut visit = Visit { last_frame: frame_no, last_seen: time, ..visit };
+            if o.matched && !visit.tracked {
+                visit.tracked = true;
+                if visit.counts {
+                    segments[visit.segment].groups[visit.group].time_to_track_s.add(time.secs_since(visit.entered));
+                }
+            }
+            self.visits.insert(o.id, visit);
+        }
+        // Visits that ended: the object is no longer near the route.
+        let ended: Vec<u32> = self.visits.iter().filter(|(_, v)| v.last_frame != frame_no).map(|(id, _)| *id).collect();
+        for id in ended {
+            if let Some(v) = self.visits.remove(&id) {
+                v.close(segments);
+            }
+        }
+    }
+
+    /// Closes the visits still open (the log ended) and notes which segments the log observed:
+    /// (observations, matched) of the log.
+    fn finish(mut self, segments: &mut [SegmentTally]) -> (u64, u64) {
+        for (_, v) in self.visits.drain() {
+            v.close(segments);
+        }
+        for (seg, seen) in segments.iter_mut().zip(&self.segments_seen) {
+            seg.logs += u64::from(*seen);
+        }
+        (self.observations, self.matched)
+    }
+}
+
 /// The index of a class's group in [`GROUPS`].
 fn group_of(class: rsu_fusion::ObjectClass) -> usize {
     let name = match_family_name(class);
@@ -297,10 +406,8 @@ pub fn tally_log(
     // Per truth of a frame: its segment, when near the route.
     let mut at_segment: Vec<Option<usize>> = Vec::new();
     let mut matched: Vec<bool> = Vec::new();
-    let mut visits: HashMap<u32, Visit> = HashMap::new();
-    let mut seen_here: HashSet<(u32, usize)> = HashSet::new();
-    let mut frame_no = 0u64;
-    let mut segments_seen = vec![false; segments.len()];
+    let mut book = LogBook::new(segments.len());
+    let mut observed: Vec<Observation> = Vec::new();
 
     let summary = replay_with::<_, ObjectKinematics, _>(
         reader,
@@ -309,7 +416,6 @@ pub fn tally_log(
         |event| -> Result<(), std::convert::Infallible> {
             match event {
                 ReplayEvent::Truth { truth, objects } => {
-                    frame_no += 1;
                     truths.clear();
                     at_segment.clear();
                     for o in &truth.objects {
@@ -338,61 +444,16 @@ pub fn tally_log(
                         g.velocity_mps
                             .add((t.velocity_mps[0] - h.velocity_mps[0]).hypot(t.velocity_mps[1] - h.velocity_mps[1]));
                     }
-                    for (ti, t) in truths.iter().enumerate() {
-                        let Some(k) = at_segment[ti] else { continue };
-                        let group = group_of(t.class);
-                        let is_matched = matched[ti];
-                        segments_seen[k] = true;
-                        let g = &mut tally.segments[k].groups[group];
-                        g.observations += 1;
-                        contribution.observations += 1;
-                        if is_matched {
-                            g.matched += 1;
-                            contribution.matched += 1;
-                        }
-                        if seen_here.insert((t.id, k)) {
-                            g.objects += 1;
-                        }
-                        // The visit it is on, or a new one (it just came near the route).
-                        let visit = match visits.remove(&t.id) {
-                            Some(v) if v.last_frame + 1 == frame_no => v,
-                            ended => {
-                                if let Some(v) = ended {
-                                    v.close(&mut tally.segments);
-                                }
-                                let counts = frame_no > 1;
-                                if counts {
-                                    tally.segments[k].groups[group].entries += 1;
-                                }
-                                Visit {
-                                    segment: k,
-                                    group,
-                                    entered: truth.time,
-                                    last_seen: truth.time,
-                                    last_frame: frame_no,
-                                    tracked: false,
-                                    counts,
-                                }
-                            }
-                        };
-                        let mut visit = Visit { last_frame: frame_no, last_seen: truth.time, ..visit };
-                        if is_matched && !visit.tracked {
-                            visit.tracked = true;
-                            if visit.counts {
-                                let g = &mut tally.segments[visit.segment].groups[visit.group];
-                                g.time_to_track_s.add(truth.time.secs_since(visit.entered));
-                            }
-                        }
-                        visits.insert(t.id, visit);
-                    }
-                    // Visits that ended: the object is no longer near the route.
-                    let ended: Vec<u32> =
-                        visits.iter().filter(|(_, v)| v.last_frame != frame_no).map(|(id, _)| *id).collect();
-                    for id in ended {
-                        if let Some(v) = visits.remove(&id) {
-                            v.close(&mut tally.segments);
-                        }
-                    }
+                    observed.clear();
+                    observed.extend(truths.iter().enumerate().filter_map(|(ti, t)| {
+                        Some(Observation {
+                            id: t.id,
+                            group: group_of(t.class),
+                            segment: at_segment[ti]?,
+                            matched: matched[ti],
+                        })
+                    }));
+                    book.add_frame(truth.time, &observed, &mut tally.segments);
                 }
                 ReplayEvent::Input { message, .. } => {
                     if let ReplayBody::Roadside(frame) = &message.body {
@@ -412,12 +473,9 @@ pub fn tally_log(
             Ok(())
         },
     )?;
-    for (_, v) in visits.drain() {
-        v.close(&mut tally.segments);
-    }
-    for (seg, seen) in tally.segments.iter_mut().zip(&segments_seen) {
-        seg.logs += u64::from(*seen);
-    }
+    let (observations, matched) = book.finish(&mut tally.segments);
+    contribution.observations = observations;
+    contribution.matched = matched;
     contribution.truth_frames = summary.truth_frames;
     contribution.duration_s = (summary.last_ns - summary.first_ns).max(0) as f64 * 1e-9;
     tally.logs.push(contribution);
@@ -442,6 +500,37 @@ mod tests {
         let (lo, hi) = wilson(0, 50, Z_95).expect("trials");
         assert!(lo == 0.0 && (hi - 0.0714).abs() < 1e-3, "{hi}");
         assert_eq!(wilson(0, 0, Z_95), None);
+    }
+
+    #[test]
+    fn entries_time_to_track_and_untracked_visits() {
+        let at = |frame: i64| Timestamp::from_nanos(frame * 50_000_000);
+        let o = |id, segment, matched| Observation { id, group: 0, segment, matched };
+        let mut segments = vec![SegmentTally::default(); 3];
+        let mut book = LogBook::new(3);
+        // Frame 0: object 1 already there (not an entry). Object 2 enters segment 1 at frame 1,
+        // tracked at frame 3 (0.1 s later); object 3 enters segment 2 at frame 1, never tracked,
+        // leaves after frame 4 (0.15 s in the corridor); object 2 leaves after frame 4 and
+        // comes back at frame 6 in segment 0, tracked at once.
+        book.add_frame(at(0), &[o(1, 0, false)], &mut segments);
+        book.add_frame(at(1), &[o(1, 0, true), o(2, 1, false), o(3, 2, false)], &mut segments);
+        book.add_frame(at(2), &[o(2, 1, false), o(3, 2, false)], &mut segments);
+        book.add_frame(at(3), &[o(2, 1, true), o(3, 2, false)], &mut segments);
+        book.add_frame(at(4), &[o(2, 2, true), o(3, 2, false)], &mut segments);
+        book.add_frame(at(5), &[], &mut segments);
+        book.add_frame(at(6), &[o(2, 0, true)], &mut segments);
+        let (observations, matched) = book.finish(&mut segments);
+        assert_eq!((observations, matched), (11, 4));
+        let [s0, s1, s2] = [&segments[0].groups[0], &segments[1].groups[0], &segments[2].groups[0]];
+        assert_eq!((s0.observations, s0.matched, s0.objects), (3, 2, 2));
+        assert_eq!((s1.observations, s1.objects, s2.objects), (3, 1, 2), "object 2 counts in both segments");
+        // Object 1 was there from the start; object 2's return is an entry tracked at once.
+        assert_eq!((s0.entries, s0.time_to_track_s.count(), s0.time_to_track_s.max()), (1, 1, Some(0.0)));
+        let ttt = s1.time_to_track_s.max().expect("tracked");
+        assert!(s1.entries == 1 && (ttt - 0.1).abs() < 1e-9, "{ttt}");
+        assert_eq!((s2.entries, s2.untracked_entries, s2.time_to_track_s.count()), (1, 1, 0));
+        assert!((s2.untracked_longest_s - 0.15).abs() < 1e-9, "{}", s2.untracked_longest_s);
+        assert_eq!(segments.iter().map(|s| s.logs).collect::<Vec<_>>(), vec![1, 1, 1]);
     }
 
     #[test]
