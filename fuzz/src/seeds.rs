@@ -108,6 +108,8 @@ pub struct Seeds {
     pub ntcip: Vec<Vec<u8>>,
     /// ROS 2 CDR messages of the Autoware importer.
     pub autoware: Vec<Vec<u8>>,
+    /// Route validation inputs: the site's GeoJSON maps (routes among them) and route criteria.
+    pub routes: Vec<Vec<u8>>,
 }
 
 impl Seeds {
@@ -227,7 +229,13 @@ impl Seeds {
                 .to_vec(),
         ];
         let autoware = autoware_seeds();
-        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel, ntcip, autoware }
+        let mut routes: Vec<Vec<u8>> = files_with_extension(&site_dir, "geojson").iter().map(|p| read(p)).collect();
+        routes.extend(files_with_extension(&root.join("replays/routes"), "toml").iter().map(|p| read(p)));
+        routes.push(
+            br#"{"type":"LineString","coordinates":[[120.4862,33.1995],[120.4872,33.1995],[120.4872,33.2005]]}"#
+                .to_vec(),
+        );
+        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel, ntcip, autoware, routes }
     }
 }
 

@@ -204,6 +204,22 @@ pub fn criteria(bytes: &[u8]) {
     }
 }
 
+/// `bytes` as the inputs of `rsu-lab route validate`: a route (GeoJSON in WGS84, into the
+/// embedded site's frame, then cut into segments and located against) and route criteria.
+pub fn route_input(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else { return };
+    let frame = rsu_fusion::EnuFrame::new(rsu_fusion::Wgs84::new(33.1995, 120.4862, 4.0));
+    if let Ok(route) = v2x_replays::route::Route::from_geojson(text, "fuzz input", "fuzz", &frame) {
+        let route = route.indexed_for(3.0);
+        let segments = route.segments(10.0);
+        if let Some(last) = segments.last() {
+            let _ = route.segment_points(last);
+        }
+        let _ = route.locate(&route.point_at(route.length_m() * 0.5, 1.0), 3.0);
+    }
+    let _ = v2x_replays::route::criteria::RouteCriteria::parse(text, "fuzz input");
+}
+
 /// `bytes` as a DAIR-V2X infrastructure sequence (`data_info.json`, then each frame's label
 /// and calibration file) imported into a replay log.
 pub fn dair_import(scratch: &Scratch, bytes: &[u8]) {

@@ -20,6 +20,8 @@
 //!   order (or file order), names the place of any damage, and can recover every intact message
 //!   before it.
 //! - [`live`]: scoring a recorded live run as it was broadcast and as each vehicle received it.
+//! - [`route`]: route validation: sensor coverage, detection, errors, time to track and
+//!   broadcast age per segment of a driverless vehicle's route, over many logs.
 //!
 //! The format is documented in `replays/README.md`.
 
@@ -35,6 +37,7 @@ pub mod live;
 pub mod pipeline;
 pub mod reader;
 pub mod report;
+pub mod route;
 pub mod scoring;
 pub mod topics;
 pub mod validate;
