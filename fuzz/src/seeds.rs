@@ -235,7 +235,19 @@ impl Seeds {
             br#"{"type":"LineString","coordinates":[[120.4862,33.1995],[120.4872,33.1995],[120.4872,33.2005]]}"#
                 .to_vec(),
         );
-        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel, ntcip, autoware, routes }
+        Seeds {
+            messages,
+            control,
+            logs: small_logs,
+            sites,
+            configs,
+            criteria,
+            dair,
+            openlabel,
+            ntcip,
+            autoware,
+            routes,
+        }
     }
 }
 

@@ -11,8 +11,8 @@
 //! signal phase ends) are moved onto that clock, so the RSU under test sees a live site.
 //!
 //! The played log holds what was sent (publish time = when it was sent), the ground truth on
-//! the same clock, and every frame each vehicle and the observer received (publish time =
-//! receipt): `rsu-lab replay validate --live` scores it, the observer against the whole truth.
+//! the same clock, every frame each vehicle and the observer received (publish time =
+//! receipt), and the road safety information events the observer received (`/rsi`): `rsu-lab replay validate --live` scores it, the observer against the whole truth.
 //! The log's own recorded output (broadcast, receipts, SPaT) is not played. Both passes over
 //! the log stream it: memory does not grow with its length.
 
@@ -27,7 +27,7 @@ use rsu_fusion::{RoadsideFrame, Timestamp};
 use tokio::sync::mpsc;
 use v2x_link::client::{ClientError, ClientSettings, SensorClient, SignalControllerClient, VehicleClient};
 use v2x_link::wall_now;
-use v2x_proto::domain::{ServerHello, SignalControllerState, Subscription};
+use v2x_proto::domain::{ServerControl, ServerHello, SignalControllerState, Subscription};
 use v2x_replays::{
     OpenOptions, ReadMode, ReadOrder, Received, ReplayBody, ReplayError, ReplayMessage, ReplayReader, ReplayWriter,
 };
@@ -132,6 +132,11 @@ pub struct PlaySummary {
     pub send_errors: u64,
     /// Frames received, by receiving vehicle (the observer among them).
     pub received: BTreeMap<String, u64>,
+    /// MAP messages the observer received (protocol version 4).
+    pub maps: u64,
+    /// Road safety information events (starts, updates, ends) the observer received, each
+    /// written to the played log's `/rsi`.
+    pub rsi_events: u64,
     /// Latest a message went out after it was due [s].
     pub max_behind_s: f64,
     /// What the user should know (a site that differs from the RSU's, say).
@@ -237,6 +242,7 @@ pub async fn play(setup: &PlaySetup, mut progress: impl FnMut(f64, f64)) -> Resu
         .map_err(connect_err(format!("observer {observer}")))?;
     listen(&observer_client, None, receipts_tx.clone());
     let hello = observer_client.server_hello().clone();
+    let (observer_stop, observer_task, mut controls) = read_controls(observer_client);
     let reader = open(&setup.log, setup.mode)?;
     let mut meta = reader.meta().clone();
     let origin_error_m = meta.site.frame().enu_from_wgs84(&hello.site_origin).coords.norm();
@@ -315,6 +321,7 @@ pub async fn play(setup: &PlaySetup, mut progress: impl FnMut(f64, f64)) -> Resu
                 ReplayBody::Meta(_) => continue,
                 ReplayBody::Roadside(_) => "the recorded broadcast",
                 ReplayBody::Received(_) => "recorded receipts",
+                ReplayBody::Rsi(_) => "recorded RSI events",
                 _ => "recorded SPaT",
             };
             *summary.not_played.entry(what.to_owned()).or_default() += 1;
@@ -329,6 +336,9 @@ pub async fn play(setup: &PlaySetup, mut progress: impl FnMut(f64, f64)) -> Resu
         summary.max_behind_s = summary.max_behind_s.max(sent_at.secs_since(at));
         while let Ok(receipt) = receipts.try_recv() {
             write_receipt(&mut writer, receipt, &mut summary)?;
+        }
+        while let Ok(control) = controls.try_recv() {
+            write_control(&mut writer, control, &mut summary)?;
         }
         match message.body {
             ReplayBody::Sensor(frame) => {
@@ -386,7 +396,12 @@ pub async fn play(setup: &PlaySetup, mut progress: impl FnMut(f64, f64)) -> Resu
     for client in vehicles.into_values() {
         client.close().await;
     }
-    observer_client.close().await;
+    // The observer's control reader closes its session when told to stop.
+    let _ = observer_stop.send(());
+    let _ = observer_task.await;
+    while let Some(control) = controls.recv().await {
+        write_control(&mut writer, control, &mut summary)?;
+    }
     for client in controllers.into_values() {
         client.close().await;
     }
@@ -406,6 +421,51 @@ pub async fn play(setup: &PlaySetup, mut progress: impl FnMut(f64, f64)) -> Resu
 
 fn write_error(e: ReplayError) -> PlayError {
     PlayError::Write(Box::new(e))
+}
+
+/// Starts a task that reads `client`'s control stream (MAP and RSI, protocol version 4) into
+/// the returned channel until told to stop, then closes the session.
+fn read_controls(
+    mut client: VehicleClient,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>, mpsc::Receiver<ServerControl>) {
+    let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+    let (tx, rx) = mpsc::channel(RECEIPT_QUEUE);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                control = client.next_control() => match control {
+                    Ok(control) => {
+                        if tx.send(control).await.is_err() {
+                            break;
+                        }
+                    }
+                    // The session ended, or the RSU speaks an older version: nothing more comes.
+                    Err(_) => {
+                        let _ = (&mut stop).await;
+                        break;
+                    }
+                },
+            }
+        }
+        client.close().await;
+    });
+    (stop_tx, task, rx)
+}
+
+fn write_control(
+    writer: &mut ReplayWriter<std::io::BufWriter<std::fs::File>>,
+    control: ServerControl,
+    summary: &mut PlaySummary,
+) -> Result<(), PlayError> {
+    match control {
+        ServerControl::Map(_) => summary.maps += 1,
+        ServerControl::Rsi(event) => {
+            summary.rsi_events += 1;
+            writer.write_rsi(&event).map_err(write_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// A message of the log waiting for its publish time.

@@ -12,9 +12,9 @@ mod calib_check;
 mod demo;
 mod import;
 mod replay;
-mod rsi_check;
 mod route;
 mod route_html;
+mod rsi_check;
 
 use std::process::ExitCode;
 

@@ -353,6 +353,10 @@ fn play(args: &PlayArgs) -> anyhow::Result<ExitCode> {
         let role = if *vehicle == summary.observer { " (observer, everything)" } else { "" };
         println!("  received by {vehicle}{role}: {n} frames");
     }
+    println!(
+        "  the observer got {} MAP message(s) and {} road safety information event message(s) (recorded on /rsi)",
+        summary.maps, summary.rsi_events
+    );
     for w in &summary.warnings {
         println!("  warning: {w}");
     }

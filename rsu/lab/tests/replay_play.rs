@@ -100,7 +100,8 @@ fn a_log_played_into_a_daemon_is_scored_as_the_observer_received_it() {
         rerun: Default::default(),
         signals: Default::default(),
         northbound: Default::default(),
-        map: Default::default(),
+        // The embedded site's map (the log's site is that site, written to a file).
+        map: rsu::config::MapConfig { site_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../site/yancheng")) },
         rsi: Default::default(),
     };
     let config_path = dir.path().join("rsu.toml");
@@ -128,6 +129,7 @@ fn a_log_played_into_a_daemon_is_scored_as_the_observer_received_it() {
     assert!(stdout.contains("received by veh-0001 (observer, everything)"), "the observer is veh-0001");
 
     // The played log holds the truth and every input, on the played clock.
+    let mut rsi = Vec::new();
     let mut played_truth = 0u64;
     let mut played_inputs = 0u64;
     let mut first_truth = None;
@@ -138,10 +140,15 @@ fn a_log_played_into_a_daemon_is_scored_as_the_observer_received_it() {
                 first_truth.get_or_insert(t.time);
             }
             ReplayBody::Sensor(_) | ReplayBody::Vehicle(_) => played_inputs += 1,
+            ReplayBody::Rsi(event) => rsi.push(event),
             _ => {}
         }
     }
     assert_eq!(played_truth, truth_frames);
+    // The RSU's map and its road safety information reached the observer: the pedestrian who
+    // steps out from behind the bus is in the roadway outside a crosswalk.
+    assert!(stdout.contains("the observer got 1 MAP message(s)"), "one MAP after the handshake");
+    assert!(!rsi.is_empty(), "the observer recorded the RSU's road safety information events");
     assert_eq!(played_inputs, inputs);
     let age_s = v2x_link::wall_now().secs_since(first_truth.expect("truth"));
     assert!((10.0..600.0).contains(&age_s), "the truth is moved onto the played clock ({age_s:.0} s ago)");
