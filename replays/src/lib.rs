@@ -8,6 +8,7 @@
 //! - [`calib`]: checking each sensor's extrinsic calibration against the others' tracks and
 //!   the V2X self-reports, with the corrected calibration.
 //! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
+//! - [`charts`]: the reports' charts (plotters, inline SVG) on the site map.
 //! - [`compare`]: two campaign reports compared (better, worse, significance, regressions).
 //! - [`export`]: a replayed log as plain files (site-frame lidar detections, scored truths, our
 //!   tracks) for other trackers and scorers.
@@ -26,6 +27,7 @@
 //! The format is documented in `replays/README.md`.
 
 pub mod calib;
+pub mod charts;
 pub mod compare;
 pub mod criteria;
 pub mod export;

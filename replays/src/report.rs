@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use rsu_site::SiteModel;
 use serde::{Deserialize, Serialize};
 
+use crate::charts;
 use crate::criteria::Check;
 use crate::pipeline::ReplaySummary;
 use crate::scoring::Metrics;
@@ -96,6 +98,8 @@ pub struct PlotData {
     pub ages_s: Vec<f64>,
     /// Sensor positions (east, north) [m] and ids.
     pub sensors: Vec<(String, [f64; 2])>,
+    /// The log's site id (its map is drawn under the bird's-eye view when known).
+    pub site_id: String,
 }
 
 /// A metric that may not apply to the log (identity metrics of ground truth without persistent
@@ -108,194 +112,10 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Maps data coordinates into an SVG box.
-struct Frame {
-    x0: f64,
-    y0: f64,
-    sx: f64,
-    sy: f64,
-    h: f64,
-    pad: f64,
-}
-
-impl Frame {
-    fn new(min: [f64; 2], max: [f64; 2], w: f64, h: f64, equal: bool) -> Frame {
-        let pad = 40.0;
-        let dx = (max[0] - min[0]).max(1e-9);
-        let dy = (max[1] - min[1]).max(1e-9);
-        let (mut sx, mut sy) = ((w - 2.0 * pad) / dx, (h - 2.0 * pad) / dy);
-        if equal {
-            let s = sx.min(sy);
-            sx = s;
-            sy = s;
-        }
-        Frame { x0: min[0], y0: min[1], sx, sy, h, pad }
-    }
-    fn x(&self, v: f64) -> f64 {
-        self.pad + (v - self.x0) * self.sx
-    }
-    fn y(&self, v: f64) -> f64 {
-        self.h - self.pad - (v - self.y0) * self.sy
-    }
-}
-
-fn bounds<'a>(points: impl Iterator<Item = &'a [f64; 2]>) -> Option<([f64; 2], [f64; 2])> {
-    let mut b: Option<([f64; 2], [f64; 2])> = None;
-    for p in points {
-        let (lo, hi) = b.get_or_insert((*p, *p));
-        lo[0] = lo[0].min(p[0]);
-        lo[1] = lo[1].min(p[1]);
-        hi[0] = hi[0].max(p[0]);
-        hi[1] = hi[1].max(p[1]);
-    }
-    b
-}
-
-fn polyline(frame: &Frame, points: &[[f64; 2]], style: &str) -> String {
-    let mut d = String::new();
-    for p in points {
-        let _ = write!(d, "{:.1},{:.1} ", frame.x(p[0]), frame.y(p[1]));
-    }
-    format!("<polyline points=\"{d}\" style=\"{style}\"/>")
-}
-
-fn birds_eye_svg(plot: &PlotData) -> String {
-    // Frame the trajectories (with a margin); sensors far from them are left out of the plot.
-    let all = plot.truth_tracks.values().chain(plot.fused_tracks.values()).flatten();
-    let Some((mut min, mut max)) = bounds(all) else {
-        return "<p>No trajectories.</p>".into();
-    };
-    let margin_m = 10.0;
-    min = [min[0] - margin_m, min[1] - margin_m];
-    max = [max[0] + margin_m, max[1] + margin_m];
-    let inside = |p: &[f64; 2]| (min[0]..=max[0]).contains(&p[0]) && (min[1]..=max[1]).contains(&p[1]);
-    let (w, h) = (720.0, 560.0);
-    let f = Frame::new(min, max, w, h, true);
-    let mut s = format!(
-        "<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"bird's-eye view\">"
-    );
-    s.push_str("<rect width=\"100%\" height=\"100%\" fill=\"#fbfbf8\"/>");
-    for points in plot.truth_tracks.values() {
-        s.push_str(&polyline(&f, points, "fill:none;stroke:#888;stroke-width:5;stroke-opacity:0.35"));
-    }
-    let palette = ["#d1495b", "#00798c", "#edae49", "#30638e", "#6a4c93", "#2b9348", "#e36414", "#9a031e"];
-    for (id, points) in &plot.fused_tracks {
-        let color = palette[*id as usize % palette.len()];
-        s.push_str(&polyline(&f, points, &format!("fill:none;stroke:{color};stroke-width:1.5")));
-        if let Some(p) = points.last() {
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"{color}\">{id}</text>",
-                f.x(p[0]) + 2.0,
-                f.y(p[1]) - 2.0
-            );
-        }
-    }
-    for (id, p) in plot.sensors.iter().filter(|(_, p)| inside(p)) {
-        let _ = write!(
-            s,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"7\" height=\"7\" fill=\"#222\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{}</text>",
-            f.x(p[0]) - 3.5,
-            f.y(p[1]) - 3.5,
-            f.x(p[0]) + 6.0,
-            f.y(p[1]) + 4.0,
-            esc(id)
-        );
-    }
-    let _ = write!(
-        s,
-        "<text x=\"10\" y=\"18\" font-size=\"12\">grey: ground truth · colour: fused tracks (id at the end) · ■ sensors · x east {:.0}..{:.0} m, y north {:.0}..{:.0} m</text></svg>",
-        min[0], max[0], min[1], max[1]
-    );
-    s
-}
-
-fn line_chart_svg(points: &[(f64, f64)], x_label: &str, y_label: &str) -> String {
-    if points.is_empty() {
-        return "<p>No data.</p>".into();
-    }
-    let xs = points.iter().map(|p| p.0);
-    let ys = points.iter().map(|p| p.1);
-    let (xmin, xmax) = (xs.clone().fold(f64::INFINITY, f64::min), xs.fold(f64::NEG_INFINITY, f64::max));
-    let ymax = ys.fold(0.0_f64, f64::max).max(1e-3);
-    let (w, h) = (720.0, 240.0);
-    let f = Frame::new([xmin, 0.0], [xmax.max(xmin + 1e-3), ymax * 1.1], w, h, false);
-    let pts: Vec<[f64; 2]> = points.iter().map(|p| [p.0, p.1]).collect();
-    let mut s =
-        format!("<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{y_label}\">");
-    s.push_str("<rect width=\"100%\" height=\"100%\" fill=\"#fbfbf8\"/>");
-    let _ = write!(
-        s,
-        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#444\"/>",
-        f.x(xmin),
-        f.y(0.0),
-        f.x(xmax)
-    );
-    let _ = write!(
-        s,
-        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#444\"/>",
-        f.x(xmin),
-        f.y(0.0),
-        f.y(ymax * 1.1)
-    );
-    s.push_str(&polyline(&f, &pts, "fill:none;stroke:#00798c;stroke-width:1.5"));
-    let _ = write!(
-        s,
-        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{}</text><text x=\"8\" y=\"14\" font-size=\"11\">{} (max {:.2})</text>",
-        w / 2.0 - 40.0,
-        h - 8.0,
-        esc(x_label),
-        esc(y_label),
-        ymax
-    );
-    s.push_str("</svg>");
-    s
-}
-
-fn histogram_svg(values: &[f64], label: &str) -> String {
-    if values.is_empty() {
-        return "<p>No data.</p>".into();
-    }
-    let max = values.iter().copied().fold(0.0_f64, f64::max).max(1e-6);
-    let bins = 30usize;
-    let mut counts = vec![0u64; bins];
-    for v in values {
-        let i = ((v / max) * bins as f64).floor() as usize;
-        counts[i.min(bins - 1)] += 1;
-    }
-    let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let (w, h) = (720.0, 220.0);
-    let bar_w = (w - 80.0) / bins as f64;
-    let mut s =
-        format!("<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{label}\">");
-    s.push_str("<rect width=\"100%\" height=\"100%\" fill=\"#fbfbf8\"/>");
-    for (i, c) in counts.iter().enumerate() {
-        let bh = (h - 60.0) * (*c as f64 / top);
-        let _ = write!(
-            s,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#30638e\"/>",
-            40.0 + i as f64 * bar_w,
-            h - 30.0 - bh,
-            bar_w - 1.0,
-            bh
-        );
-    }
-    let _ = write!(
-        s,
-        "<text x=\"40\" y=\"{:.1}\" font-size=\"11\">0</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{:.3}</text><text x=\"8\" y=\"14\" font-size=\"11\">{} (n = {})</text></svg>",
-        h - 12.0,
-        w - 80.0,
-        h - 12.0,
-        max,
-        esc(label),
-        values.len()
-    );
-    s
-}
-
 /// A self-contained HTML page reporting every log: the overall verdict and a table of logs at
 /// the top, then one section per log.
-pub fn html_page(logs: &[(LogReport, PlotData)], unreadable: &[(String, String)]) -> String {
+/// Each log's bird's-eye view is drawn on `site`'s map when it is the log's site.
+pub fn html_page(logs: &[(LogReport, PlotData)], unreadable: &[(String, String)], site: Option<&SiteModel>) -> String {
     let passed = unreadable.is_empty() && logs.iter().all(|(r, _)| r.passed);
     let verdict = if passed { "PASS" } else { "FAIL" };
     let mut s = String::new();
@@ -339,7 +159,7 @@ pub fn html_page(logs: &[(LogReport, PlotData)], unreadable: &[(String, String)]
     }
     s.push_str("</table>");
     for (report, plot) in logs {
-        s.push_str(&html_section(report, plot));
+        s.push_str(&html_section(report, plot, site.filter(|m| m.config.site_id == plot.site_id)));
     }
     s.push_str("</body></html>\n");
     s
@@ -357,7 +177,7 @@ pub fn times(factor: f64) -> String {
 }
 
 /// The HTML section of one log.
-fn html_section(report: &LogReport, plot: &PlotData) -> String {
+fn html_section(report: &LogReport, plot: &PlotData, site: Option<&SiteModel>) -> String {
     let mut s = String::from("<section>");
     let verdict = if report.passed { "PASS" } else { "FAIL" };
     let class = if report.passed { "pass" } else { "fail" };
@@ -454,11 +274,20 @@ fn html_section(report: &LogReport, plot: &PlotData) -> String {
         );
     }
     s.push_str("</table><h2>Bird's-eye view</h2>");
-    s.push_str(&birds_eye_svg(plot));
+    s.push_str(&charts::birds_eye_svg(plot, site));
     s.push_str("<h2>Position error over time</h2>");
-    s.push_str(&line_chart_svg(&plot.error_over_time, "time [s]", "mean matched position error [m]"));
+    s.push_str(&charts::line_chart_svg(
+        &plot.error_over_time,
+        "Mean position error of matched objects",
+        "time since the first truth frame [s]",
+        "position error [m]",
+    ));
     s.push_str("<h2>Broadcast object age</h2>");
-    s.push_str(&histogram_svg(&plot.ages_s, "age of broadcast objects: frame time − newest fused measurement [s]"));
+    s.push_str(&charts::histogram_svg(
+        &plot.ages_s,
+        "Age of broadcast objects: frame time − newest fused measurement",
+        "age [s]",
+    ));
     s.push_str("<h2>All checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>");
     for c in &report.checks {
         let (class, word) = if c.passed { ("pass", "pass") } else { ("fail", "FAIL") };

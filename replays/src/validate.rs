@@ -212,6 +212,7 @@ fn validate_log_facts(
     let mut scorer = Scorer::new(criteria.scoring.clone()).with_truth_ids_per_frame(meta.truth_ids_per_frame);
     let mut plot = PlotData {
         sensors: site.sensors.iter().map(|s| (s.id.clone(), [s.position().x, s.position().y])).collect(),
+        site_id: site.site_id.clone(),
         ..Default::default()
     };
     let mut facts = ScenarioFacts::default();

@@ -334,7 +334,7 @@ fn labels_without_track_ids_make_identity_metrics_not_applicable() {
     assert!(report.checks.iter().any(|c| c.name == "overall.mota_min"));
     let json = serde_json::to_value(&report).expect("json");
     assert!(json["metrics"]["idf1"].is_null() && json["metrics"]["hota"]["ass_a"].is_null(), "{}", json["metrics"]);
-    let page = html_page(&[(report, plot)], &[]);
+    let page = html_page(&[(report, plot)], &[], None);
     assert!(page.contains("<td>IDF1</td><td>n/a</td>"), "IDF1 n/a in the HTML report");
 
     // The same scene with V2X-Seq track ids keeps its identities.

@@ -735,7 +735,10 @@ fn validate(
         std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = html_path {
-        std::fs::write(p, html_page(&scored, &unreadable)).with_context(|| format!("writing {}", p.display()))?;
+        // The embedded site's map under the logs made on it (a surveyed site: `--site` with --rrd).
+        let site = SiteSource::Embedded.load().ok();
+        std::fs::write(p, html_page(&scored, &unreadable, site.as_ref()))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     let all_passed = scored.iter().all(|(r, _)| r.passed);
     println!(

@@ -6,11 +6,10 @@
 
 use std::fmt::Write as _;
 
-use nalgebra::Point2;
 use plotters::prelude::*;
 use rsu_site::SiteModel;
-use rsu_site::model::PathKind;
 
+use v2x_replays::charts::{Bounds, FONT, WIDTH_PX, draw_sensors, draw_site, xy};
 use v2x_replays::route::Route;
 use v2x_replays::route::criteria::GROUPS;
 use v2x_replays::route::output::verdict_colour;
@@ -34,131 +33,15 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-const FONT: &str = "sans-serif";
-/// Width of every chart [px].
-const WIDTH_PX: u32 = 1000;
-
-/// An axis-aligned rectangle in the site frame [m].
-#[derive(Clone, Copy, Debug)]
-struct Bounds {
-    x0: f64,
-    y0: f64,
-    x1: f64,
-    y1: f64,
-}
-
-impl Bounds {
-    fn contains(&self, p: (f64, f64)) -> bool {
-        p.0 >= self.x0 && p.0 <= self.x1 && p.1 >= self.y0 && p.1 <= self.y1
-    }
-
-    /// The part of the segment `a`-`b` inside (Liang–Barsky), if any.
-    fn clip_segment(&self, a: (f64, f64), b: (f64, f64)) -> Option<((f64, f64), (f64, f64))> {
-        let (dx, dy) = (b.0 - a.0, b.1 - a.1);
-        let (mut t0, mut t1) = (0.0f64, 1.0f64);
-        for (p, q) in [(-dx, a.0 - self.x0), (dx, self.x1 - a.0), (-dy, a.1 - self.y0), (dy, self.y1 - a.1)] {
-            if p == 0.0 {
-                if q < 0.0 {
-                    return None;
-                }
-            } else {
-                let r = q / p;
-                if p < 0.0 {
-                    t0 = t0.max(r);
-                } else {
-                    t1 = t1.min(r);
-                }
-            }
-        }
-        (t0 <= t1).then_some(((a.0 + t0 * dx, a.1 + t0 * dy), (a.0 + t1 * dx, a.1 + t1 * dy)))
-    }
-
-    /// A polyline cut to the inside: its pieces.
-    fn clip_line(&self, points: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
-        let mut pieces: Vec<Vec<(f64, f64)>> = Vec::new();
-        let mut current: Vec<(f64, f64)> = Vec::new();
-        for w in points.windows(2) {
-            match self.clip_segment(w[0], w[1]) {
-                Some((a, b)) => {
-                    if current.last() != Some(&a) {
-                        if current.len() > 1 {
-                            pieces.push(std::mem::take(&mut current));
-                        }
-                        current = vec![a];
-                    }
-                    current.push(b);
-                }
-                None => {
-                    if current.len() > 1 {
-                        pieces.push(std::mem::take(&mut current));
-                    }
-                    current.clear();
-                }
-            }
-        }
-        if current.len() > 1 {
-            pieces.push(current);
-        }
-        pieces
-    }
-
-    /// A polygon cut to the inside (Sutherland–Hodgman: exact for a convex clip window).
-    fn clip_polygon(&self, polygon: &[(f64, f64)]) -> Vec<(f64, f64)> {
-        let mut out: Vec<(f64, f64)> = polygon.to_vec();
-        let edges: [(usize, f64, bool); 4] =
-            [(0, self.x0, true), (0, self.x1, false), (1, self.y0, true), (1, self.y1, false)];
-        for (axis, bound, keep_above) in edges {
-            let coord = |p: &(f64, f64)| if axis == 0 { p.0 } else { p.1 };
-            let inside = |p: &(f64, f64)| if keep_above { coord(p) >= bound } else { coord(p) <= bound };
-            let input = std::mem::take(&mut out);
-            for (i, cur) in input.iter().enumerate() {
-                let prev = &input[(i + input.len() - 1) % input.len()];
-                let cross = || {
-                    let t = (bound - coord(prev)) / (coord(cur) - coord(prev));
-                    (prev.0 + t * (cur.0 - prev.0), prev.1 + t * (cur.1 - prev.1))
-                };
-                match (inside(prev), inside(cur)) {
-                    (true, true) => out.push(*cur),
-                    (true, false) => out.push(cross()),
-                    (false, true) => {
-                        out.push(cross());
-                        out.push(*cur);
-                    }
-                    (false, false) => {}
-                }
-            }
-        }
-        out
-    }
-}
-
-fn xy(p: &Point2<f64>) -> (f64, f64) {
-    (p.x, p.y)
-}
-
 /// The site map around the route: map features, sensors, the route's segments coloured by
 /// verdict, its blind spots, chainage marks every 100 m.
 pub fn site_map_svg(report: &RouteReport, route: &Route, site: &SiteModel) -> anyhow::Result<String> {
     let err = chart_error("site map");
     let pts: Vec<(f64, f64)> = route.line.points().iter().map(xy).collect();
     let margin_m = 40.0;
-    let (mut b, _) = pts.iter().fold(
-        (Bounds { x0: f64::INFINITY, y0: f64::INFINITY, x1: f64::NEG_INFINITY, y1: f64::NEG_INFINITY }, ()),
-        |(b, ()), p| (Bounds { x0: b.x0.min(p.0), y0: b.y0.min(p.1), x1: b.x1.max(p.0), y1: b.y1.max(p.1) }, ()),
-    );
-    b = Bounds { x0: b.x0 - margin_m, y0: b.y0 - margin_m, x1: b.x1 + margin_m, y1: b.y1 + margin_m };
-    // Equal scales on both axes: the plot is as tall as the map's shape asks, within limits, and
-    // the shorter extent grows to keep the scale.
-    let (plot_w, label_px) = (f64::from(WIDTH_PX) - 90.0, 60.0);
-    let (w_m, h_m) = (b.x1 - b.x0, b.y1 - b.y0);
-    let plot_h = (plot_w * h_m / w_m).clamp(300.0, 900.0);
-    if plot_h / plot_w > h_m / w_m {
-        let grow = (plot_h / plot_w * w_m - h_m) / 2.0;
-        b = Bounds { y0: b.y0 - grow, y1: b.y1 + grow, ..b };
-    } else {
-        let grow = (plot_w / plot_h * h_m - w_m) / 2.0;
-        b = Bounds { x0: b.x0 - grow, x1: b.x1 + grow, ..b };
-    }
+    let around = Bounds::around(pts.iter().copied()).ok_or_else(|| anyhow::anyhow!("the route has no points"))?;
+    let label_px = 60.0;
+    let (b, plot_h) = around.grown(margin_m).equal_scale(f64::from(WIDTH_PX) - 90.0, 300.0, 900.0);
     let height_px = (plot_h + label_px + 50.0) as u32;
     let mut svg = String::new();
     {
@@ -181,52 +64,7 @@ pub fn site_map_svg(report: &RouteReport, route: &Route, site: &SiteModel) -> an
             .bold_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(&err)?;
-        // Buildings and parked vehicles.
-        let building = RGBColor(190, 190, 190);
-        let polygons = site
-            .buildings
-            .iter()
-            .map(|p| (p.polygon.iter().map(xy).collect::<Vec<_>>(), building))
-            .chain(
-                site.parked.iter().map(|p| (p.footprint.corners().iter().map(xy).collect(), RGBColor(150, 150, 170))),
-            )
-            .map(|(poly, colour)| (b.clip_polygon(&poly), colour))
-            .filter(|(poly, _)| poly.len() >= 3)
-            .collect::<Vec<_>>();
-        chart
-            .draw_series(polygons.into_iter().map(|(poly, colour)| Polygon::new(poly, colour.filled())))
-            .map_err(&err)?
-            .label("building / parked vehicle")
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], building.filled()));
-        // Lanes, walkways, other routes.
-        for (kind, colour, width, label) in [
-            (PathKind::Lane, RGBColor(120, 120, 120), 1, "lane"),
-            (PathKind::Walkway, RGBColor(200, 170, 120), 1, "walkway"),
-            (PathKind::Route, RGBColor(120, 120, 120), 1, "other route"),
-        ] {
-            let pieces: Vec<Vec<(f64, f64)>> = site
-                .paths
-                .values()
-                .filter(|p| p.kind == kind && p.id != route.id)
-                .flat_map(|p| {
-                    let mut points: Vec<(f64, f64)> = p.line.points().iter().map(xy).collect();
-                    if p.line.is_closed()
-                        && let Some(&first) = points.first()
-                    {
-                        points.push(first);
-                    }
-                    b.clip_line(&points)
-                })
-                .collect();
-            if pieces.is_empty() {
-                continue;
-            }
-            chart
-                .draw_series(pieces.into_iter().map(|piece| PathElement::new(piece, colour.stroke_width(width))))
-                .map_err(&err)?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
-        }
+        draw_site(&mut chart, site, &b, Some(route.id.as_str())).map_err(|e| anyhow::anyhow!(e))?;
         // Blind spots under the route, wide and dark.
         let blind = RGBColor(0, 0, 0);
         let half = 0.5 * report.criteria.coverage_step_m;
@@ -271,26 +109,9 @@ pub fn site_map_svg(report: &RouteReport, route: &Route, site: &SiteModel) -> an
             )
             .map_err(&err)?;
         // Sensors.
-        let sensor = RGBColor(0xe3, 0x1a, 0x1c);
-        let sensors: Vec<(String, (f64, f64))> = site
-            .config
-            .sensors
-            .iter()
-            .map(|s| (s.id.clone(), (s.position().x, s.position().y)))
-            .filter(|(_, p)| b.contains(*p))
-            .collect();
-        chart
-            .draw_series(sensors.iter().map(|(_, p)| TriangleMarker::new(*p, 7, sensor.filled())))
-            .map_err(&err)?
-            .label("roadside sensor")
-            .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 6, sensor.filled()));
-        chart
-            .draw_series(
-                sensors.iter().map(|(id, p)| {
-                    Text::new(id.clone(), (p.0 + 3.0, p.1 + 3.0), (FONT, 12).into_font().color(&sensor))
-                }),
-            )
-            .map_err(&err)?;
+        let sensors: Vec<(String, (f64, f64))> =
+            site.config.sensors.iter().map(|s| (s.id.clone(), (s.position().x, s.position().y))).collect();
+        draw_sensors(&mut chart, &sensors, &b).map_err(|e| anyhow::anyhow!(e))?;
         root.present().map_err(&err)?;
     }
     Ok(svg)
@@ -757,24 +578,4 @@ pub fn html_page(report: &RouteReport, route: &Route, site: &SiteModel) -> anyho
     }
     h.push_str("</table><p>Definitions and verdict rules: METRICS.md, \"Route validation\".</p></body></html>\n");
     Ok(h)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clipping_keeps_what_is_inside() {
-        let b = Bounds { x0: 0.0, y0: 0.0, x1: 10.0, y1: 10.0 };
-        assert_eq!(b.clip_segment((-5.0, 5.0), (15.0, 5.0)), Some(((0.0, 5.0), (10.0, 5.0))));
-        assert_eq!(b.clip_segment((-5.0, -5.0), (-1.0, 20.0)), None);
-        let pieces = b.clip_line(&[(-5.0, 5.0), (5.0, 5.0), (5.0, 20.0), (8.0, 20.0), (8.0, 5.0)]);
-        assert_eq!(pieces, vec![vec![(0.0, 5.0), (5.0, 5.0), (5.0, 10.0)], vec![(8.0, 10.0), (8.0, 5.0)]]);
-        let square = b.clip_polygon(&[(5.0, 5.0), (15.0, 5.0), (15.0, 15.0), (5.0, 15.0)]);
-        let mut got: Vec<(i64, i64)> = square.iter().map(|p| (p.0.round() as i64, p.1.round() as i64)).collect();
-        got.sort_unstable();
-        got.dedup();
-        assert_eq!(got, vec![(5, 5), (5, 10), (10, 5), (10, 10)]);
-        assert!(b.clip_polygon(&[(20.0, 20.0), (30.0, 20.0), (30.0, 30.0)]).is_empty());
-    }
 }

@@ -296,7 +296,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     report.wall_time_s = started.elapsed().as_secs_f64();
     report.criteria = Some(criteria_source.clone());
     let html = args.out.join("report.html");
-    std::fs::write(&html, html_page(&[(report.clone(), plot)], &[]))
+    std::fs::write(&html, html_page(&[(report.clone(), plot)], &[], Some(&site)))
         .with_context(|| format!("writing {}", html.display()))?;
 
     let rrd = args.out.join("demo.rrd");
