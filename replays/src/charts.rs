@@ -161,6 +161,48 @@ impl Bounds {
     }
 }
 
+/// A map chart of `b` on `root`, titled `caption`, with its axes (east, north [m]) drawn.
+pub fn map_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    b: &Bounds,
+) -> Result<MapChart<'a, 'b>, String> {
+    let err = chart_error("map");
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, (FONT, 18))
+        .margin(10)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(b.x0..b.x1, b.y0..b.y1)
+        .map_err(&err)?;
+    chart
+        .configure_mesh()
+        .x_desc("east [m] (site frame)")
+        .y_desc("north [m]")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(&err)?;
+    Ok(chart)
+}
+
+/// Draws the legend of `chart`'s labelled series at `position`, on a light box.
+pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()
+        .map_err(chart_error("legend"))
+}
+
 /// The colour of buildings on the map.
 pub const BUILDING: RGBColor = RGBColor(190, 190, 190);
 
@@ -287,23 +329,7 @@ fn birds_eye(plot: &PlotData, site: Option<&SiteModel>) -> Result<String, String
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, (plot_h + 110.0) as u32)).into_drawing_area();
         root.fill(&WHITE).map_err(&err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Ground truth and fused tracks (site frame)", (FONT, 18))
-            .margin(10)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(b.x0..b.x1, b.y0..b.y1)
-            .map_err(&err)?;
-        chart
-            .configure_mesh()
-            .x_desc("east [m]")
-            .y_desc("north [m]")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(&err)?;
+        let mut chart = map_chart(&root, "Ground truth and fused tracks", &b)?;
         if let Some(site) = site {
             draw_site(&mut chart, site, &b, None)?;
         }
@@ -336,14 +362,7 @@ fn birds_eye(plot: &PlotData, site: Option<&SiteModel>) -> Result<String, String
         let sensors: Vec<(String, (f64, f64))> =
             plot.sensors.iter().map(|(id, p)| (id.clone(), (p[0], p[1]))).collect();
         draw_sensors(&mut chart, &sensors, &b)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(&err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(&err)?;
     }
     Ok(svg)
@@ -465,6 +484,7 @@ mod tests {
         };
         let svg = birds_eye_svg(&plot, Some(&site));
         assert!(svg.starts_with("<svg") && svg.contains("east [m]") && svg.contains("lidar-ne"), "{svg}");
+        assert!(svg.contains("fused track"), "the legend is drawn");
         assert!(svg.contains("polygon"), "buildings of the site are drawn");
         let line = line_chart_svg(&[(0.0, 0.1), (1.0, 0.3)], "error", "time [s]", "error [m]");
         assert!(line.contains("time [s]") && line.contains("error [m]"));

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 use rsu_site::SiteModel;
 
-use v2x_replays::charts::{Bounds, FONT, WIDTH_PX, draw_sensors, draw_site, xy};
+use v2x_replays::charts::{Bounds, FONT, WIDTH_PX, draw_legend, draw_sensors, draw_site, map_chart, xy};
 use v2x_replays::route::Route;
 use v2x_replays::route::criteria::GROUPS;
 use v2x_replays::route::output::verdict_colour;
@@ -47,23 +47,8 @@ pub fn site_map_svg(report: &RouteReport, route: &Route, site: &SiteModel) -> an
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, height_px)).into_drawing_area();
         root.fill(&WHITE).map_err(&err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(format!("Route {} on site {}", report.route.id, report.site_id), (FONT, 18))
-            .margin(10)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(b.x0..b.x1, b.y0..b.y1)
-            .map_err(&err)?;
-        chart
-            .configure_mesh()
-            .x_desc("east [m] (site frame)")
-            .y_desc("north [m]")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(&err)?;
+        let caption = format!("Route {} on site {}", report.route.id, report.site_id);
+        let mut chart = map_chart(&root, &caption, &b).map_err(|e| anyhow::anyhow!(e))?;
         draw_site(&mut chart, site, &b, Some(route.id.as_str())).map_err(|e| anyhow::anyhow!(e))?;
         // Blind spots under the route, wide and dark.
         let blind = RGBColor(0, 0, 0);
@@ -208,27 +193,36 @@ pub fn detection_svg(report: &RouteReport) -> anyhow::Result<String> {
                 .label(format!("{name}: matched / observed, 95 % CI"))
                 .legend(move |(x, y)| Circle::new((x + 8, y), 3, colour.filled()));
             if let Some(limit) = report.criteria.group(g).and_then(|c| c.detection_min) {
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![(0.0, limit), (length_m, limit)],
-                        colour.mix(0.6).stroke_width(1),
-                    )))
-                    .map_err(&err)?
-                    .label(format!("{name} limit {limit}"))
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.mix(0.6).stroke_width(1)));
+                limit_line(&mut chart, limit, length_m, colour, format!("{name} limit {limit}"))?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(&err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight).map_err(|e| anyhow::anyhow!(e))?;
         root.present().map_err(&err)?;
     }
     Ok(svg)
+}
+
+/// Draws a group's limit across the chainage, with a legend entry `label`.
+fn limit_line(
+    chart: &mut ChartContext<
+        '_,
+        SVGBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    limit: f64,
+    length_m: f64,
+    colour: RGBColor,
+    label: String,
+) -> anyhow::Result<()> {
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, limit), (length_m, limit)],
+            colour.mix(0.6).stroke_width(1),
+        )))
+        .map_err(|e| anyhow::anyhow!("drawing a limit: {e}"))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.mix(0.6).stroke_width(1)));
+    Ok(())
 }
 
 /// Position error p95 per segment and group, with each group's limit.
@@ -271,24 +265,10 @@ pub fn position_svg(report: &RouteReport) -> anyhow::Result<String> {
                 .label(format!("{name} p95"))
                 .legend(move |(x, y)| Circle::new((x + 8, y), 3, colour.filled()));
             if let Some(limit) = report.criteria.group(g).and_then(|c| c.position_p95_max_m) {
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![(0.0, limit), (length_m, limit)],
-                        colour.mix(0.6).stroke_width(1),
-                    )))
-                    .map_err(&err)?
-                    .label(format!("{name} limit {limit} m"))
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.mix(0.6).stroke_width(1)));
+                limit_line(&mut chart, limit, length_m, colour, format!("{name} limit {limit} m"))?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(&err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(|e| anyhow::anyhow!(e))?;
         root.present().map_err(&err)?;
     }
     Ok(svg)
@@ -346,14 +326,7 @@ pub fn coverage_svg(report: &RouteReport) -> anyhow::Result<String> {
                 .label(label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(&err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(|e| anyhow::anyhow!(e))?;
 
         let groups = plotted_groups(report);
         let max_obs =
@@ -404,14 +377,7 @@ pub fn coverage_svg(report: &RouteReport) -> anyhow::Result<String> {
             .map_err(&err)?
             .label(format!("min_observations {min_obs:.0}"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(1)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(&err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(|e| anyhow::anyhow!(e))?;
         root.present().map_err(&err)?;
     }
     Ok(svg)
