@@ -52,6 +52,17 @@ pub fn ntcip_blob(bytes: &[u8]) {
     }
 }
 
+/// A T/CSAE 53-2020 UPER `MessageFrame` as `rsu decode` reads it: what decodes encodes again to
+/// bytes that decode to the same frame, and renders as JSON without panic.
+pub fn uper_frame(bytes: &[u8]) {
+    if let Ok(frame) = v2x_uper::decode_msg_frame(bytes) {
+        let again = v2x_uper::encode_msg_frame(&frame).expect("a decoded frame encodes");
+        let back = v2x_uper::decode_msg_frame(&again).expect("a re-encoded frame decodes");
+        assert_eq!(back, frame, "a frame changed in a round trip");
+        let _ = v2x_uper::to_json(&frame);
+    }
+}
+
 /// Runs a future that never waits (reads from memory) to its end.
 fn now<F: Future>(future: F) -> F::Output {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {

@@ -168,6 +168,11 @@ fn ntcip_blob() {
     fuzz("ntcip_blob", &seeds().ntcip, targets::ntcip_blob);
 }
 
+#[test]
+fn uper_frame() {
+    fuzz("uper_frame", &seeds().uper, targets::uper_frame);
+}
+
 /// Every checked-in regression input names a target that exists.
 #[test]
 fn regression_folders_name_targets() {
@@ -182,6 +187,7 @@ fn regression_folders_name_targets() {
         "dair_import",
         "openlabel_import",
         "ntcip_blob",
+        "uper_frame",
     ];
     let dir = repo_root().join("fuzz/regressions");
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

@@ -79,6 +79,9 @@ pub struct ServeConfig {
     /// Traffic signal controllers and the SPaT broadcast.
     #[serde(default)]
     pub signals: SignalsConfig,
+    /// The standard encoding gateway (T/CSAE 53-2020 UPER to a PC5 radio).
+    #[serde(default)]
+    pub uper: crate::serve::uper::UperConfig,
 }
 
 /// Traffic signal controllers and the SPaT broadcast (PROTOCOL.md §2.8).
@@ -454,6 +457,7 @@ impl ServeConfig {
                 bail!("signals.controllers[{i}].ntcip_listen: another controller listens on it");
             }
         }
+        self.uper.validate()?;
         let r = &self.recording;
         count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;
         range("recording.rotate_s", r.rotate_s, 1.0, 7.0 * 86_400.0, "s")?;

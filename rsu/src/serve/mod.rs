@@ -33,6 +33,7 @@ pub mod flags;
 mod ntcip;
 pub mod spat;
 pub mod stats;
+pub mod uper;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -172,6 +173,8 @@ pub struct Outputs {
     pub live: Option<LiveView>,
     /// Liveness for `/healthz`.
     pub health: Health,
+    /// The standard encoding gateway (set by [`Server::run`] from `[uper]`).
+    pub uper: Option<uper::Gateway>,
 }
 
 /// What a run did.
@@ -320,6 +323,12 @@ impl Server {
                 .await
                 .with_context(|| format!("signals.controllers {:?}: ntcip_listen", controller.id))?;
             tasks.spawn(listener.run(shutdown.clone()));
+        }
+        if config.uper.enabled {
+            let (gateway, task) =
+                uper::Gateway::start(&config.uper, loaded.site.frame(), &loaded.rsu_id, shutdown.clone()).await?;
+            tasks.spawn(task);
+            outputs.uper = Some(gateway);
         }
         tracing::info!(
             addr = %endpoint.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
@@ -554,6 +563,9 @@ fn make_frame(
     if let Some(recorder) = &outputs.recorder {
         recorder.record(Record::Roadside(frame.clone()));
     }
+    if let Some(gateway) = &outputs.uper {
+        gateway.frame(&frame);
+    }
     if let Some(live) = &outputs.live {
         live.log_cycle(now, &objects, vehicles_seen);
     }
@@ -587,7 +599,11 @@ struct LoopState<'a> {
 /// Sends every vehicle of protocol version 3 the SPaT of each intersection with a fresh
 /// controller state, one QUIC datagram per intersection, and records each SPaT once.
 fn send_spat(table: &spat::SpatTable, sessions: &BTreeMap<u64, SessionEntry>, outputs: &Outputs, stats: &Stats) {
-    for spat in table.spats(wall_now()) {
+    let spats = table.spats(wall_now());
+    if let Some(gateway) = &outputs.uper {
+        gateway.spats(spats.clone());
+    }
+    for spat in spats {
         let bytes = Bytes::from(v2x_proto::encode(&RoadsideDatagram::Spat(spat.clone())));
         let vehicles =
             sessions.values().filter(|s| s.identity.role == CertRole::Vehicle && s.version >= v2x_link::SPAT_VERSION);
@@ -687,6 +703,9 @@ fn handle_event(event: Event, state: &mut LoopState<'_>, outputs: &Outputs, shar
                 let p = shared.enu.enu_from_wgs84(&state.position);
                 position.accept(state.time, [p.x, p.y]);
                 vehicles_seen.insert(state.vehicle_id.clone(), [p.x, p.y, p.z]);
+                if let Some(gateway) = &outputs.uper {
+                    gateway.vehicle(&state);
+                }
             } else {
                 reject_ingest(stats, verdict, &state.vehicle_id, state.time, received);
             }
@@ -751,7 +770,7 @@ pub async fn serve(loaded: LoadedConfig, rerun: Option<LiveTarget>) -> anyhow::R
     tokio::spawn(signal_shutdown(shutdown.clone()));
     // The address line is for people and for tests that bind port 0.
     println!("rsu serve listening on {}", server.local_addr()?);
-    server.run(Outputs { recorder, live, health }, shutdown).await
+    server.run(Outputs { recorder, live, health, uper: None }, shutdown).await
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

@@ -56,6 +56,7 @@ impl Daemon {
             metrics: MetricsConfig { enabled: false, ..MetricsConfig::default() },
             rerun: Default::default(),
             signals: Default::default(),
+            uper: Default::default(),
         };
         let config_path = dir.join("rsu.toml");
         let text = toml::to_string(&config).context("serialising the daemon configuration")?;
