@@ -231,11 +231,12 @@ fn uper_frames() -> Vec<Vec<u8>> {
     let mut clamps = convert::Clamps::default();
     let mut cnt = 0;
     let station = convert::temporary_id("rsu-1");
-    let mut out: Vec<Vec<u8>> = convert::rsms(&frame, &enu, &station, &mut cnt, v2x_uper::MAX_PAYLOAD_BYTES, &mut clamps)
-        .expect("the sample frame encodes")
-        .into_iter()
-        .map(|(bytes, _)| bytes)
-        .collect();
+    let mut out: Vec<Vec<u8>> =
+        convert::rsms(&frame, &enu, &station, &mut cnt, v2x_uper::MAX_PAYLOAD_BYTES, &mut clamps)
+            .expect("the sample frame encodes")
+            .into_iter()
+            .map(|(bytes, _)| bytes)
+            .collect();
     let now = frame.time;
     let movement = |group, phase| MovementState {
         signal_group: group,

@@ -42,7 +42,7 @@ pub fn parse_hex(text: &[u8]) -> anyhow::Result<Vec<u8>> {
     if let Some(at) = digits.iter().position(|b| !b.is_ascii_hexdigit()) {
         bail!("--hex: the input has a character that is not a hex digit at digit {at}");
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         bail!("--hex: an odd number of hex digits ({})", digits.len());
     }
     let value = |d: u8| match d {

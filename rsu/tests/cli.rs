@@ -229,7 +229,9 @@ fn decode_prints_a_uper_message_as_json_and_refuses_bad_input() {
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON"), json);
     // Bad input: an error message and exit code 2, no panic.
     let bad = dir.path().join("bad.uper");
-    for (content, needle) in [(&b"\xff\xff\xff"[..], "not a T/CSAE 53-2020"), (&bytes[..bytes.len() / 2], "not a T/CSAE 53-2020")] {
+    for (content, needle) in
+        [(&b"\xff\xff\xff"[..], "not a T/CSAE 53-2020"), (&bytes[..bytes.len() / 2], "not a T/CSAE 53-2020")]
+    {
         std::fs::write(&bad, content).expect("written");
         let out = rsu().arg("decode").arg(&bad).output().expect("runs");
         assert_eq!(out.status.code(), Some(2));

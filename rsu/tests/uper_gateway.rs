@@ -52,8 +52,11 @@ async fn the_gateway_sends_rsm_spat_and_bsm_as_uper_datagrams() {
             let mut count = 0u32;
             while !stop.is_cancelled() {
                 tick.tick().await;
-                let signal =
-                    SignalControllerState { controller_id: "tsc-1".into(), time: now(), movements: vec![movement.clone()] };
+                let signal = SignalControllerState {
+                    controller_id: "tsc-1".into(),
+                    time: now(),
+                    movements: vec![movement.clone()],
+                };
                 let _ = controller.send_state(&signal);
                 let mut state = v2x_proto::sample::vehicle_state();
                 state.vehicle_id = "veh-0001".into();
@@ -103,8 +106,11 @@ async fn the_gateway_sends_rsm_spat_and_bsm_as_uper_datagrams() {
                     .filter(|p| p.ptc_type == ParticipantType::Motor && p.source == SourceType::Lidar)
                     .count();
                 let vehicle_id = v2x_uper::convert::temporary_id("veh-0001");
-                let connected =
-                    rsm.participants.0.iter().any(|p| p.source == SourceType::V2x && p.id.as_ref() == Some(&vehicle_id));
+                let connected = rsm
+                    .participants
+                    .0
+                    .iter()
+                    .any(|p| p.source == SourceType::V2x && p.id.as_ref() == Some(&vehicle_id));
                 rsm_ok |= lidar_cars == 2 && connected;
             }
             MessageFrame::SpatFrame(spat) => {
@@ -119,7 +125,10 @@ async fn the_gateway_sends_rsm_spat_and_bsm_as_uper_datagrams() {
                 // The phase ends at the earliest 20 s after t0: counted down from when it was sent.
                 let left_s = f64::from(t.min_end_time.expect("min end").0) / 10.0;
                 let since_t0_s = now().secs_since(t0);
-                assert!(left_s <= 20.05 && left_s >= 20.0 - since_t0_s - 0.2, "{left_s} s left {since_t0_s} s after t0");
+                assert!(
+                    left_s <= 20.05 && left_s >= 20.0 - since_t0_s - 0.2,
+                    "{left_s} s left {since_t0_s} s after t0"
+                );
                 spat_ok = true;
             }
             MessageFrame::BsmFrame(bsm) => {

@@ -78,7 +78,11 @@ impl UperConfig {
             }
         }
         if !(200..=v2x_uper::MAX_PAYLOAD_BYTES).contains(&self.max_payload_bytes) {
-            bail!("uper.max_payload_bytes: {} is out of range 200..={}", self.max_payload_bytes, v2x_uper::MAX_PAYLOAD_BYTES);
+            bail!(
+                "uper.max_payload_bytes: {} is out of range 200..={}",
+                self.max_payload_bytes,
+                v2x_uper::MAX_PAYLOAD_BYTES
+            );
         }
         if !(16..=65_536).contains(&self.queue) {
             bail!("uper.queue: {} is out of range 16..=65536", self.queue);
@@ -292,5 +296,31 @@ async fn recv(vehicles: &mut Option<mpsc::Receiver<VehicleState>>) -> Option<Veh
     match vehicles {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_enabled_gateway_needs_a_destination_and_sane_limits() {
+        let off = UperConfig::default();
+        off.validate().expect("off by default, nothing required");
+        let on = UperConfig { enabled: true, ..UperConfig::default() };
+        assert!(on.validate().expect_err("no destination").to_string().contains("uper.destination"));
+        let good = UperConfig { destination: Some(SocketAddr::from(([127, 0, 0, 1], 30299))), ..on };
+        good.validate().expect("valid");
+        for bad in [
+            UperConfig { max_payload_bytes: 1401, ..good.clone() },
+            UperConfig { rsm_rate_hz: 0.0, ..good.clone() },
+            UperConfig { spat_rate_hz: f64::NAN, ..good.clone() },
+            UperConfig { queue: 1, ..good.clone() },
+            UperConfig { station_id: Some("00112233445566".into()), ..good.clone() },
+            UperConfig { station_id: Some("001122334455667g".into()), ..good.clone() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_station_id("00112233445566ff").expect("hex"), [0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0xff]);
     }
 }

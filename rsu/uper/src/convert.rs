@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 
 use rasn::types::{BitString, FixedOctetString};
 use rsu_fusion::class::ParticipantType as OurParticipantType;
-use rsu_fusion::{BoxSize, EnuFrame, ObjectClass, Participant, RoadsideFrame, SourceSet, Timestamp, VehicleState, Wgs84};
+use rsu_fusion::{
+    BoxSize, EnuFrame, ObjectClass, Participant, RoadsideFrame, SourceSet, Timestamp, VehicleState, Wgs84,
+};
 use v2x_proto::convert::{SPEED_MAX, SPEED_STEPS_PER_MPS, heading_from_yaw};
 use v2x_proto::domain::{MovementPhase, MovementState, Spat};
 
@@ -247,17 +249,35 @@ fn offset_ll(d_lon: i64, d_lat: i64, lon: Longitude, lat: Latitude) -> PositionO
         (-half..half).contains(&d_lon) && (-half..half).contains(&d_lat)
     };
     if fits(12) {
-        PositionOffsetLL::PositionLL1(PositionLL24B { lon: OffsetLLB12(narrow(d_lon)), lat: OffsetLLB12(narrow(d_lat)) })
+        PositionOffsetLL::PositionLL1(PositionLL24B {
+            lon: OffsetLLB12(narrow(d_lon)),
+            lat: OffsetLLB12(narrow(d_lat)),
+        })
     } else if fits(14) {
-        PositionOffsetLL::PositionLL2(PositionLL28B { lon: OffsetLLB14(narrow(d_lon)), lat: OffsetLLB14(narrow(d_lat)) })
+        PositionOffsetLL::PositionLL2(PositionLL28B {
+            lon: OffsetLLB14(narrow(d_lon)),
+            lat: OffsetLLB14(narrow(d_lat)),
+        })
     } else if fits(16) {
-        PositionOffsetLL::PositionLL3(PositionLL32B { lon: OffsetLLB16(narrow(d_lon)), lat: OffsetLLB16(narrow(d_lat)) })
+        PositionOffsetLL::PositionLL3(PositionLL32B {
+            lon: OffsetLLB16(narrow(d_lon)),
+            lat: OffsetLLB16(narrow(d_lat)),
+        })
     } else if fits(18) {
-        PositionOffsetLL::PositionLL4(PositionLL36B { lon: OffsetLLB18(narrow(d_lon)), lat: OffsetLLB18(narrow(d_lat)) })
+        PositionOffsetLL::PositionLL4(PositionLL36B {
+            lon: OffsetLLB18(narrow(d_lon)),
+            lat: OffsetLLB18(narrow(d_lat)),
+        })
     } else if fits(22) {
-        PositionOffsetLL::PositionLL5(PositionLL44B { lon: OffsetLLB22(narrow(d_lon)), lat: OffsetLLB22(narrow(d_lat)) })
+        PositionOffsetLL::PositionLL5(PositionLL44B {
+            lon: OffsetLLB22(narrow(d_lon)),
+            lat: OffsetLLB22(narrow(d_lat)),
+        })
     } else if fits(24) {
-        PositionOffsetLL::PositionLL6(PositionLL48B { lon: OffsetLLB24(narrow(d_lon)), lat: OffsetLLB24(narrow(d_lat)) })
+        PositionOffsetLL::PositionLL6(PositionLL48B {
+            lon: OffsetLLB24(narrow(d_lon)),
+            lat: OffsetLLB24(narrow(d_lat)),
+        })
     } else {
         PositionOffsetLL::PositionLatLon(PositionLLmD64b { lon, lat })
     }
@@ -307,10 +327,11 @@ fn source_type(sources: SourceSet, self_reported: bool) -> SourceType {
     if self_reported || sources == SourceSet::V2X {
         return SourceType::V2x;
     }
-    let kinds = [(SourceSet::LIDAR, SourceType::Lidar), (SourceSet::CAMERA, SourceType::Video), (
-        SourceSet::RADAR,
-        SourceType::MicrowaveRadar,
-    )];
+    let kinds = [
+        (SourceSet::LIDAR, SourceType::Lidar),
+        (SourceSet::CAMERA, SourceType::Video),
+        (SourceSet::RADAR, SourceType::MicrowaveRadar),
+    ];
     let seen: Vec<SourceType> = kinds.iter().filter(|(s, _)| sources.contains(*s)).map(|(_, t)| *t).collect();
     match seen.as_slice() {
         [] => SourceType::Unknown,
@@ -426,7 +447,7 @@ pub fn rsms(
     pack(&all, 16, budget_bytes, msg_cnt, |run, msg_cnt| {
         MessageFrame::RsmFrame(RoadsideSafetyMessage {
             msg_cnt,
-            id: station_id.clone(),
+            id: *station_id,
             ref_pos: reference.clone(),
             participants: ParticipantList(run.to_vec()),
         })

@@ -74,8 +74,8 @@ pub fn decode_msg_frame(bytes: &[u8]) -> Result<MessageFrame, UperError> {
     if bytes.len() > MAX_DECODE_BYTES {
         return Err(UperError::TooLong(bytes.len()));
     }
-    let (frame, rest) = rasn::uper::decode_with_remainder::<MessageFrame>(bytes)
-        .map_err(|e| UperError::Decode(e.to_string()))?;
+    let (frame, rest) =
+        rasn::uper::decode_with_remainder::<MessageFrame>(bytes).map_err(|e| UperError::Decode(e.to_string()))?;
     if !rest.is_empty() {
         return Err(UperError::Trailing(rest.len()));
     }

@@ -96,14 +96,21 @@ fn map_sample() -> MessageFrame {
         nodes: NodeList(vec![Node {
             name: Some(DescriptiveName(Ia5String::try_from("Yancheng-Kaifang-Ave".to_owned()).expect("IA5"))),
             id: node_ref(11),
-            ref_pos: Position3D { lat: Latitude(333_891_234), long: Longitude(1_201_345_678), elevation: Some(Elevation(45)) },
+            ref_pos: Position3D {
+                lat: Latitude(333_891_234),
+                long: Longitude(1_201_345_678),
+                elevation: Some(Elevation(45)),
+            },
             in_links: Some(LinkList(vec![Link {
                 name: None,
                 upstream_node_id: node_ref(12),
                 speed_limits: None,
                 link_width: Some(LaneWidth(700)),
                 points: None,
-                movements: Some(MovementList(vec![Movement { remote_intersection: node_ref(13), phase_id: Some(PhaseID(4)) }])),
+                movements: Some(MovementList(vec![Movement {
+                    remote_intersection: node_ref(13),
+                    phase_id: Some(PhaseID(4)),
+                }])),
                 lanes: LaneList(vec![lane]),
             }])),
         }]),
@@ -184,6 +191,7 @@ fn every_message_type_round_trips() {
         let again = encode_msg_frame(&frame).expect("re-encodes");
         assert_eq!(again, bytes, "{name}: decoding and encoding again changed the bytes");
         assert!(bytes.len() <= MAX_PAYLOAD_BYTES, "{name}: {} bytes", bytes.len());
+        eprintln!("{name}: {} bytes", bytes.len());
         let json = to_json(&frame).expect("JSON");
         assert!(json.contains(&format!("\"{name}Frame\"")), "{name}: {json}");
     }
@@ -212,7 +220,10 @@ fn bsm_carries_the_vehicle_state_in_the_standards_units() {
     assert_eq!(bsm.accel_set.lat, Acceleration(-30), "left-positive 0.3 m/s² is -30 on J670's right-positive axis");
     assert_eq!(bsm.accel_set.yaw, YawRate(-250), "2.5 deg/s counter-clockwise");
     assert_eq!(bsm.angle, Some(SteeringWheelAngle(-2)), "3.5 degrees to the left in 1.5 degree steps");
-    assert_eq!(bsm.size, VehicleSize { width: VehicleWidth(185), length: VehicleLength(460), height: Some(VehicleHeight(30)) });
+    assert_eq!(
+        bsm.size,
+        VehicleSize { width: VehicleWidth(185), length: VehicleLength(460), height: Some(VehicleHeight(30)) }
+    );
     assert_eq!(bsm.brakes.brake_padel, Some(BrakePedalStatus::On));
     assert_eq!(bsm.vehicle_class.classification, BasicVehicleClass::PASSENGER_VEHICLE_TYPE_UNKNOWN);
     let accuracy = bsm.pos_accuracy.expect("accuracy");
@@ -302,13 +313,19 @@ fn rsm_is_split_to_sixteen_participants_and_the_payload_budget() {
             counts.push(rsm.msg_cnt.0);
             ids.extend(rsm.participants.0.iter().map(|p| p.ptc_id));
         }
-        let expected: Vec<u16> =
-            frame.participants.iter().filter(|p| p.class != ObjectClass::TrafficCone).map(|p| convert::ptc_id(p.id)).collect();
+        let expected: Vec<u16> = frame
+            .participants
+            .iter()
+            .filter(|p| p.class != ObjectClass::TrafficCone)
+            .map(|p| convert::ptc_id(p.id))
+            .collect();
         assert_eq!(ids, expected, "every participant once, in order (the cone left out)");
         assert_eq!(clamps.count("obstacle_left_out"), 1);
         // Message counts continue from 126 and wrap at 128.
         let want: Vec<u8> = (0..rsms.len()).map(|i| ((126 + i) % 128) as u8).collect();
         assert_eq!(counts, want);
+        let sizes: Vec<(usize, usize)> = rsms.iter().map(|(b, n)| (*n, b.len())).collect();
+        eprintln!("budget {budget}: (participants, bytes) per RSM {sizes:?}");
         if budget == MAX_PAYLOAD_BYTES {
             assert_eq!(rsms.len(), 3, "44 participants fit in three RSMs of at most 16");
         } else {
@@ -422,14 +439,19 @@ fn normalise(v: serde_json::Value) -> serde_json::Value {
 #[test]
 fn asn1tools_decodes_our_uper_to_the_same_values() {
     let samples = samples();
-    let input: String = samples.iter().map(|(_, b)| b.iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n").collect();
+    let input: String =
+        samples.iter().map(|(_, b)| b.iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n").collect();
     let Some(output) = python_tool("cross_check.py", &[], &input) else { return };
     let lines: Vec<&str> = output.lines().collect();
     assert_eq!(lines.len(), samples.len(), "{output}");
     for ((name, bytes), line) in samples.iter().zip(lines) {
         let theirs: serde_json::Value = serde_json::from_str(line).expect("JSON");
         assert!(theirs.get("error").is_none(), "{name}: asn1tools could not decode our UPER: {line}");
-        assert_eq!(theirs["reencoded_equal"], serde_json::Value::Bool(true), "{name}: asn1tools re-encodes other bytes");
+        assert_eq!(
+            theirs["reencoded_equal"],
+            serde_json::Value::Bool(true),
+            "{name}: asn1tools re-encodes other bytes"
+        );
         let ours: serde_json::Value =
             serde_json::from_str(&to_json(&decode_msg_frame(bytes).expect("decodes")).expect("JSON")).expect("JSON");
         assert_eq!(normalise(theirs["value"].clone()), normalise(ours), "{name}: the decoders disagree");
