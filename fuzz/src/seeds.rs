@@ -107,6 +107,8 @@ pub struct Seeds {
     pub ntcip: Vec<Vec<u8>>,
     /// T/CSAE 53-2020 UPER frames: the gateway's RSMs, SPAT and BSM of the samples.
     pub uper: Vec<Vec<u8>>,
+    /// ROS 2 CDR messages of the Autoware importer.
+    pub autoware: Vec<Vec<u8>>,
 }
 
 impl Seeds {
@@ -219,7 +221,8 @@ impl Seeds {
                 .to_vec(),
         ];
         let uper = uper_frames();
-        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel, ntcip, uper }
+        let autoware = autoware_seeds();
+        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel, ntcip, uper, autoware }
     }
 }
 
@@ -281,4 +284,33 @@ fn signal_state() -> SignalControllerState {
         likely: Some(t0.add_secs(12.0)),
     };
     SignalControllerState { controller_id: "tsc-1".into(), time: t0, movements: vec![movement] }
+}
+
+/// One of each Autoware message, little-endian with a header as rosbag2 records them.
+fn autoware_seeds() -> Vec<Vec<u8>> {
+    use v2x_replays::import_autoware::{encode_cdr, ros};
+    let header = ros::Header { stamp: ros::Time { sec: 1_795_000_000, nanosec: 5 }, frame_id: "lidar_ne".into() };
+    let classification = vec![ros::ObjectClassification { label: 7, probability: 0.8 }];
+    let detected = ros::DetectedObjects {
+        header: header.clone(),
+        objects: vec![
+            ros::DetectedObject {
+                existence_probability: 0.9,
+                classification: classification.clone(),
+                ..Default::default()
+            },
+            ros::DetectedObject::default(),
+        ],
+    };
+    let tracked = ros::TrackedObjects {
+        header: header.clone(),
+        objects: vec![ros::TrackedObject { object_id: [7; 16], classification, ..Default::default() }],
+    };
+    let tf = ros::TfMessage {
+        transforms: vec![ros::TransformStamped { header, child_frame_id: "lidar_sw".into(), ..Default::default() }],
+    };
+    [encode_cdr(&detected), encode_cdr(&tracked), encode_cdr(&tf)]
+        .into_iter()
+        .map(|m| m.expect("seed encodes"))
+        .collect()
 }

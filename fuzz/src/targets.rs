@@ -63,6 +63,21 @@ pub fn uper_frame(bytes: &[u8]) {
     }
 }
 
+/// ROS 2 CDR bytes as each message the Autoware importer decodes: what decodes re-encodes to
+/// bytes that decode and re-encode to the same bytes (a stable round trip, whatever the floats).
+pub fn autoware_cdr(bytes: &[u8]) {
+    use v2x_replays::import_autoware::{decode_cdr, encode_cdr, ros};
+    fn stable<T: serde::Serialize + serde::de::DeserializeOwned>(bytes: &[u8]) {
+        let Ok(message) = decode_cdr::<T>(bytes) else { return };
+        let once = encode_cdr(&message).expect("what decodes encodes");
+        let again: T = decode_cdr(&once).expect("what we encode decodes");
+        assert_eq!(encode_cdr(&again).expect("encodes"), once, "the CDR round trip is not stable");
+    }
+    stable::<ros::DetectedObjects>(bytes);
+    stable::<ros::TrackedObjects>(bytes);
+    stable::<ros::TfMessage>(bytes);
+}
+
 /// Runs a future that never waits (reads from memory) to its end.
 fn now<F: Future>(future: F) -> F::Output {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {

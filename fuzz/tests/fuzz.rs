@@ -173,6 +173,11 @@ fn uper_frame() {
     fuzz("uper_frame", &seeds().uper, targets::uper_frame);
 }
 
+#[test]
+fn autoware_cdr() {
+    fuzz("autoware_cdr", &seeds().autoware, targets::autoware_cdr);
+}
+
 /// Every checked-in regression input names a target that exists.
 #[test]
 fn regression_folders_name_targets() {
@@ -188,6 +193,7 @@ fn regression_folders_name_targets() {
         "openlabel_import",
         "ntcip_blob",
         "uper_frame",
+        "autoware_cdr",
     ];
     let dir = repo_root().join("fuzz/regressions");
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

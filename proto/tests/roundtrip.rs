@@ -237,6 +237,11 @@ fn descriptor_set_holds_every_message() {
         "v2x.v1.ServerHello",
         "v2x.v1.GroundTruthFrame",
         "v2x.v1.ReplayMeta",
+        "v2x.v1.RsuInfo",
+        "v2x.v1.RsuHeartbeat",
+        "v2x.v1.ConfigChange",
+        "v2x.v1.RoadEvent",
+        "v2x.v1.DownlinkAck",
     ] {
         assert!(names.iter().any(|n| n == needed), "{needed} missing from {names:?}");
     }

@@ -499,8 +499,14 @@ pub struct LabelledFrame {
 /// where the imported sensor sees; beyond it nothing is labelled, and a track that leaves it is
 /// not kept as if still watched.
 fn labelled_region(frames: &[LabelledFrame]) -> (f64, f64, f64) {
+    covering_region(frames.iter().flat_map(|f| &f.labels).map(|l| l.center_in_lidar))
+}
+
+/// The region `points` (in a sensor's frame) cover, seen from the sensor, with a margin: (range
+/// [m], horizontal and vertical field of view [deg]), as [`labelled_region`].
+pub(crate) fn covering_region(points: impl Iterator<Item = Point3<f64>>) -> (f64, f64, f64) {
     let (mut range_m, mut azimuth_deg, mut elevation_deg) = (0.0f64, 0.0f64, 0.0f64);
-    for p in frames.iter().flat_map(|f| &f.labels).map(|l| l.center_in_lidar) {
+    for p in points {
         range_m = range_m.max(p.coords.norm());
         azimuth_deg = azimuth_deg.max(p.y.atan2(p.x).to_degrees().abs());
         elevation_deg = elevation_deg.max(p.z.atan2(p.x.hypot(p.y)).to_degrees().abs());

@@ -12,6 +12,8 @@
 //!   tracks) for other trackers and scorers.
 //! - [`import_dair`]: DAIR-V2X / V2X-Seq annotations into replay logs.
 //! - [`import_openlabel`]: ASAM OpenLABEL (TUMTraf / A9) 3D box annotations into replay logs.
+//! - [`import_autoware`]: Autoware rosbag2 logs (MCAP, ROS 2 CDR) of detected and tracked
+//!   objects into replay logs.
 //! - [`scoring`]: tracking metrics against ground truth (CLEAR MOT, IDF1, HOTA, state errors).
 //! - [`reader`]: [`ReplayReader`], a streaming typed reader that yields messages in log-time
 //!   order (or file order), names the place of any damage, and can recover every intact message
@@ -24,6 +26,7 @@ pub mod calib;
 pub mod criteria;
 pub mod export;
 mod ids;
+pub mod import_autoware;
 pub mod import_dair;
 pub mod import_openlabel;
 pub mod live;
@@ -35,7 +38,9 @@ pub mod topics;
 pub mod validate;
 pub mod writer;
 
-pub use reader::{OpenOptions, ReadMode, ReadOrder, ReadStats, Received, ReplayBody, ReplayMessage, ReplayReader};
+pub use reader::{
+    ForeignReader, OpenOptions, ReadMode, ReadOrder, ReadStats, Received, ReplayBody, ReplayMessage, ReplayReader,
+};
 pub use topics::Topic;
 pub use writer::ReplayWriter;
 

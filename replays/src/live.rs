@@ -9,9 +9,11 @@
 //!   `/vehicles/<id>/received`. The truth is restricted to the region the vehicle subscribed to:
 //!   the circle of its subscription radius (the channel's `subscription_radius_m`) around the
 //!   vehicle's own true position at `t`. Truth outside it counts as outside coverage (not
-//!   scored, and an object received for it near the edge is neither missed nor false). A
-//!   vehicle without a recorded radius is scored against all truth; a truth frame without the
-//!   vehicle in it is not scored for it.
+//!   scored, and an object received for it near the edge is neither missed nor false); a truth
+//!   frame without the vehicle in it is not scored for it. A receiver without a recorded radius
+//!   subscribed to everything the RSU perceives (the observer of `rsu-lab replay play`, which
+//!   need not be in the truth at all): it is scored against the whole truth and, like the
+//!   broadcast as sent, judged by the criteria.
 //!
 //! Each participant of the frame used is aged from the frame's time to `t` by its own
 //! kinematics (constant speed and yaw rate: [`ctrv`]), then scored with the same scorer as
@@ -50,8 +52,9 @@ pub struct LiveSection {
 pub struct LiveScore {
     /// The metrics, as offline.
     pub metrics: Metrics,
-    /// The criteria evaluated on them (as sent only; empty as received, where the truth is a
-    /// vehicle's region and whole-scene criteria do not apply).
+    /// The criteria evaluated on them: as sent, and as received by a receiver subscribed to
+    /// everything; empty as received by a vehicle with a region, where whole-scene criteria do
+    /// not apply.
     pub checks: Vec<Check>,
     /// Whether every check passed.
     pub passed: bool,
@@ -63,8 +66,8 @@ pub struct LiveScore {
     pub truth_frames_without_frame: u64,
     /// Age of the frame used at each truth time: truth time − frame time [s].
     pub frame_age_s: Distribution,
-    /// Age of the broadcast objects as sent, one value per object of each frame: see
-    /// [`object_age_s`] [s].
+    /// Age of the broadcast objects as sent (or received), one value per object of each frame:
+    /// see [`object_age_s`] [s].
     pub object_age_s: Distribution,
     /// The vehicle's subscription radius [m] (as received).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -258,6 +261,11 @@ pub fn score_live_with(
                 acc.score(truth.time, &truths);
             }
             for (vehicle, acc) in received.iter_mut() {
+                let Some(r) = acc.radius_m else {
+                    // Subscribed to everything: the whole truth.
+                    acc.score(truth.time, &truths);
+                    continue;
+                };
                 let Some(own) = truth.objects.iter().find(|o| o.v2x_id.as_deref() == Some(vehicle.as_str())) else {
                     continue;
                 };
@@ -265,11 +273,9 @@ pub fn score_live_with(
                 // object received for it (near the edge, the RSU filtered by where the vehicle
                 // said it was, at the frame's time) is neither a miss nor a false positive.
                 let mut region = truths.clone();
-                if let Some(r) = acc.radius_m {
-                    for t in &mut region {
-                        let d = (t.position_m[0] - own.center_m.x).hypot(t.position_m[1] - own.center_m.y);
-                        t.in_coverage &= d <= f64::from(r);
-                    }
+                for t in &mut region {
+                    let d = (t.position_m[0] - own.center_m.x).hypot(t.position_m[1] - own.center_m.y);
+                    t.in_coverage &= d <= f64::from(r);
                 }
                 acc.score(truth.time, &region);
             }
@@ -293,6 +299,9 @@ pub fn score_live_with(
                     .entry(r.vehicle_id.clone())
                     .or_insert_with(|| Accumulator::new(criteria, truth_ids_per_frame));
                 acc.radius_m = r.subscription_radius_m;
+                if let Some(age) = object_age_s(&r.frame) {
+                    acc.object_ages_s.extend(std::iter::repeat_n((r.frame.time, age), r.frame.participants.len()));
+                }
                 acc.take(message.publish_time, r.frame);
             }
             ReplayBody::GroundTruth(truth) => waiting.push(truth),
@@ -323,7 +332,14 @@ pub fn score_live_with(
     }
     Ok(LiveSection {
         as_sent: sent.map(|acc| acc.finish(Some((criteria, facts)), last_input)),
-        as_received: received.into_iter().map(|(id, acc)| (id, acc.finish(None, last_input))).collect(),
+        as_received: received
+            .into_iter()
+            .map(|(id, acc)| {
+                // A whole-scene receiver is judged like the broadcast as sent; a region is not.
+                let judge = acc.radius_m.is_none().then_some((criteria, facts));
+                (id, acc.finish(judge, last_input))
+            })
+            .collect(),
         notes,
     })
 }

@@ -237,6 +237,20 @@ impl McapFile {
         next
     }
 
+    /// The error for `cause`, which ended reading `path` after `context`, naming where the
+    /// damage lies when the file shows it.
+    fn container_error(&mut self, path: &Path, context: String, cause: mcap::McapError) -> ReplayError {
+        let located = match self.field_damage.take() {
+            Some(what) => Some((self.offset, what)),
+            None => self.locate_tail_damage(&cause).or_else(|| self.locate_broken_structure()),
+        };
+        let (offset, context) = match located {
+            Some((offset, what)) => (offset, format!("{context}; {what}")),
+            None => (self.offset, context),
+        };
+        ReplayError::Container { path: path.to_owned(), offset, context, cause }
+    }
+
     /// How many bytes to read when MCAP asks for `need`: at least [`READ_AHEAD_BYTES`], and no
     /// more than that or the bytes left in the file, whichever is larger. MCAP zero-fills its
     /// buffer to the size asked, so a damaged record length (up to [`MAX_RECORD_BYTES`]) would
@@ -786,6 +800,42 @@ impl ReplayReader {
     }
 }
 
+/// Every message of any MCAP file, in file order, whatever its topics and encodings: for
+/// importers of other tools' logs (rosbag2 with ROS 2 CDR, say). It reads as the replay reader
+/// does: streaming, each record's length fields checked before it is parsed, and damage ending
+/// it with an error that says where.
+pub struct ForeignReader {
+    path: PathBuf,
+    mcap: McapFile,
+    /// Messages read.
+    read: u64,
+}
+
+impl ForeignReader {
+    /// Opens `path`.
+    pub fn open(path: &Path) -> Result<Self, ReplayError> {
+        let file = File::open(path).map_err(|cause| ReplayError::Io { path: path.to_owned(), cause })?;
+        Ok(ForeignReader { path: path.to_owned(), mcap: McapFile::new(file, ReadMode::Strict), read: 0 })
+    }
+}
+
+impl Iterator for ForeignReader {
+    type Item = Result<mcap::Message<'static>, ReplayError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.mcap.next()? {
+            Ok(message) => {
+                self.read += 1;
+                Some(Ok(message))
+            }
+            Err(cause) => {
+                let context = format!("after {} messages", self.read);
+                Some(Err(self.mcap.container_error(&self.path, context, cause)))
+            }
+        }
+    }
+}
+
 impl Source {
     fn context(&self) -> String {
         match &self.last_good {
@@ -802,15 +852,8 @@ impl Source {
             let raw = match self.mcap.next()? {
                 Ok(raw) => raw,
                 Err(cause) => {
-                    let located = match self.mcap.field_damage.take() {
-                        Some(what) => Some((self.mcap.offset, what)),
-                        None => self.mcap.locate_tail_damage(&cause).or_else(|| self.mcap.locate_broken_structure()),
-                    };
-                    let (offset, context) = match located {
-                        Some((offset, what)) => (offset, format!("{}; {what}", self.context())),
-                        None => (self.mcap.offset, self.context()),
-                    };
-                    return Some(Err(ReplayError::Container { path: self.path.clone(), offset, context, cause }));
+                    let context = self.context();
+                    return Some(Err(self.mcap.container_error(&self.path, context, cause)));
                 }
             };
             self.stats.messages += 1;

@@ -158,13 +158,15 @@ pub fn validate(
     let (mut report, plot, facts) = validate_log_facts(path, criteria, config, options.mode)?;
     if options.live {
         let mut live = crate::live::score_live_with(path, criteria, &facts, options.mode)?;
-        if let Some(sent) = &mut live.as_sent {
+        // Judged: the broadcast as sent, and as received by whoever subscribed to everything.
+        let judged = live.as_sent.iter_mut().chain(live.as_received.values_mut().filter(|r| !r.checks.is_empty()));
+        for score in judged {
             if report.replay.truth_frames == 0 {
-                sent.checks =
-                    sent.checks.drain(..).map(|c| if needs_truth(&c.name) { c.without_truth() } else { c }).collect();
-                sent.passed = sent.checks.iter().all(|c| c.passed);
+                score.checks =
+                    score.checks.drain(..).map(|c| if needs_truth(&c.name) { c.without_truth() } else { c }).collect();
+                score.passed = score.checks.iter().all(|c| c.passed);
             }
-            report.passed &= sent.passed;
+            report.passed &= score.passed;
         }
         report.live = Some(live);
     }

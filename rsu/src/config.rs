@@ -26,6 +26,22 @@
 //! intersection_id = 1201
 //! ntcip_listen = "0.0.0.0:6053"    # optional: NTCIP 1202 v03 SPaT blobs over UDP
 //! ntcip_source = "192.0.2.10"      # optional: the controller's IP address
+//!
+//! [uper]                           # T/CSAE 53-2020 UPER to a PC5 radio (off by default)
+//! enabled = true
+//! destination = "192.0.2.20:30299" # one MessageFrame per UDP datagram, at most 1400 bytes
+//!
+//! [northbound]                     # MQTT to the city's V2X platform (off by default)
+//! enabled = true
+//! host = "mqtt.city.example"
+//! port = 8883
+//! rsm_rate_hz = 2.0
+//! [northbound.tls]                 # optional: TLS, with a client certificate if cert/key given
+//! ca = "pki/platform-ca.pem"
+//! cert = "pki/rsu-mqtt.pem"
+//! key = "pki/rsu-mqtt.key"
+//! [northbound.topics]              # optional: override a topic or its QoS
+//! rsm = { topic = "V2X/RSU/{rsu_id}/RSM/UP", qos = 0 }
 //! ```
 //!
 //! Relative paths are relative to the directory of the configuration file.
@@ -82,6 +98,106 @@ pub struct ServeConfig {
     /// The standard encoding gateway (T/CSAE 53-2020 UPER to a PC5 radio).
     #[serde(default)]
     pub uper: crate::serve::uper::UperConfig,
+    /// MQTT to the V2X platform (README, "Northbound MQTT").
+    #[serde(default)]
+    pub northbound: NorthboundConfig,
+}
+
+/// Northbound MQTT: the RSU publishes its fused frames, SPaT, heartbeats and device information
+/// to the platform's broker and takes road events and runtime settings from it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NorthboundConfig {
+    /// Whether to connect to a broker. Default false.
+    pub enabled: bool,
+    /// The broker's host name or IP address. Default `127.0.0.1`.
+    pub host: String,
+    /// The broker's TCP port. Default 1883 (8883 is the usual port with TLS).
+    pub port: u16,
+    /// The MQTT client id. Default `rsu-<rsu_id>`.
+    pub client_id: Option<String>,
+    /// User name for the broker (with `password_file`). Optional.
+    pub username: Option<String>,
+    /// A file whose first line is the broker password (kept out of the configuration file).
+    pub password_file: Option<PathBuf>,
+    /// TLS to the broker. Optional: without it the connection is plain TCP.
+    pub tls: Option<NorthboundTlsConfig>,
+    /// MQTT keep-alive [s], 5..=3600. Default 30.
+    pub keep_alive_s: f64,
+    /// First wait before reconnecting after the broker went away [s], 0.1..=60; doubled after
+    /// every failed attempt up to `reconnect_max_s`. Default 0.5.
+    pub reconnect_min_s: f64,
+    /// Longest wait between reconnection attempts [s], `reconnect_min_s`..=600. Default 30.
+    pub reconnect_max_s: f64,
+    /// Messages kept while the broker is away; when full the oldest is dropped and counted
+    /// (`rsu_northbound_dropped_total{reason="queue_full"}`), 1..=1000000. Default 1000.
+    pub queue_messages: usize,
+    /// Fused frames published on RSM/UP per second [Hz], 0.1..=20. Default 2.
+    pub rsm_rate_hz: f64,
+    /// SPaT published on SPAT/UP per second and intersection [Hz], 0.1..=10. Default 1.
+    pub spat_rate_hz: f64,
+    /// Seconds between heartbeats on HB/UP [s], 1..=3600. Default 10.
+    pub heartbeat_interval_s: f64,
+    /// Largest downlink message taken [bytes], 256..=1048576; larger ones are rejected
+    /// (`oversized`). Default 65536.
+    pub max_downlink_bytes: usize,
+    /// Road events (RSI/DOWN) kept at once, 1..=100000; more are rejected (`too_many`).
+    /// Default 256.
+    pub max_road_events: usize,
+    /// Topic names and QoS by message: keys `rsm`, `spat`, `hb`, `info`, `rsi_down`, `rsi_ack`,
+    /// `config_down`, `config_ack`. `{rsu_id}` in a name is replaced by the RSU's id. Default:
+    /// the OpenV2X layout (`V2X/RSU/{rsu_id}/RSM/UP`, ...).
+    pub topics: std::collections::BTreeMap<String, TopicOverride>,
+}
+
+impl Default for NorthboundConfig {
+    fn default() -> Self {
+        NorthboundConfig {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: None,
+            username: None,
+            password_file: None,
+            tls: None,
+            keep_alive_s: 30.0,
+            reconnect_min_s: 0.5,
+            reconnect_max_s: 30.0,
+            queue_messages: 1000,
+            rsm_rate_hz: 2.0,
+            spat_rate_hz: 1.0,
+            heartbeat_interval_s: 10.0,
+            max_downlink_bytes: 64 * 1024,
+            max_road_events: 256,
+            topics: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// TLS to the broker (PEM files). The broker's certificate must be valid for `host`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NorthboundTlsConfig {
+    /// The CA the broker's certificate must chain to.
+    pub ca: PathBuf,
+    /// The RSU's client certificate chain (with `key`), for brokers that require one. Optional.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key. Optional.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+/// One topic's name and QoS, each optional (the default stays).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicOverride {
+    /// The topic; `{rsu_id}` is replaced by the RSU's id.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// MQTT QoS, 0..=2.
+    #[serde(default)]
+    pub qos: Option<u8>,
 }
 
 /// Traffic signal controllers and the SPaT broadcast (PROTOCOL.md §2.8).
@@ -376,6 +492,15 @@ impl ServeConfig {
         if let Some(p) = &mut self.rerun.save {
             abs(p);
         }
+        if let Some(p) = &mut self.northbound.password_file {
+            abs(p);
+        }
+        if let Some(tls) = &mut self.northbound.tls {
+            abs(&mut tls.ca);
+            for p in [&mut tls.cert, &mut tls.key].into_iter().flatten() {
+                abs(p);
+            }
+        }
         let (site, site_source) = match (&mut self.site_file, &self.site) {
             (Some(_), Some(_)) => bail!("site_file and [site]: give only one of them"),
             (None, None) => (rsu_site::embedded_site_config().context("the embedded site")?, SiteOrigin::Embedded),
@@ -462,6 +587,7 @@ impl ServeConfig {
         count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;
         range("recording.rotate_s", r.rotate_s, 1.0, 7.0 * 86_400.0, "s")?;
         range("recording.fsync_interval_s", r.fsync_interval_s, 0.05, 600.0, "s")?;
+        self.validate_northbound()?;
         #[cfg(not(feature = "live-view"))]
         crate::serve::refuse_live_view_config(&self.rerun)?;
         if self.rerun.save.is_some() && self.rerun.connect.is_some() {
@@ -470,6 +596,66 @@ impl ServeConfig {
         for (field, path) in [("tls.ca", &self.tls.ca), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
             if !path.is_file() {
                 bail!("{field}: {} is not a file", path.display());
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_northbound(&self) -> anyhow::Result<()> {
+        let n = &self.northbound;
+        if !n.enabled {
+            return Ok(());
+        }
+        if n.host.is_empty() {
+            bail!("northbound.host: empty");
+        }
+        if n.port == 0 {
+            bail!("northbound.port: 0 is not a port");
+        }
+        if let Some(id) = &n.client_id
+            && (id.is_empty() || id.len() > 64)
+        {
+            bail!("northbound.client_id: {id:?} must have 1..=64 characters");
+        }
+        let range = |field: &str, v: f64, lo: f64, hi: f64| -> anyhow::Result<()> {
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                bail!("northbound.{field}: {v} is out of range {lo}..={hi}");
+            }
+            Ok(())
+        };
+        range("keep_alive_s", n.keep_alive_s, 5.0, 3600.0)?;
+        range("reconnect_min_s", n.reconnect_min_s, 0.1, 60.0)?;
+        range("reconnect_max_s", n.reconnect_max_s, n.reconnect_min_s, 600.0)?;
+        range("queue_messages", n.queue_messages as f64, 1.0, 1e6)?;
+        crate::serve::northbound::check_settings(&crate::serve::northbound::Settings {
+            rsm_rate_hz: n.rsm_rate_hz,
+            spat_rate_hz: n.spat_rate_hz,
+            heartbeat_interval_s: n.heartbeat_interval_s,
+            vehicle_spat_rate_hz: self.signals.spat_rate_hz,
+        })
+        .map_err(|e| anyhow::anyhow!("northbound.{e}"))?;
+        range("max_downlink_bytes", n.max_downlink_bytes as f64, 256.0, 1_048_576.0)?;
+        range("max_road_events", n.max_road_events as f64, 1.0, 100_000.0)?;
+        crate::serve::northbound::Topics::resolve(&n.topics, "rsu")
+            .map_err(|e| anyhow::anyhow!("northbound.topics: {e}"))?;
+        if n.username.is_some() != n.password_file.is_some() {
+            bail!("northbound: give username and password_file together");
+        }
+        if let Some(p) = &n.password_file
+            && !p.is_file()
+        {
+            bail!("northbound.password_file: {} is not a file", p.display());
+        }
+        if let Some(tls) = &n.tls {
+            if tls.cert.is_some() != tls.key.is_some() {
+                bail!("northbound.tls: give cert and key together");
+            }
+            for (field, path) in [("ca", Some(&tls.ca)), ("cert", tls.cert.as_ref()), ("key", tls.key.as_ref())] {
+                if let Some(path) = path
+                    && !path.is_file()
+                {
+                    bail!("northbound.tls.{field}: {} is not a file", path.display());
+                }
             }
         }
         Ok(())
@@ -533,6 +719,11 @@ mod tests {
             ("[recording]\nfsync_interval_s = 0.0\n", "recording.fsync_interval_s"),
             ("rsu_id = \"bad id\"\n", "rsu_id"),
             ("[signals]\nspat_rate_hz = 0.0\n", "signals.spat_rate_hz"),
+            ("[northbound]\nenabled = true\nrsm_rate_hz = 50.0\n", "northbound.rsm_rate_hz"),
+            ("[northbound]\nenabled = true\nqueue_messages = 0\n", "northbound.queue_messages"),
+            ("[northbound]\nenabled = true\n[northbound.topics]\nmap = { qos = 1 }\n", "northbound.topics"),
+            ("[northbound]\nenabled = true\nusername = \"u\"\n", "password_file"),
+            ("[northbound]\nenabled = true\n[northbound.tls]\nca = \"missing.pem\"\n", "northbound.tls.ca"),
             ("[[signals.controllers]]\nid = \"a b\"\nintersection_id = 1\n", "signals.controllers[0].id"),
             (
                 "[[signals.controllers]]\nid = \"t\"\nintersection_id = 1\n[[signals.controllers]]\nid = \"t\"\nintersection_id = 2\n",

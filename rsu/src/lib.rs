@@ -62,8 +62,12 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
     };
     if args.check {
         serve::server_crypto(&loaded.config.tls)?;
+        let northbound = &loaded.config.northbound;
+        if let Some(tls) = northbound.tls.as_ref().filter(|_| northbound.enabled) {
+            serve::northbound::client_tls(tls)?;
+        }
         println!(
-            "configuration {} is valid: rsu {} on {} (UDP), site {} with {} sensors ({}), certificates load; recording {}",
+            "configuration {} is valid: rsu {} on {} (UDP), site {} with {} sensors ({}), certificates load; recording {}; northbound {}",
             args.config.display(),
             loaded.rsu_id,
             loaded.config.listen,
@@ -72,6 +76,12 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
             loaded.site_source,
             if loaded.config.recording.enabled {
                 format!("to {}", loaded.config.recording.dir.display())
+            } else {
+                "off".to_owned()
+            },
+            if northbound.enabled {
+                let scheme = if northbound.tls.is_some() { "mqtts" } else { "mqtt" };
+                format!("to {scheme}://{}:{}", northbound.host, northbound.port)
             } else {
                 "off".to_owned()
             },

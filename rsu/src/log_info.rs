@@ -1,5 +1,6 @@
 //! `rsu log info` (and `rsu-lab log info`): a summary of one replay log or recording for a person
-//! or a script.
+//! or a script; `rsu log site`: the site and calibration a log was made with, as a site file for
+//! `rsu serve` (an RSU that a log is played into must run with the log's site).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,12 +59,34 @@ pub enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the site and sensor calibration a log was made with (its `/meta`) as a site file
+    /// (TOML) that `rsu serve` takes as `site_file`: the site an RSU needs before a log is
+    /// played into it (`rsu-lab replay play`).
+    Site {
+        /// The log.
+        file: std::path::PathBuf,
+        /// The site file to write.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 /// Runs a `log` subcommand.
 pub fn run(command: LogCommand) -> anyhow::Result<ExitCode> {
     match command {
         LogCommand::Info { file, recover, json } => info(&file, recover, json),
+        LogCommand::Site { file, out } => {
+            let reader = ReplayReader::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let text = toml::to_string(&reader.meta().site).context("serialising the site")?;
+            std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote the site of {} ({} sensors) to {}",
+                file.display(),
+                reader.meta().site.sensors.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`swarm`]: many lightweight connected vehicles on one QUIC endpoint (the load
 //!   generator), with latency histograms and frame counts.
 //! - [`pki_dir`]: client settings for the certificates of a PKI folder.
+//! - [`play`]: a recorded log played into a running RSU in real time (black-box validation).
 
 pub mod actors;
 pub mod adas;
@@ -26,6 +27,7 @@ pub mod gnss;
 pub mod live;
 pub mod onboard;
 pub mod pki_dir;
+pub mod play;
 pub mod record;
 pub mod scenario;
 pub mod sensors;

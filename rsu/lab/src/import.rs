@@ -1,5 +1,6 @@
-//! `rsu-lab replay import dair-v2x | openlabel`: command-line arguments of the dataset importers
-//! (the same noise model for both).
+//! `rsu-lab replay import dair-v2x | openlabel | autoware`: command-line arguments of the
+//! importers (the same noise model for the two annotation datasets; Autoware bags carry their
+//! own detections).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,6 +112,76 @@ pub fn import(args: &DairArgs, format: Format) -> anyhow::Result<ExitCode> {
         println!(
             "identities: the labels carry no track ids; truth ids hold for one frame, so IDF1, HOTA/AssA and id switches are not applicable"
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `rsu-lab replay import autoware`.
+#[derive(clap::Args)]
+pub struct AutowareArgs {
+    /// The rosbag2 recording (MCAP storage, CDR messages).
+    pub bag: PathBuf,
+    /// Output log.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// `autoware_perception_msgs/msg/DetectedObjects` topics to import, one roadside lidar each
+    /// (repeatable; default: every such topic).
+    #[arg(long = "detections")]
+    pub detections: Vec<String>,
+    /// The `autoware_perception_msgs/msg/TrackedObjects` topic that is the ground truth.
+    #[arg(long)]
+    pub truth: Option<String>,
+    /// A site file (`site.toml`) whose sensors, named as the detections' frames, give poses,
+    /// coverage and noise, and whose origin is the site's. Without it, poses come from
+    /// `/tf_static`.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// WGS84 origin of the world frame as LAT,LON[,ALT] (without `--calibration`).
+    #[arg(long, default_value = "0,0,0")]
+    pub origin: String,
+    /// The world frame of the bag's tf tree.
+    #[arg(long, default_value = "map")]
+    pub world_frame: String,
+    /// Scenario name written into the log.
+    #[arg(long, default_value = "autoware-import")]
+    pub scenario: String,
+}
+
+/// Runs `rsu-lab replay import autoware`.
+pub fn import_autoware(args: &AutowareArgs) -> anyhow::Result<ExitCode> {
+    let calibration = match &args.calibration {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let site: rsu_fusion::SiteConfig =
+                toml::from_str(&text).with_context(|| format!("--calibration {}", path.display()))?;
+            Some(site)
+        }
+        None => None,
+    };
+    let options = v2x_replays::import_autoware::AutowareOptions {
+        detections: args.detections.clone(),
+        truth: args.truth.clone(),
+        calibration,
+        origin: parse_origin(&args.origin)?,
+        world_frame: args.world_frame.clone(),
+        scenario: args.scenario.clone(),
+        ..Default::default()
+    };
+    let summary = v2x_replays::import_autoware::import_autoware(&args.bag, &args.out, &options)
+        .with_context(|| format!("importing {} into {}", args.bag.display(), args.out.display()))?;
+    println!(
+        "imported {} sensor frames ({} detections) and {} ground-truth frames from {} into {}",
+        summary.frames,
+        summary.detections,
+        summary.truth_frames,
+        args.bag.display(),
+        args.out.display()
+    );
+    for (id, topic, source) in &summary.sensors {
+        println!("  sensor {id}: {topic}, pose from {source}");
+    }
+    for (reason, n) in &summary.skipped {
+        println!("  skipped {n}: {reason}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -81,6 +81,13 @@ pub enum ReplayCommand {
         #[arg(long)]
         recover: bool,
     },
+    /// Play a log's sensor frames, vehicle states and signal controller states into a running
+    /// RSU in real time (or at `--rate`), record what it broadcast to an observer subscribed to
+    /// everything (and to each of the log's vehicles around itself), and score that against
+    /// the log's ground truth: black-box validation of any RSU that speaks PROTOCOL.md. The
+    /// RSU under test must run with the log's site and calibration. Exit code 0 when the
+    /// broadcast as received passes the criteria, 1 when it fails, 2 on an error.
+    Play(PlayArgs),
     /// Replay a log and write it as plain files for other trackers and scorers (no protobuf):
     /// `detections.jsonl` (every accepted lidar frame's detections in the site frame),
     /// `scoring.jsonl` (at every ground-truth time, the truths with their gate and whether the
@@ -111,6 +118,44 @@ pub enum ReplayCommand {
     },
 }
 
+/// Arguments of `rsu-lab replay play`.
+#[derive(clap::Args, Debug)]
+pub struct PlayArgs {
+    /// The log to play.
+    pub log: PathBuf,
+    /// The RSU's UDP address.
+    #[arg(long)]
+    pub rsu: std::net::SocketAddr,
+    /// The PKI folder (`rsu certs init`): `ca.pem`, `sensors/<id>.pem`, `vehicles/<id>.pem`,
+    /// `signals/<id>.pem` with their keys. Every sensor of the log needs a certificate; the
+    /// log's vehicles and signal controllers without one are not played.
+    #[arg(long)]
+    pub pki: PathBuf,
+    /// The name the RSU's certificate is valid for.
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// Played seconds per log second (1 = real time; 0.1 to 10). Times in the messages are
+    /// scaled too, so at a rate other than 1 objects seem to move slower or faster than their
+    /// reported speeds.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Where the played log goes (inputs as sent, ground truth, frames received).
+    #[arg(long, default_value = "played.mcap")]
+    pub out: PathBuf,
+    /// The observer's vehicle id (default: the first vehicle certificate the log does not use).
+    #[arg(long)]
+    pub observer: Option<String>,
+    /// Radius the log's vehicles subscribe to around themselves [m].
+    #[arg(long, default_value_t = 150)]
+    pub radius: u32,
+    /// Criteria (TOML). Default: as `validate` chooses for the log played.
+    #[arg(long)]
+    pub criteria: Option<PathBuf>,
+    /// Write the machine-readable report of the played log here (JSON).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
 /// Supported dataset formats.
 #[derive(Subcommand)]
 pub enum ImportFormat {
@@ -120,6 +165,10 @@ pub enum ImportFormat {
     /// ASAM OpenLABEL 3D boxes (TUMTraf / A9): one JSON file or a folder of them, with
     /// `frame_properties.timestamp` and `object_data.cuboid.val = [x,y,z,qx,qy,qz,qw,l,w,h]`.
     Openlabel(import::DairArgs),
+    /// Autoware rosbag2 (MCAP, ROS 2 CDR): `autoware_perception_msgs` DetectedObjects topics
+    /// as roadside lidars (poses from `--calibration` or `/tf_static`) and a TrackedObjects
+    /// topic as ground truth.
+    Autoware(import::AutowareArgs),
 }
 
 /// Runs a replay subcommand.
@@ -142,6 +191,7 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
             let mode = if recover { ReadMode::Recover } else { ReadMode::Strict };
             validate(&path, criteria.as_deref(), outputs, &config, jobs, ValidateOptions { live, mode })
         }
+        ReplayCommand::Play(args) => play(&args),
         ReplayCommand::Export { file, out, criteria, config } => {
             export(&file, &out, criteria.as_deref(), &load_config(config.as_deref())?)
         }
@@ -150,10 +200,79 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
             crate::calib_check::run(&args, config)
         }
         ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => import::import(&args, import::Format::DairV2x),
+        ReplayCommand::Import { format: ImportFormat::Autoware(args) } => import::import_autoware(&args),
         ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => {
             import::import(&args, import::Format::OpenLabel)
         }
     }
+}
+
+/// `rsu-lab replay play`: plays the log, then validates the played log with its live scores.
+fn play(args: &PlayArgs) -> anyhow::Result<ExitCode> {
+    use vehicle_sim::pki_dir::client_settings;
+    // The criteria are resolved for the log played (its scenario, its `.criteria.toml`).
+    let (_, source) = criteria_for(&args.log, args.criteria.as_deref())?;
+    let settings = |role: &str, required: bool| -> anyhow::Result<_> {
+        if !required && !args.pki.join(role).is_dir() {
+            return Ok(Default::default());
+        }
+        client_settings(&args.pki, role, args.rsu, &args.server_name, None).context("reading the PKI folder")
+    };
+    let setup = vehicle_sim::play::PlaySetup {
+        log: args.log.clone(),
+        out: args.out.clone(),
+        rate: args.rate,
+        sensors: settings("sensors", true)?,
+        vehicles: settings("vehicles", true)?,
+        signals: settings("signals", false)?,
+        observer: args.observer.clone(),
+        subscription_radius_m: args.radius,
+        mode: ReadMode::Strict,
+    };
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} playing [{bar:30}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("async runtime")?;
+    let summary = runtime
+        .block_on(vehicle_sim::play::play(&setup, |done_s, total_s| {
+            bar.set_position((1000.0 * done_s / total_s.max(1e-9)).round() as u64);
+            bar.set_message(format!("{done_s:.1} of {total_s:.1} s of log"));
+        }))
+        .with_context(|| format!("playing {} into {}", args.log.display(), args.rsu))?;
+    bar.finish_and_clear();
+    let rsu_id = summary.hello.as_ref().map_or("?", |h| h.rsu_id.as_str());
+    println!(
+        "played {:.1} s of {} into RSU {rsu_id} at {}: {} sensor frames, {} vehicle states, {} signal states sent ({} failed), at most {:.0} ms behind",
+        summary.log_s,
+        args.log.display(),
+        args.rsu,
+        summary.sensor_frames,
+        summary.vehicle_states,
+        summary.signal_states,
+        summary.send_errors,
+        summary.max_behind_s * 1e3
+    );
+    for (what, n) in &summary.not_played {
+        println!("  not played: {n} {what}");
+    }
+    for (vehicle, n) in &summary.received {
+        let role = if *vehicle == summary.observer { " (observer, everything)" } else { "" };
+        println!("  received by {vehicle}{role}: {n} frames");
+    }
+    for w in &summary.warnings {
+        println!("  warning: {w}");
+    }
+    println!("  played log: {} (criteria: {source})", args.out.display());
+    // A criteria file beside the log played is not beside the played log: it is named.
+    let criteria = match source {
+        CriteriaSource::File(p) => Some(p),
+        CriteriaSource::Embedded(_) | CriteriaSource::Defaults => None,
+    };
+    let outputs = Outputs { report: args.report.as_deref(), html: None };
+    let options = ValidateOptions { live: true, mode: ReadMode::Strict };
+    validate(&args.out, criteria.as_deref(), outputs, &ReplayConfig::default(), Some(1), options)
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<ReplayConfig> {
@@ -377,13 +496,22 @@ pub fn live_lines(report: &LogReport) -> Vec<String> {
     }
     for (vehicle, got) in &live.as_received {
         let region = got.subscription_radius_m.map_or_else(|| "everything".to_owned(), |r| format!("{r} m around it"));
+        // A whole-scene receiver is judged by the criteria, as the broadcast as sent is.
+        let verdict = match (got.checks.is_empty(), got.passed) {
+            (true, _) => String::new(),
+            (false, true) => ", criteria PASS".to_owned(),
+            (false, false) => ", criteria FAIL".to_owned(),
+        };
         lines.push(format!(
-            "live, as received by {vehicle} ({region}; {} frames, frame age at truth p50/p99 {:.0}/{:.0} ms): {}",
+            "live, as received by {vehicle} ({region}; {} frames, frame age at truth p50/p99 {:.0}/{:.0} ms): {}{verdict}",
             got.frames,
             got.frame_age_s.p50 * 1e3,
             got.frame_age_s.p99 * 1e3,
             versus(&got.metrics)
         ));
+        for c in got.checks.iter().filter(|c| !c.passed) {
+            lines.push(format!("  failing {}: {}", c.name, c.message));
+        }
     }
     lines.extend(live.notes.iter().map(|n| format!("live: {n}")));
     lines

@@ -26,10 +26,16 @@
 //! the same queue into the [`spat::SpatTable`]; a timer of its own (`signals.spat_rate_hz`) sends
 //! every vehicle of protocol version 3 each intersection's SPaT as a QUIC datagram. SPaT does not
 //! go through fusion and makes no frame.
+//!
+//! With `[northbound]` enabled, frames and SPaT are also handed (never waiting) to the
+//! [`northbound`] publisher, which talks MQTT to the city's platform in a task of its own; what
+//! the platform changes in the loop (the vehicle SPaT rate) and the road events to record come
+//! back as [`northbound::Control`] messages.
 
 mod admission;
 mod connection;
 pub mod flags;
+pub mod northbound;
 mod ntcip;
 pub mod spat;
 pub mod stats;
@@ -175,6 +181,9 @@ pub struct Outputs {
     pub health: Health,
     /// The standard encoding gateway (set by [`Server::run`] from `[uper]`).
     pub uper: Option<uper::Gateway>,
+    /// The northbound MQTT publisher: started by [`Server::run`] when `[northbound]` is
+    /// enabled.
+    pub northbound: Option<northbound::Northbound>,
 }
 
 /// What a run did.
@@ -304,6 +313,18 @@ impl Server {
         if let Some(live) = &outputs.live {
             live.log_site(&loaded.site);
         }
+        let (mut controls, northbound_task) = if config.northbound.enabled {
+            let (handle, controls, task) = northbound::start(&loaded, stats.clone(), shutdown.clone())?;
+            outputs.northbound = Some(handle);
+            tracing::info!(
+                broker = %format_args!("{}:{}", config.northbound.host, config.northbound.port),
+                tls = config.northbound.tls.is_some(),
+                "northbound MQTT on"
+            );
+            (Some(controls), Some(task))
+        } else {
+            (None, None)
+        };
         let heartbeat = Duration::from_secs_f64(1.0 / config.broadcast.rate_hz);
         let mut step = Step::new();
         let mut flag_watch = flags::FlagWatch::default();
@@ -370,6 +391,23 @@ impl Server {
                     }
                 }
                 _ = spat_tick.tick() => send_spat(&spat_table, &sessions, &outputs, &stats),
+                Some(control) = async {
+                    match controls.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match control {
+                    northbound::Control::VehicleSpatRate(hz) => {
+                        tracing::info!(spat_rate_hz = hz, "vehicle SPaT rate changed by the platform");
+                        spat_tick = tokio::time::interval(Duration::from_secs_f64(1.0 / hz));
+                        spat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    }
+                    northbound::Control::Event(name, fields) => {
+                        if let Some(recorder) = &outputs.recorder {
+                            recorder.record(Record::Event(name, fields));
+                        }
+                    }
+                },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 Some(event) = events.recv() => {
                     let mut state = LoopState {
@@ -414,6 +452,13 @@ impl Server {
         };
         if let Some(live) = outputs.live.take() {
             live.finish();
+        }
+        if let Some(task) = northbound_task {
+            // The publisher saw the cancellation too and says goodbye to the broker.
+            drop(outputs.northbound.take());
+            if tokio::time::timeout(Duration::from_secs(3), task).await.is_err() {
+                tracing::warn!("northbound: the publisher did not stop in time");
+            }
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         tracing::info!(cycles, files = recordings.len(), "stopped");
@@ -566,6 +611,9 @@ fn make_frame(
     if let Some(gateway) = &outputs.uper {
         gateway.frame(&frame);
     }
+    if let Some(northbound) = &outputs.northbound {
+        northbound.offer(northbound::Uplink::Frame(frame.clone()));
+    }
     if let Some(live) = &outputs.live {
         live.log_cycle(now, &objects, vehicles_seen);
     }
@@ -602,6 +650,9 @@ fn send_spat(table: &spat::SpatTable, sessions: &BTreeMap<u64, SessionEntry>, ou
     let spats = table.spats(wall_now());
     if let Some(gateway) = &outputs.uper {
         gateway.spats(spats.clone());
+    }
+    if let Some(northbound) = outputs.northbound.as_ref().filter(|_| !spats.is_empty()) {
+        northbound.offer(northbound::Uplink::Spat(spats.clone()));
     }
     for spat in spats {
         let bytes = Bytes::from(v2x_proto::encode(&RoadsideDatagram::Spat(spat.clone())));
@@ -661,7 +712,7 @@ fn handle_event(event: Event, state: &mut LoopState<'_>, outputs: &Outputs, shar
             Stats::bump(&stats.sessions);
             metrics::counter!("rsu_sessions_total").increment(1);
             sessions.insert(conn_id, SessionEntry { identity, serial, connection, downlink, version });
-            export_connected(sessions);
+            export_connected(sessions, stats);
         }
         Event::Left { conn_id } => {
             if let Some(s) = sessions.remove(&conn_id) {
@@ -669,7 +720,7 @@ fn handle_event(event: Event, state: &mut LoopState<'_>, outputs: &Outputs, shar
                     vehicles_seen.remove(&s.identity.id);
                 }
                 tracing::info!(client = %s.identity, "session ended");
-                export_connected(sessions);
+                export_connected(sessions, stats);
             }
         }
         Event::Sensor { frame, received, arrived } => {
@@ -725,13 +776,16 @@ fn reject_ingest(stats: &Stats, verdict: Ingest, from: &str, captured: Timestamp
     stats.reject(reason, from, format_args!("captured {:.3} s before arrival", received.secs_since(captured)));
 }
 
-fn export_connected(sessions: &BTreeMap<u64, SessionEntry>) {
+fn export_connected(sessions: &BTreeMap<u64, SessionEntry>, stats: &Stats) {
     let vehicles = sessions.values().filter(|s| s.identity.role == CertRole::Vehicle).count();
     let sensors = sessions.values().filter(|s| s.identity.role == CertRole::Sensor).count();
     let controllers = sessions.values().filter(|s| s.identity.role == CertRole::Signal).count();
     metrics::gauge!("rsu_connected_vehicles").set(vehicles as f64);
     metrics::gauge!("rsu_connected_sensors").set(sensors as f64);
     metrics::gauge!("rsu_connected_signal_controllers").set(controllers as f64);
+    stats.connected_vehicles.store(vehicles as u64, Ordering::Relaxed);
+    stats.connected_sensors.store(sensors as u64, Ordering::Relaxed);
+    stats.connected_signal_controllers.store(controllers as u64, Ordering::Relaxed);
 }
 
 /// Binds and runs the daemon from a loaded configuration, with the recorder, metrics endpoint and
@@ -770,7 +824,7 @@ pub async fn serve(loaded: LoadedConfig, rerun: Option<LiveTarget>) -> anyhow::R
     tokio::spawn(signal_shutdown(shutdown.clone()));
     // The address line is for people and for tests that bind port 0.
     println!("rsu serve listening on {}", server.local_addr()?);
-    server.run(Outputs { recorder, live, health, uper: None }, shutdown).await
+    server.run(Outputs { recorder, live, health, uper: None, northbound: None }, shutdown).await
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

@@ -142,10 +142,24 @@ impl Reject {
     }
 }
 
+/// Rate limit of log lines about one kind of rejection.
 #[derive(Default)]
-struct LogGate {
+pub(crate) struct LogGate {
     last: Option<Instant>,
     suppressed: u64,
+}
+
+impl LogGate {
+    /// Whether to log a rejection at `now`: the number of rejections not logged since the last
+    /// line, or `None` (and one more suppressed) within [`LOG_INTERVAL`] of it.
+    pub(crate) fn open(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|last| now.duration_since(last) < LOG_INTERVAL) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 /// Shared counters of one server run. Cheap to update from any task.
@@ -174,6 +188,14 @@ pub struct Stats {
     pub sessions: AtomicU64,
     /// The most QUIC/TLS handshakes in progress at once so far.
     pub handshakes_peak: AtomicU64,
+    /// Vehicles with a session now.
+    pub connected_vehicles: AtomicU64,
+    /// Sensors with a session now.
+    pub connected_sensors: AtomicU64,
+    /// Signal controllers with a session now.
+    pub connected_signal_controllers: AtomicU64,
+    /// The northbound MQTT link.
+    pub northbound: super::northbound::NorthboundStats,
 }
 
 impl Default for Stats {
@@ -192,6 +214,10 @@ impl Default for Stats {
             records_dropped: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             handshakes_peak: AtomicU64::new(0),
+            connected_vehicles: AtomicU64::new(0),
+            connected_sensors: AtomicU64::new(0),
+            connected_signal_controllers: AtomicU64::new(0),
+            northbound: super::northbound::NorthboundStats::default(),
         }
     }
 }
@@ -257,13 +283,7 @@ impl Stats {
         self.rejected[reason.index()].fetch_add(1, Ordering::Relaxed);
         metrics::counter!("rsu_rejected_total", "reason" => reason.name()).increment(1);
         let mut gate = self.gates[reason.index()].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        if gate.last.is_some_and(|last| now.duration_since(last) < LOG_INTERVAL) {
-            gate.suppressed += 1;
-            return;
-        }
-        let suppressed = std::mem::take(&mut gate.suppressed);
-        gate.last = Some(now);
+        let Some(suppressed) = gate.open(Instant::now()) else { return };
         drop(gate);
         tracing::warn!(reason = reason.name(), %from, suppressed, "rejected: {detail}");
     }

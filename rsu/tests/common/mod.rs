@@ -6,6 +6,7 @@
 
 pub mod flood;
 pub mod link;
+pub mod mosquitto;
 pub mod relay;
 
 use std::net::SocketAddr;

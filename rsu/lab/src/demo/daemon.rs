@@ -57,6 +57,7 @@ impl Daemon {
             rerun: Default::default(),
             signals: Default::default(),
             uper: Default::default(),
+            northbound: Default::default(),
         };
         let config_path = dir.join("rsu.toml");
         let text = toml::to_string(&config).context("serialising the daemon configuration")?;
