@@ -11,6 +11,7 @@ const FILES: &[&str] = &[
     "v2x/v1/session.proto",
     "v2x/v1/replay.proto",
     "v2x/v1/signal.proto",
+    "v2x/v1/roadway.proto",
     "v2x/v1/northbound.proto",
 ];
 

@@ -1,6 +1,6 @@
 //! Fuzzing on stable Rust: targets for every decoder and loader of untrusted input (the
 //! `v2x.v1` messages, control-stream framing, the replay-log reader in strict and recover mode,
-//! the site, daemon-config and criteria loaders, the DAIR-V2X and OpenLABEL importers), their
+//! the site, daemon-config, criteria and route loaders, the DAIR-V2X and OpenLABEL importers), their
 //! seed corpus and the mutations applied to it.
 //!
 //! `tests/fuzz.rs` drives each target with bolero's random engine under `cargo test` (a short

@@ -81,6 +81,7 @@ fn encoded(body: &ReplayBody) -> Vec<u8> {
         ReplayBody::Received(received) => v2x_proto::encode(&received.frame),
         ReplayBody::Signal(state) => v2x_proto::encode(state),
         ReplayBody::Spat(spat) => v2x_proto::encode(spat),
+        ReplayBody::Rsi(event) => v2x_proto::encode(event),
     }
 }
 
@@ -109,6 +110,8 @@ pub struct Seeds {
     pub uper: Vec<Vec<u8>>,
     /// ROS 2 CDR messages of the Autoware importer.
     pub autoware: Vec<Vec<u8>>,
+    /// Route validation inputs: the site's GeoJSON maps (routes among them) and route criteria.
+    pub routes: Vec<Vec<u8>>,
 }
 
 impl Seeds {
@@ -137,6 +140,13 @@ impl Seeds {
         };
         messages.push(v2x_proto::encode(&controller_state));
         messages.push(v2x_proto::encode(&RoadsideDatagram::Spat(spat)));
+        // The embedded site's MAP, as a version 4 vehicle gets it on its control stream.
+        if let Ok(map) = rsu_site::SiteModel::embedded()
+            .map_err(|e| e.to_string())
+            .and_then(|site| rsu_site::mapdata::map_data(&site, 0, controller_state.time).map_err(|e| e.to_string()))
+        {
+            messages.push(v2x_proto::encode(&v2x_proto::domain::ServerControl::Map(map)));
+        }
         messages.sort();
         messages.dedup();
 
@@ -222,7 +232,26 @@ impl Seeds {
         ];
         let uper = uper_frames();
         let autoware = autoware_seeds();
-        Seeds { messages, control, logs: small_logs, sites, configs, criteria, dair, openlabel, ntcip, uper, autoware }
+        let mut routes: Vec<Vec<u8>> = files_with_extension(&site_dir, "geojson").iter().map(|p| read(p)).collect();
+        routes.extend(files_with_extension(&root.join("replays/routes"), "toml").iter().map(|p| read(p)));
+        routes.push(
+            br#"{"type":"LineString","coordinates":[[120.4862,33.1995],[120.4872,33.1995],[120.4872,33.2005]]}"#
+                .to_vec(),
+        );
+        Seeds {
+            messages,
+            control,
+            logs: small_logs,
+            sites,
+            configs,
+            criteria,
+            dair,
+            openlabel,
+            ntcip,
+            uper,
+            autoware,
+            routes,
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use std::task::{Context, Poll, Waker};
 
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
 use v2x_proto::domain::{
-    ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, RoadsideDatagram, ServerHello, SignalControllerState,
+    ClientControl, ClientHello, GroundTruthFrame, ReplayMeta, RoadsideDatagram, ServerControl, ServerHello,
+    SignalControllerState,
 };
 use v2x_proto::{MAX_MESSAGE_BYTES, decode, decode_outcome, decode_reference, wire};
 use v2x_replays::import_dair::DairOptions;
@@ -30,6 +31,7 @@ pub fn wire_messages(bytes: &[u8]) {
     let _ = decode::<ClientControl>(bytes);
     let _ = decode::<SignalControllerState>(bytes);
     let _ = decode::<RoadsideDatagram>(bytes);
+    let _ = decode::<ServerControl>(bytes);
     if bytes.len() <= MAX_MESSAGE_BYTES {
         let fast = decode::<SensorFrame>(bytes);
         let reference = decode_reference::<wire::SensorFrame, SensorFrame>(bytes);
@@ -100,6 +102,7 @@ pub fn control_stream(bytes: &[u8]) {
                     let _ = decode::<ClientHello>(&body);
                     let _ = decode::<ClientControl>(&body);
                     let _ = decode::<ServerHello>(&body);
+                    let _ = decode::<ServerControl>(&body);
                     let _ = decode::<VehicleState>(&body);
                     let _ = decode::<SensorFrame>(&body);
                     let _ = decode::<RoadsideFrame>(&body);
@@ -210,6 +213,22 @@ pub fn criteria(bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = v2x_replays::criteria::parse(text, "fuzz input");
     }
+}
+
+/// `bytes` as the inputs of `rsu-lab route validate`: a route (GeoJSON in WGS84, into the
+/// embedded site's frame, then cut into segments and located against) and route criteria.
+pub fn route_input(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else { return };
+    let frame = rsu_fusion::EnuFrame::new(rsu_fusion::Wgs84::new(33.1995, 120.4862, 4.0));
+    if let Ok(route) = v2x_replays::route::Route::from_geojson(text, "fuzz input", "fuzz", &frame) {
+        let route = route.indexed_for(3.0);
+        let segments = route.segments(10.0);
+        if let Some(last) = segments.last() {
+            let _ = route.segment_points(last);
+        }
+        let _ = route.locate(&route.point_at(route.length_m() * 0.5, 1.0), 3.0);
+    }
+    let _ = v2x_replays::route::criteria::RouteCriteria::parse(text, "fuzz input");
 }
 
 /// `bytes` as a DAIR-V2X infrastructure sequence (`data_info.json`, then each frame's label

@@ -152,6 +152,11 @@ fn criteria() {
 }
 
 #[test]
+fn route_input() {
+    fuzz("route_input", &seeds().routes, targets::route_input);
+}
+
+#[test]
 fn dair_import() {
     let scratch = Scratch::new();
     fuzz("dair_import", &seeds().dair, |bytes| targets::dair_import(&scratch, bytes));
@@ -189,6 +194,7 @@ fn regression_folders_name_targets() {
         "site_folder",
         "serve_config",
         "criteria",
+        "route_input",
         "dair_import",
         "openlabel_import",
         "ntcip_blob",

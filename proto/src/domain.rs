@@ -256,3 +256,184 @@ pub enum RoadsideDatagram {
     /// One intersection's signal phase and timing.
     Spat(Spat),
 }
+
+/// A manoeuvre a lane allows (J2735 `AllowedManeuvers`, the four movements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Maneuver {
+    /// Straight on.
+    Straight,
+    /// Left turn.
+    Left,
+    /// Right turn.
+    Right,
+    /// U-turn.
+    UTurn,
+}
+
+impl Maneuver {
+    /// The name used in logs, reports and the site GeoJSON (`straight`, `left`, `right`,
+    /// `u_turn`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Maneuver::Straight => "straight",
+            Maneuver::Left => "left",
+            Maneuver::Right => "right",
+            Maneuver::UTurn => "u_turn",
+        }
+    }
+}
+
+/// Which way traffic flows on a lane relative to its intersection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaneDirection {
+    /// Towards the intersection; the lane ends at a stop line.
+    Ingress,
+    /// Away from the intersection.
+    Egress,
+}
+
+/// A centreline point: east and north offsets from the intersection's reference point [cm].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LaneNode {
+    /// East [cm].
+    pub x_cm: i32,
+    /// North [cm].
+    pub y_cm: i32,
+}
+
+/// Where an ingress lane leads (J2735 `Connection`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneConnection {
+    /// The egress lane it leads to.
+    pub egress_lane_id: u8,
+    /// The manoeuvre.
+    pub maneuver: Maneuver,
+    /// The signal group controlling it (as in the intersection's SPaT), if signalled.
+    pub signal_group: Option<u8>,
+}
+
+/// One lane of an intersection (J2735 `GenericLane`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapLane {
+    /// J2735 `LaneID`, 1..=255, unique within the intersection.
+    pub lane_id: u8,
+    /// The lane's id in the site model.
+    pub name: String,
+    /// Ingress or egress.
+    pub direction: LaneDirection,
+    /// Width [cm].
+    pub width_cm: u16,
+    /// Centreline from the intersection outwards: an ingress lane's first node is its stop line.
+    pub nodes: Vec<LaneNode>,
+    /// Ingress: the manoeuvres allowed.
+    pub maneuvers: Vec<Maneuver>,
+    /// Ingress: where it leads.
+    pub connections: Vec<LaneConnection>,
+}
+
+/// One intersection (J2735 `IntersectionGeometry`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntersectionMap {
+    /// J2735 `IntersectionReferenceID.id`: its SPaT's `intersection_id`.
+    pub intersection_id: u16,
+    /// Its id in the site model.
+    pub name: String,
+    /// The reference point (quantised to the wire's 1e-7 degree and centimetre).
+    pub reference: Wgs84,
+    /// The reference point in the site frame: east, north [cm].
+    pub reference_site_cm: [i32; 2],
+    /// Its lanes.
+    pub lanes: Vec<MapLane>,
+}
+
+/// The road map of an RSU (J2735 `MapData`), sent to vehicles of protocol version 4.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MapData {
+    /// Increments (modulo 128) whenever the map changes.
+    pub revision: u8,
+    /// When it was made.
+    pub time: Timestamp,
+    /// Its intersections.
+    pub intersections: Vec<IntersectionMap>,
+}
+
+/// What kind of hazard an RSI event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RsiEventType {
+    /// A vehicle stopped in a travel lane, away from stop lines and queues.
+    StoppedVehicle,
+    /// A pedestrian in a travel lane outside every crosswalk.
+    PedestrianInRoadway,
+    /// A vehicle driving against its lane's direction.
+    WrongWayVehicle,
+    /// A lane segment whose vehicles' mean speed stays low.
+    Congestion,
+}
+
+impl RsiEventType {
+    /// Every type.
+    pub const ALL: [RsiEventType; 4] = [
+        RsiEventType::StoppedVehicle,
+        RsiEventType::PedestrianInRoadway,
+        RsiEventType::WrongWayVehicle,
+        RsiEventType::Congestion,
+    ];
+
+    /// The name used in metrics, logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RsiEventType::StoppedVehicle => "stopped_vehicle",
+            RsiEventType::PedestrianInRoadway => "pedestrian_in_roadway",
+            RsiEventType::WrongWayVehicle => "wrong_way_vehicle",
+            RsiEventType::Congestion => "congestion",
+        }
+    }
+}
+
+/// Where an RSI event is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RsiEventPhase {
+    /// First message.
+    Start,
+    /// Still going on.
+    Update,
+    /// Over.
+    End,
+}
+
+/// One road safety information event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RsiEvent {
+    /// Unique among the RSU's events, the same over the event's life.
+    pub event_id: u32,
+    /// What it is.
+    pub event_type: RsiEventType,
+    /// Start, update or end.
+    pub phase: RsiEventPhase,
+    /// When this state was observed.
+    pub time: Timestamp,
+    /// When the condition began.
+    pub start_time: Timestamp,
+    /// Where: east, north of the site origin [dm].
+    pub position_dm: [i32; 2],
+    /// Confidence, 1..=100 [%].
+    pub confidence_pct: u8,
+    /// The participants behind it.
+    pub track_ids: Vec<u32>,
+    /// The site lane it is on, empty when none.
+    pub lane: String,
+}
+
+/// A message from the RSU on a vehicle's control stream after `ServerHello` (protocol
+/// version 4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ServerControl {
+    /// The road map.
+    Map(MapData),
+    /// A road safety information event.
+    Rsi(RsiEvent),
+}

@@ -143,6 +143,9 @@ wire_message!(ClientControl, ClientControl, decode_reference::<wire::ClientContr
 wire_message!(SignalControllerState, SignalControllerState, decode_reference::<wire::SignalControllerState, _>);
 wire_message!(RoadsideDatagram, RoadsideDatagram, decode_reference::<wire::RoadsideDatagram, _>);
 wire_message!(domain::Spat, Spat, decode_reference::<wire::Spat, _>);
+wire_message!(domain::ServerControl, ServerControl, decode_reference::<wire::ServerControl, _>);
+wire_message!(domain::MapData, MapData, decode_reference::<wire::MapData, _>);
+wire_message!(domain::RsiEvent, RsiEvent, decode_reference::<wire::RsiEvent, _>);
 
 /// The protobuf encoding of `value`.
 pub fn encode<D: WireMessage>(value: &D) -> Vec<u8> {
@@ -166,6 +169,28 @@ pub fn decode_limited<D: WireMessage>(bytes: &[u8], max_bytes: usize) -> Result<
 /// [`decode_limited`] with [`MAX_MESSAGE_BYTES`].
 pub fn decode<D: WireMessage>(bytes: &[u8]) -> Result<D, DecodeError> {
     decode_limited(bytes, MAX_MESSAGE_BYTES)
+}
+
+/// A generated message (`wire::…`) used as is, with no domain type: the northbound MQTT
+/// messages, whose users build and read the generated types directly. Other crates name this
+/// bound rather than prost's traits (only this crate depends on prost).
+pub trait WireOnly: prost::Message + prost::Name + Default {}
+
+impl<W: prost::Message + prost::Name + Default> WireOnly for W {}
+
+/// The protobuf bytes of generated message `message`.
+pub fn encode_wire<W: WireOnly>(message: &W) -> Vec<u8> {
+    message.encode_to_vec()
+}
+
+/// Generated message `W` from `bytes` (no size limit: the caller bounds what it reads).
+pub fn decode_wire<W: WireOnly>(bytes: &[u8]) -> Result<W, DecodeError> {
+    Ok(W::decode(bytes)?)
+}
+
+/// The full protobuf name of generated message `W` (`v2x.v1.RoadEvent`).
+pub fn wire_name<W: WireOnly>() -> String {
+    W::full_name()
 }
 
 /// Decodes `bytes` as wire message `W` with prost, then converts it to domain type `D`: how

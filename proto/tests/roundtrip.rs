@@ -242,6 +242,9 @@ fn descriptor_set_holds_every_message() {
         "v2x.v1.ConfigChange",
         "v2x.v1.RoadEvent",
         "v2x.v1.DownlinkAck",
+        "v2x.v1.MapData",
+        "v2x.v1.RsiEvent",
+        "v2x.v1.ServerControl",
     ] {
         assert!(names.iter().any(|n| n == needed), "{needed} missing from {names:?}");
     }

@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 
 use nalgebra::{Isometry3, Point3, Quaternion, Translation3, UnitQuaternion};
 use re_cdr::{BigEndian, ByteOrder, LittleEndian};
-use rsu_fusion::calibration::{GroundModel, LidarNoise};
+use rsu_fusion::calibration::GroundModel;
 use rsu_fusion::measurement::{Detections, LidarDetection, SensorFrame};
-use rsu_fusion::{BoxSize, ObjectClass, SensorCalibration, SensorModel, SiteConfig, Timestamp, Wgs84};
+use rsu_fusion::{BoxSize, ObjectClass, SiteConfig, Timestamp, Wgs84};
 use serde::de::DeserializeOwned;
 use v2x_proto::domain::{GroundTruthFrame, GroundTruthObject, REPLAY_FORMAT_VERSION, ReplayMeta};
 
-use crate::import_dair::covering_region;
+use crate::import_dair::{covering_region, imported_lidar};
 use crate::{ForeignReader, ReplayError, ReplayWriter};
 
 /// The ROS 2 messages read, as serde types laid out field for field as their `.msg`
@@ -668,20 +668,8 @@ pub fn import_autoware(bag: &Path, out: &Path, options: &AutowareOptions) -> Res
                     }
                 };
                 let centres = survey.centres.get(topic).map_or(&[][..], |c| &c[..]);
-                let (max_range_m, hfov_deg, vfov_deg) = covering_region(centres.iter().copied());
-                let calibration = SensorCalibration {
-                    id: id.clone(),
-                    world_from_sensor: pose,
-                    max_range_m,
-                    hfov_deg,
-                    vfov_deg,
-                    frame_period_s: 0.1,
-                    model: SensorModel::Lidar(LidarNoise {
-                        position_sigma_m: options.position_sigma_m.max(0.01),
-                        position_sigma_per_m: 0.0,
-                    }),
-                };
-                (calibration, source)
+                let region = covering_region(centres.iter().copied());
+                (imported_lidar(&id, pose, region, options.position_sigma_m), source)
             }
         };
         summary.sensors.push((id.clone(), topic.clone(), source));

@@ -502,6 +502,29 @@ fn labelled_region(frames: &[LabelledFrame]) -> (f64, f64, f64) {
     covering_region(frames.iter().flat_map(|f| &f.labels).map(|l| l.center_in_lidar))
 }
 
+/// The calibration of an imported lidar `id` at `world_from_sensor` that sees `region` (range
+/// [m], horizontal and vertical field of view [deg]) at 10 Hz with position noise
+/// `position_sigma_m` (at least 1 cm).
+pub(crate) fn imported_lidar(
+    id: &str,
+    world_from_sensor: Isometry3<f64>,
+    (max_range_m, hfov_deg, vfov_deg): (f64, f64, f64),
+    position_sigma_m: f64,
+) -> SensorCalibration {
+    SensorCalibration {
+        id: id.into(),
+        world_from_sensor,
+        max_range_m,
+        hfov_deg,
+        vfov_deg,
+        frame_period_s: 0.1,
+        model: SensorModel::Lidar(LidarNoise {
+            position_sigma_m: position_sigma_m.max(0.01),
+            position_sigma_per_m: 0.0,
+        }),
+    }
+}
+
 /// The region `points` (in a sensor's frame) cover, seen from the sensor, with a margin: (range
 /// [m], horizontal and vertical field of view [deg]), as [`labelled_region`].
 pub(crate) fn covering_region(points: impl Iterator<Item = Point3<f64>>) -> (f64, f64, f64) {
@@ -609,18 +632,12 @@ pub fn write_scene(
         origin: options.origin,
         representative: false,
         ground: GroundModel::flat(0.0),
-        sensors: vec![SensorCalibration {
-            id: scene.sensor_id.into(),
-            world_from_sensor: world_from_lidar,
-            max_range_m,
-            hfov_deg,
-            vfov_deg,
-            frame_period_s: 0.1,
-            model: SensorModel::Lidar(LidarNoise {
-                position_sigma_m: options.position_sigma_m.max(0.01),
-                position_sigma_per_m: 0.0,
-            }),
-        }],
+        sensors: vec![imported_lidar(
+            scene.sensor_id,
+            world_from_lidar,
+            (max_range_m, hfov_deg, vfov_deg),
+            options.position_sigma_m,
+        )],
     };
     let meta = ReplayMeta {
         format_version: REPLAY_FORMAT_VERSION,

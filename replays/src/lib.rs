@@ -8,6 +8,7 @@
 //! - [`calib`]: checking each sensor's extrinsic calibration against the others' tracks and
 //!   the V2X self-reports, with the corrected calibration.
 //! - [`criteria`], [`validate`], [`report`]: pass/fail validation of logs and its reports.
+//! - [`compare`]: two campaign reports compared (better, worse, significance, regressions).
 //! - [`export`]: a replayed log as plain files (site-frame lidar detections, scored truths, our
 //!   tracks) for other trackers and scorers.
 //! - [`import_dair`]: DAIR-V2X / V2X-Seq annotations into replay logs.
@@ -19,10 +20,13 @@
 //!   order (or file order), names the place of any damage, and can recover every intact message
 //!   before it.
 //! - [`live`]: scoring a recorded live run as it was broadcast and as each vehicle received it.
+//! - [`route`]: route validation: sensor coverage, detection, errors, time to track and
+//!   broadcast age per segment of a driverless vehicle's route, over many logs.
 //!
 //! The format is documented in `replays/README.md`.
 
 pub mod calib;
+pub mod compare;
 pub mod criteria;
 pub mod export;
 mod ids;
@@ -33,6 +37,7 @@ pub mod live;
 pub mod pipeline;
 pub mod reader;
 pub mod report;
+pub mod route;
 pub mod scoring;
 pub mod topics;
 pub mod validate;

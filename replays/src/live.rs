@@ -313,7 +313,7 @@ pub fn score_live_with(
                 last_input = last_input.max(Some(message.publish_time));
             }
             // Signals are not scored against the truth (yet).
-            ReplayBody::Meta(_) | ReplayBody::Signal(_) | ReplayBody::Spat(_) => {}
+            ReplayBody::Meta(_) | ReplayBody::Signal(_) | ReplayBody::Spat(_) | ReplayBody::Rsi(_) => {}
         }
     }
     score_waiting(&mut waiting, &mut sent, &mut received, &coverage);

@@ -382,7 +382,8 @@ pub fn replay_recorded<E: std::fmt::Display>(
             | ReplayBody::GroundTruth(_)
             | ReplayBody::Received(_)
             | ReplayBody::Signal(_)
-            | ReplayBody::Spat(_) => {}
+            | ReplayBody::Spat(_)
+            | ReplayBody::Rsi(_) => {}
         }
     }
     Ok(summary)

@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use mcap::read::ChannelAccumulator;
 use mcap::sans_io::{LinearReader, LinearReaderOptions};
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
-use v2x_proto::domain::{GroundTruthFrame, ReplayMeta, SignalControllerState, Spat};
+use v2x_proto::domain::{GroundTruthFrame, ReplayMeta, RsiEvent, SignalControllerState, Spat};
 use v2x_proto::{DecodeError, decode};
 
 use crate::ReplayError;
@@ -112,6 +112,8 @@ pub enum ReplayBody {
     Signal(SignalControllerState),
     /// The SPaT of an intersection as the RSU broadcast it.
     Spat(Spat),
+    /// A road safety information event the RSU raised.
+    Rsi(RsiEvent),
 }
 
 impl ReplayBody {
@@ -127,6 +129,7 @@ impl ReplayBody {
             ReplayBody::Received(r) => r.frame.time,
             ReplayBody::Signal(s) => s.time,
             ReplayBody::Spat(s) => s.time,
+            ReplayBody::Rsi(e) => e.time,
         }
     }
 
@@ -141,6 +144,7 @@ impl ReplayBody {
             ReplayBody::Received(r) => Topic::Received(r.vehicle_id.clone()),
             ReplayBody::Signal(s) => Topic::Signal(s.controller_id.clone()),
             ReplayBody::Spat(s) => Topic::Spat(s.intersection_id.to_string()),
+            ReplayBody::Rsi(_) => Topic::Rsi,
         }
     }
 }
@@ -927,6 +931,7 @@ impl Source {
             })),
             Topic::Signal(_) => ReplayBody::Signal(decode::<SignalControllerState>(data)?),
             Topic::Spat(_) => ReplayBody::Spat(decode::<Spat>(data)?),
+            Topic::Rsi => ReplayBody::Rsi(decode::<RsiEvent>(data)?),
         })
     }
 }
@@ -948,6 +953,10 @@ fn inconsistency(m: &ReplayMessage) -> Option<String> {
         (Topic::GroundTruth, ReplayBody::GroundTruth(g)) => {
             return (g.time != m.log_time)
                 .then(|| format!("log time {} differs from the frame's time {}", m.log_time, g.time));
+        }
+        (Topic::Rsi, ReplayBody::Rsi(e)) => {
+            return (e.time != m.log_time)
+                .then(|| format!("log time {} differs from the event's time {}", m.log_time, e.time));
         }
         (Topic::Received(_), ReplayBody::Received(r)) => {
             return (r.frame.time != m.log_time)

@@ -10,6 +10,7 @@
 //! | `/vehicles/<vehicle_id>/received` | `v2x.v1.RoadsideFrame` (as that vehicle received it) |
 //! | `/signals/<controller_id>/state` | `v2x.v1.SignalControllerState` |
 //! | `/intersections/<intersection_id>/spat` | `v2x.v1.Spat` (as the RSU broadcast it) |
+//! | `/rsi` | `v2x.v1.RsiEvent` (the road safety information events the RSU raised) |
 
 /// A parsed topic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,6 +32,8 @@ pub enum Topic {
     /// `/intersections/<intersection_id>/spat`: the SPaT broadcast for an intersection (its
     /// id in decimal).
     Spat(String),
+    /// `/rsi`: the road safety information events the RSU raised (start, updates, end).
+    Rsi,
 }
 
 impl Topic {
@@ -42,6 +45,9 @@ impl Topic {
         }
         if name == "/ground_truth" {
             return Some(Topic::GroundTruth);
+        }
+        if name == "/rsi" {
+            return Some(Topic::Rsi);
         }
         if let Some(id) = name.strip_prefix("/sensors/") {
             return valid_id(id).then(|| Topic::Sensor(id.to_owned()));
@@ -76,6 +82,7 @@ impl Topic {
             Topic::Roadside(_) | Topic::Received(_) => "v2x.v1.RoadsideFrame",
             Topic::Signal(_) => "v2x.v1.SignalControllerState",
             Topic::Spat(_) => "v2x.v1.Spat",
+            Topic::Rsi => "v2x.v1.RsiEvent",
         }
     }
 }
@@ -91,6 +98,7 @@ impl std::fmt::Display for Topic {
             Topic::Received(id) => write!(f, "/vehicles/{id}/received"),
             Topic::Signal(id) => write!(f, "/signals/{id}/state"),
             Topic::Spat(id) => write!(f, "/intersections/{id}/spat"),
+            Topic::Rsi => f.write_str("/rsi"),
         }
     }
 }
@@ -110,6 +118,7 @@ mod tests {
             Topic::Received("veh-7".into()),
             Topic::Signal("tsc-1201".into()),
             Topic::Spat("1201".into()),
+            Topic::Rsi,
         ] {
             assert_eq!(Topic::parse(&t.to_string()), Some(t));
         }

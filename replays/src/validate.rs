@@ -7,7 +7,7 @@ use std::path::Path;
 use nalgebra::Point3;
 use rsu_fusion::spatial::SpatialGrid;
 use rsu_fusion::{ObjectKinematics, SensorCalibration, SensorCoverage, SiteConfig};
-use v2x_proto::domain::GroundTruthFrame;
+use v2x_proto::domain::{GroundTruthFrame, GroundTruthObject};
 
 use crate::criteria::{Check, Criteria, ScenarioFacts, evaluate, needs_truth};
 use crate::ids::IdMap;
@@ -69,17 +69,20 @@ impl<'a> Coverage<'a> {
 /// [`truth_objects`] into `out` (cleared first), with `coverage` deciding what is scored.
 pub(crate) fn fill_truth_objects(truth: &GroundTruthFrame, coverage: &Coverage<'_>, out: &mut Vec<TruthObject>) {
     out.clear();
-    out.extend(truth.objects.iter().map(|o| {
-        let p = Point3::new(o.center_m.x, o.center_m.y, o.center_m.z);
-        TruthObject {
-            id: o.id,
-            class: o.class,
-            position_m: [o.center_m.x, o.center_m.y],
-            velocity_mps: [o.speed_mps * o.yaw_rad.cos(), o.speed_mps * o.yaw_rad.sin()],
-            yaw_rad: o.yaw_rad,
-            in_coverage: coverage.covers(&p),
-        }
-    }));
+    out.extend(truth.objects.iter().map(|o| truth_object(o, coverage.covers(&o.center_m))));
+}
+
+/// A ground-truth object as the scorer sees it: ground-plane centre, velocity from speed and
+/// heading, and whether it is scored (`in_coverage`).
+pub(crate) fn truth_object(o: &GroundTruthObject, in_coverage: bool) -> TruthObject {
+    TruthObject {
+        id: o.id,
+        class: o.class,
+        position_m: [o.center_m.x, o.center_m.y],
+        velocity_mps: [o.speed_mps * o.yaw_rad.cos(), o.speed_mps * o.yaw_rad.sin()],
+        yaw_rad: o.yaw_rad,
+        in_coverage,
+    }
 }
 
 /// Fused objects as the scorer sees them.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use mcap::records::MessageHeader;
 use rsu_fusion::{RoadsideFrame, SensorFrame, Timestamp, VehicleState};
-use v2x_proto::domain::{GroundTruthFrame, ReplayMeta, SignalControllerState, Spat};
+use v2x_proto::domain::{GroundTruthFrame, ReplayMeta, RsiEvent, SignalControllerState, Spat};
 use v2x_proto::{FILE_DESCRIPTOR_SET, WireMessage};
 
 use crate::ReplayError;
@@ -131,6 +131,12 @@ impl<W: Write + Seek> ReplayWriter<W> {
         self.write(Topic::Spat(spat.intersection_id.to_string()), spat.time, spat.time, spat)
     }
 
+    /// Writes a road safety information event the RSU raised on `/rsi`; log time = publish
+    /// time = its time.
+    pub fn write_rsi(&mut self, event: &RsiEvent) -> Result<(), ReplayError> {
+        self.write(Topic::Rsi, event.time, event.time, event)
+    }
+
     /// Writes a roadside frame as a vehicle received it, on `/vehicles/<vehicle_id>/received`:
     /// log time = the frame's time, publish time = `receipt`. The first frame of a vehicle
     /// creates its channel with the subscription radius as channel metadata; a later frame with
@@ -177,6 +183,7 @@ impl<W: Write + Seek> ReplayWriter<W> {
             ReplayBody::Received(r) => self.write_received_frame(r, at),
             ReplayBody::Signal(s) => self.write_signal_state_at(s, at),
             ReplayBody::Spat(s) => self.write_spat(s),
+            ReplayBody::Rsi(e) => self.write_rsi(e),
         }
     }
 

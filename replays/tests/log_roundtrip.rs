@@ -106,6 +106,7 @@ fn write_log(path: &Path, bodies: &[ReplayBody]) {
             ReplayBody::Received(r) => w.write_received_frame(r, r.frame.time.add_nanos(20_000_000)),
             ReplayBody::Signal(s) => w.write_signal_state_at(s, s.time),
             ReplayBody::Spat(s) => w.write_spat(s),
+            ReplayBody::Rsi(e) => w.write_rsi(e),
             ReplayBody::Meta(_) => unreachable!("meta is written by create"),
         }
         .expect("write");
@@ -316,7 +317,15 @@ fn corrupted_chunk_is_detected_and_nothing_corrupt_is_yielded() {
     write_log(&path, &messages(400));
     let (all, _) = read_all(&path, ReadMode::Strict);
     let mut bytes = std::fs::read(&path).expect("read");
-    let at = bytes.len() / 2;
+    // In the middle of the message data: between the end of the data section's first chunk
+    // and the start of the summary (whose schema records, the whole descriptor set each, grow
+    // with the schemas and are not message data).
+    let summary_start = mcap::Summary::read(&bytes)
+        .ok()
+        .flatten()
+        .and_then(|s| s.chunk_indexes.last().map(|c| (c.chunk_start_offset + c.chunk_length) as usize))
+        .expect("a chunked log with a summary");
+    let at = summary_start / 2;
     for b in &mut bytes[at..at + 16] {
         *b ^= 0x5a;
     }

@@ -44,7 +44,8 @@ fn polling_again_at_the_same_instant_changes_nothing() {
             | ReplayBody::Roadside(_)
             | ReplayBody::Received(_)
             | ReplayBody::Signal(_)
-            | ReplayBody::Spat(_) => {}
+            | ReplayBody::Spat(_)
+            | ReplayBody::Rsi(_) => {}
         }
     }
     assert_eq!(once.stats(), twice.stats());

@@ -31,6 +31,11 @@
 //! enabled = true
 //! destination = "192.0.2.20:30299" # one MessageFrame per UDP datagram, at most 1400 bytes
 //!
+//! [map]                            # the MAP and RSI events (protocol version 4)
+//! site_dir = "site"                # a site folder with GeoJSON; default: the embedded site's
+//!                                  # map when the daemon serves the embedded site, else none
+//! [rsi]                            # RsiConfig thresholds; every field optional
+//! stopped_after_s = 5.0
 //! [northbound]                     # MQTT to the city's V2X platform (off by default)
 //! enabled = true
 //! host = "mqtt.city.example"
@@ -98,6 +103,12 @@ pub struct ServeConfig {
     /// The standard encoding gateway (T/CSAE 53-2020 UPER to a PC5 radio).
     #[serde(default)]
     pub uper: crate::serve::uper::UperConfig,
+    /// Where the MAP comes from (PROTOCOL.md §2.9).
+    #[serde(default)]
+    pub map: MapConfig,
+    /// Road safety information events (PROTOCOL.md §2.10).
+    #[serde(default)]
+    pub rsi: rsu_site::rsi::RsiConfig,
     /// MQTT to the V2X platform (README, "Northbound MQTT").
     #[serde(default)]
     pub northbound: NorthboundConfig,
@@ -198,6 +209,16 @@ pub struct TopicOverride {
     /// MQTT QoS, 0..=2.
     #[serde(default)]
     pub qos: Option<u8>,
+}
+
+/// Where the MAP (and the lanes RSI detection works on) comes from.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MapConfig {
+    /// A site folder (`site.toml` with the same origin as the daemon's site, GeoJSON with lanes,
+    /// crosswalks and `intersection` areas). Default: the embedded site's map when the daemon
+    /// serves the embedded site; otherwise no MAP and no RSI.
+    pub site_dir: Option<PathBuf>,
 }
 
 /// Traffic signal controllers and the SPaT broadcast (PROTOCOL.md §2.8).
@@ -492,6 +513,9 @@ impl ServeConfig {
         if let Some(p) = &mut self.rerun.save {
             abs(p);
         }
+        if let Some(p) = &mut self.map.site_dir {
+            abs(p);
+        }
         if let Some(p) = &mut self.northbound.password_file {
             abs(p);
         }
@@ -583,6 +607,7 @@ impl ServeConfig {
             }
         }
         self.uper.validate()?;
+        self.rsi.validate().map_err(|problem| anyhow::anyhow!(problem))?;
         let r = &self.recording;
         count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;
         range("recording.rotate_s", r.rotate_s, 1.0, 7.0 * 86_400.0, "s")?;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rsu_fusion::{RoadsideFrame, SensorFrame, SiteConfig, Timestamp, VehicleState};
-use v2x_proto::domain::{REPLAY_FORMAT_VERSION, ReplayMeta, SignalControllerState, Spat};
+use v2x_proto::domain::{REPLAY_FORMAT_VERSION, ReplayMeta, RsiEvent, SignalControllerState, Spat};
 use v2x_replays::ReplayWriter;
 
 use crate::config::RecordingConfig;
@@ -43,6 +43,8 @@ pub enum Record {
     Signal(SignalControllerState, Timestamp),
     /// A SPaT sent out.
     Spat(Spat),
+    /// A road safety information event raised (start, update or end).
+    Rsi(RsiEvent),
     /// An event for the operator (a vehicle flagged for misbehaviour), written as an MCAP
     /// metadata record: its name and fields.
     Event(&'static str, BTreeMap<String, String>),
@@ -227,6 +229,7 @@ impl Worker {
             Record::Roadside(f) => file.writer.write_roadside_frame(f),
             Record::Signal(s, arrival) => file.writer.write_signal_state_at(s, *arrival),
             Record::Spat(s) => file.writer.write_spat(s),
+            Record::Rsi(e) => file.writer.write_rsi(e),
             Record::Event(name, fields) => file.writer.write_event(name, fields.clone()),
         };
         if let Err(e) = result {

@@ -121,10 +121,10 @@ async fn controller_state_reaches_vehicles_as_spat_and_bad_input_is_counted() {
     let vehicle = VehicleClient::connect(&fixture.vehicle(addr, "veh-0001"), Some(Subscription::Everything))
         .await
         .expect("vehicle connects");
-    assert_eq!(vehicle.server_hello().version, 3);
+    assert_eq!(vehicle.server_hello().version, v2x_link::PROTOCOL_VERSION);
     let controller =
         SignalControllerClient::connect(&fixture.signal(addr, "tsc-1")).await.expect("controller connects");
-    assert_eq!(controller.server_hello().version, 3);
+    assert_eq!(controller.server_hello().version, v2x_link::PROTOCOL_VERSION);
     // A vehicle that speaks only version 2 is served as before, without SPaT; a controller
     // needs version 3.
     let (old_vehicle, _control, old_hello) =

@@ -80,7 +80,7 @@ fn the_demo_shows_the_cooperative_benefit_and_writes_valid_files() {
                 received += 1;
                 receipts.push(r.frame);
             }
-            ReplayBody::Meta(_) | ReplayBody::Signal(_) | ReplayBody::Spat(_) => {}
+            ReplayBody::Meta(_) | ReplayBody::Signal(_) | ReplayBody::Spat(_) | ReplayBody::Rsi(_) => {}
         }
     }
     // No history point reaches the car twice: each frame carries only points newer than those

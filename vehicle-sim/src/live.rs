@@ -141,13 +141,7 @@ pub async fn run(setup: LiveSetup, mut progress: impl FnMut(&Status)) -> Result<
         cosim.step(
             |frame| {
                 if let Some(client) = sensors.get(&frame.sensor_id) {
-                    let (client, errors, f) = (client.clone(), send_errors.clone(), frame.clone());
-                    in_flight.spawn(async move {
-                        if let Err(e) = client.send_frame(&f).await {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(sensor = %f.sensor_id, "sending a frame failed: {e}");
-                        }
-                    });
+                    send_frame(&mut in_flight, client, frame.clone(), &send_errors);
                 }
             },
             |index, state| {
@@ -188,6 +182,23 @@ pub async fn run(setup: LiveSetup, mut progress: impl FnMut(&Status)) -> Result<
         r.received.subscription_radius_m = Some(setup.subscription_radius_m);
     }
     Ok(outcome)
+}
+
+/// Sends `frame` with `client` in a task of `in_flight` (a frame is a stream of its own, so the
+/// caller's loop never waits for one); a failure is counted in `errors` and logged.
+pub(crate) fn send_frame(
+    in_flight: &mut tokio::task::JoinSet<()>,
+    client: &Arc<SensorClient>,
+    frame: rsu_fusion::SensorFrame,
+    errors: &Arc<AtomicU64>,
+) {
+    let (client, errors) = (client.clone(), errors.clone());
+    in_flight.spawn(async move {
+        if let Err(e) = client.send_frame(&frame).await {
+            errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(sensor = %frame.sensor_id, "sending a frame failed: {e}");
+        }
+    });
 }
 
 /// Writes what the run's side saw into the replay log `path` under `meta`: the ground truth, the

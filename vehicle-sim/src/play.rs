@@ -335,13 +335,7 @@ pub async fn play(setup: &PlaySetup, mut progress: impl FnMut(f64, f64)) -> Resu
                 let mut frame = (*frame).clone();
                 frame.capture_time = clock.at(frame.capture_time);
                 if let Some(client) = sensors.get(&frame.sensor_id) {
-                    let (client, errors, f) = (client.clone(), send_errors.clone(), frame.clone());
-                    in_flight.spawn(async move {
-                        if let Err(e) = client.send_frame(&f).await {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(sensor = %f.sensor_id, "sending a frame failed: {e}");
-                        }
-                    });
+                    crate::live::send_frame(&mut in_flight, client, frame.clone(), &send_errors);
                     summary.sensor_frames += 1;
                 }
                 writer.write_sensor_frame_at(&frame, sent_at).map_err(write_error)?;

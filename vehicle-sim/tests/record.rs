@@ -49,7 +49,8 @@ fn recording_twice_gives_identical_bytes_and_the_log_decodes() {
             | ReplayBody::Roadside(_)
             | ReplayBody::Received(_)
             | ReplayBody::Signal(_)
-            | ReplayBody::Spat(_) => {}
+            | ReplayBody::Spat(_)
+            | ReplayBody::Rsi(_) => {}
         }
     }
     assert_eq!(sensors.len(), site.config.sensors.len());

@@ -13,7 +13,8 @@
 //! - `roadside`: `RoadsideFrame` and its participants;
 //! - `replay`: `ReplayMeta` (site, calibration) and `GroundTruthFrame`;
 //! - `session`: `ClientHello`, `ServerHello`, `ClientControl`, subscriptions;
-//! - `signal`: `SignalControllerState`, `Spat`, `RoadsideDatagram` (traffic signals).
+//! - `signal`: `SignalControllerState`, `Spat`, `RoadsideDatagram` (traffic signals);
+//! - `roadway`: `MapData`, `RsiEvent`, `ServerControl` (the map and road safety information).
 
 /// Maps a domain enum onto its wire enum variant by variant (same variant names), both ways: `$to`
 /// converts domain → wire; `$from` converts a wire value → domain and rejects values the domain
@@ -39,6 +40,7 @@ macro_rules! enum_mapping {
 mod common;
 mod replay;
 mod roadside;
+mod roadway;
 mod sensor;
 mod session;
 mod signal;
@@ -47,6 +49,10 @@ mod vehicle;
 pub(crate) use common::limit_len;
 pub use common::{heading_from_yaw, yaw_from_heading};
 pub(crate) use replay::{check_ground_truth_frame, ground_truth_object, signal_state};
+pub use roadway::{
+    LANE_WIDTH_CM, MAX_CONNECTIONS, MAX_EVENT_OFFSET_DM, MAX_EVENT_TRACKS, MAX_INTERSECTIONS, MAX_LANE_NODES,
+    MAX_LANES, MAX_NODE_OFFSET_CM,
+};
 pub(crate) use sensor::{check_image_size, sensor_frame_with};
 
 /// Most detections one sensor frame may carry.

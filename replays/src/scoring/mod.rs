@@ -358,6 +358,14 @@ impl Scorer {
         self.scratch = f;
     }
 
+    /// The matches of the frame added last, as CLEAR MOT made them: (index into that frame's
+    /// truths, index into its hypotheses, distance [m]). Tools that score parts of a frame (a
+    /// route's segments) read them here instead of matching again.
+    pub fn last_frame_matches(&self) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
+        let f = &self.scratch;
+        f.matches.iter().map(|&(ti, hi, d)| (f.scored_at[ti], f.kept_hyps[hi], d))
+    }
+
     /// The metrics of everything added.
     pub fn finish(self) -> Metrics {
         // In class order, as the per-class sums have always been taken.
@@ -506,6 +514,22 @@ mod tests {
         let untracked: Vec<(u32, f64)> = m.never_tracked_in_coverage_s.into_iter().collect();
         assert!(untracked.len() == 1 && untracked[0].0 == 3 && (untracked[0].1 - 0.2).abs() < 1e-9, "{untracked:?}");
         assert_eq!(m.first_matched_ns.get(&1), Some(&0));
+    }
+
+    #[test]
+    fn the_last_frame_matches_index_the_frame_as_given() {
+        let mut scorer = Scorer::new(ScoringConfig::default());
+        // Truth 2 is outside coverage (not scored), so frame indices and scored indices differ.
+        let mut hidden = truth(2, 20.0);
+        hidden.in_coverage = false;
+        scorer.add_frame(at(0.0), &[hidden, truth(1, 0.0), truth(3, 50.0)], &[hyp(30, 80.0), hyp(10, 0.5)]);
+        let matches: Vec<(usize, usize, f64)> = scorer.last_frame_matches().collect();
+        assert_eq!(matches.len(), 1, "{matches:?}");
+        let (ti, hi, d) = matches[0];
+        assert_eq!((ti, hi), (1, 1));
+        assert!((d - 0.5f64.hypot(0.3)).abs() < 1e-12, "{d}");
+        scorer.add_frame(at(0.1), &[truth(1, 1.0)], &[]);
+        assert_eq!(scorer.last_frame_matches().count(), 0, "a frame without hypotheses has no match");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `rsu-lab`: the test engineer's tools around the RSU daemon.
 //!
 //! `demo` plays the cooperative-perception demo against a real daemon process; `replay` runs,
-//! validates and imports logs; `log` inspects them; `bench live` measures the live path (daemon,
+//! validates and imports logs; `route validate` certifies a driverless route segment by segment;
+//! `log` inspects them; `bench live` measures the live path (daemon,
 //! sensors, N vehicles, and a Mosquitto peer) and prints every histogram. Everything they need at run time (the site
 //! model, the scenarios, their criteria) is compiled in, so the binary works from any folder.
 //! The roadside daemon itself is the separate `rsu` binary, which links none of this.
@@ -11,6 +12,9 @@ mod calib_check;
 mod demo;
 mod import;
 mod replay;
+mod route;
+mod route_html;
+mod rsi_check;
 
 use std::process::ExitCode;
 
@@ -35,6 +39,12 @@ enum Command {
         #[command(subcommand)]
         command: replay::ReplayCommand,
     },
+    /// Route validation: sensor coverage, detection, errors, time to track and broadcast age per
+    /// segment of a driverless vehicle's route, over many logs.
+    Route {
+        #[command(subcommand)]
+        command: route::RouteCommand,
+    },
     /// Benchmarks of the live path.
     Bench {
         #[command(subcommand)]
@@ -55,6 +65,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Demo(args) => demo::run(&args),
         Command::Replay { command } => replay::run(command),
+        Command::Route { command } => route::run(command),
         Command::Log { command } => rsu::log_info::run(command),
         Command::Bench { command } => bench::run(command),
         Command::Serve(args) => rsu::run_serve(&args).map(|()| ExitCode::SUCCESS),

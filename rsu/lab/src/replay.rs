@@ -1,7 +1,7 @@
 //! `rsu-lab replay`: run recorded logs through the fusion core (`run`), score them against ground
 //! truth and pass or fail them (`validate`), write them as plain files for other trackers
-//! (`export`), check the sensors' calibration (`calib-check`), and turn dataset annotations into
-//! logs (`import`).
+//! (`export`), check the sensors' calibration (`calib-check`), list the road safety information
+//! events the RSU would raise on them (`rsi`), and turn dataset annotations into logs (`import`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -88,6 +88,23 @@ pub enum ReplayCommand {
     /// RSU under test must run with the log's site and calibration. Exit code 0 when the
     /// broadcast as received passes the criteria, 1 when it fails, 2 on an error.
     Play(PlayArgs),
+    /// Compare two campaign reports (`validate FOLDER --report R.json` before and after a
+    /// software or calibration change): every log's change, and for the campaign, each scenario
+    /// and each class the pooled MOTA change with a 95 % bootstrap interval over the logs. Exit
+    /// code 0 when nothing regressed, 1 when a log now fails or lost more than `--min-effect`
+    /// MOTA, or a group is significantly worse by more than that; 2 when a report is unreadable.
+    Compare {
+        /// The report before.
+        before: PathBuf,
+        /// The report after.
+        after: PathBuf,
+        /// Smallest MOTA drop that counts as a regression.
+        #[arg(long, default_value_t = 0.01)]
+        min_effect: f64,
+        /// Write the comparison here (JSON).
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Replay a log and write it as plain files for other trackers and scorers (no protobuf):
     /// `detections.jsonl` (every accepted lidar frame's detections in the site frame),
     /// `scoring.jsonl` (at every ground-truth time, the truths with their gate and whether the
@@ -111,6 +128,10 @@ pub enum ReplayCommand {
     /// against the thresholds and the corrected calibration. Exit code 0 when no sensor drifts, 1
     /// when one does, 2 when the log cannot be read.
     CalibCheck(crate::calib_check::CalibCheckArgs),
+    /// Run the road safety information detector (stopped vehicle, pedestrian in the roadway,
+    /// wrong-way vehicle, congestion) over each log's re-fused tracks, as the daemon runs it, and
+    /// list the events it raises.
+    Rsi(crate::rsi_check::RsiArgs),
     /// Turn dataset annotations into a replay log.
     Import {
         #[command(subcommand)]
@@ -192,6 +213,9 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
             validate(&path, criteria.as_deref(), outputs, &config, jobs, ValidateOptions { live, mode })
         }
         ReplayCommand::Play(args) => play(&args),
+        ReplayCommand::Compare { before, after, min_effect, json } => {
+            compare(&before, &after, min_effect, json.as_deref())
+        }
         ReplayCommand::Export { file, out, criteria, config } => {
             export(&file, &out, criteria.as_deref(), &load_config(config.as_deref())?)
         }
@@ -199,12 +223,80 @@ pub fn run(command: ReplayCommand) -> anyhow::Result<ExitCode> {
             let config = load_config(args.config.as_deref())?;
             crate::calib_check::run(&args, config)
         }
+        ReplayCommand::Rsi(args) => crate::rsi_check::run(&args),
         ReplayCommand::Import { format: ImportFormat::DairV2x(args) } => import::import(&args, import::Format::DairV2x),
         ReplayCommand::Import { format: ImportFormat::Autoware(args) } => import::import_autoware(&args),
         ReplayCommand::Import { format: ImportFormat::Openlabel(args) } => {
             import::import(&args, import::Format::OpenLabel)
         }
     }
+}
+
+/// `rsu-lab replay compare`.
+fn compare(before: &Path, after: &Path, min_effect: f64, json: Option<&Path>) -> anyhow::Result<ExitCode> {
+    use v2x_replays::compare::{Campaign, CompareOptions};
+    let read = |path: &Path| -> anyhow::Result<Campaign> {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("{} is not a validation report", path.display()))
+    };
+    let (b, a) = match (read(before), read(after)) {
+        (Ok(b), Ok(a)) => (b, a),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if !(0.0..1.0).contains(&min_effect) {
+        bail!("--min-effect must be within [0, 1), not {min_effect}");
+    }
+    let c = v2x_replays::compare::compare(&b, &a, &CompareOptions { min_effect, ..CompareOptions::default() });
+    println!("{:<44} {:>7} {:>7} {:>8}  verdict", "log", "before", "after", "change");
+    for l in &c.logs {
+        let verdict = match (l.regression, l.improvement) {
+            (true, _) if l.passed == (true, false) => format!("REGRESSION: now fails {}", l.newly_failing.join(", ")),
+            (true, _) => "REGRESSION".to_owned(),
+            (false, true) if l.passed == (false, true) => "better: now passes".to_owned(),
+            (false, true) => "better".to_owned(),
+            _ => String::new(),
+        };
+        println!("{:<44} {:>7.3} {:>7.3} {:>+8.3}  {verdict}", l.file, l.mota.0, l.mota.1, l.mota.1 - l.mota.0);
+    }
+    println!();
+    println!(
+        "{:<44} {:>4} {:>7} {:>7} {:>8}  95% interval      verdict",
+        "group (pooled MOTA)", "logs", "before", "after", "change"
+    );
+    for g in &c.groups {
+        let verdict = match (g.regression, g.significant, g.mota.1 >= g.mota.0) {
+            _ if g.logs < v2x_replays::compare::MIN_LOGS_TO_TEST => "too few logs to test",
+            (true, _, _) => "REGRESSION",
+            (false, true, true) => "better",
+            (false, true, false) => "worse (within the minimum effect)",
+            (false, false, _) => "no significant change",
+        };
+        println!(
+            "{:<44} {:>4} {:>7.3} {:>7.3} {:>+8.3}  [{:+.3}, {:+.3}]  {verdict}",
+            g.group,
+            g.logs,
+            g.mota.0,
+            g.mota.1,
+            g.mota.1 - g.mota.0,
+            g.delta_interval.0,
+            g.delta_interval.1
+        );
+    }
+    for name in &c.only_before {
+        println!("only in {}: {name}", before.display());
+    }
+    for name in &c.only_after {
+        println!("only in {}: {name}", after.display());
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&c).context("serialising the comparison")?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{}", if c.regression { "regression" } else { "no regression" });
+    Ok(if c.regression { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// `rsu-lab replay play`: plays the log, then validates the played log with its live scores.

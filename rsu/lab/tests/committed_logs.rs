@@ -41,3 +41,33 @@ fn a_camera_extrinsic_off_by_two_metres_fails_with_the_reason() {
         "{text}"
     );
 }
+
+/// The road safety information detector over the re-fused tracks of three committed logs: the
+/// broken-down car of stopped-vehicle is reported as a stopped vehicle in its lane, and it is a
+/// car standing there in the truth; congested-intersection's queues are congestion; ordinary
+/// traffic at the intersection (lidar-failure) raises nothing.
+#[test]
+fn rsi_events_of_committed_logs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rsu-lab"))
+        .args(["replay", "rsi", "--json"])
+        .arg(logs_dir().join("stopped-vehicle.mcap"))
+        .arg(logs_dir().join("congested-intersection.mcap"))
+        .arg(logs_dir().join("lidar-failure.mcap"))
+        .output()
+        .expect("rsu-lab runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let logs: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let events = |i: usize| logs[i]["events"].as_array().cloned().expect("events");
+    let kinds = |i: usize| events(i).iter().map(|e| e["kind"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>();
+
+    let stopped = events(0);
+    assert_eq!(kinds(0), ["stopped_vehicle"], "{text}");
+    assert_eq!(stopped[0]["lane"], "mlr-eb-2");
+    let truth = stopped[0]["nearest_truth"].as_str().expect("truth");
+    assert!(truth.starts_with("car ") && truth.contains(" 0.0 m/s"), "{truth}");
+    assert!(stopped[0]["start_s"].as_f64().expect("start") < 8.0, "{text}");
+
+    assert!(!kinds(1).is_empty() && kinds(1).iter().all(|k| k == "congestion"), "{text}");
+    assert!(kinds(2).is_empty(), "{text}");
+}

@@ -265,3 +265,68 @@ fn a_log_without_truth_is_scored_on_what_needs_none_and_a_cut_one_with_recover()
         .sum();
     assert_eq!(sensor_frames, recovered_inputs, "every recovered frame in the complete log");
 }
+
+/// `replay compare`: two committed logs validated before and after a 1.5 m error in one lidar's
+/// extrinsic (the "after" campaign): the logs that lost MOTA are regressions and the command
+/// exits 1; a campaign compared with itself has no regression and exits 0.
+#[test]
+fn compare_finds_the_regression_of_a_broken_calibration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../replays/logs");
+    for name in ["bus-pedestrian", "stopped-vehicle"] {
+        for ext in ["mcap", "criteria.toml"] {
+            std::fs::copy(committed.join(format!("{name}.{ext}")), logs.join(format!("{name}.{ext}"))).expect("copy");
+        }
+    }
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[calibration_offsets.lidar-ne]\ntranslation_m = [1.5, 0.0, 0.0]\nyaw_deg = 0.0\n")
+        .expect("config");
+    let (before, after) = (dir.path().join("before.json"), dir.path().join("after.json"));
+    let logs_arg = logs.to_str().expect("path");
+    rsu(&["replay", "validate", logs_arg, "--report", before.to_str().expect("path")]);
+    rsu(&[
+        "replay",
+        "validate",
+        logs_arg,
+        "--report",
+        after.to_str().expect("path"),
+        "--config",
+        broken.to_str().expect("path"),
+    ]);
+    let json = dir.path().join("comparison.json");
+    let out = rsu(&[
+        "replay",
+        "compare",
+        before.to_str().expect("path"),
+        after.to_str().expect("path"),
+        "--json",
+        json.to_str().expect("path"),
+    ]);
+    println!("{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "a broken calibration is a regression");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("json");
+    let regressed: Vec<&str> = doc["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .filter(|l| l["regression"] == true)
+        .map(|l| l["file"].as_str().expect("file"))
+        .collect();
+    assert!(!regressed.is_empty(), "some log regressed");
+    for l in doc["logs"].as_array().expect("logs") {
+        let (b, a) = (l["mota"][0].as_f64().expect("mota"), l["mota"][1].as_f64().expect("mota"));
+        assert_eq!(l["regression"] == true, a - b < -0.01 || (l["passed"][0] == true && l["passed"][1] == false));
+    }
+    assert_eq!(doc["groups"][0]["group"], "all");
+    assert!(doc["groups"][0]["mota"][1].as_f64() < doc["groups"][0]["mota"][0].as_f64());
+    // Two logs are too few to say the change holds beyond them.
+    assert_eq!(doc["groups"][0]["significant"], false);
+
+    let same = rsu(&["replay", "compare", before.to_str().expect("path"), before.to_str().expect("path")]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    assert!(text(&same).contains("no regression"));
+    let missing = rsu(&["replay", "compare", before.to_str().expect("path"), "/nonexistent.json"]);
+    assert_eq!(missing.status.code(), Some(2));
+}

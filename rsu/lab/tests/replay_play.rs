@@ -101,6 +101,8 @@ fn a_log_played_into_a_daemon_is_scored_as_the_observer_received_it() {
         signals: Default::default(),
         uper: Default::default(),
         northbound: Default::default(),
+        map: Default::default(),
+        rsi: Default::default(),
     };
     let config_path = dir.path().join("rsu.toml");
     std::fs::write(&config_path, toml::to_string(&config).expect("config")).expect("write config");

@@ -7,7 +7,9 @@
 //!   own unidirectional stream.
 //! - [`SignalControllerClient`]: connects with a signal controller certificate and sends its
 //!   [`SignalControllerState`] as datagrams. A vehicle receives the SPaT the RSU makes of them
-//!   with [`VehicleClient::next_spat`].
+//!   with [`VehicleClient::next_spat`], and (protocol version 4) the MAP and road safety
+//!   information events on its control stream with [`VehicleClient::next_control`], which checks
+//!   them and counts what it refuses.
 //!
 //! Both start from a [`ClientSettings`]: the RSU's address and server name, the site CA, the
 //! client's certificate and transport limits.
@@ -27,7 +29,8 @@ use std::time::Duration;
 use rsu_fusion::{RoadsideFrame, SensorFrame, VehicleState};
 use tokio::task::JoinSet;
 use v2x_proto::domain::{
-    ClientControl, ClientHello, RoadsideDatagram, Role, ServerHello, SignalControllerState, Spat, Subscription,
+    ClientControl, ClientHello, RoadsideDatagram, Role, ServerControl, ServerHello, SignalControllerState, Spat,
+    Subscription,
 };
 
 use crate::codes::{CloseCode, StreamCode};
@@ -258,10 +261,12 @@ pub struct VehicleClient {
     own_endpoint: Option<ClientEndpoint>,
     connection: quinn::Connection,
     control_send: quinn::SendStream,
-    _control_recv: quinn::RecvStream,
+    control_recv: quinn::RecvStream,
     server: ServerHello,
     id: String,
     frames: FrameReceiver,
+    /// `ServerControl` messages refused, by reason.
+    control_rejected: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl VehicleClient {
@@ -297,10 +302,11 @@ impl VehicleClient {
             own_endpoint: None,
             connection,
             control_send,
-            _control_recv: control_recv,
+            control_recv,
             server,
             id: hello.id,
             frames,
+            control_rejected: std::collections::BTreeMap::new(),
         })
     }
 
@@ -353,6 +359,44 @@ impl VehicleClient {
             Ok(RoadsideDatagram::Spat(spat)) => Ok(spat),
             Err(e) => Err(ClientError::Protocol(format!("roadside datagram: {e}"))),
         }
+    }
+
+    /// The next message the RSU sends on the control stream after `ServerHello` (protocol
+    /// version 4: the MAP and road safety information events, PROTOCOL.md §2.9, §2.10). A message
+    /// that is not valid protobuf or fails its checks (a lane without nodes, a width out of range,
+    /// a connection to an unknown lane, an event ending before it starts...) is logged, counted
+    /// in `v2x_client_rejected_total{message="server_control",reason}` and in
+    /// [`VehicleClient::control_rejected`], and skipped. Fails when the stream or connection
+    /// ends, or its framing is broken (the stream cannot be read on).
+    pub async fn next_control(&mut self) -> Result<ServerControl, ClientError> {
+        loop {
+            let bytes = match read_message(&mut self.control_recv, MAX_CONTROL_MESSAGE_BYTES).await {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => return Err(closed_or(&self.connection, "the RSU finished the control stream")),
+                Err(e) => return Err(closed_or(&self.connection, e)),
+            };
+            match v2x_proto::decode_limited::<ServerControl>(&bytes, MAX_CONTROL_MESSAGE_BYTES) {
+                Ok(control) => return Ok(control),
+                Err(e) => {
+                    let reason = match &e {
+                        v2x_proto::DecodeError::TooLarge { .. } => "oversized",
+                        v2x_proto::DecodeError::Malformed(_) => "malformed",
+                        v2x_proto::DecodeError::Invalid(v2x_proto::ConvertError::Inconsistent { .. }) => "inconsistent",
+                        v2x_proto::DecodeError::Invalid(_) => "invalid",
+                    };
+                    *self.control_rejected.entry(reason).or_default() += 1;
+                    metrics::counter!("v2x_client_rejected_total", "message" => "server_control", "reason" => reason)
+                        .increment(1);
+                    tracing::warn!(rsu = %self.server.rsu_id, reason, "refused a control message: {e}");
+                }
+            }
+        }
+    }
+
+    /// The control messages [`VehicleClient::next_control`] refused so far, by reason
+    /// (`malformed`, `invalid`, `inconsistent`, `oversized`).
+    pub fn control_rejected(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.control_rejected
     }
 
     /// Closes the session normally. On an endpoint of its own it waits (up to 1 s) for the close

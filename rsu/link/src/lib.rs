@@ -31,16 +31,21 @@ pub use identity::{Identity, IdentityError};
 /// The ALPN protocol id of this protocol version.
 pub const ALPN: &[u8] = b"v2x/1";
 
-/// The newest protocol version (`PROTOCOL_VERSION_V3`: signal controllers and the SPaT datagram
-/// downlink, on top of version 2's sensor health on change; PROTOCOL.md §5).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// The newest protocol version (`PROTOCOL_VERSION_V4`: the MAP and RSI events on a vehicle's
+/// control stream, on top of version 3's signal controllers and SPaT datagrams and version 2's
+/// sensor health on change; PROTOCOL.md §5).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The first protocol version with signal controllers and SPaT datagrams to vehicles.
 pub const SPAT_VERSION: u32 = 3;
 
 /// The protocol versions this implementation speaks, best first: what our clients list in
 /// `ClientHello.versions`, and what the RSU accepts.
-pub const PROTOCOL_VERSIONS: [u32; 3] = [PROTOCOL_VERSION, 2, 1];
+pub const PROTOCOL_VERSIONS: [u32; 4] = [PROTOCOL_VERSION, 3, 2, 1];
+
+/// The first protocol version whose vehicles get `ServerControl` messages (the MAP, RSI events)
+/// on their control stream after `ServerHello`.
+pub const MAP_VERSION: u32 = 4;
 
 /// The version a session runs: the first of the client's `offered` (best first) that this
 /// implementation speaks; `None` when it speaks none of them.
@@ -83,6 +88,7 @@ mod tests {
         assert_eq!(negotiate(&[1, 2]), Some(1), "the client's order decides");
         assert_eq!(negotiate(&[7, 2, 1]), Some(2), "a version 2 client is still served");
         assert_eq!(negotiate(&[7, 3]), Some(3));
+        assert_eq!(negotiate(&[4, 3]), Some(4));
         assert_eq!(negotiate(&[7]), None);
         assert_eq!(negotiate(&[]), None);
     }

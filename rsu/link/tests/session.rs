@@ -242,3 +242,67 @@ async fn a_complete_frame_is_not_held_behind_an_incomplete_one() {
     client.close().await;
     server_side.await.expect("server side");
 }
+
+/// A MAP of one intersection: ingress lane 1 (straight to egress lane 2 on signal group 1).
+fn small_map() -> v2x_proto::domain::MapData {
+    use v2x_proto::domain::{IntersectionMap, LaneConnection, LaneDirection, LaneNode, Maneuver, MapData, MapLane};
+    let lane = |lane_id, direction, nodes: [(i32, i32); 2]| MapLane {
+        lane_id,
+        name: format!("lane-{lane_id}"),
+        direction,
+        width_cm: 350,
+        nodes: nodes.iter().map(|&(x_cm, y_cm)| LaneNode { x_cm, y_cm }).collect(),
+        maneuvers: Vec::new(),
+        connections: Vec::new(),
+    };
+    let mut ingress = lane(1, LaneDirection::Ingress, [(-1350, -175), (-20000, -175)]);
+    ingress.maneuvers = vec![Maneuver::Straight];
+    ingress.connections =
+        vec![LaneConnection { egress_lane_id: 2, maneuver: Maneuver::Straight, signal_group: Some(1) }];
+    MapData {
+        revision: 0,
+        time: v2x_link::wall_now(),
+        intersections: vec![IntersectionMap {
+            intersection_id: 1201,
+            name: "x".into(),
+            reference: v2x_proto::sample::SAMPLE_ORIGIN,
+            reference_site_cm: [0, 0],
+            lanes: vec![ingress, lane(2, LaneDirection::Egress, [(1350, -175), (20000, -175)])],
+        }],
+    }
+}
+
+#[tokio::test]
+async fn a_vehicle_refuses_and_counts_bad_maps_and_takes_the_good_one() {
+    use v2x_proto::domain::ServerControl;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = pki(dir.path());
+    let endpoint = server(&files);
+    let addr = endpoint.local_addr().expect("addr");
+    let server_side = tokio::spawn(async move {
+        let mut session = accept_one(&endpoint, Duration::from_secs(5)).await.expect("session");
+        let mut no_nodes = small_map();
+        no_nodes.intersections[0].lanes[1].nodes.truncate(1);
+        let mut narrow = small_map();
+        narrow.intersections[0].lanes[0].width_cm = 90;
+        let mut unknown_lane = small_map();
+        unknown_lane.intersections[0].lanes[0].connections[0].egress_lane_id = 7;
+        let mut bytes = Vec::new();
+        for bad in [no_nodes, narrow, unknown_lane] {
+            bytes.extend(v2x_proto::encode_length_delimited(&ServerControl::Map(bad)));
+        }
+        // Not protobuf at all: a length of 3, then a field tag with a truncated varint.
+        bytes.extend([3, 0x0a, 0xff, 0xff]);
+        bytes.extend(v2x_proto::encode_length_delimited(&ServerControl::Map(small_map())));
+        session.control_send.write_all(&bytes).await.expect("written");
+        session.connection.closed().await;
+    });
+    let mut client = VehicleClient::connect(&settings(&files, addr, true), None).await.expect("connects");
+    let control = tokio::time::timeout(Duration::from_secs(10), client.next_control()).await.expect("in time");
+    let Ok(ServerControl::Map(map)) = control else { panic!("the good MAP: {control:?}") };
+    assert_eq!(map.intersections[0].lanes.len(), 2);
+    let rejected: Vec<(&str, u64)> = client.control_rejected().iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(rejected, [("inconsistent", 2), ("invalid", 1), ("malformed", 1)]);
+    client.close().await;
+    server_side.await.expect("server side");
+}

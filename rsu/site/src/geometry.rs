@@ -148,6 +148,32 @@ impl Polyline {
         self.project_within(p, 0.0, self.length_m())
     }
 
+    /// The piece of the path from arc length `s_from_m` to `s_to_m` (`s_from_m <= s_to_m`, both
+    /// within `0..=length`): its end points and every vertex strictly between them, in order.
+    /// On a loop the piece may not cross the seam (s = 0); split it there.
+    pub fn points_between(&self, s_from_m: f64, s_to_m: f64) -> Vec<Point2<f64>> {
+        let (a, b) = (s_from_m.clamp(0.0, self.length_m()), s_to_m.clamp(0.0, self.length_m()));
+        let (a, b) = (a.min(b), a.max(b));
+        let mut out = vec![self.pose_at_unwrapped(a)];
+        for (i, &c) in self.cumulative_m.iter().enumerate() {
+            if c > a + 1e-9 && c < b - 1e-9 {
+                out.push(self.points[i % self.points.len()]);
+            }
+        }
+        out.push(self.pose_at_unwrapped(b));
+        out
+    }
+
+    /// The position at arc length `s_m` within `0..=length`, where the end of a loop is its end
+    /// (not wrapped back to the start, which is the same point).
+    fn pose_at_unwrapped(&self, s_m: f64) -> Point2<f64> {
+        let i = self.segment_at(s_m);
+        let (a, b) = self.segment(i);
+        let seg = b - a;
+        let t = ((s_m - self.cumulative_m[i]) / seg.norm().max(1e-9)).clamp(0.0, 1.0);
+        a + seg * t
+    }
+
     /// Path curvature near `s_m` [1/m]: the heading change across the vertex closest to `s_m`
     /// divided by the mean length of its two segments (0 on straight parts and at open ends).
     pub fn curvature_at(&self, s_m: f64) -> f64 {
@@ -374,6 +400,25 @@ mod tests {
         assert!((s - 39.0).abs() < 1e-9, "{s}");
         let outer = square.offset(-1.0).expect("offset");
         assert!((outer.points()[0] - Point2::new(-1.0, -1.0)).norm() < 1e-9, "{:?}", outer.points()[0]);
+    }
+
+    #[test]
+    fn pieces_of_a_path_keep_its_vertices() {
+        let square = Polyline::new(
+            vec![Point2::new(0.0, 0.0), Point2::new(10.0, 0.0), Point2::new(10.0, 10.0), Point2::new(0.0, 10.0)],
+            true,
+        )
+        .expect("valid");
+        let piece = square.points_between(5.0, 25.0);
+        let want = [(5.0, 0.0), (10.0, 0.0), (10.0, 10.0), (5.0, 10.0)];
+        assert_eq!(piece.len(), want.len(), "{piece:?}");
+        for (p, (x, y)) in piece.iter().zip(want) {
+            assert!((p - Point2::new(x, y)).norm() < 1e-12, "{piece:?}");
+        }
+        // The last piece of a loop ends at its start point, through the closing edge.
+        let last = square.points_between(35.0, 40.0);
+        assert!((last[0] - Point2::new(0.0, 5.0)).norm() < 1e-12 && (last[1] - Point2::new(0.0, 0.0)).norm() < 1e-12);
+        assert_eq!(last.len(), 2, "{last:?}");
     }
 
     #[test]

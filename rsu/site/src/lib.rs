@@ -5,6 +5,8 @@
 //! - [`model`]: [`SiteModel`], read from a folder or from the embedded copy, and its parts.
 //! - [`geometry`]: polylines, boxes and line-of-sight prisms in the site plane.
 //! - [`signals`]: the fixed-time signal plan.
+//! - [`mapdata`]: the site's MAP (intersection lanes, manoeuvres, signal groups) for vehicles.
+//! - [`rsi`]: road safety information events detected from fused tracks (sans-IO).
 //! - [`embedded`]: the representative Yancheng site compiled into the binaries.
 //! - [`SiteSource`]: the embedded site or a folder that overrides it, as a command line names it.
 //!
@@ -12,7 +14,9 @@
 
 pub mod embedded;
 pub mod geometry;
+pub mod mapdata;
 pub mod model;
+pub mod rsi;
 pub mod signals;
 
 use std::fmt;

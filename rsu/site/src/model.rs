@@ -95,7 +95,15 @@ pub struct Path {
     pub stop: Option<StopControl>,
     /// Which way a lane turns through an intersection, when it does.
     pub turn: Option<Turn>,
+    /// Lane width [m] (GeoJSON `width_m`, default [`DEFAULT_LANE_WIDTH_M`]).
+    pub width_m: f64,
 }
+
+/// The width of a lane or route whose GeoJSON gives no `width_m` [m].
+pub const DEFAULT_LANE_WIDTH_M: f64 = 3.5;
+
+/// Valid lane widths [m].
+pub const LANE_WIDTH_RANGE_M: std::ops::RangeInclusive<f64> = 1.5..=10.0;
 
 /// The turn a lane makes through an intersection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,12 +112,22 @@ pub enum Turn {
     Left,
     /// Right.
     Right,
+    /// U-turn.
+    UTurn,
 }
 
 impl Path {
     /// A path built in code (scenario-specific routes such as a jaywalker's line).
     pub fn ad_hoc(id: impl Into<String>, kind: PathKind, line: Polyline) -> Arc<Path> {
-        Arc::new(Path { id: id.into(), kind, line, speed_limit_mps: None, stop: None, turn: None })
+        Arc::new(Path {
+            id: id.into(),
+            kind,
+            line,
+            speed_limit_mps: None,
+            stop: None,
+            turn: None,
+            width_m: DEFAULT_LANE_WIDTH_M,
+        })
     }
 }
 
@@ -130,6 +148,20 @@ impl Area {
         let poly: Vec<[f64; 2]> = self.polygon.iter().map(|q| [q.x, q.y]).collect();
         rsu_fusion::calibration::point_in_polygon(&poly, p.x, p.y)
     }
+}
+
+/// An intersection: the area between its stop lines, where lanes cross (GeoJSON kind
+/// `intersection`). The MAP splits each lane crossing it into the ingress part before it and the
+/// egress part after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Intersection {
+    /// Id from the GeoJSON `id` property.
+    pub id: String,
+    /// J2735 `IntersectionReferenceID.id` (GeoJSON `intersection_id`): the id its signal
+    /// controller's SPaT carries.
+    pub intersection_id: u16,
+    /// The area [m], site frame; its vertex mean is the MAP's reference point.
+    pub polygon: Vec<Point2<f64>>,
 }
 
 /// A vehicle parked for the whole run (also an occluder).
@@ -173,12 +205,14 @@ pub struct SiteModel {
     pub buildings: Vec<Prism>,
     /// Signal heads.
     pub signal_heads: Vec<SignalHead>,
+    /// Intersections (for the MAP).
+    pub intersections: Vec<Intersection>,
     /// The signal plan.
     pub signal_plan: SignalPlan,
 }
 
 /// The feature kinds a site GeoJSON may hold.
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     "lane",
     "route",
     "walkway",
@@ -189,6 +223,7 @@ pub const KINDS: [&str; 10] = [
     "parked_vehicle",
     "signal_head",
     "stop",
+    "intersection",
 ];
 
 fn read(path: &FsPath) -> Result<String, SiteError> {
@@ -263,6 +298,7 @@ impl SiteModel {
             parked: Vec::new(),
             buildings: Vec::new(),
             signal_heads: Vec::new(),
+            intersections: Vec::new(),
             signal_plan,
         };
         for file in geojson {
@@ -348,12 +384,19 @@ impl SiteModel {
                     None => None,
                     Some("left") => Some(Turn::Left),
                     Some("right") => Some(Turn::Right),
-                    Some(other) => return Err(format!("turn must be \"left\" or \"right\", not {other:?}")),
+                    Some("u_turn") => Some(Turn::UTurn),
+                    Some(other) => {
+                        return Err(format!("turn must be \"left\", \"right\" or \"u_turn\", not {other:?}"));
+                    }
                 };
+                let width_m = number("width_m").unwrap_or(DEFAULT_LANE_WIDTH_M);
+                if !LANE_WIDTH_RANGE_M.contains(&width_m) {
+                    return Err(format!("width_m = {width_m} is outside 1.5..=10 m"));
+                }
                 if self.paths.contains_key(&id) {
                     return Err("duplicate path id".into());
                 }
-                self.paths.insert(id.clone(), Arc::new(Path { id, kind, line, speed_limit_mps, stop, turn }));
+                self.paths.insert(id.clone(), Arc::new(Path { id, kind, line, speed_limit_mps, stop, turn, width_m }));
             }
             "crosswalk" | "tunnel" | "road_area" => {
                 expect("Polygon")?;
@@ -392,6 +435,19 @@ impl SiteModel {
             "stop" => {
                 expect("Point")?;
                 self.point(coords)?;
+            }
+            "intersection" => {
+                expect("Polygon")?;
+                let id = need_id()?;
+                let intersection_id = number("intersection_id")
+                    .filter(|v| v.fract() == 0.0 && (0.0..=65535.0).contains(v))
+                    .ok_or("an intersection needs `intersection_id`, an integer 0..=65535")?
+                    as u16;
+                if self.intersections.iter().any(|i| i.id == id || i.intersection_id == intersection_id) {
+                    return Err("duplicate intersection id or intersection_id".into());
+                }
+                let polygon = self.polygon(coords)?;
+                self.intersections.push(Intersection { id, intersection_id, polygon });
             }
             other => return Err(format!("unknown kind {other:?}")),
         }

@@ -76,6 +76,14 @@ impl SignalPlan {
         Some(g.state_at(cycle_time_s, self.cycle_s))
     }
 
+    /// The signal group number (J2735 `SignalGroupID`) of group `signal_id`: the group's place
+    /// in the plan, from 1. This is the number the site's controller sends in its SPaT and the
+    /// MAP's connections carry. `None` for an unknown group or beyond 255.
+    pub fn signal_group(&self, signal_id: &str) -> Option<u8> {
+        let k = self.groups.iter().position(|g| g.signal_id == signal_id)?;
+        u8::try_from(k + 1).ok()
+    }
+
     /// Every group's state at `cycle_time_s`, in plan order.
     pub fn states(&self, cycle_time_s: f64) -> Vec<LightState> {
         self.groups.iter().map(|g| g.state_at(cycle_time_s, self.cycle_s)).collect()

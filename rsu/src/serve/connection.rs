@@ -165,8 +165,7 @@ impl VehiclePosition {
 }
 
 async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
-    let Session { connection, identity, serial, hello, version, control_send: _control_send, mut control_recv } =
-        session;
+    let Session { connection, identity, serial, hello, version, control_send, mut control_recv } = session;
     let (tx, rx) = watch::channel(None);
     let joined = Event::Joined {
         conn_id,
@@ -183,11 +182,24 @@ async fn run_vehicle(session: Session, shared: &Arc<Shared>, conn_id: u64) {
         subscription: hello.subscription.unwrap_or(Subscription::AroundMe { radius_m: 0 }),
         position: Arc::default(),
     });
+    // Version 4: the MAP and RSI events on the control stream (PROTOCOL §2.9, §2.10).
+    let resubscribed = Arc::new(tokio::sync::Notify::new());
+    let control_downlink = async {
+        if version >= v2x_link::MAP_VERSION {
+            let roadway = shared.roadway.clone();
+            super::roadway::control_downlink(control_send, roadway, resubscribed.clone(), identity.clone()).await;
+        } else {
+            // Nothing is written to an older client; its control stream stays open.
+            let _open = control_send;
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         () = vehicle_uplink(&connection, shared, &identity, &view) => {}
-        () = control_loop(&connection, &mut control_recv, shared, &identity, Some(&view)) => {}
+        () = control_loop(&connection, &mut control_recv, shared, &identity, Some((&view, &resubscribed))) => {}
         () = downlink(&connection, rx, shared, &view, version) => {}
         () = refuse_streams(&connection, shared, &identity) => {}
+        () = control_downlink => {}
     }
 }
 
@@ -382,14 +394,16 @@ async fn control_loop(
     recv: &mut quinn::RecvStream,
     shared: &Shared,
     identity: &Identity,
-    view: Option<&Mutex<VehicleView>>,
+    view: Option<(&Mutex<VehicleView>, &tokio::sync::Notify)>,
 ) {
     loop {
         match read_control(recv).await {
             Ok(Some(subscription)) => match view {
-                Some(view) => {
+                Some((view, resubscribed)) => {
                     tracing::debug!(client = %identity, ?subscription, "subscription changed");
                     view.lock().unwrap_or_else(std::sync::PoisonError::into_inner).subscription = subscription;
+                    // The MAP again, "on subscription" (a version 4 session).
+                    resubscribed.notify_one();
                 }
                 None => {
                     shared.stats.reject(Reject::NotAllowed, identity, "a sensor or controller sent a subscription");

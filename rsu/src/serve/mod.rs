@@ -27,6 +27,11 @@
 //! every vehicle of protocol version 3 each intersection's SPaT as a QUIC datagram. SPaT does not
 //! go through fusion and makes no frame.
 //!
+//! The MAP and road safety information ([`roadway`], protocol version 4): each vehicle session
+//! writes the MAP on its control stream at its start and on each subscription change; every
+//! fusion step's objects go through the RSI detector, whose events reach those sessions through
+//! one broadcast channel.
+//!
 //! With `[northbound]` enabled, frames and SPaT are also handed (never waiting) to the
 //! [`northbound`] publisher, which talks MQTT to the city's platform in a task of its own; what
 //! the platform changes in the loop (the vehicle SPaT rate) and the road events to record come
@@ -37,6 +42,7 @@ mod connection;
 pub mod flags;
 pub mod northbound;
 mod ntcip;
+mod roadway;
 pub mod spat;
 pub mod stats;
 pub mod uper;
@@ -168,6 +174,8 @@ pub(crate) struct Shared {
     /// Vehicles whose rate interval is over, waiting for their next frame: while there are
     /// some, every fusion step makes a frame at once.
     pub(crate) ready: AtomicUsize,
+    /// The MAP and the RSI channel, for vehicle sessions of protocol version 4.
+    pub(crate) roadway: Arc<roadway::Downlink>,
 }
 
 /// Where the loop's output goes besides QUIC.
@@ -287,6 +295,7 @@ impl Server {
         let config = &loaded.config;
         let mut fusion = Fusion::new(loaded.site.clone(), config.fusion.clone()).context("fusion")?;
         let (events_tx, mut events) = mpsc::channel(config.limits.ingest_queue);
+        let (roadway_downlink, mut roadway) = roadway::start(&loaded, &config.rsi, wall_now())?;
         let shared = Arc::new(Shared {
             stats: stats.clone(),
             limits: config.limits.clone(),
@@ -309,6 +318,7 @@ impl Server {
             active: AtomicUsize::new(0),
             handshakes: admission::Handshakes::default(),
             ready: AtomicUsize::new(0),
+            roadway: Arc::new(roadway_downlink),
         });
         if let Some(live) = &outputs.live {
             live.log_site(&loaded.site);
@@ -363,7 +373,7 @@ impl Server {
                 _ = shutdown.cancelled() => break,
                 () = tokio::time::sleep_until((step.last_frame + heartbeat).into()) => {
                     cycles += 1;
-                    make_frame(&mut fusion, &mut step, &mut flag_watch, &sessions, &vehicles_seen, &outputs, &stats);
+                    make_frame(&mut fusion, &mut step, &mut flag_watch, &mut roadway, &sessions, &vehicles_seen, &outputs, &stats);
                 }
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
@@ -427,7 +437,7 @@ impl Server {
                     // otherwise the inputs wait for the next step or the heartbeat.
                     if step.inputs > 0 && shared.ready.load(Ordering::Relaxed) > 0 {
                         cycles += 1;
-                        make_frame(&mut fusion, &mut step, &mut flag_watch, &sessions, &vehicles_seen, &outputs, &stats);
+                        make_frame(&mut fusion, &mut step, &mut flag_watch, &mut roadway, &sessions, &vehicles_seen, &outputs, &stats);
                     }
                 }
             }
@@ -563,11 +573,14 @@ impl Step {
 
 /// One fusion step: the core fuses what arrived (out of sequence where needed) and predicts its
 /// objects to the wall clock; the frame goes to every vehicle (each decides whether it changed
-/// what it sees), to the recording and to the live view; health is exported.
+/// what it sees), to the recording and to the live view; the objects go through RSI detection;
+/// health is exported.
+#[allow(clippy::too_many_arguments)]
 fn make_frame(
     fusion: &mut Fusion,
     step: &mut Step,
     flag_watch: &mut flags::FlagWatch,
+    roadway: &mut roadway::Roadway,
     sessions: &BTreeMap<u64, SessionEntry>,
     vehicles_seen: &BTreeMap<String, [f64; 3]>,
     outputs: &Outputs,
@@ -611,6 +624,7 @@ fn make_frame(
     if let Some(gateway) = &outputs.uper {
         gateway.frame(&frame);
     }
+    roadway.step(now, &objects, outputs.recorder.as_ref());
     if let Some(northbound) = &outputs.northbound {
         northbound.offer(northbound::Uplink::Frame(frame.clone()));
     }

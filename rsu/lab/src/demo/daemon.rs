@@ -57,6 +57,8 @@ impl Daemon {
             rerun: Default::default(),
             signals: Default::default(),
             uper: Default::default(),
+            map: Default::default(),
+            rsi: Default::default(),
             northbound: Default::default(),
         };
         let config_path = dir.join("rsu.toml");

@@ -66,7 +66,7 @@ pub fn write(
     for m in recorded.iter().chain(&receipts).chain(&truth) {
         let counter = match m.body {
             // The demo runs no signal controller.
-            ReplayBody::Meta(_) | ReplayBody::Signal(_) | ReplayBody::Spat(_) => continue,
+            ReplayBody::Meta(_) | ReplayBody::Signal(_) | ReplayBody::Spat(_) | ReplayBody::Rsi(_) => continue,
             ReplayBody::Sensor(_) => &mut counts.sensor_frames,
             ReplayBody::GroundTruth(_) => &mut counts.truth_frames,
             ReplayBody::Vehicle(_) => &mut counts.vehicle_states,

@@ -97,7 +97,7 @@ pub struct Context<'a> {
     pub now: Timestamp,
 }
 
-fn decode<M: prost::Message + prost::Name + Default>(payload: &[u8], ctx: &Context<'_>) -> Result<M, Rejected> {
+fn decode<M: v2x_proto::WireOnly>(payload: &[u8], ctx: &Context<'_>) -> Result<M, Rejected> {
     if payload.len() > ctx.max_bytes {
         return Err(Rejected::new(
             "",
@@ -105,7 +105,8 @@ fn decode<M: prost::Message + prost::Name + Default>(payload: &[u8], ctx: &Conte
             format!("{} bytes, more than the limit of {}", payload.len(), ctx.max_bytes),
         ));
     }
-    M::decode(payload).map_err(|e| Rejected::new("", Refusal::Malformed, format!("not a {}: {e}", M::full_name())))
+    v2x_proto::decode_wire::<M>(payload)
+        .map_err(|e| Rejected::new("", Refusal::Malformed, format!("not a {}: {e}", v2x_proto::wire_name::<M>())))
 }
 
 /// An id of 1..=[`MAX_ID_BYTES`] printable characters.
@@ -297,7 +298,7 @@ impl RoadEvents {
 
 #[cfg(test)]
 mod tests {
-    use prost::Message as _;
+    use v2x_proto::encode_wire;
 
     use super::*;
 
@@ -337,7 +338,7 @@ mod tests {
             rsu_id: "rsu-1".into(),
             settings: Some(wire::RuntimeSettings { rsm_rate_hz: Some(5.0), ..Default::default() }),
         };
-        let (id, next) = config_change(&change.encode_to_vec(), &settings(), &ctx(&site)).expect("valid");
+        let (id, next) = config_change(&encode_wire(&change), &settings(), &ctx(&site)).expect("valid");
         assert_eq!(id, "r1");
         assert_eq!(next, Settings { rsm_rate_hz: 5.0, ..settings() });
     }
@@ -347,7 +348,7 @@ mod tests {
         let site = site();
         let ctx = ctx(&site);
         let change = |id: &str, rsu: &str, s: Option<wire::RuntimeSettings>| {
-            wire::ConfigChange { request_id: id.into(), rsu_id: rsu.into(), settings: s }.encode_to_vec()
+            encode_wire(&wire::ConfigChange { request_id: id.into(), rsu_id: rsu.into(), settings: s })
         };
         let some = Some(wire::RuntimeSettings::default());
         let cases: Vec<(Vec<u8>, Refusal, &str)> = vec![
@@ -382,7 +383,7 @@ mod tests {
         let site = site();
         let ctx = ctx(&site);
         let good = event(&site, ctx.now);
-        let EventRequest::Store(stored) = road_event(&good.encode_to_vec(), &ctx).expect("valid") else {
+        let EventRequest::Store(stored) = road_event(&encode_wire(&good), &ctx).expect("valid") else {
             panic!("a store request");
         };
         assert_eq!(stored.start, ctx.now);
@@ -399,7 +400,7 @@ mod tests {
         assert_eq!(store.expire(ctx.now.add_secs(600.0)).len(), 2);
         assert!(store.is_empty());
 
-        let refused = |e: wire::RoadEvent| road_event(&e.encode_to_vec(), &ctx).expect_err("refused").reason;
+        let refused = |e: wire::RoadEvent| road_event(&encode_wire(&e), &ctx).expect_err("refused").reason;
         assert_eq!(refused(wire::RoadEvent { radius_m: 0.0, ..good.clone() }), Refusal::OutOfRange);
         assert_eq!(refused(wire::RoadEvent { priority: 9, ..good.clone() }), Refusal::OutOfRange);
         assert_eq!(refused(wire::RoadEvent { end_time_ns: 5, ..good.clone() }), Refusal::OutOfRange);
@@ -410,6 +411,6 @@ mod tests {
         let far = Some(wire::Wgs84Position::from(&far));
         assert_eq!(refused(wire::RoadEvent { position: far, ..good.clone() }), Refusal::OutOfRange);
         let cancel = wire::RoadEvent { cancel: true, radius_m: -1.0, ..good };
-        assert_eq!(road_event(&cancel.encode_to_vec(), &ctx), Ok(EventRequest::Cancel("works-7".into())));
+        assert_eq!(road_event(&encode_wire(&cancel), &ctx), Ok(EventRequest::Cancel("works-7".into())));
     }
 }

@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prost::Message as _;
 use rsu_fusion::{EnuFrame, RoadsideFrame, SensorModel, SensorStatus, Timestamp};
 use rumqttc::QoS;
 use tokio::sync::mpsc;
@@ -323,7 +322,7 @@ pub fn start(
     let mut info = info_message(loaded, &settings, started);
     info.online = false;
     let (info_topic, info_qos) = topics.of(&INFO);
-    let will = rumqttc::LastWill::new(info_topic, info.encode_to_vec(), info_qos, true);
+    let will = rumqttc::LastWill::new(info_topic, v2x_proto::encode_wire(&info), info_qos, true);
     let (client, driver_events, driver) = client::connect(config, &loaded.rsu_id, will)?;
     info.online = true;
     let (inbox_tx, inbox) = mpsc::channel(INBOX);
@@ -456,7 +455,7 @@ impl Publisher {
         }
         // Say goodbye: the retained INFO goes offline, then the session ends.
         self.info.online = false;
-        self.enqueue(&INFO, Bytes::from(self.info.encode_to_vec()));
+        self.enqueue(&INFO, Bytes::from(v2x_proto::encode_wire(&self.info)));
         if self.connected {
             self.flush();
         }
@@ -502,7 +501,7 @@ impl Publisher {
             }
         }
         // INFO first on every connection (retained, so a platform that starts later sees it).
-        let info = Outgoing { channel: &INFO, payload: Bytes::from(self.info.encode_to_vec()) };
+        let info = Outgoing { channel: &INFO, payload: Bytes::from(v2x_proto::encode_wire(&self.info)) };
         if !self.publish_now(&info) {
             self.enqueue(info.channel, info.payload);
         }
@@ -600,7 +599,7 @@ impl Publisher {
             active_road_events: u32::try_from(self.road_events.len()).unwrap_or(u32::MAX),
             sensors: self.sensors.clone(),
         };
-        self.enqueue(&HB, Bytes::from(hb.encode_to_vec()));
+        self.enqueue(&HB, Bytes::from(v2x_proto::encode_wire(&hb)));
     }
 
     fn expire(&mut self, now: Timestamp) {
@@ -646,7 +645,7 @@ impl Publisher {
                 self.ack(rejected.request_id, false, rejected.reason.name(), rejected.detail)
             }
         };
-        self.enqueue(ack_channel, Bytes::from(ack.encode_to_vec()));
+        self.enqueue(ack_channel, Bytes::from(v2x_proto::encode_wire(&ack)));
         self.settings.heartbeat_interval_s != before
     }
 
@@ -684,7 +683,7 @@ impl Publisher {
         self.settings = next;
         self.info.settings = Some(wire::RuntimeSettings::from(&next));
         // The retained INFO follows the settings in force.
-        self.enqueue(&INFO, Bytes::from(self.info.encode_to_vec()));
+        self.enqueue(&INFO, Bytes::from(v2x_proto::encode_wire(&self.info)));
         Ok((request_id, "applied".into()))
     }
 
