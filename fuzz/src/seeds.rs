@@ -106,6 +106,8 @@ pub struct Seeds {
     pub openlabel: Vec<Vec<u8>>,
     /// NTCIP 1202 SPaT blobs (`rsu::ntcip`).
     pub ntcip: Vec<Vec<u8>>,
+    /// T/CSAE 53-2020 UPER frames: the gateway's RSMs, SPAT and BSM of the samples.
+    pub uper: Vec<Vec<u8>>,
     /// ROS 2 CDR messages of the Autoware importer.
     pub autoware: Vec<Vec<u8>>,
     /// Route validation inputs: the site's GeoJSON maps (routes among them) and route criteria.
@@ -228,6 +230,7 @@ impl Seeds {
                 .build()
                 .to_vec(),
         ];
+        let uper = uper_frames();
         let autoware = autoware_seeds();
         let mut routes: Vec<Vec<u8>> = files_with_extension(&site_dir, "geojson").iter().map(|p| read(p)).collect();
         routes.extend(files_with_extension(&root.join("replays/routes"), "toml").iter().map(|p| read(p)));
@@ -245,10 +248,52 @@ impl Seeds {
             dair,
             openlabel,
             ntcip,
+            uper,
             autoware,
             routes,
         }
     }
+}
+
+/// The gateway's UPER frames of the samples: the RSMs of an intersection frame, a SPAT, a BSM.
+fn uper_frames() -> Vec<Vec<u8>> {
+    use v2x_uper::convert;
+    let frame = v2x_proto::sample::intersection_frame(20, 5);
+    let enu = rsu_fusion::EnuFrame::new(frame.reference);
+    let mut clamps = convert::Clamps::default();
+    let mut cnt = 0;
+    let station = convert::temporary_id("rsu-1");
+    let mut out: Vec<Vec<u8>> =
+        convert::rsms(&frame, &enu, &station, &mut cnt, v2x_uper::MAX_PAYLOAD_BYTES, &mut clamps)
+            .expect("the sample frame encodes")
+            .into_iter()
+            .map(|(bytes, _)| bytes)
+            .collect();
+    let now = frame.time;
+    let movement = |group, phase| MovementState {
+        signal_group: group,
+        phase,
+        start: Some(now.add_secs(-3.0)),
+        min_end: now.add_secs(4.0),
+        max_end: Some(now.add_secs(20.0)),
+        likely: Some(now.add_secs(9.0)),
+    };
+    let spat = Spat {
+        intersection_id: 11,
+        revision: 0,
+        time: now,
+        controller_time: now,
+        movements: vec![
+            movement(2, MovementPhase::ProtectedMovementAllowed),
+            movement(4, MovementPhase::StopAndRemain),
+        ],
+    };
+    let spats = convert::spats(&[spat], now, &mut cnt, v2x_uper::MAX_PAYLOAD_BYTES, &mut clamps)
+        .expect("the sample SPaT encodes");
+    out.extend(spats.into_iter().map(|(bytes, _)| bytes));
+    let bsm = convert::bsm(&v2x_proto::sample::vehicle_state(), &enu, &mut clamps);
+    out.push(v2x_uper::encode_msg_frame(&v2x_uper::msg::MessageFrame::BsmFrame(bsm)).expect("the sample BSM encodes"));
+    out
 }
 
 /// `files` joined by [`FILE_SEPARATOR`].

@@ -54,6 +54,17 @@ pub fn ntcip_blob(bytes: &[u8]) {
     }
 }
 
+/// A T/CSAE 53-2020 UPER `MessageFrame` as `rsu decode` reads it: what decodes encodes again to
+/// bytes that decode to the same frame, and renders as JSON without panic.
+pub fn uper_frame(bytes: &[u8]) {
+    if let Ok(frame) = v2x_uper::decode_msg_frame(bytes) {
+        let again = v2x_uper::encode_msg_frame(&frame).expect("a decoded frame encodes");
+        let back = v2x_uper::decode_msg_frame(&again).expect("a re-encoded frame decodes");
+        assert_eq!(back, frame, "a frame changed in a round trip");
+        let _ = v2x_uper::to_json(&frame);
+    }
+}
+
 /// ROS 2 CDR bytes as each message the Autoware importer decodes: what decodes re-encodes to
 /// bytes that decode and re-encode to the same bytes (a stable round trip, whatever the floats).
 pub fn autoware_cdr(bytes: &[u8]) {

@@ -174,6 +174,11 @@ fn ntcip_blob() {
 }
 
 #[test]
+fn uper_frame() {
+    fuzz("uper_frame", &seeds().uper, targets::uper_frame);
+}
+
+#[test]
 fn autoware_cdr() {
     fuzz("autoware_cdr", &seeds().autoware, targets::autoware_cdr);
 }
@@ -193,6 +198,7 @@ fn regression_folders_name_targets() {
         "dair_import",
         "openlabel_import",
         "ntcip_blob",
+        "uper_frame",
         "autoware_cdr",
     ];
     let dir = repo_root().join("fuzz/regressions");

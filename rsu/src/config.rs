@@ -27,6 +27,10 @@
 //! ntcip_listen = "0.0.0.0:6053"    # optional: NTCIP 1202 v03 SPaT blobs over UDP
 //! ntcip_source = "192.0.2.10"      # optional: the controller's IP address
 //!
+//! [uper]                           # T/CSAE 53-2020 UPER to a PC5 radio (off by default)
+//! enabled = true
+//! destination = "192.0.2.20:30299" # one MessageFrame per UDP datagram, at most 1400 bytes
+//!
 //! [map]                            # the MAP and RSI events (protocol version 4)
 //! site_dir = "site"                # a site folder with GeoJSON; default: the embedded site's
 //!                                  # map when the daemon serves the embedded site, else none
@@ -96,6 +100,9 @@ pub struct ServeConfig {
     /// Traffic signal controllers and the SPaT broadcast.
     #[serde(default)]
     pub signals: SignalsConfig,
+    /// The standard encoding gateway (T/CSAE 53-2020 UPER to a PC5 radio).
+    #[serde(default)]
+    pub uper: crate::serve::uper::UperConfig,
     /// Where the MAP comes from (PROTOCOL.md §2.9).
     #[serde(default)]
     pub map: MapConfig,
@@ -599,6 +606,7 @@ impl ServeConfig {
                 bail!("signals.controllers[{i}].ntcip_listen: another controller listens on it");
             }
         }
+        self.uper.validate()?;
         self.rsi.validate().map_err(|problem| anyhow::anyhow!(problem))?;
         let r = &self.recording;
         count("recording.rotate_bytes", r.rotate_bytes, 1 << 20, 1 << 40)?;

@@ -11,6 +11,7 @@
 //! - [`certs`]: `rsu certs init`, the development PKI.
 //! - [`log_info`]: `log info`, a summary of a replay log or recording.
 //! - [`ntcip`]: the parser of the NTCIP 1202 v03 SPaT blob signal controllers push over UDP.
+//! - [`uper_decode`]: `rsu decode`, a T/CSAE 53-2020 UPER message as JSON.
 
 pub mod certs;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod ntcip;
 pub mod recorder;
 pub mod serve;
+pub mod uper_decode;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,8 @@
 //! `rsu`: the roadside-unit daemon, as installed on a roadside box.
 //!
 //! Subcommands: `serve` is the daemon; `certs` makes a development PKI; `schema` writes the
-//! protocol's FileDescriptorSet; `log` inspects its recordings. The demo, replays and validation
+//! protocol's FileDescriptorSet; `log` inspects its recordings; `decode` prints a T/CSAE 53-2020
+//! UPER message as JSON. The demo, replays and validation
 //! are the test engineer's tools and live in `rsu-lab`, so the daemon links neither the simulator
 //! nor (unless built with the `live-view` feature) rerun.
 
@@ -37,6 +38,15 @@ enum Command {
     /// broadcast rate, recording, Prometheus metrics, live rerun view (with the `live-view`
     /// feature). Stops on SIGINT/SIGTERM.
     Serve(rsu::ServeArgs),
+    /// Print a T/CSAE 53-2020 UPER MessageFrame (BSM, MAP, RSM, SPAT, RSI: what the `[uper]`
+    /// gateway sends to a PC5 radio) as JSON.
+    Decode {
+        /// The message: a file of UPER bytes, or `-` for standard input.
+        input: PathBuf,
+        /// The input is hexadecimal text, not binary.
+        #[arg(long)]
+        hex: bool,
+    },
     /// Development certificates.
     Certs {
         #[command(subcommand)]
@@ -81,6 +91,10 @@ fn main() -> ExitCode {
         Command::Schema { out } => write_schema(&out),
         Command::Log { command } => rsu::log_info::run(command),
         Command::Serve(args) => rsu::run_serve(&args).map(|()| ExitCode::SUCCESS),
+        Command::Decode { input, hex } => rsu::uper_decode::run(&input, hex).map(|json| {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }),
         Command::Certs {
             command: CertsCommand::Init { out, rsu_id, vehicles, vehicle_ids, sensors, signals, server_names },
         } => rsu::certs::init(&out, &rsu_id, vehicles, &vehicle_ids, &sensors, &signals, &server_names)

@@ -1,4 +1,5 @@
-//! The `rsu` binary as a user runs it: `schema` and `log info`, on intact and damaged logs.
+//! The `rsu` binary as a user runs it: `schema` and `log info`, on intact and damaged logs;
+//! `decode` on UPER messages, binary and hex, and on bad input.
 
 use std::process::Command;
 
@@ -196,4 +197,47 @@ fn damage_in_the_first_record_still_prints_json() {
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{name}.mcap")));
     }
+}
+
+#[test]
+fn decode_prints_a_uper_message_as_json_and_refuses_bad_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = sample::vehicle_state();
+    let enu = rsu_fusion::EnuFrame::new(state.position);
+    let bsm = v2x_uper::convert::bsm(&state, &enu, &mut v2x_uper::convert::Clamps::default());
+    let bytes = v2x_uper::encode_msg_frame(&v2x_uper::msg::MessageFrame::BsmFrame(bsm)).expect("encodes");
+    let file = dir.path().join("bsm.uper");
+    std::fs::write(&file, &bytes).expect("written");
+    let out = rsu().arg("decode").arg(&file).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["bsmFrame"]["msgCnt"], 12);
+    assert_eq!(json["bsmFrame"]["pos"]["lat"], 332_012_345);
+    assert_eq!(json["bsmFrame"]["speed"], 555);
+    // The same as hex text on standard input.
+    let hex: String = bytes.iter().map(|b| format!("{b:02X} ")).collect();
+    let mut child = rsu()
+        .args(["decode", "--hex", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child.stdin.take().expect("stdin").write_all(hex.as_bytes()).expect("written");
+    let out = child.wait_with_output().expect("ends");
+    assert!(out.status.success());
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON"), json);
+    // Bad input: an error message and exit code 2, no panic.
+    let bad = dir.path().join("bad.uper");
+    for (content, needle) in
+        [(&b"\xff\xff\xff"[..], "not a T/CSAE 53-2020"), (&bytes[..bytes.len() / 2], "not a T/CSAE 53-2020")]
+    {
+        std::fs::write(&bad, content).expect("written");
+        let out = rsu().arg("decode").arg(&bad).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle) && !stderr.contains("panicked"), "{stderr}");
+    }
+    let out = rsu().args(["decode", "--hex"]).arg(&file).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2), "binary bytes are not hex text");
 }

@@ -99,6 +99,7 @@ fn a_log_played_into_a_daemon_is_scored_as_the_observer_received_it() {
         metrics: MetricsConfig { enabled: false, ..MetricsConfig::default() },
         rerun: Default::default(),
         signals: Default::default(),
+        uper: Default::default(),
         northbound: Default::default(),
         // The embedded site's map (the log's site is that site, written to a file).
         map: rsu::config::MapConfig { site_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../site/yancheng")) },

@@ -45,6 +45,7 @@ mod ntcip;
 mod roadway;
 pub mod spat;
 pub mod stats;
+pub mod uper;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -186,6 +187,8 @@ pub struct Outputs {
     pub live: Option<LiveView>,
     /// Liveness for `/healthz`.
     pub health: Health,
+    /// The standard encoding gateway (set by [`Server::run`] from `[uper]`).
+    pub uper: Option<uper::Gateway>,
     /// The northbound MQTT publisher: started by [`Server::run`] when `[northbound]` is
     /// enabled.
     pub northbound: Option<northbound::Northbound>,
@@ -351,6 +354,12 @@ impl Server {
                 .await
                 .with_context(|| format!("signals.controllers {:?}: ntcip_listen", controller.id))?;
             tasks.spawn(listener.run(shutdown.clone()));
+        }
+        if config.uper.enabled {
+            let (gateway, task) =
+                uper::Gateway::start(&config.uper, loaded.site.frame(), &loaded.rsu_id, shutdown.clone()).await?;
+            tasks.spawn(task);
+            outputs.uper = Some(gateway);
         }
         tracing::info!(
             addr = %endpoint.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
@@ -612,6 +621,9 @@ fn make_frame(
     if let Some(recorder) = &outputs.recorder {
         recorder.record(Record::Roadside(frame.clone()));
     }
+    if let Some(gateway) = &outputs.uper {
+        gateway.frame(&frame);
+    }
     roadway.step(now, &objects, outputs.recorder.as_ref());
     if let Some(northbound) = &outputs.northbound {
         northbound.offer(northbound::Uplink::Frame(frame.clone()));
@@ -650,6 +662,9 @@ struct LoopState<'a> {
 /// controller state, one QUIC datagram per intersection, and records each SPaT once.
 fn send_spat(table: &spat::SpatTable, sessions: &BTreeMap<u64, SessionEntry>, outputs: &Outputs, stats: &Stats) {
     let spats = table.spats(wall_now());
+    if let Some(gateway) = &outputs.uper {
+        gateway.spats(spats.clone());
+    }
     if let Some(northbound) = outputs.northbound.as_ref().filter(|_| !spats.is_empty()) {
         northbound.offer(northbound::Uplink::Spat(spats.clone()));
     }
@@ -753,6 +768,9 @@ fn handle_event(event: Event, state: &mut LoopState<'_>, outputs: &Outputs, shar
                 let p = shared.enu.enu_from_wgs84(&state.position);
                 position.accept(state.time, [p.x, p.y]);
                 vehicles_seen.insert(state.vehicle_id.clone(), [p.x, p.y, p.z]);
+                if let Some(gateway) = &outputs.uper {
+                    gateway.vehicle(&state);
+                }
             } else {
                 reject_ingest(stats, verdict, &state.vehicle_id, state.time, received);
             }
@@ -820,7 +838,7 @@ pub async fn serve(loaded: LoadedConfig, rerun: Option<LiveTarget>) -> anyhow::R
     tokio::spawn(signal_shutdown(shutdown.clone()));
     // The address line is for people and for tests that bind port 0.
     println!("rsu serve listening on {}", server.local_addr()?);
-    server.run(Outputs { recorder, live, health, northbound: None }, shutdown).await
+    server.run(Outputs { recorder, live, health, uper: None, northbound: None }, shutdown).await
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

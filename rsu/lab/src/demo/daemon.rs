@@ -56,6 +56,7 @@ impl Daemon {
             metrics: MetricsConfig { enabled: false, ..MetricsConfig::default() },
             rerun: Default::default(),
             signals: Default::default(),
+            uper: Default::default(),
             map: Default::default(),
             rsi: Default::default(),
             northbound: Default::default(),
