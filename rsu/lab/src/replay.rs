@@ -613,6 +613,17 @@ pub fn live_lines(report: &LogReport) -> Vec<String> {
     lines
 }
 
+/// The `*.mcap` files of folder `dir`, in name order.
+pub(crate) fn mcap_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "mcap"))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 fn validate(
     path: &Path,
     criteria: Option<&Path>,
@@ -622,17 +633,7 @@ fn validate(
     options: ValidateOptions,
 ) -> anyhow::Result<ExitCode> {
     let (report_path, html_path) = (outputs.report, outputs.html);
-    let logs: Vec<PathBuf> = if path.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("listing {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "mcap"))
-            .collect();
-        v.sort();
-        v
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let logs: Vec<PathBuf> = if path.is_dir() { mcap_files(path)? } else { vec![path.to_path_buf()] };
     if logs.is_empty() {
         bail!("no .mcap logs in {}", path.display());
     }

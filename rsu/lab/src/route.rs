@@ -80,12 +80,7 @@ fn expand_logs(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut logs = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("listing {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "mcap"))
-                .collect();
-            found.sort();
+            let found = crate::replay::mcap_files(path)?;
             if found.is_empty() {
                 bail!("no .mcap logs in {}", path.display());
             }

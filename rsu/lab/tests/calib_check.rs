@@ -5,23 +5,9 @@
 //! log is an error with exit code 2, never a panic.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn log(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../replays/logs").join(name)
-}
-
-fn lab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rsu-lab")).args(args).output().expect("rsu-lab runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+mod common;
+use common::{committed, lab, path, text};
 
 /// The JSON report of a check, with its exit code.
 fn check(log: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
@@ -60,7 +46,7 @@ fn committed_logs_show_no_drift() {
     let all = ["lidar-ne", "lidar-sw", "cam-ne", "cam-sw"];
     for name in ["congested-intersection.mcap", "bus-pedestrian.mcap"] {
         let args: Vec<&str> = all.iter().flat_map(|s| ["--sensor", s]).collect();
-        let (code, report) = check(&log(name), &args);
+        let (code, report) = check(&committed(name), &args);
         for sensor in all {
             let (dx, dy, dyaw, verdict) = estimate(&report, sensor);
             println!("{name} {sensor}: dx {dx:+.3} m, dy {dy:+.3} m, dyaw {dyaw:+.3} deg: {verdict}");
@@ -74,7 +60,7 @@ fn committed_logs_show_no_drift() {
 #[test]
 fn an_offset_lidar_is_flagged_recovered_and_corrected() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let congested = log("congested-intersection.mcap");
+    let congested = committed("congested-intersection.mcap");
     let (dx, dy, dyaw) = (0.5, 0.4, 1.5);
     let config = write_offset(tmp.path(), "lidar-sw", dx, dy, dyaw);
     let corrected = tmp.path().join("corrected-site.toml");
@@ -112,7 +98,8 @@ fn an_offset_camera_is_flagged_and_recovered() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (dx, dy, dyaw) = (0.5, 0.4, 1.5);
     let config = write_offset(tmp.path(), "cam-sw", dx, dy, dyaw);
-    let (code, report) = check(&log("congested-intersection.mcap"), &["--sensor", "cam-sw", "--config", path(&config)]);
+    let (code, report) =
+        check(&committed("congested-intersection.mcap"), &["--sensor", "cam-sw", "--config", path(&config)]);
     let (ex, ey, eyaw, verdict) = estimate(&report, "cam-sw");
     println!("cam-sw: applied ({dx}, {dy}, {dyaw}), recovered ({ex:+.3}, {ey:+.3}, {eyaw:+.3})");
     assert_eq!((code, verdict.as_str()), (Some(1), "drift"), "{report}");
@@ -124,7 +111,7 @@ fn the_sign_holds_for_another_lidar_and_the_text_report_names_the_drift() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (dx, dy, dyaw) = (-0.4, 0.3, -1.2);
     let config = write_offset(tmp.path(), "lidar-ne", dx, dy, dyaw);
-    let bus = log("bus-pedestrian.mcap");
+    let bus = committed("bus-pedestrian.mcap");
     let (code, report) = check(&bus, &["--sensor", "lidar-ne", "--config", path(&config)]);
     let (ex, ey, eyaw, verdict) = estimate(&report, "lidar-ne");
     println!("applied ({dx}, {dy}, {dyaw}), recovered ({ex:+.3}, {ey:+.3}, {eyaw:+.3})");
@@ -140,7 +127,7 @@ fn the_sign_holds_for_another_lidar_and_the_text_report_names_the_drift() {
 #[test]
 fn damaged_logs_and_bad_arguments_are_errors_not_panics() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let bytes = std::fs::read(log("bus-pedestrian.mcap")).expect("log");
+    let bytes = std::fs::read(committed("bus-pedestrian.mcap")).expect("log");
     let cut = tmp.path().join("cut.mcap");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("cut");
     let garbage = tmp.path().join("garbage.mcap");
@@ -156,7 +143,7 @@ fn damaged_logs_and_bad_arguments_are_errors_not_panics() {
     let t = text(&out);
     assert!(matches!(out.status.code(), Some(0 | 1)) && t.contains("recovered:"), "{t}");
 
-    let whole = log("bus-pedestrian.mcap");
+    let whole = committed("bus-pedestrian.mcap");
     let out = lab(&["replay", "calib-check", path(&whole), "--sensor", "no-such-lidar"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("no-such-lidar") && text(&out).contains("lidar-ne"), "{}", text(&out));

@@ -3,15 +3,9 @@
 //! log (exit 2), and `replay run` twice (byte-identical).
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn rsu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rsu-lab")).args(args).output().expect("rsu runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+mod common;
+use common::{lab, text};
 
 /// Writes a DAIR-V2X (V2X-Seq style, with track ids) infrastructure fixture: 80 frames at 10 Hz of
 /// four tracked objects seen by one virtual lidar, as the published format lays them out.
@@ -62,7 +56,7 @@ fn import_validate_break_and_run() {
     write_fixture(&data);
     let log = tmp.path().join("dair.mcap");
     let log_s = log.to_str().expect("utf-8 path");
-    let out = rsu(&["replay", "import", "dair-v2x", data.to_str().expect("path"), "--out", log_s, "--seed", "3"]);
+    let out = lab(&["replay", "import", "dair-v2x", data.to_str().expect("path"), "--out", log_s, "--seed", "3"]);
     assert!(out.status.success(), "{}", text(&out));
     // One calibration for every frame: no spread; track ids: identities hold.
     let t = text(&out);
@@ -72,7 +66,7 @@ fn import_validate_break_and_run() {
     // Validates and passes the built-in criteria, with both reports written.
     let report = tmp.path().join("report.json");
     let html = tmp.path().join("report.html");
-    let out = rsu(&[
+    let out = lab(&[
         "replay",
         "validate",
         log_s,
@@ -92,7 +86,7 @@ fn import_validate_break_and_run() {
 
     // A rerun review recording of the same replay.
     let rrd = tmp.path().join("review.rrd");
-    let out = rsu(&["replay", "validate", log_s, "--rrd", rrd.to_str().expect("path")]);
+    let out = lab(&["replay", "validate", log_s, "--rrd", rrd.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let bytes = std::fs::read(&rrd).expect("rrd written");
     assert!(bytes.len() > 10_000 && bytes.starts_with(b"RRF2"), "an rrd of {} bytes", bytes.len());
@@ -104,7 +98,7 @@ fn import_validate_break_and_run() {
     // A log of the Yancheng site gets its map too.
     let yancheng = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../replays/logs/bus-pedestrian.mcap");
     let rrd = tmp.path().join("yancheng.rrd");
-    let out = rsu(&["replay", "validate", yancheng.to_str().expect("path"), "--rrd", rrd.to_str().expect("path")]);
+    let out = lab(&["replay", "validate", yancheng.to_str().expect("path"), "--rrd", rrd.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stats = rsu::live_view::rrd_stats(&rrd).expect("the review decodes");
     for entity in ["/map/lanes", "/map/walkways", "/map/crosswalks", "/map/buildings", "/tracks"] {
@@ -114,7 +108,7 @@ fn import_validate_break_and_run() {
     // The same log with the lidar extrinsic off by 2 m fails, and says why.
     let config = tmp.path().join("broken.toml");
     std::fs::write(&config, "[calibration_offsets.dair-lidar]\ntranslation_m = [2.0, 0.0, 0.0]\n").expect("config");
-    let out = rsu(&["replay", "validate", log_s, "--config", config.to_str().expect("path")]);
+    let out = lab(&["replay", "validate", log_s, "--config", config.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("FAIL") && (t.contains("is below the minimum") || t.contains("exceeds the maximum")), "{t}");
@@ -123,7 +117,7 @@ fn import_validate_break_and_run() {
     let bytes = std::fs::read(&log).expect("log");
     let cut = tmp.path().join("cut.mcap");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("cut");
-    let out = rsu(&["replay", "validate", cut.to_str().expect("path")]);
+    let out = lab(&["replay", "validate", cut.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("cut.mcap"), "{}", text(&out));
 
@@ -131,11 +125,11 @@ fn import_validate_break_and_run() {
     let a = tmp.path().join("a.mcap");
     let b = tmp.path().join("b.mcap");
     for o in [&a, &b] {
-        let out = rsu(&["replay", "run", log_s, "--out", o.to_str().expect("path")]);
+        let out = lab(&["replay", "run", log_s, "--out", o.to_str().expect("path")]);
         assert!(out.status.success(), "{}", text(&out));
     }
     assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
-    let out = rsu(&["log", "info", "--json", a.to_str().expect("path")]);
+    let out = lab(&["log", "info", "--json", a.to_str().expect("path")]);
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let frames = info["topics"]["/rsu/rsu-dair-v2x/frame"]["messages"].as_u64().expect("fused frames");
     assert!(frames >= 70, "{frames} fused frames");
@@ -172,12 +166,12 @@ fn openlabel_import_validates() {
     write_openlabel_fixture(&scene);
     let log = tmp.path().join("openlabel.mcap");
     let out =
-        rsu(&["replay", "import", "openlabel", scene.to_str().expect("path"), "--out", log.to_str().expect("path")]);
+        lab(&["replay", "import", "openlabel", scene.to_str().expect("path"), "--out", log.to_str().expect("path")]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("imported 60 frames"), "{}", text(&out));
-    let out = rsu(&["replay", "validate", log.to_str().expect("path")]);
+    let out = lab(&["replay", "validate", log.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = rsu(&["log", "info", log.to_str().expect("path")]);
+    let out = lab(&["log", "info", log.to_str().expect("path")]);
     assert!(text(&out).contains("/sensors/openlabel-lidar"), "{}", text(&out));
 }
 
@@ -207,7 +201,7 @@ fn a_log_without_truth_is_scored_on_what_needs_none_and_a_cut_one_with_recover()
     // Passes on what needs no truth (its scenario's broadcast age limit, inputs accepted) and
     // lists the rest as not applicable.
     let report = tmp.path().join("report.json");
-    let out = rsu(&["replay", "validate", log_s, "--report", report.to_str().expect("path")]);
+    let out = lab(&["replay", "validate", log_s, "--report", report.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("no ground truth: scored overall.broadcast_age_p99_max_s"), "{t}");
@@ -226,7 +220,7 @@ fn a_log_without_truth_is_scored_on_what_needs_none_and_a_cut_one_with_recover()
     // What needs no truth can still fail.
     let strict = tmp.path().join("strict.toml");
     std::fs::write(&strict, "[overall]\nmota_min = 0.9\nbroadcast_age_p99_max_s = 0.001\n").expect("criteria");
-    let out = rsu(&["replay", "validate", log_s, "--criteria", strict.to_str().expect("path")]);
+    let out = lab(&["replay", "validate", log_s, "--criteria", strict.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("broadcast object age p99 [s]") && text(&out).contains("exceeds"), "{}", text(&out));
 
@@ -236,10 +230,10 @@ fn a_log_without_truth_is_scored_on_what_needs_none_and_a_cut_one_with_recover()
     let cut = tmp.path().join("cut.mcap");
     std::fs::write(&cut, &bytes[..bytes.len() * 3 / 5]).expect("cut");
     let cut_s = cut.to_str().expect("path");
-    let out = rsu(&["replay", "validate", cut_s]);
+    let out = lab(&["replay", "validate", cut_s]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let report = tmp.path().join("recovered.json");
-    let out = rsu(&["replay", "validate", "--recover", cut_s, "--report", report.to_str().expect("path")]);
+    let out = lab(&["replay", "validate", "--recover", cut_s, "--report", report.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("recovered: validated what precedes the damage") && t.contains("cut short"), "{t}");
@@ -250,10 +244,10 @@ fn a_log_without_truth_is_scored_on_what_needs_none_and_a_cut_one_with_recover()
     assert!(recovered_inputs > 100, "{recovered_inputs} sensor frames recovered");
 
     let fixed = tmp.path().join("fixed.mcap");
-    let out = rsu(&["replay", "run", "--recover", cut_s, "--out", fixed.to_str().expect("path")]);
+    let out = lab(&["replay", "run", "--recover", cut_s, "--out", fixed.to_str().expect("path")]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("recovered: the input ends at damage"), "{}", text(&out));
-    let out = rsu(&["log", "info", "--json", fixed.to_str().expect("path")]);
+    let out = lab(&["log", "info", "--json", fixed.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let sensor_frames: u64 = info["topics"]
@@ -285,8 +279,8 @@ fn compare_finds_the_regression_of_a_broken_calibration() {
         .expect("config");
     let (before, after) = (dir.path().join("before.json"), dir.path().join("after.json"));
     let logs_arg = logs.to_str().expect("path");
-    rsu(&["replay", "validate", logs_arg, "--report", before.to_str().expect("path")]);
-    rsu(&[
+    lab(&["replay", "validate", logs_arg, "--report", before.to_str().expect("path")]);
+    lab(&[
         "replay",
         "validate",
         logs_arg,
@@ -296,7 +290,7 @@ fn compare_finds_the_regression_of_a_broken_calibration() {
         broken.to_str().expect("path"),
     ]);
     let json = dir.path().join("comparison.json");
-    let out = rsu(&[
+    let out = lab(&[
         "replay",
         "compare",
         before.to_str().expect("path"),
@@ -324,9 +318,9 @@ fn compare_finds_the_regression_of_a_broken_calibration() {
     // Two logs are too few to say the change holds beyond them.
     assert_eq!(doc["groups"][0]["significant"], false);
 
-    let same = rsu(&["replay", "compare", before.to_str().expect("path"), before.to_str().expect("path")]);
+    let same = lab(&["replay", "compare", before.to_str().expect("path"), before.to_str().expect("path")]);
     assert_eq!(same.status.code(), Some(0), "{}", text(&same));
     assert!(text(&same).contains("no regression"));
-    let missing = rsu(&["replay", "compare", before.to_str().expect("path"), "/nonexistent.json"]);
+    let missing = lab(&["replay", "compare", before.to_str().expect("path"), "/nonexistent.json"]);
     assert_eq!(missing.status.code(), Some(2));
 }

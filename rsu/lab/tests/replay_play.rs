@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,11 +14,10 @@ use rsu::config::{MetricsConfig, RecordingConfig, ServeConfig, TlsConfig};
 use v2x_link::pki::{default_server_names, write_dev_pki};
 use v2x_replays::{ReplayBody, ReplayReader};
 
-const EXE: &str = env!("CARGO_BIN_EXE_rsu-lab");
+mod common;
+use common::committed;
 
-fn committed(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../replays/logs").join(name)
-}
+const EXE: &str = env!("CARGO_BIN_EXE_rsu-lab");
 
 /// The daemon child, killed if the test ends early.
 struct Daemon(Child);

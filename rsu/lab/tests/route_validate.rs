@@ -4,27 +4,13 @@
 //! detects what is on it; a damaged log is reported and skipped while the good one still counts
 //! (exit code 2), and never panics.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use rsu_site::SiteModel;
 use serde_json::Value;
 
-fn committed(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../replays/logs").join(name)
-}
-
-fn lab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rsu-lab")).args(args).output().expect("rsu-lab runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+mod common;
+use common::{committed, lab, path, text};
 
 fn read_json(p: &Path) -> Value {
     let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
