@@ -665,6 +665,9 @@ fn validate(
                                     (report.replay.last_ns - report.replay.first_ns) as f64 * 1e-9
                                 };
                                 report.speedup = duration_s / report.wall_time_s.max(1e-9);
+                                // Only the HTML page draws the plots: without it a campaign keeps
+                                // each log's report alone, whatever the number of logs.
+                                let plot = if html_path.is_some() { plot } else { PlotData::default() };
                                 Outcome::Scored(Box::new((report, plot)))
                             }
                             Err(e) => Outcome::Unreadable(e.to_string()),
