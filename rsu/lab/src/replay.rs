@@ -371,7 +371,8 @@ fn play(args: &PlayArgs) -> anyhow::Result<ExitCode> {
     validate(&args.out, criteria.as_deref(), outputs, &ReplayConfig::default(), Some(1), options)
 }
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<ReplayConfig> {
+/// The replay configuration at `path` (defaults without one), checked.
+pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<ReplayConfig> {
     let Some(path) = path else { return Ok(ReplayConfig::default()) };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let config: ReplayConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;

@@ -102,21 +102,13 @@ fn load_criteria(path: Option<&Path>, route_id: &str) -> anyhow::Result<(RouteCr
     }
 }
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<ReplayConfig> {
-    let Some(path) = path else { return Ok(ReplayConfig::default()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: ReplayConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    config.fusion.validate().with_context(|| format!("checking {}", path.display()))?;
-    Ok(config)
-}
-
 fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let source = SiteSource::from_option(args.site.clone());
     let site = source.load().with_context(|| format!("loading {source}"))?;
     let route = Route::load(&args.route, &site)?;
     let (criteria, criteria_source) = load_criteria(args.criteria.as_deref(), &route.id)?;
-    let config = load_config(args.config.as_deref())?;
+    let config = crate::replay::load_config(args.config.as_deref())?;
     let route = route.indexed_for(criteria.near_m);
     let segments = route.segments(criteria.segment_length_m);
     if segments.is_empty() || segments.len() > MAX_SEGMENTS {
